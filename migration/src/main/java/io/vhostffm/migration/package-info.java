@@ -1,0 +1,2 @@
+/** Early live migration of a vhost-net device. */
+package io.vhostffm.migration;

@@ -1,0 +1,9 @@
+/**
+ * Early live migration of a vhost-net device: device state, delta detection, the migration
+ * stream, and the quickstart of vhost at the destination.
+ */
+module io.vhostffm.migration {
+    requires transitive io.vhostffm.vhost;
+
+    exports io.vhostffm.migration;
+}

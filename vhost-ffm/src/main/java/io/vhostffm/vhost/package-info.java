@@ -1,0 +1,2 @@
+/** The vhost-net control plane over the Foreign Function &amp; Memory API. */
+package io.vhostffm.vhost;
