@@ -7,4 +7,5 @@ module io.vhostffm.vhost {
     requires transitive io.vhostffm.vring;
 
     exports io.vhostffm.vhost;
+    exports io.vhostffm.vhost.net;
 }
