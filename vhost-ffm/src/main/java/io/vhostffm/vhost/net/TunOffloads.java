@@ -42,4 +42,25 @@ public final class TunOffloads {
         if (GUEST_USO6.in(guestOffloads)) flags |= TUN_F_USO6;
         return flags;
     }
+
+    /**
+     * The virtio-net offload features a TAP device can carry, for a backend's {@link
+     * BackendCapabilities}: with a virtio-net header ({@code IFF_VNET_HDR}) the device side takes
+     * the guest's partial checksums and TSO (CSUM, HOST_TSO4/6, HOST_ECN) and the guest may get
+     * them (GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN); UFO and USO only where the kernel accepted
+     * {@code TUN_F_UFO} / {@code TUN_F_USO4|TUN_F_USO6} in {@code supportedTunFlags}.
+     */
+    public static long virtioFeaturesFor(boolean vnetHeader, int supportedTunFlags) {
+        if (!vnetHeader) {
+            return 0;
+        }
+        long features = maskOf(CSUM, HOST_TSO4, HOST_TSO6, HOST_ECN, GUEST_CSUM, GUEST_TSO4, GUEST_TSO6, GUEST_ECN);
+        if ((supportedTunFlags & TUN_F_UFO) != 0) {
+            features |= maskOf(HOST_UFO, GUEST_UFO);
+        }
+        if ((supportedTunFlags & (TUN_F_USO4 | TUN_F_USO6)) == (TUN_F_USO4 | TUN_F_USO6)) {
+            features |= maskOf(HOST_USO, GUEST_USO4, GUEST_USO6);
+        }
+        return features;
+    }
 }

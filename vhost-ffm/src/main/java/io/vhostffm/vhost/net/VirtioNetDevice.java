@@ -176,8 +176,10 @@ public final class VirtioNetDevice {
             wanted &= ~(FEATURES_OK | DRIVER_OK);
             added &= ~(FEATURES_OK | DRIVER_OK);
         }
+        int before = status;
         status = wanted | (status & DEVICE_NEEDS_RESET);
-        if ((added & DRIVER_OK) != 0) {
+        // A device that already needs a reset does not start its datapath; the driver must reset.
+        if ((added & DRIVER_OK) != 0 && (status & DEVICE_NEEDS_RESET) == 0) {
             try {
                 listener.driverOk(snapshot());
             } catch (IOException | RuntimeException e) {
@@ -187,7 +189,9 @@ public final class VirtioNetDevice {
         if ((added & FAILED) != 0) {
             LOG.log(Level.WARNING, "virtio-net: the driver set FAILED");
         }
-        changed();
+        if (status != before) {
+            changed();
+        }
         return status;
     }
 

@@ -147,4 +147,23 @@ class DeviceStatusTest {
         assertTrue(plain.netState().vlanAllowed(5));
         assertFalse(plain.netState().multiqueue());
     }
+
+    @Test
+    void aDeviceNeedingResetDoesNotStartItsDatapath() {
+        toFeaturesOk();
+        device.reportBadGuestInput("bad chain on queue 1");
+        int status = device.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+        assertEquals(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | DEVICE_NEEDS_RESET, status);
+        assertFalse(listener.calls.contains("driverOk"));
+    }
+
+    @Test
+    void observersHearStatusChangesOnly() {
+        int[] count = {0};
+        device.addChangeObserver(() -> count[0]++);
+        device.writeStatus(ACKNOWLEDGE);
+        device.writeStatus(ACKNOWLEDGE); // no change
+        device.writeStatus(DRIVER_OK); // refused
+        assertEquals(1, count[0]);
+    }
 }

@@ -25,4 +25,15 @@ class TunOffloadsTest {
         assertEquals(TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN, fromGuestOffloads(maskOf(GUEST_CSUM, GUEST_TSO6, GUEST_ECN)));
         assertEquals(TUN_F_CSUM, fromGuestOffloads(maskOf(GUEST_CSUM, MQ, CTRL_VQ)), "non-offload bits ignored");
     }
+
+    @Test
+    void tapCapabilitiesToFeatures() {
+        assertEquals(0, virtioFeaturesFor(false, 0x7f));
+        long base = maskOf(CSUM, HOST_TSO4, HOST_TSO6, HOST_ECN, GUEST_CSUM, GUEST_TSO4, GUEST_TSO6, GUEST_ECN);
+        assertEquals(base, virtioFeaturesFor(true, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN));
+        assertEquals(base | maskOf(HOST_UFO, GUEST_UFO), virtioFeaturesFor(true, 0x1f));
+        assertEquals(base | maskOf(HOST_UFO, GUEST_UFO, HOST_USO, GUEST_USO4, GUEST_USO6), virtioFeaturesFor(true, 0x7f));
+        // What the TAP can carry always satisfies the 5.1.3.1 requirements by itself.
+        assertEquals(java.util.Optional.empty(), FeatureNegotiation.unmetRequirement(virtioFeaturesFor(true, 0x7f)));
+    }
 }
