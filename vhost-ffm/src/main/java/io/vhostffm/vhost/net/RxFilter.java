@@ -31,9 +31,20 @@ public final class RxFilter {
     private final long[] multicast;
     private final long[] vlans;
 
-    /** The filter of a device state. */
+    /**
+     * The filter of a device state.
+     *
+     * @throws IllegalArgumentException when the state's MAC, MAC table or VLAN table has the wrong
+     *     size (a state that {@link VirtioNetDevice#restore} would refuse)
+     */
     public RxFilter(VirtioNetState state) {
-        this.mac = macToLong(state.mac(), 0);
+        byte[] own = state.mac();
+        MacTableState macTable = state.macTable();
+        if (own.length != 6 || macTable.unicast().length % 6 != 0 || macTable.multicast().length % 6 != 0
+                || state.vlanTable().length != VirtioNetState.VLAN_WORDS) {
+            throw new IllegalArgumentException("not a valid filter state: " + state);
+        }
+        this.mac = macToLong(own, 0);
         this.mode = state.rxMode();
         MacTableState table = state.macTable();
         this.unicastOverflow = table.unicastOverflow();

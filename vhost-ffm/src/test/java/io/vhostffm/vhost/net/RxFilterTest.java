@@ -147,4 +147,13 @@ class RxFilterTest {
         assertEquals(RxFilter.macToLong(OTHER_UNI, 0), 0x020000000009L);
         assertTrue(device.rxFilter().accepts(0x020000000009L, -1));
     }
+
+    @Test
+    void refusesStatesOfTheWrongShape() {
+        VirtioNetState good = device.netState();
+        assertThrows(IllegalArgumentException.class, () -> new RxFilter(good.withVlanTable(new long[3])));
+        assertThrows(IllegalArgumentException.class, () -> new RxFilter(good.withMac(new byte[5])));
+        assertThrows(IllegalArgumentException.class, () -> new RxFilter(
+                good.withMacTable(new MacTableState(new byte[7], new byte[0], false, false))));
+    }
 }
