@@ -242,10 +242,13 @@ public final class PackedDeviceQueue {
         if (batchFirstIdx >= 0) {
             throw new IllegalStateException("queue " + name + ": a used batch is open; add to it and flush it");
         }
+        // The flags carry the wrap counter of the lap the entry is written on, before writeUsed
+        // may flip it.
+        int flags = usedFlags(writtenLength);
         int idx = writeUsed(id, descriptorCount, writtenLength);
         // release: the id, length, and every payload byte written into the buffer are visible
         // before the driver can see the descriptor used.
-        DESC_FLAGS.setRelease(ring, 0L, (long) idx, (short) usedFlags(writtenLength));
+        DESC_FLAGS.setRelease(ring, 0L, (long) idx, (short) flags);
     }
 
     /** Adds a used descriptor to the open batch (opening one if needed); see {@link #flushUsed()}. */
