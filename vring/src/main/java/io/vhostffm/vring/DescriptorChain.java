@@ -3,155 +3,240 @@ package io.vhostffm.vring;
 import java.lang.foreign.MemorySegment;
 
 /**
- * One buffer taken from a virtqueue: its elements as guest ranges, device-readable ones first,
- * then device-writable ones. A reusable holder: a take fills it in place, so the steady state
- * allocates nothing. Nothing is copied: element {@code i} lies at {@link #address(int)} in guest
- * memory, in region {@link #region(int)} at {@link #regionOffset(int)}.
+ * One descriptor chain taken from a device queue: its head and its buffers, device-readable ones
+ * first, then device-writable ones. A reusable, mutable holder: {@link DeviceQueue#take} fills it
+ * in place, so steady-state taking allocates nothing. Create one per queue (capacity = queue size,
+ * the longest chain the spec allows) and reuse it.
+ *
+ * <p>Every buffer was checked while the chain was taken: it lies whole inside one guest memory
+ * region, readable buffers precede writable ones, and each direction's total length fits in 32
+ * bits. So the accessors below cannot reach outside guest memory.
+ *
+ * <p>Buffers are never copied. Allocation-free access goes through {@link #regionSegment(int)}
+ * and {@link #regionOffset(int)}:
+ * <pre>{@code
+ * MemorySegment region = chain.regionSegment(i);
+ * long at = chain.regionOffset(i);               // buffer i is region[at, at + length(i))
+ * byte first = region.get(ValueLayout.JAVA_BYTE, at);
+ * }</pre>
+ * {@link #buffer(int)} returns a slice of exactly the buffer; it allocates only that slice object.
+ *
+ * <p>Not thread-safe: one thread fills and reads it.
  */
 public final class DescriptorChain {
+    /** Largest value of a le32 length field; each direction's total must fit in it. */
+    static final long MAX_TOTAL_LENGTH = 0xFFFF_FFFFL;
+
+    private final int capacity;
     private final long[] addresses;
     private final int[] lengths;
-    private final int[] regions;
+    private final int[] regionIndexes;
     private final long[] regionOffsets;
-    private int count;
-    private int readableCount;
-    private long readableBytes;
-    private long writableBytes;
-    private int head = -1;
-    private int id = -1;
+
+    private GuestMemory memory;
+    private int queueIndex;
+    private int headId = -1;
     private int descriptorCount;
-    private boolean indirect;
+    private int readableCount;
+    private int writableCount;
+    private long readableLength;
+    private long writableLength;
 
-    /** A holder for chains of up to {@code capacity} elements (a queue's size covers any valid chain). */
+    /**
+     * @param capacity the most buffers a chain can hold: the queue size
+     * @throws IllegalArgumentException when capacity is not in [1, 32768]
+     */
     public DescriptorChain(int capacity) {
-        if (capacity < 1) {
-            throw new IllegalArgumentException("capacity must be positive: " + capacity);
+        if (capacity < 1 || capacity > 32768) {
+            throw new IllegalArgumentException("chain capacity must be in [1, 32768]: " + capacity);
         }
-        addresses = new long[capacity];
-        lengths = new int[capacity];
-        regions = new int[capacity];
-        regionOffsets = new long[capacity];
+        this.capacity = capacity;
+        this.addresses = new long[capacity];
+        this.lengths = new int[capacity];
+        this.regionIndexes = new int[capacity];
+        this.regionOffsets = new long[capacity];
     }
 
-    /** Elements this holder can take. */
+    /** The most buffers this holder can take (the queue size it was made for). */
     public int capacity() {
-        return addresses.length;
-    }
-
-    void reset(int head) {
-        this.head = head;
-        this.id = -1;
-        this.count = 0;
-        this.readableCount = 0;
-        this.readableBytes = 0;
-        this.writableBytes = 0;
-        this.descriptorCount = 0;
-        this.indirect = false;
-    }
-
-    /** Appends an element; the caller has checked capacity, order and bounds. */
-    void add(long address, int length, boolean writable, int region, long regionOffset) {
-        addresses[count] = address;
-        lengths[count] = length;
-        regions[count] = region;
-        regionOffsets[count] = regionOffset;
-        count++;
-        if (writable) {
-            writableBytes += Integer.toUnsignedLong(length);
-        } else {
-            readableCount++;
-            readableBytes += Integer.toUnsignedLong(length);
-        }
-    }
-
-    void finish(int id, int descriptorCount, boolean indirect) {
-        this.id = id;
-        this.descriptorCount = descriptorCount;
-        this.indirect = indirect;
-    }
-
-    /** Ring index of the chain's first descriptor. */
-    public int head() {
-        return head;
+        return capacity;
     }
 
     /**
-     * The buffer id the driver gave the chain, returned in the used entry. Packed rings take it
-     * from the last descriptor of the chain; split rings use the head index.
+     * The id to publish back in the used element: the head descriptor index for a split ring,
+     * the buffer id for a packed ring. -1 before the first take.
      */
-    public int id() {
-        return id;
+    public int headId() {
+        return headId;
     }
 
-    /** Ring descriptors the chain occupies (1 for an indirect chain); a packed used entry skips this many. */
+    /** Index of the queue this chain was taken from. */
+    public int queueIndex() {
+        return queueIndex;
+    }
+
+    /**
+     * Ring slots the chain occupies: descriptors in the descriptor table or ring, an indirect
+     * table counting as one. A packed ring advances its used index by this much.
+     */
     public int descriptorCount() {
         return descriptorCount;
     }
 
-    /** Whether the chain's elements came from an indirect table. */
-    public boolean isIndirect() {
-        return indirect;
+    /** Number of buffers, readable plus writable. */
+    public int bufferCount() {
+        return readableCount + writableCount;
     }
 
-    /** Number of elements. */
-    public int count() {
-        return count;
-    }
-
-    /** Number of device-readable elements; they come first, elements from here on are writable. */
+    /** Number of device-readable buffers; they are buffers {@code 0 .. readableCount() - 1}. */
     public int readableCount() {
         return readableCount;
     }
 
-    /** Number of device-writable elements. */
+    /** Number of device-writable buffers; they follow the readable ones. */
     public int writableCount() {
-        return count - readableCount;
+        return writableCount;
     }
 
-    /** Total bytes of the device-readable elements. */
-    public long readableBytes() {
-        return readableBytes;
+    /** Sum of the readable buffers' lengths; at most 2^32 - 1. */
+    public long readableLength() {
+        return readableLength;
     }
 
-    /** Total bytes of the device-writable elements. */
-    public long writableBytes() {
-        return writableBytes;
+    /** Sum of the writable buffers' lengths; at most 2^32 - 1. */
+    public long writableLength() {
+        return writableLength;
     }
 
-    /** Guest address of element {@code i}. */
+    /** Guest-physical address of buffer {@code i}. */
     public long address(int i) {
-        return addresses[check(i)];
+        checkIndex(i);
+        return addresses[i];
     }
 
-    /** Length in bytes of element {@code i} (unsigned 32-bit as the ring says; lengths above 2^31 read negative). */
-    public int length(int i) {
-        return lengths[check(i)];
+    /** Length in bytes of buffer {@code i} (the unsigned le32 {@code len} field). */
+    public long length(int i) {
+        checkIndex(i);
+        return Integer.toUnsignedLong(lengths[i]);
     }
 
-    /** Whether element {@code i} is device-writable. */
+    /** Whether buffer {@code i} is device-writable (VIRTQ_DESC_F_WRITE). */
     public boolean isWritable(int i) {
-        return check(i) >= readableCount;
+        checkIndex(i);
+        return i >= readableCount;
     }
 
-    /** Index in {@link GuestMemory#regions()} of the region holding element {@code i}. */
-    public int region(int i) {
-        return regions[check(i)];
+    /** Index in {@link GuestMemory#regions()} of the region holding buffer {@code i}. */
+    public int regionIndex(int i) {
+        checkIndex(i);
+        return regionIndexes[i];
     }
 
-    /** Offset of element {@code i} inside its region's segment. */
+    /** Offset of buffer {@code i} inside its region's segment. */
     public long regionOffset(int i) {
-        return regionOffsets[check(i)];
+        checkIndex(i);
+        return regionOffsets[i];
     }
 
-    /** Element {@code i} as a slice of guest memory, in place (allocates the slice object; hot paths use region and offset). */
-    public MemorySegment segment(GuestMemory memory, int i) {
-        return memory.region(region(i)).segment().asSlice(regionOffsets[i], Integer.toUnsignedLong(lengths[i]));
+    /** The whole segment of the region holding buffer {@code i}; no allocation. */
+    public MemorySegment regionSegment(int i) {
+        checkIndex(i);
+        return memory.region(regionIndexes[i]).segment();
     }
 
-    private int check(int i) {
-        if (i < 0 || i >= count) {
-            throw new IndexOutOfBoundsException("element " + i + " of a chain of " + count);
+    /** Buffer {@code i} in place, as a slice of guest memory; allocates the slice object only. */
+    public MemorySegment buffer(int i) {
+        checkIndex(i);
+        return memory.region(regionIndexes[i]).segment()
+                .asSlice(regionOffsets[i], Integer.toUnsignedLong(lengths[i]));
+    }
+
+    @Override
+    public String toString() {
+        return "DescriptorChain[queue " + queueIndex + ", head " + headId + ", " + readableCount + " readable ("
+                + readableLength + " bytes), " + writableCount + " writable (" + writableLength + " bytes)]";
+    }
+
+    private void checkIndex(int i) {
+        if (i < 0 || i >= readableCount + writableCount) {
+            throw new IndexOutOfBoundsException("buffer " + i + " of a chain with " + (readableCount + writableCount));
         }
-        return i;
+    }
+
+    // ---- filling, for the ring implementations in this package ----
+
+    /** Empties the holder for a new chain; {@code headId} may be set later ({@link #setHeadId}). */
+    void begin(GuestMemory memory, int queueIndex, int headId) {
+        this.memory = memory;
+        this.queueIndex = queueIndex;
+        this.headId = headId;
+        this.descriptorCount = 0;
+        this.readableCount = 0;
+        this.writableCount = 0;
+        this.readableLength = 0;
+        this.writableLength = 0;
+    }
+
+    /** Sets the id to publish (a packed ring learns it from the chain's last descriptor). */
+    void setHeadId(int headId) {
+        this.headId = headId;
+    }
+
+    /** Sets the number of ring slots the chain occupies. */
+    void setDescriptorCount(int descriptorCount) {
+        this.descriptorCount = descriptorCount;
+    }
+
+    /**
+     * Appends one buffer after checking the format-independent rules: chain length, readable
+     * before writable, inside one guest memory region, totals within 32 bits.
+     *
+     * @param descriptorIndex descriptor table (or ring) index, for the error message
+     * @param indirectIndex   entry in the indirect table, or {@link VirtqueueException#NONE}
+     * @param length          the raw le32 {@code len} field (unsigned)
+     * @throws VirtqueueException naming queue, head, descriptor, address and length
+     */
+    void append(int descriptorIndex, int indirectIndex, long address, int length, boolean writable) {
+        long unsignedLength = Integer.toUnsignedLong(length);
+        int count = readableCount + writableCount;
+        if (count >= capacity) {
+            throw VirtqueueException.chain(VirtqueueException.Rule.CHAIN_TOO_LONG, queueIndex, headId,
+                    descriptorIndex, indirectIndex, address, unsignedLength,
+                    "more than " + capacity + " buffers");
+        }
+        if (!writable && writableCount > 0) {
+            throw VirtqueueException.chain(VirtqueueException.Rule.READABLE_AFTER_WRITABLE, queueIndex, headId,
+                    descriptorIndex, indirectIndex, address, unsignedLength,
+                    "after " + writableCount + " writable buffer(s)");
+        }
+        int region = memory.findRegion(address, unsignedLength);
+        if (region < 0) {
+            throw VirtqueueException.chain(VirtqueueException.Rule.BUFFER_OUTSIDE_GUEST_MEMORY, queueIndex, headId,
+                    descriptorIndex, indirectIndex, address, unsignedLength,
+                    memory.describeMiss(address, unsignedLength));
+        }
+        if (writable) {
+            long total = writableLength + unsignedLength;
+            if (total > MAX_TOTAL_LENGTH) {
+                throw VirtqueueException.chain(VirtqueueException.Rule.TOTAL_LENGTH_OVERFLOW, queueIndex, headId,
+                        descriptorIndex, indirectIndex, address, unsignedLength,
+                        "writable total would be " + total);
+            }
+            writableLength = total;
+            writableCount++;
+        } else {
+            long total = readableLength + unsignedLength;
+            if (total > MAX_TOTAL_LENGTH) {
+                throw VirtqueueException.chain(VirtqueueException.Rule.TOTAL_LENGTH_OVERFLOW, queueIndex, headId,
+                        descriptorIndex, indirectIndex, address, unsignedLength,
+                        "readable total would be " + total);
+            }
+            readableLength = total;
+            readableCount++;
+        }
+        addresses[count] = address;
+        lengths[count] = length;
+        regionIndexes[count] = region;
+        regionOffsets[count] = address - memory.region(region).guestAddress();
     }
 }

@@ -17,152 +17,220 @@ import static io.vhostffm.vring.PackedRing.VIRTQ_DESC_F_INDIRECT;
 import static io.vhostffm.vring.PackedRing.VIRTQ_DESC_F_NEXT;
 import static io.vhostffm.vring.PackedRing.VIRTQ_DESC_F_WRITE;
 
+import io.vhostffm.vring.VirtqueueException.Rule;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
 /**
  * The device side of a packed virtqueue (virtio 1.x section 2.8) over guest memory: takes
  * available chains in ring order, publishes used descriptors one at a time or in batches,
- * decides whether to notify the driver, and enables or disables the driver's notifications.
+ * decides whether to notify the driver, and enables or disables the driver's notifications
+ * through the two event suppression structures, wrap counters included.
  *
  * <p>Everything the guest wrote is untrusted. A malformed chain throws {@link VirtqueueException}
- * naming the queue, head, descriptor, address and length; the queue is then broken: it takes and
- * publishes nothing more until {@link #restore} or {@link #reset}.
+ * naming the queue, the head (for a packed ring: the ring index of the chain's first descriptor,
+ * since the buffer id is only known at its last), the descriptor (ring index, and indirect table
+ * entry), address and length; the queue is then broken and nothing is published for the chain.
  *
- * <p>The ring parts are resolved to host segments once, at construction; take and publish then
- * go through static {@link VarHandle}s and allocate nothing. Not thread-safe: one device thread
- * per queue, as the spec's single-consumer model has it.
+ * <p>The ring parts are resolved to host segments once, at restore; take and publish then go
+ * through static {@link VarHandle}s over those segments and allocate nothing. The buffer id is
+ * taken from the last descriptor of a chain; the device remembers per id how many ring
+ * descriptors the chain occupied, so that its used descriptor skips them (spec 2.8.6).
  */
-public final class PackedDeviceQueue {
-    private final String name;
+public final class PackedDeviceQueue implements DeviceQueue {
+    private final int queueIndex;
     private final GuestMemory memory;
-    private final int size;
-    private final long descriptorRingAddress;
-    private final long driverAreaAddress;
-    private final long deviceAreaAddress;
-    private final MemorySegment ring;
+
+    private int size;
+    private long descRingAddress;
+    private long driverAreaAddress;
+    private long deviceAreaAddress;
+    private boolean eventIdx;
+    private MemorySegment ring;
     /** Driver event suppression: written by the driver, read here; governs our used notifications. */
-    private final MemorySegment driverEvent;
+    private MemorySegment driverEvent;
     /** Device event suppression: written here, read by the driver; governs its available notifications. */
-    private final MemorySegment deviceEvent;
-    private final boolean eventIdx;
-    private final boolean indirectDesc;
+    private MemorySegment deviceEvent;
 
     private int lastAvailIdx;
-    private boolean lastAvailWrap = true;
+    private boolean lastAvailWrap;
     private int shadowAvailIdx;
-    private boolean shadowAvailWrap = true;
+    private boolean shadowAvailWrap;
     private int usedIdx;
-    private boolean usedWrap = true;
+    private boolean usedWrap;
     /** Chains taken and not yet published. */
     private int inuse;
-    /** Ring descriptors those chains occupy: a used write may not run past them. */
-    private int inflightDescriptors;
-    /** Lap position of the used index at the last notification decision. */
+    /** Ring descriptors of the chain taken under each buffer id; 0 when the id is not in flight. */
+    private int[] descriptorsPerId;
+    /** Lap position (see {@link PackedRing}) of the used index at the last notification decision. */
     private int signalledUsed;
     private boolean signalledUsedValid;
-    private boolean broken;
-
-    /** Ring index of the first used descriptor of the open batch, or -1 when none is open. */
-    private int batchFirstIdx = -1;
-    private int batchFirstFlags;
+    private VirtqueueException brokenBy;
 
     /**
-     * A queue over the three ring parts at the given guest addresses.
+     * A queue over the ring parts {@code state} names, restored from it.
      *
-     * @param name                  names the queue in every error (for instance "net0/rx0")
-     * @param size                  queue size, 1 to 32768
-     * @param descriptorRingAddress the descriptor area: {@code size} descriptors, 16-byte aligned
-     * @param driverAreaAddress     the driver event suppression structure, 4-byte aligned
-     * @param deviceAreaAddress     the device event suppression structure, 4-byte aligned
-     * @param eventIdx              whether VIRTIO_F_RING_EVENT_IDX was negotiated
-     * @param indirectDesc          whether VIRTIO_F_INDIRECT_DESC was negotiated
-     * @throws IllegalArgumentException when the size is out of range or a part is misaligned or not
-     *                                  held whole by guest memory
+     * @param queueIndex index of the queue in its device, named in every error
+     * @throws VirtqueueException ({@link Rule#INVALID_STATE}) naming the field when the state does
+     *                            not hold up, or when it is not a packed state
      */
-    public PackedDeviceQueue(String name, GuestMemory memory, int size, long descriptorRingAddress,
-                             long driverAreaAddress, long deviceAreaAddress, boolean eventIdx, boolean indirectDesc) {
-        PackedRing.checkQueueSize(size);
-        this.name = name;
+    public PackedDeviceQueue(int queueIndex, GuestMemory memory, QueueState state, RestoreMode mode) {
+        this.queueIndex = queueIndex;
         this.memory = memory;
-        this.size = size;
-        this.descriptorRingAddress = descriptorRingAddress;
-        this.driverAreaAddress = driverAreaAddress;
-        this.deviceAreaAddress = deviceAreaAddress;
-        this.ring = PackedRing.resolvePart(memory, name, "descriptor ring", descriptorRingAddress,
-                (long) size * PackedRing.DESCRIPTOR_SIZE, PackedRing.DESCRIPTOR_RING_ALIGNMENT);
-        this.driverEvent = PackedRing.resolvePart(memory, name, "driver event suppression", driverAreaAddress,
-                PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
-        this.deviceEvent = PackedRing.resolvePart(memory, name, "device event suppression", deviceAreaAddress,
-                PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
-        this.eventIdx = eventIdx;
-        this.indirectDesc = indirectDesc;
+        restoreState(state, mode);
+    }
+
+    @Override
+    public int queueIndex() {
+        return queueIndex;
+    }
+
+    @Override
+    public int size() {
+        return size;
+    }
+
+    @Override
+    public boolean isPacked() {
+        return true;
+    }
+
+    @Override
+    public boolean eventIdx() {
+        return eventIdx;
+    }
+
+    @Override
+    public boolean isBroken() {
+        return brokenBy != null;
     }
 
     /**
-     * Takes the next available chain into {@code chain}, walking its descriptors (or its indirect
-     * table) and checking each against the spec and guest memory.
+     * {@inheritDoc}
      *
-     * @param chain a holder with capacity for at least {@link #size()} elements
-     * @return false when no chain is available
-     * @throws VirtqueueException when the chain is malformed; the queue is then broken and
-     *                            nothing was taken
+     * <p>Packed rules checked besides the common ones ({@link DescriptorChain}): every descriptor
+     * after the head carries the avail bits of its lap, a NEXT chain ends within the queue size,
+     * an indirect descriptor stands alone (no NEXT, not inside a NEXT chain), its table is a
+     * non-zero multiple of 16 bytes, at most the queue size entries, inside guest memory, with no
+     * indirect descriptor in it; the buffer id is below the queue size and not in flight already.
      */
+    @Override
     public boolean take(DescriptorChain chain) {
         checkUsable();
         if (chain.capacity() < size) {
-            throw new IllegalArgumentException("chain holder of " + chain.capacity() + " elements for a queue of " + size);
+            throw new IllegalArgumentException("chain holder of " + chain.capacity() + " buffers for a queue of " + size);
         }
         int head = lastAvailIdx;
         // acquire: pairs with the driver's release store of the head's flags; every descriptor of
-        // the chain, the indirect table and the payload it wrote before are visible after it.
+        // the chain, its indirect table and the payload written before are visible after it.
         int headFlags = Short.toUnsignedInt((short) DESC_FLAGS.getAcquire(ring, 0L, (long) head));
         if (!PackedRing.isAvailable(headFlags, lastAvailWrap)) {
             return false;
         }
-        chain.reset(head);
+        try {
+            int descriptors = walk(chain, head, headFlags);
+            commitTake(chain, descriptors);
+            return true;
+        } catch (VirtqueueException e) {
+            brokenBy = e;
+            throw e;
+        }
+    }
+
+    /** Walks the chain at {@code head} into {@code chain}; returns the ring descriptors it occupies. */
+    private int walk(DescriptorChain chain, int head, int headFlags) {
+        chain.begin(memory, queueIndex, head);
         int idx = head;
         boolean wrap = lastAvailWrap;
         int flags = headFlags;
         int descriptors = 0;
         while (true) {
-            // plain loads: ordered after the acquire of the head's flags above.
+            // plain loads: ordered after the acquire load of the head's flags in take.
             long addr = (long) DESC_ADDR.get(ring, 0L, (long) idx);
             int len = (int) DESC_LEN.get(ring, 0L, (long) idx);
             if (descriptors > 0) {
                 flags = Short.toUnsignedInt((short) DESC_FLAGS.get(ring, 0L, (long) idx));
                 if (!PackedRing.isAvailable(flags, wrap)) {
-                    throw fail(head, idx, addr, len, String.format(
-                            "descriptor of a NEXT chain not marked available (flags 0x%04x, wrap counter %d)",
-                            flags, wrap ? 1 : 0));
+                    throw chainError(Rule.DESCRIPTOR_NOT_AVAILABLE, head, idx, VirtqueueException.NONE, addr, len,
+                            String.format("flags 0x%04x in a NEXT chain, wrap counter %d", flags, wrap ? 1 : 0));
                 }
             }
             descriptors++;
             if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
-                if (!indirectDesc) {
-                    throw fail(head, idx, addr, len, "VIRTQ_DESC_F_INDIRECT without VIRTIO_F_INDIRECT_DESC");
+                if ((flags & VIRTQ_DESC_F_NEXT) != 0) {
+                    throw chainError(Rule.INDIRECT_WITH_NEXT, head, idx, VirtqueueException.NONE, addr, len, "");
                 }
-                if (descriptors > 1 || (flags & VIRTQ_DESC_F_NEXT) != 0) {
-                    throw fail(head, idx, addr, len, "indirect descriptor in a NEXT chain");
+                if (descriptors > 1) {
+                    throw chainError(Rule.INDIRECT_WITH_NEXT, head, idx, VirtqueueException.NONE, addr, len,
+                            "an indirect descriptor ends a NEXT chain of " + descriptors);
                 }
                 walkIndirectTable(chain, head, idx, addr, len);
-                chain.finish(Short.toUnsignedInt((short) DESC_ID.get(ring, 0L, (long) idx)), 1, true);
-                break;
+            } else {
+                chain.append(idx, VirtqueueException.NONE, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0);
+                if ((flags & VIRTQ_DESC_F_NEXT) != 0) {
+                    if (descriptors == size) {
+                        throw chainError(Rule.CHAIN_TOO_LONG, head, idx, VirtqueueException.NONE, addr, len,
+                                "VIRTQ_DESC_F_NEXT on descriptor " + size + " of a queue of " + size);
+                    }
+                    if (++idx == size) {
+                        idx = 0;
+                        wrap = !wrap;
+                    }
+                    continue;
+                }
             }
-            addElement(chain, head, idx, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0, "");
-            if ((flags & VIRTQ_DESC_F_NEXT) == 0) {
-                // The buffer id travels in the last descriptor of the chain (spec 2.8.6).
-                chain.finish(Short.toUnsignedInt((short) DESC_ID.get(ring, 0L, (long) idx)), descriptors, false);
-                break;
+            // The buffer id travels in the last descriptor of the chain (spec 2.8.6); an indirect
+            // chain has only the one.
+            int id = Short.toUnsignedInt((short) DESC_ID.get(ring, 0L, (long) idx));
+            if (id >= size) {
+                throw chainError(Rule.BUFFER_ID_INVALID, head, idx, VirtqueueException.NONE, addr, len,
+                        "buffer id " + id + " not below the queue size " + size);
             }
-            if (descriptors == size) {
-                throw fail(head, idx, addr, len, "chain longer than the queue size " + size);
+            if (descriptorsPerId[id] != 0) {
+                throw chainError(Rule.BUFFER_ID_INVALID, head, idx, VirtqueueException.NONE, addr, len,
+                        "buffer id " + id + " is already in flight");
             }
-            if (++idx == size) {
-                idx = 0;
-                wrap = !wrap;
-            }
+            chain.setHeadId(id);
+            chain.setDescriptorCount(descriptors);
+            return descriptors;
         }
+    }
+
+    private void walkIndirectTable(DescriptorChain chain, int head, int idx, long tableAddress, int tableLength) {
+        long length = Integer.toUnsignedLong(tableLength);
+        if (length == 0 || length % PackedRing.DESCRIPTOR_SIZE != 0) {
+            throw chainError(Rule.INDIRECT_TABLE_LENGTH, head, idx, VirtqueueException.NONE, tableAddress, tableLength, "");
+        }
+        long entries = length / PackedRing.DESCRIPTOR_SIZE;
+        if (entries > size) {
+            throw chainError(Rule.CHAIN_TOO_LONG, head, idx, VirtqueueException.NONE, tableAddress, tableLength,
+                    "indirect table of " + entries + " descriptors in a queue of " + size);
+        }
+        int region = memory.findRegion(tableAddress, length);
+        if (region < 0) {
+            throw chainError(Rule.INDIRECT_TABLE_OUTSIDE_GUEST_MEMORY, head, idx, VirtqueueException.NONE,
+                    tableAddress, tableLength, memory.describeMiss(tableAddress, length));
+        }
+        GuestRegion r = memory.region(region);
+        MemorySegment segment = r.segment();
+        long base = tableAddress - r.guestAddress();
+        for (int i = 0; i < entries; i++) {
+            // plain loads: the table was written before the driver's release store of the ring
+            // descriptor's flags, which take read with acquire.
+            long addr = (long) INDIRECT_ADDR.get(segment, base, (long) i);
+            int len = (int) INDIRECT_LEN.get(segment, base, (long) i);
+            int flags = Short.toUnsignedInt((short) INDIRECT_FLAGS.get(segment, base, (long) i));
+            if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
+                throw chainError(Rule.INDIRECT_IN_INDIRECT, head, idx, i, addr, len,
+                        "in the table at 0x" + Long.toHexString(tableAddress));
+            }
+            // NEXT and the id are reserved in an indirect table: its entries are sequential.
+            chain.append(idx, i, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0);
+        }
+    }
+
+    private void commitTake(DescriptorChain chain, int descriptors) {
+        descriptorsPerId[chain.headId()] = descriptors;
         lastAvailIdx += descriptors;
         if (lastAvailIdx >= size) {
             lastAvailIdx -= size;
@@ -171,156 +239,161 @@ public final class PackedDeviceQueue {
         shadowAvailIdx = lastAvailIdx;
         shadowAvailWrap = lastAvailWrap;
         inuse++;
-        inflightDescriptors += descriptors;
-        return true;
     }
 
-    private void walkIndirectTable(DescriptorChain chain, int head, int idx, long tableAddress, int tableLength) {
-        long length = Integer.toUnsignedLong(tableLength);
-        if (length == 0 || length % PackedRing.DESCRIPTOR_SIZE != 0) {
-            throw fail(head, idx, tableAddress, length, "indirect table length not a non-zero multiple of 16");
-        }
-        long entries = length / PackedRing.DESCRIPTOR_SIZE;
-        if (entries > size) {
-            throw fail(head, idx, tableAddress, length, "indirect table of " + entries + " descriptors, more than the queue size " + size);
-        }
-        int region = memory.findRegion(tableAddress, length);
-        if (region < 0) {
-            throw fail(head, idx, tableAddress, length, "indirect table " + memory.describeMiss(tableAddress, length));
-        }
-        GuestRegion r = memory.region(region);
-        MemorySegment segment = r.segment();
-        long base = tableAddress - r.guestAddress();
-        for (int i = 0; i < entries; i++) {
-            // plain loads: the table was written before the driver's release of the ring descriptor's flags.
-            long addr = (long) INDIRECT_ADDR.get(segment, base, (long) i);
-            int len = (int) INDIRECT_LEN.get(segment, base, (long) i);
-            int flags = Short.toUnsignedInt((short) INDIRECT_FLAGS.get(segment, base, (long) i));
-            if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
-                throw fail(head, i, addr, len, "VIRTQ_DESC_F_INDIRECT inside the indirect table at 0x"
-                        + Long.toHexString(tableAddress) + " (entry " + i + ")");
-            }
-            // NEXT and the id are reserved in an indirect table: the entries are sequential.
-            addElement(chain, head, i, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0, " (indirect table entry)");
-        }
+    private VirtqueueException chainError(Rule rule, int head, int descriptor, int entry, long addr, int len, String detail) {
+        return VirtqueueException.chain(rule, queueIndex, head, descriptor, entry, addr, Integer.toUnsignedLong(len), detail);
     }
 
-    private void addElement(DescriptorChain chain, int head, int descriptor, long addr, int len, boolean writable, String where) {
-        long length = Integer.toUnsignedLong(len);
-        if (!writable && chain.writableCount() > 0) {
-            throw fail(head, descriptor, addr, length, "device-readable descriptor after a device-writable one" + where);
-        }
-        long total = chain.readableBytes() + chain.writableBytes() + length;
-        if (total > 0xFFFF_FFFFL) {
-            throw fail(head, descriptor, addr, length, "total chain length " + total + " overflows 32 bits" + where);
-        }
-        int region = memory.findRegion(addr, length);
-        if (region < 0) {
-            throw fail(head, descriptor, addr, length, "buffer " + memory.describeMiss(addr, length) + where);
-        }
-        chain.add(addr, len, writable, region, addr - memory.region(region).guestAddress());
-    }
-
-    /** Whether a chain is available now (an acquire load of the next descriptor's flags). */
+    /** Whether a chain is available now. */
     public boolean hasAvailable() {
         // acquire: pairs with the driver's release store of the head's flags.
         int flags = Short.toUnsignedInt((short) DESC_FLAGS.getAcquire(ring, 0L, (long) lastAvailIdx));
         return PackedRing.isAvailable(flags, lastAvailWrap);
     }
 
-    /** Publishes one used descriptor for a taken chain, with the number of bytes written into it. */
-    public void publishUsed(DescriptorChain chain, int writtenLength) {
-        publishUsed(chain.id(), chain.descriptorCount(), writtenLength);
-    }
-
     /**
-     * Publishes one used descriptor: buffer {@code id} whose chain occupied
-     * {@code descriptorCount} ring descriptors, {@code writtenLength} bytes written into it. Made
-     * visible to the driver at once (release store of its flags).
+     * {@inheritDoc}
+     *
+     * <p>Writes id and length at the used index, then the flags (AVAIL and USED both at the used
+     * wrap counter, WRITE when bytes were written) with a release store, and advances the used
+     * index by the ring descriptors the id's chain occupied.
      */
-    public void publishUsed(int id, int descriptorCount, int writtenLength) {
-        if (batchFirstIdx >= 0) {
-            throw new IllegalStateException("queue " + name + ": a used batch is open; add to it and flush it");
-        }
-        // The flags carry the wrap counter of the lap the entry is written on, before writeUsed
-        // may flip it.
+    @Override
+    public void publishUsed(int id, int writtenLength) {
+        checkUsable();
+        int descriptors = checkPublishable(id);
+        // The flags carry the wrap counter of the lap the entry is written on, before advancing.
+        int idx = usedIdx;
         int flags = usedFlags(writtenLength);
-        int idx = writeUsed(id, descriptorCount, writtenLength);
-        // release: the id, length, and every payload byte written into the buffer are visible
-        // before the driver can see the descriptor used.
+        writeUsed(idx, id, writtenLength);
+        advanceUsed(id, descriptors);
+        // release: the id, the length, and every payload byte written into the buffer are
+        // visible before the driver can see the descriptor used.
         DESC_FLAGS.setRelease(ring, 0L, (long) idx, (short) flags);
     }
 
-    /** Adds a used descriptor to the open batch (opening one if needed); see {@link #flushUsed()}. */
-    public void addUsed(DescriptorChain chain, int writtenLength) {
-        addUsed(chain.id(), chain.descriptorCount(), writtenLength);
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Every used descriptor of the batch but the first gets its flags with a plain store; the
+     * first one's flags are written last, with release (spec 2.8.13, "Multi-buffer requests"):
+     * the driver polls only its next used position, so it sees the whole batch or none of it.
+     */
+    @Override
+    public void publishUsedBatch(int[] ids, int[] writtenLengths, int count) {
+        checkUsable();
+        if (count < 0 || count > ids.length || count > writtenLengths.length) {
+            throw new IllegalArgumentException("batch of " + count + " with arrays of " + ids.length + " and " + writtenLengths.length);
+        }
+        if (count == 0) {
+            return;
+        }
+        if (count > inuse) {
+            throw new IllegalStateException(String.format(
+                    "virtqueue %d: batch of %d used descriptors with %d chains in use", queueIndex, count, inuse));
+        }
+        // Check the whole batch before writing any of it, so a bad id publishes nothing. An id is
+        // marked by negating its descriptor count, which also catches an id twice in the batch.
+        for (int i = 0; i < count; i++) {
+            int id = ids[i];
+            if (id < 0 || id >= size || descriptorsPerId[id] <= 0) {
+                for (int j = 0; j < i; j++) {
+                    descriptorsPerId[ids[j]] = -descriptorsPerId[ids[j]];
+                }
+                throw new IllegalStateException(String.format(
+                        "virtqueue %d: buffer id %d (batch entry %d) is not in flight or repeats in the batch",
+                        queueIndex, id, i));
+            }
+            descriptorsPerId[id] = -descriptorsPerId[id];
+        }
+        int firstIdx = usedIdx;
+        int firstFlags = usedFlags(writtenLengths[0]);
+        for (int i = 0; i < count; i++) {
+            int idx = usedIdx;
+            int flags = usedFlags(writtenLengths[i]);
+            writeUsed(idx, ids[i], writtenLengths[i]);
+            if (i > 0) {
+                // plain store: published by the release store of the first flags below.
+                DESC_FLAGS.set(ring, 0L, (long) idx, (short) flags);
+            }
+            advanceUsed(ids[i], -descriptorsPerId[ids[i]]);
+        }
+        // release: every used descriptor of the batch (ids, lengths, later flags) and the payload
+        // written are visible before the driver sees the batch's first descriptor used.
+        DESC_FLAGS.setRelease(ring, 0L, (long) firstIdx, (short) firstFlags);
     }
 
     /**
-     * Adds a used descriptor to the open batch. Every descriptor of the batch but the first gets
-     * its flags at once; the first one's flags wait for {@link #flushUsed()}, so the driver, which
-     * polls only its next used position, sees the whole batch or none of it (spec 2.8.13).
+     * Publishes a used descriptor for a chain this queue did not take itself (one in flight when
+     * the state was restored): its id and the ring descriptors it occupies are given. A packed
+     * ring cannot tell them from guest memory once the used position moved on.
      */
-    public void addUsed(int id, int descriptorCount, int writtenLength) {
-        int flags = usedFlags(writtenLength);
-        int idx = writeUsed(id, descriptorCount, writtenLength);
-        if (batchFirstIdx < 0) {
-            batchFirstIdx = idx;
-            batchFirstFlags = flags;
-        } else {
-            // plain store: published by the release store of the batch's first flags in flushUsed.
-            DESC_FLAGS.set(ring, 0L, (long) idx, (short) flags);
+    public void publishUsedRestored(int id, int descriptorCount, int writtenLength) {
+        checkUsable();
+        if (id < 0 || id >= size) {
+            throw new IllegalArgumentException("virtqueue " + queueIndex + ": id " + id + " not below the size " + size);
         }
+        if (inuse < 1 || descriptorCount < 1 || descriptorCount > size) {
+            throw new IllegalStateException(String.format(
+                    "virtqueue %d: restored chain %d of %d descriptors with %d in use", queueIndex, id, descriptorCount, inuse));
+        }
+        int idx = usedIdx;
+        int flags = usedFlags(writtenLength);
+        writeUsed(idx, id, writtenLength);
+        descriptorsPerId[id] = 0;
+        moveUsed(descriptorCount);
+        // release: as in publishUsed.
+        DESC_FLAGS.setRelease(ring, 0L, (long) idx, (short) flags);
     }
 
-    /** Makes the open batch visible to the driver; does nothing when none is open. */
-    public void flushUsed() {
-        if (batchFirstIdx < 0) {
-            return;
+    /** Checks an id to publish; returns the ring descriptors its chain occupies. */
+    private int checkPublishable(int id) {
+        if (id < 0 || id >= size) {
+            throw new IllegalArgumentException("virtqueue " + queueIndex + ": id " + id + " not below the size " + size);
         }
-        checkUsable();
-        // release: every used descriptor of the batch (ids, lengths, later flags) and the payload
-        // written are visible before the driver sees the batch's first descriptor used.
-        DESC_FLAGS.setRelease(ring, 0L, (long) batchFirstIdx, (short) batchFirstFlags);
-        batchFirstIdx = -1;
+        int descriptors = descriptorsPerId[id];
+        if (descriptors == 0 || inuse == 0) {
+            throw new IllegalStateException(String.format(
+                    "virtqueue %d: publishing buffer id %d, which is not in flight (%d in use)", queueIndex, id, inuse));
+        }
+        return descriptors;
     }
 
     private int usedFlags(int writtenLength) {
         return PackedRing.usedFlags(usedWrap) | (writtenLength != 0 ? VIRTQ_DESC_F_WRITE : 0);
     }
 
-    /** Writes id and length at the used index and advances it; the caller writes the flags. */
-    private int writeUsed(int id, int descriptorCount, int writtenLength) {
-        checkUsable();
-        if (descriptorCount < 1 || descriptorCount > inflightDescriptors) {
-            throw new IllegalStateException(String.format(
-                    "queue %s: used entry for id %d over %d descriptors, but %d are in flight",
-                    name, id, descriptorCount, inflightDescriptors));
-        }
-        int idx = usedIdx;
-        // plain stores: published by the release store of the flags (here or in flushUsed).
+    private void writeUsed(int idx, int id, int writtenLength) {
+        // plain stores: published by the release store of the flags that follows.
         DESC_ID.set(ring, 0L, (long) idx, (short) id);
         DESC_LEN.set(ring, 0L, (long) idx, writtenLength);
-        usedIdx += descriptorCount;
+    }
+
+    private void advanceUsed(int id, int descriptors) {
+        descriptorsPerId[id] = 0;
+        moveUsed(descriptors);
+    }
+
+    private void moveUsed(int descriptors) {
+        usedIdx += descriptors;
         if (usedIdx >= size) {
             usedIdx -= size;
             usedWrap = !usedWrap;
         }
         inuse--;
-        inflightDescriptors -= descriptorCount;
-        return idx;
     }
 
     /**
-     * Whether to send the driver a used-buffer notification for what was published since the last
-     * decision, as the driver event suppression structure asks: never when DISABLE, always when
-     * ENABLE, and with EVENT_IDX when DESC, when the used index passed the driver's offset and wrap
-     * counter (and always the first time after a resync).
+     * {@inheritDoc}
+     *
+     * <p>Packed: reads the driver event suppression structure. DISABLE: no. ENABLE (or the
+     * reserved value, or DESC without EVENT_IDX): yes. DESC: yes when the used position moved past
+     * the driver's offset on the lap its wrap counter names, since the last decision
+     * ({@link PackedRing#needsEvent}), or when there is no last decision (after a restore or resync).
      */
+    @Override
     public boolean needsNotification() {
-        if (batchFirstIdx >= 0) {
-            throw new IllegalStateException("queue " + name + ": flush the used batch before deciding to notify");
-        }
         // full fence: our used flags stores are ordered before the load of the driver's event
         // suppression; otherwise we could read a stale DISABLE while the driver reads our stale
         // used flags, and both would wait.
@@ -337,25 +410,24 @@ public final class PackedDeviceQueue {
             return false;
         }
         if (flags != RING_EVENT_FLAGS_DESC || !eventIdx) {
-            // ENABLE, the reserved value 3, or DESC without EVENT_IDX: notify, the safe answer.
             return true;
         }
         return !valid || PackedRing.needsEvent(offWrap, newLap, oldLap, size);
     }
 
-    /** Asks the driver not to send available-buffer notifications (a hint; it may still send). */
+    @Override
     public void disableNotifications() {
-        // release: our store, ordered after everything we did before.
+        // release: our store to the device event suppression structure.
         EVENT_FLAGS.setRelease(deviceEvent, 0L, (short) RING_EVENT_FLAGS_DISABLE);
     }
 
     /**
-     * Asks the driver for available-buffer notifications again: with EVENT_IDX, for the descriptor
-     * at our last avail index and wrap counter; else for every buffer. Then re-checks the ring.
+     * {@inheritDoc}
      *
-     * @return whether a chain is already available (the caller must take it: no notification
-     *         will come for it)
+     * <p>Packed: with EVENT_IDX, asks for a notification when the descriptor at our last avail
+     * index, on the lap of our avail wrap counter, is made available (DESC); else ENABLE.
      */
+    @Override
     public boolean enableNotifications() {
         if (eventIdx) {
             // plain store: published by the release store of the flags below.
@@ -366,93 +438,144 @@ public final class PackedDeviceQueue {
             // release: our store.
             EVENT_FLAGS.setRelease(deviceEvent, 0L, (short) RING_EVENT_FLAGS_ENABLE);
         }
-        // full fence: the enable is visible before we re-read the ring, so a driver that made a
-        // chain available after reading DISABLE is seen here.
+        // full fence: the enable is visible before we re-read the ring, so a chain the driver made
+        // available after reading our old DISABLE is seen here.
         VarHandle.fullFence();
         return hasAvailable();
     }
 
     /**
-     * After the final indices arrive (migration): the shadow avail index takes the last avail
-     * index and its wrap counter, and the next notification decision is made without history.
+     * {@inheritDoc}
+     *
+     * <p>Packed: {@code signalledUsed} is saved as the ring index of the lap position (the state
+     * has no wrap counter for it); restore never trusts it anyway.
      */
-    public void resync() {
-        shadowAvailIdx = lastAvailIdx;
+    @Override
+    public QueueState saveState() {
+        return new QueueState(size, descRingAddress, driverAreaAddress, deviceAreaAddress,
+                lastAvailIdx, lastAvailWrap, shadowAvailIdx, shadowAvailWrap, usedIdx, usedWrap, inuse,
+                signalledUsed % size, signalledUsedValid, eventIdx, true);
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed: the positions come from the state (guest memory cannot tell them). The used
+     * position may trail the last avail position by at most the queue size, and {@code inuse}
+     * chains fit in that distance; {@link RestoreMode#EARLY} instead resets the used position to
+     * the last avail position, shadow avail to last avail, and inuse to 0. In-flight chains of a
+     * restored state are published with {@link #publishUsedRestored}.
+     */
+    @Override
+    public void restoreState(QueueState state, RestoreMode mode) {
+        try {
+            if (!state.packed()) {
+                throw VirtqueueException.state(queueIndex, "packed", 0, "a packed queue needs a packed state");
+            }
+            state.validate(queueIndex, memory);
+            int newSize = state.size();
+            int newUsedIdx = state.usedIdx();
+            boolean newUsedWrap = state.usedWrapCounter();
+            int newInuse = state.inuse();
+            if (mode == RestoreMode.EARLY) {
+                newUsedIdx = state.lastAvailIdx();
+                newUsedWrap = state.lastAvailWrapCounter();
+                newInuse = 0;
+            } else {
+                checkPositions(newSize, state.lastAvailIdx(), state.lastAvailWrapCounter(), newUsedIdx, newUsedWrap, newInuse);
+            }
+            MemorySegment newRing = resolve("descTableAddress", state.descTableAddress(),
+                    (long) newSize * PackedRing.DESCRIPTOR_SIZE, PackedRing.DESCRIPTOR_RING_ALIGNMENT);
+            MemorySegment newDriverEvent = resolve("driverAreaAddress", state.driverAreaAddress(),
+                    PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
+            MemorySegment newDeviceEvent = resolve("deviceAreaAddress", state.deviceAreaAddress(),
+                    PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
+            size = newSize;
+            descRingAddress = state.descTableAddress();
+            driverAreaAddress = state.driverAreaAddress();
+            deviceAreaAddress = state.deviceAreaAddress();
+            eventIdx = state.eventIdx();
+            ring = newRing;
+            driverEvent = newDriverEvent;
+            deviceEvent = newDeviceEvent;
+            lastAvailIdx = state.lastAvailIdx();
+            lastAvailWrap = state.lastAvailWrapCounter();
+            shadowAvailIdx = mode == RestoreMode.EARLY ? lastAvailIdx : state.shadowAvailIdx();
+            shadowAvailWrap = mode == RestoreMode.EARLY ? lastAvailWrap : state.shadowAvailWrapCounter();
+            usedIdx = newUsedIdx;
+            usedWrap = newUsedWrap;
+            inuse = newInuse;
+            descriptorsPerId = new int[newSize];
+            signalledUsed = PackedRing.lapPosition(usedIdx, usedWrap, size);
+            signalledUsedValid = false;
+            brokenBy = null;
+        } catch (VirtqueueException e) {
+            brokenBy = e;
+            throw e;
+        }
+    }
+
+    /** A ring part's host segment; the state was validated, so only the host alignment can fail here. */
+    private MemorySegment resolve(String field, long address, long length, int alignment) {
+        try {
+            return PackedRing.resolvePart(memory, Integer.toString(queueIndex), field, address, length, alignment);
+        } catch (IllegalArgumentException e) {
+            throw VirtqueueException.state(queueIndex, field, address, e.getMessage());
+        }
+    }
+
+    /** The used position trails last avail by at most the size, and inuse chains fit between them. */
+    private void checkPositions(int size, int lastAvail, boolean availWrap, int used, boolean usedWrap, int inuse) {
+        int pending = Math.floorMod(PackedRing.lapPosition(lastAvail, availWrap, size)
+                - PackedRing.lapPosition(used, usedWrap, size), 2 * size);
+        if (pending > size) {
+            throw VirtqueueException.state(queueIndex, "usedIdx", used, String.format(
+                    "used position (%d, wrap %d) trails last avail (%d, wrap %d) by %d descriptors, more than the size %d",
+                    used, usedWrap ? 1 : 0, lastAvail, availWrap ? 1 : 0, pending, size));
+        }
+        if (inuse > pending) {
+            throw VirtqueueException.state(queueIndex, "inuse", inuse,
+                    "more chains in use than the " + pending + " descriptors between used and last avail");
+        }
+        if (inuse == 0 && pending != 0) {
+            throw VirtqueueException.state(queueIndex, "inuse", inuse,
+                    pending + " descriptors between used and last avail but no chain in use");
+        }
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed: positions and wrap counters from {@code finalIndices}; range checks only.
+     */
+    @Override
+    public void resync(FinalIndices finalIndices) {
+        int last = finalIndices.lastAvailIdx();
+        int used = finalIndices.usedIdx();
+        if (last < 0 || last >= size) {
+            throw VirtqueueException.state(queueIndex, "lastAvailIdx", last, "must be in [0, " + size + ")");
+        }
+        if (used < 0 || used >= size) {
+            throw VirtqueueException.state(queueIndex, "usedIdx", used, "must be in [0, " + size + ")");
+        }
+        int newInuse = finalIndices.inuse();
+        if (newInuse < 0 || newInuse > size) {
+            throw VirtqueueException.state(queueIndex, "inuse", newInuse, "must be in [0, size " + size + "]");
+        }
+        lastAvailIdx = last;
+        lastAvailWrap = finalIndices.lastAvailWrapCounter();
+        usedIdx = used;
+        usedWrap = finalIndices.usedWrapCounter();
+        inuse = newInuse;
+        shadowAvailIdx = last;
         shadowAvailWrap = lastAvailWrap;
         signalledUsedValid = false;
     }
 
-    /**
-     * Sets the ring positions, as restore from migration does. The descriptors between the used
-     * position and the last avail position are in flight: {@code inuse} chains the device still
-     * owes a used descriptor.
-     */
-    public void restoreIndices(int lastAvailIdx, boolean lastAvailWrap, int usedIdx, boolean usedWrap, int inuse) {
-        if (lastAvailIdx < 0 || lastAvailIdx >= size || usedIdx < 0 || usedIdx >= size) {
-            throw new IllegalArgumentException(String.format(
-                    "queue %s: last avail idx %d / used idx %d out of a queue of %d", name, lastAvailIdx, usedIdx, size));
-        }
-        this.lastAvailIdx = lastAvailIdx;
-        this.lastAvailWrap = lastAvailWrap;
-        this.usedIdx = usedIdx;
-        this.usedWrap = usedWrap;
-        int pending = Math.floorMod(PackedRing.lapPosition(lastAvailIdx, lastAvailWrap, size)
-                - PackedRing.lapPosition(usedIdx, usedWrap, size), 2 * size);
-        if (pending > size) {
-            throw new IllegalArgumentException(String.format(
-                    "queue %s: used position (%d, wrap %b) is %d descriptors behind last avail (%d, wrap %b), more than the size",
-                    name, usedIdx, usedWrap, pending, lastAvailIdx, lastAvailWrap));
-        }
-        if (inuse < 0 || inuse > pending) {
-            throw new IllegalArgumentException(String.format(
-                    "queue %s: inuse %d with %d descriptors in flight", name, inuse, pending));
-        }
-        this.inuse = inuse;
-        this.inflightDescriptors = pending;
-        this.batchFirstIdx = -1;
-        this.broken = false;
-        resync();
-    }
-
-    /** Back to the initial state: all indices 0, wrap counters 1, not broken. */
-    public void reset() {
-        restoreIndices(0, true, 0, true, 0);
-    }
-
     private void checkUsable() {
-        if (broken) {
-            throw new IllegalStateException("queue " + name + " is broken; restore or reset it first");
+        if (brokenBy != null) {
+            throw VirtqueueException.broken(queueIndex, brokenBy);
         }
-    }
-
-    private VirtqueueException fail(int head, int descriptor, long address, long length, String reason) {
-        broken = true;
-        return new VirtqueueException(name, head, descriptor, address, length, reason);
-    }
-
-    /** The queue's name. */
-    public String name() {
-        return name;
-    }
-
-    /** The queue size. */
-    public int size() {
-        return size;
-    }
-
-    /** Guest address of the descriptor ring. */
-    public long descriptorRingAddress() {
-        return descriptorRingAddress;
-    }
-
-    /** Guest address of the driver event suppression structure (the driver area). */
-    public long driverAreaAddress() {
-        return driverAreaAddress;
-    }
-
-    /** Guest address of the device event suppression structure (the device area). */
-    public long deviceAreaAddress() {
-        return deviceAreaAddress;
     }
 
     /** Ring index of the next descriptor to take. */
@@ -475,43 +598,13 @@ public final class PackedDeviceQueue {
         return usedWrap;
     }
 
-    /** Shadow avail index (kept equal to last avail after each take and at resync). */
-    public int shadowAvailIdx() {
-        return shadowAvailIdx;
-    }
-
-    /** Wrap counter of the shadow avail index. */
-    public boolean shadowAvailWrapCounter() {
-        return shadowAvailWrap;
-    }
-
     /** Chains taken and not yet published. */
     public int inuse() {
         return inuse;
     }
 
-    /** Lap position of the used index at the last notification decision. */
-    public int signalledUsed() {
-        return signalledUsed;
-    }
-
-    /** Whether {@link #signalledUsed()} is meaningful (false after a resync). */
+    /** Whether the next notification decision has a previous one to compare with (false after restore and resync). */
     public boolean signalledUsedValid() {
         return signalledUsedValid;
-    }
-
-    /** Whether VIRTIO_F_RING_EVENT_IDX is in effect. */
-    public boolean eventIdx() {
-        return eventIdx;
-    }
-
-    /** Whether VIRTIO_F_INDIRECT_DESC is in effect. */
-    public boolean indirectDesc() {
-        return indirectDesc;
-    }
-
-    /** Whether a malformed chain broke the queue. */
-    public boolean isBroken() {
-        return broken;
     }
 }

@@ -29,19 +29,33 @@ final class PackedFixture {
     final MemorySegment high = arena.allocate(HIGH_SIZE, 4096);
     final GuestMemory memory = GuestMemory.of(List.of(new GuestRegion(LOW_BASE, low), new GuestRegion(HIGH_BASE, high)));
     final int size;
+    final QueueState state;
     final PackedDeviceQueue device;
     final PackedDriverQueue driver;
+    private final int[] usedId = new int[1];
+    private final int[] usedLength = new int[1];
+    /** Written length of the buffer {@link #poll()} returned last. */
+    int lastLength;
 
-    PackedFixture(int size, boolean eventIdx, boolean indirect) {
-        this(size, eventIdx, indirect, 0, true);
+    PackedFixture(int size, boolean eventIdx) {
+        this(size, eventIdx, 0, true);
     }
 
     /** Driver and device both at ring index {@code start} on lap {@code wrap}, nothing in flight. */
-    PackedFixture(int size, boolean eventIdx, boolean indirect, int start, boolean wrap) {
+    PackedFixture(int size, boolean eventIdx, int start, boolean wrap) {
         this.size = size;
-        driver = new PackedDriverQueue("test/q0", memory, size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx, start, wrap);
-        device = new PackedDeviceQueue("test/q0", memory, size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx, indirect);
-        device.restoreIndices(start, wrap, start, wrap, 0);
+        state = QueueState.packed(size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx).withIndices(start, wrap, start, wrap, 0);
+        driver = new PackedDriverQueue(7, memory, state);
+        device = new PackedDeviceQueue(7, memory, state, RestoreMode.CLASSIC);
+    }
+
+    /** The next used buffer's id (its written length in {@link #lastLength}), or -1. */
+    int poll() {
+        if (driver.collectUsed(usedId, usedLength, 1) == 0) {
+            return -1;
+        }
+        lastLength = usedLength[0];
+        return usedId[0];
     }
 
     /** Host view of a guest range. */
