@@ -101,6 +101,22 @@ public final class PackedDriverQueue implements DriverQueue {
         VarHandle.releaseFence();
     }
 
+    private PackedDriverQueue(int queueIndex, GuestMemory memory, DriverState state) {
+        this.queueIndex = queueIndex;
+        this.memory = memory;
+        restoreState(state);
+    }
+
+    /**
+     * A driver carried over from a saved state (a test guest that migrates with its device): the
+     * ring memory is left as it is, it travels with guest memory.
+     *
+     * @throws IllegalArgumentException naming the field when the state does not hold up
+     */
+    public static PackedDriverQueue restored(int queueIndex, GuestMemory memory, DriverState state) {
+        return new PackedDriverQueue(queueIndex, memory, state);
+    }
+
     private void resolve(int newSize, long desc, long driverArea, long deviceArea, boolean newEventIdx) {
         String queue = Integer.toString(queueIndex);
         MemorySegment newRing = PackedRing.resolvePart(memory, queue, "descriptor ring", desc,
