@@ -101,20 +101,27 @@ public final class PackedDriverQueue implements DriverQueue {
         VarHandle.releaseFence();
     }
 
-    private PackedDriverQueue(int queueIndex, GuestMemory memory, DriverState state) {
+    /**
+     * A driver carried across a migration: takes over a ring that already holds its chains (the
+     * ring travels with guest memory), with the private state it saved.
+     *
+     * @throws IllegalArgumentException naming the field when the state does not hold up
+     */
+    public PackedDriverQueue(int queueIndex, GuestMemory memory, DriverState state) {
         this.queueIndex = queueIndex;
         this.memory = memory;
         restoreState(state);
     }
 
     /**
-     * A driver carried over from a saved state (a test guest that migrates with its device): the
-     * ring memory is left as it is, it travels with guest memory.
-     *
-     * @throws IllegalArgumentException naming the field when the state does not hold up
+     * A fresh driver starting at ring index {@code startIndex} on lap {@code startWrap}: 0 and
+     * true as a real driver starts, near the ring end to test wrapping (restore the device with
+     * the same last avail and used positions). See {@link #PackedDriverQueue(int, GuestMemory, QueueState)}.
      */
-    public static PackedDriverQueue restored(int queueIndex, GuestMemory memory, DriverState state) {
-        return new PackedDriverQueue(queueIndex, memory, state);
+    public PackedDriverQueue(int queueIndex, GuestMemory memory, int size, long descRingAddress, long driverAreaAddress,
+                             long deviceAreaAddress, boolean eventIdx, int startIndex, boolean startWrap) {
+        this(queueIndex, memory, QueueState.packed(size, descRingAddress, driverAreaAddress, deviceAreaAddress, eventIdx)
+                .withIndices(startIndex, startWrap, startIndex, startWrap, 0));
     }
 
     private void resolve(int newSize, long desc, long driverArea, long deviceArea, boolean newEventIdx) {

@@ -45,7 +45,7 @@ final class PackedFixture {
     PackedFixture(int size, boolean eventIdx, int start, boolean wrap) {
         this.size = size;
         state = QueueState.packed(size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx).withIndices(start, wrap, start, wrap, 0);
-        driver = new PackedDriverQueue(7, memory, state);
+        driver = new PackedDriverQueue(7, memory, size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx, start, wrap);
         device = new PackedDeviceQueue(7, memory, state, RestoreMode.CLASSIC);
     }
 

@@ -187,7 +187,7 @@ class PackedStateTest {
         assertEquals(1, saved.descriptorsPerId()[b]);
         assertEquals(3, saved.descriptorsPerId()[c]);
 
-        PackedDriverQueue moved = PackedDriverQueue.restored(7, f.memory, saved);
+        PackedDriverQueue moved = new PackedDriverQueue(7, f.memory, saved);
         assertEquals(2, moved.freeDescriptors());
         for (int i = 0; i < 3; i++) {
             assertTrue(f.device.take(chain));
@@ -203,7 +203,7 @@ class PackedStateTest {
         assertEquals(b, ids[2]);
         assertEquals(8, moved.freeDescriptors());
         // The next id handed out is the one the saved state named.
-        PackedDriverQueue again = PackedDriverQueue.restored(7, f.memory, moved.saveState());
+        PackedDriverQueue again = new PackedDriverQueue(7, f.memory, moved.saveState());
         int next = again.saveState().freeHead();
         assertEquals(next, again.add(new long[] {PAYLOAD}, new int[] {8}, 1, 0));
     }
@@ -214,16 +214,16 @@ class PackedStateTest {
         f.driver.add(new long[] {PAYLOAD}, new int[] {8}, 1, 0);
         DriverState s = f.driver.saveState();
         int[] perId = s.descriptorsPerId();
-        assertThrows(IllegalArgumentException.class, () -> PackedDriverQueue.restored(7, f.memory, new DriverState(
+        assertThrows(IllegalArgumentException.class, () -> new PackedDriverQueue(7, f.memory, new DriverState(
                 s.size(), s.descTableAddress(), s.driverAreaAddress(), s.deviceAreaAddress(), false, true,
                 s.availIdx(), s.availWrapCounter(), s.lastUsedIdx(), s.usedWrapCounter(), s.freeHead(),
                 s.freeCount() + 1, 0, true, perId)));
         perId[3] = 9;
-        assertThrows(IllegalArgumentException.class, () -> PackedDriverQueue.restored(7, f.memory, new DriverState(
+        assertThrows(IllegalArgumentException.class, () -> new PackedDriverQueue(7, f.memory, new DriverState(
                 s.size(), s.descTableAddress(), s.driverAreaAddress(), s.deviceAreaAddress(), false, true,
                 s.availIdx(), s.availWrapCounter(), s.lastUsedIdx(), s.usedWrapCounter(), s.freeHead(),
                 s.freeCount(), 0, true, perId)));
-        assertThrows(IllegalArgumentException.class, () -> PackedDriverQueue.restored(7, f.memory, new DriverState(
+        assertThrows(IllegalArgumentException.class, () -> new PackedDriverQueue(7, f.memory, new DriverState(
                 s.size(), s.descTableAddress(), s.driverAreaAddress(), s.deviceAreaAddress(), false, true,
                 s.availIdx() + 1, s.availWrapCounter(), s.lastUsedIdx(), s.usedWrapCounter(), s.freeHead(),
                 s.freeCount(), 0, true, s.descriptorsPerId())));
