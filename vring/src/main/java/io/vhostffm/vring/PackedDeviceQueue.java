@@ -181,6 +181,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
             }
             // The buffer id travels in the last descriptor of the chain (spec 2.8.6); an indirect
             // chain has only the one.
+            // plain load: ordered after the acquire load of the head's flags in take.
             int id = Short.toUnsignedInt((short) DESC_ID.get(ring, 0L, (long) idx));
             if (id >= size) {
                 throw chainError(Rule.BUFFER_ID_INVALID, head, idx, VirtqueueException.NONE, addr, len,
@@ -334,9 +335,12 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (id < 0 || id >= size) {
             throw new IllegalArgumentException("virtqueue " + queueIndex + ": id " + id + " not below the size " + size);
         }
-        if (inuse < 1 || descriptorCount < 1 || descriptorCount > size) {
+        int pending = Math.floorMod(PackedRing.lapPosition(lastAvailIdx, lastAvailWrap, size)
+                - PackedRing.lapPosition(usedIdx, usedWrap, size), 2 * size);
+        if (inuse < 1 || descriptorCount < 1 || descriptorCount > pending) {
             throw new IllegalStateException(String.format(
-                    "virtqueue %d: restored chain %d of %d descriptors with %d in use", queueIndex, id, descriptorCount, inuse));
+                    "virtqueue %d: restored chain %d of %d descriptors with %d in use over %d descriptors",
+                    queueIndex, id, descriptorCount, inuse, pending));
         }
         int idx = usedIdx;
         int flags = usedFlags(writtenLength);

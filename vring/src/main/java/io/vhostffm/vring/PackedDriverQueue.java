@@ -81,6 +81,7 @@ public final class PackedDriverQueue implements DriverQueue {
         boolean wrap = layout.lastAvailWrapCounter();
         resolve(layout.size(), layout.descTableAddress(), layout.driverAreaAddress(), layout.deviceAreaAddress(),
                 layout.eventIdx());
+        // plain stores: the formatted ring is published by the release fence at the end.
         ring.fill((byte) 0);
         for (int i = 0; i < size; i++) {
             DESC_FLAGS.set(ring, 0L, (long) i, (short) PackedRing.usedFlags(i < start ? wrap : !wrap));
@@ -197,6 +198,7 @@ public final class PackedDriverQueue implements DriverQueue {
             last = idx;
             advanceAvail();
         }
+        // plain store: published by the release store of the head's flags below.
         DESC_ID.set(ring, 0L, (long) last, (short) id);
         chainDescriptors[id] = count;
         freeDescriptors -= count;
@@ -235,6 +237,7 @@ public final class PackedDriverQueue implements DriverQueue {
         }
         int id = freeIds[--freeIdCount];
         int idx = nextAvail;
+        // plain stores: published by the release store of the flags below.
         DESC_ADDR.set(ring, 0L, (long) idx, tableAddress);
         DESC_LEN.set(ring, 0L, (long) idx, (int) tableLength);
         DESC_ID.set(ring, 0L, (long) idx, (short) id);
@@ -344,6 +347,7 @@ public final class PackedDriverQueue implements DriverQueue {
             if (!PackedRing.isUsed(flags, usedWrap)) {
                 break;
             }
+            // plain loads: ordered after the acquire load of the flags.
             int id = Short.toUnsignedInt((short) DESC_ID.get(ring, 0L, (long) nextUsed));
             int len = (int) DESC_LEN.get(ring, 0L, (long) nextUsed);
             if (id >= size || chainDescriptors[id] == 0) {
