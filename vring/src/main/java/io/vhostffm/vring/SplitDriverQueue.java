@@ -73,6 +73,8 @@ public final class SplitDriverQueue implements DriverQueue {
         if (startIndex < 0 || startIndex > 0xffff) {
             throw new IllegalArgumentException("start index must be in [0, 65535]: " + startIndex);
         }
+        // Plain stores of the initial contents: published by the release store of avail.idx below
+        // (a device is not running yet anyway).
         for (int i = 0; i < size; i++) {
             DESC_ADDR.set(descTable, 0L, (long) i, 0L);
             DESC_LEN.set(descTable, 0L, (long) i, 0);
@@ -170,6 +172,7 @@ public final class SplitDriverQueue implements DriverQueue {
             DESC_LEN.set(descTable, 0L, (long) index, lengths[k]);
             DESC_FLAGS.set(descTable, 0L, (long) index, (short) flags);
             // The next field already links to the next free descriptor: the chain follows the list.
+            // Plain read: the descriptor table is ours; the device only reads it.
             int next = Short.toUnsignedInt((short) DESC_NEXT.get(descTable, 0L, (long) index));
             if (k == count - 1) {
                 freeHead = next;
@@ -206,6 +209,7 @@ public final class SplitDriverQueue implements DriverQueue {
             DESC_NEXT.set(table, base, (long) k, (short) (k < count - 1 ? k + 1 : 0));
         }
         int head = freeHead;
+        // Plain read and stores: our descriptor table, published by the release in publishAvailable.
         freeHead = Short.toUnsignedInt((short) DESC_NEXT.get(descTable, 0L, (long) head));
         freeCount--;
         DESC_ADDR.set(descTable, 0L, (long) head, tableAddress);
@@ -280,6 +284,7 @@ public final class SplitDriverQueue implements DriverQueue {
         int n = 0;
         while (n < max && lastUsedIdx != deviceUsedIdx) {
             long slot = lastUsedIdx & mask;
+            // Plain reads: this element lies before the used.idx we acquired above.
             int id = (int) USED_ELEM_ID.get(usedRing, RING_OFFSET, slot);
             int length = (int) USED_ELEM_LEN.get(usedRing, RING_OFFSET, slot);
             if (id < 0 || id >= size || descriptorsPerHead[id] == 0) {
@@ -305,6 +310,7 @@ public final class SplitDriverQueue implements DriverQueue {
         int count = descriptorsPerHead[head];
         descriptorsPerHead[head] = 0;
         int tail = head;
+        // Plain reads and store: the descriptor table is ours; the device is done with this chain.
         for (int k = 1; k < count; k++) {
             tail = Short.toUnsignedInt((short) DESC_NEXT.get(descTable, 0L, (long) tail));
         }
@@ -329,6 +335,7 @@ public final class SplitDriverQueue implements DriverQueue {
     @Override
     public boolean enableUsedNotifications() {
         usedNotificationsEnabled = true;
+        // Plain store of our used_event or flags; the fence below orders it before the re-check.
         if (eventIdx) {
             U16.set(availRing, usedEventOffset, (short) lastUsedIdx);
         } else {
