@@ -139,7 +139,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     /** Walks the chain at {@code head} into {@code chain}; returns the ring descriptors it occupies. */
     private int walk(DescriptorChain chain, int head, int headFlags) {
-        chain.begin(memory, queueIndex, head);
+        chain.begin(memory, queueIndex, head, size);
         int idx = head;
         boolean wrap = lastAvailWrap;
         int flags = headFlags;
