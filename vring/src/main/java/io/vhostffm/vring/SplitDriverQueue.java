@@ -50,6 +50,8 @@ public final class SplitDriverQueue implements DriverQueue {
     /** Per head in flight: descriptors its chain holds in the table (0 = not in flight). */
     private final int[] descriptorsPerHead;
 
+    /** The index the rings started at when this object created them; -1 when restored. */
+    private int startIndex = -1;
     private int availIdx;
     private int lastUsedIdx;
     private int freeHead;
@@ -81,6 +83,7 @@ public final class SplitDriverQueue implements DriverQueue {
             DESC_FLAGS.set(descTable, 0L, (long) i, (short) 0);
             DESC_NEXT.set(descTable, 0L, (long) i, (short) ((i + 1) & mask));
         }
+        this.startIndex = startIndex;
         availIdx = startIndex;
         lastUsedIdx = startIndex;
         freeHead = 0;
@@ -149,10 +152,20 @@ public final class SplitDriverQueue implements DriverQueue {
         return freeCount;
     }
 
-    /** The state a device queue starts from to serve this ring right after construction. */
+    /**
+     * The state of a device that has taken nothing from this ring yet (last_avail_idx and used
+     * idx at the start index), whatever the driver added since.
+     *
+     * @throws IllegalStateException for a driver restored from a {@link DriverState}: only the
+     *                               device knows how far it got
+     */
     public QueueState initialDeviceState() {
+        if (startIndex < 0) {
+            throw new IllegalStateException("virtqueue " + queueIndex
+                    + ": a restored driver does not know the device's start; restore the device's own state");
+        }
         return QueueState.split(size, descTableAddress, availRingAddress, usedRingAddress, eventIdx)
-                .withIndices(availIdx, false, lastUsedIdx, false, 0);
+                .withIndices(startIndex, false, startIndex, false, 0);
     }
 
     // ---------------------------------------------------------------- adding
