@@ -30,8 +30,12 @@ public record Switchover(boolean noDelta, List<SectionDelta> switchoverDeltas,
         earlyFailures = List.copyOf(earlyFailures);
     }
 
-    /** True when nothing changed since early load and early load worked: quickstart territory. */
+    /**
+     * True when the source saw no change at stop-and-copy and every early step (the early
+     * load and each precopy delta) was applied without failure: the early-started device is
+     * current, so the quickstart applies.
+     */
     public boolean quickstartPossible() {
-        return noDelta && changedSinceEarly.isEmpty() && earlyFailures.isEmpty();
+        return noDelta && earlyFailures.isEmpty();
     }
 }
