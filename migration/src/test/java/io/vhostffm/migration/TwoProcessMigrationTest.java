@@ -122,6 +122,40 @@ class TwoProcessMigrationTest {
         System.out.println(transport + (deltaAtSwitchover ? ", delta" : ", no delta") + ": " + report);
     }
 
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"unix", "tcp"})
+    void aDestinationThatRefusesTheStreamLeavesTheGuestWithTheSource(String transport) throws Exception {
+        ServerSocketChannel server = transport.equals("unix")
+                ? ServerSocketChannel.open(StandardProtocolFamily.UNIX)
+                        .bind(UnixDomainSocketAddress.of(tmp.resolve("refused.sock")))
+                : ServerSocketChannel.open().bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+        String address = transport.equals("unix") ? tmp.resolve("refused.sock").toString()
+                : Integer.toString(((InetSocketAddress) server.getLocalAddress()).getPort());
+        Path stdout = tmp.resolve("refused.out");
+        Process child = startDestination(transport, address, stdout, tmp.resolve("refused.err"));
+        child.onExit().thenRun(() -> closeQuietly(server));
+        CompletableFuture.delayedExecutor(120, TimeUnit.SECONDS).execute(child::destroyForcibly);
+
+        // The source's net state has one field more than the destination's: the manifest differs.
+        FixtureSection<VirtioState> virtio = new FixtureSection<>(1, "virtio", VirtioState.class, Fixtures.virtio());
+        FixtureSection<Fixtures.NetStateV2> net = new FixtureSection<>(2, "net", Fixtures.NetStateV2.class,
+                Fixtures.netV2());
+        MigrationException refused;
+        try (server; SocketChannel channel = server.accept()) {
+            MigrationSource source = new MigrationSource(new MigrationStreamWriter(channel), List.of(virtio, net));
+            source.setup();
+            source.stopAndCopy(() -> Fixtures.indices(1));
+            channel.shutdownOutput();
+            refused = org.junit.jupiter.api.Assertions.assertThrows(MigrationException.class,
+                    () -> source.awaitAcknowledgement(new MigrationStreamReader(channel, Map.of())));
+        }
+        assertTrue(child.waitFor(120, TimeUnit.SECONDS));
+        assertEquals(2, child.exitValue());
+        assertTrue(refused.getMessage().contains("'net' has another shape"), refused.getMessage());
+        assertTrue(Files.readString(stdout).startsWith("FAILED "), Files.readString(stdout));
+        assertTrue(!Files.readString(stdout).contains("SWITCHOVER"), "the destination never started");
+    }
+
     private static List<String> sorted(List<String> lines) {
         return lines.stream().sorted().toList();
     }
