@@ -26,14 +26,16 @@ import java.util.List;
  *     indices; then the end marker.</li>
  * <li>{@link #awaitAcknowledgement}: reads the destination's answer from the return path.</li>
  * </ol>
- * A failure at any step leaves the guest with the source: the caller resumes it.
+ * A failure at any step leaves the guest with the source: the caller resumes it. After an
+ * I/O failure the stream is in an unknown state and the source refuses further steps. Not
+ * thread-safe: drive one migration from one thread (or serialize the calls).
  */
 public final class MigrationSource {
     private static final StateSchema<Manifest> MANIFEST = StateSchema.of(Manifest.class);
     private static final StateSchema<FinalIndices> INDICES = StateSchema.of(FinalIndices.class);
     private static final StateSchema<Acknowledgement> ACK = StateSchema.of(Acknowledgement.class);
 
-    private enum Phase { NEW, PRECOPY, DONE }
+    private enum Phase { NEW, PRECOPY, DONE, FAILED }
 
     private final MigrationStreamWriter out;
     private final List<RegisteredSection<?>> sections;
@@ -63,6 +65,7 @@ public final class MigrationSource {
     /** Setup phase: manifest, then the full state of every section; snapshots kept. */
     public void setup() throws IOException {
         requirePhase(Phase.NEW, "setup");
+        phase = Phase.FAILED; // until it completes
         long start = System.nanoTime();
         long bytesBefore = out.bytesWritten();
         List<Manifest.Entry> entries = new ArrayList<>();
@@ -100,10 +103,12 @@ public final class MigrationSource {
      */
     public List<Integer> sendPrecopyDelta() throws IOException {
         requirePhase(Phase.PRECOPY, "a precopy delta");
+        phase = Phase.FAILED; // until it completes
         long start = System.nanoTime();
         long bytesBefore = out.bytesWritten();
         List<Integer> sent = sendChanged(StreamFormat.FLAG_DELTA, true);
         out.flush();
+        phase = Phase.PRECOPY;
         if (!sent.isEmpty()) {
             precopyMessages++;
         }
@@ -166,6 +171,7 @@ public final class MigrationSource {
             throw new MigrationException("the backend stop returned no indices");
         }
         backendStopNanos = System.nanoTime() - start;
+        phase = Phase.FAILED; // until it completes
         List<Integer> sent = sendChanged(StreamFormat.FLAG_DELTA | StreamFormat.FLAG_SWITCHOVER, false);
         int flags = StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
                 | (sent.isEmpty() ? StreamFormat.FLAG_NO_DATA : 0);

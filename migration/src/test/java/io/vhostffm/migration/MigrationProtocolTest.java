@@ -210,6 +210,32 @@ class MigrationProtocolTest {
     }
 
     @Test
+    void anIoFailureEndsTheSourcesMigration() throws Exception {
+        FixtureSection<VirtioState> virtio = new FixtureSection<>(1, "virtio", VirtioState.class, Fixtures.virtio());
+        FixtureSection<NetState> net = new FixtureSection<>(2, "net", NetState.class, Fixtures.net());
+        java.io.OutputStream broken = new java.io.OutputStream() {
+            int written;
+
+            @Override
+            public void write(int b) throws java.io.IOException {
+                write(new byte[] {(byte) b}, 0, 1);
+            }
+
+            @Override
+            public void write(byte[] b, int off, int len) throws java.io.IOException {
+                written += len;
+                if (written > 100) {
+                    throw new java.io.IOException("connection reset");
+                }
+            }
+        };
+        MigrationSource source = new MigrationSource(MigrationStreamWriter.over(broken), List.of(virtio, net));
+        assertThrows(java.io.IOException.class, source::setup);
+        assertThrows(IllegalStateException.class, source::sendPrecopyDelta);
+        assertThrows(IllegalStateException.class, () -> source.stopAndCopy(() -> Fixtures.indices(1)));
+    }
+
+    @Test
     void aSchemaMismatchIsCaughtByTheManifest() throws Exception {
         FixtureSection<NetStateV2> net2 = new FixtureSection<>(2, "net", NetStateV2.class, Fixtures.netV2());
         FixtureSection<VirtioState> virtio = new FixtureSection<>(1, "virtio", VirtioState.class, Fixtures.virtio());

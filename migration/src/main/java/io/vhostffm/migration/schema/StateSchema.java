@@ -195,16 +195,26 @@ public final class StateSchema<R extends Record> {
     }
 
     private static MethodHandle composeEquality(List<Component> components) {
-        MethodHandle alwaysTrue = MethodHandles.dropArguments(
-                MethodHandles.constant(boolean.class, true), 0, Object.class, Object.class);
+        if (components.isEmpty()) {
+            return MethodHandles.dropArguments(MethodHandles.constant(boolean.class, true), 0, Object.class,
+                    Object.class);
+        }
+        return and(components, 0, components.size());
+    }
+
+    /**
+     * {@code eq[from] && ... && eq[to-1]} as a balanced tree of {@code guardWithTest}s, in
+     * declaration order. Balanced rather than a chain so that the nesting the JIT has to
+     * inline grows with log2 of the component count, not with the count (MaxInlineLevel).
+     */
+    private static MethodHandle and(List<Component> components, int from, int to) {
+        if (to - from == 1) {
+            return components.get(from).equality();
+        }
+        int mid = (from + to) >>> 1;
         MethodHandle alwaysFalse = MethodHandles.dropArguments(
                 MethodHandles.constant(boolean.class, false), 0, Object.class, Object.class);
-        // and-chain from the last component backwards: eq0 ? (eq1 ? ... : false) : false
-        MethodHandle chain = alwaysTrue;
-        for (int i = components.size() - 1; i >= 0; i--) {
-            chain = MethodHandles.guardWithTest(components.get(i).equality(), chain, alwaysFalse);
-        }
-        return chain;
+        return MethodHandles.guardWithTest(and(components, from, mid), and(components, mid, to), alwaysFalse);
     }
 
     private static MethodHandle composeWriter(List<Component> components) {
