@@ -65,143 +65,197 @@ public final class MigrationDestination {
     }
 
     /**
-     * Reads a whole migration stream and starts the device.
+     * Reads a whole migration stream and starts the device. Not reentrant: one stream at a time.
      *
      * @throws MigrationStreamException for any malformed or out-of-order stream
      * @throws MigrationException when the device fails at the switchover
      */
     public ReceivedMigration receive(MigrationStreamReader in) throws MigrationException {
-        Section manifestSection = in.next();
-        if (manifestSection.id() != StreamFormat.MANIFEST || manifestSection.flags() != StreamFormat.FLAG_INIT_STATE) {
-            throw violation(in, manifestSection, "the stream must begin with the manifest, flagged INIT_STATE");
-        }
-        checkManifest(in, manifestSection, decode(in, manifestSection, MANIFEST));
+        return new Reception(in).run();
+    }
 
-        // Setup message. Early load time counts decoding and loading, not waiting for bytes.
-        long earlyLoadNanos = 0;
-        Map<Integer, Record> current = new LinkedHashMap<>();
-        while (true) {
+    /** The state of one {@link #receive}: what arrived so far, phase by phase. */
+    private final class Reception {
+        private final MigrationStreamReader in;
+        /** Per section id, the newest state received and applied (setup or precopy). */
+        private final Map<Integer, Record> current = new LinkedHashMap<>();
+        private final List<String> earlyFailures = new ArrayList<>();
+        private final List<SectionDelta> precopy = new ArrayList<>();
+        private Map<Integer, Record> early;
+        private long earlyLoadNanos;
+
+        Reception(MigrationStreamReader in) {
+            this.in = in;
+        }
+
+        ReceivedMigration run() throws MigrationException {
+            readManifest();
+            readSetup();
+            loadEarly();
+            Section first = readPrecopy();
+            long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
+            Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
+            FinalIndices indices = readSwitchover(first, switchoverBatch);
+            Switchover switchover = applySwitchover(switchoverBatch, indices);
+            long switchoverNanos = System.nanoTime() - switchoverStart;
+            return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());
+        }
+
+        private void readManifest() throws MigrationStreamException {
             Section s = in.next();
-            int flags = s.flags() & ~StreamFormat.FLAG_END_OF_DATA;
-            if (!StreamFormat.isDeviceSection(s.id()) || flags != StreamFormat.FLAG_INIT_STATE) {
-                throw violation(in, s, "the setup phase allows only state sections flagged INIT_STATE");
+            if (s.id() != StreamFormat.MANIFEST || s.flags() != StreamFormat.FLAG_INIT_STATE) {
+                throw violation(in, s, "the stream must begin with the manifest, flagged INIT_STATE");
             }
-            if (current.containsKey(s.id())) {
-                throw violation(in, s, "section sent twice in the setup phase");
-            }
-            long decodeStart = System.nanoTime();
-            current.put(s.id(), decode(in, s, byId.get(s.id()).schema));
-            earlyLoadNanos += System.nanoTime() - decodeStart;
-            if (s.has(StreamFormat.FLAG_END_OF_DATA)) {
-                if (current.size() != sections.size()) {
-                    throw violation(in, s, "setup ended without the state of " + missing(current.keySet()));
-                }
-                break;
-            }
+            checkManifest(in, s, decode(in, s, MANIFEST));
         }
-        Map<Integer, Record> early = Map.copyOf(current);
-        List<String> earlyFailures = new ArrayList<>();
-        long loadStart = System.nanoTime();
-        for (RegisteredSection<?> r : sections) {
-            try {
-                r.loadEarly(early.get(r.id));
-            } catch (Exception e) {
-                earlyFailures.add("early load of '" + r.name + "' failed: " + e);
-            }
-        }
-        earlyLoadNanos += System.nanoTime() - loadStart;
 
-        // Precopy deltas, until the first SWITCHOVER frame.
-        List<SectionDelta> precopy = new ArrayList<>();
-        Map<Integer, Record> batch = new LinkedHashMap<>();
-        Section s = in.next();
-        while (!s.has(StreamFormat.FLAG_SWITCHOVER)) {
-            int flags = s.flags() & ~StreamFormat.FLAG_END_OF_DATA;
-            if (!StreamFormat.isDeviceSection(s.id()) || flags != StreamFormat.FLAG_DELTA) {
-                throw violation(in, s, "precopy allows only state sections flagged DELTA");
-            }
-            if (batch.containsKey(s.id())) {
-                throw violation(in, s, "section sent twice in one precopy delta");
-            }
-            batch.put(s.id(), decode(in, s, byId.get(s.id()).schema));
-            if (s.has(StreamFormat.FLAG_END_OF_DATA)) {
-                for (Map.Entry<Integer, Record> e : batch.entrySet()) {
-                    RegisteredSection<?> r = byId.get(e.getKey());
-                    SectionDelta d = delta(r, current.get(r.id), e.getValue(), false);
-                    precopy.add(d);
-                    current.put(r.id, e.getValue());
-                    try {
-                        r.applyDelta(d.previous(), d.now(), d.changedFields(), false);
-                    } catch (Exception ex) {
-                        earlyFailures.add("precopy delta of '" + r.name + "' failed: " + ex);
+        /** INIT_STATE sections until END_OF_DATA; every registered section exactly once. */
+        private void readSetup() throws MigrationStreamException {
+            while (true) {
+                Section s = in.next();
+                int flags = s.flags() & ~StreamFormat.FLAG_END_OF_DATA;
+                if (!StreamFormat.isDeviceSection(s.id()) || flags != StreamFormat.FLAG_INIT_STATE) {
+                    throw violation(in, s, "the setup phase allows only state sections flagged INIT_STATE");
+                }
+                if (current.containsKey(s.id())) {
+                    throw violation(in, s, "section sent twice in the setup phase");
+                }
+                long decodeStart = System.nanoTime(); // count the work, not the wait for bytes
+                current.put(s.id(), decode(in, s, byId.get(s.id()).schema));
+                earlyLoadNanos += System.nanoTime() - decodeStart;
+                if (s.has(StreamFormat.FLAG_END_OF_DATA)) {
+                    if (current.size() != sections.size()) {
+                        throw violation(in, s, "setup ended without the state of " + missing(current.keySet()));
                     }
+                    early = Map.copyOf(current);
+                    return;
                 }
-                batch.clear();
             }
-            s = in.next();
-        }
-        if (!batch.isEmpty()) {
-            throw violation(in, s, "switchover began inside an unfinished precopy delta");
         }
 
-        // Switchover message: the guest is paused at the source from here on.
-        long switchoverStart = System.nanoTime();
-        Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
-        while (s.id() != StreamFormat.QUEUE_INDICES) {
-            if (!StreamFormat.isDeviceSection(s.id())
-                    || s.flags() != (StreamFormat.FLAG_DELTA | StreamFormat.FLAG_SWITCHOVER)) {
-                throw violation(in, s, "the switchover allows state sections flagged DELTA|SWITCHOVER, "
-                        + "then the queue indices");
+        /** Early load of every section; a failure is recorded for the switchover, not fatal. */
+        private void loadEarly() {
+            long loadStart = System.nanoTime();
+            for (RegisteredSection<?> r : sections) {
+                try {
+                    r.loadEarly(early.get(r.id));
+                } catch (Exception e) {
+                    earlyFailures.add("early load of '" + r.name + "' failed: " + e);
+                }
             }
-            if (switchoverBatch.containsKey(s.id())) {
-                throw violation(in, s, "section sent twice in the switchover");
-            }
-            switchoverBatch.put(s.id(), decode(in, s, byId.get(s.id()).schema));
-            s = in.next();
-        }
-        int expectedFlags = StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
-                | (switchoverBatch.isEmpty() ? StreamFormat.FLAG_NO_DATA : 0);
-        if (s.flags() != expectedFlags) {
-            throw violation(in, s, "queue indices must be flagged " + StreamFormat.flagNames(expectedFlags)
-                    + " after " + switchoverBatch.size() + " switchover sections");
-        }
-        FinalIndices indices = decode(in, s, INDICES);
-        Section end = in.next();
-        if (!end.isEndOfStream()) {
-            throw violation(in, end, "expected the end marker after the queue indices");
+            earlyLoadNanos += System.nanoTime() - loadStart;
         }
 
-        // The stream is complete and valid: now change the device.
-        List<SectionDelta> switchoverDeltas = new ArrayList<>();
-        for (Map.Entry<Integer, Record> e : switchoverBatch.entrySet()) {
-            RegisteredSection<?> r = byId.get(e.getKey());
-            SectionDelta d = delta(r, current.get(r.id), e.getValue(), true);
-            switchoverDeltas.add(d);
-            current.put(r.id, e.getValue());
-            if (!d.changedFields().isEmpty()) {
+        /**
+         * DELTA messages until the first SWITCHOVER frame, which it returns. Each message is
+         * applied when its END_OF_DATA arrives, never in part.
+         */
+        private Section readPrecopy() throws MigrationStreamException {
+            Map<Integer, Record> batch = new LinkedHashMap<>();
+            Section s = in.next();
+            while (!s.has(StreamFormat.FLAG_SWITCHOVER)) {
+                int flags = s.flags() & ~StreamFormat.FLAG_END_OF_DATA;
+                if (!StreamFormat.isDeviceSection(s.id()) || flags != StreamFormat.FLAG_DELTA) {
+                    throw violation(in, s, "precopy allows only state sections flagged DELTA");
+                }
+                if (batch.containsKey(s.id())) {
+                    throw violation(in, s, "section sent twice in one precopy delta");
+                }
+                batch.put(s.id(), decode(in, s, byId.get(s.id()).schema));
+                if (s.has(StreamFormat.FLAG_END_OF_DATA)) {
+                    applyPrecopy(batch);
+                    batch.clear();
+                }
+                s = in.next();
+            }
+            if (!batch.isEmpty()) {
+                throw violation(in, s, "switchover began inside an unfinished precopy delta");
+            }
+            return s;
+        }
+
+        private void applyPrecopy(Map<Integer, Record> batch) {
+            for (Map.Entry<Integer, Record> e : batch.entrySet()) {
+                RegisteredSection<?> r = byId.get(e.getKey());
+                SectionDelta d = delta(r, current.get(r.id), e.getValue(), false);
+                precopy.add(d);
+                current.put(r.id, e.getValue());
+                if (d.changedFields().isEmpty()) {
+                    continue;
+                }
+                try {
+                    r.applyDelta(d.previous(), d.now(), d.changedFields(), false);
+                } catch (Exception ex) {
+                    earlyFailures.add("precopy delta of '" + r.name + "' failed: " + ex);
+                }
+            }
+        }
+
+        /**
+         * DELTA|SWITCHOVER sections into {@code batch}, then QUEUE_INDICES, then the end marker;
+         * nothing applied yet.
+         */
+        private FinalIndices readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
+            Section s = first;
+            while (s.id() != StreamFormat.QUEUE_INDICES) {
+                if (!StreamFormat.isDeviceSection(s.id())
+                        || s.flags() != (StreamFormat.FLAG_DELTA | StreamFormat.FLAG_SWITCHOVER)) {
+                    throw violation(in, s, "the switchover allows state sections flagged DELTA|SWITCHOVER, "
+                            + "then the queue indices");
+                }
+                if (batch.containsKey(s.id())) {
+                    throw violation(in, s, "section sent twice in the switchover");
+                }
+                batch.put(s.id(), decode(in, s, byId.get(s.id()).schema));
+                s = in.next();
+            }
+            int expectedFlags = StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
+                    | (batch.isEmpty() ? StreamFormat.FLAG_NO_DATA : 0);
+            if (s.flags() != expectedFlags) {
+                throw violation(in, s, "queue indices must be flagged " + StreamFormat.flagNames(expectedFlags)
+                        + " after " + batch.size() + " switchover sections");
+            }
+            FinalIndices indices = decode(in, s, INDICES);
+            Section end = in.next();
+            if (!end.isEndOfStream()) {
+                throw violation(in, end, "expected the end marker after the queue indices");
+            }
+            return indices;
+        }
+
+        /** The stream is complete and valid: apply the switchover deltas, then start the device. */
+        private Switchover applySwitchover(Map<Integer, Record> batch, FinalIndices indices) throws MigrationException {
+            List<SectionDelta> deltas = new ArrayList<>();
+            for (Map.Entry<Integer, Record> e : batch.entrySet()) {
+                RegisteredSection<?> r = byId.get(e.getKey());
+                SectionDelta d = delta(r, current.get(r.id), e.getValue(), true);
+                deltas.add(d);
+                current.put(r.id, e.getValue());
+                if (d.changedFields().isEmpty()) {
+                    continue;
+                }
                 try {
                     r.applyDelta(d.previous(), d.now(), d.changedFields(), true);
                 } catch (Exception ex) {
                     throw new MigrationException("switchover delta of section '" + r.name + "' failed: " + ex, ex);
                 }
             }
-        }
-        Map<Integer, List<String>> sinceEarly = new HashMap<>();
-        for (RegisteredSection<?> r : sections) {
-            List<String> changed = r.changedFields(early.get(r.id), current.get(r.id));
-            if (!changed.isEmpty()) {
-                sinceEarly.put(r.id, changed);
+            Map<Integer, List<String>> sinceEarly = new HashMap<>();
+            for (RegisteredSection<?> r : sections) {
+                List<String> changed = r.changedFields(early.get(r.id), current.get(r.id));
+                if (!changed.isEmpty()) {
+                    sinceEarly.put(r.id, changed);
+                }
             }
+            Switchover switchover = new Switchover(batch.isEmpty(), deltas, sinceEarly, indices, early, current,
+                    earlyFailures);
+            try {
+                device.switchover(switchover);
+            } catch (Exception e) {
+                throw new MigrationException("the device failed to start at the switchover: " + e, e);
+            }
+            return switchover;
         }
-        Switchover switchover = new Switchover(switchoverBatch.isEmpty(), switchoverDeltas, sinceEarly, indices,
-                early, current, earlyFailures);
-        try {
-            device.switchover(switchover);
-        } catch (Exception e) {
-            throw new MigrationException("the device failed to start at the switchover: " + e, e);
-        }
-        long switchoverNanos = System.nanoTime() - switchoverStart;
-        return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());
     }
 
     private static SectionDelta delta(RegisteredSection<?> r, Record previous, Record now, boolean atSwitchover) {

@@ -265,13 +265,11 @@ abstract sealed class FieldKind {
     static final class PrimitiveArray extends FieldKind {
         private final Class<?> type;
         private final String suffix;
-        private final int elementSize;
 
         PrimitiveArray(Class<?> type) {
             this.type = type;
             String n = type.getComponentType().getName();
             this.suffix = Character.toUpperCase(n.charAt(0)) + n.substring(1) + "Array";
-            this.elementSize = new Primitive(type.getComponentType()).minEncodedSize();
         }
 
         @Override
@@ -334,10 +332,6 @@ abstract sealed class FieldKind {
         @Override
         String describe() {
             return type.getComponentType().getName() + "[]";
-        }
-
-        int elementSize() {
-            return elementSize;
         }
     }
 

@@ -131,7 +131,8 @@ public final class StateSchema<R extends Record> {
                         .asType(methodType(Object.class, parameterTypes))
                         .asSpreader(Object[].class, parameterTypes.length);
             } catch (ReflectiveOperationException e) {
-                throw new IllegalArgumentException("cannot access the canonical constructor of " + type.getName(), e);
+                throw new IllegalArgumentException("cannot access the canonical constructor of " + type.getName()
+                        + "; pass a Lookup that can", e);
             }
             this.equality = composeEquality(components);
             this.writer = composeWriter(components);

@@ -269,6 +269,20 @@ class StateSchemaTest {
         }
     }
 
+    /** Private: the schema's own lookup cannot reach it, the caller's (a nestmate) can. */
+    private record Hidden(int a, byte[] b) {
+    }
+
+    @Test
+    void aCallersLookupReachesRecordsTheModuleCannot() throws Exception {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> StateSchema.of(Hidden.class));
+        assertTrue(e.getMessage().contains("pass a Lookup"), e.getMessage());
+        StateSchema<Hidden> schema = StateSchema.of(Hidden.class, java.lang.invoke.MethodHandles.lookup());
+        Hidden h = new Hidden(3, new byte[] {1});
+        assertEquals(3, schema.decode(schema.encode(h)).a());
+        assertSame(schema, StateSchema.of(Hidden.class), "cached once compiled");
+    }
+
     @Test
     void unsupportedTypesAreRejectedWhenCompiled() {
         assertThrows(IllegalArgumentException.class, () -> StateSchema.of(WithMap.class));
