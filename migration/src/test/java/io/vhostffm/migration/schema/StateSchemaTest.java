@@ -250,6 +250,45 @@ class StateSchemaTest {
     }
 
     @Test
+    void corruptedBytesDecodeOrFailCleanlyNeverOtherwise() {
+        // Bytes that passed the stream's checksum are still untrusted: every single-byte change
+        // of a valid encoding, and random bytes, either decode or give a StateDecodeException.
+        checkCorruptions(StateSchema.of(AllKinds.class), StateSchema.of(AllKinds.class).encode(allKinds()));
+        checkCorruptions(StateSchema.of(NetState.class), StateSchema.of(NetState.class).encode(Fixtures.net()));
+        checkCorruptions(StateSchema.of(VirtioState.class),
+                StateSchema.of(VirtioState.class).encode(Fixtures.virtio()));
+        java.util.Random random = new java.util.Random(42);
+        StateSchema<NetState> net = StateSchema.of(NetState.class);
+        for (int i = 0; i < 20_000; i++) {
+            byte[] junk = new byte[random.nextInt(300)];
+            random.nextBytes(junk);
+            decodeOrCleanFailure(net, junk, "random " + i);
+        }
+    }
+
+    private static <R extends Record> void checkCorruptions(StateSchema<R> schema, byte[] good) {
+        for (int i = 0; i < good.length; i++) {
+            for (int value : new int[] {0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, good[i] ^ 0x01, good[i] ^ 0x80}) {
+                byte[] bad = good.clone();
+                bad[i] = (byte) value;
+                decodeOrCleanFailure(schema, bad, "byte " + i + " = " + value);
+            }
+        }
+    }
+
+    private static <R extends Record> void decodeOrCleanFailure(StateSchema<R> schema, byte[] bytes, String what) {
+        try {
+            R decoded = schema.decode(bytes);
+            // What decodes re-encodes to the same bytes: nothing was read loosely.
+            assertArrayEquals(bytes, schema.encode(decoded), what);
+        } catch (StateDecodeException expected) {
+            assertTrue(expected.offset() >= 0 && expected.offset() <= bytes.length, what);
+        } catch (RuntimeException | Error other) {
+            throw new AssertionError(what + " gave " + other, other);
+        }
+    }
+
+    @Test
     void zeroSizeElementsCannotForgeAHugeList() {
         StateSchema<Holder> schema = StateSchema.of(Holder.class);
         byte[] bytes = {0x7f, (byte) 0xff, (byte) 0xff, (byte) 0xff, 0, 0, 0, 1};

@@ -182,6 +182,26 @@ class MigrationStreamTest {
     }
 
     @Test
+    void randomBytesAreAStreamError() {
+        java.util.Random random = new java.util.Random(7);
+        byte[] valid = new byte[0];
+        try {
+            valid = validStream();
+        } catch (IOException e) {
+            throw new AssertionError(e);
+        }
+        for (int i = 0; i < 5_000; i++) {
+            byte[] junk = new byte[random.nextInt(200)];
+            random.nextBytes(junk);
+            if (i % 2 == 0 && junk.length >= 8) {
+                System.arraycopy(valid, 0, junk, 0, 8); // a valid header, then junk frames
+            }
+            byte[] input = junk;
+            assertThrows(MigrationStreamException.class, () -> readAll(input), "random input " + i);
+        }
+    }
+
+    @Test
     void writerRefusesWhatTheReaderWouldReject() {
         MigrationStreamWriter w = MigrationStreamWriter.over(new ByteArrayOutputStream());
         assertThrows(IllegalArgumentException.class, () -> w.writeSection(1, 0x100, new byte[0]));
