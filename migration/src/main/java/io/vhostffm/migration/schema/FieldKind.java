@@ -4,6 +4,7 @@ import static java.lang.invoke.MethodType.methodType;
 
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -104,23 +105,8 @@ abstract sealed class FieldKind {
             return a == b || a == null || b == null;
         }
 
-        static boolean listEquals(MethodHandle elementEquality, List<?> a, List<?> b) throws Throwable {
-            if (a == b) {
-                return true;
-            }
-            if (a == null || b == null) {
-                return false;
-            }
-            int n = a.size();
-            if (n != b.size()) {
-                return false;
-            }
-            for (int i = 0; i < n; i++) {
-                if (!(boolean) elementEquality.invokeExact(a.get(i), b.get(i))) {
-                    return false;
-                }
-            }
-            return true;
+        static boolean sameSize(List<?> a, List<?> b) {
+            return a.size() == b.size();
         }
 
         /** Throws a clear error for a null reference in state that is being encoded. */
@@ -534,12 +520,43 @@ abstract sealed class FieldKind {
             return List.class;
         }
 
+        /**
+         * {@code a == b || (a != null && b != null && a.size() == b.size() && every element equal)},
+         * built from a {@link MethodHandles#countedLoop} so that the element comparison is a
+         * constant in the composed tree (inlinable), not a method handle invoked per element.
+         */
         @Override
         MethodHandle equality() {
             MethodHandle elementEquality = element.equality()
                     .asType(methodType(boolean.class, Object.class, Object.class));
-            return MethodHandles.insertArguments(findStatic(Compare.class, "listEquals",
-                    methodType(boolean.class, MethodHandle.class, List.class, List.class)), 0, elementEquality);
+            MethodHandle get = findVirtual(List.class, "get", methodType(Object.class, int.class));
+            // (List a, int i, List b, int j) -> eq(a.get(i), b.get(j))
+            MethodHandle compareAt = MethodHandles.collectArguments(
+                    MethodHandles.collectArguments(elementEquality, 0, get), 2, get);
+            // loop body (boolean acc, int i, List a, List b) -> acc && eq(a.get(i), b.get(i))
+            MethodType bodyType = methodType(boolean.class, boolean.class, int.class, List.class, List.class);
+            MethodHandle compare = MethodHandles.permuteArguments(compareAt, bodyType, 2, 1, 3, 1);
+            MethodHandle accumulated = MethodHandles.dropArguments(MethodHandles.identity(boolean.class), 1,
+                    int.class, List.class, List.class);
+            MethodHandle body = MethodHandles.guardWithTest(accumulated, compare,
+                    MethodHandles.dropArguments(MethodHandles.constant(boolean.class, false), 0,
+                            bodyType.parameterList()));
+            MethodHandle iterations = MethodHandles.dropArguments(
+                    findVirtual(List.class, "size", methodType(int.class)), 1, List.class);
+            MethodHandle init = MethodHandles.dropArguments(MethodHandles.constant(boolean.class, true), 0,
+                    List.class, List.class);
+            MethodHandle everyElement = MethodHandles.countedLoop(iterations, init, body);
+
+            MethodType pair = methodType(boolean.class, List.class, List.class);
+            MethodHandle sameOrNull = findStatic(Compare.class, "sameOrNull",
+                    methodType(boolean.class, Object.class, Object.class)).asType(pair);
+            MethodHandle same = findStatic(Compare.class, "same",
+                    methodType(boolean.class, Object.class, Object.class)).asType(pair);
+            MethodHandle sameSize = findStatic(Compare.class, "sameSize", pair);
+            MethodHandle no = MethodHandles.dropArguments(MethodHandles.constant(boolean.class, false), 0,
+                    List.class, List.class);
+            return MethodHandles.guardWithTest(sameOrNull, same,
+                    MethodHandles.guardWithTest(sameSize, everyElement, no));
         }
 
         @Override
