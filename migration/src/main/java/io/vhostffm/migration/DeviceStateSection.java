@@ -2,6 +2,8 @@ package io.vhostffm.migration;
 
 import io.vhostffm.migration.schema.StateSchema;
 import java.util.List;
+import java.util.Objects;
+import java.util.function.Supplier;
 
 /**
  * One group of device state that migrates as a unit: the device code's side of the migration.
@@ -61,4 +63,36 @@ public interface DeviceStateSection<R extends Record> {
      *        migration and the source keeps the guest)
      */
     void applyDelta(R previous, R now, List<String> changedFields, boolean atSwitchover) throws Exception;
+
+    /** Destination: what to do with the early state; see {@link DeviceStateSection#loadEarly}. */
+    @FunctionalInterface
+    interface EarlyLoad<R extends Record> {
+        void loadEarly(R early) throws Exception;
+    }
+
+    /** Destination: what to do with a delta; see {@link DeviceStateSection#applyDelta}. */
+    @FunctionalInterface
+    interface DeltaApply<R extends Record> {
+        void applyDelta(R previous, R now, List<String> changedFields, boolean atSwitchover) throws Exception;
+    }
+
+    /**
+     * A source-side section: id, record type and a supplier of the live state. Its destination
+     * methods throw {@link UnsupportedOperationException}.
+     */
+    static <R extends Record> DeviceStateSection<R> onSource(int id, String name, Class<R> type, Supplier<R> capture) {
+        Objects.requireNonNull(capture, "capture");
+        return new FunctionalSection<>(id, name, type, capture, null, null);
+    }
+
+    /**
+     * A destination-side section: id, record type and what to do with the early state and with
+     * each delta. Its {@link #capture()} throws {@link UnsupportedOperationException}.
+     */
+    static <R extends Record> DeviceStateSection<R> onDestination(int id, String name, Class<R> type,
+            EarlyLoad<R> loadEarly, DeltaApply<R> applyDelta) {
+        Objects.requireNonNull(loadEarly, "loadEarly");
+        Objects.requireNonNull(applyDelta, "applyDelta");
+        return new FunctionalSection<>(id, name, type, null, loadEarly, applyDelta);
+    }
 }

@@ -153,6 +153,32 @@ class MigrationProtocolTest {
     }
 
     @Test
+    void sectionsCanBeBuiltFromFunctions() throws Exception {
+        NetState[] live = {Fixtures.net()};
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        MigrationSource source = new MigrationSource(MigrationStreamWriter.over(bytes), List.of(
+                DeviceStateSection.onSource(2, "net", NetState.class, () -> live[0])));
+        source.setup();
+        live[0] = withRxMode(live[0], RxMode.ALLMULTI);
+        assertEquals(List.of(2), source.sendPrecopyDelta());
+        source.stopAndCopy(() -> Fixtures.indices(9));
+
+        List<String> calls = new ArrayList<>();
+        List<FinalIndices> started = new ArrayList<>();
+        MigrationDestination destination = new MigrationDestination(List.of(
+                DeviceStateSection.onDestination(2, "net", NetState.class,
+                        early -> calls.add("early " + early.rxMode()),
+                        (previous, now, changed, atSwitchover) -> calls.add(previous.rxMode() + "->" + now.rxMode()
+                                + " " + changed))),
+                s -> started.add(s.finalIndices()));
+        destination.receive(destination.reader(Channels.newChannel(new ByteArrayInputStream(bytes.toByteArray()))));
+        assertEquals(List.of("early NORMAL", "NORMAL->ALLMULTI [rxMode]"), calls);
+        assertEquals(List.of(Fixtures.indices(9)), started);
+        assertThrows(UnsupportedOperationException.class,
+                () -> DeviceStateSection.onSource(2, "net", NetState.class, () -> live[0]).loadEarly(live[0]));
+    }
+
+    @Test
     void earlyFailuresAreNotFatalButRuleOutTheQuickstart() throws Exception {
         SourceDevice src = new SourceDevice();
         src.source.setup();
