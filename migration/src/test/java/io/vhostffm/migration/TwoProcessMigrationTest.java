@@ -15,7 +15,6 @@ import io.vhostffm.migration.stream.MigrationStreamReader;
 import io.vhostffm.migration.stream.MigrationStreamWriter;
 import java.io.File;
 import java.io.IOException;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
@@ -57,7 +56,7 @@ class TwoProcessMigrationTest {
             server = ServerSocketChannel.open(StandardProtocolFamily.UNIX).bind(UnixDomainSocketAddress.of(socket));
             address = socket.toString();
         } else {
-            server = ServerSocketChannel.open().bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+            server = ServerSocketChannel.open().bind(new InetSocketAddress("127.0.0.1", 0));
             address = Integer.toString(((InetSocketAddress) server.getLocalAddress()).getPort());
         }
         Path stdout = tmp.resolve("child.out");
@@ -128,7 +127,7 @@ class TwoProcessMigrationTest {
         ServerSocketChannel server = transport.equals("unix")
                 ? ServerSocketChannel.open(StandardProtocolFamily.UNIX)
                         .bind(UnixDomainSocketAddress.of(tmp.resolve("refused.sock")))
-                : ServerSocketChannel.open().bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+                : ServerSocketChannel.open().bind(new InetSocketAddress("127.0.0.1", 0));
         String address = transport.equals("unix") ? tmp.resolve("refused.sock").toString()
                 : Integer.toString(((InetSocketAddress) server.getLocalAddress()).getPort());
         Path stdout = tmp.resolve("refused.out");
