@@ -64,6 +64,11 @@ public final class MigrationDestination {
         return new MigrationStreamReader(in, names);
     }
 
+    /** As {@link #reader(ReadableByteChannel)}, with another upper bound of a section's payload. */
+    public MigrationStreamReader reader(ReadableByteChannel in, int maxPayload) {
+        return new MigrationStreamReader(in, names, maxPayload);
+    }
+
     /**
      * Reads a whole migration stream and starts the device. Not reentrant: one stream at a time.
      *
@@ -272,6 +277,10 @@ public final class MigrationDestination {
             }
             if (!seen.add(e.id())) {
                 throw violation(in, s, String.format("manifest lists section 0x%04x twice", e.id()));
+            }
+            if (!e.name().equals(r.name)) {
+                throw violation(in, s, String.format("section 0x%04x is '%s' at the source and '%s' here",
+                        e.id(), e.name(), r.name));
             }
             if (e.fingerprint() != r.schema.fingerprint()) {
                 throw violation(in, s, String.format("section 0x%04x '%s' has another shape at the source "

@@ -62,7 +62,12 @@ public final class MigrationSource {
         this.sections = RegisteredSection.register(sections);
     }
 
-    /** Setup phase: manifest, then the full state of every section; snapshots kept. */
+    /**
+     * Setup phase: manifest, then the full state of every section; snapshots kept.
+     *
+     * @throws IllegalArgumentException when a section's state holds a null reference (a bug in
+     *         the device's {@code capture()}, named by type)
+     */
     public void setup() throws IOException {
         requirePhase(Phase.NEW, "setup");
         phase = Phase.FAILED; // until it completes

@@ -287,6 +287,27 @@ class MigrationProtocolTest {
     }
 
     @Test
+    void theManifestMustListExactlyTheDestinationsSections() throws Exception {
+        // a source with only the virtio section
+        ByteArrayOutputStream onlyVirtio = new ByteArrayOutputStream();
+        MigrationSource one = new MigrationSource(MigrationStreamWriter.over(onlyVirtio), List.of(
+                DeviceStateSection.onSource(1, "virtio", VirtioState.class, Fixtures::virtio)));
+        one.setup();
+        MigrationStreamException e = assertThrows(MigrationStreamException.class,
+                () -> new DestinationDevice().receive(onlyVirtio.toByteArray()));
+        assertTrue(e.getMessage().contains("does not send 0x0002 'net'"), e.getMessage());
+
+        // a source that calls section 1 by another name
+        ByteArrayOutputStream renamed = new ByteArrayOutputStream();
+        MigrationSource other = new MigrationSource(MigrationStreamWriter.over(renamed), List.of(
+                DeviceStateSection.onSource(1, "virtio-pci", VirtioState.class, Fixtures::virtio),
+                DeviceStateSection.onSource(2, "net", NetState.class, Fixtures::net)));
+        other.setup();
+        e = assertThrows(MigrationStreamException.class, () -> new DestinationDevice().receive(renamed.toByteArray()));
+        assertTrue(e.getMessage().contains("is 'virtio-pci' at the source and 'virtio' here"), e.getMessage());
+    }
+
+    @Test
     void aPayloadThatFailsValidationNamesSectionOffsetAndField() throws Exception {
         // The net section's checksum is valid, but its rxMode ordinal is out of range.
         SourceDevice src = new SourceDevice();

@@ -18,7 +18,8 @@ import java.util.zip.CRC32C;
  * the device sections given at construction), its flags, its length (bounded before any
  * allocation, and the payload buffer only grows as bytes really arrive), its CRC32C, and
  * truncation anywhere. Every problem is a {@link MigrationStreamException} naming the section
- * and the byte offset. Blocking channels only; does not close the channel.
+ * and the byte offset; after one, the reader refuses to go on. Blocking channels only; does not
+ * close the channel.
  */
 public final class MigrationStreamReader {
     private static final int CHUNK = 64 << 10;
@@ -30,6 +31,7 @@ public final class MigrationStreamReader {
     private long offset;
     private boolean headerRead;
     private boolean ended;
+    private boolean failed;
 
     /**
      * @param in a blocking channel
@@ -88,6 +90,8 @@ public final class MigrationStreamReader {
         if (headerRead) {
             return;
         }
+        requireUsable();
+        failed = true; // until the header checked out
         ByteBuffer header = ByteBuffer.allocate(StreamFormat.HEADER_SIZE);
         readFully(header, StreamFormat.HEADER_SIZE, MigrationStreamException.NO_SECTION, "stream header");
         header.flip();
@@ -107,6 +111,14 @@ public final class MigrationStreamReader {
                     MigrationStreamException.NO_SECTION, 6);
         }
         headerRead = true;
+        failed = false;
+    }
+
+    /** After a failure the position in the stream is unknown: no frame can be trusted any more. */
+    private void requireUsable() {
+        if (failed) {
+            throw new IllegalStateException("the stream failed earlier; it cannot be read further");
+        }
     }
 
     /**
@@ -118,6 +130,8 @@ public final class MigrationStreamReader {
             throw new IllegalStateException("the stream has ended");
         }
         readHeader();
+        requireUsable();
+        failed = true; // until the frame checked out
         long frameOffset = offset;
         ByteBuffer head = ByteBuffer.allocate(StreamFormat.FRAME_HEADER_SIZE);
         readFully(head, StreamFormat.FRAME_HEADER_SIZE, MigrationStreamException.NO_SECTION, "frame header");
@@ -155,6 +169,7 @@ public final class MigrationStreamReader {
         if (id == StreamFormat.END_OF_STREAM) {
             ended = true;
         }
+        failed = false;
         return new Section(id, flags, payload, frameOffset);
     }
 

@@ -74,6 +74,16 @@ class MigrationStreamTest {
     }
 
     @Test
+    void aFailedReaderRefusesToGoOn() throws Exception {
+        byte[] s = validStream();
+        s[8 + 15 + 8 + 50] ^= 1; // break section 2
+        MigrationStreamReader r = MigrationStreamReader.over(new ByteArrayInputStream(s), SECTIONS);
+        assertEquals(1, r.next().id());
+        assertThrows(MigrationStreamException.class, r::next);
+        assertThrows(IllegalStateException.class, r::next);
+    }
+
+    @Test
     void wrongVersion() throws Exception {
         byte[] s = validStream();
         s[5] = 2;
