@@ -193,6 +193,31 @@ class MigrationProtocolTest {
     }
 
     @Test
+    void aFailedPrecopyApplyIsRecordedAFailedSwitchoverApplyIsFatal() throws Exception {
+        SourceDevice src = new SourceDevice();
+        src.source.setup();
+        src.net.set(withRxMode(Fixtures.net(), RxMode.PROMISC));
+        src.source.sendPrecopyDelta();
+        src.source.stopAndCopy(() -> Fixtures.indices(1));
+        DestinationDevice dst = new DestinationDevice();
+        dst.net.failApply = new IllegalStateException("rx mode refused");
+        ReceivedMigration received = dst.receive(src.bytes.toByteArray());
+        assertTrue(received.switchover().noDelta());
+        assertFalse(received.switchover().quickstartPossible(), "the early-started device missed a delta");
+        assertTrue(received.switchover().earlyFailures().getFirst().contains("rx mode refused"));
+
+        SourceDevice late = new SourceDevice();
+        late.source.setup();
+        late.net.set(withRxMode(Fixtures.net(), RxMode.PROMISC));
+        late.source.stopAndCopy(() -> Fixtures.indices(1));
+        DestinationDevice dst2 = new DestinationDevice();
+        dst2.net.failApply = new IllegalStateException("rx mode refused");
+        MigrationException e = assertThrows(MigrationException.class, () -> dst2.receive(late.bytes.toByteArray()));
+        assertTrue(e.getMessage().contains("switchover delta of section 'net' failed"), e.getMessage());
+        assertEquals(List.of(), dst2.switchovers, "the device was not started");
+    }
+
+    @Test
     void aFailedSwitchoverIsReportedBackAndTheSourceKeepsTheGuest() throws Exception {
         SourceDevice src = new SourceDevice();
         src.source.setup();
