@@ -34,7 +34,7 @@ abstract sealed class FieldKind {
     /** A copy that shares no mutable array with {@code value}. */
     abstract Object snapshot(Object value);
 
-    /** Whether {@link #snapshot} has anything to copy (an array somewhere inside). */
+    /** Whether {@link #snapshot} has anything to copy (an array or a list somewhere inside). */
     abstract boolean hasMutableParts();
 
     /** The smallest number of bytes one value encodes to, to bound list lengths on decode. */
@@ -43,7 +43,7 @@ abstract sealed class FieldKind {
     /** A canonical description for the schema fingerprint. */
     abstract String describe();
 
-    static MethodHandle findStatic(Class<?> owner, String name, java.lang.invoke.MethodType type) {
+    static MethodHandle findStatic(Class<?> owner, String name, MethodType type) {
         try {
             return LOOKUP.findStatic(owner, name, type);
         } catch (ReflectiveOperationException e) {
@@ -51,7 +51,7 @@ abstract sealed class FieldKind {
         }
     }
 
-    static MethodHandle findVirtual(Class<?> owner, String name, java.lang.invoke.MethodType type) {
+    static MethodHandle findVirtual(Class<?> owner, String name, MethodType type) {
         try {
             return LOOKUP.findVirtual(owner, name, type);
         } catch (ReflectiveOperationException e) {
@@ -59,7 +59,10 @@ abstract sealed class FieldKind {
         }
     }
 
-    /** Comparators for primitives by bits, so that a NaN equals itself and -0.0 differs from 0.0. */
+    /**
+     * The static helpers the composed handles call: comparators (floating point by bits, so that
+     * a NaN equals itself and -0.0 differs from 0.0), null checks and the list writer.
+     */
     static final class Compare {
         private Compare() {
         }
