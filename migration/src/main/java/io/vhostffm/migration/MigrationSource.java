@@ -88,15 +88,10 @@ public final class MigrationSource {
         setupBytes = out.bytesWritten() - bytesBefore;
     }
 
-    private static <R extends Record> void sendFull(RegisteredSection<R> s, int flags, MigrationStreamWriter out)
-            throws IOException {
+    private <R extends Record> void sendFull(RegisteredSection<R> s, int flags) throws IOException {
         R live = s.capture();
         out.writeSection(s.id, flags, s.encode(live));
         s.remember(live);
-    }
-
-    private void sendFull(RegisteredSection<?> s, int flags) throws IOException {
-        sendFull(s, flags, out);
     }
 
     /**
