@@ -132,6 +132,46 @@ class MigrationProtocolTest {
     }
 
     @Test
+    void theDestinationAppliesAPrecopyDeltaWhileTheGuestStillRunsAtTheSource() throws Exception {
+        // Source and destination stream through a pipe concurrently: the source does not begin
+        // stop-and-copy until the destination has applied the precopy delta, which proves the
+        // delta travels and lands during precopy, not with the switchover.
+        java.nio.channels.Pipe pipe = java.nio.channels.Pipe.open();
+        java.util.concurrent.CountDownLatch applied = new java.util.concurrent.CountDownLatch(1);
+        List<String> calls = java.util.Collections.synchronizedList(new ArrayList<>());
+        MigrationDestination destination = new MigrationDestination(List.of(
+                DeviceStateSection.onDestination(2, "net", NetState.class, early -> calls.add("early"),
+                        (previous, now, changed, atSwitchover) -> {
+                            calls.add((atSwitchover ? "switchover " : "precopy ") + changed);
+                            applied.countDown();
+                        })),
+                s -> calls.add("switchover noDelta=" + s.noDelta()));
+        var received = new java.util.concurrent.CompletableFuture<ReceivedMigration>();
+        Thread receiver = Thread.ofPlatform().start(() -> {
+            try {
+                received.complete(destination.receive(destination.reader(pipe.source())));
+            } catch (Throwable t) {
+                received.completeExceptionally(t);
+            }
+        });
+        NetState[] live = {Fixtures.net()};
+        MigrationSource source = new MigrationSource(new MigrationStreamWriter(pipe.sink()), List.of(
+                DeviceStateSection.onSource(2, "net", NetState.class, () -> live[0])));
+        source.setup();
+        live[0] = withMacTable(live[0], new byte[] {1, 0, 0x5e, 0, 0, 0x42});
+        assertEquals(List.of(2), source.sendPrecopyDelta());
+        assertTrue(applied.await(60, java.util.concurrent.TimeUnit.SECONDS), "the precopy delta was not applied");
+        assertEquals(List.of("early", "precopy [macTable.multicastOverflow, macTable.entries]"), List.copyOf(calls));
+        assertEquals(List.of(), source.stopAndCopy(() -> Fixtures.indices(2)));
+        ReceivedMigration r = received.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        receiver.join();
+        assertTrue(r.switchover().quickstartPossible());
+        assertEquals("switchover noDelta=true", calls.getLast());
+        pipe.sink().close();
+        pipe.source().close();
+    }
+
+    @Test
     void aSwitchoverDeltaCarriesTheChangedSectionsOnly() throws Exception {
         SourceDevice src = new SourceDevice();
         src.source.setup();
