@@ -364,19 +364,27 @@ class StateSchemaTest {
         Class<?> factory = Class.forName("java.lang.management.ManagementFactory");
         Object bean = factory.getMethod("getThreadMXBean").invoke(null);
         Method allocated = Class.forName("com.sun.management.ThreadMXBean").getMethod("getCurrentThreadAllocatedBytes");
+        allocated.invoke(bean); // warm the reflective call itself
         int calls = 100_000;
-        long t0 = System.nanoTime();
-        long before = (long) allocated.invoke(bean);
-        boolean all = true;
-        for (int i = 0; i < calls; i++) {
-            all &= schema.unchanged(live, snapshot);
+        long fewest = Long.MAX_VALUE;
+        double nanosPerCheck = 0;
+        // Several rounds, the fewest bytes counts: a one-time event (a recompilation on this
+        // thread) may allocate in one round; an allocation per check shows in every round.
+        for (int round = 0; round < 5; round++) {
+            long t0 = System.nanoTime();
+            long before = (long) allocated.invoke(bean);
+            boolean all = true;
+            for (int i = 0; i < calls; i++) {
+                all &= schema.unchanged(live, snapshot);
+            }
+            long after = (long) allocated.invoke(bean);
+            nanosPerCheck = (System.nanoTime() - t0) / (double) calls;
+            assertTrue(all);
+            fewest = Math.min(fewest, after - before);
         }
-        long after = (long) allocated.invoke(bean);
-        long t1 = System.nanoTime();
-        assertTrue(all);
-        // A per-call allocation would show as >= 16 bytes x 100,000; the margin is for the bean calls.
-        assertTrue(after - before < 4096, "allocated " + (after - before) + " bytes over " + calls + " checks");
+        // An allocation per check would be >= 16 bytes x 100,000; the margin is for the bean calls.
+        assertTrue(fewest < 1024, "allocated " + fewest + " bytes over " + calls + " checks");
         System.out.printf("no-delta check of a one-queue-pair device: %.1f ns/check (informative), %d bytes allocated%n",
-                (t1 - t0) / (double) calls, after - before);
+                nanosPerCheck, fewest);
     }
 }
