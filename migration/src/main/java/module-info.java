@@ -6,4 +6,6 @@ module io.vhostffm.migration {
     requires transitive io.vhostffm.vhost;
 
     exports io.vhostffm.migration;
+    exports io.vhostffm.migration.schema;
+    exports io.vhostffm.migration.stream;
 }

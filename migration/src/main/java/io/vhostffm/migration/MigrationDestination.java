@@ -1,0 +1,337 @@
+package io.vhostffm.migration;
+
+import io.vhostffm.migration.internal.Acknowledgement;
+import io.vhostffm.migration.internal.Manifest;
+import io.vhostffm.migration.schema.StateDecodeException;
+import io.vhostffm.migration.schema.StateSchema;
+import io.vhostffm.migration.stream.MigrationStreamReader;
+import io.vhostffm.migration.stream.MigrationStreamWriter;
+import io.vhostffm.migration.stream.Section;
+import io.vhostffm.migration.stream.StreamFormat;
+import java.io.IOException;
+import java.nio.channels.ReadableByteChannel;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The receiving end of an early migration, generic over the registered state sections. Reads
+ * the whole stream with {@link #receive}, checking the order of the protocol as strictly as
+ * the reader checks the bytes:
+ *
+ * <pre>
+ * setup      MANIFEST(INIT_STATE)  section(INIT_STATE)... the last with END_OF_DATA
+ * precopy    ( section(DELTA)... the last with END_OF_DATA )*
+ * switchover section(DELTA|SWITCHOVER)*  QUEUE_INDICES(SWITCHOVER|END_OF_DATA[|NO_DATA])
+ * end        END_OF_STREAM
+ * </pre>
+ *
+ * NO_DATA is set exactly when no section precedes the indices in the switchover. Every state
+ * section appears once in the setup. The early state is loaded when the setup message is
+ * complete, a precopy delta batch is applied when its END_OF_DATA arrives, and nothing of the
+ * switchover is applied before the end marker validated: a truncated or corrupt switchover
+ * leaves the device unstarted, and the source keeps the guest.
+ */
+public final class MigrationDestination {
+    private static final StateSchema<Manifest> MANIFEST = StateSchema.of(Manifest.class);
+    private static final StateSchema<FinalIndices> INDICES = StateSchema.of(FinalIndices.class);
+    private static final StateSchema<Acknowledgement> ACK = StateSchema.of(Acknowledgement.class);
+
+    private final List<RegisteredSection<?>> sections;
+    private final Map<Integer, RegisteredSection<?>> byId = new HashMap<>();
+    private final Map<Integer, String> names = new HashMap<>();
+    private final DeviceSwitchover device;
+
+    /**
+     * @param sections the device's state sections; must match the source's manifest
+     * @param device the device's switchover step
+     */
+    public MigrationDestination(List<? extends DeviceStateSection<?>> sections, DeviceSwitchover device) {
+        this.sections = RegisteredSection.register(sections);
+        for (RegisteredSection<?> s : this.sections) {
+            byId.put(s.id, s);
+            names.put(s.id, s.name);
+        }
+        this.device = device;
+    }
+
+    /** A reader over {@code in} that accepts exactly this destination's sections. */
+    public MigrationStreamReader reader(ReadableByteChannel in) {
+        return new MigrationStreamReader(in, names);
+    }
+
+    /** As {@link #reader(ReadableByteChannel)}, with another upper bound of a section's payload. */
+    public MigrationStreamReader reader(ReadableByteChannel in, int maxPayload) {
+        return new MigrationStreamReader(in, names, maxPayload);
+    }
+
+    /**
+     * Reads a whole migration stream and starts the device. Not reentrant: one stream at a time.
+     *
+     * @throws MigrationStreamException for any malformed or out-of-order stream
+     * @throws MigrationException when the device fails at the switchover
+     */
+    public ReceivedMigration receive(MigrationStreamReader in) throws MigrationException {
+        return new Reception(in).run();
+    }
+
+    /** The state of one {@link #receive}: what arrived so far, phase by phase. */
+    private final class Reception {
+        private final MigrationStreamReader in;
+        /** Per section id, the newest state received and applied (setup or precopy). */
+        private final Map<Integer, Record> current = new LinkedHashMap<>();
+        private final List<String> earlyFailures = new ArrayList<>();
+        private final List<SectionDelta> precopy = new ArrayList<>();
+        private Map<Integer, Record> early;
+        private long earlyLoadNanos;
+
+        Reception(MigrationStreamReader in) {
+            this.in = in;
+        }
+
+        ReceivedMigration run() throws MigrationException {
+            readManifest();
+            readSetup();
+            loadEarly();
+            Section first = readPrecopy();
+            long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
+            Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
+            FinalIndices indices = readSwitchover(first, switchoverBatch);
+            Switchover switchover = applySwitchover(switchoverBatch, indices);
+            long switchoverNanos = System.nanoTime() - switchoverStart;
+            return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());
+        }
+
+        private void readManifest() throws MigrationStreamException {
+            Section s = in.next();
+            if (s.id() != StreamFormat.MANIFEST || s.flags() != StreamFormat.FLAG_INIT_STATE) {
+                throw violation(in, s, "the stream must begin with the manifest, flagged INIT_STATE");
+            }
+            checkManifest(in, s, decode(in, s, MANIFEST));
+        }
+
+        /** INIT_STATE sections until END_OF_DATA; every registered section exactly once. */
+        private void readSetup() throws MigrationStreamException {
+            while (true) {
+                Section s = in.next();
+                int flags = s.flags() & ~StreamFormat.FLAG_END_OF_DATA;
+                if (!StreamFormat.isDeviceSection(s.id()) || flags != StreamFormat.FLAG_INIT_STATE) {
+                    throw violation(in, s, "the setup phase allows only state sections flagged INIT_STATE");
+                }
+                if (current.containsKey(s.id())) {
+                    throw violation(in, s, "section sent twice in the setup phase");
+                }
+                long decodeStart = System.nanoTime(); // count the work, not the wait for bytes
+                current.put(s.id(), decode(in, s, byId.get(s.id()).schema));
+                earlyLoadNanos += System.nanoTime() - decodeStart;
+                if (s.has(StreamFormat.FLAG_END_OF_DATA)) {
+                    if (current.size() != sections.size()) {
+                        throw violation(in, s, "setup ended without the state of " + missing(current.keySet()));
+                    }
+                    early = Map.copyOf(current);
+                    return;
+                }
+            }
+        }
+
+        /** Early load of every section; a failure is recorded for the switchover, not fatal. */
+        private void loadEarly() {
+            long loadStart = System.nanoTime();
+            for (RegisteredSection<?> r : sections) {
+                try {
+                    r.loadEarly(early.get(r.id));
+                } catch (Exception e) {
+                    earlyFailures.add("early load of '" + r.name + "' failed: " + e);
+                }
+            }
+            earlyLoadNanos += System.nanoTime() - loadStart;
+        }
+
+        /**
+         * DELTA messages until the first SWITCHOVER frame, which it returns. Each message is
+         * applied when its END_OF_DATA arrives, never in part.
+         */
+        private Section readPrecopy() throws MigrationStreamException {
+            Map<Integer, Record> batch = new LinkedHashMap<>();
+            Section s = in.next();
+            while (!s.has(StreamFormat.FLAG_SWITCHOVER)) {
+                int flags = s.flags() & ~StreamFormat.FLAG_END_OF_DATA;
+                if (!StreamFormat.isDeviceSection(s.id()) || flags != StreamFormat.FLAG_DELTA) {
+                    throw violation(in, s, "precopy allows only state sections flagged DELTA");
+                }
+                if (batch.containsKey(s.id())) {
+                    throw violation(in, s, "section sent twice in one precopy delta");
+                }
+                batch.put(s.id(), decode(in, s, byId.get(s.id()).schema));
+                if (s.has(StreamFormat.FLAG_END_OF_DATA)) {
+                    applyPrecopy(batch);
+                    batch.clear();
+                }
+                s = in.next();
+            }
+            if (!batch.isEmpty()) {
+                throw violation(in, s, "switchover began inside an unfinished precopy delta");
+            }
+            return s;
+        }
+
+        private void applyPrecopy(Map<Integer, Record> batch) {
+            for (Map.Entry<Integer, Record> e : batch.entrySet()) {
+                RegisteredSection<?> r = byId.get(e.getKey());
+                SectionDelta d = delta(r, current.get(r.id), e.getValue(), false);
+                precopy.add(d);
+                current.put(r.id, e.getValue());
+                if (d.changedFields().isEmpty()) {
+                    continue;
+                }
+                try {
+                    r.applyDelta(d.previous(), d.now(), d.changedFields(), false);
+                } catch (Exception ex) {
+                    earlyFailures.add("precopy delta of '" + r.name + "' failed: " + ex);
+                }
+            }
+        }
+
+        /**
+         * DELTA|SWITCHOVER sections into {@code batch}, then QUEUE_INDICES, then the end marker;
+         * nothing applied yet.
+         */
+        private FinalIndices readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
+            Section s = first;
+            while (s.id() != StreamFormat.QUEUE_INDICES) {
+                if (!StreamFormat.isDeviceSection(s.id())
+                        || s.flags() != (StreamFormat.FLAG_DELTA | StreamFormat.FLAG_SWITCHOVER)) {
+                    throw violation(in, s, "the switchover allows state sections flagged DELTA|SWITCHOVER, "
+                            + "then the queue indices");
+                }
+                if (batch.containsKey(s.id())) {
+                    throw violation(in, s, "section sent twice in the switchover");
+                }
+                batch.put(s.id(), decode(in, s, byId.get(s.id()).schema));
+                s = in.next();
+            }
+            int expectedFlags = StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
+                    | (batch.isEmpty() ? StreamFormat.FLAG_NO_DATA : 0);
+            if (s.flags() != expectedFlags) {
+                throw violation(in, s, "queue indices must be flagged " + StreamFormat.flagNames(expectedFlags)
+                        + " after " + batch.size() + " switchover sections");
+            }
+            FinalIndices indices = decode(in, s, INDICES);
+            Section end = in.next();
+            if (!end.isEndOfStream()) {
+                throw violation(in, end, "expected the end marker after the queue indices");
+            }
+            return indices;
+        }
+
+        /** The stream is complete and valid: apply the switchover deltas, then start the device. */
+        private Switchover applySwitchover(Map<Integer, Record> batch, FinalIndices indices) throws MigrationException {
+            List<SectionDelta> deltas = new ArrayList<>();
+            for (Map.Entry<Integer, Record> e : batch.entrySet()) {
+                RegisteredSection<?> r = byId.get(e.getKey());
+                SectionDelta d = delta(r, current.get(r.id), e.getValue(), true);
+                deltas.add(d);
+                current.put(r.id, e.getValue());
+                if (d.changedFields().isEmpty()) {
+                    continue;
+                }
+                try {
+                    r.applyDelta(d.previous(), d.now(), d.changedFields(), true);
+                } catch (Exception ex) {
+                    throw new MigrationException("switchover delta of section '" + r.name + "' failed: " + ex, ex);
+                }
+            }
+            Map<Integer, List<String>> sinceEarly = new HashMap<>();
+            for (RegisteredSection<?> r : sections) {
+                List<String> changed = r.changedFields(early.get(r.id), current.get(r.id));
+                if (!changed.isEmpty()) {
+                    sinceEarly.put(r.id, changed);
+                }
+            }
+            Switchover switchover = new Switchover(batch.isEmpty(), deltas, sinceEarly, indices, early, current,
+                    earlyFailures);
+            try {
+                device.switchover(switchover);
+            } catch (Exception e) {
+                throw new MigrationException("the device failed to start at the switchover: " + e, e);
+            }
+            return switchover;
+        }
+    }
+
+    private static SectionDelta delta(RegisteredSection<?> r, Record previous, Record now, boolean atSwitchover) {
+        return new SectionDelta(r.id, r.name, previous, now, r.changedFields(previous, now), atSwitchover);
+    }
+
+    private void checkManifest(MigrationStreamReader in, Section s, Manifest manifest) throws MigrationStreamException {
+        Set<Integer> seen = new HashSet<>();
+        for (Manifest.Entry e : manifest.sections()) {
+            RegisteredSection<?> r = byId.get(e.id());
+            if (r == null) {
+                throw violation(in, s, String.format("the source sends section 0x%04x '%s', unknown here",
+                        e.id(), e.name()));
+            }
+            if (!seen.add(e.id())) {
+                throw violation(in, s, String.format("manifest lists section 0x%04x twice", e.id()));
+            }
+            if (!e.name().equals(r.name)) {
+                throw violation(in, s, String.format("section 0x%04x is '%s' at the source and '%s' here",
+                        e.id(), e.name(), r.name));
+            }
+            if (e.fingerprint() != r.schema.fingerprint()) {
+                throw violation(in, s, String.format("section 0x%04x '%s' has another shape at the source "
+                        + "(fingerprint %016x, here %016x: %s)", e.id(), r.name, e.fingerprint(),
+                        r.schema.fingerprint(), r.schema.description()));
+            }
+        }
+        if (seen.size() != sections.size()) {
+            throw violation(in, s, "the source does not send " + missing(seen));
+        }
+    }
+
+    private String missing(Set<Integer> present) {
+        List<String> missing = new ArrayList<>();
+        for (RegisteredSection<?> r : sections) {
+            if (!present.contains(r.id)) {
+                missing.add(String.format("0x%04x '%s'", r.id, r.name));
+            }
+        }
+        return String.join(", ", missing);
+    }
+
+    private static MigrationStreamException violation(MigrationStreamReader in, Section s, String reason) {
+        return new MigrationStreamException("protocol violation: " + reason + ", got flags "
+                + StreamFormat.flagNames(s.flags()), s.id(), in.nameOf(s.id()), s.offset(), null);
+    }
+
+    private static <R extends Record> R decode(MigrationStreamReader in, Section s, StateSchema<R> schema)
+            throws MigrationStreamException {
+        try {
+            return schema.decode(s.payload());
+        } catch (StateDecodeException e) {
+            throw new MigrationStreamException(e.reason(), s.id(), in.nameOf(s.id()), s.payloadOffset() + e.offset(),
+                    e.fieldPath(), e);
+        }
+    }
+
+    /** Sends the positive acknowledgement, with the destination's timings, on the return path. */
+    public static void acknowledge(MigrationStreamWriter back, ReceivedMigration received) throws IOException {
+        writeAck(back, new Acknowledgement(true, "", received.earlyLoadNanos(), received.switchoverNanos(),
+                received.bytesReceived()));
+    }
+
+    /** Sends a negative acknowledgement: the source keeps the guest. */
+    public static void acknowledgeFailure(MigrationStreamWriter back, MigrationException failure) throws IOException {
+        String reason = failure.getMessage() == null ? failure.toString() : failure.getMessage();
+        writeAck(back, new Acknowledgement(false, reason, -1, -1, -1));
+    }
+
+    private static void writeAck(MigrationStreamWriter back, Acknowledgement ack) throws IOException {
+        back.writeSection(StreamFormat.ACKNOWLEDGEMENT, StreamFormat.FLAG_END_OF_DATA, ACK.encode(ack));
+        back.writeEndOfStream();
+    }
+}
