@@ -24,6 +24,7 @@ import java.lang.invoke.MethodHandle;
  * <p>No handle is {@code Linker.Option.critical}: ioctls on vhost take kernel mutexes and may
  * sleep, reads and polls may block; a critical call would stall the JVM's safepoints.
  */
+@SuppressWarnings("restricted") // binding libc is this class's purpose; the module has native access
 public final class Libc {
     private Libc() {}
 
@@ -63,6 +64,8 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle FTRUNCATE = capturing("ftruncate",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+    private static final MethodHandle LSEEK = capturing("lseek",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
     private static final MethodHandle MMAP = capturing("mmap",
             FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
     private static final MethodHandle MUNMAP = capturing("munmap",
@@ -144,6 +147,10 @@ public final class Libc {
 
     public static int ftruncate(CallState s, int fd, long length) {
         try { return (int) FTRUNCATE.invokeExact(s.capture, fd, length); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static long lseek(CallState s, int fd, long offset, int whence) {
+        try { return (long) LSEEK.invokeExact(s.capture, fd, offset, whence); } catch (Throwable t) { throw unexpected(t); }
     }
 
     /** Returns the mapping's address, or {@link #MAP_FAILED}. */
