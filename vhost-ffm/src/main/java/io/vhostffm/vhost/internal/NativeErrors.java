@@ -27,6 +27,11 @@ public final class NativeErrors {
         return new NativeCallException("ioctl", request.name(), errno, fd == null ? null : fd.toString(), detail);
     }
 
+    /** A failed ioctl on a descriptor not yet owned (described by {@code target}). */
+    public static NativeCallException ioctlFailure(IoctlRequest request, String target, int errno, String detail) {
+        return new NativeCallException("ioctl", request.name(), errno, target, detail);
+    }
+
     /** A failed ioctl known only by its number; the name is looked up from it. */
     public static NativeCallException ioctlFailure(long request, FileDescriptor fd, int errno, String detail) {
         return new NativeCallException("ioctl", IoctlRequest.nameOf(request), errno, fd == null ? null : fd.toString(), detail);
