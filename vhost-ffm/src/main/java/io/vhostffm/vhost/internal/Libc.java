@@ -78,6 +78,12 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle CONNECT = capturing("connect",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle BIND = capturing("bind",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle SETSOCKOPT = capturing("setsockopt",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle IF_NAMETOINDEX = capturing("if_nametoindex",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS));
     private static final MethodHandle GETSOCKOPT = capturing("getsockopt",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
     private static final MethodHandle SENDMSG = capturing("sendmsg",
@@ -179,6 +185,19 @@ public final class Libc {
 
     public static int connect(CallState s, int fd, MemorySegment addr, int addrlen) {
         try { return (int) CONNECT.invokeExact(s.capture, fd, addr, addrlen); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static int bind(CallState s, int fd, MemorySegment addr, int addrlen) {
+        try { return (int) BIND.invokeExact(s.capture, fd, addr, addrlen); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static int setsockopt(CallState s, int fd, int level, int name, MemorySegment value, int length) {
+        try { return (int) SETSOCKOPT.invokeExact(s.capture, fd, level, name, value, length); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** The interface's index, or 0 (errno set) when there is no such interface. */
+    public static int ifNametoindex(CallState s, MemorySegment name) {
+        try { return (int) IF_NAMETOINDEX.invokeExact(s.capture, name); } catch (Throwable t) { throw unexpected(t); }
     }
 
     public static int getsockopt(CallState s, int fd, int level, int name, MemorySegment value, MemorySegment length) {

@@ -46,6 +46,9 @@ public final class LinuxConstants {
     public static final int SOCK_STREAM = 1;
     public static final int SOCK_DGRAM = 2;
     public static final int SOCK_SEQPACKET = 5;
+    public static final int SOCK_RAW = 3;
+    public static final int SOCK_NONBLOCK = 0x800;
+    public static final int AF_PACKET = 17;
     public static final int SOCK_CLOEXEC = 0x80000;
     public static final int SOL_SOCKET = 1;
     public static final int SO_TYPE = 3;
@@ -55,6 +58,11 @@ public final class LinuxConstants {
     public static final int MSG_CTRUNC = 0x8;
     public static final int MSG_NOSIGNAL = 0x4000;
     public static final int MSG_CMSG_CLOEXEC = 0x40000000;
+
+    // <linux/if_packet.h>, <linux/if_ether.h>
+    public static final int SOL_PACKET = 263;
+    public static final int PACKET_IGNORE_OUTGOING = 23;
+    public static final int ETH_P_ALL = 0x0003;
 
     // <poll.h>
     public static final short POLLIN = 0x1;

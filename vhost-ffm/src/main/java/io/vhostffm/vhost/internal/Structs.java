@@ -103,10 +103,20 @@ public final class Structs {
                     JAVA_INT.withName("ifr_ifindex"),
                     MemoryLayout.sequenceLayout(3, JAVA_LONG)).withName("ifr_ifru")).withName("ifreq");
 
+    /** {@code struct sockaddr_ll} from {@code <linux/if_packet.h>}: an AF_PACKET address. */
+    public static final StructLayout SOCKADDR_LL = MemoryLayout.structLayout(
+            JAVA_SHORT.withName("sll_family"),
+            JAVA_SHORT.withName("sll_protocol"),
+            JAVA_INT.withName("sll_ifindex"),
+            JAVA_SHORT.withName("sll_hatype"),
+            JAVA_BYTE.withName("sll_pkttype"),
+            JAVA_BYTE.withName("sll_halen"),
+            MemoryLayout.sequenceLayout(8, JAVA_BYTE).withName("sll_addr")).withName("sockaddr_ll");
+
     /** Every layout above: the ABI test checks each one's size and every named field. */
     public static final List<StructLayout> ALL = List.of(
             VHOST_VRING_STATE, VHOST_VRING_FILE, VHOST_VRING_ADDR, VHOST_MEMORY_REGION, VHOST_MEMORY,
-            POLLFD, IOVEC, MSGHDR, CMSGHDR, SOCKADDR_UN, IFREQ);
+            POLLFD, IOVEC, MSGHDR, CMSGHDR, SOCKADDR_UN, IFREQ, SOCKADDR_LL);
 
     /** A VarHandle for a top-level field, taking only the segment (base offset 0). */
     public static VarHandle field(StructLayout layout, String name) {
