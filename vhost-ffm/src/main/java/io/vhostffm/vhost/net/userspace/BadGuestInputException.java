@@ -1,0 +1,16 @@
+package io.vhostffm.vhost.net.userspace;
+
+/**
+ * A chain that is well-formed as a virtqueue chain but breaks virtio-net's rules for its queue
+ * (a transmit chain with device-writable buffers or without room for the header, a receive chain
+ * with device-readable buffers or shorter than the header, more buffers than one system call
+ * takes). Like a {@link io.vhostffm.vring.VirtqueueException} it puts the device in
+ * DEVICE_NEEDS_RESET; the message names the queue and the chain's head.
+ */
+final class BadGuestInputException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    BadGuestInputException(String message) {
+        super(message, null, false, false);
+    }
+}

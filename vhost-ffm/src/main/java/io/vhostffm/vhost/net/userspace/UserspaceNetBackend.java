@@ -1,0 +1,339 @@
+package io.vhostffm.vhost.net.userspace;
+
+import io.vhostffm.vhost.DirtyLog;
+import io.vhostffm.vhost.EventFd;
+import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.net.RxFilter;
+import io.vhostffm.vhost.net.VirtioNetDevice;
+import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vring.DeviceQueue;
+import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.GuestMemoryException;
+import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.RestoreMode;
+import io.vhostffm.vring.SplitDeviceQueue;
+import io.vhostffm.vring.VirtqueueException;
+import java.lang.System.Logger;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
+import java.util.function.Supplier;
+
+/**
+ * The userspace datapath of a virtio-net device: Java serving the same virtqueues the kernel's
+ * vhost-net would, between guest memory and TAP queues. The datapath migration falls back to,
+ * and the only one for packed rings.
+ *
+ * <ul>
+ * <li>Transmit: each chain's readable buffers ({@code virtio_net_hdr_v1} + frame) go to the TAP in
+ *     one writev whose iovecs point into guest memory; the chain completes with length 0.</li>
+ * <li>Receive: mergeable receive buffers; one readv straight into the guest's posted buffers,
+ *     {@code num_buffers} set in the first header, the receive filter applied, no frame dropped
+ *     for lack of buffers (the TAP is not read until the guest posts some).</li>
+ * <li>One thread per queue pair sleeps in poll(2) on the kick eventfds, the TAP queue and a stop
+ *     eventfd; call eventfds are signalled only when the ring says so (event idx or flags).</li>
+ * <li>Every page it writes in guest memory (used elements, used index, notification area,
+ *     receive buffers) is marked in the {@link DirtyLog}, if one is given.</li>
+ * <li>{@link #stop()} ends the threads and returns each queue's state, with chains taken but not
+ *     used given back, so another backend (kernel vhost-net, a new userspace datapath,
+ *     migration) continues exactly where this one stopped: no frame lost or sent twice.</li>
+ * <li>Bad guest input on any queue (a malformed chain, a buffer outside guest memory, a chain
+ *     that breaks virtio-net's rules) stops this datapath and puts the device in
+ *     DEVICE_NEEDS_RESET; nothing outside guest memory is touched, other devices carry on.</li>
+ * </ul>
+ *
+ * <h2>Usage</h2>
+ * <pre>{@code
+ * var pair = new QueuePairConfig(rxState, txState, rxKick, rxCall, txKick, txCall, tap.queue(0));
+ * UserspaceNetBackend backend = UserspaceNetBackend.start(memory, List.of(pair), device, dirtyLog);
+ * ...
+ * List<QueueState> states = backend.stop();   // rx0, tx0, rx1, tx1, ...
+ * UserspaceNetBackend next = UserspaceNetBackend.start(memory,
+ *         List.of(pair.withStates(states.get(0), states.get(1))), device, dirtyLog);
+ * }</pre>
+ *
+ * <p>Thread-safe: {@link #stop()} may be called from any thread, including from the device's
+ * {@code needsReset} callback on a datapath thread.
+ */
+public final class UserspaceNetBackend implements AutoCloseable {
+    private static final Logger LOG = System.getLogger(UserspaceNetBackend.class.getName());
+
+    /**
+     * Opens the device side of one virtqueue from its state: how the datapath stays independent of
+     * the ring format. {@link #SPLIT} opens split rings; a packed ring implementation of vring's
+     * {@link DeviceQueue} plugs in the same way.
+     */
+    @FunctionalInterface
+    public interface QueueOpener {
+        /**
+         * @throws VirtqueueException naming the field when the state does not hold up
+         */
+        DeviceQueue open(int queueIndex, GuestMemory memory, QueueState state);
+    }
+
+    /** Opens split rings (classic restore: the indices found in guest memory are checked). */
+    public static final QueueOpener SPLIT = (queueIndex, memory, state) -> {
+        if (state.packed()) {
+            throw new IllegalArgumentException("virtqueue " + queueIndex
+                    + ": a packed ring needs a packed QueueOpener (vring's packed device queue)");
+        }
+        return new SplitDeviceQueue(queueIndex, memory, state, RestoreMode.CLASSIC);
+    };
+
+    private static final long LARGE_RECEIVE_OFFLOADS = VirtioNetFeature.GUEST_TSO4.mask()
+            | VirtioNetFeature.GUEST_TSO6.mask() | VirtioNetFeature.GUEST_UFO.mask()
+            | VirtioNetFeature.GUEST_USO4.mask() | VirtioNetFeature.GUEST_USO6.mask();
+
+    private final List<QueuePairConfig> pairs;
+    private final List<QueuePairWorker> workers = new ArrayList<>();
+    private final List<Thread> threads = new ArrayList<>();
+    private final List<Counters> counters = new ArrayList<>();
+    private final Consumer<String> badGuestInput;
+    private final EventFd stopEvent;
+    private final AtomicReference<String> failure = new AtomicReference<>();
+    private volatile boolean stopRequested;
+    private volatile boolean largeFrames;
+    private List<QueueState> finalStates;
+
+    private UserspaceNetBackend(List<QueuePairConfig> pairs, Consumer<String> badGuestInput, EventFd stopEvent) {
+        this.pairs = pairs;
+        this.badGuestInput = badGuestInput;
+        this.stopEvent = stopEvent;
+    }
+
+    /**
+     * Starts serving {@code pairs} for {@code device} (its receive filter, its guest offloads, and
+     * its {@link VirtioNetDevice#reportBadGuestInput} on bad guest input), split rings.
+     *
+     * @param log the dirty log to mark, or null when not logging
+     */
+    public static UserspaceNetBackend start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
+            DirtyLog log) throws NativeCallException {
+        UserspaceNetBackend backend = start(memory, pairs, device::rxFilter, device::reportBadGuestInput, log, SPLIT);
+        backend.guestOffloadsChanged(device.netState().guestOffloads());
+        return backend;
+    }
+
+    /**
+     * Starts serving {@code pairs}: pair {@code p} is virtqueues {@code 2p} (receive) and
+     * {@code 2p + 1} (transmit).
+     *
+     * @param filter        the receive filter now in force; read once per frame, without a lock
+     * @param badGuestInput told (once, from a datapath thread, after the datapath stopped) why the
+     *                      guest's input was refused: {@link VirtioNetDevice#reportBadGuestInput}
+     * @param log           the dirty log to mark, or null when not logging
+     * @param opener        opens each queue from its state (ring format)
+     * @throws VirtqueueException when a queue state does not hold up (nothing is started)
+     */
+    public static UserspaceNetBackend start(GuestMemory memory, List<QueuePairConfig> pairs, Supplier<RxFilter> filter,
+            Consumer<String> badGuestInput, DirtyLog log, QueueOpener opener) throws NativeCallException {
+        Objects.requireNonNull(memory, "memory");
+        Objects.requireNonNull(filter, "filter");
+        Objects.requireNonNull(badGuestInput, "badGuestInput");
+        Objects.requireNonNull(opener, "opener");
+        if (pairs.isEmpty()) {
+            throw new IllegalArgumentException("no queue pair to serve");
+        }
+        List<QueuePairConfig> copy = List.copyOf(pairs);
+        // Open every queue first: a bad state fails the start before any thread runs.
+        List<DeviceQueue> queues = new ArrayList<>();
+        for (int p = 0; p < copy.size(); p++) {
+            queues.add(opener.open(2 * p, memory, copy.get(p).rx()));
+            queues.add(opener.open(2 * p + 1, memory, copy.get(p).tx()));
+        }
+        EventFd stop = EventFd.create("userspace datapath stop");
+        UserspaceNetBackend backend = new UserspaceNetBackend(copy, badGuestInput, stop);
+        try {
+            // Iovec arrays, overflow buffers and pollfds live as long as the workers use them;
+            // an automatic arena frees them once the backend is gone.
+            Arena arena = Arena.ofAuto();
+            for (int p = 0; p < copy.size(); p++) {
+                QueuePairConfig pair = copy.get(p);
+                pair.tapQueue().setNonBlocking(true);
+                Counters c = new Counters();
+                DeviceQueue rxQueue = queues.get(2 * p);
+                DeviceQueue txQueue = queues.get(2 * p + 1);
+                RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(log, rxQueue.saveState()),
+                        pair.rxCall(), pair.tapQueue(), c, filter, () -> backend.largeFrames);
+                TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(log, txQueue.saveState()), pair.txCall(),
+                        pair.tapQueue(), c);
+                backend.counters.add(c);
+                backend.workers.add(new QueuePairWorker(p, tx, rx, pair.txKick(), pair.rxKick(), stop,
+                        pair.tapQueue(), arena, backend));
+            }
+            // After a restore a stale avail_event/used_event may leave either side waiting for
+            // the other: notify the guest once per queue; the workers look at the rings at once.
+            for (QueuePairConfig pair : copy) {
+                pair.rxCall().signal();
+                pair.txCall().signal();
+            }
+        } catch (NativeCallException | RuntimeException e) {
+            stop.close();
+            throw e;
+        }
+        for (QueuePairWorker worker : backend.workers) {
+            Thread thread = Thread.ofPlatform().daemon().name("vhost-ffm userspace datapath pair " + worker.pair()
+                    + " (" + copy.get(worker.pair()).tapQueue().description() + ")").unstarted(worker);
+            backend.threads.add(thread);
+        }
+        backend.threads.forEach(Thread::start);
+        return backend;
+    }
+
+    /**
+     * The guest's receive offloads changed (GUEST_OFFLOADS_SET, negotiation): with TSO, UFO or USO
+     * the datapath gathers buffers for 64 KiB frames before reading the TAP, else for one
+     * Ethernet frame (a larger one still arrives whole, through the overflow buffer).
+     */
+    public void guestOffloadsChanged(long guestOffloads) {
+        largeFrames = (guestOffloads & LARGE_RECEIVE_OFFLOADS) != 0;
+    }
+
+    /** Queue pairs served. */
+    public int queuePairs() {
+        return pairs.size();
+    }
+
+    /** Whether the datapath threads run (not stopped, not failed). */
+    public boolean isRunning() {
+        return !stopRequested;
+    }
+
+    /** Why the datapath stopped by itself (bad guest input, a TAP error), if it did. */
+    public Optional<String> failure() {
+        return Optional.ofNullable(failure.get());
+    }
+
+    /** The counters of one queue pair now. */
+    public QueuePairStats stats(int pair) {
+        return counters.get(pair).snapshot();
+    }
+
+    /** The counters of all queue pairs, summed. */
+    public QueuePairStats stats() {
+        QueuePairStats sum = new QueuePairStats(0, 0, 0, 0, 0, 0, 0);
+        for (Counters c : counters) {
+            sum = sum.plus(c.snapshot());
+        }
+        return sum;
+    }
+
+    boolean stopRequested() {
+        return stopRequested;
+    }
+
+    /**
+     * Stops the datapath: every thread finishes the frame in hand and ends; a frame half placed
+     * for lack of guest buffers is dropped (counted in {@code rxDropped}); chains taken but not
+     * used are given back. Idempotent: later calls return the same states.
+     *
+     * <p>Called from one of this datapath's own threads (the device's {@code needsReset} callback
+     * runs there after bad guest input), it only requests the stop and returns an empty list:
+     * that thread cannot wait for itself, and the queues of a device that needs a reset have no
+     * state worth continuing from.
+     *
+     * @return the state of every queue, in virtqueue order: rx0, tx0, rx1, tx1, ...
+     */
+    public List<QueueState> stop() {
+        if (threads.contains(Thread.currentThread())) {
+            requestStop();
+            return List.of();
+        }
+        return stopAndCollect();
+    }
+
+    private synchronized List<QueueState> stopAndCollect() {
+        if (finalStates != null) {
+            return finalStates;
+        }
+        requestStop();
+        boolean interrupted = false;
+        for (Thread thread : threads) {
+            while (thread.isAlive()) {
+                try {
+                    thread.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        List<QueueState> states = new ArrayList<>();
+        for (QueuePairWorker worker : workers) {
+            RxPath rx = worker.rx();
+            rx.abandonPendingFrame();
+            states.add(giveBack(rx.queue().saveState(), rx.heldChains(), rx.heldSlots()));
+            TxPath tx = worker.tx();
+            states.add(giveBack(tx.queue().saveState(), tx.holdsChain() ? 1 : 0, tx.heldSlots()));
+        }
+        stopEvent.close();
+        finalStates = List.copyOf(states);
+        return finalStates;
+    }
+
+    /** Same as {@link #stop()}. */
+    @Override
+    public void close() {
+        stop();
+    }
+
+    private void requestStop() {
+        stopRequested = true;
+        try {
+            stopEvent.signal();
+        } catch (NativeCallException | RuntimeException e) {
+            // The flag alone stops a busy worker; a sleeping one needs the signal. Closed means
+            // every worker is already gone.
+            if (stopEvent.fd().isOpen()) {
+                LOG.log(Level.ERROR, "userspace datapath: cannot wake the workers to stop", e);
+            }
+        }
+    }
+
+    /**
+     * A queue's state with {@code chains} chains taken but not used given back: the next owner
+     * of the queue takes them again. Split: last_avail_idx moves back by the chains (16-bit);
+     * packed: the position moves back by their ring slots, flipping the wrap counter at 0.
+     */
+    static QueueState giveBack(QueueState state, int chains, int slots) {
+        if (chains == 0) {
+            return state;
+        }
+        if (state.packed()) {
+            int position = state.lastAvailIdx() - slots;
+            boolean wrap = state.lastAvailWrapCounter();
+            if (position < 0) {
+                position += state.size();
+                wrap = !wrap;
+            }
+            return state.withIndices(position, wrap, state.usedIdx(), state.usedWrapCounter(), state.inuse() - chains);
+        }
+        return state.withIndices((state.lastAvailIdx() - chains) & 0xffff, false, state.usedIdx(), false,
+                state.inuse() - chains);
+    }
+
+    /** A worker ended with an exception: stop everything; tell the device when the guest is at fault. */
+    void workerFailed(QueuePairWorker worker, Throwable t) {
+        boolean guestFault = t instanceof VirtqueueException || t instanceof GuestMemoryException
+                || t instanceof BadGuestInputException;
+        String reason = "userspace datapath, queue pair " + worker.pair() + ": " + t.getMessage();
+        if (!failure.compareAndSet(null, reason)) {
+            return; // another worker failed first and reported
+        }
+        requestStop();
+        if (guestFault) {
+            LOG.log(Level.WARNING, "{0}", reason);
+            // Outside every lock of ours: the device may call stop() back on this thread.
+            badGuestInput.accept(reason);
+        } else {
+            LOG.log(Level.ERROR, "userspace datapath failed: " + reason, t);
+        }
+    }
+}
