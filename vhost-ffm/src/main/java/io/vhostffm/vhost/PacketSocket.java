@@ -80,6 +80,24 @@ public final class PacketSocket implements AutoCloseable {
         }
     }
 
+    /**
+     * Sets the receive buffer (SO_RCVBUFFORCE, which root may set beyond {@code rmem_max}), so a
+     * burst of frames waits here instead of being dropped; the kernel doubles the value for its
+     * bookkeeping.
+     */
+    public void setReceiveBuffer(int bytes) throws NativeCallException {
+        int n = fd.acquire();
+        try (Arena arena = Arena.ofConfined()) {
+            CallState s = CallState.current();
+            MemorySegment value = arena.allocate(JAVA_INT);
+            value.set(JAVA_INT, 0, bytes);
+            NativeErrors.check(Libc.setsockopt(s, n, LinuxConstants.SOL_SOCKET, LinuxConstants.SO_RCVBUFFORCE, value, 4),
+                    "setsockopt(SO_RCVBUFFORCE)", fd, s);
+        } finally {
+            fd.release();
+        }
+    }
+
     /** The interface this socket is bound to. */
     public String interfaceName() {
         return interfaceName;

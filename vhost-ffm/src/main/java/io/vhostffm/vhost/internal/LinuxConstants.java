@@ -53,6 +53,7 @@ public final class LinuxConstants {
     public static final int SOL_SOCKET = 1;
     public static final int SO_TYPE = 3;
     public static final int SO_DOMAIN = 39;
+    public static final int SO_RCVBUFFORCE = 33;
     public static final int SCM_RIGHTS = 1;
     public static final int MSG_TRUNC = 0x20;
     public static final int MSG_CTRUNC = 0x8;
