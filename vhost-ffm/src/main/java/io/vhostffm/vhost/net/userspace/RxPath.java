@@ -22,17 +22,22 @@ import java.util.function.Supplier;
  * TAP to guest for one receive queue, with mergeable receive buffers (VIRTIO_NET_F_MRG_RXBUF,
  * header {@code virtio_net_hdr_v1}, 12 bytes).
  *
- * <p>A TAP cannot be asked how long its next frame is, so this path does what QEMU does with its
- * own buffer, but in place: it takes chains from the queue until their writable bytes cover the
- * largest frame expected (a full Ethernet frame, or 64 KiB when the guest accepts TSO/UFO/USO),
- * or the queue runs dry, and makes one readv straight into all their writable buffers. A last
- * iovec points at a private 64 KiB overflow buffer, so a frame larger than the chains gathered is
- * not cut: its tail is copied into further chains as the guest posts them (the only copy, and
- * only then). The chains the frame filled are published together, each with the bytes written in
- * it, after {@code num_buffers} in the first header is set to their number (the TAP leaves those
- * two bytes alone); chains the frame did not reach are kept for the next frame. When the queue
- * has no buffers the path stops reading the TAP and waits for the guest's kick: nothing is
- * dropped for lack of buffers.
+ * <p>A TAP cannot be asked how long its next frame is (vhost-net peeks inside the kernel), so
+ * this path reads only when the chains it holds cover the longest frame the TAP can hand over:
+ * header + MTU + Ethernet header + VLAN tag, or 64 KiB when the guest accepts TSO, UFO or USO.
+ * It takes chains until they do, and when the queue runs dry first it asks the guest for a kick
+ * and does not read the TAP meanwhile, so no frame is read that the guest cannot hold: nothing
+ * is dropped for lack of buffers and nothing is ever half delivered. Then one readv goes straight
+ * into all the held chains' writable buffers. The chains the frame filled are published
+ * together, each with the bytes written in it, after {@code num_buffers} in the first header is
+ * set to their number (the TAP leaves those two bytes alone); chains the frame did not reach are
+ * kept for the next frame.
+ *
+ * <p>A safety net for a frame longer than expected (the TAP's MTU raised under a running
+ * datapath): a last iovec points at a private 64 KiB overflow buffer, and the tail found there is
+ * copied into further chains as the guest posts them (the only copy, and only then). Such a frame
+ * is lost only if the datapath stops before the guest gives buffers for its tail
+ * ({@code rxDropped}).
  *
  * <p>The receive filter (rx mode, MAC and VLAN tables) is applied before anything is published:
  * a rejected frame leaves the chains for the next one (QEMU's {@code receive_filter}).
@@ -51,10 +56,12 @@ final class RxPath {
     /** {@link #service} result: no guest buffers, notifications on; wait for a kick. */
     static final int WAIT_BUFFERS = 2;
 
-    /** Room for the largest frame a TAP hands over: a 64 KiB GSO frame, header and VLAN slack. */
-    static final int MAX_READ = HEADER + 65536 + 512;
-    /** Writable bytes for a frame without receive offloads: 12 + 1514 + a VLAN tag, rounded. */
-    static final int PLAIN_FRAME = HEADER + 1518 + 6;
+    /** The longest frame a TAP hands over with receive offloads: a 64 KiB GSO frame and a VLAN tag. */
+    static final int LARGE_FRAME = HEADER + 65536 + 4;
+    /** The overflow buffer: the longest frame with some slack. */
+    static final int MAX_READ = LARGE_FRAME + 512;
+    /** Ethernet header and an 802.1Q tag around an MTU-sized payload. */
+    private static final int ETHERNET_OVERHEAD = 14 + 4;
     /** One iovec stays free for the overflow buffer. */
     private static final int MAX_IOV_BUFFERS = Iovecs.IOV_MAX - 1;
     /** Buffers of held chains: gathering stops below IOV_MAX, plus one chain of up to IOV_MAX. */
@@ -76,6 +83,7 @@ final class RxPath {
     private final Counters counters;
     private final Supplier<RxFilter> filter;
     private final BooleanSupplier largeFrames;
+    private final int plainFrame;
 
     // Held chains, oldest first, and their writable buffers in order.
     private int chainCount;
@@ -109,7 +117,7 @@ final class RxPath {
     private int publishedChains;
 
     RxPath(DeviceQueue queue, GuestMemory memory, Arena arena, GuestWriteLog log, EventFd call, FileDescriptor tap,
-            Counters counters, Supplier<RxFilter> filter, BooleanSupplier largeFrames) {
+            Counters counters, Supplier<RxFilter> filter, BooleanSupplier largeFrames, int mtu) {
         this.queue = queue;
         this.chain = queue.newChain();
         this.memory = memory;
@@ -121,6 +129,7 @@ final class RxPath {
         this.counters = counters;
         this.filter = filter;
         this.largeFrames = largeFrames;
+        this.plainFrame = HEADER + mtu + ETHERNET_OVERHEAD;
     }
 
     DeviceQueue queue() {
@@ -171,10 +180,10 @@ final class RxPath {
                     }
                     continue;
                 }
-                gather();
-                if (chainCount == 0) {
-                    // No buffers: ask for a kick, then re-check (a full fence and a re-read of
-                    // avail.idx inside), so buffers posted meanwhile are not slept on.
+                if (!gather()) {
+                    // Not enough buffers for the longest frame: ask for a kick, then re-check (a
+                    // full fence and a re-read of avail.idx inside), so buffers posted meanwhile
+                    // are not slept on. The TAP is not read until then.
                     if (enableNotificationsRaced()) {
                         frames--;
                         continue;
@@ -216,9 +225,15 @@ final class RxPath {
         return raced;
     }
 
-    /** Takes chains until they cover the frame size expected, the queue is empty, or the store is full. */
-    private void gather() {
-        long target = largeFrames.getAsBoolean() ? MAX_READ : PLAIN_FRAME;
+    /**
+     * Takes chains until they cover the longest frame expected, the queue is empty, or one readv
+     * cannot take more buffers.
+     *
+     * @return whether a frame may be read now: the held chains cover the longest frame, or hold
+     *         as many buffers as one readv takes (the overflow buffer covers the rest)
+     */
+    private boolean gather() {
+        long target = largeFrames.getAsBoolean() ? LARGE_FRAME : plainFrame;
         long held = 0;
         for (int c = 0; c < chainCount; c++) {
             held += chainBytes[c];
@@ -226,6 +241,7 @@ final class RxPath {
         while (held < target && bufferCount < MAX_IOV_BUFFERS && takeOne()) {
             held += chainBytes[chainCount - 1];
         }
+        return held >= target || (chainCount > 0 && bufferCount >= MAX_IOV_BUFFERS);
     }
 
     /** Takes one chain into the store; false when the queue is empty. */

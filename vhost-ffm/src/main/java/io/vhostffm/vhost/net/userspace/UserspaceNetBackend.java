@@ -98,6 +98,7 @@ public final class UserspaceNetBackend implements AutoCloseable {
     private final AtomicReference<String> failure = new AtomicReference<>();
     private volatile boolean stopRequested;
     private volatile boolean largeFrames;
+    private volatile boolean reported;
     private List<QueueState> finalStates;
 
     private UserspaceNetBackend(List<QueuePairConfig> pairs, Consumer<String> badGuestInput, EventFd stopEvent) {
@@ -114,7 +115,8 @@ public final class UserspaceNetBackend implements AutoCloseable {
      */
     public static UserspaceNetBackend start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
             DirtyLog log) throws NativeCallException {
-        UserspaceNetBackend backend = start(memory, pairs, device::rxFilter, device::reportBadGuestInput, log, SPLIT);
+        UserspaceNetBackend backend = start(memory, pairs, device::rxFilter, device::reportBadGuestInput, log, SPLIT,
+                device.options().mtu());
         backend.guestOffloadsChanged(device.netState().guestOffloads());
         return backend;
     }
@@ -128,16 +130,22 @@ public final class UserspaceNetBackend implements AutoCloseable {
      *                      guest's input was refused: {@link VirtioNetDevice#reportBadGuestInput}
      * @param log           the dirty log to mark, or null when not logging
      * @param opener        opens each queue from its state (ring format)
+     * @param mtu           the TAP's MTU (the device's {@code mtu}): a frame is read from the TAP only
+     *                      when the guest's buffers can hold one this long (plus Ethernet header and a
+     *                      VLAN tag), or 64 KiB with the guest's TSO/UFO/USO offloads
      * @throws VirtqueueException when a queue state does not hold up (nothing is started)
      */
     public static UserspaceNetBackend start(GuestMemory memory, List<QueuePairConfig> pairs, Supplier<RxFilter> filter,
-            Consumer<String> badGuestInput, DirtyLog log, QueueOpener opener) throws NativeCallException {
+            Consumer<String> badGuestInput, DirtyLog log, QueueOpener opener, int mtu) throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(filter, "filter");
         Objects.requireNonNull(badGuestInput, "badGuestInput");
         Objects.requireNonNull(opener, "opener");
         if (pairs.isEmpty()) {
             throw new IllegalArgumentException("no queue pair to serve");
+        }
+        if (mtu < 68 || mtu > 65535) {
+            throw new IllegalArgumentException("mtu must be in 68..65535: " + mtu);
         }
         List<QueuePairConfig> copy = List.copyOf(pairs);
         // Open every queue first: a bad state fails the start before any thread runs.
@@ -159,7 +167,7 @@ public final class UserspaceNetBackend implements AutoCloseable {
                 DeviceQueue rxQueue = queues.get(2 * p);
                 DeviceQueue txQueue = queues.get(2 * p + 1);
                 RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(log, rxQueue.saveState()),
-                        pair.rxCall(), pair.tapQueue(), c, filter, () -> backend.largeFrames);
+                        pair.rxCall(), pair.tapQueue(), c, filter, () -> backend.largeFrames, mtu);
                 TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(log, txQueue.saveState()), pair.txCall(),
                         pair.tapQueue(), c);
                 backend.counters.add(c);
@@ -199,9 +207,12 @@ public final class UserspaceNetBackend implements AutoCloseable {
         return pairs.size();
     }
 
-    /** Whether the datapath threads run (not stopped, not failed). */
+    /**
+     * Whether the datapath runs: false once a stop was requested or a worker failed and, after
+     * bad guest input, the device was told.
+     */
     public boolean isRunning() {
-        return !stopRequested;
+        return !stopRequested || (failure.get() != null && !reported);
     }
 
     /** Why the datapath stopped by itself (bad guest input, a TAP error), if it did. */
@@ -328,12 +339,16 @@ public final class UserspaceNetBackend implements AutoCloseable {
             return; // another worker failed first and reported
         }
         requestStop();
-        if (guestFault) {
-            LOG.log(Level.WARNING, "{0}", reason);
-            // Outside every lock of ours: the device may call stop() back on this thread.
-            badGuestInput.accept(reason);
-        } else {
-            LOG.log(Level.ERROR, "userspace datapath failed: " + reason, t);
+        try {
+            if (guestFault) {
+                LOG.log(Level.WARNING, "{0}", reason);
+                // Outside every lock of ours: the device may call stop() back on this thread.
+                badGuestInput.accept(reason);
+            } else {
+                LOG.log(Level.ERROR, "userspace datapath failed: " + reason, t);
+            }
+        } finally {
+            reported = true;
         }
     }
 }

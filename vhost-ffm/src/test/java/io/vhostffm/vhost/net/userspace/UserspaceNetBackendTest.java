@@ -103,14 +103,15 @@ class UserspaceNetBackendTest {
 
     @Test
     void framesLargerThanTheGatheredBuffersArriveWholeThroughTheOverflow() throws Exception {
-        // 8 KiB TAP MTU, 1024-byte guest buffers: a 9000-byte frame needs 9 chains, more than the
-        // datapath gathers for a plain frame, so its tail goes through the overflow buffer; and a
-        // guest that posts too few buffers makes the frame wait (not drop) until it posts more.
+        // A TAP MTU raised to 9000 under a datapath started for 1500, 1024-byte guest buffers: a
+        // 9014-byte frame needs 9 chains, more than the datapath gathers, so its tail goes through
+        // the overflow buffer, and waits there (not dropped) until the guest posts more buffers.
         try (GuestNetRig rig = new GuestNetRig(1, true); Arena arena = Arena.ofConfined()) {
-            java.nio.file.Files.writeString(java.nio.file.Path.of("/sys/class/net", rig.tap.name(), "mtu"), "9000");
             GuestPair pair = rig.pairs.get(0);
             pair.postRxBuffers(4);
             UserspaceNetBackend backend = UserspaceNetBackend.start(rig.memory, rig.configs(), rig.device, null);
+            // The MTU grows under the running datapath, which gathers for 1500-byte frames.
+            java.nio.file.Files.writeString(java.nio.file.Path.of("/sys/class/net", rig.tap.name(), "mtu"), "9000");
             try {
                 byte[] big = frame(DEVICE_MAC, 9014, 0, 1);
                 MemorySegment scratch = arena.allocate(70000);
