@@ -84,6 +84,28 @@ public final class TapDevice implements AutoCloseable {
         }
     }
 
+    /**
+     * A TAP made elsewhere, from its queue descriptors (e.g. received over SCM_RIGHTS from
+     * another process): takes ownership of {@code queueFds}, queue 0 first. Checks with TUNGETIFF
+     * that the first one is a TAP named {@code name}; closes them all if not.
+     */
+    public static TapDevice fromQueues(String name, List<FileDescriptor> queueFds) throws NativeCallException {
+        checkName(name);
+        if (queueFds.isEmpty()) {
+            throw new IllegalArgumentException("a TAP needs at least one queue descriptor");
+        }
+        TapDevice tap = new TapDevice(name, queueFds);
+        try {
+            if (!tap.flags().contains(TunFlag.TAP)) {
+                throw new IllegalArgumentException(queueFds.get(0) + " is a TUN, not a TAP device");
+            }
+            return tap;
+        } catch (NativeCallException | RuntimeException e) {
+            tap.close();
+            throw e;
+        }
+    }
+
     /** TUNGETFEATURES: the flags this kernel's TUN driver supports. */
     public static Set<TunFlag> supportedFlags() throws NativeCallException {
         try (FileDescriptor fd = FileDescriptor.openReadWrite(TUN_DEVICE); Arena arena = Arena.ofConfined()) {
@@ -135,6 +157,16 @@ public final class TapDevice implements AutoCloseable {
     public void setOffload(Set<TunOffload> offloads) throws NativeCallException {
         for (FileDescriptor q : queues) {
             Ioctls.callWithValue(q, IoctlRequest.TUNSETOFFLOAD, TunOffload.encode(offloads));
+        }
+    }
+
+    /**
+     * TUNSETOFFLOAD with raw {@code TUN_F_*} flags on every queue (USO4/USO6 included, which
+     * {@link TunOffload} does not name).
+     */
+    public void setOffloadFlags(int tunOffloadFlags) throws NativeCallException {
+        for (FileDescriptor q : queues) {
+            Ioctls.callWithValue(q, IoctlRequest.TUNSETOFFLOAD, Integer.toUnsignedLong(tunOffloadFlags));
         }
     }
 

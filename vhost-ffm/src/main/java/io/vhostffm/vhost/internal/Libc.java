@@ -78,18 +78,22 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle CONNECT = capturing("connect",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle BIND = capturing("bind",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle SETSOCKOPT = capturing("setsockopt",
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle IF_NAMETOINDEX = capturing("if_nametoindex",
-            FunctionDescriptor.of(JAVA_INT, ADDRESS));
     private static final MethodHandle GETSOCKOPT = capturing("getsockopt",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
     private static final MethodHandle SENDMSG = capturing("sendmsg",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle RECVMSG = capturing("recvmsg",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle BIND = capturing("bind",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle SEND = capturing("send",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle RECV = capturing("recv",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle SETSOCKOPT = capturing("setsockopt",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle IF_NAMETOINDEX = capturing("if_nametoindex",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS));
     private static final MethodHandle FCNTL = capturing("fcntl",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
     /** strerror sets no errno worth keeping; it only turns a number into text for messages. */
@@ -187,19 +191,6 @@ public final class Libc {
         try { return (int) CONNECT.invokeExact(s.capture, fd, addr, addrlen); } catch (Throwable t) { throw unexpected(t); }
     }
 
-    public static int bind(CallState s, int fd, MemorySegment addr, int addrlen) {
-        try { return (int) BIND.invokeExact(s.capture, fd, addr, addrlen); } catch (Throwable t) { throw unexpected(t); }
-    }
-
-    public static int setsockopt(CallState s, int fd, int level, int name, MemorySegment value, int length) {
-        try { return (int) SETSOCKOPT.invokeExact(s.capture, fd, level, name, value, length); } catch (Throwable t) { throw unexpected(t); }
-    }
-
-    /** The interface's index, or 0 (errno set) when there is no such interface. */
-    public static int ifNametoindex(CallState s, MemorySegment name) {
-        try { return (int) IF_NAMETOINDEX.invokeExact(s.capture, name); } catch (Throwable t) { throw unexpected(t); }
-    }
-
     public static int getsockopt(CallState s, int fd, int level, int name, MemorySegment value, MemorySegment length) {
         try { return (int) GETSOCKOPT.invokeExact(s.capture, fd, level, name, value, length); } catch (Throwable t) { throw unexpected(t); }
     }
@@ -210,6 +201,27 @@ public final class Libc {
 
     public static long recvmsg(CallState s, int fd, MemorySegment msg, int flags) {
         try { return (long) RECVMSG.invokeExact(s.capture, fd, msg, flags); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static int bind(CallState s, int fd, MemorySegment addr, int addrlen) {
+        try { return (int) BIND.invokeExact(s.capture, fd, addr, addrlen); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static long send(CallState s, int fd, MemorySegment buf, long length, int flags) {
+        try { return (long) SEND.invokeExact(s.capture, fd, buf, length, flags); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static long recv(CallState s, int fd, MemorySegment buf, long length, int flags) {
+        try { return (long) RECV.invokeExact(s.capture, fd, buf, length, flags); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static int setsockopt(CallState s, int fd, int level, int name, MemorySegment value, int length) {
+        try { return (int) SETSOCKOPT.invokeExact(s.capture, fd, level, name, value, length); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** The interface index, or 0 (errno set) when there is no such interface. */
+    public static int ifNametoindex(CallState s, MemorySegment name) {
+        try { return (int) IF_NAMETOINDEX.invokeExact(s.capture, name); } catch (Throwable t) { throw unexpected(t); }
     }
 
     /** fcntl with an int third argument (0 when the command takes none). */

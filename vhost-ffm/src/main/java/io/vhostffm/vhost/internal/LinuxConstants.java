@@ -46,24 +46,20 @@ public final class LinuxConstants {
     public static final int SOCK_STREAM = 1;
     public static final int SOCK_DGRAM = 2;
     public static final int SOCK_SEQPACKET = 5;
-    public static final int SOCK_RAW = 3;
-    public static final int SOCK_NONBLOCK = 0x800;
-    public static final int AF_PACKET = 17;
     public static final int SOCK_CLOEXEC = 0x80000;
     public static final int SOL_SOCKET = 1;
+    public static final int AF_PACKET = 17;
+    public static final int SOCK_RAW = 3;
+    public static final int SO_RCVBUF = 8;
+    public static final int SO_RCVBUFFORCE = 33;
+    public static final int MSG_DONTWAIT = 0x40;
     public static final int SO_TYPE = 3;
     public static final int SO_DOMAIN = 39;
-    public static final int SO_RCVBUFFORCE = 33;
     public static final int SCM_RIGHTS = 1;
     public static final int MSG_TRUNC = 0x20;
     public static final int MSG_CTRUNC = 0x8;
     public static final int MSG_NOSIGNAL = 0x4000;
     public static final int MSG_CMSG_CLOEXEC = 0x40000000;
-
-    // <linux/if_packet.h>, <linux/if_ether.h>
-    public static final int SOL_PACKET = 263;
-    public static final int PACKET_IGNORE_OUTGOING = 23;
-    public static final int ETH_P_ALL = 0x0003;
 
     // <poll.h>
     public static final short POLLIN = 0x1;
@@ -93,6 +89,12 @@ public final class LinuxConstants {
     public static final int VRING_DESC_F_INDIRECT = 4;
     public static final int VRING_USED_F_NO_NOTIFY = 1;
     public static final int VRING_AVAIL_F_NO_INTERRUPT = 1;
+
+    // <linux/if_ether.h>, <linux/if_packet.h>
+    /** Every protocol; goes into sockaddr_ll and socket() in network byte order. */
+    public static final int ETH_P_ALL = 0x0003;
+    public static final int PACKET_HOST = 0;
+    public static final int PACKET_OUTGOING = 4;
 
     // <linux/if_tun.h>
     public static final int TUN_TYPE_MASK = 0x000f;

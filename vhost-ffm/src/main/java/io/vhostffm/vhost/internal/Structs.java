@@ -103,7 +103,7 @@ public final class Structs {
                     JAVA_INT.withName("ifr_ifindex"),
                     MemoryLayout.sequenceLayout(3, JAVA_LONG)).withName("ifr_ifru")).withName("ifreq");
 
-    /** {@code struct sockaddr_ll} from {@code <linux/if_packet.h>}: an AF_PACKET address. */
+    /** {@code struct sockaddr_ll} ({@code <linux/if_packet.h>}): an AF_PACKET address. */
     public static final StructLayout SOCKADDR_LL = MemoryLayout.structLayout(
             JAVA_SHORT.withName("sll_family"),
             JAVA_SHORT.withName("sll_protocol"),

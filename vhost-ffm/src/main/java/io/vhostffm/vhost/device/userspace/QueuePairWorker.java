@@ -1,4 +1,4 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
@@ -39,11 +39,11 @@ final class QueuePairWorker implements Runnable {
     private final EventFd rxKick;
     private final EventFd stop;
     private final FileDescriptor tap;
-    private final UserspaceNetBackend owner;
+    private final UserspaceDatapath owner;
     private final MemorySegment pollfds;
 
     QueuePairWorker(int pair, TxPath tx, RxPath rx, EventFd txKick, EventFd rxKick, EventFd stop, FileDescriptor tap,
-            Arena arena, UserspaceNetBackend owner) {
+            Arena arena, UserspaceDatapath owner) {
         this.pair = pair;
         this.tx = tx;
         this.rx = rx;

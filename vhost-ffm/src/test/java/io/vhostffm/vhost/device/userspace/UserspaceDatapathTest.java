@@ -1,17 +1,17 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.BROADCAST;
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.DEVICE_MAC;
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.frame;
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.ours;
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.tagOf;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.BROADCAST;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.DEVICE_MAC;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.frame;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.ours;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.tagOf;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import io.vhostffm.vhost.net.userspace.GuestNetRig.GuestPair;
+import io.vhostffm.vhost.device.userspace.GuestNetRig.GuestPair;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -25,7 +25,7 @@ import org.junit.jupiter.api.Test;
  * The userspace datapath against a real TAP, with vring's split driver as the guest and an
  * AF_PACKET socket as the network (needs root: TAP and raw sockets).
  */
-class UserspaceNetBackendTest {
+class UserspaceDatapathTest {
     private static final int FRAMES = 10_000;
     private static final long TIMEOUT_MS = 60_000;
 
@@ -44,7 +44,7 @@ class UserspaceNetBackendTest {
     void transmits10000FramesByteForByteInOrder(boolean eventIdx) throws Exception {
         try (GuestNetRig rig = new GuestNetRig(1, eventIdx)) {
             rig.wire.setReceiveBuffer(8 << 20);
-            UserspaceNetBackend backend = UserspaceNetBackend.start(rig.memory, rig.configs(), rig.device, null);
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
             try (WireReader reader = new WireReader(rig.wire, GuestNetRig::ours)) {
                 GuestPair pair = rig.pairs.get(0);
                 long start = System.nanoTime();
@@ -73,7 +73,7 @@ class UserspaceNetBackendTest {
         try (GuestNetRig rig = new GuestNetRig(1, eventIdx); Arena arena = Arena.ofConfined()) {
             GuestPair pair = rig.pairs.get(0);
             pair.postRxBuffers(GuestNetRig.SIZE);
-            UserspaceNetBackend backend = UserspaceNetBackend.start(rig.memory, rig.configs(), rig.device, null);
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
             try {
                 Random random = new Random(eventIdx ? 3 : 4);
                 List<byte[]> sent = new ArrayList<>();
@@ -109,7 +109,7 @@ class UserspaceNetBackendTest {
         try (GuestNetRig rig = new GuestNetRig(1, true); Arena arena = Arena.ofConfined()) {
             GuestPair pair = rig.pairs.get(0);
             pair.postRxBuffers(4);
-            UserspaceNetBackend backend = UserspaceNetBackend.start(rig.memory, rig.configs(), rig.device, null);
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
             // The MTU grows under the running datapath, which gathers for 1500-byte frames.
             java.nio.file.Files.writeString(java.nio.file.Path.of("/sys/class/net", rig.tap.name(), "mtu"), "9000");
             try {
@@ -141,7 +141,7 @@ class UserspaceNetBackendTest {
             for (GuestPair pair : rig.pairs) {
                 pair.postRxBuffers(GuestNetRig.SIZE);
             }
-            UserspaceNetBackend backend = UserspaceNetBackend.start(rig.memory, rig.configs(), rig.device, null);
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
             try (WireReader reader = new WireReader(rig.wire, GuestNetRig::ours)) {
                 int perQueue = FRAMES / 2;
                 // TX: one guest thread per queue, each tagging its frames with its queue pair.
@@ -221,7 +221,7 @@ class UserspaceNetBackendTest {
                 MemorySegment off = cmd.allocate(1);
                 assertEquals(0, rig.device.handleControl(List.of(header, off)).ackByte());
             }
-            UserspaceNetBackend backend = UserspaceNetBackend.start(rig.memory, rig.configs(), rig.device, null);
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
             try {
                 byte[] other = {0x52, 0x54, 0x00, 0x65, 0x43, 0x21};
                 List<byte[]> sent = new ArrayList<>();

@@ -1,21 +1,21 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.BROADCAST;
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.DEVICE_MAC;
-import static io.vhostffm.vhost.net.userspace.GuestNetRig.frame;
-import static io.vhostffm.vhost.net.userspace.UserspaceNetBackendTest.drainTx;
-import static io.vhostffm.vhost.net.userspace.UserspaceNetBackendTest.frameSize;
-import static io.vhostffm.vhost.net.userspace.UserspaceNetBackendTest.receive;
-import static io.vhostffm.vhost.net.userspace.UserspaceNetBackendTest.transmit;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.BROADCAST;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.DEVICE_MAC;
+import static io.vhostffm.vhost.device.userspace.GuestNetRig.frame;
+import static io.vhostffm.vhost.device.userspace.UserspaceDatapathTest.drainTx;
+import static io.vhostffm.vhost.device.userspace.UserspaceDatapathTest.frameSize;
+import static io.vhostffm.vhost.device.userspace.UserspaceDatapathTest.receive;
+import static io.vhostffm.vhost.device.userspace.UserspaceDatapathTest.transmit;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import io.vhostffm.vhost.DirtyLog;
+import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.net.DeviceStatus;
-import io.vhostffm.vhost.net.userspace.GuestNetRig.GuestPair;
+import io.vhostffm.vhost.device.userspace.GuestNetRig.GuestPair;
 import io.vhostffm.vring.QueueState;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -37,15 +37,15 @@ class UserspaceDatapathStateTest {
 
     @Test
     void dirtyLogShowsTheWrittenPagesAndNoOthers() throws Exception {
-        try (GuestNetRig rig = new GuestNetRig(1, true); Arena arena = Arena.ofShared()) {
-            DirtyLog log = DirtyLog.allocate(arena, GuestNetRig.BUFFERS + 0x1000000);
+        try (GuestNetRig rig = new GuestNetRig(1, true); Arena arena = Arena.ofShared();
+                DirtyLog log = DirtyLog.covering(rig.memory)) {
             GuestPair pair = rig.pairs.get(0);
             pair.postRxBuffers(8);
-            UserspaceNetBackend backend = UserspaceNetBackend.start(rig.memory, rig.configs(), rig.device, log);
-            List<byte[]> frames = List.of(frame(DEVICE_MAC, 1400, 0, 0), frame(BROADCAST, 100, 0, 1),
-                    frame(DEVICE_MAC, 200, 0, 2));
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, log);
+            List<byte[]> frames = List.of(frame(DEVICE_MAC, 1400, 5, 0), frame(BROADCAST, 100, 5, 1),
+                    frame(DEVICE_MAC, 200, 5, 2));
             List<byte[]> got;
-            try (WireReader reader = new WireReader(rig.wire, GuestNetRig::ours)) {
+            try (WireReader reader = new WireReader(rig.wire, f -> GuestNetRig.ours(f) && GuestNetRig.tagOf(f) == 0)) {
                 got = receive(rig, arena, List.of(pair), frames, 10);
                 // two transmitted frames: the device only reads their buffers
                 transmit(pair, reader, 2, 0, new Random(5), 0);
@@ -65,8 +65,8 @@ class UserspaceDatapathStateTest {
             expected.add(0x2000L >>> 12);   // rx used ring: used elements, used.idx (avail_event on the same page)
             expected.add(0x12000L >>> 12);  // tx used ring
             TreeSet<Long> dirty = new TreeSet<>();
-            for (long page : log.fetchAndClear()) {
-                dirty.add(page);
+            for (long address : log.fetchAndClear()) {
+                dirty.add(address >>> 12);
             }
             assertEquals(expected, dirty, "descriptor tables, avail rings, transmit buffers and the 4 unused "
                     + "receive buffers must stay clean");
@@ -80,13 +80,13 @@ class UserspaceDatapathStateTest {
         try (GuestNetRig victim = new GuestNetRig(1, true); GuestNetRig bystander = new GuestNetRig(1, true);
                 Arena arena = Arena.ofShared()) {
             bystander.pairs.get(0).postRxBuffers(GuestNetRig.SIZE);
-            UserspaceNetBackend healthy = UserspaceNetBackend.start(bystander.memory, bystander.configs(),
+            UserspaceDatapath healthy = UserspaceDatapath.start(bystander.memory, bystander.configs(),
                     bystander.device, null);
             GuestPair bad = victim.pairs.get(0);
             if (attack.startsWith("tx")) {
                 bad.postRxBuffers(4); // good receive buffers next to the bad transmit chain
             }
-            UserspaceNetBackend broken = null;
+            UserspaceDatapath broken = null;
             try {
                 long slot = bad.txSlots;
                 int expectedQueue;
@@ -127,7 +127,7 @@ class UserspaceDatapathStateTest {
                 }
                 // Started after the bad chain is in place (the loop is written after the chain is
                 // made available, so a datapath already running could take the chain before).
-                broken = UserspaceNetBackend.start(victim.memory, victim.configs(), victim.device, null);
+                broken = UserspaceDatapath.start(victim.memory, victim.configs(), victim.device, null);
                 long deadline = System.currentTimeMillis() + TIMEOUT_MS;
                 while (broken.isRunning() && System.currentTimeMillis() < deadline) {
                     Thread.sleep(5);
@@ -149,13 +149,13 @@ class UserspaceDatapathStateTest {
                 GuestPair good = bystander.pairs.get(0);
                 List<byte[]> frames = new ArrayList<>();
                 for (int i = 0; i < 100; i++) {
-                    frames.add(frame(DEVICE_MAC, 64 + i, 0, i));
+                    frames.add(frame(DEVICE_MAC, 64 + i, 5, i));
                 }
                 List<byte[]> got = receive(bystander, arena, List.of(good), frames, 50);
                 for (int i = 0; i < 100; i++) {
                     assertArrayEquals(frames.get(i), got.get(i));
                 }
-                try (WireReader reader = new WireReader(bystander.wire, GuestNetRig::ours)) {
+                try (WireReader reader = new WireReader(bystander.wire, f -> GuestNetRig.ours(f) && GuestNetRig.tagOf(f) == 0)) {
                     transmit(good, reader, 100, 0, new Random(6), 0);
                     assertEquals(100, reader.await(100, TIMEOUT_MS));
                 }
@@ -178,8 +178,8 @@ class UserspaceDatapathStateTest {
             GuestPair pair = rig.pairs.get(0);
             pair.postRxBuffers(GuestNetRig.SIZE);
             List<QueuePairConfig> configs = rig.configs();
-            AtomicReference<UserspaceNetBackend> current = new AtomicReference<>(
-                    UserspaceNetBackend.start(rig.memory, configs, rig.device, null));
+            AtomicReference<UserspaceDatapath> current = new AtomicReference<>(
+                    UserspaceDatapath.start(rig.memory, configs, rig.device, null));
             List<QueuePairStats> finished = new ArrayList<>();
             int[] switches = {0};
             AtomicReference<Throwable> switchFailure = new AtomicReference<>();
@@ -188,10 +188,10 @@ class UserspaceDatapathStateTest {
                 try {
                     while (streaming.get()) {
                         Thread.sleep(15);
-                        UserspaceNetBackend old = current.get();
+                        UserspaceDatapath old = current.get();
                         List<QueueState> states = old.stop();
                         finished.add(old.stats());
-                        current.set(UserspaceNetBackend.start(rig.memory,
+                        current.set(UserspaceDatapath.start(rig.memory,
                                 List.of(configs.get(0).withStates(states.get(0), states.get(1))), rig.device, null));
                         switches[0]++;
                     }

@@ -1,4 +1,4 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
@@ -28,17 +28,15 @@ final class WireReader implements AutoCloseable {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buffer = arena.allocate(70000);
             while (!stop) {
-                if (!socket.poll(50)) {
+                long n = socket.receive(buffer, 50);
+                if (n < 0) {
                     continue;
                 }
-                long n;
-                while ((n = socket.receive(buffer)) >= 0) {
-                    byte[] frame = buffer.asSlice(0, n).toArray(JAVA_BYTE);
-                    if (keep.test(frame)) {
-                        synchronized (frames) {
-                            frames.add(frame);
-                            frames.notifyAll();
-                        }
+                byte[] frame = buffer.asSlice(0, Math.min(n, buffer.byteSize())).toArray(JAVA_BYTE);
+                if (keep.test(frame)) {
+                    synchronized (frames) {
+                        frames.add(frame);
+                        frames.notifyAll();
                     }
                 }
             }

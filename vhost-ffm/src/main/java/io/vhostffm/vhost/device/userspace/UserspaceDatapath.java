@@ -1,6 +1,6 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
-import io.vhostffm.vhost.DirtyLog;
+import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.EventFd;
 import io.vhostffm.vhost.NativeCallException;
 import io.vhostffm.vhost.net.RxFilter;
@@ -50,18 +50,18 @@ import java.util.function.Supplier;
  * <h2>Usage</h2>
  * <pre>{@code
  * var pair = new QueuePairConfig(rxState, txState, rxKick, rxCall, txKick, txCall, tap.queue(0));
- * UserspaceNetBackend backend = UserspaceNetBackend.start(memory, List.of(pair), device, dirtyLog);
+ * UserspaceDatapath backend = UserspaceDatapath.start(memory, List.of(pair), device, dirtyLog);
  * ...
  * List<QueueState> states = backend.stop();   // rx0, tx0, rx1, tx1, ...
- * UserspaceNetBackend next = UserspaceNetBackend.start(memory,
+ * UserspaceDatapath next = UserspaceDatapath.start(memory,
  *         List.of(pair.withStates(states.get(0), states.get(1))), device, dirtyLog);
  * }</pre>
  *
  * <p>Thread-safe: {@link #stop()} may be called from any thread, including from the device's
  * {@code needsReset} callback on a datapath thread.
  */
-public final class UserspaceNetBackend implements AutoCloseable {
-    private static final Logger LOG = System.getLogger(UserspaceNetBackend.class.getName());
+public final class UserspaceDatapath implements AutoCloseable {
+    private static final Logger LOG = System.getLogger(UserspaceDatapath.class.getName());
 
     /**
      * Opens the device side of one virtqueue from its state: how the datapath stays independent of
@@ -101,7 +101,7 @@ public final class UserspaceNetBackend implements AutoCloseable {
     private volatile boolean reported;
     private List<QueueState> finalStates;
 
-    private UserspaceNetBackend(List<QueuePairConfig> pairs, Consumer<String> badGuestInput, EventFd stopEvent) {
+    private UserspaceDatapath(List<QueuePairConfig> pairs, Consumer<String> badGuestInput, EventFd stopEvent) {
         this.pairs = pairs;
         this.badGuestInput = badGuestInput;
         this.stopEvent = stopEvent;
@@ -113,9 +113,9 @@ public final class UserspaceNetBackend implements AutoCloseable {
      *
      * @param log the dirty log to mark, or null when not logging
      */
-    public static UserspaceNetBackend start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
             DirtyLog log) throws NativeCallException {
-        UserspaceNetBackend backend = start(memory, pairs, device::rxFilter, device::reportBadGuestInput, log, SPLIT,
+        UserspaceDatapath backend = start(memory, pairs, device::rxFilter, device::reportBadGuestInput, log, SPLIT,
                 device.options().mtu());
         backend.guestOffloadsChanged(device.netState().guestOffloads());
         return backend;
@@ -135,7 +135,7 @@ public final class UserspaceNetBackend implements AutoCloseable {
      *                      VLAN tag), or 64 KiB with the guest's TSO/UFO/USO offloads
      * @throws VirtqueueException when a queue state does not hold up (nothing is started)
      */
-    public static UserspaceNetBackend start(GuestMemory memory, List<QueuePairConfig> pairs, Supplier<RxFilter> filter,
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Supplier<RxFilter> filter,
             Consumer<String> badGuestInput, DirtyLog log, QueueOpener opener, int mtu) throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(filter, "filter");
@@ -155,7 +155,7 @@ public final class UserspaceNetBackend implements AutoCloseable {
             queues.add(opener.open(2 * p + 1, memory, copy.get(p).tx()));
         }
         EventFd stop = EventFd.create("userspace datapath stop");
-        UserspaceNetBackend backend = new UserspaceNetBackend(copy, badGuestInput, stop);
+        UserspaceDatapath backend = new UserspaceDatapath(copy, badGuestInput, stop);
         try {
             // Iovec arrays, overflow buffers and pollfds live as long as the workers use them;
             // an automatic arena frees them once the backend is gone.

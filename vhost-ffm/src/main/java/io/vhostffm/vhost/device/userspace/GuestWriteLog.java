@@ -1,6 +1,6 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
-import io.vhostffm.vhost.DirtyLog;
+import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vring.QueueState;
 
 /**

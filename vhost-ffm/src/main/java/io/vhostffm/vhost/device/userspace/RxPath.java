@@ -1,4 +1,4 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 

@@ -1,4 +1,4 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
 /**
  * Counters of one queue pair of the userspace datapath, as a snapshot.

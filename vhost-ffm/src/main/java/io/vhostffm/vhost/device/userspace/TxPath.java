@@ -1,4 +1,4 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
 import io.vhostffm.vhost.Errno;
 import io.vhostffm.vhost.EventFd;

@@ -1,4 +1,4 @@
-package io.vhostffm.vhost.net.userspace;
+package io.vhostffm.vhost.device.userspace;
 
 /**
  * A chain that is well-formed as a virtqueue chain but breaks virtio-net's rules for its queue
