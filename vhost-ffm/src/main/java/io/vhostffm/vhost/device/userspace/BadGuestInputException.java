@@ -10,7 +10,15 @@ package io.vhostffm.vhost.device.userspace;
 final class BadGuestInputException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
-    BadGuestInputException(String message) {
+    private final int queueIndex;
+
+    BadGuestInputException(int queueIndex, String message) {
         super(message, null, false, false);
+        this.queueIndex = queueIndex;
+    }
+
+    /** The virtqueue the chain came from. */
+    int queueIndex() {
+        return queueIndex;
     }
 }

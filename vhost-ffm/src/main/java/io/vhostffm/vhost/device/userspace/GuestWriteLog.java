@@ -2,13 +2,15 @@ package io.vhostffm.vhost.device.userspace;
 
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vring.QueueState;
+import java.util.function.Supplier;
 
 /**
  * Marks in the dirty log what one device queue writes into guest memory, as the kernel's vhost
  * logs it: each used element and the used index it publishes, the notification area it updates
  * ({@code avail_event} under event idx, else {@code used.flags}; a packed ring's device event
- * suppression structure), and the receive buffers it fills. Without a log every call does
- * nothing. Allocation-free.
+ * suppression structure), and the receive buffers it fills. The log in force is read at each
+ * call, after the write it records, so a log started meanwhile misses no write that completed
+ * after it started. Without a log every call does nothing. Allocation-free.
  *
  * <p>It follows the queue's used position itself (split: {@code used_idx}; packed: the ring
  * position and wrap, advanced by each chain's descriptor count), starting from the state the
@@ -20,7 +22,7 @@ final class GuestWriteLog {
     private static final long SPLIT_USED_IDX = 2;    // offsetof(struct virtq_used, idx)
     private static final long PACKED_DESC = 16;      // sizeof(struct pvirtq_desc)
 
-    private final DirtyLog log;
+    private final Supplier<DirtyLog> logs;
     private final boolean packed;
     private final int size;
     private final long descAddress;
@@ -28,8 +30,8 @@ final class GuestWriteLog {
     private final boolean eventIdx;
     private int usedPosition;
 
-    GuestWriteLog(DirtyLog log, QueueState opened) {
-        this.log = log;
+    GuestWriteLog(Supplier<DirtyLog> logs, QueueState opened) {
+        this.logs = logs;
         this.packed = opened.packed();
         this.size = opened.size();
         this.descAddress = opened.descTableAddress();
@@ -40,6 +42,7 @@ final class GuestWriteLog {
 
     /** One used element was published for {@code descriptorCount} ring slots (packed) / one head (split). */
     void usedElement(int descriptorCount) {
+        DirtyLog log = logs.get();
         if (packed) {
             if (log != null) {
                 log.mark(descAddress + PACKED_DESC * usedPosition, PACKED_DESC);
@@ -55,6 +58,7 @@ final class GuestWriteLog {
 
     /** The used index was stored (split: {@code used.idx}; packed: nothing beyond the descriptors). */
     void usedIndex() {
+        DirtyLog log = logs.get();
         if (log != null && !packed) {
             log.mark(deviceArea + SPLIT_USED_IDX, 2);
         }
@@ -66,6 +70,7 @@ final class GuestWriteLog {
      * while notifications are off.
      */
     void notificationArea(boolean enabling) {
+        DirtyLog log = logs.get();
         if (log == null || (!enabling && eventIdx && !packed)) {
             return;
         }
@@ -80,6 +85,7 @@ final class GuestWriteLog {
 
     /** {@code length} bytes were written at guest address {@code address}. */
     void buffer(long address, long length) {
+        DirtyLog log = logs.get();
         if (log != null) {
             log.mark(address, length);
         }
@@ -87,6 +93,6 @@ final class GuestWriteLog {
 
     /** Whether writes are logged at all. */
     boolean enabled() {
-        return log != null;
+        return logs.get() != null;
     }
 }

@@ -12,6 +12,7 @@ import java.util.Objects;
  * descriptors stay owned by the caller: the datapath holds them open while it runs and never
  * closes them.
  *
+ * @param pair     the queue pair's index: its TAP queue and virtqueues {@code 2 * pair}, {@code 2 * pair + 1}
  * @param rx       receive queue state (the guest's posted receive buffers)
  * @param tx       transmit queue state
  * @param rxKick   the guest's available-buffer notification of the receive queue
@@ -21,9 +22,12 @@ import java.util.Objects;
  * @param tapQueue the TAP queue descriptor (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, vnet header
  *                 size 12); set non-blocking by the datapath
  */
-public record QueuePairConfig(QueueState rx, QueueState tx, EventFd rxKick, EventFd rxCall, EventFd txKick,
+public record QueuePairConfig(int pair, QueueState rx, QueueState tx, EventFd rxKick, EventFd rxCall, EventFd txKick,
         EventFd txCall, FileDescriptor tapQueue) {
     public QueuePairConfig {
+        if (pair < 0 || pair >= 0x8000) {
+            throw new IllegalArgumentException("queue pair index out of range: " + pair);
+        }
         Objects.requireNonNull(rx, "rx");
         Objects.requireNonNull(tx, "tx");
         Objects.requireNonNull(rxKick, "rxKick");
@@ -35,6 +39,6 @@ public record QueuePairConfig(QueueState rx, QueueState tx, EventFd rxKick, Even
 
     /** The same resources with other queue states (e.g. those a stopped backend reported). */
     public QueuePairConfig withStates(QueueState newRx, QueueState newTx) {
-        return new QueuePairConfig(newRx, newTx, rxKick, rxCall, txKick, txCall, tapQueue);
+        return new QueuePairConfig(pair, newRx, newTx, rxKick, rxCall, txKick, txCall, tapQueue);
     }
 }

@@ -59,6 +59,10 @@ final class QueuePairWorker implements Runnable {
         return pair;
     }
 
+    String tapDescription() {
+        return tap.description();
+    }
+
     TxPath tx() {
         return tx;
     }

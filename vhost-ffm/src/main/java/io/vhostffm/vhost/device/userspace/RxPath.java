@@ -84,6 +84,8 @@ final class RxPath {
     private final Supplier<RxFilter> filter;
     private final BooleanSupplier largeFrames;
     private final int plainFrame;
+    /** VIRTIO_NET_F_MRG_RXBUF: a frame may span chains; without it, one chain per frame. */
+    private final boolean mergeable;
 
     // Held chains, oldest first, and their writable buffers in order.
     private int chainCount;
@@ -117,7 +119,7 @@ final class RxPath {
     private int publishedChains;
 
     RxPath(DeviceQueue queue, GuestMemory memory, Arena arena, GuestWriteLog log, EventFd call, FileDescriptor tap,
-            Counters counters, Supplier<RxFilter> filter, BooleanSupplier largeFrames, int mtu) {
+            Counters counters, Supplier<RxFilter> filter, BooleanSupplier largeFrames, int mtu, boolean mergeable) {
         this.queue = queue;
         this.chain = queue.newChain();
         this.memory = memory;
@@ -130,6 +132,7 @@ final class RxPath {
         this.filter = filter;
         this.largeFrames = largeFrames;
         this.plainFrame = HEADER + mtu + ETHERNET_OVERHEAD;
+        this.mergeable = mergeable;
     }
 
     DeviceQueue queue() {
@@ -233,6 +236,11 @@ final class RxPath {
      *         as many buffers as one readv takes (the overflow buffer covers the rest)
      */
     private boolean gather() {
+        if (!mergeable) {
+            // One chain per frame, whatever its size (the guest sizes its buffers for the frames
+            // it accepts; a frame that does not fit is dropped, as vhost-net does).
+            return chainCount > 0 || takeOne();
+        }
         long target = largeFrames.getAsBoolean() ? LARGE_FRAME : plainFrame;
         long held = 0;
         for (int c = 0; c < chainCount; c++) {
@@ -255,17 +263,17 @@ final class RxPath {
             return false;
         }
         if (chain.readableCount() != 0) {
-            throw new BadGuestInputException("virtqueue " + queue.queueIndex() + " (receive): chain at head "
+            throw new BadGuestInputException(queue.queueIndex(), "virtqueue " + queue.queueIndex() + " (receive): chain at head "
                     + chain.headId() + " has " + chain.readableCount() + " device-readable buffer(s)");
         }
         if (chain.writableLength() < HEADER) {
-            throw new BadGuestInputException("virtqueue " + queue.queueIndex() + " (receive): chain at head "
+            throw new BadGuestInputException(queue.queueIndex(), "virtqueue " + queue.queueIndex() + " (receive): chain at head "
                     + chain.headId() + " has " + chain.writableLength() + " writable bytes, less than the "
                     + HEADER + "-byte virtio_net_hdr");
         }
         int buffers = chain.writableCount();
         if (buffers > MAX_IOV_BUFFERS) {
-            throw new BadGuestInputException("virtqueue " + queue.queueIndex() + " (receive): chain at head "
+            throw new BadGuestInputException(queue.queueIndex(), "virtqueue " + queue.queueIndex() + " (receive): chain at head "
                     + chain.headId() + " has " + buffers + " buffers; one readv takes at most " + MAX_IOV_BUFFERS);
         }
         int c = chainCount++;
@@ -289,7 +297,9 @@ final class RxPath {
         includedChains = 0;
         includedBuffers = 0;
         includedBytes = 0;
-        while (includedChains < chainCount && includedBuffers + chainBuffers[includedChains] <= MAX_IOV_BUFFERS) {
+        int chainsForOneFrame = mergeable ? chainCount : Math.min(1, chainCount);
+        while (includedChains < chainsForOneFrame
+                && includedBuffers + chainBuffers[includedChains] <= MAX_IOV_BUFFERS) {
             int c = includedChains++;
             for (int b = chainFirst[c]; b < chainFirst[c] + chainBuffers[c]; b++) {
                 iovecs.set(includedBuffers++, hostAddress(b), bufLength[b]);
@@ -317,7 +327,8 @@ final class RxPath {
         }
         int peekLength = (int) Math.min(n, FILTER_PEEK);
         copyFrameStart(peekLength);
-        if (!filter.get().accepts(peek, HEADER, n - HEADER)) {
+        RxFilter rxFilter = filter.get();
+        if (rxFilter != null && !rxFilter.accepts(peek, HEADER, n - HEADER)) {
             markWritten(inChains);
             Counters.add(counters.rxFiltered, 1);
             return;
@@ -334,6 +345,11 @@ final class RxPath {
         }
         if (left == 0) {
             publishFrame(used, n);
+            return;
+        }
+        if (!mergeable) {
+            // Longer than the chain: without mergeable buffers it cannot be delivered.
+            Counters.add(counters.rxDropped, 1);
             return;
         }
         pending = true;

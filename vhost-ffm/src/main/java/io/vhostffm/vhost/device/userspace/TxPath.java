@@ -147,17 +147,17 @@ final class TxPath {
     /** Checks the chain against virtio-net's transmit rules and points the iovecs at its buffers. */
     private int prepare() {
         if (chain.writableCount() != 0) {
-            throw new BadGuestInputException("virtqueue " + queue.queueIndex() + " (transmit): chain at head "
+            throw new BadGuestInputException(queue.queueIndex(), "virtqueue " + queue.queueIndex() + " (transmit): chain at head "
                     + chain.headId() + " has " + chain.writableCount() + " device-writable buffer(s)");
         }
         if (chain.readableLength() < HEADER) {
-            throw new BadGuestInputException("virtqueue " + queue.queueIndex() + " (transmit): chain at head "
+            throw new BadGuestInputException(queue.queueIndex(), "virtqueue " + queue.queueIndex() + " (transmit): chain at head "
                     + chain.headId() + " has " + chain.readableLength() + " bytes, less than the "
                     + HEADER + "-byte virtio_net_hdr");
         }
         int count = chain.readableCount();
         if (count > Iovecs.IOV_MAX) {
-            throw new BadGuestInputException("virtqueue " + queue.queueIndex() + " (transmit): chain at head "
+            throw new BadGuestInputException(queue.queueIndex(), "virtqueue " + queue.queueIndex() + " (transmit): chain at head "
                     + chain.headId() + " has " + count + " buffers; one writev takes at most " + Iovecs.IOV_MAX);
         }
         for (int i = 0; i < count; i++) {

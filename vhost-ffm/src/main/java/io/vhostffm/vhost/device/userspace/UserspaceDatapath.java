@@ -5,13 +5,14 @@ import io.vhostffm.vhost.EventFd;
 import io.vhostffm.vhost.NativeCallException;
 import io.vhostffm.vhost.net.RxFilter;
 import io.vhostffm.vhost.net.VirtioNetDevice;
+import io.vhostffm.vhost.device.BackendListener;
+import io.vhostffm.vhost.device.DeviceQueues;
 import io.vhostffm.vhost.net.VirtioNetFeature;
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestMemoryException;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
-import io.vhostffm.vring.SplitDeviceQueue;
 import io.vhostffm.vring.VirtqueueException;
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
@@ -21,7 +22,6 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 /**
@@ -76,14 +76,45 @@ public final class UserspaceDatapath implements AutoCloseable {
         DeviceQueue open(int queueIndex, GuestMemory memory, QueueState state);
     }
 
-    /** Opens split rings (classic restore: the indices found in guest memory are checked). */
-    public static final QueueOpener SPLIT = (queueIndex, memory, state) -> {
-        if (state.packed()) {
-            throw new IllegalArgumentException("virtqueue " + queueIndex
-                    + ": a packed ring needs a packed QueueOpener (vring's packed device queue)");
+    /**
+     * Opens queues with {@link DeviceQueues} (the one place that picks the ring format), classic
+     * restore: the indices found in guest memory are checked.
+     */
+    public static final QueueOpener DEVICE_QUEUES =
+            (queueIndex, memory, state) -> DeviceQueues.open(queueIndex, memory, state, RestoreMode.CLASSIC);
+
+    /**
+     * How the datapath behaves, beyond the queues it serves.
+     *
+     * @param filter             the receive filter now in force, read once per frame without a
+     *                           lock; null (or a null filter) accepts every frame
+     * @param listener           told (once, from a datapath thread, after the datapath stopped)
+     *                           about bad guest input, with the virtqueue (-1 when unknown)
+     * @param dirtyLog           the dirty log now in force, read at every write into guest memory
+     *                           (after the write); null or a null log: not logging
+     * @param opener             opens each queue from its state (ring format)
+     * @param mtu                the TAP's MTU: a frame is read only when the guest's buffers can
+     *                           hold one this long plus an Ethernet header and a VLAN tag (64 KiB
+     *                           while {@link #setLargeReceiveFrames large frames} are on)
+     * @param mergeableRxBuffers VIRTIO_NET_F_MRG_RXBUF negotiated: a frame may span chains; else
+     *                           each frame goes into one chain and one that does not fit is dropped
+     */
+    public record Settings(Supplier<RxFilter> filter, BackendListener listener, Supplier<DirtyLog> dirtyLog,
+            QueueOpener opener, int mtu, boolean mergeableRxBuffers) {
+        public Settings {
+            Objects.requireNonNull(listener, "listener");
+            Objects.requireNonNull(opener, "opener");
+            if (filter == null) {
+                filter = () -> null;
+            }
+            if (dirtyLog == null) {
+                dirtyLog = () -> null;
+            }
+            if (mtu < 68 || mtu > 65535) {
+                throw new IllegalArgumentException("mtu must be in 68..65535: " + mtu);
+            }
         }
-        return new SplitDeviceQueue(queueIndex, memory, state, RestoreMode.CLASSIC);
-    };
+    }
 
     private static final long LARGE_RECEIVE_OFFLOADS = VirtioNetFeature.GUEST_TSO4.mask()
             | VirtioNetFeature.GUEST_TSO6.mask() | VirtioNetFeature.GUEST_UFO.mask()
@@ -93,7 +124,7 @@ public final class UserspaceDatapath implements AutoCloseable {
     private final List<QueuePairWorker> workers = new ArrayList<>();
     private final List<Thread> threads = new ArrayList<>();
     private final List<Counters> counters = new ArrayList<>();
-    private final Consumer<String> badGuestInput;
+    private final BackendListener listener;
     private final EventFd stopEvent;
     private final AtomicReference<String> failure = new AtomicReference<>();
     private volatile boolean stopRequested;
@@ -101,61 +132,57 @@ public final class UserspaceDatapath implements AutoCloseable {
     private volatile boolean reported;
     private List<QueueState> finalStates;
 
-    private UserspaceDatapath(List<QueuePairConfig> pairs, Consumer<String> badGuestInput, EventFd stopEvent) {
+    private UserspaceDatapath(List<QueuePairConfig> pairs, BackendListener listener, EventFd stopEvent) {
         this.pairs = pairs;
-        this.badGuestInput = badGuestInput;
+        this.listener = listener;
         this.stopEvent = stopEvent;
     }
 
     /**
-     * Starts serving {@code pairs} for {@code device} (its receive filter, its guest offloads, and
-     * its {@link VirtioNetDevice#reportBadGuestInput} on bad guest input), split rings.
+     * Starts serving {@code pairs} for {@code device}: its receive filter, its guest offloads and
+     * MTU, mergeable receive buffers when negotiated, and
+     * {@link VirtioNetDevice#reportBadGuestInput} on bad guest input; rings opened with
+     * {@link #DEVICE_QUEUES}.
      *
      * @param log the dirty log to mark, or null when not logging
      */
     public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
             DirtyLog log) throws NativeCallException {
-        UserspaceDatapath backend = start(memory, pairs, device::rxFilter, device::reportBadGuestInput, log, SPLIT,
-                device.options().mtu());
-        backend.guestOffloadsChanged(device.netState().guestOffloads());
-        return backend;
+        boolean mergeable = (device.driverFeatures() & VirtioNetFeature.MRG_RXBUF.mask()) != 0;
+        UserspaceDatapath datapath = start(memory, pairs, new Settings(device::rxFilter,
+                (queue, reason) -> device.reportBadGuestInput(reason), () -> log, DEVICE_QUEUES,
+                device.options().mtu(), mergeable));
+        datapath.setLargeReceiveFrames((device.netState().guestOffloads() & LARGE_RECEIVE_OFFLOADS) != 0);
+        return datapath;
     }
 
     /**
-     * Starts serving {@code pairs}: pair {@code p} is virtqueues {@code 2p} (receive) and
-     * {@code 2p + 1} (transmit).
+     * Starts serving {@code pairs}: pair {@code p} ({@link QueuePairConfig#pair()}) is virtqueues
+     * {@code 2p} (receive) and {@code 2p + 1} (transmit).
      *
-     * @param filter        the receive filter now in force; read once per frame, without a lock
-     * @param badGuestInput told (once, from a datapath thread, after the datapath stopped) why the
-     *                      guest's input was refused: {@link VirtioNetDevice#reportBadGuestInput}
-     * @param log           the dirty log to mark, or null when not logging
-     * @param opener        opens each queue from its state (ring format)
-     * @param mtu           the TAP's MTU (the device's {@code mtu}): a frame is read from the TAP only
-     *                      when the guest's buffers can hold one this long (plus Ethernet header and a
-     *                      VLAN tag), or 64 KiB with the guest's TSO/UFO/USO offloads
      * @throws VirtqueueException when a queue state does not hold up (nothing is started)
+     * @throws IllegalArgumentException when no pair is given or a pair appears twice
      */
-    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Supplier<RxFilter> filter,
-            Consumer<String> badGuestInput, DirtyLog log, QueueOpener opener, int mtu) throws NativeCallException {
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings)
+            throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
-        Objects.requireNonNull(filter, "filter");
-        Objects.requireNonNull(badGuestInput, "badGuestInput");
-        Objects.requireNonNull(opener, "opener");
+        Objects.requireNonNull(settings, "settings");
         if (pairs.isEmpty()) {
             throw new IllegalArgumentException("no queue pair to serve");
         }
-        if (mtu < 68 || mtu > 65535) {
-            throw new IllegalArgumentException("mtu must be in 68..65535: " + mtu);
+        if (pairs.stream().map(QueuePairConfig::pair).distinct().count() != pairs.size()) {
+            throw new IllegalArgumentException("a queue pair appears twice: " + pairs.stream().map(QueuePairConfig::pair).toList());
         }
         List<QueuePairConfig> copy = List.copyOf(pairs);
         // Open every queue first: a bad state fails the start before any thread runs.
         List<DeviceQueue> queues = new ArrayList<>();
         for (int p = 0; p < copy.size(); p++) {
-            queues.add(opener.open(2 * p, memory, copy.get(p).rx()));
-            queues.add(opener.open(2 * p + 1, memory, copy.get(p).tx()));
+            int pair = copy.get(p).pair();
+            queues.add(settings.opener().open(2 * pair, memory, copy.get(p).rx()));
+            queues.add(settings.opener().open(2 * pair + 1, memory, copy.get(p).tx()));
         }
         EventFd stop = EventFd.create("userspace datapath stop");
-        UserspaceDatapath backend = new UserspaceDatapath(copy, badGuestInput, stop);
+        UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
         try {
             // Iovec arrays, overflow buffers and pollfds live as long as the workers use them;
             // an automatic arena frees them once the backend is gone.
@@ -166,12 +193,13 @@ public final class UserspaceDatapath implements AutoCloseable {
                 Counters c = new Counters();
                 DeviceQueue rxQueue = queues.get(2 * p);
                 DeviceQueue txQueue = queues.get(2 * p + 1);
-                RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(log, rxQueue.saveState()),
-                        pair.rxCall(), pair.tapQueue(), c, filter, () -> backend.largeFrames, mtu);
-                TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(log, txQueue.saveState()), pair.txCall(),
-                        pair.tapQueue(), c);
+                RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(settings.dirtyLog(), rxQueue.saveState()),
+                        pair.rxCall(), pair.tapQueue(), c, settings.filter(), () -> backend.largeFrames, settings.mtu(),
+                        settings.mergeableRxBuffers());
+                TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(settings.dirtyLog(), txQueue.saveState()),
+                        pair.txCall(), pair.tapQueue(), c);
                 backend.counters.add(c);
-                backend.workers.add(new QueuePairWorker(p, tx, rx, pair.txKick(), pair.rxKick(), stop,
+                backend.workers.add(new QueuePairWorker(pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), stop,
                         pair.tapQueue(), arena, backend));
             }
             // After a restore a stale avail_event/used_event may leave either side waiting for
@@ -186,7 +214,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         }
         for (QueuePairWorker worker : backend.workers) {
             Thread thread = Thread.ofPlatform().daemon().name("vhost-ffm userspace datapath pair " + worker.pair()
-                    + " (" + copy.get(worker.pair()).tapQueue().description() + ")").unstarted(worker);
+                    + " (" + worker.tapDescription() + ")").unstarted(worker);
             backend.threads.add(thread);
         }
         backend.threads.forEach(Thread::start);
@@ -194,12 +222,17 @@ public final class UserspaceDatapath implements AutoCloseable {
     }
 
     /**
-     * The guest's receive offloads changed (GUEST_OFFLOADS_SET, negotiation): with TSO, UFO or USO
-     * the datapath gathers buffers for 64 KiB frames before reading the TAP, else for one
-     * Ethernet frame (a larger one still arrives whole, through the overflow buffer).
+     * Whether the guest accepts large receive frames (GUEST_TSO4/6, GUEST_UFO, GUEST_USO4/6, or
+     * the TUNSETOFFLOAD flags TSO4/6, UFO, USO4/6): then the datapath gathers buffers for 64 KiB
+     * before reading the TAP, else for one MTU-sized Ethernet frame.
      */
-    public void guestOffloadsChanged(long guestOffloads) {
-        largeFrames = (guestOffloads & LARGE_RECEIVE_OFFLOADS) != 0;
+    public void setLargeReceiveFrames(boolean large) {
+        largeFrames = large;
+    }
+
+    /** Whether guest receive offloads ({@code VirtioNetFeature} bits) include large frames. */
+    public static boolean largeFramesFor(long guestOffloads) {
+        return (guestOffloads & LARGE_RECEIVE_OFFLOADS) != 0;
     }
 
     /** Queue pairs served. */
@@ -220,9 +253,9 @@ public final class UserspaceDatapath implements AutoCloseable {
         return Optional.ofNullable(failure.get());
     }
 
-    /** The counters of one queue pair now. */
-    public QueuePairStats stats(int pair) {
-        return counters.get(pair).snapshot();
+    /** The counters of the {@code index}-th queue pair served (in the order they were given) now. */
+    public QueuePairStats stats(int index) {
+        return counters.get(index).snapshot();
     }
 
     /** The counters of all queue pairs, summed. */
@@ -248,7 +281,8 @@ public final class UserspaceDatapath implements AutoCloseable {
      * that thread cannot wait for itself, and the queues of a device that needs a reset have no
      * state worth continuing from.
      *
-     * @return the state of every queue, in virtqueue order: rx0, tx0, rx1, tx1, ...
+     * @return the state of every queue served: for each pair in the order given, its receive then
+     *         its transmit queue (rx0, tx0, rx1, tx1, ... when the pairs were given in order)
      */
     public List<QueueState> stop() {
         if (threads.contains(Thread.currentThread())) {
@@ -334,6 +368,8 @@ public final class UserspaceDatapath implements AutoCloseable {
     void workerFailed(QueuePairWorker worker, Throwable t) {
         boolean guestFault = t instanceof VirtqueueException || t instanceof GuestMemoryException
                 || t instanceof BadGuestInputException;
+        int queueIndex = t instanceof VirtqueueException v ? v.queueIndex()
+                : t instanceof BadGuestInputException b ? b.queueIndex() : -1;
         String reason = "userspace datapath, queue pair " + worker.pair() + ": " + t.getMessage();
         if (!failure.compareAndSet(null, reason)) {
             return; // another worker failed first and reported
@@ -343,7 +379,7 @@ public final class UserspaceDatapath implements AutoCloseable {
             if (guestFault) {
                 LOG.log(Level.WARNING, "{0}", reason);
                 // Outside every lock of ours: the device may call stop() back on this thread.
-                badGuestInput.accept(reason);
+                listener.badGuestInput(queueIndex, reason);
             } else {
                 LOG.log(Level.ERROR, "userspace datapath failed: " + reason, t);
             }

@@ -156,7 +156,7 @@ final class GuestNetRig implements AutoCloseable {
         }
 
         QueuePairConfig config() {
-            return new QueuePairConfig(rx.initialDeviceState(), tx.initialDeviceState(), rxKick, rxCall, txKick, txCall,
+            return new QueuePairConfig(index, rx.initialDeviceState(), tx.initialDeviceState(), rxKick, rxCall, txKick, txCall,
                     tap.queue(index));
         }
 
@@ -306,9 +306,13 @@ final class GuestNetRig implements AutoCloseable {
             return n;
         }
 
+        int txWaitTimeouts;
+
         void awaitTx(int millis) throws NativeCallException {
             if (!tx.enableUsedNotifications()) {
-                txCall.poll(millis);
+                if (!txCall.poll(millis)) {
+                    txWaitTimeouts++;
+                }
             }
             txCall.consume();
         }
