@@ -214,7 +214,11 @@ final class GuestNet implements AutoCloseable {
 
     /** Gives a used rx buffer back to the device. */
     void repostRx(int pair, int head) {
-        long address = rxAddressByHead[pair][head];
+        repostRxBuffer(pair, rxAddressByHead[pair][head]);
+    }
+
+    /** Posts the rx buffer at {@code address} again (by address: its old head may be handed out already). */
+    void repostRxBuffer(int pair, long address) {
         int again = rx(pair).add(new long[] {address}, new int[] {RX_BUFFER}, 0, 1);
         assertTrue(again >= 0);
         rxAddressByHead[pair][again] = address;
@@ -387,8 +391,14 @@ final class GuestNet implements AutoCloseable {
             int frames = 0;
             for (int p = 0; p < pairs; p++) {
                 int n = rx(p).collectUsed(ids, lens, QUEUE_SIZE);
+                // Every head collected is free again: a repost below may hand one of them out for
+                // another buffer, so look all addresses up before reposting any.
+                long[] addresses = new long[n];
                 for (int i = 0; i < n; i++) {
-                    long address = rxAddressByHead[p][ids[i]];
+                    addresses[i] = rxAddressByHead[p][ids[i]];
+                }
+                for (int i = 0; i < n; i++) {
+                    long address = addresses[i];
                     byte[] data = memory.slice(address, lens[i]).toArray(JAVA_BYTE);
                     if (remaining[p] == 0) {
                         if (lens[i] < HEADER) {
@@ -407,7 +417,7 @@ final class GuestNet implements AutoCloseable {
                         partial[p].write(data, 0, data.length);
                     }
                     buffers[p].add(new long[] {address, lens[i]});
-                    repostRx(p, ids[i]);
+                    repostRxBuffer(p, address);
                     if (--remaining[p] == 0) {
                         out.add(new Received(p, header[p], partial[p].toByteArray(), buffers[p]));
                         frames++;
