@@ -81,6 +81,14 @@ final class BackendSwitching {
             }
             assertTrue(txSwitches >= minSwitches, "only " + txSwitches + " switches during the TX stream");
             assertTrue(rxSwitches >= minSwitches, "only " + rxSwitches + " switches during the RX stream");
+        } catch (Throwable t) {
+            // A failed switch usually shows first as frames missing: say why.
+            streaming.set(false);
+            switcher.join();
+            if (failure.get() != null) {
+                t.addSuppressed(failure.get());
+            }
+            throw t;
         } finally {
             streaming.set(false);
             switcher.join();

@@ -213,12 +213,7 @@ final class GuestNet implements AutoCloseable {
     }
 
     /** Gives a used rx buffer back to the device. */
-    void repostRx(int pair, int head) {
-        repostRxBuffer(pair, rxAddressByHead[pair][head]);
-    }
-
-    /** Posts the rx buffer at {@code address} again (by address: its old head may be handed out already). */
-    void repostRxBuffer(int pair, long address) {
+    void repostRxAt(int pair, long address) {
         int again = rx(pair).add(new long[] {address}, new int[] {RX_BUFFER}, 0, 1);
         assertTrue(again >= 0);
         rxAddressByHead[pair][again] = address;
@@ -380,6 +375,7 @@ final class GuestNet implements AutoCloseable {
     final class RxAssembler {
         private final int[] ids = new int[QUEUE_SIZE];
         private final int[] lens = new int[QUEUE_SIZE];
+        private final long[] addresses = new long[QUEUE_SIZE];
         private final java.io.ByteArrayOutputStream[] partial = new java.io.ByteArrayOutputStream[pairs];
         private final byte[][] header = new byte[pairs][];
         private final int[] remaining = new int[pairs];
@@ -391,9 +387,8 @@ final class GuestNet implements AutoCloseable {
             int frames = 0;
             for (int p = 0; p < pairs; p++) {
                 int n = rx(p).collectUsed(ids, lens, QUEUE_SIZE);
-                // Every head collected is free again: a repost below may hand one of them out for
-                // another buffer, so look all addresses up before reposting any.
-                long[] addresses = new long[n];
+                // Addresses first: reposting below reuses heads (the free list is LIFO) and
+                // rewrites rxAddressByHead for heads not read yet.
                 for (int i = 0; i < n; i++) {
                     addresses[i] = rxAddressByHead[p][ids[i]];
                 }
@@ -417,7 +412,7 @@ final class GuestNet implements AutoCloseable {
                         partial[p].write(data, 0, data.length);
                     }
                     buffers[p].add(new long[] {address, lens[i]});
-                    repostRxBuffer(p, address);
+                    repostRxAt(p, address);
                     if (--remaining[p] == 0) {
                         out.add(new Received(p, header[p], partial[p].toByteArray(), buffers[p]));
                         frames++;
