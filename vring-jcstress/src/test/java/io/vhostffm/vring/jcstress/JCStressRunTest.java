@@ -43,6 +43,8 @@ class JCStressRunTest {
             "io.vhostffm.vring.jcstress.SplitUsedOrderingTest",
             "io.vhostffm.vring.jcstress.PackedAvailOrderingTest",
             "io.vhostffm.vring.jcstress.PackedUsedOrderingTest",
+            "io.vhostffm.vring.jcstress.SplitUsedBatchOrderingTest",
+            "io.vhostffm.vring.jcstress.PackedUsedBatchOrderingTest",
             "io.vhostffm.vring.jcstress.SplitNotificationHandshakeTest.KickEventIdx",
             "io.vhostffm.vring.jcstress.SplitNotificationHandshakeTest.KickFlags",
             "io.vhostffm.vring.jcstress.SplitNotificationHandshakeTest.InterruptEventIdx",
