@@ -91,8 +91,15 @@ class JCStressRunTest {
         reader.dump();
         reader.close();
 
-        Map<String, Long> samples = new TreeMap<>();
+        // Every fork's result on its own (an error in one JVM configuration must not be averaged away).
         List<String> problems = new ArrayList<>();
+        for (TestResult result : collector.getTestResults()) {
+            if (!ReportUtils.statusToPassed(result) || !result.grading().isPassed) {
+                problems.add(result.getName() + " " + result.getConfig().jvmArgs + ": "
+                        + ReportUtils.statusToLabel(result) + " " + result.grading().failureMessages);
+            }
+        }
+        Map<String, Long> samples = new TreeMap<>();
         for (TestResult result : ReportUtils.mergedByName(collector.getTestResults())) {
             samples.merge(result.getName(), result.getTotalCount(), Long::sum);
             StringBuilder outcomes = new StringBuilder();
@@ -100,10 +107,6 @@ class JCStressRunTest {
                 outcomes.append(String.format("   [%s] %,d", state, result.getCount(state)));
             }
             System.out.printf("jcstress %s: %,d samples:%s%n", result.getName(), result.getTotalCount(), outcomes);
-            if (!ReportUtils.statusToPassed(result) || !result.grading().isPassed) {
-                problems.add(result.getName() + ": " + ReportUtils.statusToLabel(result) + " "
-                        + result.grading().failureMessages);
-            }
         }
         assertEquals(List.of(), problems, "jcstress tests that failed");
         if (defaultSelection) {
