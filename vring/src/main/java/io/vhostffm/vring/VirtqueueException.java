@@ -46,6 +46,10 @@ public final class VirtqueueException extends RuntimeException {
         INDEX_JUMP("ring index moved by more than the queue size"),
         /** A used element names an id that is not below the queue size or not in flight (driver side). */
         USED_ID_INVALID("used element id not a chain in flight"),
+        /** Packed: a descriptor after the head of a NEXT chain lacks the avail bits of its lap. */
+        DESCRIPTOR_NOT_AVAILABLE("descriptor of a chain not marked available"),
+        /** Packed: the buffer id of an available chain is not below the queue size, or already in flight. */
+        BUFFER_ID_INVALID("buffer id not below the queue size or already in flight"),
         /** Saved queue state that does not hold up: a size, alignment, address or index. */
         INVALID_STATE("invalid queue state"),
         /** The queue broke earlier; it serves nothing until restored. */

@@ -1,0 +1,614 @@
+package io.vhostffm.vring;
+
+import static io.vhostffm.vring.PackedRing.DESC_ADDR;
+import static io.vhostffm.vring.PackedRing.DESC_FLAGS;
+import static io.vhostffm.vring.PackedRing.DESC_ID;
+import static io.vhostffm.vring.PackedRing.DESC_LEN;
+import static io.vhostffm.vring.PackedRing.EVENT_DESC;
+import static io.vhostffm.vring.PackedRing.EVENT_FLAGS;
+import static io.vhostffm.vring.PackedRing.INDIRECT_ADDR;
+import static io.vhostffm.vring.PackedRing.INDIRECT_FLAGS;
+import static io.vhostffm.vring.PackedRing.INDIRECT_LEN;
+import static io.vhostffm.vring.PackedRing.RING_EVENT_FLAGS_DESC;
+import static io.vhostffm.vring.PackedRing.RING_EVENT_FLAGS_DISABLE;
+import static io.vhostffm.vring.PackedRing.RING_EVENT_FLAGS_ENABLE;
+import static io.vhostffm.vring.PackedRing.RING_EVENT_FLAGS_MASK;
+import static io.vhostffm.vring.PackedRing.VIRTQ_DESC_F_INDIRECT;
+import static io.vhostffm.vring.PackedRing.VIRTQ_DESC_F_NEXT;
+import static io.vhostffm.vring.PackedRing.VIRTQ_DESC_F_WRITE;
+
+import io.vhostffm.vring.VirtqueueException.Rule;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.VarHandle;
+
+/**
+ * The device side of a packed virtqueue (virtio 1.x section 2.8) over guest memory: takes
+ * available chains in ring order, publishes used descriptors one at a time or in batches,
+ * decides whether to notify the driver, and enables or disables the driver's notifications
+ * through the two event suppression structures, wrap counters included.
+ *
+ * <p>Everything the guest wrote is untrusted. A malformed chain throws {@link VirtqueueException}
+ * naming the queue, the head (for a packed ring: the ring index of the chain's first descriptor,
+ * since the buffer id is only known at its last), the descriptor (ring index, and indirect table
+ * entry), address and length; the queue is then broken and nothing is published for the chain.
+ *
+ * <p>The ring parts are resolved to host segments once, at restore; take and publish then go
+ * through static {@link VarHandle}s over those segments and allocate nothing. The buffer id is
+ * taken from the last descriptor of a chain; the device remembers per id how many ring
+ * descriptors the chain occupied, so that its used descriptor skips them (spec 2.8.6).
+ */
+public final class PackedDeviceQueue implements DeviceQueue {
+    private final int queueIndex;
+    private final GuestMemory memory;
+
+    private int size;
+    private long descRingAddress;
+    private long driverAreaAddress;
+    private long deviceAreaAddress;
+    private boolean eventIdx;
+    private MemorySegment ring;
+    /** Driver event suppression: written by the driver, read here; governs our used notifications. */
+    private MemorySegment driverEvent;
+    /** Device event suppression: written here, read by the driver; governs its available notifications. */
+    private MemorySegment deviceEvent;
+
+    private int lastAvailIdx;
+    private boolean lastAvailWrap;
+    private int shadowAvailIdx;
+    private boolean shadowAvailWrap;
+    private int usedIdx;
+    private boolean usedWrap;
+    /** Chains taken and not yet published. */
+    private int inuse;
+    /** Ring descriptors of the chain taken under each buffer id; 0 when the id is not in flight. */
+    private int[] descriptorsPerId;
+    /** Lap position (see {@link PackedRing}) of the used index at the last notification decision. */
+    private int signalledUsed;
+    private boolean signalledUsedValid;
+    private VirtqueueException brokenBy;
+
+    /**
+     * A queue over the ring parts {@code state} names, restored from it.
+     *
+     * @param queueIndex index of the queue in its device, named in every error
+     * @throws VirtqueueException ({@link Rule#INVALID_STATE}) naming the field when the state does
+     *                            not hold up, or when it is not a packed state
+     */
+    public PackedDeviceQueue(int queueIndex, GuestMemory memory, QueueState state, RestoreMode mode) {
+        this.queueIndex = queueIndex;
+        this.memory = memory;
+        restoreState(state, mode);
+    }
+
+    @Override
+    public int queueIndex() {
+        return queueIndex;
+    }
+
+    @Override
+    public int size() {
+        return size;
+    }
+
+    @Override
+    public boolean isPacked() {
+        return true;
+    }
+
+    @Override
+    public boolean eventIdx() {
+        return eventIdx;
+    }
+
+    @Override
+    public boolean isBroken() {
+        return brokenBy != null;
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed rules checked besides the common ones ({@link DescriptorChain}): every descriptor
+     * after the head carries the avail bits of its lap, a NEXT chain ends within the queue size,
+     * an indirect descriptor stands alone (no NEXT, not inside a NEXT chain), its table is a
+     * non-zero multiple of 16 bytes, at most the queue size entries, inside guest memory, with no
+     * indirect descriptor in it; the buffer id is below the queue size and not in flight already.
+     */
+    @Override
+    public boolean take(DescriptorChain chain) {
+        checkUsable();
+        if (chain.capacity() < size) {
+            throw new IllegalArgumentException("chain holder of " + chain.capacity() + " buffers for a queue of " + size);
+        }
+        int head = lastAvailIdx;
+        // acquire: pairs with the driver's release store of the head's flags; every descriptor of
+        // the chain, its indirect table and the payload written before are visible after it.
+        int headFlags = Short.toUnsignedInt((short) DESC_FLAGS.getAcquire(ring, 0L, (long) head));
+        if (!PackedRing.isAvailable(headFlags, lastAvailWrap)) {
+            return false;
+        }
+        try {
+            int descriptors = walk(chain, head, headFlags);
+            commitTake(chain, descriptors);
+            return true;
+        } catch (VirtqueueException e) {
+            brokenBy = e;
+            throw e;
+        }
+    }
+
+    /** Walks the chain at {@code head} into {@code chain}; returns the ring descriptors it occupies. */
+    private int walk(DescriptorChain chain, int head, int headFlags) {
+        chain.begin(memory, queueIndex, head);
+        int idx = head;
+        boolean wrap = lastAvailWrap;
+        int flags = headFlags;
+        int descriptors = 0;
+        while (true) {
+            // plain loads: ordered after the acquire load of the head's flags in take.
+            long addr = (long) DESC_ADDR.get(ring, 0L, (long) idx);
+            int len = (int) DESC_LEN.get(ring, 0L, (long) idx);
+            if (descriptors > 0) {
+                flags = Short.toUnsignedInt((short) DESC_FLAGS.get(ring, 0L, (long) idx));
+                if (!PackedRing.isAvailable(flags, wrap)) {
+                    throw chainError(Rule.DESCRIPTOR_NOT_AVAILABLE, head, idx, VirtqueueException.NONE, addr, len,
+                            String.format("flags 0x%04x in a NEXT chain, wrap counter %d", flags, wrap ? 1 : 0));
+                }
+            }
+            descriptors++;
+            if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
+                if ((flags & VIRTQ_DESC_F_NEXT) != 0) {
+                    throw chainError(Rule.INDIRECT_WITH_NEXT, head, idx, VirtqueueException.NONE, addr, len, "");
+                }
+                if (descriptors > 1) {
+                    throw chainError(Rule.INDIRECT_WITH_NEXT, head, idx, VirtqueueException.NONE, addr, len,
+                            "an indirect descriptor ends a NEXT chain of " + descriptors);
+                }
+                walkIndirectTable(chain, head, idx, addr, len);
+            } else {
+                chain.append(idx, VirtqueueException.NONE, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0);
+                if ((flags & VIRTQ_DESC_F_NEXT) != 0) {
+                    if (descriptors == size) {
+                        throw chainError(Rule.CHAIN_TOO_LONG, head, idx, VirtqueueException.NONE, addr, len,
+                                "VIRTQ_DESC_F_NEXT on descriptor " + size + " of a queue of " + size);
+                    }
+                    if (++idx == size) {
+                        idx = 0;
+                        wrap = !wrap;
+                    }
+                    continue;
+                }
+            }
+            // The buffer id travels in the last descriptor of the chain (spec 2.8.6); an indirect
+            // chain has only the one.
+            // plain load: ordered after the acquire load of the head's flags in take.
+            int id = Short.toUnsignedInt((short) DESC_ID.get(ring, 0L, (long) idx));
+            if (id >= size) {
+                throw chainError(Rule.BUFFER_ID_INVALID, head, idx, VirtqueueException.NONE, addr, len,
+                        "buffer id " + id + " not below the queue size " + size);
+            }
+            if (descriptorsPerId[id] != 0) {
+                throw chainError(Rule.BUFFER_ID_INVALID, head, idx, VirtqueueException.NONE, addr, len,
+                        "buffer id " + id + " is already in flight");
+            }
+            chain.setHeadId(id);
+            chain.setDescriptorCount(descriptors);
+            return descriptors;
+        }
+    }
+
+    private void walkIndirectTable(DescriptorChain chain, int head, int idx, long tableAddress, int tableLength) {
+        long length = Integer.toUnsignedLong(tableLength);
+        if (length == 0 || length % PackedRing.DESCRIPTOR_SIZE != 0) {
+            throw chainError(Rule.INDIRECT_TABLE_LENGTH, head, idx, VirtqueueException.NONE, tableAddress, tableLength, "");
+        }
+        long entries = length / PackedRing.DESCRIPTOR_SIZE;
+        if (entries > size) {
+            throw chainError(Rule.CHAIN_TOO_LONG, head, idx, VirtqueueException.NONE, tableAddress, tableLength,
+                    "indirect table of " + entries + " descriptors in a queue of " + size);
+        }
+        int region = memory.findRegion(tableAddress, length);
+        if (region < 0) {
+            throw chainError(Rule.INDIRECT_TABLE_OUTSIDE_GUEST_MEMORY, head, idx, VirtqueueException.NONE,
+                    tableAddress, tableLength, memory.describeMiss(tableAddress, length));
+        }
+        GuestRegion r = memory.region(region);
+        MemorySegment segment = r.segment();
+        long base = tableAddress - r.guestAddress();
+        for (int i = 0; i < entries; i++) {
+            // plain loads: the table was written before the driver's release store of the ring
+            // descriptor's flags, which take read with acquire.
+            long addr = (long) INDIRECT_ADDR.get(segment, base, (long) i);
+            int len = (int) INDIRECT_LEN.get(segment, base, (long) i);
+            int flags = Short.toUnsignedInt((short) INDIRECT_FLAGS.get(segment, base, (long) i));
+            if ((flags & VIRTQ_DESC_F_INDIRECT) != 0) {
+                throw chainError(Rule.INDIRECT_IN_INDIRECT, head, idx, i, addr, len,
+                        "in the table at 0x" + Long.toHexString(tableAddress));
+            }
+            // NEXT and the id are reserved in an indirect table: its entries are sequential.
+            chain.append(idx, i, addr, len, (flags & VIRTQ_DESC_F_WRITE) != 0);
+        }
+    }
+
+    private void commitTake(DescriptorChain chain, int descriptors) {
+        descriptorsPerId[chain.headId()] = descriptors;
+        lastAvailIdx += descriptors;
+        if (lastAvailIdx >= size) {
+            lastAvailIdx -= size;
+            lastAvailWrap = !lastAvailWrap;
+        }
+        shadowAvailIdx = lastAvailIdx;
+        shadowAvailWrap = lastAvailWrap;
+        inuse++;
+    }
+
+    private VirtqueueException chainError(Rule rule, int head, int descriptor, int entry, long addr, int len, String detail) {
+        return VirtqueueException.chain(rule, queueIndex, head, descriptor, entry, addr, Integer.toUnsignedLong(len), detail);
+    }
+
+    /** Whether a chain is available now. */
+    public boolean hasAvailable() {
+        // acquire: pairs with the driver's release store of the head's flags.
+        int flags = Short.toUnsignedInt((short) DESC_FLAGS.getAcquire(ring, 0L, (long) lastAvailIdx));
+        return PackedRing.isAvailable(flags, lastAvailWrap);
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Writes id and length at the used index, then the flags (AVAIL and USED both at the used
+     * wrap counter, WRITE when bytes were written) with a release store, and advances the used
+     * index by the ring descriptors the id's chain occupied.
+     */
+    @Override
+    public void publishUsed(int id, int writtenLength) {
+        checkUsable();
+        int descriptors = checkPublishable(id);
+        // The flags carry the wrap counter of the lap the entry is written on, before advancing.
+        int idx = usedIdx;
+        int flags = usedFlags(writtenLength);
+        writeUsed(idx, id, writtenLength);
+        advanceUsed(id, descriptors);
+        // release: the id, the length, and every payload byte written into the buffer are
+        // visible before the driver can see the descriptor used.
+        DESC_FLAGS.setRelease(ring, 0L, (long) idx, (short) flags);
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Every used descriptor of the batch but the first gets its flags with a plain store; the
+     * first one's flags are written last, with release (spec 2.8.13, "Multi-buffer requests"):
+     * the driver polls only its next used position, so it sees the whole batch or none of it.
+     */
+    @Override
+    public void publishUsedBatch(int[] ids, int[] writtenLengths, int count) {
+        checkUsable();
+        if (count < 0 || count > ids.length || count > writtenLengths.length) {
+            throw new IllegalArgumentException("batch of " + count + " with arrays of " + ids.length + " and " + writtenLengths.length);
+        }
+        if (count == 0) {
+            return;
+        }
+        if (count > inuse) {
+            throw new IllegalStateException(String.format(
+                    "virtqueue %d: batch of %d used descriptors with %d chains in use", queueIndex, count, inuse));
+        }
+        // Check the whole batch before writing any of it, so a bad id publishes nothing. An id is
+        // marked by negating its descriptor count, which also catches an id twice in the batch.
+        for (int i = 0; i < count; i++) {
+            int id = ids[i];
+            if (id < 0 || id >= size || descriptorsPerId[id] <= 0) {
+                for (int j = 0; j < i; j++) {
+                    descriptorsPerId[ids[j]] = -descriptorsPerId[ids[j]];
+                }
+                throw new IllegalStateException(String.format(
+                        "virtqueue %d: buffer id %d (batch entry %d) is not in flight or repeats in the batch",
+                        queueIndex, id, i));
+            }
+            descriptorsPerId[id] = -descriptorsPerId[id];
+        }
+        int firstIdx = usedIdx;
+        int firstFlags = usedFlags(writtenLengths[0]);
+        for (int i = 0; i < count; i++) {
+            int idx = usedIdx;
+            int flags = usedFlags(writtenLengths[i]);
+            writeUsed(idx, ids[i], writtenLengths[i]);
+            if (i > 0) {
+                // plain store: published by the release store of the first flags below.
+                DESC_FLAGS.set(ring, 0L, (long) idx, (short) flags);
+            }
+            advanceUsed(ids[i], -descriptorsPerId[ids[i]]);
+        }
+        // release: every used descriptor of the batch (ids, lengths, later flags) and the payload
+        // written are visible before the driver sees the batch's first descriptor used.
+        DESC_FLAGS.setRelease(ring, 0L, (long) firstIdx, (short) firstFlags);
+    }
+
+    /**
+     * Publishes a used descriptor for a chain this queue did not take itself (one in flight when
+     * the state was restored): its id and the ring descriptors it occupies are given. A packed
+     * ring cannot tell them from guest memory once the used position moved on.
+     */
+    public void publishUsedRestored(int id, int descriptorCount, int writtenLength) {
+        checkUsable();
+        if (id < 0 || id >= size) {
+            throw new IllegalArgumentException("virtqueue " + queueIndex + ": id " + id + " not below the size " + size);
+        }
+        int pending = Math.floorMod(PackedRing.lapPosition(lastAvailIdx, lastAvailWrap, size)
+                - PackedRing.lapPosition(usedIdx, usedWrap, size), 2 * size);
+        if (inuse < 1 || descriptorCount < 1 || descriptorCount > pending) {
+            throw new IllegalStateException(String.format(
+                    "virtqueue %d: restored chain %d of %d descriptors with %d in use over %d descriptors",
+                    queueIndex, id, descriptorCount, inuse, pending));
+        }
+        int idx = usedIdx;
+        int flags = usedFlags(writtenLength);
+        writeUsed(idx, id, writtenLength);
+        descriptorsPerId[id] = 0;
+        moveUsed(descriptorCount);
+        // release: as in publishUsed.
+        DESC_FLAGS.setRelease(ring, 0L, (long) idx, (short) flags);
+    }
+
+    /** Checks an id to publish; returns the ring descriptors its chain occupies. */
+    private int checkPublishable(int id) {
+        if (id < 0 || id >= size) {
+            throw new IllegalArgumentException("virtqueue " + queueIndex + ": id " + id + " not below the size " + size);
+        }
+        int descriptors = descriptorsPerId[id];
+        if (descriptors == 0 || inuse == 0) {
+            throw new IllegalStateException(String.format(
+                    "virtqueue %d: publishing buffer id %d, which is not in flight (%d in use)", queueIndex, id, inuse));
+        }
+        return descriptors;
+    }
+
+    private int usedFlags(int writtenLength) {
+        return PackedRing.usedFlags(usedWrap) | (writtenLength != 0 ? VIRTQ_DESC_F_WRITE : 0);
+    }
+
+    private void writeUsed(int idx, int id, int writtenLength) {
+        // plain stores: published by the release store of the flags that follows.
+        DESC_ID.set(ring, 0L, (long) idx, (short) id);
+        DESC_LEN.set(ring, 0L, (long) idx, writtenLength);
+    }
+
+    private void advanceUsed(int id, int descriptors) {
+        descriptorsPerId[id] = 0;
+        moveUsed(descriptors);
+    }
+
+    private void moveUsed(int descriptors) {
+        usedIdx += descriptors;
+        if (usedIdx >= size) {
+            usedIdx -= size;
+            usedWrap = !usedWrap;
+        }
+        inuse--;
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed: reads the driver event suppression structure. DISABLE: no. ENABLE (or the
+     * reserved value, or DESC without EVENT_IDX): yes. DESC: yes when the used position moved past
+     * the driver's offset on the lap its wrap counter names, since the last decision
+     * ({@link PackedRing#needsEvent}), or when there is no last decision (after a restore or resync).
+     */
+    @Override
+    public boolean needsNotification() {
+        // full fence: our used flags stores are ordered before the load of the driver's event
+        // suppression; otherwise we could read a stale DISABLE while the driver reads our stale
+        // used flags, and both would wait.
+        VarHandle.fullFence();
+        // acquire: the driver writes desc before flags; seeing DESC makes its offset visible.
+        int flags = Short.toUnsignedInt((short) EVENT_FLAGS.getAcquire(driverEvent, 0L)) & RING_EVENT_FLAGS_MASK;
+        int offWrap = Short.toUnsignedInt((short) EVENT_DESC.get(driverEvent, 0L));
+        int newLap = PackedRing.lapPosition(usedIdx, usedWrap, size);
+        int oldLap = signalledUsed;
+        boolean valid = signalledUsedValid;
+        signalledUsed = newLap;
+        signalledUsedValid = true;
+        if (flags == RING_EVENT_FLAGS_DISABLE) {
+            return false;
+        }
+        if (flags != RING_EVENT_FLAGS_DESC || !eventIdx) {
+            return true;
+        }
+        return !valid || PackedRing.needsEvent(offWrap, newLap, oldLap, size);
+    }
+
+    @Override
+    public void disableNotifications() {
+        // release: our store to the device event suppression structure.
+        EVENT_FLAGS.setRelease(deviceEvent, 0L, (short) RING_EVENT_FLAGS_DISABLE);
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed: with EVENT_IDX, asks for a notification when the descriptor at our last avail
+     * index, on the lap of our avail wrap counter, is made available (DESC); else ENABLE.
+     */
+    @Override
+    public boolean enableNotifications() {
+        if (eventIdx) {
+            // plain store: published by the release store of the flags below.
+            EVENT_DESC.set(deviceEvent, 0L, (short) PackedRing.eventOffWrap(lastAvailIdx, lastAvailWrap));
+            // release: the offset is visible before DESC is.
+            EVENT_FLAGS.setRelease(deviceEvent, 0L, (short) RING_EVENT_FLAGS_DESC);
+        } else {
+            // release: our store.
+            EVENT_FLAGS.setRelease(deviceEvent, 0L, (short) RING_EVENT_FLAGS_ENABLE);
+        }
+        // full fence: the enable is visible before we re-read the ring, so a chain the driver made
+        // available after reading our old DISABLE is seen here.
+        VarHandle.fullFence();
+        return hasAvailable();
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed: {@code signalledUsed} is saved as the ring index of the lap position (the state
+     * has no wrap counter for it); restore never trusts it anyway.
+     */
+    @Override
+    public QueueState saveState() {
+        return new QueueState(size, descRingAddress, driverAreaAddress, deviceAreaAddress,
+                lastAvailIdx, lastAvailWrap, shadowAvailIdx, shadowAvailWrap, usedIdx, usedWrap, inuse,
+                signalledUsed % size, signalledUsedValid, eventIdx, true);
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed: the positions come from the state (guest memory cannot tell them). The used
+     * position may trail the last avail position by at most the queue size, and {@code inuse}
+     * chains fit in that distance; {@link RestoreMode#EARLY} instead resets the used position to
+     * the last avail position, shadow avail to last avail, and inuse to 0. In-flight chains of a
+     * restored state are published with {@link #publishUsedRestored}.
+     */
+    @Override
+    public void restoreState(QueueState state, RestoreMode mode) {
+        try {
+            if (!state.packed()) {
+                throw VirtqueueException.state(queueIndex, "packed", 0, "a packed queue needs a packed state");
+            }
+            state.validate(queueIndex, memory);
+            int newSize = state.size();
+            int newUsedIdx = state.usedIdx();
+            boolean newUsedWrap = state.usedWrapCounter();
+            int newInuse = state.inuse();
+            if (mode == RestoreMode.EARLY) {
+                newUsedIdx = state.lastAvailIdx();
+                newUsedWrap = state.lastAvailWrapCounter();
+                newInuse = 0;
+            } else {
+                checkPositions(newSize, state.lastAvailIdx(), state.lastAvailWrapCounter(), newUsedIdx, newUsedWrap, newInuse);
+            }
+            MemorySegment newRing = resolve("descTableAddress", state.descTableAddress(),
+                    (long) newSize * PackedRing.DESCRIPTOR_SIZE, PackedRing.DESCRIPTOR_RING_ALIGNMENT);
+            MemorySegment newDriverEvent = resolve("driverAreaAddress", state.driverAreaAddress(),
+                    PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
+            MemorySegment newDeviceEvent = resolve("deviceAreaAddress", state.deviceAreaAddress(),
+                    PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
+            size = newSize;
+            descRingAddress = state.descTableAddress();
+            driverAreaAddress = state.driverAreaAddress();
+            deviceAreaAddress = state.deviceAreaAddress();
+            eventIdx = state.eventIdx();
+            ring = newRing;
+            driverEvent = newDriverEvent;
+            deviceEvent = newDeviceEvent;
+            lastAvailIdx = state.lastAvailIdx();
+            lastAvailWrap = state.lastAvailWrapCounter();
+            shadowAvailIdx = mode == RestoreMode.EARLY ? lastAvailIdx : state.shadowAvailIdx();
+            shadowAvailWrap = mode == RestoreMode.EARLY ? lastAvailWrap : state.shadowAvailWrapCounter();
+            usedIdx = newUsedIdx;
+            usedWrap = newUsedWrap;
+            inuse = newInuse;
+            descriptorsPerId = new int[newSize];
+            signalledUsed = PackedRing.lapPosition(usedIdx, usedWrap, size);
+            signalledUsedValid = false;
+            brokenBy = null;
+        } catch (VirtqueueException e) {
+            brokenBy = e;
+            throw e;
+        }
+    }
+
+    /** A ring part's host segment; the state was validated, so only the host alignment can fail here. */
+    private MemorySegment resolve(String field, long address, long length, int alignment) {
+        try {
+            return PackedRing.resolvePart(memory, Integer.toString(queueIndex), field, address, length, alignment);
+        } catch (IllegalArgumentException e) {
+            throw VirtqueueException.state(queueIndex, field, address, e.getMessage());
+        }
+    }
+
+    /** The used position trails last avail by at most the size, and inuse chains fit between them. */
+    private void checkPositions(int size, int lastAvail, boolean availWrap, int used, boolean usedWrap, int inuse) {
+        int pending = Math.floorMod(PackedRing.lapPosition(lastAvail, availWrap, size)
+                - PackedRing.lapPosition(used, usedWrap, size), 2 * size);
+        if (pending > size) {
+            throw VirtqueueException.state(queueIndex, "usedIdx", used, String.format(
+                    "used position (%d, wrap %d) trails last avail (%d, wrap %d) by %d descriptors, more than the size %d",
+                    used, usedWrap ? 1 : 0, lastAvail, availWrap ? 1 : 0, pending, size));
+        }
+        if (inuse > pending) {
+            throw VirtqueueException.state(queueIndex, "inuse", inuse,
+                    "more chains in use than the " + pending + " descriptors between used and last avail");
+        }
+        if (inuse == 0 && pending != 0) {
+            throw VirtqueueException.state(queueIndex, "inuse", inuse,
+                    pending + " descriptors between used and last avail but no chain in use");
+        }
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Packed: positions and wrap counters from {@code finalIndices}; range checks only.
+     */
+    @Override
+    public void resync(FinalIndices finalIndices) {
+        int last = finalIndices.lastAvailIdx();
+        int used = finalIndices.usedIdx();
+        if (last < 0 || last >= size) {
+            throw VirtqueueException.state(queueIndex, "lastAvailIdx", last, "must be in [0, " + size + ")");
+        }
+        if (used < 0 || used >= size) {
+            throw VirtqueueException.state(queueIndex, "usedIdx", used, "must be in [0, " + size + ")");
+        }
+        int newInuse = finalIndices.inuse();
+        if (newInuse < 0 || newInuse > size) {
+            throw VirtqueueException.state(queueIndex, "inuse", newInuse, "must be in [0, size " + size + "]");
+        }
+        lastAvailIdx = last;
+        lastAvailWrap = finalIndices.lastAvailWrapCounter();
+        usedIdx = used;
+        usedWrap = finalIndices.usedWrapCounter();
+        inuse = newInuse;
+        shadowAvailIdx = last;
+        shadowAvailWrap = lastAvailWrap;
+        signalledUsedValid = false;
+    }
+
+    private void checkUsable() {
+        if (brokenBy != null) {
+            throw VirtqueueException.broken(queueIndex, brokenBy);
+        }
+    }
+
+    /** Ring index of the next descriptor to take. */
+    public int lastAvailIdx() {
+        return lastAvailIdx;
+    }
+
+    /** Avail wrap counter that goes with {@link #lastAvailIdx()}. */
+    public boolean lastAvailWrapCounter() {
+        return lastAvailWrap;
+    }
+
+    /** Ring index the next used descriptor goes to. */
+    public int usedIdx() {
+        return usedIdx;
+    }
+
+    /** Used wrap counter that goes with {@link #usedIdx()}. */
+    public boolean usedWrapCounter() {
+        return usedWrap;
+    }
+
+    /** Chains taken and not yet published. */
+    public int inuse() {
+        return inuse;
+    }
+
+    /** Whether the next notification decision has a previous one to compare with (false after restore and resync). */
+    public boolean signalledUsedValid() {
+        return signalledUsedValid;
+    }
+}
