@@ -103,6 +103,7 @@ public class TakePublishBenchmark {
     /** Driver side, unmeasured: take back the last batch, then make {@value #BATCH} chains available. */
     @Setup(Level.Invocation)
     public void refill() {
+        long cpuStart = CpuTimeProfiler.currentThreadCpuNanos();
         while (driver.collectUsed(usedIds, usedLengths, usedIds.length) > 0) {
             // drain every used element, freeing its descriptors
         }
@@ -115,6 +116,7 @@ public class TakePublishBenchmark {
             }
         }
         driver.needsKick();
+        CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpuStart);
     }
 
     /** Releases guest memory. */

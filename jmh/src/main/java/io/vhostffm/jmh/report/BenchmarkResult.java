@@ -34,6 +34,10 @@ public record BenchmarkResult(
 
     /** The gc profiler's bytes allocated per operation. */
     public static final String ALLOCATION_PER_OP = "gc.alloc.rate.norm";
+    /** CPU time of the benchmark threads per operation ({@code io.vhostffm.jmh.CpuTimeProfiler}). */
+    public static final String CPU_TIME_PER_OP = "cpu.time.norm";
+    /** Share of the wall-clock time the benchmark threads were on a CPU, in percent (same profiler). */
+    public static final String CPU_SHARE = "cpu.share";
 
     /**
      * How JMH ran a benchmark.
@@ -108,6 +112,50 @@ public record BenchmarkResult(
     /** Bytes allocated per operation from the gc profiler, when it ran. */
     public Metric allocationPerOp() {
         return secondary.get(ALLOCATION_PER_OP);
+    }
+
+    /** CPU time per operation from the CPU time profiler, when it ran. */
+    public Metric cpuTimePerOp() {
+        return secondary.get(CPU_TIME_PER_OP);
+    }
+
+    /** Percentage of the wall-clock time the benchmark threads were on a CPU, when measured. */
+    public Metric cpuShare() {
+        return secondary.get(CPU_SHARE);
+    }
+
+    /**
+     * The score as it would read if every operation took exactly its CPU time: wall-clock time
+     * less the time the threads waited for a processor. In the score's own unit; NaN when the CPU
+     * time profiler did not run or the unit is not a time per op or ops per time.
+     */
+    public double scoreByCpuTime() {
+        Metric cpu = cpuTimePerOp();
+        if (cpu == null || !(cpu.score() > 0) || !cpu.unit().equals("ns/op")) {
+            return Double.NaN;
+        }
+        String unit = primary.unit();
+        if (unit.endsWith("/op")) {
+            double nanosPerUnit = nanosPer(unit.substring(0, unit.length() - 3));
+            return cpu.score() / nanosPerUnit;
+        }
+        if (unit.startsWith("ops/")) {
+            double nanosPerUnit = nanosPer(unit.substring(4));
+            return nanosPerUnit / cpu.score();
+        }
+        return Double.NaN;
+    }
+
+    /** Nanoseconds in one JMH time unit ("ns", "us", "ms", "s", "min"); NaN when unknown. */
+    private static double nanosPer(String timeUnit) {
+        return switch (timeUnit) {
+            case "ns" -> 1;
+            case "us" -> 1e3;
+            case "ms" -> 1e6;
+            case "s" -> 1e9;
+            case "min" -> 60e9;
+            default -> Double.NaN;
+        };
     }
 
     /**

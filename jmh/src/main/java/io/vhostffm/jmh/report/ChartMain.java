@@ -11,10 +11,13 @@ import java.util.List;
  *
  * <pre>
  * ChartMain RESULTS.json [--markdown docs/bench-results.md] [--svg docs/bench-chart.svg] [--chart-link LINK]
+ *           [--load-before "1.00 0.80 0.50"]
  * </pre>
  *
  * The run's date is the result file's modification time (JMH writes it when the run ends). The
- * chart link, embedded in the Markdown, defaults to the SVG's file name.
+ * chart link, embedded in the Markdown, defaults to the SVG's file name. {@code --load-before}
+ * is {@code /proc/loadavg} as read before the run ({@code bin/bench} passes it); the load after
+ * is read when the report is made.
  */
 public final class ChartMain {
     private ChartMain() {
@@ -33,6 +36,7 @@ public final class ChartMain {
         Path markdown = Path.of("docs/bench-results.md");
         Path svg = Path.of("docs/bench-chart.svg");
         String chartLink = null;
+        LoadAverage loadBefore = null;
         for (int i = 1; i < args.length; i++) {
             String option = args[i];
             if (i + 1 >= args.length) {
@@ -43,6 +47,7 @@ public final class ChartMain {
                 case "--markdown" -> markdown = Path.of(value);
                 case "--svg" -> svg = Path.of(value);
                 case "--chart-link" -> chartLink = value;
+                case "--load-before" -> loadBefore = LoadAverage.parse(value);
                 default -> usage("unknown option " + option);
             }
         }
@@ -54,10 +59,13 @@ public final class ChartMain {
         MachineInfo machine = MachineInfo.current();
         Instant runDate = Files.getLastModifiedTime(json).toInstant();
 
-        write(markdown, MarkdownReport.render(results, machine, runDate, json.getFileName().toString(), chartLink));
+        LoadAverage loadAfter = LoadAverage.current();
+        write(markdown, MarkdownReport.render(results, machine, runDate, json.getFileName().toString(), chartLink,
+                loadBefore, loadAfter));
         String jdk = results.isEmpty() ? System.getProperty("java.vm.version") : results.get(0).vmVersion();
+        String load = loadBefore == null ? "" : "  ·  load " + String.format(java.util.Locale.ROOT, "%.1f", loadBefore.oneMinute());
         write(svg, SvgChart.render(results, "vhost-ffm benchmarks (JMH), " + MarkdownReport.formatDate(runDate),
-                machine.describe() + "  ·  JDK " + jdk));
+                machine.describe() + "  ·  JDK " + jdk + load));
         System.err.println("ChartMain: " + results.size() + " results -> " + markdown + ", " + svg);
     }
 
@@ -71,7 +79,8 @@ public final class ChartMain {
 
     private static void usage(String problem) {
         System.err.println("ChartMain: " + problem);
-        System.err.println("usage: ChartMain RESULTS.json [--markdown FILE.md] [--svg FILE.svg] [--chart-link LINK]");
+        System.err.println("usage: ChartMain RESULTS.json [--markdown FILE.md] [--svg FILE.svg] [--chart-link LINK]"
+                + " [--load-before \"1 5 15-minute load\"]");
         System.exit(2);
     }
 }

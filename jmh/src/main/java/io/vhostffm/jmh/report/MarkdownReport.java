@@ -34,31 +34,48 @@ public final class MarkdownReport {
      * @param runDate when it ran
      * @param source the result file's name, cited under the table
      * @param chartLink relative link of the chart image to embed, or null for none
+     * @param loadBefore load average just before the run, or null when unknown
+     * @param loadAfter load average when the report was made (right after the run), or null
      */
     public static String render(List<BenchmarkResult> results, MachineInfo machine, Instant runDate,
-                                String source, String chartLink) {
+                                String source, String chartLink, LoadAverage loadBefore, LoadAverage loadAfter) {
         StringBuilder out = new StringBuilder();
         out.append("# Benchmark results\n\n");
         out.append("- Machine: ").append(machine.describe()).append('\n');
         out.append("- JDK: ").append(jdks(results)).append('\n');
         out.append("- Date: ").append(DATE.format(runDate)).append('\n');
         out.append("- Run: ").append(settings(results)).append('\n');
+        if (loadBefore != null || loadAfter != null) {
+            out.append("- Load average (1, 5, 15 min): ")
+                    .append(loadBefore == null ? "unknown" : loadBefore.describe()).append(" before the run; ")
+                    .append(loadAfter == null ? "unknown" : loadAfter.describe()).append(" after it");
+            if (loadBefore != null && loadBefore.oneMinute() >= machine.processors()) {
+                out.append(". Other work kept more threads runnable than there are processors, so "
+                        + "the benchmarks shared the CPU: time-based figures are pessimistic and their "
+                        + "errors wide");
+            }
+            out.append('\n');
+        }
         out.append("- Source: `").append(source).append("` (JMH JSON)\n\n");
         out.append(EMULATION_NOTE).append("\n\n");
         out.append("Score: the mean over the measured iterations; error: half-width of JMH's 99.9% "
                 + "confidence interval (n/a with fewer than two iterations). Mode `thrpt` is "
                 + "operations per unit of time (higher is better); `avgt` is time per operation "
-                + "(lower is better). Alloc: bytes allocated per operation by the benchmark thread, "
-                + "from JMH's gc profiler (blank when it did not run).\n\n");
+                + "(lower is better). By CPU time: the score as it would read if every operation took "
+                + "only the CPU time the benchmark threads used (io.vhostffm.jmh.CpuTimeProfiler), that "
+                + "is without the time they waited for a processor; on CPU: the share of the "
+                + "wall-clock time they ran. Alloc: bytes allocated per operation by the benchmark "
+                + "threads, from JMH's gc profiler. Blank when the profiler did not run.\n\n");
         if (chartLink != null) {
             out.append("![benchmark chart](").append(chartLink).append(")\n\n");
         }
-        out.append("| Benchmark | Params | Mode | Score | Error | Units | Alloc (B/op) |\n");
-        out.append("|---|---|---|--:|--:|---|--:|\n");
+        out.append("| Benchmark | Params | Mode | Score | Error | Units | By CPU time | On CPU | Alloc (B/op) |\n");
+        out.append("|---|---|---|--:|--:|---|--:|--:|--:|\n");
         for (BenchmarkResult result : results) {
-            row(out, result.shortName(), result, result.primary(), allocation(result));
+            row(out, result.shortName(), result, result.primary(), byCpuTime(result), cpuShare(result),
+                    allocation(result));
             for (Map.Entry<String, BenchmarkResult.Metric> member : result.groupMemberScores().entrySet()) {
-                row(out, result.shortName() + ":" + member.getKey(), result, member.getValue(), "");
+                row(out, result.shortName() + ":" + member.getKey(), result, member.getValue(), "", "", "");
             }
         }
         return out.toString();
@@ -69,8 +86,8 @@ public final class MarkdownReport {
         return DATE.format(instant);
     }
 
-    private static void row(StringBuilder out, String name, BenchmarkResult result,
-                            BenchmarkResult.Metric metric, String allocation) {
+    private static void row(StringBuilder out, String name, BenchmarkResult result, BenchmarkResult.Metric metric,
+                            String byCpuTime, String cpuShare, String allocation) {
         int decimals = Figures.decimalsFor(metric.score());
         out.append("| ").append(cell(name))
                 .append(" | ").append(cell(result.paramsLabel()))
@@ -78,8 +95,20 @@ public final class MarkdownReport {
                 .append(" | ").append(Figures.format(metric.score(), decimals))
                 .append(" | ").append(Double.isFinite(metric.error()) ? "± " + Figures.format(metric.error(), decimals) : "n/a")
                 .append(" | ").append(cell(metric.unit()))
+                .append(" | ").append(byCpuTime)
+                .append(" | ").append(cpuShare)
                 .append(" | ").append(allocation)
                 .append(" |\n");
+    }
+
+    private static String byCpuTime(BenchmarkResult result) {
+        double score = result.scoreByCpuTime();
+        return Double.isFinite(score) ? Figures.format(score) : "";
+    }
+
+    private static String cpuShare(BenchmarkResult result) {
+        BenchmarkResult.Metric share = result.cpuShare();
+        return share == null || !Double.isFinite(share.score()) ? "" : Math.round(share.score()) + "%";
     }
 
     private static String allocation(BenchmarkResult result) {

@@ -26,8 +26,8 @@ public final class SvgChart {
     private SvgChart() {
     }
 
-    /** One bar: a label, a score and its error. */
-    private record Bar(String label, double score, double error, int color) {
+    /** One bar: a label, a score and its error, and the score by CPU time (NaN when unknown). */
+    private record Bar(String label, double score, double error, double byCpuTime, int color) {
     }
 
     /** One benchmark's bars, on one scale. */
@@ -54,10 +54,18 @@ public final class SvgChart {
         int barWidth = WIDTH - barX - VALUE_WIDTH - MARGIN;
 
         StringBuilder body = new StringBuilder();
-        int y = 64;
+        int y = 80;
         text(body, MARGIN, 26, 16, "bold", "#222", "start", title);
-        text(body, MARGIN, 46, 12, "normal", "#555", "start",
-                subtitle + "  ·  bar: mean, whisker: 99.9% confidence interval");
+        String legend = "bar: mean, whisker: 99.9% confidence interval";
+        boolean anyCpu = panels.stream().flatMap(p -> p.bars().stream()).anyMatch(b -> Double.isFinite(b.byCpuTime()));
+        text(body, MARGIN, 46, 12, "normal", "#555", "start", subtitle);
+        text(body, MARGIN, 62, 12, "normal", "#555", "start", legend);
+        if (anyCpu) {
+            int x = MARGIN + legend.length() * CHAR_WIDTH + 24;
+            diamond(body, x, 58);
+            text(body, x + 10, 62, 12, "normal", "#555", "start",
+                    "score by CPU time (without the time spent waiting for a processor)");
+        }
         if (panels.isEmpty()) {
             text(body, MARGIN, y + 20, 12, "normal", "#222", "start", "No results in this run.");
             y += 40;
@@ -94,6 +102,9 @@ public final class SvgChart {
             if (Double.isFinite(upper)) {
                 max = Math.max(max, upper);
             }
+            if (Double.isFinite(bar.byCpuTime())) {
+                max = Math.max(max, bar.byCpuTime());
+            }
         }
         double step = niceStep(max / 5);
         double axisMax = max <= 0 ? 1 : Math.ceil(max / step) * step;
@@ -126,8 +137,15 @@ public final class SvgChart {
                         "<path d=\"M%.1f %dV%dM%.1f %dH%.1fM%.1f %dV%d\" stroke=\"#222\" stroke-width=\"1.2\" fill=\"none\"/>\n",
                         low, center - 5, center + 5, low, center, high, high, center - 5, center + 5));
             }
+            if (Double.isFinite(bar.byCpuTime())) {
+                diamond(out, barX + barWidth * Math.max(0, bar.byCpuTime()) / axisMax, center);
+            }
             String value = withError(bar.score(), bar.error());
             text(out, barX + barWidth + 10, center + 4, 12, "normal", "#222", "start", value);
+            if (Double.isFinite(bar.byCpuTime())) {
+                text(out, barX + barWidth + 10 + value.length() * CHAR_WIDTH + 8, center + 4, 11, "normal", "#666",
+                        "start", "◆ " + withError(bar.byCpuTime(), Double.NaN));
+            }
             row++;
         }
         return rowsBottom + 34;
@@ -157,11 +175,11 @@ public final class SvgChart {
                 boolean group = !r.groupMemberScores().isEmpty();
                 String label = r.paramsLabel().isEmpty() ? (group ? "total" : "(no params)")
                         : r.paramsLabel() + (group ? " total" : "");
-                bars.add(new Bar(label, r.primary().score(), r.primary().error(), color));
+                bars.add(new Bar(label, r.primary().score(), r.primary().error(), r.scoreByCpuTime(), color));
                 for (Map.Entry<String, BenchmarkResult.Metric> member : r.groupMemberScores().entrySet()) {
                     BenchmarkResult.Metric m = member.getValue();
                     String memberLabel = (r.paramsLabel().isEmpty() ? "" : r.paramsLabel() + " ") + "· " + member.getKey();
-                    bars.add(new Bar(memberLabel, m.score(), m.error(), color));
+                    bars.add(new Bar(memberLabel, m.score(), m.error(), Double.NaN, color));
                 }
             }
             List<String> legend = new ArrayList<>();
@@ -258,6 +276,13 @@ public final class SvgChart {
             return Figures.format(value / 1e3) + "k";
         }
         return Figures.format(value);
+    }
+
+    /** A small black-outlined white diamond centred on (x, y): the score by CPU time. */
+    private static void diamond(StringBuilder out, double x, int y) {
+        out.append(String.format(Locale.ROOT,
+                "<path d=\"M%.1f %dL%.1f %dL%.1f %dL%.1f %dZ\" fill=\"#ffffff\" stroke=\"#222\" stroke-width=\"1.2\"/>\n",
+                x, y - 6, x + 5, y, x, y + 6, x - 5, y));
     }
 
     private static void text(StringBuilder out, int x, int y, int size, String weight, String color,

@@ -40,6 +40,8 @@ class BenchmarkResultTest {
         assertEquals("25.0.3+9-LTS", split.vmVersion());
         assertEquals("JMH 1.37, 1 fork, 3 warmup x 1 s, 5 measured x 1 s", split.settings().describe());
         assertFalse(split.higherIsBetter());
+        assertEquals(0.5, split.scoreByCpuTime(), "avgt ns/op: the CPU ns per op itself");
+        assertEquals(39.6, split.cpuShare().score());
 
         BenchmarkResult packed = results.get(1);
         assertTrue(Double.isNaN(packed.primary().error()), "\"NaN\" error read as NaN");
@@ -51,6 +53,8 @@ class BenchmarkResultTest {
         assertEquals(List.of("device", "driver"), List.copyOf(group.groupMemberScores().keySet()));
         assertEquals(1.605E7, group.groupMemberScores().get("driver").score());
         assertEquals(2, group.threads());
+        assertEquals(5e7, group.scoreByCpuTime(), 1e-6, "thrpt ops/s: 1e9 / CPU ns per op");
+        assertTrue(Double.isNaN(packed.scoreByCpuTime()), "no CPU profiler, no CPU score");
     }
 
     @Test

@@ -29,14 +29,34 @@ class MarkdownReportTest {
     void oneRowPerResultAndGroupMember() throws IOException {
         List<String> rows = render(null).lines().filter(line -> line.startsWith("| ")).toList();
         assertEquals(List.of(
-                "| Benchmark | Params | Mode | Score | Error | Units | Alloc (B/op) |",
-                "| SampleResyncBenchmark.resync | format=split queues=64 | avgt | 1.23 | ± 0.05 | ns/op | 0.0001 |",
-                "| SampleResyncBenchmark.resync | format=packed queues=1024 | avgt | 0.988 | n/a | ns/op |  |",
-                "| SamplePingPong.pingPong |  | thrpt | 32,100,000 | ± 1,234,568 | ops/s | 0.0020 |",
-                "| SamplePingPong.pingPong:device |  | thrpt | 16,050,000 | ± 600,000 | ops/s |  |",
-                "| SamplePingPong.pingPong:driver |  | thrpt | 16,050,000 | ± 634,568 | ops/s |  |"),
+                "| Benchmark | Params | Mode | Score | Error | Units | By CPU time | On CPU | Alloc (B/op) |",
+                "| SampleResyncBenchmark.resync | format=split queues=64 | avgt | 1.23 | ± 0.05 | ns/op | 0.500 | 40% | 0.0001 |",
+                "| SampleResyncBenchmark.resync | format=packed queues=1024 | avgt | 0.988 | n/a | ns/op |  |  |  |",
+                "| SamplePingPong.pingPong |  | thrpt | 32,100,000 | ± 1,234,568 | ops/s | 50,000,000 |  | 0.0020 |",
+                "| SamplePingPong.pingPong:device |  | thrpt | 16,050,000 | ± 600,000 | ops/s |  |  |  |",
+                "| SamplePingPong.pingPong:driver |  | thrpt | 16,050,000 | ± 634,568 | ops/s |  |  |  |"),
                 rows);
         assertTrue(!render(null).contains("!["), "no chart link asked for, none written");
+    }
+
+    @Test
+    void loadAverageLineSaysWhenOtherWorkCompeted() throws IOException {
+        String busy = MarkdownReport.render(BenchmarkResult.parseAll(BenchmarkResultTest.fixture()), MACHINE,
+                Instant.EPOCH, "x.json", null, LoadAverage.parse("12.68 11.53 7.33 5/900 1234"),
+                LoadAverage.parse("3.00 9.5 7.5 1/2 3"));
+        assertTrue(busy.contains("- Load average (1, 5, 15 min): 12.68, 11.53, 7.33 before the run; "
+                + "3.00, 9.50, 7.50 after it. Other work kept more threads runnable than there are processors"), busy);
+        String quiet = MarkdownReport.render(BenchmarkResult.parseAll(BenchmarkResultTest.fixture()), MACHINE,
+                Instant.EPOCH, "x.json", null, LoadAverage.parse("0.10 0.20 0.30"), null);
+        assertTrue(quiet.contains("- Load average (1, 5, 15 min): 0.10, 0.20, 0.30 before the run; unknown after it\n"), quiet);
+        assertTrue(!render(null).contains("Load average"), "no load known, no line");
+    }
+
+    @Test
+    void loadAverageParseRefusesGarbage() {
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> LoadAverage.parse("1.0 x"));
+        assertEquals("load average: expected three numbers, found \"1.0 x\"", e.getMessage());
     }
 
     @Test
@@ -53,6 +73,6 @@ class MarkdownReportTest {
 
     private static String render(String chartLink) throws IOException {
         return MarkdownReport.render(BenchmarkResult.parseAll(BenchmarkResultTest.fixture()), MACHINE,
-                Instant.parse("2026-11-21T22:45:10Z"), "jmh-sample.json", chartLink);
+                Instant.parse("2026-11-21T22:45:10Z"), "jmh-sample.json", chartLink, null, null);
     }
 }
