@@ -55,7 +55,10 @@ public final class ChartMain {
             chartLink = svg.getFileName().toString();
         }
 
-        List<BenchmarkResult> results = BenchmarkResult.parseAll(Files.readString(json));
+        // JMH runs benchmarks in no particular order; show them by name (stable: parameter
+        // combinations keep JMH's order within a benchmark).
+        List<BenchmarkResult> results = new java.util.ArrayList<>(BenchmarkResult.parseAll(Files.readString(json)));
+        results.sort(java.util.Comparator.comparing(BenchmarkResult::benchmark));
         MachineInfo machine = MachineInfo.current();
         Instant runDate = Files.getLastModifiedTime(json).toInstant();
 
@@ -63,7 +66,7 @@ public final class ChartMain {
         write(markdown, MarkdownReport.render(results, machine, runDate, json.getFileName().toString(), chartLink,
                 loadBefore, loadAfter));
         String jdk = results.isEmpty() ? System.getProperty("java.vm.version") : results.get(0).vmVersion();
-        String load = loadBefore == null ? "" : "  ·  load " + String.format(java.util.Locale.ROOT, "%.1f", loadBefore.oneMinute());
+        String load = loadBefore == null ? "" : "  ·  load average " + String.format(java.util.Locale.ROOT, "%.1f", loadBefore.oneMinute()) + " before the run";
         write(svg, SvgChart.render(results, "vhost-ffm benchmarks (JMH), " + MarkdownReport.formatDate(runDate),
                 machine.describe() + "  ·  JDK " + jdk + load));
         System.err.println("ChartMain: " + results.size() + " results -> " + markdown + ", " + svg);

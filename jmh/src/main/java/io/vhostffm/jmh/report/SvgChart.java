@@ -144,7 +144,7 @@ public final class SvgChart {
             text(out, barX + barWidth + 10, center + 4, 12, "normal", "#222", "start", value);
             if (Double.isFinite(bar.byCpuTime())) {
                 text(out, barX + barWidth + 10 + value.length() * CHAR_WIDTH + 8, center + 4, 11, "normal", "#666",
-                        "start", "◆ " + withError(bar.byCpuTime(), Double.NaN));
+                        "start", "◇ " + withError(bar.byCpuTime(), Double.NaN));
             }
             row++;
         }

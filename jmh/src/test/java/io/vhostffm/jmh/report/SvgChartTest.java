@@ -27,8 +27,8 @@ class SvgChartTest {
         assertTrue(texts.contains("total"), texts.toString());
         assertTrue(texts.contains("· driver"), texts.toString());
         assertTrue(texts.contains("1.23 ± 0.05"), texts.toString());
-        assertTrue(texts.contains("◆ 0.500"), "score by CPU time beside the bar: " + texts);
-        assertTrue(texts.contains("◆ 50.0M"), texts.toString());
+        assertTrue(texts.contains("◇ 0.500"), "score by CPU time beside the bar: " + texts);
+        assertTrue(texts.contains("◇ 50.0M"), texts.toString());
         assertTrue(texts.contains("32.1M ± 1.2M"), texts.toString());
         assertTrue(texts.contains("format=split") && texts.contains("format=packed"),
                 "legend for the parameter that splits the panel: " + texts);
