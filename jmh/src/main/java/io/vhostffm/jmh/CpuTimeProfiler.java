@@ -72,6 +72,11 @@ public final class CpuTimeProfiler implements InternalProfiler {
     @Override
     public List<? extends Result<?>> afterIteration(BenchmarkParams benchmarkParams, IterationParams iterationParams,
                                                     IterationResult result) {
+        return results(result.getMetadata().getAllOps(), benchmarkParams.getThreads());
+    }
+
+    /** The iteration's figures, for {@code ops} operations done by {@code threads} worker threads. */
+    List<ScalarResult> results(long ops, int threads) {
         long wall = System.nanoTime() - wallAtStart;
         long cpu = 0;
         for (Map.Entry<Long, Long> worker : workerCpuTimes().entrySet()) {
@@ -79,8 +84,6 @@ public final class CpuTimeProfiler implements InternalProfiler {
             cpu += worker.getValue() - cpuAtStart.getOrDefault(worker.getKey(), 0L);
         }
         long operationCpu = Math.max(0, cpu - EXCLUDED_NANOS.get());
-        long ops = result.getMetadata().getAllOps();
-        int threads = benchmarkParams.getThreads();
         return List.of(
                 new ScalarResult("cpu.time.norm", ops == 0 ? Double.NaN : (double) operationCpu / ops, "ns/op",
                         AggregationPolicy.AVG),
