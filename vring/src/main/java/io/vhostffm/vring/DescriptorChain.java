@@ -35,6 +35,7 @@ public final class DescriptorChain {
 
     private GuestMemory memory;
     private int queueIndex;
+    private int maxBuffers;
     private int headId = -1;
     private int descriptorCount;
     private int readableCount;
@@ -165,8 +166,18 @@ public final class DescriptorChain {
 
     // ---- filling, for the ring implementations in this package ----
 
-    /** Empties the holder for a new chain; {@code headId} may be set later ({@link #setHeadId}). */
+    /** Empties the holder for a new chain of at most {@link #capacity()} buffers. */
     void begin(GuestMemory memory, int queueIndex, int headId) {
+        begin(memory, queueIndex, headId, capacity);
+    }
+
+    /**
+     * Empties the holder for a new chain; {@code headId} may be set later ({@link #setHeadId}).
+     *
+     * @param maxBuffers the queue size: no chain may hold more buffers (capped at the capacity)
+     */
+    void begin(GuestMemory memory, int queueIndex, int headId, int maxBuffers) {
+        this.maxBuffers = Math.min(maxBuffers, capacity);
         this.memory = memory;
         this.queueIndex = queueIndex;
         this.headId = headId;
@@ -189,7 +200,8 @@ public final class DescriptorChain {
 
     /**
      * Appends one buffer after checking the format-independent rules: chain length, readable
-     * before writable, inside one guest memory region, totals within 32 bits.
+     * before writable, inside one guest memory region, totals within 32 bits. The caller checks
+     * the format's own rules (indirect tables, next indices, loops).
      *
      * @param descriptorIndex descriptor table (or ring) index, for the error message
      * @param indirectIndex   entry in the indirect table, or {@link VirtqueueException#NONE}
@@ -199,10 +211,10 @@ public final class DescriptorChain {
     void append(int descriptorIndex, int indirectIndex, long address, int length, boolean writable) {
         long unsignedLength = Integer.toUnsignedLong(length);
         int count = readableCount + writableCount;
-        if (count >= capacity) {
+        if (count >= maxBuffers) {
             throw VirtqueueException.chain(VirtqueueException.Rule.CHAIN_TOO_LONG, queueIndex, headId,
                     descriptorIndex, indirectIndex, address, unsignedLength,
-                    "more than " + capacity + " buffers");
+                    "more than " + maxBuffers + " buffers");
         }
         if (!writable && writableCount > 0) {
             throw VirtqueueException.chain(VirtqueueException.Rule.READABLE_AFTER_WRITABLE, queueIndex, headId,

@@ -76,8 +76,19 @@ public interface DeviceQueue {
      */
     void publishUsed(int id, int writtenLength);
 
-    /** Publishes the chain's head with the written length; see {@link #publishUsed(int, int)}. */
+    /**
+     * Publishes the chain's head with the written length; see {@link #publishUsed(int, int)}.
+     *
+     * @throws IllegalArgumentException when {@code writtenLength} (unsigned) exceeds the chain's
+     *                                  writable length: the used {@code len} must not claim more
+     *                                  than the device could write
+     */
     default void publishUsed(DescriptorChain chain, int writtenLength) {
+        if (Integer.toUnsignedLong(writtenLength) > chain.writableLength()) {
+            throw new IllegalArgumentException("virtqueue " + queueIndex() + ": written length "
+                    + Integer.toUnsignedLong(writtenLength) + " exceeds the chain's writable "
+                    + chain.writableLength() + " bytes (head " + chain.headId() + ")");
+        }
         publishUsed(chain.headId(), writtenLength);
     }
 

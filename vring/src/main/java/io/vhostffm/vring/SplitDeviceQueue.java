@@ -136,7 +136,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     /** Walks the chain at {@code head} through the descriptor table, and an indirect table if any. */
     private void walkChain(DescriptorChain chain, int head) {
-        chain.begin(memory, queueIndex, head);
+        chain.begin(memory, queueIndex, head, size);
         if (head >= size) {
             throw VirtqueueException.chain(Rule.HEAD_OUT_OF_RANGE, queueIndex, head, NONE, NONE, 0, 0,
                     "queue size " + size + ", avail ring slot " + (lastAvailIdx & mask));

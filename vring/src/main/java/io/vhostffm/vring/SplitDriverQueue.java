@@ -50,6 +50,8 @@ public final class SplitDriverQueue implements DriverQueue {
     /** Per head in flight: descriptors its chain holds in the table (0 = not in flight). */
     private final int[] descriptorsPerHead;
 
+    /** The index the rings started at when this object created them; -1 when restored. */
+    private int startIndex = -1;
     private int availIdx;
     private int lastUsedIdx;
     private int freeHead;
@@ -73,12 +75,15 @@ public final class SplitDriverQueue implements DriverQueue {
         if (startIndex < 0 || startIndex > 0xffff) {
             throw new IllegalArgumentException("start index must be in [0, 65535]: " + startIndex);
         }
+        // Plain stores of the initial contents: published by the release store of avail.idx below
+        // (a device is not running yet anyway).
         for (int i = 0; i < size; i++) {
             DESC_ADDR.set(descTable, 0L, (long) i, 0L);
             DESC_LEN.set(descTable, 0L, (long) i, 0);
             DESC_FLAGS.set(descTable, 0L, (long) i, (short) 0);
             DESC_NEXT.set(descTable, 0L, (long) i, (short) ((i + 1) & mask));
         }
+        this.startIndex = startIndex;
         availIdx = startIndex;
         lastUsedIdx = startIndex;
         freeHead = 0;
@@ -147,10 +152,20 @@ public final class SplitDriverQueue implements DriverQueue {
         return freeCount;
     }
 
-    /** The state a device queue starts from to serve this ring right after construction. */
+    /**
+     * The state of a device that has taken nothing from this ring yet (last_avail_idx and used
+     * idx at the start index), whatever the driver added since.
+     *
+     * @throws IllegalStateException for a driver restored from a {@link DriverState}: only the
+     *                               device knows how far it got
+     */
     public QueueState initialDeviceState() {
+        if (startIndex < 0) {
+            throw new IllegalStateException("virtqueue " + queueIndex
+                    + ": a restored driver does not know the device's start; restore the device's own state");
+        }
         return QueueState.split(size, descTableAddress, availRingAddress, usedRingAddress, eventIdx)
-                .withIndices(availIdx, false, lastUsedIdx, false, 0);
+                .withIndices(startIndex, false, startIndex, false, 0);
     }
 
     // ---------------------------------------------------------------- adding
@@ -170,6 +185,7 @@ public final class SplitDriverQueue implements DriverQueue {
             DESC_LEN.set(descTable, 0L, (long) index, lengths[k]);
             DESC_FLAGS.set(descTable, 0L, (long) index, (short) flags);
             // The next field already links to the next free descriptor: the chain follows the list.
+            // Plain read: the descriptor table is ours; the device only reads it.
             int next = Short.toUnsignedInt((short) DESC_NEXT.get(descTable, 0L, (long) index));
             if (k == count - 1) {
                 freeHead = next;
@@ -206,6 +222,7 @@ public final class SplitDriverQueue implements DriverQueue {
             DESC_NEXT.set(table, base, (long) k, (short) (k < count - 1 ? k + 1 : 0));
         }
         int head = freeHead;
+        // Plain read and stores: our descriptor table, published by the release in publishAvailable.
         freeHead = Short.toUnsignedInt((short) DESC_NEXT.get(descTable, 0L, (long) head));
         freeCount--;
         DESC_ADDR.set(descTable, 0L, (long) head, tableAddress);
@@ -280,6 +297,7 @@ public final class SplitDriverQueue implements DriverQueue {
         int n = 0;
         while (n < max && lastUsedIdx != deviceUsedIdx) {
             long slot = lastUsedIdx & mask;
+            // Plain reads: this element lies before the used.idx we acquired above.
             int id = (int) USED_ELEM_ID.get(usedRing, RING_OFFSET, slot);
             int length = (int) USED_ELEM_LEN.get(usedRing, RING_OFFSET, slot);
             if (id < 0 || id >= size || descriptorsPerHead[id] == 0) {
@@ -305,6 +323,7 @@ public final class SplitDriverQueue implements DriverQueue {
         int count = descriptorsPerHead[head];
         descriptorsPerHead[head] = 0;
         int tail = head;
+        // Plain reads and store: the descriptor table is ours; the device is done with this chain.
         for (int k = 1; k < count; k++) {
             tail = Short.toUnsignedInt((short) DESC_NEXT.get(descTable, 0L, (long) tail));
         }
@@ -329,6 +348,7 @@ public final class SplitDriverQueue implements DriverQueue {
     @Override
     public boolean enableUsedNotifications() {
         usedNotificationsEnabled = true;
+        // Plain store of our used_event or flags; the fence below orders it before the re-check.
         if (eventIdx) {
             U16.set(availRing, usedEventOffset, (short) lastUsedIdx);
         } else {

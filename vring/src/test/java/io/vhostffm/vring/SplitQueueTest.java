@@ -63,6 +63,8 @@ class SplitQueueTest {
         chain.buffer(2).copyFrom(MemorySegment.ofArray("world".getBytes()));
         assertFalse(device.take(chain), "only one chain was made available");
 
+        assertThrows(IllegalArgumentException.class, () -> device.publishUsed(chain, 65),
+                "more than the 64 writable bytes");
         device.publishUsed(chain, 5);
         assertTrue(device.needsNotification());
         int[] ids = new int[4];
