@@ -35,7 +35,8 @@ import java.lang.invoke.VarHandle;
  * <p>The ring parts are resolved to host segments once, at restore; take and publish then go
  * through static {@link VarHandle}s over those segments and allocate nothing. The buffer id is
  * taken from the last descriptor of a chain; the device remembers per id how many ring
- * descriptors the chain occupied, so that its used descriptor skips them (spec 2.8.6).
+ * descriptors the chain occupied, so that its used descriptor skips them (spec 2.8.6, "Next
+ * Flag: Descriptor Chaining").
  */
 public final class PackedDeviceQueue implements DeviceQueue {
     private final int queueIndex;
@@ -139,7 +140,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     /** Walks the chain at {@code head} into {@code chain}; returns the ring descriptors it occupies. */
     private int walk(DescriptorChain chain, int head, int headFlags) {
-        chain.begin(memory, queueIndex, head);
+        chain.begin(memory, queueIndex, head, size);
         int idx = head;
         boolean wrap = lastAvailWrap;
         int flags = headFlags;
@@ -179,8 +180,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
                     continue;
                 }
             }
-            // The buffer id travels in the last descriptor of the chain (spec 2.8.6); an indirect
-            // chain has only the one.
+            // The buffer id travels in the last descriptor of the chain (spec 2.8.6, "Next Flag:
+            // Descriptor Chaining"); an indirect chain has only the one.
             // plain load: ordered after the acquire load of the head's flags in take.
             int id = Short.toUnsignedInt((short) DESC_ID.get(ring, 0L, (long) idx));
             if (id >= size) {
@@ -278,7 +279,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
      * {@inheritDoc}
      *
      * <p>Every used descriptor of the batch but the first gets its flags with a plain store; the
-     * first one's flags are written last, with release (spec 2.8.13, "Multi-buffer requests"):
+     * first one's flags are written last, with release (spec 2.8.9, "Multi-buffer requests"):
      * the driver polls only its next used position, so it sees the whole batch or none of it.
      */
     @Override

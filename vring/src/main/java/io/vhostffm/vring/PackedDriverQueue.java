@@ -30,7 +30,8 @@ import java.lang.invoke.VarHandle;
  *
  * <p>Buffer ids are handed out from a free list of {@code size} ids; the driver remembers how many
  * ring descriptors each id's chain occupies, to skip them when the id comes back used (spec
- * 2.8.6). Steady-state add and poll allocate nothing. Not thread-safe: one driver thread.
+ * 2.8.6, "Next Flag: Descriptor Chaining"). Steady-state add and collect allocate nothing. Not
+ * thread-safe: one driver thread.
  */
 public final class PackedDriverQueue implements DriverQueue {
     private final int queueIndex;
@@ -170,7 +171,7 @@ public final class PackedDriverQueue implements DriverQueue {
      *
      * <p>Packed: {@code readableCount + writableCount} ring descriptors linked by NEXT, the buffer
      * id in the last one (the others keep whatever id they held), the head's flags written last
-     * with release (spec 2.8.21.1).
+     * with release (spec "Placing Available Buffers Into The Descriptor Ring").
      */
     @Override
     public int add(long[] addresses, int[] lengths, int readableCount, int writableCount) {
@@ -312,7 +313,8 @@ public final class PackedDriverQueue implements DriverQueue {
     @Override
     public boolean needsKick() {
         // full fence: the flags stores that made our chains available are ordered before the load
-        // of the device's event suppression (spec 2.8.21.3.1: barrier before reading the Device Area).
+        // of the device's event suppression (spec "Sending Available Buffer Notifications": a
+        // barrier before reading the Device Area).
         VarHandle.fullFence();
         // acquire: the device writes desc before flags; seeing DESC makes its offset visible.
         int flags = Short.toUnsignedInt((short) EVENT_FLAGS.getAcquire(deviceEvent, 0L)) & RING_EVENT_FLAGS_MASK;

@@ -148,7 +148,10 @@ public final class VirtqueueException extends RuntimeException {
         return queueIndex;
     }
 
-    /** Head descriptor index (split) or buffer id (packed) of the chain, or {@link #NONE}. */
+    /**
+     * Head descriptor index (split), or ring index of the chain's first descriptor (packed: the
+     * buffer id is only known at the chain's last descriptor), or {@link #NONE}.
+     */
     public int head() {
         return head;
     }

@@ -8,7 +8,7 @@ import java.util.List;
  * Arena-backed guest memory for packed-ring tests: a low region holding the ring parts, indirect
  * tables and payload buffers, a hole, and a high region for more payload.
  */
-final class PackedFixture {
+final class PackedFixture implements AutoCloseable {
     static final long LOW_BASE = 0x0;
     static final long LOW_SIZE = 4L << 20;
     static final long HIGH_BASE = 0x4000_0000L;
@@ -56,6 +56,12 @@ final class PackedFixture {
         }
         lastLength = usedLength[0];
         return usedId[0];
+    }
+
+    /** Frees the guest memory; the queues must not be used afterwards. */
+    @Override
+    public void close() {
+        arena.close();
     }
 
     /** Host view of a guest range. */
