@@ -20,6 +20,12 @@ public final class MarkdownReport {
             + "only their ratios within one run mean anything, never their absolute values. "
             + "Pure-Java figures (rings, index resync) were measured directly on the machine above.";
 
+    /**
+     * Below this many bytes per operation the gc profiler's figure is its own accounting noise
+     * (thread allocation counters read once per iteration, spread over millions of operations).
+     */
+    static final double NOTHING_ALLOCATED = 0.01;
+
     private static final DateTimeFormatter DATE =
             DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm 'UTC'").withZone(ZoneOffset.UTC);
 
@@ -65,7 +71,8 @@ public final class MarkdownReport {
                 + "only the CPU time the benchmark threads used (io.vhostffm.jmh.CpuTimeProfiler), that "
                 + "is without the time they waited for a processor; on CPU: the share of the "
                 + "wall-clock time they ran. Alloc: bytes allocated per operation by the benchmark "
-                + "threads, from JMH's gc profiler. Blank when the profiler did not run.\n\n");
+                + "threads, from JMH's gc profiler; ≈ 0 means under 0.01 B/op, the profiler's own "
+                + "noise: nothing allocated per operation. Blank when the profiler did not run.\n\n");
         if (chartLink != null) {
             out.append("![benchmark chart](").append(chartLink).append(")\n\n");
         }
@@ -113,7 +120,10 @@ public final class MarkdownReport {
 
     private static String allocation(BenchmarkResult result) {
         BenchmarkResult.Metric allocation = result.allocationPerOp();
-        return allocation == null ? "" : Figures.format(allocation.score());
+        if (allocation == null) {
+            return "";
+        }
+        return allocation.score() < NOTHING_ALLOCATED ? "≈ 0" : Figures.format(allocation.score());
     }
 
     /** Table cells must not break the table: escape pipes, flatten newlines. */

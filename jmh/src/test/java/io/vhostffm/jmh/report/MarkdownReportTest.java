@@ -30,9 +30,9 @@ class MarkdownReportTest {
         List<String> rows = render(null).lines().filter(line -> line.startsWith("| ")).toList();
         assertEquals(List.of(
                 "| Benchmark | Params | Mode | Score | Error | Units | By CPU time | On CPU | Alloc (B/op) |",
-                "| SampleResyncBenchmark.resync | format=split queues=64 | avgt | 1.23 | ± 0.05 | ns/op | 0.500 | 40% | 0.0001 |",
+                "| SampleResyncBenchmark.resync | format=split queues=64 | avgt | 1.23 | ± 0.05 | ns/op | 0.500 | 40% | ≈ 0 |",
                 "| SampleResyncBenchmark.resync | format=packed queues=1024 | avgt | 0.988 | n/a | ns/op |  |  |  |",
-                "| SamplePingPong.pingPong |  | thrpt | 32,100,000 | ± 1,234,568 | ops/s | 50,000,000 |  | 0.0020 |",
+                "| SamplePingPong.pingPong |  | thrpt | 32,100,000 | ± 1,234,568 | ops/s | 50,000,000 |  | 24.0 |",
                 "| SamplePingPong.pingPong:device |  | thrpt | 16,050,000 | ± 600,000 | ops/s |  |  |  |",
                 "| SamplePingPong.pingPong:driver |  | thrpt | 16,050,000 | ± 634,568 | ops/s |  |  |  |"),
                 rows);
