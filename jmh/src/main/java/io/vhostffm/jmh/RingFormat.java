@@ -9,12 +9,11 @@ import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import io.vhostffm.vring.SplitDeviceQueue;
 import io.vhostffm.vring.SplitDriverQueue;
-import io.vhostffm.vring.VringBase;
 
 /**
  * The two virtqueue formats as the benchmarks use them: placing a queue's ring areas in guest
- * memory, making its device and driver sides, and the final indices and vhost vring base of a
- * queue at a given position. The {@code @Param} value is the lower-case name ("split", "packed").
+ * memory, making its device and driver sides, and the final indices of a queue at a given
+ * position. The {@code @Param} value is the lower-case name ("split", "packed").
  */
 enum RingFormat {
     /** Split virtqueue (virtio 1.x section 2.7). */
@@ -89,15 +88,6 @@ enum RingFormat {
             case SPLIT -> FinalIndices.split(availCount & 0xffff, usedCount & 0xffff, inuse);
             case PACKED -> new FinalIndices(availCount % size, (availCount / size) % 2 == 0,
                     usedCount % size, (usedCount / size) % 2 == 0, inuse);
-        };
-    }
-
-    /** The 32-bit {@code num} of VHOST_SET_VRING_BASE for these final indices. */
-    int encodeVringBase(FinalIndices indices) {
-        return switch (this) {
-            case SPLIT -> VringBase.encodeSplit(indices.lastAvailIdx());
-            case PACKED -> VringBase.encodePacked(indices.lastAvailIdx(), indices.lastAvailWrapCounter(),
-                    indices.usedIdx(), indices.usedWrapCounter());
         };
     }
 }
