@@ -45,7 +45,7 @@ vhostffm_mvn() {
 vhostffm_build_if_stale() {
   local stale=0 module jar
   for module in vring vhost-ffm migration; do
-    jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | head -1)
+    jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | head -1 || true)
     if [ -z "$jar" ] || [ -n "$(find "$VHOSTFFM_ROOT/$module/src/main" "$VHOSTFFM_ROOT/$module/pom.xml" "$VHOSTFFM_ROOT/pom.xml" -newer "$jar" -type f 2>/dev/null | head -1)" ]; then
       stale=1
     fi
@@ -60,7 +60,7 @@ vhostffm_build_if_stale() {
 vhostffm_module_path() {
   local path="" module jar
   for module in vring vhost-ffm migration; do
-    jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | grep -v -- '-tests.jar' | head -1)
+    jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | grep -v -- '-tests.jar' | head -1 || true)
     [ -n "$jar" ] && path="$path${path:+:}$jar"
   done
   for jar in "$VHOSTFFM_ROOT"/migration/target/lib/*.jar; do

@@ -8,4 +8,5 @@ module io.vhostffm.vhost {
 
     exports io.vhostffm.vhost;
     exports io.vhostffm.vhost.net;
+    exports io.vhostffm.vhost.device;
 }

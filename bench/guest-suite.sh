@@ -1,0 +1,32 @@
+#!/bin/sh
+# The kernel suite, run where /dev/vhost-net exists: inside the kernel-bench VM (chrooted into the
+# host root by bench/init.sh) or directly on a host that has vhost-net. bin/kernel-bench prepared
+# everything in RESULTS_DIR beforehand (no Maven here: it is too slow under emulation):
+#   probe.args  java argument file running io.vhostffm.vhost.tools.Probe (absent: not built yet)
+#   suite.args  java argument file running the JUnit console launcher over the kernel-tagged tests
+# Writes probe-exit and suite-exit into RESULTS_DIR; exits non-zero when either failed.
+set -u
+export HOME=/tmp LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+cd /tmp || exit 1
+
+echo "== $(uname -sr): $(ls -l /dev/vhost-net 2>&1)"
+
+probe=0
+if [ -r "$RESULTS_DIR/probe.args" ]; then
+    echo "== probe (io.vhostffm.vhost.tools.Probe)"
+    "$JAVA" "@$RESULTS_DIR/probe.args"
+    probe=$?
+    echo "$probe" > "$RESULTS_DIR/probe-exit"
+    [ "$probe" = 0 ] || echo "== probe FAILED with exit status $probe"
+else
+    echo "== probe: io.vhostffm.vhost.tools.Probe is not built in this tree; not run"
+fi
+
+echo "== kernel-tagged tests (JUnit console launcher)"
+"$JAVA" "@$RESULTS_DIR/suite.args"
+suite=$?
+echo "$suite" > "$RESULTS_DIR/suite-exit"
+
+[ "$suite" = 0 ] || exit "$suite"
+[ "$probe" = 0 ] || exit 100
+exit 0

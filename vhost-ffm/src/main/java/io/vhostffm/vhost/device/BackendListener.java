@@ -1,0 +1,19 @@
+package io.vhostffm.vhost.device;
+
+/**
+ * How a backend's datapath reports what it cannot handle itself. {@link NetDeviceRuntime}
+ * implements it: bad guest input puts the device into DEVICE_NEEDS_RESET and stops its datapath;
+ * the process and other devices carry on.
+ */
+public interface BackendListener {
+
+    /**
+     * The guest broke the rules on a queue (a descriptor outside guest memory, a malformed chain,
+     * an impossible index; for the kernel backend, vhost's ring error eventfd fired). May be
+     * called from any thread, more than once.
+     *
+     * @param queueIndex the virtqueue, or -1 when the backend cannot tell which
+     * @param reason what was wrong, naming queue, index, address as far as known
+     */
+    void badGuestInput(int queueIndex, String reason);
+}

@@ -1,0 +1,186 @@
+package io.vhostffm.vhost.device;
+
+import io.vhostffm.vhost.DescriptorPoller;
+import io.vhostffm.vhost.EventFd;
+import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.net.ControlAck;
+import io.vhostffm.vhost.net.VirtioNetDevice;
+import io.vhostffm.vring.DescriptorChain;
+import io.vhostffm.vring.DeviceQueue;
+import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.RestoreMode;
+import io.vhostffm.vring.VirtqueueException;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Supplier;
+
+/**
+ * The control virtqueue served in Java, for either backend: a thread waits on the queue's kick
+ * eventfd, takes each chain with vring's device side, hands the device-readable buffers to
+ * {@link VirtioNetDevice#handleControl}, writes the ack into the first device-writable byte,
+ * publishes the chain as used (length 1) and signals the call eventfd when the driver wants it.
+ *
+ * <p>Every chain is served with the device model's lock held, so whoever holds that lock (the
+ * runtime stopping or switching the datapath) knows no command is half done, and the queue's
+ * state it saves is exact. Stopping only raises a flag (under that lock) and wakes the thread;
+ * it never waits for the thread, because it may be called from the thread itself (bad input on
+ * this queue puts the device into NEEDS_RESET, which stops the datapath). {@link #join} waits.
+ */
+final class ControlQueueService {
+    private static final System.Logger LOG = System.getLogger(ControlQueueService.class.getName());
+
+    private final VirtioNetDevice model;
+    private final GuestMemory memory;
+    private final DeviceQueue queue;
+    private final QueueState initial;
+    private final EventFd kick;
+    private final EventFd call;
+    private final EventFd wake;
+    private final Supplier<DirtyLog> dirtyLog;
+    private final Thread thread;
+    private final DescriptorChain chain;
+    private final List<MemorySegment> readable = new ArrayList<>();
+    private boolean stopped; // guarded by model
+
+    /**
+     * Restores the control queue from {@code state} and starts its thread.
+     *
+     * @throws VirtqueueException when the state does not hold up against guest memory
+     */
+    ControlQueueService(VirtioNetDevice model, GuestMemory memory, int index, QueueState state, RestoreMode mode,
+            EventFd kick, EventFd call, Supplier<DirtyLog> dirtyLog) throws NativeCallException {
+        this.model = model;
+        this.memory = memory;
+        this.queue = DeviceQueues.open(index, memory, state, mode);
+        this.initial = state;
+        this.kick = kick;
+        this.call = call;
+        this.dirtyLog = dirtyLog;
+        this.chain = queue.newChain();
+        this.wake = EventFd.create("control queue " + index + " wake-up");
+        this.thread = Thread.ofPlatform().daemon().name("virtio-net-ctrl-vq-" + index).unstarted(this::run);
+        thread.start();
+    }
+
+    /** The virtqueue index. */
+    int index() {
+        return queue.queueIndex();
+    }
+
+    /**
+     * Stops serving (the thread ends after the chain it may be waiting to serve) and returns the
+     * queue's state. Call with the model's lock held.
+     */
+    QueueState stop() {
+        if (!Thread.holdsLock(model)) {
+            throw new IllegalStateException("stop the control queue with the device model's lock held");
+        }
+        stopped = true;
+        try {
+            wake.signal();
+        } catch (NativeCallException e) {
+            LOG.log(Level.WARNING, "control queue " + index() + ": cannot wake its thread", e);
+        }
+        return queue.isBroken() ? initial : queue.saveState();
+    }
+
+    /** Waits for the thread to end (after {@link #stop}); call without the model's lock. */
+    void join() throws InterruptedException {
+        thread.join();
+        wake.close();
+    }
+
+    private void run() {
+        try (DescriptorPoller poller = new DescriptorPoller(List.of(kick.fd(), wake.fd()))) {
+            for (;;) {
+                synchronized (model) {
+                    if (stopped) {
+                        return;
+                    }
+                    // Kicks are consumed before the ring is looked at: a kick that arrives after
+                    // this read makes the next poll return, so none is lost.
+                    kick.consume();
+                    serveAvailable();
+                    if (stopped) {
+                        return;
+                    }
+                }
+                poller.poll(-1);
+            }
+        } catch (NativeCallException | RuntimeException e) {
+            LOG.log(Level.ERROR, "control queue " + index() + " stopped", e);
+        }
+    }
+
+    /** Serves every available chain, then re-enables notifications; loops if the driver raced us. */
+    private void serveAvailable() throws NativeCallException {
+        try {
+            do {
+                queue.disableNotifications();
+                while (!stopped && queue.take(chain)) {
+                    if (!serve()) {
+                        return;
+                    }
+                }
+                if (queue.needsNotification()) {
+                    call.signal();
+                }
+                markEventArea();
+            } while (!stopped && queue.enableNotifications());
+        } catch (VirtqueueException e) {
+            // Bad guest input: the device needs a reset; this thread ends (needsReset stops us).
+            model.reportBadGuestInput("control " + e.getMessage());
+        }
+    }
+
+    /** Serves one chain; false when it was malformed (the device is then in NEEDS_RESET). */
+    private boolean serve() {
+        readable.clear();
+        for (int i = 0; i < chain.readableCount(); i++) {
+            readable.add(chain.buffer(i));
+        }
+        if (chain.writableCount() == 0 || chain.length(chain.readableCount()) == 0) {
+            model.reportBadGuestInput(String.format(
+                    "control virtqueue %d: chain at head %d has no device-writable byte for the ack (%d readable, %d writable buffers)",
+                    index(), chain.headId(), chain.readableCount(), chain.writableCount()));
+            return false;
+        }
+        ControlAck ack = model.handleControl(readable);
+        int ackBuffer = chain.readableCount();
+        // Plain store into the guest's buffer: published by the release store of used.idx in publishUsed.
+        chain.regionSegment(ackBuffer).set(ValueLayout.JAVA_BYTE, chain.regionOffset(ackBuffer), ack.ackByte());
+        DirtyLog log = dirtyLog.get();
+        if (log != null) {
+            log.mark(chain.address(ackBuffer), 1);
+            markUsedElement(log);
+        }
+        queue.publishUsed(chain, 1);
+        return true;
+    }
+
+    /** The used element about to be written and the used ring's idx: what publishUsed changes. */
+    private void markUsedElement(DirtyLog log) {
+        QueueState s = queue.saveState();
+        long used = s.deviceAreaAddress();
+        log.mark(used, 4); // flags, idx
+        log.mark(used + 4 + 8L * (s.usedIdx() & (s.size() - 1)), 8);
+    }
+
+    /** avail_event, written when notifications are toggled under EVENT_IDX. */
+    private void markEventArea() {
+        DirtyLog log = dirtyLog.get();
+        if (log != null && queue.eventIdx() && !queue.isPacked()) {
+            QueueState s = queue.saveState();
+            log.mark(s.deviceAreaAddress() + 4 + 8L * s.size(), 2);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "control queue " + index() + " over " + memory;
+    }
+}

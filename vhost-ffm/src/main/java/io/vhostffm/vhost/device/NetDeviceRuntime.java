@@ -1,0 +1,600 @@
+package io.vhostffm.vhost.device;
+
+import io.vhostffm.vhost.EventFd;
+import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.net.BackendCapabilities;
+import io.vhostffm.vhost.net.FeatureNegotiation;
+import io.vhostffm.vhost.net.NetDeviceListener;
+import io.vhostffm.vhost.net.NetDeviceState;
+import io.vhostffm.vhost.net.RssState;
+import io.vhostffm.vhost.net.RxFilter;
+import io.vhostffm.vhost.net.VirtioNetDevice;
+import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.net.VirtioNetOptions;
+import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.RestoreMode;
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * A whole virtio-net device as a hypervisor runs it: the device model ({@link VirtioNetDevice}),
+ * the notification eventfds of every virtqueue, the control queue served in Java, and a
+ * {@link NetBackend} moving the frames of the data queues (kernel vhost-net or the userspace
+ * datapath), which can be switched live.
+ *
+ * <h2>Queues</h2>
+ * Pair {@code i} is virtqueues {@code rx = 2i}, {@code tx = 2i+1}; the control queue is
+ * {@code 2 * max_virtqueue_pairs} when MQ (or RSS) is negotiated, else 2 (virtio 5.1.2). The
+ * runtime makes a kick and a call eventfd for each of the {@code 2 * max_virtqueue_pairs + 1}
+ * indices; the hypervisor wires them to the guest (kick: the notify register's ioeventfd; call:
+ * the queue's interrupt, e.g. an irqfd) and reports the transport's queue registers with
+ * {@link #configureQueue}.
+ *
+ * <h2>What drives it</h2>
+ * The transport forwards the driver's status, feature and config accesses to {@link #model()}.
+ * At DRIVER_OK the runtime starts the backend on the configured data queues and the control
+ * queue's thread; at reset or DEVICE_NEEDS_RESET it stops both. Control commands reach the
+ * backend through the model's {@link NetDeviceListener} calls, which the runtime forwards:
+ * GUEST_OFFLOADS_SET to {@link NetBackend#setOffloads}, VQ_PAIRS_SET to
+ * {@link NetBackend#setQueuePairEnabled}, filter and RSS changes likewise.
+ *
+ * <h2>Bad guest input</h2>
+ * Reported by a backend ({@link BackendListener}) or met on the control queue: the model enters
+ * DEVICE_NEEDS_RESET (the driver gets a config interrupt), the datapath stops, and nothing else
+ * happens to the process or other devices. Backend reports are handed to a short-lived thread so
+ * that a datapath thread never waits on the lock it may itself be stopped under.
+ *
+ * <h2>Locking</h2>
+ * One lock: the device model's monitor. The model holds it while it calls its listener; the
+ * runtime's own methods take it first, so the order is always model, then backend.
+ *
+ * <h2>Ownership</h2>
+ * The runtime owns its eventfds and the control queue thread. It does not own the guest memory,
+ * the backend(s) or the TAP: the hypervisor closes those after {@link #close()}.
+ */
+public final class NetDeviceRuntime implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(NetDeviceRuntime.class.getName());
+
+    private final VirtioNetDevice model;
+    private final GuestMemory memory;
+    private final int maxPairs;
+    private final EventFd[] kicks;
+    private final EventFd[] calls;
+    private final EventFd configInterrupt;
+    /** Geometry the transport set per virtqueue index (indices 0 in it); null: not configured. */
+    private final QueueState[] configured;
+
+    // All below guarded by the model's monitor.
+    private NetBackend backend;
+    private BackendStart lastStart;
+    private ControlQueueService control;
+    private final List<ControlQueueService> stoppedControls = new ArrayList<>();
+    private DirtyLog dirtyLog;
+    private int activePairs = 1;
+    private int tunOffloadFlags;
+    private DatapathState lastStopped;
+    private boolean closed;
+
+    /**
+     * A device in reset state whose offer is computed against {@code backend}'s capabilities.
+     *
+     * @throws io.vhostffm.vhost.net.FeatureNegotiationException when the options ask for what
+     *     the backend cannot carry (RING_PACKED on kernel vhost-net)
+     * @throws IllegalArgumentException when the backend serves fewer pairs than the options offer
+     */
+    public NetDeviceRuntime(VirtioNetOptions options, GuestMemory memory, NetBackend backend) throws NativeCallException {
+        this(options, backend.capabilities(), memory, backend);
+    }
+
+    /**
+     * A device whose offer is computed against {@code offerAgainst}, e.g. the features both the
+     * kernel and the userspace backend carry, so the device can switch between them whatever the
+     * driver acknowledged.
+     */
+    public NetDeviceRuntime(VirtioNetOptions options, BackendCapabilities offerAgainst, GuestMemory memory,
+            NetBackend backend) throws NativeCallException {
+        Objects.requireNonNull(options, "options");
+        this.memory = Objects.requireNonNull(memory, "memory");
+        this.backend = Objects.requireNonNull(backend, "backend");
+        this.maxPairs = options.maxQueuePairs();
+        if (backend.maxQueuePairs() < maxPairs) {
+            throw new IllegalArgumentException("backend " + backend.capabilities().name() + " serves "
+                    + backend.maxQueuePairs() + " queue pairs; the device offers " + maxPairs);
+        }
+        int queues = 2 * maxPairs + 1;
+        this.kicks = new EventFd[queues];
+        this.calls = new EventFd[queues];
+        this.configured = new QueueState[queues];
+        EventFd config = null;
+        try {
+            for (int i = 0; i < queues; i++) {
+                kicks[i] = EventFd.create("virtqueue " + i + " kick");
+                calls[i] = EventFd.create("virtqueue " + i + " call");
+            }
+            config = EventFd.create("virtio-net config interrupt");
+        } catch (NativeCallException | RuntimeException e) {
+            closeEventFds(kicks, calls);
+            throw e;
+        }
+        this.configInterrupt = config;
+        this.model = new VirtioNetDevice(options, offerAgainst, new ModelListener());
+    }
+
+    // ------------------------------------------------------------------ what the hypervisor wires
+
+    /** The device model: the transport forwards status, features, config space to it. */
+    public VirtioNetDevice model() {
+        return model;
+    }
+
+    /** The guest memory the device works in. */
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    /** Virtqueues the device has: {@code 2 * max_virtqueue_pairs + 1}. */
+    public int queueCount() {
+        return kicks.length;
+    }
+
+    /** The kick eventfd of virtqueue {@code index}: the driver's notifications arrive there. */
+    public EventFd kick(int index) {
+        return kicks[index];
+    }
+
+    /** The call eventfd of virtqueue {@code index}: the device interrupts the driver with it. */
+    public EventFd call(int index) {
+        return calls[index];
+    }
+
+    /** Signalled when the config space changed under a running driver (the config interrupt). */
+    public EventFd configInterrupt() {
+        return configInterrupt;
+    }
+
+    /**
+     * The control queue's virtqueue index for the features the driver acknowledged: {@code 2 *
+     * max_virtqueue_pairs} with MQ or RSS, else 2.
+     */
+    public int controlQueueIndex() {
+        long acked = model.driverFeatures();
+        return VirtioNetFeature.MQ.in(acked) || VirtioNetFeature.RSS.in(acked) ? 2 * maxPairs : 2;
+    }
+
+    /**
+     * The transport's queue registers for virtqueue {@code index} (queue_size, queue_desc,
+     * queue_driver, queue_device), set before DRIVER_OK. Checked against guest memory when the
+     * datapath starts; a bad one then puts the device in NEEDS_RESET.
+     */
+    public void configureQueue(int index, int size, long descTable, long driverArea, long deviceArea) {
+        Objects.checkIndex(index, configured.length);
+        synchronized (model) {
+            configured[index] = QueueState.split(size, descTable, driverArea, deviceArea, false);
+        }
+    }
+
+    /** The backend now serving the data queues. */
+    public NetBackend backend() {
+        synchronized (model) {
+            return backend;
+        }
+    }
+
+    /** Whether the data queues are being served. */
+    public boolean isDatapathRunning() {
+        synchronized (model) {
+            return backend.isRunning();
+        }
+    }
+
+    /** The queue states of the last stop (reset, NEEDS_RESET, {@link #stopDatapath}), or null. */
+    public DatapathState lastStoppedState() {
+        synchronized (model) {
+            return lastStopped;
+        }
+    }
+
+    // ------------------------------------------------------------------ datapath life cycle
+
+    /**
+     * Stops the datapath (backend and control queue) and returns where every queue stood:
+     * migration's stop-and-copy, or the first half of a switch.
+     *
+     * @throws IllegalStateException when the datapath was not started
+     */
+    public DatapathState stopDatapath() throws IOException {
+        synchronized (model) {
+            if (lastStart == null) {
+                throw new IllegalStateException("the datapath is not started");
+            }
+            return stopLocked();
+        }
+    }
+
+    /**
+     * A classic start of the datapath from saved states (a migration destination without early
+     * start, or a restart after {@link #stopDatapath}): the backend's {@link NetBackend#start},
+     * then the control queue; each queue is notified once afterwards.
+     */
+    public void startDatapath(DatapathState state) throws IOException {
+        synchronized (model) {
+            requireStopped();
+            BackendStart start = startFor(state.dataQueues());
+            backend.start(start);
+            lastStart = start;
+            startControl(state, RestoreMode.CLASSIC);
+            notifyAllQueues();
+        }
+    }
+
+    /**
+     * Migration's early start on the destination: the backend's {@link NetBackend#prestart} from
+     * states whose indices may still change (the guest runs on the source). Nothing moves until
+     * {@link #quickstartDatapath}.
+     */
+    public void prestartDatapath(List<QueueState> dataQueues) throws IOException {
+        synchronized (model) {
+            requireStopped();
+            BackendStart start = startFor(dataQueues);
+            backend.prestart(start); // a failure leaves the backend stopped, lastStart null
+            lastStart = start;
+        }
+    }
+
+    /**
+     * Migration's switchover on the destination after {@link #prestartDatapath}: the backend's
+     * {@link NetBackend#quickstart} with the final indices, then the control queue, then one
+     * notification per queue (a stale avail_event under EVENT_IDX could otherwise leave the guest
+     * never kicking again).
+     */
+    public void quickstartDatapath(DatapathState finalState) throws IOException {
+        synchronized (model) {
+            if (lastStart == null || backend.isRunning()) {
+                throw new IllegalStateException("quickstart needs a prestarted, not running, datapath");
+            }
+            try {
+                backend.quickstart(finalState.dataQueues());
+            } catch (IOException | RuntimeException e) {
+                lastStart = null; // the backend stopped itself; the caller may fall back (switchBackend, startDatapath)
+                throw e;
+            }
+            lastStart = lastStart.withStates(finalState.dataQueues());
+            startControl(finalState, RestoreMode.CLASSIC);
+            notifyAllQueues();
+        }
+    }
+
+    /**
+     * Switches the data queues to another backend without losing or duplicating a frame: the
+     * current backend stops ({@link NetBackend#stop}), and {@code next} starts from exactly the
+     * queue states it returned, with the same eventfds, offloads, active pairs and dirty log.
+     * Each data queue is kicked once afterwards so the new backend looks at what the guest made
+     * available during the switch. The control queue keeps running in Java throughout.
+     *
+     * <p>If {@code next} fails to start, the previous backend is restarted from the same states
+     * and the failure is thrown; if that fails too, the device enters NEEDS_RESET.
+     *
+     * @return the previous backend (still owned by the caller)
+     * @throws IllegalArgumentException when {@code next} cannot carry the negotiated features or
+     *     serves too few pairs
+     */
+    public NetBackend switchBackend(NetBackend next) throws IOException {
+        Objects.requireNonNull(next, "next");
+        synchronized (model) {
+            NetBackend previous = backend;
+            if (next == previous) {
+                return previous;
+            }
+            checkCanServe(next);
+            next.setRxFilter(model.rxFilter());
+            next.setRss(model.netState().rss());
+            next.setOffloads(tunOffloadFlags);
+            if (lastStart == null) {
+                backend = next; // nothing started: the next start uses it
+                return previous;
+            }
+            if (!previous.isRunning()) {
+                // prestarted only (early migration): the next backend is prestarted in its place
+                BackendStart prestart = lastStart.withStates(previous.stop());
+                lastStart = null;
+                next.prestart(prestart);
+                backend = next;
+                lastStart = prestart;
+                return previous;
+            }
+            List<QueueState> states = previous.stop();
+            BackendStart start = lastStart.withStates(states).withActivePairs(Math.min(activePairs, lastStart.pairs()))
+                    .withTunOffloadFlags(tunOffloadFlags).withDirtyLog(dirtyLog);
+            try {
+                next.start(start);
+            } catch (IOException | RuntimeException e) {
+                try {
+                    previous.start(start);
+                } catch (IOException | RuntimeException again) {
+                    e.addSuppressed(again);
+                    model.reportBadGuestInput("no backend could be started after a failed switch to "
+                            + next.capabilities().name() + ": " + e);
+                }
+                throw e;
+            }
+            backend = next;
+            lastStart = start;
+            for (QueueBinding q : start.queues()) {
+                kicks[q.index()].signal();
+            }
+            return previous;
+        }
+    }
+
+    /**
+     * Starts dirty page logging into {@code log} (sized for this guest memory): the backend marks
+     * what its datapath writes, the control queue what it writes. Works stopped or running; a
+     * later start keeps logging.
+     */
+    public void startDirtyLog(DirtyLog log) throws IOException {
+        Objects.requireNonNull(log, "log");
+        synchronized (model) {
+            if (lastStart != null) {
+                backend.startDirtyLog(log);
+                lastStart = lastStart.withDirtyLog(log);
+            }
+            dirtyLog = log;
+        }
+    }
+
+    /** Stops dirty page logging (the log itself stays open; the caller closes it). */
+    public void stopDirtyLog() throws IOException {
+        synchronized (model) {
+            if (dirtyLog != null && lastStart != null) {
+                backend.stopDirtyLog();
+                lastStart = lastStart.withDirtyLog(null);
+            }
+            dirtyLog = null;
+        }
+    }
+
+    private DirtyLog currentDirtyLog() {
+        synchronized (model) {
+            return dirtyLog;
+        }
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    private void requireStopped() {
+        if (closed) {
+            throw new IllegalStateException("device closed");
+        }
+        if (lastStart != null && backend.isRunning()) {
+            throw new IllegalStateException("the datapath is running; stop it first");
+        }
+    }
+
+    private void checkCanServe(NetBackend next) {
+        if (next.maxQueuePairs() < maxPairs) {
+            throw new IllegalArgumentException("backend " + next.capabilities().name() + " serves " + next.maxQueuePairs()
+                    + " queue pairs; the device offers " + maxPairs);
+        }
+        long datapath = model.driverFeatures() & ~FeatureNegotiation.MODEL_FEATURES;
+        long missing = datapath & ~next.capabilities().supportedFeatures();
+        if (missing != 0) {
+            throw new IllegalArgumentException("backend " + next.capabilities().name()
+                    + " cannot carry the negotiated " + VirtioNetFeature.describe(missing));
+        }
+    }
+
+    /** A start for the data queues in {@code states}, with the device's current settings. */
+    private BackendStart startFor(List<QueueState> states) {
+        List<QueueBinding> bindings = new ArrayList<>(states.size());
+        for (int i = 0; i < states.size(); i++) {
+            bindings.add(new QueueBinding(i, states.get(i), kicks[i], calls[i]));
+        }
+        int pairs = states.size() / 2;
+        return new BackendStart(memory, model.driverFeatures(), bindings, Math.max(1, Math.min(activePairs, pairs)),
+                tunOffloadFlags, dirtyLog, this::reportFromBackend);
+    }
+
+    /** The fresh queue states of what the transport configured, for a driver's first start. */
+    private DatapathState configuredState(NetDeviceState state) throws IOException {
+        long acked = state.virtio().ackedFeatures();
+        boolean eventIdx = VirtioNetFeature.EVENT_IDX.in(acked);
+        boolean packed = VirtioNetFeature.RING_PACKED.in(acked);
+        boolean multiqueue = VirtioNetFeature.MQ.in(acked) || VirtioNetFeature.RSS.in(acked);
+        int pairLimit = multiqueue ? maxPairs : 1;
+        List<QueueState> data = new ArrayList<>();
+        for (int pair = 0; pair < pairLimit; pair++) {
+            QueueState rx = configured[2 * pair];
+            QueueState tx = configured[2 * pair + 1];
+            if (rx == null || tx == null) {
+                break; // a driver may set up fewer pairs than offered; they must come first
+            }
+            data.add(fresh(rx, eventIdx, packed));
+            data.add(fresh(tx, eventIdx, packed));
+        }
+        if (data.isEmpty()) {
+            throw new IOException("DRIVER_OK without virtqueues 0 and 1 configured");
+        }
+        QueueState controlQueue = null;
+        int controlIndex = -1;
+        if (VirtioNetFeature.CTRL_VQ.in(acked)) {
+            controlIndex = multiqueue ? 2 * maxPairs : 2;
+            QueueState c = configured[controlIndex];
+            if (c == null) {
+                throw new IOException("DRIVER_OK with CTRL_VQ but control virtqueue " + controlIndex + " not configured");
+            }
+            controlQueue = fresh(c, eventIdx, packed);
+        }
+        return new DatapathState(data, controlQueue, controlIndex);
+    }
+
+    private static QueueState fresh(QueueState geometry, boolean eventIdx, boolean packed) {
+        return packed
+                ? QueueState.packed(geometry.size(), geometry.descTableAddress(), geometry.driverAreaAddress(),
+                        geometry.deviceAreaAddress(), eventIdx)
+                : QueueState.split(geometry.size(), geometry.descTableAddress(), geometry.driverAreaAddress(),
+                        geometry.deviceAreaAddress(), eventIdx);
+    }
+
+    private void startControl(DatapathState state, RestoreMode mode) throws NativeCallException {
+        if (state.controlQueue() == null) {
+            return;
+        }
+        int index = state.controlQueueIndex();
+        control = new ControlQueueService(model, memory, index, state.controlQueue(), mode, kicks[index], calls[index],
+                this::currentDirtyLog);
+    }
+
+    /** Stops backend and control queue; returns their states. Caller holds the model's monitor. */
+    private DatapathState stopLocked() throws IOException {
+        QueueState controlState = null;
+        int controlIndex = -1;
+        if (control != null) {
+            controlIndex = control.index();
+            controlState = control.stop();
+            stoppedControls.add(control);
+            control = null;
+        }
+        List<QueueState> data = List.of();
+        try {
+            if (lastStart != null) {
+                data = backend.stop();
+            }
+        } finally {
+            lastStart = null;
+        }
+        lastStopped = new DatapathState(data, controlState, controlIndex);
+        return lastStopped;
+    }
+
+    /** A spare notification per queue in both directions: harmless, and it unsticks event idx. */
+    private void notifyAllQueues() throws NativeCallException {
+        for (int i = 0; i < kicks.length; i++) {
+            kicks[i].signal();
+            calls[i].signal();
+        }
+    }
+
+    private void reportFromBackend(int queueIndex, String reason) {
+        // Not on the caller's thread: a datapath thread reporting here may be the one the
+        // resulting stop waits for.
+        Thread.ofPlatform().daemon().name("virtio-net-bad-input").start(() -> model.reportBadGuestInput(reason));
+    }
+
+    /** The model's effects, forwarded to whichever backend serves now. Runs with the model's lock held. */
+    private final class ModelListener implements NetDeviceListener {
+        @Override
+        public void driverOk(NetDeviceState state) throws IOException {
+            requireStopped();
+            DatapathState fresh = configuredState(state);
+            BackendStart start = startFor(fresh.dataQueues());
+            backend.start(start);
+            lastStart = start;
+            try {
+                startControl(fresh, RestoreMode.CLASSIC);
+            } catch (NativeCallException | RuntimeException e) {
+                stopQuietly();
+                throw e instanceof NativeCallException n ? n : new IOException("control queue: " + e.getMessage(), e);
+            }
+        }
+
+        @Override
+        public void reset() {
+            stopQuietly();
+            java.util.Arrays.fill(configured, null);
+            activePairs = 1;
+        }
+
+        @Override
+        public void needsReset(String reason) {
+            stopQuietly();
+        }
+
+        @Override
+        public void guestOffloadsChanged(long guestOffloads, int tunOffloadFlagsNow) throws IOException {
+            backend.setOffloads(tunOffloadFlagsNow);
+            tunOffloadFlags = tunOffloadFlagsNow;
+        }
+
+        @Override
+        public void queuePairsChanged(int pairs) throws IOException {
+            if (lastStart != null) {
+                for (int p = 0; p < lastStart.pairs(); p++) {
+                    backend.setQueuePairEnabled(p, p < pairs);
+                }
+            }
+            activePairs = pairs;
+        }
+
+        @Override
+        public void rxFilterChanged(RxFilter filter) throws IOException {
+            backend.setRxFilter(filter);
+        }
+
+        @Override
+        public void rssChanged(RssState rss) throws IOException {
+            backend.setRss(rss);
+        }
+
+        @Override
+        public void configChanged() {
+            try {
+                configInterrupt.signal();
+            } catch (NativeCallException e) {
+                LOG.log(Level.WARNING, "virtio-net: config interrupt failed", e);
+            }
+        }
+    }
+
+    private void stopQuietly() {
+        if (lastStart == null && control == null) {
+            return;
+        }
+        try {
+            stopLocked();
+        } catch (IOException | RuntimeException e) {
+            LOG.log(Level.WARNING, "virtio-net: stopping the datapath failed", e);
+        }
+    }
+
+    /** Stops the datapath, waits for the control queue thread, closes the eventfds. Idempotent. */
+    @Override
+    public void close() {
+        List<ControlQueueService> toJoin;
+        synchronized (model) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            stopQuietly();
+            toJoin = new ArrayList<>(stoppedControls);
+            stoppedControls.clear();
+        }
+        for (ControlQueueService c : toJoin) {
+            try {
+                c.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        closeEventFds(kicks, calls);
+        configInterrupt.close();
+    }
+
+    private static void closeEventFds(EventFd[] kicks, EventFd[] calls) {
+        for (EventFd e : kicks) {
+            if (e != null) e.close();
+        }
+        for (EventFd e : calls) {
+            if (e != null) e.close();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "NetDeviceRuntime[" + maxPairs + " pairs, backend " + backend.capabilities().name() + "]";
+    }
+}
