@@ -8,4 +8,5 @@ module io.vhostffm.migration {
     exports io.vhostffm.migration;
     exports io.vhostffm.migration.schema;
     exports io.vhostffm.migration.stream;
+    exports io.vhostffm.migration.net;
 }
