@@ -9,4 +9,5 @@ module io.vhostffm.migration {
     exports io.vhostffm.migration.schema;
     exports io.vhostffm.migration.stream;
     exports io.vhostffm.migration.net;
+    exports io.vhostffm.migration.demo;
 }

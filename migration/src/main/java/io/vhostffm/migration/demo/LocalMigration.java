@@ -1,0 +1,229 @@
+package io.vhostffm.migration.demo;
+
+import io.vhostffm.migration.MigrationDestination;
+import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.ReceivedMigration;
+import io.vhostffm.migration.net.LocalHandoff;
+import io.vhostffm.migration.net.NetMigrationDestination;
+import io.vhostffm.migration.net.NetMigrationSource;
+import io.vhostffm.migration.net.UnixSocketChannel;
+import io.vhostffm.migration.stream.MigrationStreamReader;
+import io.vhostffm.migration.stream.MigrationStreamWriter;
+import io.vhostffm.vhost.MemfdGuestMemory;
+import io.vhostffm.vhost.TapDevice;
+import io.vhostffm.vhost.UnixSocket;
+import io.vhostffm.vhost.device.NetBackend;
+import io.vhostffm.vhost.device.NetDeviceRuntime;
+import io.vhostffm.vhost.device.VhostNetBackend;
+import java.io.IOException;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A migration of a virtio-net device between two processes on one host (or two threads of one,
+ * for tests), over a connected UNIX socket: the guest memory memfds and the TAP's queue fds move
+ * with SCM_RIGHTS ({@link LocalHandoff}), then the early-migration stream runs on the same
+ * socket, then the paused guest's own state, as a hypervisor carries vCPU state.
+ */
+public final class LocalMigration {
+    private LocalMigration() {}
+
+    /** The source half. */
+    public static final class Source {
+        private final UnixSocket socket;
+        private final UnixSocketChannel channel;
+        private final NetDeviceRuntime device;
+        private final FakeGuest guest;
+        private final NetMigrationSource migration;
+        private GuestState paused;
+        private List<Integer> switchoverSections;
+
+        /**
+         * Hands the memory and the backend's endpoint over, and sends the setup state.
+         *
+         * @param backend the backend whose endpoint moves (its {@link NetBackend#transfer()})
+         */
+        public Source(UnixSocket socket, NetDeviceRuntime device, MemfdGuestMemory memory, NetBackend backend,
+                FakeGuest guest) throws IOException {
+            this.socket = socket;
+            this.channel = new UnixSocketChannel(socket);
+            this.device = device;
+            this.guest = guest;
+            LocalHandoff.send(socket, memory, backend.transfer());
+            this.migration = new NetMigrationSource(device, guest::layouts, new MigrationStreamWriter(channel));
+            migration.setup();
+        }
+
+        /** The source's migration (precopy deltas flow on their own). */
+        public NetMigrationSource migration() {
+            return migration;
+        }
+
+        /**
+         * The guest pauses (its driver state saved), then stop-and-copy. {@code whilePaused} runs
+         * after the datapath stopped (e.g. the network keeps sending towards the guest).
+         */
+        public List<Integer> pauseAndStopAndCopy(Runnable whilePaused) throws IOException, MigrationException {
+            paused = guest.saveState();
+            try {
+                migration.drainPrecopy();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted", e);
+            }
+            switchoverSections = migration.stopAndCopy(whilePaused);
+            return switchoverSections;
+        }
+
+        /**
+         * The destination's answer. When it did not start: the source's datapath restarts where it
+         * stopped and the guest goes on here (the caller resumes it), and the exception says why.
+         */
+        public DestinationFigures awaitDestination() throws IOException, MigrationException {
+            try {
+                migration.awaitAcknowledgement(new MigrationStreamReader(channel, Map.of()));
+            } catch (MigrationException e) {
+                migration.resumeAtSource();
+                throw e;
+            }
+            DestinationFigures figures = Messages.receive(channel, DestinationFigures.class);
+            Messages.send(channel, GuestState.class, paused); // the vCPU state, as it were
+            return figures;
+        }
+
+        /** The guest's state when it paused. */
+        public GuestState pausedGuest() {
+            return paused;
+        }
+
+        /** The byte channel on the socket, for the caller's own messages afterwards. */
+        public UnixSocketChannel channel() {
+            return channel;
+        }
+
+        /** Stops the precopy thread. */
+        public void close() {
+            migration.close();
+        }
+    }
+
+    /** The destination half. */
+    public static final class Destination implements AutoCloseable {
+        private final UnixSocket socket;
+        private final UnixSocketChannel channel;
+        private final MemfdGuestMemory memory;
+        private final TapDevice tap;
+        private final Backends backends;
+        private final NetDeviceRuntime device;
+        private final NetMigrationDestination migration;
+        private final IoctlRecorder ioctls;
+        private volatile boolean recording;
+        private ReceivedMigration received;
+        private DestinationFigures figures;
+
+        /** Receives the handoff and builds the device on the received memory and TAP. */
+        public Destination(UnixSocket socket) throws IOException, MigrationException {
+            this.socket = socket;
+            this.channel = new UnixSocketChannel(socket);
+            LocalHandoff.Received handoff = LocalHandoff.receive(socket);
+            this.memory = handoff.memory();
+            this.tap = TapDevice.fromQueues(handoff.backend().name(), handoff.backend().fds());
+            this.backends = Backends.open(tap);
+            int pairs = tap.queues().size();
+            this.device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory, backends.primary());
+            this.migration = new NetMigrationDestination(device, backends.fallback());
+            if (backends.primary() instanceof VhostNetBackend kernel) {
+                this.ioctls = new IoctlRecorder(kernel.vhost(0));
+                kernel.setIoctlObserver(ioctls);
+            } else {
+                this.ioctls = null;
+            }
+            migration.setBeforeSwitchover(() -> {
+                if (ioctls != null) {
+                    ioctls.clear();
+                }
+                recording = true;
+            });
+        }
+
+        /** The ioctl recorder of a kernel primary (fault injection, counting), or null. */
+        public IoctlRecorder ioctls() {
+            return ioctls;
+        }
+
+        /** The destination's migration. */
+        public NetMigrationDestination migration() {
+            return migration;
+        }
+
+        /** The device. */
+        public NetDeviceRuntime device() {
+            return device;
+        }
+
+        /** The backends. */
+        public Backends backends() {
+            return backends;
+        }
+
+        /** The shared guest memory. */
+        public MemfdGuestMemory memory() {
+            return memory;
+        }
+
+        /**
+         * Receives the stream, starts the device, answers; then receives the paused guest's
+         * state and resumes the guest here.
+         *
+         * @throws MigrationException when the stream was malformed or the device did not start
+         *     (the negative answer went back: the source keeps the guest)
+         */
+        public FakeGuest receive() throws IOException, MigrationException {
+            MigrationDestination protocol = migration.protocol();
+            MigrationStreamWriter back = new MigrationStreamWriter(channel);
+            try {
+                received = protocol.receive(protocol.reader(channel));
+            } catch (MigrationException e) {
+                MigrationDestination.acknowledgeFailure(back, e);
+                throw e;
+            }
+            List<String> switchoverIoctls = ioctls == null ? List.of() : ioctls.calls();
+            MigrationDestination.acknowledge(back, received);
+            String fallbackReason = migration.fallbackReason();
+            figures = new DestinationFigures(String.valueOf(migration.path()), datapath(), fallbackReason == null ? ""
+                    : fallbackReason, received.earlyLoadNanos(), received.switchoverNanos(), migration.deviceStartNanos(),
+                    switchoverIoctls, migration.fullReloadReasons(), migration.fineChanges());
+            Messages.send(channel, DestinationFigures.class, figures);
+            GuestState state = Messages.receive(channel, GuestState.class);
+            return FakeGuest.resume(memory, device, state);
+        }
+
+        /** The datapath running now, in plain words. */
+        public String datapath() {
+            return device.backend() instanceof VhostNetBackend ? "kernel vhost-net" : "userspace datapath";
+        }
+
+        /** What the core received. */
+        public ReceivedMigration received() {
+            return received;
+        }
+
+        /** What went back to the source. */
+        public DestinationFigures figures() {
+            return figures;
+        }
+
+        /** The byte channel on the socket. */
+        public UnixSocketChannel channel() {
+            return channel;
+        }
+
+        @Override
+        public void close() {
+            device.close();
+            backends.close();
+            tap.close();
+            memory.close();
+        }
+    }
+}
