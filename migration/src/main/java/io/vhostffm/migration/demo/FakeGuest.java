@@ -90,10 +90,16 @@ public final class FakeGuest {
      * features, FEATURES_OK, every queue set up, DRIVER_OK; then fills the receive queues.
      */
     public static FakeGuest boot(GuestMemory memory, NetDeviceRuntime device, int pairs) throws NativeCallException {
+        return boot(memory, device, pairs, WANTED);
+    }
+
+    /** As {@link #boot(GuestMemory, NetDeviceRuntime, int)}, acknowledging only {@code wanted} of the offer. */
+    public static FakeGuest boot(GuestMemory memory, NetDeviceRuntime device, int pairs, long wanted)
+            throws NativeCallException {
         var model = device.model();
         model.writeStatus(DeviceStatus.ACKNOWLEDGE);
         model.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
-        long acked = model.deviceFeatures() & WANTED;
+        long acked = model.deviceFeatures() & wanted;
         if (!VirtioNetFeature.MQ.in(acked) || !VirtioNetFeature.CTRL_VQ.in(acked)) {
             throw new IllegalStateException("the device offers no MQ/CTRL_VQ: " + VirtioNetFeature.describe(model.deviceFeatures()));
         }

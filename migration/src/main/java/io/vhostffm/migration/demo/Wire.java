@@ -44,12 +44,21 @@ public final class Wire implements AutoCloseable {
         }
     }
 
-    /** Sends {@code count} numbered frames of stream {@code pair} to the guest's MAC. */
+    /**
+     * Sends {@code count} numbered frames of stream {@code pair} to the broadcast address (which
+     * every receive filter state accepts, so a guest that changes its MAC or filter still gets them).
+     */
     public void sendToGuest(int pair, int count) throws NativeCallException {
         for (int i = 0; i < count; i++) {
-            FakeGuest.writeFrame(sendBuffer, FakeGuest.MAC, new byte[] {0x02, 0, 0, 0, 0, 0x01}, pair, nextToGuest[pair]++);
+            FakeGuest.writeFrame(sendBuffer, new byte[] {-1, -1, -1, -1, -1, -1}, new byte[] {0x02, 0, 0, 0, 0, 0x01}, pair, nextToGuest[pair]++);
             socket.send(sendBuffer);
         }
+    }
+
+    /** Forgets everything (a guest rebooted: its numbering starts again). */
+    public void reset() {
+        java.util.Arrays.fill(nextToGuest, 0);
+        fromGuest.forEach(List::clear);
     }
 
     /** Frames sent to the guest on stream {@code pair}. */

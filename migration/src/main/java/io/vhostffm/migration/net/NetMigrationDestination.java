@@ -58,6 +58,7 @@ public final class NetMigrationDestination {
     private final NetBackend primary;
     private final NetBackend fallback;
     private volatile Runnable beforeSwitchover = () -> {};
+    private volatile boolean earlyStart = true;
 
     // Guarded by this: the migration's reader thread is the only caller, but tests read results.
     private VirtioState virtio;
@@ -92,6 +93,15 @@ public final class NetMigrationDestination {
         this.beforeSwitchover = Objects.requireNonNull(hook, "hook");
     }
 
+    /**
+     * With false, a classic migration, for comparison: nothing is loaded or started before the
+     * switchover, which restores the model and starts the datapath from scratch
+     * ({@link SwitchoverPath#CLASSIC}). Default true.
+     */
+    public void setEarlyStart(boolean early) {
+        this.earlyStart = early;
+    }
+
     /** The generic destination over these sections and this switchover. */
     public MigrationDestination protocol() {
         return new MigrationDestination(sections(), this::switchover);
@@ -117,7 +127,7 @@ public final class NetMigrationDestination {
         if (q != null) layouts = q;
         if (n != null) net = n;
         if (p != null) pendingTx = p;
-        if (virtio != null && layouts != null && net != null && pendingTx != null && !earlyDone) {
+        if (virtio != null && layouts != null && net != null && pendingTx != null && !earlyDone && earlyStart) {
             earlyDone = true;
             earlyStart();
         }
@@ -223,6 +233,10 @@ public final class NetMigrationDestination {
     private synchronized void switchover(Switchover s) throws Exception {
         long start = System.nanoTime();
         beforeSwitchover.run();
+        if (!earlyDone) {
+            classicStart(s, start);
+            return;
+        }
         if (!modelCurrent) {
             device.model().restore(new NetDeviceState(virtio, net)); // invalid: the migration fails here
             modelCurrent = true;
@@ -255,6 +269,25 @@ public final class NetMigrationDestination {
             } catch (IOException | RuntimeException e) {
                 startFallback(fin, "quickstart failed: " + e);
             }
+        }
+        deviceStartNanos = System.nanoTime() - start;
+    }
+
+    /** The classic switchover: everything from scratch, with the guest paused. */
+    private void classicStart(Switchover s, long start) throws Exception {
+        device.model().restore(new NetDeviceState(virtio, net));
+        modelCurrent = true;
+        configureQueues();
+        if (driverOk(virtio) && !layouts.dataQueues().isEmpty()) {
+            DatapathState fin = finalState(s.finalIndices());
+            try {
+                device.startDatapath(fin);
+                path = SwitchoverPath.CLASSIC;
+            } catch (IOException | RuntimeException e) {
+                startFallback(fin, "classic start failed: " + e);
+            }
+        } else {
+            path = SwitchoverPath.NOT_RUNNING;
         }
         deviceStartNanos = System.nanoTime() - start;
     }

@@ -50,6 +50,7 @@ public final class NetMigrationSource implements AutoCloseable {
 
     // guarded by lock
     private boolean precopyActive;
+    private boolean precopyDeltas = true;
     private DatapathState stopped;
     private IOException precopyFailure;
     private int precopyDeltasSent;
@@ -105,10 +106,20 @@ public final class NetMigrationSource implements AutoCloseable {
         }
     }
 
+    /**
+     * With false, changes during precopy are not sent at once but found at stop-and-copy (as the
+     * QEMU RFC does); for tests and comparison. Default true.
+     */
+    public void setPrecopyDeltas(boolean enabled) {
+        synchronized (lock) {
+            precopyDeltas = enabled;
+        }
+    }
+
     /** The model's change observer: runs under the device lock, so it only schedules the send. */
     private void deviceChanged() {
         synchronized (lock) {
-            if (!precopyActive) {
+            if (!precopyActive || !precopyDeltas) {
                 return;
             }
         }

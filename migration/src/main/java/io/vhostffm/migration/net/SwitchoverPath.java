@@ -13,6 +13,8 @@ public enum SwitchoverPath {
     FULL_RELOAD,
     /** The primary backend failed in prestart, quickstart or start: the fallback (userspace) datapath runs. */
     FALLBACK,
+    /** Early start disabled: a classic migration, everything at the switchover (for comparison). */
+    CLASSIC,
     /** The driver had not set DRIVER_OK: nothing to start. */
     NOT_RUNNING
 }
