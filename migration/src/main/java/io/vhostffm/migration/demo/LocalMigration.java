@@ -16,6 +16,8 @@ import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.device.VhostNetBackend;
 import java.io.IOException;
+import java.nio.channels.WritableByteChannel;
+import java.util.function.UnaryOperator;
 import java.util.List;
 import java.util.Map;
 
@@ -45,12 +47,22 @@ public final class LocalMigration {
          */
         public Source(UnixSocket socket, NetDeviceRuntime device, MemfdGuestMemory memory, NetBackend backend,
                 FakeGuest guest) throws IOException {
+            this(socket, device, memory, backend, guest, UnaryOperator.identity());
+        }
+
+        /**
+         * As above, with the migration stream written through {@code outbound} (tests: a channel
+         * that corrupts or cuts the stream).
+         */
+        public Source(UnixSocket socket, NetDeviceRuntime device, MemfdGuestMemory memory, NetBackend backend,
+                FakeGuest guest, UnaryOperator<WritableByteChannel> outbound) throws IOException {
             this.socket = socket;
             this.channel = new UnixSocketChannel(socket);
             this.device = device;
             this.guest = guest;
             LocalHandoff.send(socket, memory, backend.transfer());
-            this.migration = new NetMigrationSource(device, guest::layouts, new MigrationStreamWriter(channel));
+            this.migration = new NetMigrationSource(device, guest::layouts,
+                    new MigrationStreamWriter(outbound.apply(channel)));
             migration.setup();
         }
 
@@ -85,6 +97,9 @@ public final class LocalMigration {
             } catch (MigrationException e) {
                 migration.resumeAtSource();
                 throw e;
+            } catch (RuntimeException e) {
+                migration.resumeAtSource();
+                throw new MigrationException("no answer from the destination: " + e, e);
             }
             DestinationFigures figures = Messages.receive(channel, DestinationFigures.class);
             Messages.send(channel, GuestState.class, paused); // the vCPU state, as it were

@@ -187,6 +187,54 @@ final class MigrationRig implements AutoCloseable {
         }
     }
 
+    /** A failed migration: what each side saw. */
+    record Failed(Throwable destinationFailure, Throwable sourceFailure, boolean destinationDatapathRunning) {}
+
+    /**
+     * A migration whose stream passes through {@code corrupt} on its way out: the destination must
+     * refuse it and stay unstarted, and the source must keep the guest (its datapath restarted
+     * where it stopped). The rig stays on the source side.
+     */
+    Failed failedMigration(java.util.function.UnaryOperator<java.nio.channels.WritableByteChannel> corrupt,
+            boolean connectionLost) throws Exception {
+        try (UnixSocket.Pair pair = UnixSocket.pair()) {
+            CompletableFuture<Throwable> destinationFailure = new CompletableFuture<>();
+            boolean[] running = new boolean[1];
+            Thread destinationThread = Thread.ofPlatform().name("destination").start(() -> {
+                try (LocalMigration.Destination d = new LocalMigration.Destination(pair.second())) {
+                    try {
+                        d.receive();
+                        destinationFailure.complete(null);
+                    } catch (Throwable t) {
+                        destinationFailure.complete(t);
+                    }
+                    running[0] = d.device().isDatapathRunning();
+                } catch (Throwable t) {
+                    destinationFailure.complete(t);
+                }
+            });
+            LocalMigration.Source source = new LocalMigration.Source(pair.first(), device, memory(),
+                    backends().primary(), guest, corrupt);
+            Throwable sourceFailure = null;
+            try {
+                source.pauseAndStopAndCopy(() -> {});
+                if (connectionLost) {
+                    pair.first().close(); // the rest of the stream never arrives; neither does an answer
+                    throw new java.io.IOException("connection lost");
+                }
+                source.awaitDestination();
+            } catch (Exception e) {
+                sourceFailure = e;
+                source.migration().resumeAtSource();
+            } finally {
+                source.close();
+            }
+            Throwable d = destinationFailure.get(60, TimeUnit.SECONDS);
+            destinationThread.join();
+            return new Failed(d, sourceFailure, running[0]);
+        }
+    }
+
     private void closeCurrentSide() {
         if (current == null) {
             device.close();
