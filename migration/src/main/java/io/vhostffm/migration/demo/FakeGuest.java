@@ -72,6 +72,7 @@ public final class FakeGuest {
     private final int[] ids = new int[QUEUE_SIZE];
     private final int[] lens = new int[QUEUE_SIZE];
     private long foreignFrames;
+    private volatile io.vhostffm.vhost.device.DirtyLog dirtyLog;
 
     private FakeGuest(GuestMemory memory, int pairs, NetDeviceRuntime device, SplitDriverQueue[] queues, long[] nextTxSeq) {
         this.memory = memory;
@@ -185,6 +186,32 @@ public final class FakeGuest {
         return new GuestState(states, nextTxSeq.clone(), rx);
     }
 
+    /**
+     * Marks every guest page this guest writes from now on in {@code log} (null: stop), as KVM's
+     * dirty log would for a real guest's vCPUs: RAM precopy between two hosts relies on it.
+     */
+    public void setDirtyLog(io.vhostffm.vhost.device.DirtyLog log) {
+        this.dirtyLog = log;
+    }
+
+    /** The driver wrote descriptors and the available ring (entries, idx, used_event) of {@code queue}. */
+    private void markDriverArea(int queue) {
+        var log = dirtyLog;
+        if (log != null) {
+            int size = queue == controlIndex ? CONTROL_QUEUE_SIZE : QUEUE_SIZE;
+            long ring = queue == controlIndex ? CONTROL_RING : ringOf(queue);
+            log.mark(ring, 16L * size);
+            log.mark(ring + 0x1000, 6 + 2L * size);
+        }
+    }
+
+    private void markBytes(long address, long length) {
+        var log = dirtyLog;
+        if (log != null) {
+            log.mark(address, length);
+        }
+    }
+
     /** Pairs the guest drives. */
     public int pairs() {
         return pairs;
@@ -214,6 +241,9 @@ public final class FakeGuest {
                 }
                 added = true;
             }
+            if (added) {
+                markDriverArea(2 * p);
+            }
             if (added && rx.needsKick()) {
                 device.kick(2 * p).signal();
             }
@@ -231,6 +261,9 @@ public final class FakeGuest {
         for (int p = 0; p < pairs; p++) {
             SplitDriverQueue rx = queues[2 * p];
             int n = rx.collectUsed(ids, lens, QUEUE_SIZE);
+            if (n > 0) {
+                markDriverArea(2 * p); // used_event
+            }
             for (int i = 0; i < n; i++) {
                 long base = rxSlot(p, ids[i]);
                 if (lens[i] < HEADER + FRAME) {
@@ -289,11 +322,15 @@ public final class FakeGuest {
             MemorySegment s = memorySlice(slot, HEADER + FRAME);
             s.asSlice(0, HEADER).fill((byte) 0);
             writeFrame(s.asSlice(HEADER, FRAME), new byte[] {-1, -1, -1, -1, -1, -1}, MAC, pair, seq);
+            markBytes(slot, HEADER + FRAME);
             if (tx.add(new long[] {slot}, new int[] {HEADER + FRAME}, 1, 0) < 0) {
                 break;
             }
             nextTxSeq[pair]++;
             added++;
+        }
+        if (added > 0) {
+            markDriverArea(2 * pair + 1);
         }
         if (added > 0 && tx.needsKick()) {
             device.kick(2 * pair + 1).signal();
@@ -305,7 +342,11 @@ public final class FakeGuest {
     public int collectTx() {
         int total = 0;
         for (int p = 0; p < pairs; p++) {
-            total += queues[2 * p + 1].collectUsed(ids, lens, QUEUE_SIZE);
+            int n = queues[2 * p + 1].collectUsed(ids, lens, QUEUE_SIZE);
+            if (n > 0) {
+                markDriverArea(2 * p + 1);
+            }
+            total += n;
         }
         return total;
     }
@@ -351,6 +392,8 @@ public final class FakeGuest {
         if (head < 0) {
             throw new IllegalStateException("control queue full");
         }
+        markBytes(CONTROL_BUFFERS, 4096);
+        markDriverArea(controlIndex);
         device.kick(controlIndex).signal();
         long deadline = System.nanoTime() + 10_000_000_000L;
         while (c.collectUsed(ids, lens, 1) == 0) {
@@ -359,6 +402,7 @@ public final class FakeGuest {
             }
             Thread.sleep(1);
         }
+        markDriverArea(controlIndex); // used_event
         return ack.get(JAVA_BYTE, 0);
     }
 

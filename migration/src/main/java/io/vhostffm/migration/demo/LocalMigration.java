@@ -6,6 +6,8 @@ import io.vhostffm.migration.ReceivedMigration;
 import io.vhostffm.migration.net.LocalHandoff;
 import io.vhostffm.migration.net.NetMigrationDestination;
 import io.vhostffm.migration.net.NetMigrationSource;
+import io.vhostffm.migration.net.RamPrecopy;
+import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.migration.net.UnixSocketChannel;
 import io.vhostffm.migration.stream.MigrationStreamReader;
 import io.vhostffm.migration.stream.MigrationStreamWriter;
@@ -39,6 +41,8 @@ public final class LocalMigration {
         private final NetMigrationSource migration;
         private GuestState paused;
         private List<Integer> switchoverSections;
+        private final RamPrecopy.Source ram;
+        private final DirtyLog dirtyLog;
 
         /**
          * Hands the memory and the backend's endpoint over, and sends the setup state.
@@ -47,7 +51,7 @@ public final class LocalMigration {
          */
         public Source(UnixSocket socket, NetDeviceRuntime device, MemfdGuestMemory memory, NetBackend backend,
                 FakeGuest guest) throws IOException {
-            this(socket, device, memory, backend, guest, UnaryOperator.identity());
+            this(socket, null, device, memory, backend, guest, UnaryOperator.identity());
         }
 
         /**
@@ -56,14 +60,50 @@ public final class LocalMigration {
          */
         public Source(UnixSocket socket, NetDeviceRuntime device, MemfdGuestMemory memory, NetBackend backend,
                 FakeGuest guest, UnaryOperator<WritableByteChannel> outbound) throws IOException {
+            this(socket, null, device, memory, backend, guest, outbound);
+        }
+
+        /**
+         * As above; with {@code ramSocket} not null the guest memory is not shared but copied
+         * (two hosts): the device and the guest mark what they write in a dirty log, round 0 of
+         * the RAM precopy goes out now on {@code ramSocket}, {@link #ramPrecopy} sends dirty
+         * rounds, and the stop-and-copy sends the final pass once the datapath stopped.
+         */
+        public Source(UnixSocket socket, UnixSocket ramSocket, NetDeviceRuntime device, MemfdGuestMemory memory,
+                NetBackend backend, FakeGuest guest, UnaryOperator<WritableByteChannel> outbound) throws IOException {
             this.socket = socket;
             this.channel = new UnixSocketChannel(socket);
             this.device = device;
             this.guest = guest;
-            LocalHandoff.send(socket, memory, backend.transfer());
+            LocalHandoff.send(socket, memory, ramSocket == null, backend.transfer());
+            if (ramSocket != null) {
+                dirtyLog = DirtyLog.covering(memory);
+                device.startDirtyLog(dirtyLog);
+                guest.setDirtyLog(dirtyLog);
+                ram = new RamPrecopy.Source(memory, dirtyLog, new UnixSocketChannel(ramSocket));
+                ram.sendAll();
+            } else {
+                dirtyLog = null;
+                ram = null;
+            }
             this.migration = new NetMigrationSource(device, guest::layouts,
                     new MigrationStreamWriter(outbound.apply(channel)));
             migration.setup();
+        }
+
+        /**
+         * RAM precopy rounds (two hosts): dirty pages until a round sends at most
+         * {@code smallEnough} pages, or {@code maxRounds} rounds.
+         *
+         * @return pages of the last round
+         */
+        public long ramPrecopy(int maxRounds, long smallEnough) throws IOException {
+            return ram == null ? 0 : ram.iterate(maxRounds, smallEnough);
+        }
+
+        /** The RAM precopy's sender, or null when memory is shared. */
+        public RamPrecopy.Source ram() {
+            return ram;
         }
 
         /** The source's migration (precopy deltas flow on their own). */
@@ -83,7 +123,16 @@ public final class LocalMigration {
                 Thread.currentThread().interrupt();
                 throw new IOException("interrupted", e);
             }
-            switchoverSections = migration.stopAndCopy(whilePaused);
+            switchoverSections = migration.stopAndCopy(() -> {
+                if (ram != null) {
+                    try {
+                        ram.finalPass(); // the datapath is stopped and the guest paused: nothing writes any more
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
+                whilePaused.run();
+            });
             return switchoverSections;
         }
 
@@ -116,9 +165,18 @@ public final class LocalMigration {
             return channel;
         }
 
-        /** Stops the precopy thread. */
+        /** Stops the precopy thread (and the dirty log of a RAM precopy). */
         public void close() {
             migration.close();
+            if (dirtyLog != null) {
+                guest.setDirtyLog(null);
+                try {
+                    device.stopDirtyLog();
+                } catch (IOException | RuntimeException e) {
+                    // the device may already be gone with the source side
+                }
+                dirtyLog.close();
+            }
         }
     }
 
@@ -132,12 +190,22 @@ public final class LocalMigration {
         private final NetDeviceRuntime device;
         private final NetMigrationDestination migration;
         private final IoctlRecorder ioctls;
-        private volatile boolean recording;
         private ReceivedMigration received;
         private DestinationFigures figures;
 
+        private final Thread ramReceiver;
+        private volatile Throwable ramFailure;
+
         /** Receives the handoff and builds the device on the received memory and TAP. */
         public Destination(UnixSocket socket) throws IOException, MigrationException {
+            this(socket, null);
+        }
+
+        /**
+         * As above; with {@code ramSocket} not null the guest memory is this process's own and
+         * filled by RAM precopy from that socket; the switchover waits for its final pass.
+         */
+        public Destination(UnixSocket socket, UnixSocket ramSocket) throws IOException, MigrationException {
             this.socket = socket;
             this.channel = new UnixSocketChannel(socket);
             LocalHandoff.Received handoff = LocalHandoff.receive(socket);
@@ -153,12 +221,40 @@ public final class LocalMigration {
             } else {
                 this.ioctls = null;
             }
+            if (ramSocket != null) {
+                RamPrecopy.Destination ram = new RamPrecopy.Destination(memory, new UnixSocketChannel(ramSocket));
+                ramReceiver = Thread.ofPlatform().daemon().name("ram-precopy").start(() -> {
+                    try {
+                        ram.receiveAll();
+                    } catch (Throwable t) {
+                        ramFailure = t;
+                    }
+                });
+            } else {
+                ramReceiver = null;
+            }
             migration.setBeforeSwitchover(() -> {
+                awaitRam();
                 if (ioctls != null) {
                     ioctls.clear();
                 }
-                recording = true;
             });
+        }
+
+        /** Waits for the RAM precopy's final pass (the switchover must not start on stale memory). */
+        private void awaitRam() {
+            if (ramReceiver == null) {
+                return;
+            }
+            try {
+                ramReceiver.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted waiting for the RAM precopy", e);
+            }
+            if (ramFailure != null) {
+                throw new IllegalStateException("RAM precopy failed: " + ramFailure, ramFailure);
+            }
         }
 
         /** The ioctl recorder of a kernel primary (fault injection, counting), or null. */

@@ -40,31 +40,44 @@ public final class LocalHandoff {
     /**
      * What travels as bytes next to the descriptors.
      *
-     * @param regions the guest memory regions, one memfd each
+     * @param regions the guest memory regions, one memfd each when shared
+     * @param sharedMemory whether the memfds travel (one host) or the destination makes its own
+     *     memory of the same shape, filled by {@link RamPrecopy} (two hosts)
      * @param backendKind {@link BackendTransfer#kind()}
      * @param backendName {@link BackendTransfer#name()}
      * @param vnetHeaderSize {@link BackendTransfer#vnetHeaderSize()}
      * @param backendFds how many endpoint descriptors follow the memfds
      */
-    public record Manifest(List<Region> regions, String backendKind, String backendName, int vnetHeaderSize,
-            int backendFds) {}
+    public record Manifest(List<Region> regions, boolean sharedMemory, String backendKind, String backendName,
+            int vnetHeaderSize, int backendFds) {}
 
     /** What the destination received: its mapping of the shared guest memory, and the endpoint to rebuild a backend on. */
     public record Received(MemfdGuestMemory memory, BackendTransfer backend) {}
 
     /** Source: sends the memfds of {@code memory} and {@code transfer}'s descriptors. */
     public static void send(UnixSocket socket, MemfdGuestMemory memory, BackendTransfer transfer) throws IOException {
+        send(socket, memory, true, transfer);
+    }
+
+    /**
+     * Source: sends {@code transfer}'s descriptors and the shape of {@code memory}; its memfds
+     * too when {@code shareMemory}, else the destination makes its own memory (RAM precopy).
+     */
+    public static void send(UnixSocket socket, MemfdGuestMemory memory, boolean shareMemory, BackendTransfer transfer)
+            throws IOException {
         List<Region> regions = new ArrayList<>();
         List<FileDescriptor> fds = new ArrayList<>();
         for (MemfdRegion r : memory.memfdRegions()) {
             regions.add(new Region(r.guestAddress(), r.size()));
-            fds.add(r.fd());
+            if (shareMemory) {
+                fds.add(r.fd());
+            }
         }
         fds.addAll(transfer.fds());
         if (fds.size() > UnixSocket.MAX_FDS_PER_MESSAGE) {
             throw new IllegalArgumentException(fds.size() + " descriptors exceed one SCM_RIGHTS message");
         }
-        byte[] manifest = SCHEMA.encode(new Manifest(regions, transfer.kind(), transfer.name(), transfer.vnetHeaderSize(),
+        byte[] manifest = SCHEMA.encode(new Manifest(regions, shareMemory, transfer.kind(), transfer.name(), transfer.vnetHeaderSize(),
                 transfer.fds().size()));
         ByteBuffer message = ByteBuffer.allocate(8 + manifest.length);
         message.putInt(MAGIC).putInt(manifest.length).put(manifest);
@@ -102,18 +115,31 @@ public final class LocalHandoff {
                 throw new MigrationException("handoff: " + e.reason() + " at byte offset " + (8 + e.offset())
                         + (e.fieldPath() == null ? "" : ", field '" + e.fieldPath() + "'"), e);
             }
-            int expected = m.regions().size() + m.backendFds();
-            if (fds.size() != expected || m.backendFds() < 1) {
+            int memfds = m.sharedMemory() ? m.regions().size() : 0;
+            if (fds.size() != memfds + m.backendFds() || m.backendFds() < 1) {
                 throw new MigrationException("handoff: " + fds.size() + " descriptors arrived; the manifest names "
-                        + m.regions().size() + " memfds and " + m.backendFds() + " endpoint descriptors");
+                        + memfds + " memfds and " + m.backendFds() + " endpoint descriptors");
             }
-            List<MemfdGuestMemory.ReceivedRegion> regions = new ArrayList<>();
-            for (int i = 0; i < m.regions().size(); i++) {
-                Region r = m.regions().get(i);
-                regions.add(new MemfdGuestMemory.ReceivedRegion(r.guestAddress(), r.size(), fds.get(i)));
+            MemfdGuestMemory memory;
+            try {
+                if (m.sharedMemory()) {
+                    List<MemfdGuestMemory.ReceivedRegion> regions = new ArrayList<>();
+                    for (int i = 0; i < memfds; i++) {
+                        Region r = m.regions().get(i);
+                        regions.add(new MemfdGuestMemory.ReceivedRegion(r.guestAddress(), r.size(), fds.get(i)));
+                    }
+                    memory = MemfdGuestMemory.map(regions);
+                } else {
+                    List<MemfdGuestMemory.RegionSpec> specs = new ArrayList<>();
+                    for (Region r : m.regions()) {
+                        specs.add(new MemfdGuestMemory.RegionSpec(r.guestAddress(), r.size()));
+                    }
+                    memory = MemfdGuestMemory.create("guest", specs);
+                }
+            } catch (IllegalArgumentException e) {
+                throw new MigrationException("handoff: guest memory refused: " + e.getMessage(), e);
             }
-            MemfdGuestMemory memory = MemfdGuestMemory.map(regions);
-            List<FileDescriptor> endpoint = List.copyOf(fds.subList(m.regions().size(), fds.size()));
+            List<FileDescriptor> endpoint = List.copyOf(fds.subList(memfds, fds.size()));
             BackendTransfer transfer = new BackendTransfer(m.backendKind(), m.backendName(), m.vnetHeaderSize(), endpoint);
             done = true;
             return new Received(memory, transfer);

@@ -50,6 +50,10 @@ final class MigrationRig implements AutoCloseable {
     int activePairs = 1;
     /** Whether the source sends precopy deltas at once (else changes are found at stop-and-copy). */
     boolean precopyDeltas = true;
+    /** Two hosts: guest memory copied by RAM precopy on a second socket instead of shared memfds. */
+    boolean ramCopy;
+    /** Pages the last RAM precopy sent, all rounds. */
+    long lastRamPages;
 
     private MigrationRig(int pairs, boolean eventIdx) throws Exception {
         this.pairs = pairs;
@@ -141,12 +145,13 @@ final class MigrationRig implements AutoCloseable {
      * flight at the pause and the network sends more during the downtime.
      */
     Migrated migrate(Consumer<LocalMigration.Destination> configure, GuestAction beforePause) throws Exception {
-        try (UnixSocket.Pair pair = UnixSocket.pair()) {
+        try (UnixSocket.Pair pair = UnixSocket.pair(); UnixSocket.Pair ramPair = UnixSocket.pair()) {
             CompletableFuture<LocalMigration.Destination> built = new CompletableFuture<>();
             CompletableFuture<FakeGuest> resumed = new CompletableFuture<>();
             Thread destinationThread = Thread.ofPlatform().name("destination").start(() -> {
                 try {
-                    LocalMigration.Destination d = new LocalMigration.Destination(pair.second());
+                    LocalMigration.Destination d = new LocalMigration.Destination(pair.second(),
+                            ramCopy ? ramPair.second() : null);
                     configure.accept(d);
                     built.complete(d);
                     resumed.complete(d.receive());
@@ -155,9 +160,13 @@ final class MigrationRig implements AutoCloseable {
                     resumed.completeExceptionally(t);
                 }
             });
-            LocalMigration.Source source = new LocalMigration.Source(pair.first(), device, memory(),
-                    backends().primary(), guest);
+            LocalMigration.Source source = new LocalMigration.Source(pair.first(), ramCopy ? ramPair.first() : null, device,
+                    memory(), backends().primary(), guest, java.util.function.UnaryOperator.identity());
             source.migration().setPrecopyDeltas(precopyDeltas);
+            if (ramCopy) {
+                traffic(64); // the guest and the datapath dirty pages during the RAM precopy
+                source.ramPrecopy(5, 8);
+            }
             LocalMigration.Destination destination = built.get(60, TimeUnit.SECONDS);
             beforePause.run(guest);
             for (int p = 0; p < activePairs; p++) {
@@ -174,6 +183,7 @@ final class MigrationRig implements AutoCloseable {
             });
             DestinationFigures figures = source.awaitDestination();
             source.close();
+            lastRamPages = source.ram() == null ? 0 : source.ram().pagesSent();
             FakeGuest moved = resumed.get(60, TimeUnit.SECONDS);
             destinationThread.join();
             MigrationReport report = source.migration().report();

@@ -81,6 +81,22 @@ class NetMigrationHostTest {
         }
     }
 
+    @Test
+    void betweenTwoHostsGuestMemoryGoesByDirtyLogPrecopy() throws Exception {
+        try (MigrationRig rig = MigrationRig.boot(1)) {
+            rig.ramCopy = true;
+            rig.traffic(100);
+            for (int i = 0; i < 4; i++) {
+                MigrationRig.Migrated m = rig.migrate(d -> {}, g -> {});
+                assertEquals("QUICKSTART", m.figures().path());
+                assertTrue(rig.lastRamPages > 0);
+                System.out.println("RAM precopy: " + rig.lastRamPages + " pages; " + m.report());
+                rig.traffic(100);
+                rig.assertEveryFrameExactlyOnceInOrder();
+            }
+        }
+    }
+
     /** Stream offsets to damage: the header, the manifest, the setup state, the switchover. */
     static Stream<Arguments> malformed() {
         return Stream.of(
