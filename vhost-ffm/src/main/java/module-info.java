@@ -8,5 +8,6 @@ module io.vhostffm.vhost {
 
     exports io.vhostffm.vhost;
     exports io.vhostffm.vhost.net;
+    exports io.vhostffm.vhost.device.userspace;
     exports io.vhostffm.vhost.device;
 }

@@ -206,8 +206,11 @@ public final class MemfdGuestMemory implements GuestMemory, AutoCloseable {
         if (arena.scope().isAlive()) {
             try {
                 arena.close();
-            } catch (IllegalStateException alreadyClosed) {
-                // closed concurrently by another thread: nothing left to unmap
+            } catch (IllegalStateException e) {
+                if (arena.scope().isAlive()) {
+                    throw e; // a segment is in use (e.g. passed to a downcall in flight): still mapped
+                }
+                // else: closed concurrently by another thread; nothing left to unmap
             }
         }
         memfdRegions.forEach(r -> r.fd().close());

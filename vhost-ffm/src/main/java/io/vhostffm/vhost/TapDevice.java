@@ -1,5 +1,6 @@
 package io.vhostffm.vhost;
 
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
@@ -10,6 +11,7 @@ import io.vhostffm.vhost.internal.LinuxConstants;
 import io.vhostffm.vhost.internal.NativeErrors;
 import io.vhostffm.vhost.internal.Structs;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -31,8 +33,7 @@ public final class TapDevice implements AutoCloseable {
     public static final Set<TunFlag> VHOST_FLAGS = EnumSet.of(TunFlag.TAP, TunFlag.NO_PI, TunFlag.VNET_HDR);
 
     private static final long IFR_FLAGS = Structs.IFREQ.byteOffset(
-            java.lang.foreign.MemoryLayout.PathElement.groupElement("ifr_ifru"),
-            java.lang.foreign.MemoryLayout.PathElement.groupElement("ifr_flags"));
+            MemoryLayout.PathElement.groupElement("ifr_ifru"), MemoryLayout.PathElement.groupElement("ifr_flags"));
     private static final int IFNAMSIZ = LinuxConstants.IFNAMSIZ;
 
     private final String name;
@@ -250,7 +251,7 @@ public final class TapDevice implements AutoCloseable {
     private static MemorySegment ifreq(Arena arena, String name, short flags) {
         MemorySegment ifr = arena.allocate(Structs.IFREQ);
         byte[] bytes = name.getBytes(StandardCharsets.US_ASCII);
-        MemorySegment.copy(bytes, 0, ifr, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, bytes.length);
+        MemorySegment.copy(bytes, 0, ifr, JAVA_BYTE, 0, bytes.length);
         ifr.set(JAVA_SHORT, IFR_FLAGS, flags);
         return ifr;
     }

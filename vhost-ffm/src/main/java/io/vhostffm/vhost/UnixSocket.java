@@ -141,6 +141,9 @@ public final class UnixSocket implements AutoCloseable {
         if (fds.size() > MAX_FDS_PER_MESSAGE) {
             throw new IllegalArgumentException(fds.size() + " descriptors in one message; the kernel takes at most " + MAX_FDS_PER_MESSAGE);
         }
+        if (bytes.byteSize() == 0) {
+            return; // nothing to send, and no descriptors (checked above)
+        }
         int n = fd.acquire();
         int acquired = 0;
         try (Arena arena = Arena.ofConfined()) {
@@ -161,7 +164,7 @@ public final class UnixSocket implements AutoCloseable {
             MemorySegment msg = arena.allocate(Structs.MSGHDR);
             long sent = 0;
             CallState s = CallState.current();
-            while (sent < bytes.byteSize() || (sent == 0 && bytes.byteSize() == 0)) {
+            while (sent < bytes.byteSize()) {
                 IOV_BASE.set(iov, bytes.asSlice(sent));
                 IOV_LEN.set(iov, bytes.byteSize() - sent);
                 MSG_IOV.set(msg, iov);
@@ -174,9 +177,6 @@ public final class UnixSocket implements AutoCloseable {
                     throw NativeErrors.failure("sendmsg", fd, s.errno());
                 }
                 sent += result;
-                if (bytes.byteSize() == 0) {
-                    break;
-                }
             }
         } finally {
             for (int i = 0; i < acquired; i++) {
@@ -232,7 +232,7 @@ public final class UnixSocket implements AutoCloseable {
             List<FileDescriptor> fds = collectRights(control, (long) MSG_CONTROLLEN.get(msg));
             if (((int) MSG_FLAGS.get(msg) & LinuxConstants.MSG_CTRUNC) != 0) {
                 fds.forEach(FileDescriptor::close);
-                throw new NativeCallException("recvmsg", null, Errno.number("EMSGSIZE").orElseThrow(), fd.toString(),
+                throw NativeErrors.failure("recvmsg", fd, Errno.number("EMSGSIZE").orElseThrow(),
                         "more descriptors arrived than the " + maxFds + " expected (MSG_CTRUNC); the extra ones were discarded");
             }
             return new Received(received, fds);

@@ -73,7 +73,9 @@ public final class VhostNet implements AutoCloseable {
 
     private VhostNet(FileDescriptor fd) {
         this.fd = fd;
-        this.arena = Arena.ofShared();
+        // automatic: the segments stay valid after close, so a late call fails on the closed
+        // descriptor (DescriptorClosedException) rather than on a freed segment
+        this.arena = Arena.ofAuto();
         this.u64 = arena.allocate(JAVA_LONG);
         this.int32 = arena.allocate(JAVA_INT);
         this.state = arena.allocate(Structs.VHOST_VRING_STATE);
@@ -325,9 +327,6 @@ public final class VhostNet implements AutoCloseable {
     @Override
     public synchronized void close() {
         fd.close();
-        if (arena.scope().isAlive()) {
-            arena.close();
-        }
     }
 
     @Override

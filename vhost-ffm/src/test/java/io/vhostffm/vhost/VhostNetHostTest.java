@@ -101,5 +101,7 @@ class VhostNetHostTest {
         vhost.close();
         vhost.close();
         assertThrows(DescriptorClosedException.class, vhost::getFeatures);
+        assertThrows(DescriptorClosedException.class, () -> vhost.setFeatures(1));
+        assertThrows(DescriptorClosedException.class, () -> vhost.setVringNum(0, 256));
     }
 }

@@ -8,6 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import io.vhostffm.vhost.MemfdGuestMemory.RegionSpec;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -88,19 +90,33 @@ class VhostNetKernelTest {
     @Test
     void programsBothQueuesBindsATapAndReadsTheBaseBack() throws Exception {
         Map<Integer, String> before = OpenDescriptors.snapshot();
-        try (VhostNet vhost = openVhostNet();
+        // vhost is declared last so it is closed first, before the memory it points at goes away
+        try (Arena logArena = Arena.ofConfined();
              MemfdGuestMemory memory = MemfdGuestMemory.create("kernel-test-ram", TWO_REGIONS);
              TapDevice tap = TapDevice.create("vffk%d", 1, TapDevice.VHOST_FLAGS);
              EventFd rxKick = EventFd.create("eventfd rx kick"); EventFd rxCall = EventFd.create("eventfd rx call");
              EventFd txKick = EventFd.create("eventfd tx kick"); EventFd txCall = EventFd.create("eventfd tx call");
              EventFd err = EventFd.create("eventfd vring err");
-             FileDescriptor devNull = FileDescriptor.openReadWrite("/dev/null")) {
+             EventFd logDone = EventFd.create("eventfd log");
+             FileDescriptor devNull = FileDescriptor.openReadWrite("/dev/null");
+             VhostNet vhost = openVhostNet()) {
             vhost.setOwner();
             long offered = vhost.getFeatures();
-            vhost.setFeatures(offered & (VirtioFeature.VERSION_1.mask() | VirtioFeature.EVENT_IDX.mask()
-                    | VirtioFeature.MRG_RXBUF.mask() | VirtioFeature.INDIRECT_DESC.mask()));
+            long acked = offered & (VirtioFeature.VERSION_1.mask() | VirtioFeature.EVENT_IDX.mask()
+                    | VirtioFeature.MRG_RXBUF.mask() | VirtioFeature.INDIRECT_DESC.mask());
+            vhost.setFeatures(acked);
             vhost.setMemTable(memory);
             tap.setVnetHeaderSize(12); // virtio_net_hdr_mrg_rxbuf, as VERSION_1 / MRG_RXBUF use
+
+            // dirty logging as migration uses it: a bitmap with one bit per 4 KiB guest page up to
+            // the end of the highest region, an eventfd, and LOG_ALL on while logging
+            long guestEnd = TWO_REGIONS.get(1).guestAddress() + TWO_REGIONS.get(1).size();
+            MemorySegment log = logArena.allocate((guestEnd / 4096 + 63) / 64 * 8, 8);
+            vhost.setLogBase(log.address());
+            vhost.setLogFd(logDone.fd());
+            vhost.setFeatures(acked | VirtioFeature.LOG_ALL.mask());
+            vhost.setFeatures(acked);
+            vhost.setLogFd(null);
 
             int[] bases = {5, 77};
             EventFd[] kicks = {rxKick, txKick};

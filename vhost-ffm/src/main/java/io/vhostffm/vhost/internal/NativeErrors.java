@@ -17,6 +17,11 @@ public final class NativeErrors {
         return new NativeCallException(call, null, errno, fd == null ? null : fd.toString(), null);
     }
 
+    /** A failed call on a descriptor, with a note on what went wrong beyond errno. */
+    public static NativeCallException failure(String call, FileDescriptor fd, int errno, String detail) {
+        return new NativeCallException(call, null, errno, fd == null ? null : fd.toString(), detail);
+    }
+
     /** A failed call with a note on its arguments (no descriptor yet, e.g. open or memfd_create). */
     public static NativeCallException failure(String call, String detail, int errno) {
         return new NativeCallException(call, null, errno, null, detail);

@@ -1,0 +1,390 @@
+package io.vhostffm.vhost.device.userspace;
+
+import io.vhostffm.vhost.device.DirtyLog;
+import io.vhostffm.vhost.EventFd;
+import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.net.RxFilter;
+import io.vhostffm.vhost.net.VirtioNetDevice;
+import io.vhostffm.vhost.device.BackendListener;
+import io.vhostffm.vhost.device.DeviceQueues;
+import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vring.DeviceQueue;
+import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.GuestMemoryException;
+import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.RestoreMode;
+import io.vhostffm.vring.VirtqueueException;
+import java.lang.System.Logger;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
+
+/**
+ * The userspace datapath of a virtio-net device: Java serving the same virtqueues the kernel's
+ * vhost-net would, between guest memory and TAP queues. The datapath migration falls back to,
+ * and the only one for packed rings.
+ *
+ * <ul>
+ * <li>Transmit: each chain's readable buffers ({@code virtio_net_hdr_v1} + frame) go to the TAP in
+ *     one writev whose iovecs point into guest memory; the chain completes with length 0.</li>
+ * <li>Receive: mergeable receive buffers; one readv straight into the guest's posted buffers,
+ *     {@code num_buffers} set in the first header, the receive filter applied, no frame dropped
+ *     for lack of buffers (the TAP is not read until the guest posts some).</li>
+ * <li>One thread per queue pair sleeps in poll(2) on the kick eventfds, the TAP queue and a stop
+ *     eventfd; call eventfds are signalled only when the ring says so (event idx or flags).</li>
+ * <li>Every page it writes in guest memory (used elements, used index, notification area,
+ *     receive buffers) is marked in the {@link DirtyLog}, if one is given.</li>
+ * <li>{@link #stop()} ends the threads and returns each queue's state, with chains taken but not
+ *     used given back, so another backend (kernel vhost-net, a new userspace datapath,
+ *     migration) continues exactly where this one stopped: no frame lost or sent twice.</li>
+ * <li>Bad guest input on any queue (a malformed chain, a buffer outside guest memory, a chain
+ *     that breaks virtio-net's rules) stops this datapath and puts the device in
+ *     DEVICE_NEEDS_RESET; nothing outside guest memory is touched, other devices carry on.</li>
+ * </ul>
+ *
+ * <h2>Usage</h2>
+ * <pre>{@code
+ * var pair = new QueuePairConfig(rxState, txState, rxKick, rxCall, txKick, txCall, tap.queue(0));
+ * UserspaceDatapath backend = UserspaceDatapath.start(memory, List.of(pair), device, dirtyLog);
+ * ...
+ * List<QueueState> states = backend.stop();   // rx0, tx0, rx1, tx1, ...
+ * UserspaceDatapath next = UserspaceDatapath.start(memory,
+ *         List.of(pair.withStates(states.get(0), states.get(1))), device, dirtyLog);
+ * }</pre>
+ *
+ * <p>Thread-safe: {@link #stop()} may be called from any thread, including from the device's
+ * {@code needsReset} callback on a datapath thread.
+ */
+public final class UserspaceDatapath implements AutoCloseable {
+    private static final Logger LOG = System.getLogger(UserspaceDatapath.class.getName());
+
+    /**
+     * Opens the device side of one virtqueue from its state: how the datapath stays independent of
+     * the ring format. {@link #SPLIT} opens split rings; a packed ring implementation of vring's
+     * {@link DeviceQueue} plugs in the same way.
+     */
+    @FunctionalInterface
+    public interface QueueOpener {
+        /**
+         * @throws VirtqueueException naming the field when the state does not hold up
+         */
+        DeviceQueue open(int queueIndex, GuestMemory memory, QueueState state);
+    }
+
+    /**
+     * Opens queues with {@link DeviceQueues} (the one place that picks the ring format), classic
+     * restore: the indices found in guest memory are checked.
+     */
+    public static final QueueOpener DEVICE_QUEUES =
+            (queueIndex, memory, state) -> DeviceQueues.open(queueIndex, memory, state, RestoreMode.CLASSIC);
+
+    /**
+     * How the datapath behaves, beyond the queues it serves.
+     *
+     * @param filter             the receive filter now in force, read once per frame without a
+     *                           lock; null (or a null filter) accepts every frame
+     * @param listener           told (once, from a datapath thread, after the datapath stopped)
+     *                           about bad guest input, with the virtqueue (-1 when unknown)
+     * @param dirtyLog           the dirty log now in force, read at every write into guest memory
+     *                           (after the write); null or a null log: not logging
+     * @param opener             opens each queue from its state (ring format)
+     * @param mtu                the TAP's MTU: a frame is read only when the guest's buffers can
+     *                           hold one this long plus an Ethernet header and a VLAN tag (64 KiB
+     *                           while {@link #setLargeReceiveFrames large frames} are on)
+     * @param mergeableRxBuffers VIRTIO_NET_F_MRG_RXBUF negotiated: a frame may span chains; else
+     *                           each frame goes into one chain and one that does not fit is dropped
+     */
+    public record Settings(Supplier<RxFilter> filter, BackendListener listener, Supplier<DirtyLog> dirtyLog,
+            QueueOpener opener, int mtu, boolean mergeableRxBuffers) {
+        public Settings {
+            Objects.requireNonNull(listener, "listener");
+            Objects.requireNonNull(opener, "opener");
+            if (filter == null) {
+                filter = () -> null;
+            }
+            if (dirtyLog == null) {
+                dirtyLog = () -> null;
+            }
+            if (mtu < 68 || mtu > 65535) {
+                throw new IllegalArgumentException("mtu must be in 68..65535: " + mtu);
+            }
+        }
+    }
+
+    private static final long LARGE_RECEIVE_OFFLOADS = VirtioNetFeature.GUEST_TSO4.mask()
+            | VirtioNetFeature.GUEST_TSO6.mask() | VirtioNetFeature.GUEST_UFO.mask()
+            | VirtioNetFeature.GUEST_USO4.mask() | VirtioNetFeature.GUEST_USO6.mask();
+
+    private final List<QueuePairConfig> pairs;
+    private final List<QueuePairWorker> workers = new ArrayList<>();
+    private final List<Thread> threads = new ArrayList<>();
+    private final List<Counters> counters = new ArrayList<>();
+    private final BackendListener listener;
+    private final EventFd stopEvent;
+    private final AtomicReference<String> failure = new AtomicReference<>();
+    private volatile boolean stopRequested;
+    private volatile boolean largeFrames;
+    private volatile boolean reported;
+    private List<QueueState> finalStates;
+
+    private UserspaceDatapath(List<QueuePairConfig> pairs, BackendListener listener, EventFd stopEvent) {
+        this.pairs = pairs;
+        this.listener = listener;
+        this.stopEvent = stopEvent;
+    }
+
+    /**
+     * Starts serving {@code pairs} for {@code device}: its receive filter, its guest offloads and
+     * MTU, mergeable receive buffers when negotiated, and
+     * {@link VirtioNetDevice#reportBadGuestInput} on bad guest input; rings opened with
+     * {@link #DEVICE_QUEUES}.
+     *
+     * @param log the dirty log to mark, or null when not logging
+     */
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
+            DirtyLog log) throws NativeCallException {
+        boolean mergeable = (device.driverFeatures() & VirtioNetFeature.MRG_RXBUF.mask()) != 0;
+        UserspaceDatapath datapath = start(memory, pairs, new Settings(device::rxFilter,
+                (queue, reason) -> device.reportBadGuestInput(reason), () -> log, DEVICE_QUEUES,
+                device.options().mtu(), mergeable));
+        datapath.setLargeReceiveFrames((device.netState().guestOffloads() & LARGE_RECEIVE_OFFLOADS) != 0);
+        return datapath;
+    }
+
+    /**
+     * Starts serving {@code pairs}: pair {@code p} ({@link QueuePairConfig#pair()}) is virtqueues
+     * {@code 2p} (receive) and {@code 2p + 1} (transmit).
+     *
+     * @throws VirtqueueException when a queue state does not hold up (nothing is started)
+     * @throws IllegalArgumentException when no pair is given or a pair appears twice
+     */
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings)
+            throws NativeCallException {
+        Objects.requireNonNull(memory, "memory");
+        Objects.requireNonNull(settings, "settings");
+        if (pairs.isEmpty()) {
+            throw new IllegalArgumentException("no queue pair to serve");
+        }
+        if (pairs.stream().map(QueuePairConfig::pair).distinct().count() != pairs.size()) {
+            throw new IllegalArgumentException("a queue pair appears twice: " + pairs.stream().map(QueuePairConfig::pair).toList());
+        }
+        List<QueuePairConfig> copy = List.copyOf(pairs);
+        // Open every queue first: a bad state fails the start before any thread runs.
+        List<DeviceQueue> queues = new ArrayList<>();
+        for (int p = 0; p < copy.size(); p++) {
+            int pair = copy.get(p).pair();
+            queues.add(settings.opener().open(2 * pair, memory, copy.get(p).rx()));
+            queues.add(settings.opener().open(2 * pair + 1, memory, copy.get(p).tx()));
+        }
+        EventFd stop = EventFd.create("userspace datapath stop");
+        UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
+        try {
+            // Iovec arrays, overflow buffers and pollfds live as long as the workers use them;
+            // an automatic arena frees them once the backend is gone.
+            Arena arena = Arena.ofAuto();
+            for (int p = 0; p < copy.size(); p++) {
+                QueuePairConfig pair = copy.get(p);
+                pair.tapQueue().setNonBlocking(true);
+                Counters c = new Counters();
+                DeviceQueue rxQueue = queues.get(2 * p);
+                DeviceQueue txQueue = queues.get(2 * p + 1);
+                RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(settings.dirtyLog(), rxQueue.saveState()),
+                        pair.rxCall(), pair.tapQueue(), c, settings.filter(), () -> backend.largeFrames, settings.mtu(),
+                        settings.mergeableRxBuffers());
+                TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(settings.dirtyLog(), txQueue.saveState()),
+                        pair.txCall(), pair.tapQueue(), c);
+                backend.counters.add(c);
+                backend.workers.add(new QueuePairWorker(pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), stop,
+                        pair.tapQueue(), arena, backend));
+            }
+            // After a restore a stale avail_event/used_event may leave either side waiting for
+            // the other: notify the guest once per queue; the workers look at the rings at once.
+            for (QueuePairConfig pair : copy) {
+                pair.rxCall().signal();
+                pair.txCall().signal();
+            }
+        } catch (NativeCallException | RuntimeException e) {
+            stop.close();
+            throw e;
+        }
+        for (QueuePairWorker worker : backend.workers) {
+            Thread thread = Thread.ofPlatform().daemon().name("vhost-ffm userspace datapath pair " + worker.pair()
+                    + " (" + worker.tapDescription() + ")").unstarted(worker);
+            backend.threads.add(thread);
+        }
+        backend.threads.forEach(Thread::start);
+        return backend;
+    }
+
+    /**
+     * Whether the guest accepts large receive frames (GUEST_TSO4/6, GUEST_UFO, GUEST_USO4/6, or
+     * the TUNSETOFFLOAD flags TSO4/6, UFO, USO4/6): then the datapath gathers buffers for 64 KiB
+     * before reading the TAP, else for one MTU-sized Ethernet frame.
+     */
+    public void setLargeReceiveFrames(boolean large) {
+        largeFrames = large;
+    }
+
+    /** Whether guest receive offloads ({@code VirtioNetFeature} bits) include large frames. */
+    public static boolean largeFramesFor(long guestOffloads) {
+        return (guestOffloads & LARGE_RECEIVE_OFFLOADS) != 0;
+    }
+
+    /** Queue pairs served. */
+    public int queuePairs() {
+        return pairs.size();
+    }
+
+    /**
+     * Whether the datapath runs: false once a stop was requested or a worker failed and, after
+     * bad guest input, the device was told.
+     */
+    public boolean isRunning() {
+        return !stopRequested || (failure.get() != null && !reported);
+    }
+
+    /** Why the datapath stopped by itself (bad guest input, a TAP error), if it did. */
+    public Optional<String> failure() {
+        return Optional.ofNullable(failure.get());
+    }
+
+    /** The counters of the {@code index}-th queue pair served (in the order they were given) now. */
+    public QueuePairStats stats(int index) {
+        return counters.get(index).snapshot();
+    }
+
+    /** The counters of all queue pairs, summed. */
+    public QueuePairStats stats() {
+        QueuePairStats sum = new QueuePairStats(0, 0, 0, 0, 0, 0, 0);
+        for (Counters c : counters) {
+            sum = sum.plus(c.snapshot());
+        }
+        return sum;
+    }
+
+    boolean stopRequested() {
+        return stopRequested;
+    }
+
+    /**
+     * Stops the datapath: every thread finishes the frame in hand and ends; a frame half placed
+     * for lack of guest buffers is dropped (counted in {@code rxDropped}); chains taken but not
+     * used are given back. Idempotent: later calls return the same states.
+     *
+     * <p>Called from one of this datapath's own threads (the device's {@code needsReset} callback
+     * runs there after bad guest input), it only requests the stop and returns an empty list:
+     * that thread cannot wait for itself, and the queues of a device that needs a reset have no
+     * state worth continuing from.
+     *
+     * @return the state of every queue served: for each pair in the order given, its receive then
+     *         its transmit queue (rx0, tx0, rx1, tx1, ... when the pairs were given in order)
+     */
+    public List<QueueState> stop() {
+        if (threads.contains(Thread.currentThread())) {
+            requestStop();
+            return List.of();
+        }
+        return stopAndCollect();
+    }
+
+    private synchronized List<QueueState> stopAndCollect() {
+        if (finalStates != null) {
+            return finalStates;
+        }
+        requestStop();
+        boolean interrupted = false;
+        for (Thread thread : threads) {
+            while (thread.isAlive()) {
+                try {
+                    thread.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        List<QueueState> states = new ArrayList<>();
+        for (QueuePairWorker worker : workers) {
+            RxPath rx = worker.rx();
+            rx.abandonPendingFrame();
+            states.add(giveBack(rx.queue().saveState(), rx.heldChains(), rx.heldSlots()));
+            TxPath tx = worker.tx();
+            states.add(giveBack(tx.queue().saveState(), tx.holdsChain() ? 1 : 0, tx.heldSlots()));
+        }
+        stopEvent.close();
+        finalStates = List.copyOf(states);
+        return finalStates;
+    }
+
+    /** Same as {@link #stop()}. */
+    @Override
+    public void close() {
+        stop();
+    }
+
+    private void requestStop() {
+        stopRequested = true;
+        try {
+            stopEvent.signal();
+        } catch (NativeCallException | RuntimeException e) {
+            // The flag alone stops a busy worker; a sleeping one needs the signal. Closed means
+            // every worker is already gone.
+            if (stopEvent.fd().isOpen()) {
+                LOG.log(Level.ERROR, "userspace datapath: cannot wake the workers to stop", e);
+            }
+        }
+    }
+
+    /**
+     * A queue's state with {@code chains} chains taken but not used given back: the next owner
+     * of the queue takes them again. Split: last_avail_idx moves back by the chains (16-bit);
+     * packed: the position moves back by their ring slots, flipping the wrap counter at 0.
+     */
+    static QueueState giveBack(QueueState state, int chains, int slots) {
+        if (chains == 0) {
+            return state;
+        }
+        if (state.packed()) {
+            int position = state.lastAvailIdx() - slots;
+            boolean wrap = state.lastAvailWrapCounter();
+            if (position < 0) {
+                position += state.size();
+                wrap = !wrap;
+            }
+            return state.withIndices(position, wrap, state.usedIdx(), state.usedWrapCounter(), state.inuse() - chains);
+        }
+        return state.withIndices((state.lastAvailIdx() - chains) & 0xffff, false, state.usedIdx(), false,
+                state.inuse() - chains);
+    }
+
+    /** A worker ended with an exception: stop everything; tell the device when the guest is at fault. */
+    void workerFailed(QueuePairWorker worker, Throwable t) {
+        boolean guestFault = t instanceof VirtqueueException || t instanceof GuestMemoryException
+                || t instanceof BadGuestInputException;
+        int queueIndex = t instanceof VirtqueueException v ? v.queueIndex()
+                : t instanceof BadGuestInputException b ? b.queueIndex() : -1;
+        String reason = "userspace datapath, queue pair " + worker.pair() + ": " + t.getMessage();
+        if (!failure.compareAndSet(null, reason)) {
+            return; // another worker failed first and reported
+        }
+        requestStop();
+        try {
+            if (guestFault) {
+                LOG.log(Level.WARNING, "{0}", reason);
+                // Outside every lock of ours: the device may call stop() back on this thread.
+                listener.badGuestInput(queueIndex, reason);
+            } else {
+                LOG.log(Level.ERROR, "userspace datapath failed: " + reason, t);
+            }
+        } finally {
+            reported = true;
+        }
+    }
+}

@@ -1,0 +1,359 @@
+package io.vhostffm.vhost.device.userspace;
+
+import io.vhostffm.vhost.Errno;
+import io.vhostffm.vhost.FileDescriptor;
+import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.TapDevice;
+import io.vhostffm.vhost.device.BackendStart;
+import io.vhostffm.vhost.device.BackendTransfer;
+import io.vhostffm.vhost.device.DirtyLog;
+import io.vhostffm.vhost.device.NetBackend;
+import io.vhostffm.vhost.device.QueueBinding;
+import io.vhostffm.vhost.net.BackendCapabilities;
+import io.vhostffm.vhost.net.RxFilter;
+import io.vhostffm.vhost.net.TunOffloads;
+import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vring.QueueState;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * The userspace datapath as a {@link NetBackend}: {@link UserspaceDatapath} on a TAP, started,
+ * stopped and restarted by {@code NetDeviceRuntime} like the kernel's vhost-net, and the backend a
+ * device falls back to when vhost-net cannot run (no {@code /dev/vhost-net}, a failed early start
+ * in migration). Both backends take turns on the same TAP, so a live switch moves every queue from
+ * one to the other at the position {@link #stop()} reports.
+ *
+ * <ul>
+ * <li>{@link #prestart} checks the start (pairs, ring format, queue states against guest memory),
+ *     sets the TAP's offloads and attaches the enabled pairs' TAP queues; no thread runs yet.</li>
+ * <li>{@link #quickstart} starts one datapath thread per enabled pair from the final states.</li>
+ * <li>{@link #setQueuePairEnabled} restarts the datapath on the new set of pairs, from the
+ *     states the old one stopped at; the disabled pair's TAP queue is detached.</li>
+ * <li>{@link #setRxFilter}, {@link #setOffloads} and {@link #startDirtyLog} take effect at once on
+ *     the running threads (read per frame / per write).</li>
+ * </ul>
+ *
+ * <p>Capabilities: VERSION_1, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC and the offloads the TAP
+ * accepts; no RSS (no steering here). Packed rings are served once vring's packed device queue is
+ * in the build ({@code DeviceQueues} opens it); until then a packed start is refused at
+ * {@link #prestart} with {@link IllegalArgumentException}, and {@link #capabilities()} does not
+ * offer RING_PACKED.
+ *
+ * <p>Life-cycle methods are synchronized; the runtime calls them with its model lock held.
+ */
+public final class UserspaceNetBackend implements NetBackend {
+    /** The backend's name in capabilities and messages. */
+    public static final String NAME = "userspace datapath";
+    /** The TAP's virtio-net header: virtio_net_hdr_v1 (VERSION_1 devices always use 12 bytes). */
+    public static final int VNET_HEADER_SIZE = 12;
+
+    private static final int EINVAL = Errno.number("EINVAL").orElseThrow();
+    private static final int LARGE_TUN_OFFLOADS = TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6
+            | TunOffloads.TUN_F_UFO | TunOffloads.TUN_F_USO4 | TunOffloads.TUN_F_USO6;
+
+    private final TapDevice tap;
+    private final boolean ownsTap;
+    private final BackendCapabilities capabilities;
+
+    private BackendStart current;
+    private List<QueueState> states;
+    private boolean[] pairEnabled;
+    private UserspaceDatapath datapath;
+    private int tunOffloadFlags;
+    private volatile RxFilter rxFilter;
+    private volatile DirtyLog dirtyLog;
+    private boolean closed;
+
+    private UserspaceNetBackend(TapDevice tap, boolean ownsTap, int supportedTunFlags) {
+        this.tap = tap;
+        this.ownsTap = ownsTap;
+        long datapath = VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.MRG_RXBUF,
+                VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC);
+        this.capabilities = BackendCapabilities.of(NAME, datapath | TunOffloads.virtioFeaturesFor(true, supportedTunFlags));
+    }
+
+    /**
+     * A backend on {@code tap} (not owned: the caller closes it after this backend, and may hand it
+     * to the kernel backend in turn). The TAP must have {@link TapDevice#VHOST_FLAGS}; its vnet
+     * header size is set to 12.
+     */
+    public static UserspaceNetBackend open(TapDevice tap) throws IOException {
+        return open(tap, false);
+    }
+
+    /**
+     * Rebuilds a backend from a TAP handed over by another process ({@link NetBackend#transfer()},
+     * descriptors received with SCM_RIGHTS); it owns the rebuilt TAP. A {@code NetBackendFactory}.
+     */
+    public static UserspaceNetBackend fromTransfer(BackendTransfer received) throws IOException {
+        if (!BackendTransfer.KIND_TAP.equals(received.kind())) {
+            received.fds().forEach(FileDescriptor::close);
+            throw new IllegalArgumentException("the userspace datapath runs on a TAP, not on a " + received.kind());
+        }
+        TapDevice tap = TapDevice.fromQueues(received.name(), received.fds());
+        try {
+            return open(tap, true);
+        } catch (IOException | RuntimeException e) {
+            tap.close();
+            throw e;
+        }
+    }
+
+    private static UserspaceNetBackend open(TapDevice tap, boolean ownsTap) throws IOException {
+        if (!tap.flags().containsAll(TapDevice.VHOST_FLAGS)) {
+            throw new IllegalArgumentException(tap + " lacks " + TapDevice.VHOST_FLAGS + " (has " + tap.flags() + ")");
+        }
+        tap.setVnetHeaderSize(VNET_HEADER_SIZE);
+        return new UserspaceNetBackend(tap, ownsTap, probeTunOffloads(tap));
+    }
+
+    /** The TUN_F_* flags this kernel's TAP accepts, the optional groups tried one at a time. */
+    private static int probeTunOffloads(TapDevice tap) throws NativeCallException {
+        int supported = 0;
+        int[] groups = {TunOffloads.TUN_F_CSUM,
+                TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6 | TunOffloads.TUN_F_TSO_ECN,
+                TunOffloads.TUN_F_UFO, TunOffloads.TUN_F_USO4 | TunOffloads.TUN_F_USO6};
+        for (int group : groups) {
+            try {
+                tap.setOffloadFlags(TunOffloads.TUN_F_CSUM | supported | group);
+                supported |= group;
+            } catch (NativeCallException refused) {
+                // EINVAL: this kernel's TAP does not know the flag
+            }
+        }
+        tap.setOffloadFlags(0);
+        return supported;
+    }
+
+    @Override
+    public BackendCapabilities capabilities() {
+        return capabilities;
+    }
+
+    @Override
+    public int maxQueuePairs() {
+        return tap.queues().size();
+    }
+
+    /** The TAP this backend runs on. */
+    public TapDevice tap() {
+        return tap;
+    }
+
+    @Override
+    public synchronized void prestart(BackendStart start) throws IOException {
+        Objects.requireNonNull(start, "start");
+        checkOpen();
+        if (datapath != null || current != null) {
+            throw new IllegalStateException(NAME + " on " + tap.name() + " is already started; stop it first");
+        }
+        if (start.pairs() > maxQueuePairs()) {
+            throw new IllegalArgumentException(NAME + " on " + tap.name() + " serves " + maxQueuePairs()
+                    + " queue pair(s), the start has " + start.pairs());
+        }
+        for (QueueBinding q : start.queues()) {
+            if (q.state().packed()) {
+                throw new IllegalArgumentException("virtqueue " + q.index() + ": packed rings are not available in this"
+                        + " build of the " + NAME + " (vring's packed device queue is missing)");
+            }
+            q.state().validate(q.index(), start.memory());
+        }
+        boolean[] enabled = new boolean[start.pairs()];
+        for (int p = 0; p < enabled.length; p++) {
+            enabled[p] = p < start.activePairs();
+        }
+        tap.setOffloadFlags(start.tunOffloadFlags());
+        for (int p = 0; p < enabled.length; p++) {
+            setTapQueueAttached(p, enabled[p]);
+        }
+        tunOffloadFlags = start.tunOffloadFlags();
+        if (start.dirtyLog() != null) {
+            dirtyLog = start.dirtyLog();
+        }
+        pairEnabled = enabled;
+        states = start.queues().stream().map(QueueBinding::state).toList();
+        current = start;
+    }
+
+    @Override
+    public synchronized void quickstart(List<QueueState> finalStates) throws IOException {
+        checkOpen();
+        if (current == null) {
+            throw new IllegalStateException(NAME + " on " + tap.name() + " is not prestarted");
+        }
+        if (datapath != null) {
+            throw new IllegalStateException(NAME + " on " + tap.name() + " is already running");
+        }
+        if (finalStates.size() != current.queues().size()) {
+            current = null;
+            throw new IllegalArgumentException(finalStates.size() + " final states for " + states.size() + " queues");
+        }
+        states = List.copyOf(finalStates);
+        try {
+            launch();
+        } catch (IOException | RuntimeException e) {
+            current = null;
+            throw e;
+        }
+    }
+
+    /** Starts the datapath threads on the enabled pairs from {@link #states}. */
+    private void launch() throws IOException {
+        List<QueuePairConfig> pairs = new ArrayList<>();
+        for (int p = 0; p < pairEnabled.length; p++) {
+            if (pairEnabled[p]) {
+                QueueBinding rx = current.queues().get(2 * p);
+                QueueBinding tx = current.queues().get(2 * p + 1);
+                pairs.add(new QueuePairConfig(p, states.get(2 * p), states.get(2 * p + 1), rx.kick(), rx.call(),
+                        tx.kick(), tx.call(), tap.queue(p)));
+            }
+        }
+        if (pairs.isEmpty()) {
+            return;
+        }
+        boolean mergeable = (current.ackedFeatures() & VirtioNetFeature.MRG_RXBUF.mask()) != 0;
+        var settings = new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
+                UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
+        datapath = UserspaceDatapath.start(current.memory(), pairs, settings);
+        datapath.setLargeReceiveFrames((tunOffloadFlags & LARGE_TUN_OFFLOADS) != 0);
+    }
+
+    /** The TAP's MTU as the kernel has it now (sysfs). */
+    private int tapMtu() throws IOException {
+        return Integer.parseInt(Files.readString(Path.of("/sys/class/net", tap.name(), "mtu")).trim());
+    }
+
+    @Override
+    public synchronized boolean isRunning() {
+        return current != null && datapath != null && datapath.isRunning();
+    }
+
+    /**
+     * Stops the datapath threads (each finishes the frame in hand; chains taken and not used are
+     * given back) and returns every queue's state in the start's order; disabled pairs keep the
+     * state they were set up with.
+     */
+    @Override
+    public synchronized List<QueueState> stop() {
+        if (current == null) {
+            throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
+        }
+        collect();
+        current = null;
+        return states;
+    }
+
+    /** Stops the running datapath, if any, and merges its queues' states into {@link #states}. */
+    private void collect() {
+        if (datapath == null) {
+            return;
+        }
+        List<QueueState> served = datapath.stop();
+        List<QueueState> merged = new ArrayList<>(states);
+        int i = 0;
+        for (int p = 0; p < pairEnabled.length; p++) {
+            if (pairEnabled[p]) {
+                merged.set(2 * p, served.get(i++));
+                merged.set(2 * p + 1, served.get(i++));
+            }
+        }
+        states = List.copyOf(merged);
+        datapath = null;
+    }
+
+    @Override
+    public synchronized void setQueuePairEnabled(int pair, boolean enabled) throws IOException {
+        Objects.checkIndex(pair, maxQueuePairs());
+        if (current == null || pair >= pairEnabled.length || pairEnabled[pair] == enabled) {
+            return; // not set up: the next start decides from its activePairs
+        }
+        boolean running = datapath != null;
+        collect();
+        pairEnabled[pair] = enabled;
+        setTapQueueAttached(pair, enabled);
+        if (running) {
+            launch();
+        }
+    }
+
+    private void setTapQueueAttached(int pair, boolean attached) throws NativeCallException {
+        if (tap.queues().size() == 1) {
+            return; // a single-queue TAP cannot detach; it has only pair 0, always enabled
+        }
+        try {
+            if (attached) {
+                tap.attachQueue(pair);
+            } else {
+                tap.detachQueue(pair);
+            }
+        } catch (NativeCallException e) {
+            // EINVAL: already in that state (the other backend may have left it so)
+            if (e.errno() != EINVAL) {
+                throw e;
+            }
+        }
+    }
+
+    @Override
+    public synchronized void setOffloads(int flags) throws IOException {
+        tap.setOffloadFlags(flags);
+        tunOffloadFlags = flags;
+        if (datapath != null) {
+            datapath.setLargeReceiveFrames((flags & LARGE_TUN_OFFLOADS) != 0);
+        }
+    }
+
+    @Override
+    public void setRxFilter(RxFilter filter) {
+        rxFilter = filter;
+    }
+
+    @Override
+    public void startDirtyLog(DirtyLog log) {
+        dirtyLog = Objects.requireNonNull(log, "log");
+    }
+
+    @Override
+    public void stopDirtyLog() {
+        dirtyLog = null;
+    }
+
+    /** The counters of the running datapath (zeros when none runs). */
+    public synchronized QueuePairStats stats() {
+        return datapath == null ? new QueuePairStats(0, 0, 0, 0, 0, 0, 0) : datapath.stats();
+    }
+
+    @Override
+    public BackendTransfer transfer() {
+        return new BackendTransfer(BackendTransfer.KIND_TAP, tap.name(), VNET_HEADER_SIZE, tap.queues());
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        collect();
+        current = null;
+        if (ownsTap) {
+            tap.close();
+        }
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException(NAME + " on " + tap.name() + " is closed");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return NAME + " on " + tap.name();
+    }
+}
