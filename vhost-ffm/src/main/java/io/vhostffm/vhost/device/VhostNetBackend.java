@@ -68,7 +68,8 @@ public final class VhostNetBackend implements NetBackend {
     private static final long LOG_ALL = 1L << VirtioFeature.LOG_ALL.bit();
     /** Bit 27: with it vhost would add/strip the header itself; the TAP does that here. */
     private static final long VHOST_NET_F_VIRTIO_NET_HDR = 1L << 27;
-    private static final VarHandle U16 = ValueLayout.JAVA_SHORT_UNALIGNED.varHandle();
+    /** used.idx is 2-aligned (the used ring is 4-aligned): an aligned handle, which has acquire access. */
+    private static final VarHandle U16 = ValueLayout.JAVA_SHORT.varHandle();
 
     private final TapDevice tap;
     private final boolean ownsTap;

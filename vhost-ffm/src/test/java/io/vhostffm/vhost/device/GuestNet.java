@@ -213,8 +213,7 @@ final class GuestNet implements AutoCloseable {
     }
 
     /** Gives a used rx buffer back to the device. */
-    void repostRx(int pair, int head) {
-        long address = rxAddressByHead[pair][head];
+    void repostRxAt(int pair, long address) {
         int again = rx(pair).add(new long[] {address}, new int[] {RX_BUFFER}, 0, 1);
         assertTrue(again >= 0);
         rxAddressByHead[pair][again] = address;
@@ -376,6 +375,7 @@ final class GuestNet implements AutoCloseable {
     final class RxAssembler {
         private final int[] ids = new int[QUEUE_SIZE];
         private final int[] lens = new int[QUEUE_SIZE];
+        private final long[] addresses = new long[QUEUE_SIZE];
         private final java.io.ByteArrayOutputStream[] partial = new java.io.ByteArrayOutputStream[pairs];
         private final byte[][] header = new byte[pairs][];
         private final int[] remaining = new int[pairs];
@@ -387,8 +387,13 @@ final class GuestNet implements AutoCloseable {
             int frames = 0;
             for (int p = 0; p < pairs; p++) {
                 int n = rx(p).collectUsed(ids, lens, QUEUE_SIZE);
+                // Addresses first: reposting below reuses heads (the free list is LIFO) and
+                // rewrites rxAddressByHead for heads not read yet.
                 for (int i = 0; i < n; i++) {
-                    long address = rxAddressByHead[p][ids[i]];
+                    addresses[i] = rxAddressByHead[p][ids[i]];
+                }
+                for (int i = 0; i < n; i++) {
+                    long address = addresses[i];
                     byte[] data = memory.slice(address, lens[i]).toArray(JAVA_BYTE);
                     if (remaining[p] == 0) {
                         if (lens[i] < HEADER) {
@@ -407,7 +412,7 @@ final class GuestNet implements AutoCloseable {
                         partial[p].write(data, 0, data.length);
                     }
                     buffers[p].add(new long[] {address, lens[i]});
-                    repostRx(p, ids[i]);
+                    repostRxAt(p, address);
                     if (--remaining[p] == 0) {
                         out.add(new Received(p, header[p], partial[p].toByteArray(), buffers[p]));
                         frames++;
