@@ -139,7 +139,7 @@ public final class FakeGuest {
         }
         FakeGuest guest = new FakeGuest(memory, pairs, device, queues, state.nextTxSeq().clone());
         for (int p = 0; p < pairs; p++) {
-            for (long seq : state.received().get(p)) {
+            for (long seq : state.received().get(p).seqs()) {
                 guest.received.get(p).add(seq);
             }
         }
@@ -179,9 +179,9 @@ public final class FakeGuest {
         for (SplitDriverQueue q : queues) {
             states.add(q.saveState());
         }
-        List<long[]> rx = new ArrayList<>();
+        List<GuestState.Received> rx = new ArrayList<>();
         for (List<Long> r : received) {
-            rx.add(r.stream().mapToLong(Long::longValue).toArray());
+            rx.add(new GuestState.Received(r.stream().mapToLong(Long::longValue).toArray()));
         }
         return new GuestState(states, nextTxSeq.clone(), rx);
     }

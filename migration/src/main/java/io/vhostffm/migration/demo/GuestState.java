@@ -12,4 +12,8 @@ import java.util.List;
  * @param nextTxSeq per pair, the sequence number of the next frame to transmit
  * @param received per pair, the sequence numbers received so far, in arrival order
  */
-public record GuestState(List<DriverState> queues, long[] nextTxSeq, List<long[]> received) {}
+public record GuestState(List<DriverState> queues, long[] nextTxSeq, List<Received> received) {
+
+    /** The sequence numbers one pair's stream delivered, in arrival order. */
+    public record Received(long[] seqs) {}
+}

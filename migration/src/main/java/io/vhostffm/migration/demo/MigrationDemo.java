@@ -177,7 +177,7 @@ public final class MigrationDemo {
                     long toGuest = 0;
                     long fromGuest = 0;
                     for (int p = 0; p < pairs; p++) {
-                        long[] got = after.received().get(p);
+                        long[] got = after.received().get(p).seqs();
                         List<Long> rx = new ArrayList<>();
                         for (long g : got) {
                             rx.add(g);

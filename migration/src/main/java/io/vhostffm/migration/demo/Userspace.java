@@ -2,14 +2,15 @@ package io.vhostffm.migration.demo;
 
 import io.vhostffm.vhost.TapDevice;
 import io.vhostffm.vhost.device.NetBackend;
+import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
 import java.io.IOException;
 
-/** Opens the userspace datapath on a TAP, where this build has one as a {@link NetBackend}. */
+/** Opens the userspace datapath on a TAP (not owned). */
 final class Userspace {
     private Userspace() {}
 
-    /** The userspace backend on {@code tap}, or null when this build has none. */
+    /** The userspace backend on {@code tap}. */
     static NetBackend open(TapDevice tap) throws IOException {
-        return null;
+        return UserspaceNetBackend.open(tap);
     }
 }
