@@ -40,7 +40,7 @@ public final class MigrationDemo {
      *
      * @param pairs queue pairs
      * @param frames frames per direction and pair before and after the migration
-     * @param precopyDelta whether the guest changes the device (promiscuous mode on) during precopy
+     * @param precopyDelta whether the guest changes the device (promiscuous mode off) during precopy
      * @param switchoverDelta whether the guest changes it (a VLAN) right before it pauses, so the
      *     stop-and-copy carries a delta
      */
@@ -95,10 +95,9 @@ public final class MigrationDemo {
         Path socketPath = dir.resolve("migration.sock");
         Path childLog = dir.resolve("destination.log");
         try (MemfdGuestMemory memory = DemoDevice.memory();
-                TapDevice tap = TapDevice.create("vffmdemo%d", pairs, TapDevice.VHOST_FLAGS);
+                TapDevice tap = upTap(pairs);
                 Backends backends = Backends.open(tap);
                 Wire wire = new Wire(tap.name(), pairs)) {
-            tap.setLinkUp(true);
             out.println("source: TAP " + tap.name() + ", " + pairs + " queue pair(s)");
             out.println("source: datapath: " + backends.description());
             try (NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory,
@@ -123,11 +122,13 @@ public final class MigrationDemo {
                     LocalMigration.Source source = new LocalMigration.Source(socket, device, memory, backends.primary(), guest);
                     out.println("source: memfds and TAP fds sent with SCM_RIGHTS; setup state sent; precopy");
                     if (s.precopyDelta()) {
-                        guest.setPromiscuous(true); // a control command while the guest runs: a precopy delta
+                        guest.setPromiscuous(false); // a control command while the guest runs (promiscuous after reset): a precopy delta
                         source.migration().drainPrecopy();
                     }
                     if (s.switchoverDelta()) {
-                        guest.addVlan(42); // right before the pause: the stop-and-copy carries it
+                        // Changed with precopy deltas off (as the QEMU RFC does): the stop-and-copy finds and carries it.
+                        source.migration().setPrecopyDeltas(false);
+                        guest.addVlan(42);
                     }
                     // Frames in flight at the pause: made available, not yet taken or not yet used.
                     for (int p = 0; p < pairs; p++) {
@@ -205,6 +206,18 @@ public final class MigrationDemo {
             Files.deleteIfExists(socketPath);
             Files.deleteIfExists(childLog);
             Files.deleteIfExists(dir);
+        }
+    }
+
+    /** A fresh TAP, link up before anything binds to it. */
+    private static TapDevice upTap(int pairs) throws java.io.IOException {
+        TapDevice tap = TapDevice.create("vffmdemo%d", pairs, TapDevice.VHOST_FLAGS);
+        try {
+            tap.setLinkUp(true);
+            return tap;
+        } catch (java.io.IOException | RuntimeException e) {
+            tap.close();
+            throw e;
         }
     }
 

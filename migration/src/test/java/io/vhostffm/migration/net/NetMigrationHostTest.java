@@ -107,7 +107,7 @@ class NetMigrationHostTest {
                 Arguments.of("unknown flag on the manifest", 10L, 0x40),
                 Arguments.of("length beyond the limit", 12L, 0x7f),
                 Arguments.of("bad checksum in the manifest", 20L, 0x01),
-                Arguments.of("bad checksum in the setup state", 200L, 0x80),
+                Arguments.of("a damaged frame header in the setup", 200L, 0x80),
                 Arguments.of("bad checksum further in the setup state", 900L, 0x10));
     }
 
