@@ -378,10 +378,19 @@ public final class VhostNetBackend implements NetBackend {
         if (tapAttached[pair] == attached || tap.queues().size() == 1) {
             return; // a single-queue TAP cannot detach; it has only pair 0, always enabled
         }
-        if (attached) {
-            tap.attachQueue(pair);
-        } else {
-            tap.detachQueue(pair);
+        try {
+            if (attached) {
+                tap.attachQueue(pair);
+            } else {
+                tap.detachQueue(pair);
+            }
+        } catch (NativeCallException e) {
+            // tun_set_queue answers EINVAL when the queue is already in the asked state. A TAP
+            // handed over by another process (migration) arrives with its queues attached or
+            // detached as that process left them, which this backend cannot know beforehand.
+            if (!"EINVAL".equals(e.errnoSymbol())) {
+                throw e;
+            }
         }
         tapAttached[pair] = attached;
     }
