@@ -37,7 +37,7 @@ public final class LocalMigration {
         private final UnixSocket socket;
         private final UnixSocketChannel channel;
         private final NetDeviceRuntime device;
-        private final FakeGuest guest;
+        private FakeGuest guest;
         private final NetMigrationSource migration;
         private GuestState paused;
         private List<Integer> switchoverSections;
@@ -153,6 +153,14 @@ public final class LocalMigration {
             DestinationFigures figures = Messages.receive(channel, DestinationFigures.class);
             Messages.send(channel, GuestState.class, paused); // the vCPU state, as it were
             return figures;
+        }
+
+        /** The guest driving the device now (a guest that rebooted during precopy is a new object). */
+        public void setGuest(FakeGuest now) {
+            this.guest = now;
+            if (dirtyLog != null) {
+                now.setDirtyLog(dirtyLog);
+            }
         }
 
         /** The guest's state when it paused. */

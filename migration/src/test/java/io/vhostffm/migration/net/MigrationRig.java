@@ -169,6 +169,7 @@ final class MigrationRig implements AutoCloseable {
             }
             LocalMigration.Destination destination = built.get(60, TimeUnit.SECONDS);
             beforePause.run(guest);
+            source.setGuest(guest); // the action may have rebooted the guest
             for (int p = 0; p < activePairs; p++) {
                 guest.transmit(p, 16); // in flight at the pause
             }
