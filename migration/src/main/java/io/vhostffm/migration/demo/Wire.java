@@ -26,16 +26,17 @@ public final class Wire implements AutoCloseable {
     private final long[] nextToGuest;
     private long foreign;
 
-    /** Binds to {@code tapName}; quiets the host's IPv6 chatter on it (router solicitations, MLD). */
+    /** Frames the TAP may hold for the guest (its tx_queue_len; the kernel's default is 1000). */
+    public static final int TAP_QUEUE = 8192;
+
+    /**
+     * Binds to {@code tapName}; quiets the host's IPv6 chatter on it (router solicitations, MLD),
+     * and lets the TAP queue {@value #TAP_QUEUE} frames for the guest, so that a burst sent while
+     * the guest is paused (or migrating) waits in the TAP instead of being dropped by the host.
+     */
     public Wire(String tapName, int pairs) throws NativeCallException {
-        Path knob = Path.of("/proc/sys/net/ipv6/conf", tapName, "disable_ipv6");
-        try {
-            if (Files.exists(knob)) {
-                Files.writeString(knob, "1");
-            }
-        } catch (java.io.IOException ignored) {
-            // foreign frames are counted and skipped anyway
-        }
+        write(Path.of("/proc/sys/net/ipv6/conf", tapName, "disable_ipv6"), "1");
+        write(Path.of("/sys/class/net", tapName, "tx_queue_len"), Integer.toString(TAP_QUEUE));
         this.socket = PacketSocket.bind(tapName);
         socket.setReceiveBuffer(8 << 20);
         this.nextToGuest = new long[pairs];
@@ -52,6 +53,16 @@ public final class Wire implements AutoCloseable {
         for (int i = 0; i < count; i++) {
             FakeGuest.writeFrame(sendBuffer, new byte[] {-1, -1, -1, -1, -1, -1}, new byte[] {0x02, 0, 0, 0, 0, 0x01}, pair, nextToGuest[pair]++);
             socket.send(sendBuffer);
+        }
+    }
+
+    private static void write(Path knob, String value) {
+        try {
+            if (Files.exists(knob)) {
+                Files.writeString(knob, value);
+            }
+        } catch (java.io.IOException ignored) {
+            // best effort: foreign frames are skipped anyway, and tests send within the default queue
         }
     }
 
