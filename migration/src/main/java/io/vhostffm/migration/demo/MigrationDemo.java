@@ -103,6 +103,9 @@ public final class MigrationDemo {
             try (NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory,
                     backends.primary())) {
                 FakeGuest guest = FakeGuest.boot(memory, device, pairs);
+                if (pairs > 1 && guest.setQueuePairs(pairs) != 0) { // a driver starts with one pair active
+                    throw new IllegalStateException("VQ_PAIRS_SET " + pairs + " refused");
+                }
                 long[] tx1 = filled(pairs, s.frames());
                 for (int p = 0; p < pairs; p++) {
                     wire.sendToGuest(p, s.frames());
