@@ -311,9 +311,38 @@ public final class NetMigrationDestination {
         }
         fallbackReason = reason;
         device.switchBackend(fallback);
-        device.startDatapath(fin);
+        device.startDatapath(afterFailedStart(fin));
         path = SwitchoverPath.FALLBACK;
     }
+
+    /**
+     * The final states, corrected by what a primary that failed half-way did: a quickstart that
+     * bound the rx queue before failing on the tx queue let the kernel move frames for a moment,
+     * writing used entries past the final indices. Those deliveries are real (the guest sees
+     * them), so the fallback starts where the used ring in guest memory says, as QEMU does after
+     * a vhost failure (last_avail_idx := used_idx). Split rings only: their used index is in
+     * guest memory.
+     */
+    private DatapathState afterFailedStart(DatapathState fin) {
+        List<QueueState> data = new ArrayList<>();
+        for (QueueState q : fin.dataQueues()) {
+            data.add(q.packed() ? q : advancedToUsedRing(q));
+        }
+        return new DatapathState(data, fin.controlQueue(), fin.controlQueueIndex());
+    }
+
+    private QueueState advancedToUsedRing(QueueState q) {
+        // Acquire: pairs with the kernel's release of used.idx after its used elements; the
+        // kernel's worker is stopped by now (the failed start unbound the backend).
+        int used = Short.toUnsignedInt((short) USED_IDX.getAcquire(device.memory().slice(q.deviceAreaAddress(), 4), 2L));
+        int ahead = (used - q.usedIdx()) & 0xffff;
+        if (ahead == 0 || ahead > q.size()) {
+            return q; // nothing moved (or not a plausible move: keep the source's word)
+        }
+        return q.withIndices(used, false, used, false, 0);
+    }
+
+    private static final java.lang.invoke.VarHandle USED_IDX = java.lang.foreign.ValueLayout.JAVA_SHORT.varHandle();
 
     /**
      * Every queue's final state: the layout with the final indices. A queue with chains in flight
