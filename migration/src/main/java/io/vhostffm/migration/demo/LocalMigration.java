@@ -43,6 +43,7 @@ public final class LocalMigration {
         private List<Integer> switchoverSections;
         private final RamPrecopy.Source ram;
         private final DirtyLog dirtyLog;
+        private long ramFinalPassNanos = -1;
 
         /**
          * Hands the memory and the backend's endpoint over, and sends the setup state.
@@ -101,6 +102,14 @@ public final class LocalMigration {
             return ram == null ? 0 : ram.iterate(maxRounds, smallEnough);
         }
 
+        /**
+         * ns of the final RAM pass inside the stop-and-copy (-1: none). The core's report counts
+         * it in the backend stop, the hook it runs in.
+         */
+        public long ramFinalPassNanos() {
+            return ramFinalPassNanos;
+        }
+
         /** The RAM precopy's sender, or null when memory is shared. */
         public RamPrecopy.Source ram() {
             return ram;
@@ -126,7 +135,9 @@ public final class LocalMigration {
             switchoverSections = migration.stopAndCopy(() -> {
                 if (ram != null) {
                     try {
+                        long t = System.nanoTime();
                         ram.finalPass(); // the datapath is stopped and the guest paused: nothing writes any more
+                        ramFinalPassNanos = System.nanoTime() - t;
                     } catch (IOException e) {
                         throw new java.io.UncheckedIOException(e);
                     }

@@ -43,8 +43,10 @@ public final class MigrationDemo {
      * @param precopyDelta whether the guest changes the device (promiscuous mode off) during precopy
      * @param switchoverDelta whether the guest changes it (a VLAN) right before it pauses, so the
      *     stop-and-copy carries a delta
+     * @param copyRam as between two hosts: guest memory is not shared but copied by dirty-log
+     *     RAM precopy on a second connection
      */
-    public record Settings(int pairs, int frames, boolean precopyDelta, boolean switchoverDelta) {}
+    public record Settings(int pairs, int frames, boolean precopyDelta, boolean switchoverDelta, boolean copyRam) {}
 
     /**
      * What happened.
@@ -67,24 +69,26 @@ public final class MigrationDemo {
 
     public static void main(String[] args) throws Exception {
         if (args.length >= 2 && args[0].equals("--destination")) {
-            destination(Path.of(args[1]));
+            destination(Path.of(args[1]), args.length > 2 && args[2].equals("--copy-ram"));
             return;
         }
         int pairs = 1;
         int frames = 2000;
         boolean delta = false;
+        boolean copyRam = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--pairs" -> pairs = Integer.parseInt(args[++i]);
                 case "--frames" -> frames = Integer.parseInt(args[++i]);
                 case "--delta" -> delta = true;
+                case "--copy-ram" -> copyRam = true;
                 default -> {
-                    System.err.println("usage: bin/demo [--pairs N] [--frames N] [--delta]");
+                    System.err.println("usage: bin/demo [--pairs N] [--frames N] [--delta] [--copy-ram]");
                     System.exit(2);
                 }
             }
         }
-        Result r = run(new Settings(pairs, frames, delta, delta), System.out);
+        Result r = run(new Settings(pairs, frames, delta, delta, copyRam), System.out);
         System.exit(r.ok() ? 0 : 1);
     }
 
@@ -117,13 +121,31 @@ public final class MigrationDemo {
 
                 Process child;
                 UnixSocket socket;
+                UnixSocket ramSocket = null;
                 try (UnixSocketListener listener = UnixSocketListener.bind(socketPath)) {
-                    child = spawnDestination(socketPath, childLog);
+                    child = spawnDestination(socketPath, childLog, s.copyRam());
                     socket = listener.accept();
+                    if (s.copyRam()) {
+                        ramSocket = listener.accept();
+                    }
                 }
-                try (socket) {
-                    LocalMigration.Source source = new LocalMigration.Source(socket, device, memory, backends.primary(), guest);
-                    out.println("source: memfds and TAP fds sent with SCM_RIGHTS; setup state sent; precopy");
+                try (socket; UnixSocket ram = ramSocket) {
+                    LocalMigration.Source source = new LocalMigration.Source(socket, ram, device, memory,
+                            backends.primary(), guest, java.util.function.UnaryOperator.identity());
+                    if (ram == null) {
+                        out.println("source: memfds and TAP fds sent with SCM_RIGHTS; setup state sent; precopy");
+                    } else {
+                        Traffic.run(guest, wire, plus(guest, pairs, s.frames() / 4), plusWire(wire, pairs, s.frames() / 4),
+                                Duration.ofSeconds(60)); // the guest and the datapath dirty pages meanwhile
+                        long last = source.ramPrecopy(5, 16);
+                        before = 0;
+                        for (int p = 0; p < pairs; p++) {
+                            before += guest.transmitted(p) + wire.sentToGuest(p);
+                        }
+                        out.println("source: TAP fds sent with SCM_RIGHTS; guest RAM copied (round 0 and dirty rounds: "
+                                + source.ram().pagesSent() + " pages, " + source.ram().rounds() + " rounds, last " + last
+                                + " pages); setup state sent; precopy");
+                    }
                     if (s.precopyDelta()) {
                         guest.setPromiscuous(false); // a control command while the guest runs (promiscuous after reset): a precopy delta
                         source.migration().drainPrecopy();
@@ -147,6 +169,10 @@ public final class MigrationDemo {
                             throw new IllegalStateException(e);
                         }
                     });
+                    if (source.ram() != null) {
+                        out.println("source: final RAM pass at stop-and-copy: " + source.ramFinalPassNanos() + " ns; "
+                                + source.ram().pagesSent() + " pages in all, " + source.ram().bytesSent() + " bytes");
+                    }
                     out.println("source: guest paused; stop-and-copy sent " + (sent.isEmpty()
                             ? "only the final queue indices (no delta)" : "sections " + sent + " and the indices"));
                     DestinationFigures figures;
@@ -224,6 +250,25 @@ public final class MigrationDemo {
         }
     }
 
+    /** Transmit targets: {@code more} frames more per pair. */
+    private static long[] plus(FakeGuest guest, int pairs, long more) {
+        long[] t = new long[pairs];
+        for (int p = 0; p < pairs; p++) {
+            t[p] = guest.transmitted(p) + more;
+        }
+        return t;
+    }
+
+    /** Receive targets after sending {@code more} frames more per stream. */
+    private static long[] plusWire(Wire wire, int pairs, int more) throws java.io.IOException {
+        long[] t = new long[pairs];
+        for (int p = 0; p < pairs; p++) {
+            wire.sendToGuest(p, more);
+            t[p] = wire.sentToGuest(p);
+        }
+        return t;
+    }
+
     private static void addIfProblem(List<String> problems, String problem) {
         if (problem != null) {
             problems.add(problem);
@@ -250,7 +295,7 @@ public final class MigrationDemo {
     }
 
     /** Starts this class as the destination in a child JVM with this JVM's java and class/module path. */
-    static Process spawnDestination(Path socket, Path log) throws java.io.IOException {
+    static Process spawnDestination(Path socket, Path log, boolean copyRam) throws java.io.IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
         for (String property : new String[] {"jdk.module.path", "java.class.path"}) {
@@ -270,6 +315,9 @@ public final class MigrationDemo {
             command.addAll(List.of(tiered.trim().split("\\s+")));
         }
         command.addAll(List.of(MigrationDemo.class.getName(), "--destination", socket.toString()));
+        if (copyRam) {
+            command.add("--copy-ram");
+        }
         ProcessBuilder pb = new ProcessBuilder(command);
         pb.redirectErrorStream(true);
         pb.redirectOutput(log.toFile());
@@ -277,9 +325,10 @@ public final class MigrationDemo {
     }
 
     /** The child: connect, receive the device, run the guest as planned, report its state back. */
-    private static void destination(Path socketPath) throws Exception {
+    private static void destination(Path socketPath, boolean copyRam) throws Exception {
         try (UnixSocket socket = UnixSocket.connect(socketPath);
-                LocalMigration.Destination destination = new LocalMigration.Destination(socket)) {
+                UnixSocket ram = copyRam ? UnixSocket.connect(socketPath) : null;
+                LocalMigration.Destination destination = new LocalMigration.Destination(socket, ram)) {
             FakeGuest guest;
             try {
                 guest = destination.receive();

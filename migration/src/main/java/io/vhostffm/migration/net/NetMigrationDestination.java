@@ -415,9 +415,9 @@ public final class NetMigrationDestination {
         return List.copyOf(fineChanges);
     }
 
-    /** Whether the early prestart succeeded. */
+    /** Whether the early load prestarted the primary backend (false: it failed, or early start is off). */
     public synchronized boolean prestartSucceeded() {
-        return earlyDone && prestartFailure == null && (prestarted || path != null);
+        return earlyDone && prestartFailure == null;
     }
 
     /** ns spent by the switchover starting the device (after the stream was read and validated). */

@@ -11,14 +11,15 @@ import java.nio.channels.ClosedChannelException;
 
 /**
  * A blocking byte channel over a {@link UnixSocket}, so that the migration stream runs on the same
- * socket that carried the descriptors ({@link LocalHandoff}). Bytes pass through one native
- * buffer of its own; one reader and one writer thread at a time.
+ * socket that carried the descriptors ({@link LocalHandoff}). Bytes pass through two native
+ * buffers of its own (one per direction); one reader and one writer thread at a time.
  */
 public final class UnixSocketChannel implements ByteChannel {
     private static final int BUFFER = 64 * 1024;
 
     private final UnixSocket socket;
-    private final Arena arena = Arena.ofShared();
+    /** Freed by the GC once the channel is unreachable: a channel may outlive its socket's owner. */
+    private final Arena arena = Arena.ofAuto();
     private final MemorySegment readBuffer = arena.allocate(BUFFER);
     private final MemorySegment writeBuffer = arena.allocate(BUFFER);
     private volatile boolean open = true;
@@ -79,13 +80,6 @@ public final class UnixSocketChannel implements ByteChannel {
     /** Stops using the socket (the socket stays open; its owner closes it). */
     @Override
     public void close() {
-        if (open) {
-            open = false;
-            synchronized (writeBuffer) {
-                synchronized (this) {
-                    arena.close();
-                }
-            }
-        }
+        open = false;
     }
 }
