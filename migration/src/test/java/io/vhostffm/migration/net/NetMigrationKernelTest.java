@@ -229,7 +229,7 @@ class NetMigrationKernelTest {
 
     @Test
     void theDemoMigratesBetweenTwoProcessesOnKernelVhostNet() throws Exception {
-        MigrationDemo.Result r = MigrationDemo.run(new MigrationDemo.Settings(1, 300, false, false, false), System.out);
+        MigrationDemo.Result r = MigrationDemo.run(new MigrationDemo.Settings(2, 300, false, false, false), System.out);
         assertTrue(r.ok(), () -> r.problems().toString());
         assertTrue(r.datapath().startsWith("kernel vhost-net"), r.datapath());
         assertEquals("QUICKSTART", r.destination().path());
