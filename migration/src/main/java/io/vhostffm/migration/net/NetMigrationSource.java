@@ -48,9 +48,12 @@ public final class NetMigrationSource implements AutoCloseable {
     private final ExecutorService precopy;
     private final Object lock = new Object();
 
+    // Read by the change observer without the lock: the observer runs under the device's lock,
+    // and the precopy thread takes this lock before the device's (capture), so the observer must
+    // never wait for this lock.
+    private volatile boolean precopyActive;
+    private volatile boolean precopyDeltas = true;
     // guarded by lock
-    private boolean precopyActive;
-    private boolean precopyDeltas = true;
     private DatapathState stopped;
     private IOException precopyFailure;
     private int precopyDeltasSent;
@@ -111,19 +114,22 @@ public final class NetMigrationSource implements AutoCloseable {
      * QEMU RFC does); for tests and comparison. Default true.
      */
     public void setPrecopyDeltas(boolean enabled) {
-        synchronized (lock) {
-            precopyDeltas = enabled;
-        }
+        precopyDeltas = enabled;
     }
 
-    /** The model's change observer: runs under the device lock, so it only schedules the send. */
+    /**
+     * The model's change observer: runs under the device lock, so it takes no lock of ours and
+     * only schedules the send (lock order everywhere: this source's lock, then the device's).
+     */
     private void deviceChanged() {
-        synchronized (lock) {
-            if (!precopyActive || !precopyDeltas) {
-                return;
-            }
+        if (!precopyActive || !precopyDeltas) {
+            return;
         }
-        precopy.execute(this::sendPrecopyDelta);
+        try {
+            precopy.execute(this::sendPrecopyDelta);
+        } catch (java.util.concurrent.RejectedExecutionException closed) {
+            // the migration is over; nothing to send
+        }
     }
 
     private void sendPrecopyDelta() {

@@ -14,6 +14,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -22,6 +23,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * Early live migration on this host's datapath (the userspace one where /dev/vhost-net is missing),
  * real TAP, real memfds, real sockets; only the guest is fake.
  */
+// A hang (a blocked socket read) fails the one test instead of the whole suite.
+@Timeout(value = 3, unit = java.util.concurrent.TimeUnit.MINUTES, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
 class NetMigrationHostTest {
 
     private static long openFds() throws IOException {
@@ -76,6 +79,22 @@ class NetMigrationHostTest {
             assertFalse(atSwitchover.switchoverSections().isEmpty());
             assertTrue(atSwitchover.figures().fineChanges().contains("virtio-net.queuePairs"),
                     atSwitchover.figures().fineChanges()::toString);
+            rig.traffic(50);
+            rig.assertEveryFrameExactlyOnceInOrder();
+        }
+    }
+
+    @Test
+    void aGuestThatRebootsWithOtherFeaturesDuringPrecopyIsAFullReload() throws Exception {
+        try (MigrationRig rig = MigrationRig.boot(1)) {
+            rig.traffic(50);
+            MigrationRig.Migrated m = rig.migrate(d -> {},
+                    g -> rig.rebootGuest(io.vhostffm.migration.demo.FakeGuest.WANTED
+                            & ~io.vhostffm.vhost.net.VirtioNetFeature.EVENT_IDX.mask()));
+            assertEquals("FULL_RELOAD", m.figures().path());
+            assertTrue(m.figures().fullReloadReasons().stream().anyMatch(r -> r.startsWith("virtio.ackedFeatures")),
+                    m.figures().fullReloadReasons()::toString);
+            assertTrue(m.report().precopyDeltaMessages() >= 1);
             rig.traffic(50);
             rig.assertEveryFrameExactlyOnceInOrder();
         }

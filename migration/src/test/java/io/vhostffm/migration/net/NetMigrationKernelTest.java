@@ -18,6 +18,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -27,6 +28,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  * real TAP traffic. Fails (never skips) where /dev/vhost-net does not open: run it in the VM
  * bench ({@code bin/kernel-bench}).
  */
+// A hang (a blocked socket read) fails the one test instead of the whole suite.
+@Timeout(value = 6, unit = java.util.concurrent.TimeUnit.MINUTES, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
 @Tag("kernel")
 class NetMigrationKernelTest {
     private static final List<String> QUICKSTART_IOCTLS = List.of("VHOST_SET_VRING_BASE", "VHOST_NET_SET_BACKEND");
