@@ -5,6 +5,8 @@
 #   probe.args  java argument file running io.vhostffm.vhost.tools.Probe (absent: not built yet)
 #   suite.args  java argument file running the JUnit console launcher over the kernel-tagged tests
 # Writes probe-exit and suite-exit into RESULTS_DIR; exits non-zero when either failed.
+# Java's stdin is /dev/null: on the VM's serial console (a terminal without a controlling tty)
+# the launcher would otherwise run stty against /dev/tty, fail, and say so.
 set -u
 export HOME=/tmp LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd /tmp || exit 1
@@ -14,7 +16,7 @@ echo "== $(uname -sr): $(ls -l /dev/vhost-net 2>&1)"
 probe=0
 if [ -r "$RESULTS_DIR/probe.args" ]; then
     echo "== probe (io.vhostffm.vhost.tools.Probe)"
-    "$JAVA" "@$RESULTS_DIR/probe.args"
+    "$JAVA" "@$RESULTS_DIR/probe.args" < /dev/null
     probe=$?
     echo "$probe" > "$RESULTS_DIR/probe-exit"
     [ "$probe" = 0 ] || echo "== probe FAILED with exit status $probe"
@@ -23,7 +25,7 @@ else
 fi
 
 echo "== kernel-tagged tests (JUnit console launcher)"
-"$JAVA" "@$RESULTS_DIR/suite.args"
+"$JAVA" "@$RESULTS_DIR/suite.args" < /dev/null
 suite=$?
 echo "$suite" > "$RESULTS_DIR/suite-exit"
 

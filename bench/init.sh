@@ -37,7 +37,10 @@ set -a
 set +a
 uname -r > /results/kernel-release
 
-mount -t 9p -o "$NINEP_OPTS,ro" hostroot /newroot || fail "mounting the host root"
+# cache=loose: the guest's page cache keeps what it read of the host root (the JDK, the jars),
+# instead of one 9p round trip per read(); under TCG that halves the JVM's start. Safe because the
+# share is read-only and the files the suite reads do not change while it runs.
+mount -t 9p -o "$NINEP_OPTS,ro,cache=loose" hostroot /newroot || fail "mounting the host root"
 # The host root is read-only: give the chroot fresh kernel filesystems and writable scratch space.
 mount -t devtmpfs devtmpfs /newroot/dev || fail "mounting /dev"
 mkdir -p /newroot/dev/pts /newroot/dev/shm

@@ -84,7 +84,6 @@ public final class VhostNetBackend implements NetBackend {
     private BackendStart current;       // non-null while prestarted or running
     private boolean running;
     private final boolean[] pairEnabled;
-    private final boolean[] tapAttached;
     private final boolean[] bound;      // per pair: NET_SET_BACKEND done on both queues
     private DirtyLog dirtyLog;
     private int tunOffloadFlags;
@@ -103,9 +102,7 @@ public final class VhostNetBackend implements NetBackend {
         this.capabilities = BackendCapabilities.of(NAME, datapath | TunOffloads.virtioFeaturesFor(true, supportedTunFlags));
         int pairs = vhosts.size();
         this.pairEnabled = new boolean[pairs];
-        this.tapAttached = new boolean[pairs];
         this.bound = new boolean[pairs];
-        java.util.Arrays.fill(tapAttached, true);
         this.errors = new EventFd[2 * pairs];
         EventFd wake = null;
         try {
@@ -172,28 +169,21 @@ public final class VhostNetBackend implements NetBackend {
                 }
             }
             tap.setVnetHeaderSize(VNET_HEADER_SIZE);
-            return new VhostNetBackend(tap, ownsTap, opened, features, probeTunOffloads(tap));
+            return new VhostNetBackend(tap, ownsTap, opened, features, CLAIMED_TUN_OFFLOADS);
         } catch (IOException | RuntimeException e) {
             opened.forEach(VhostNet::close);
             throw e;
         }
     }
 
-    /** The TUN_F_* flags this kernel's TAP accepts, tried one group at a time (as QEMU probes UFO). */
-    private static int probeTunOffloads(TapDevice tap) throws NativeCallException {
-        int supported = TunOffloads.TUN_F_CSUM | TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6 | TunOffloads.TUN_F_TSO_ECN;
-        int[] optional = {TunOffloads.TUN_F_UFO, TunOffloads.TUN_F_USO4 | TunOffloads.TUN_F_USO6};
-        for (int flags : optional) {
-            try {
-                tap.setOffloadFlags(TunOffloads.TUN_F_CSUM | flags);
-                supported |= flags;
-            } catch (NativeCallException refused) {
-                // EINVAL: this kernel's TAP does not know the flag
-            }
-        }
-        tap.setOffloadFlags(0);
-        return supported;
-    }
+    /**
+     * The TUN_F_* flags claimed for capabilities: checksum, TSO4/6 and ECN, which every kernel
+     * with vhost-net accepts. UFO and USO are not probed: probing means TUNSETOFFLOAD on a TAP
+     * that may already carry a running device's traffic (a second backend opened for a switch),
+     * which would change that device's offloads under it.
+     */
+    private static final int CLAIMED_TUN_OFFLOADS =
+            TunOffloads.TUN_F_CSUM | TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6 | TunOffloads.TUN_F_TSO_ECN;
 
     // ------------------------------------------------------------------ accessors
 
@@ -377,8 +367,14 @@ public final class VhostNetBackend implements NetBackend {
         bound[pair] = false;
     }
 
+    /**
+     * Attaches or detaches a TAP queue (TUNSETQUEUE). The TAP may be shared with another backend
+     * (a live switch) that changed it, so its state is not cached: the kernel answers EINVAL for
+     * attaching an attached queue and detaching a detached one, which means it already is as
+     * wanted.
+     */
     private void setTapQueueAttached(int pair, boolean attached) throws NativeCallException {
-        if (tapAttached[pair] == attached || tap.queues().size() == 1) {
+        if (tap.queues().size() == 1) {
             return; // a single-queue TAP cannot detach; it has only pair 0, always enabled
         }
         try {
@@ -388,14 +384,10 @@ public final class VhostNetBackend implements NetBackend {
                 tap.detachQueue(pair);
             }
         } catch (NativeCallException e) {
-            // tun_set_queue answers EINVAL when the queue is already in the asked state. A TAP
-            // handed over by another process (migration) arrives with its queues attached or
-            // detached as that process left them, which this backend cannot know beforehand.
             if (!"EINVAL".equals(e.errnoSymbol())) {
                 throw e;
             }
         }
-        tapAttached[pair] = attached;
     }
 
     @Override

@@ -59,8 +59,8 @@ final class GuestNet implements AutoCloseable {
     /** Per rx queue: buffer address by head. */
     final long[][] rxAddressByHead;
 
-    private GuestNet(MemfdGuestMemory memory, TapDevice tap, boolean ownsTap, NetBackend backend, int pairs)
-            throws Exception {
+    private GuestNet(MemfdGuestMemory memory, TapDevice tap, boolean ownsTap, NetBackend backend, int pairs,
+            VirtioNetFeature... extra) throws Exception {
         this.memory = memory;
         this.tap = tap;
         this.ownsTap = ownsTap;
@@ -71,7 +71,9 @@ final class GuestNet implements AutoCloseable {
                         VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX, VirtioNetFeature.MQ, VirtioNetFeature.MAC, VirtioNetFeature.STATUS}
                 : new VirtioNetFeature[] {VirtioNetFeature.MRG_RXBUF, VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC,
                         VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX, VirtioNetFeature.MAC, VirtioNetFeature.STATUS};
-        VirtioNetOptions options = VirtioNetOptions.builder(MAC).features(features).maxQueuePairs(pairs).build();
+        VirtioNetFeature[] all = java.util.Arrays.copyOf(features, features.length + extra.length);
+        System.arraycopy(extra, 0, all, features.length, extra.length);
+        VirtioNetOptions options = VirtioNetOptions.builder(MAC).features(all).maxQueuePairs(pairs).build();
         this.device = new NetDeviceRuntime(options, memory, backend);
         this.controlIndex = pairs > 1 ? 2 * pairs : 2;
         this.queues = new SplitDriverQueue[2 * pairs + 1];
@@ -82,12 +84,13 @@ final class GuestNet implements AutoCloseable {
     }
 
     /** A guest on a new TAP with kernel vhost-net. */
-    static GuestNet kernel(int pairs) throws Exception {
-        return on(pairs, VhostNetBackend::open);
+    static GuestNet kernel(int pairs, VirtioNetFeature... extraFeatures) throws Exception {
+        return on(pairs, VhostNetBackend::open, extraFeatures);
     }
 
     /** A guest on a new TAP with the backend {@code open} makes on it. */
-    static GuestNet on(int pairs, ThrowingFunction<TapDevice, NetBackend> open) throws Exception {
+    static GuestNet on(int pairs, ThrowingFunction<TapDevice, NetBackend> open, VirtioNetFeature... extraFeatures)
+            throws Exception {
         MemfdGuestMemory memory = MemfdGuestMemory.create("guest", List.of(
                 new RegionSpec(RING_REGION, RING_REGION_SIZE), new RegionSpec(BUFFER_REGION, BUFFER_REGION_SIZE)));
         TapDevice tap = null;
@@ -97,7 +100,7 @@ final class GuestNet implements AutoCloseable {
             disableIpv6(tap.name());
             tap.setLinkUp(true);
             backend = open.apply(tap);
-            return new GuestNet(memory, tap, true, backend, pairs);
+            return new GuestNet(memory, tap, true, backend, pairs, extraFeatures);
         } catch (Exception | Error e) {
             if (backend != null) backend.close();
             if (tap != null) tap.close();
