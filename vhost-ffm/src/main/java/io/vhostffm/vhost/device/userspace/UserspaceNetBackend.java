@@ -35,7 +35,8 @@ import java.util.Objects;
  * <li>{@link #setQueuePairEnabled} restarts the datapath on the new set of pairs, from the
  *     states the old one stopped at; the disabled pair's TAP queue is detached.</li>
  * <li>{@link #setRxFilter}, {@link #setOffloads} and {@link #startDirtyLog} take effect at once on
- *     the running threads (read per frame / per write).</li>
+ *     the running threads (read per frame / per write); {@link #stopDirtyLog} restarts them, so
+ *     no mark is still in flight when it returns.</li>
  * </ul>
  *
  * <p>Capabilities: VERSION_1, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC and the offloads the TAP
@@ -319,9 +320,18 @@ public final class UserspaceNetBackend implements NetBackend {
         dirtyLog = Objects.requireNonNull(log, "log");
     }
 
+    /**
+     * Stops marking. A running datapath is restarted from where it stands (nothing lost or
+     * repeated): the restart is the barrier after which no mark read before the stop can still
+     * land in the log.
+     */
     @Override
-    public void stopDirtyLog() {
+    public synchronized void stopDirtyLog() throws IOException {
         dirtyLog = null;
+        if (datapath != null) {
+            collect();
+            launch();
+        }
     }
 
     /** The counters of the running datapath (zeros when none runs). */
