@@ -194,13 +194,20 @@ class NetMigrationKernelTest {
 
     @Test
     void switchoverTimeQuickstartAgainstClassicAndStopAndCopyWithAndWithoutDelta() throws Exception {
-        int rounds = 5;
+        int warmUp = 2; // the first migrations load and compile the paths: not measured
+        int rounds = 7;
         long[] quick = new long[rounds];
         long[] classic = new long[rounds];
         long[] stopNoDelta = new long[rounds];
         long[] stopDelta = new long[rounds];
         try (MigrationRig rig = MigrationRig.boot(1)) {
             rig.precopyDeltas = false;
+            for (int w = 0; w < warmUp; w++) {
+                rig.migrate(d -> {}, g -> {});
+                rig.migrate(d -> d.migration().setEarlyStart(false), g -> {});
+                final int vid = 200 + w;
+                rig.migrate(x -> {}, g -> g.addVlan(vid));
+            }
             for (int r = 0; r < rounds; r++) {
                 MigrationRig.Migrated q = rig.migrate(d -> {}, g -> {});
                 assertEquals("QUICKSTART", q.figures().path());
@@ -222,6 +229,8 @@ class NetMigrationKernelTest {
         System.out.printf("source stop-and-copy, median of %d (ns): no delta %d, with a delta %d%n", rounds,
                 median(stopNoDelta), median(stopDelta));
         System.out.println("quickstart " + Arrays.toString(quick) + " classic " + Arrays.toString(classic));
+        System.out.println("stop-and-copy no delta " + Arrays.toString(stopNoDelta) + " with a delta "
+                + Arrays.toString(stopDelta));
     }
 
     private static long median(long[] values) {
