@@ -2,6 +2,7 @@ package io.vhostffm.vhost.device.userspace;
 
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
+import io.vhostffm.vhost.internal.Structs;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
@@ -13,8 +14,9 @@ import java.lang.foreign.MemorySegment;
 final class Iovecs {
     /** The kernel's limit of iovecs in one readv/writev (UIO_MAXIOV, IOV_MAX). */
     static final int IOV_MAX = 1024;
-    private static final long IOVEC_BYTES = 16;
-    private static final long IOV_LEN = 8;
+    private static final long IOVEC_BYTES = Structs.IOVEC.byteSize();
+    private static final long IOV_BASE = Structs.offset(Structs.IOVEC, "iov_base");
+    private static final long IOV_LEN = Structs.offset(Structs.IOVEC, "iov_len");
 
     private final MemorySegment array;
 
@@ -24,7 +26,7 @@ final class Iovecs {
 
     /** Sets entry {@code index} to {@code length} bytes at host address {@code address}. */
     void set(int index, long address, long length) {
-        array.set(JAVA_LONG, index * IOVEC_BYTES, address);
+        array.set(JAVA_LONG, index * IOVEC_BYTES + IOV_BASE, address);
         array.set(JAVA_LONG, index * IOVEC_BYTES + IOV_LEN, length);
     }
 

@@ -11,6 +11,7 @@ import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
 import io.vhostffm.vhost.internal.LinuxConstants;
 import io.vhostffm.vhost.internal.NativeErrors;
+import io.vhostffm.vhost.internal.Structs;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
@@ -27,9 +28,9 @@ final class QueuePairWorker implements Runnable {
     private static final int TX_KICK = 1;
     private static final int RX_KICK = 2;
     private static final int TAP = 3;
-    private static final long POLLFD_BYTES = 8;
-    private static final long EVENTS = 4;
-    private static final long REVENTS = 6;
+    private static final long POLLFD_BYTES = Structs.POLLFD.byteSize();
+    private static final long EVENTS = Structs.offset(Structs.POLLFD, "events");
+    private static final long REVENTS = Structs.offset(Structs.POLLFD, "revents");
     private static final int EINTR = Errno.number("EINTR").orElseThrow();
 
     private final int pair;
