@@ -8,4 +8,6 @@ module io.vhostffm.migration {
     exports io.vhostffm.migration;
     exports io.vhostffm.migration.schema;
     exports io.vhostffm.migration.stream;
+    exports io.vhostffm.migration.net;
+    exports io.vhostffm.migration.demo;
 }

@@ -332,13 +332,16 @@ public final class VhostNetBackend implements NetBackend {
             }
             pairEnabled[pair] = pair < start.activePairs();
         }
-        // TAP queues: the enabled pairs attached, the others detached so nothing is steered there.
-        for (int pair = 0; pair < vhosts.size(); pair++) {
-            setTapQueueAttached(pair, pair < start.pairs() && pairEnabled[pair]);
-        }
+        // TAP queues are attached/detached when frames start moving (bindEnabledPairs), not here:
+        // during a migration the TAP still serves the source's device, and detaching a queue
+        // drops the frames it holds.
     }
 
     private void bindEnabledPairs() throws NativeCallException {
+        // TAP queues: the enabled pairs attached, the others detached so nothing is steered there.
+        for (int pair = 0; pair < vhosts.size(); pair++) {
+            setTapQueueAttached(pair, pair < current.pairs() && pairEnabled[pair]);
+        }
         for (int pair = 0; pair < current.pairs(); pair++) {
             if (pairEnabled[pair]) {
                 bind(pair);
@@ -455,6 +458,10 @@ public final class VhostNetBackend implements NetBackend {
             return; // not set up: the next start decides from its activePairs
         }
         if (pairEnabled[pair] == enabled) {
+            return;
+        }
+        if (!running) {
+            pairEnabled[pair] = enabled; // prestarted: the quickstart attaches and binds what is enabled then
             return;
         }
         if (enabled) {

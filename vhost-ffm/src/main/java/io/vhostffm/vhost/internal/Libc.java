@@ -86,6 +86,10 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle BIND = capturing("bind",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle LISTEN = capturing("listen",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle ACCEPT4 = capturing("accept4",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, JAVA_INT));
     private static final MethodHandle SEND = capturing("send",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle RECV = capturing("recv",
@@ -205,6 +209,17 @@ public final class Libc {
 
     public static int bind(CallState s, int fd, MemorySegment addr, int addrlen) {
         try { return (int) BIND.invokeExact(s.capture, fd, addr, addrlen); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static int listen(CallState s, int fd, int backlog) {
+        try { return (int) LISTEN.invokeExact(s.capture, fd, backlog); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** accept4 without the peer address (both pointers NULL). */
+    public static int accept4(CallState s, int fd, int flags) {
+        try {
+            return (int) ACCEPT4.invokeExact(s.capture, fd, MemorySegment.NULL, MemorySegment.NULL, flags);
+        } catch (Throwable t) { throw unexpected(t); }
     }
 
     public static long send(CallState s, int fd, MemorySegment buf, long length, int flags) {

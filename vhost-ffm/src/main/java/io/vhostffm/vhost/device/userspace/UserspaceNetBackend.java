@@ -170,9 +170,8 @@ public final class UserspaceNetBackend implements NetBackend {
             enabled[p] = p < start.activePairs();
         }
         tap.setOffloadFlags(start.tunOffloadFlags());
-        for (int p = 0; p < enabled.length; p++) {
-            setTapQueueAttached(p, enabled[p]);
-        }
+        // The TAP's queues are attached/detached by launch(), not here: the TAP may still serve
+        // another process's device (a migration source), and detaching a queue drops its frames.
         tunOffloadFlags = start.tunOffloadFlags();
         if (start.dirtyLog() != null) {
             dirtyLog = start.dirtyLog();
@@ -206,6 +205,9 @@ public final class UserspaceNetBackend implements NetBackend {
 
     /** Starts the datapath threads on the enabled pairs from {@link #states}. */
     private void launch() throws IOException {
+        for (int p = 0; p < pairEnabled.length; p++) {
+            setTapQueueAttached(p, pairEnabled[p]);
+        }
         List<QueuePairConfig> pairs = new ArrayList<>();
         for (int p = 0; p < pairEnabled.length; p++) {
             if (pairEnabled[p]) {
@@ -277,9 +279,8 @@ public final class UserspaceNetBackend implements NetBackend {
         boolean running = datapath != null;
         collect();
         pairEnabled[pair] = enabled;
-        setTapQueueAttached(pair, enabled);
         if (running) {
-            launch();
+            launch(); // attaches/detaches the TAP queues; a prestarted backend leaves them for quickstart
         }
     }
 

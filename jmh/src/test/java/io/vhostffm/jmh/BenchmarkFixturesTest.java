@@ -1,0 +1,121 @@
+package io.vhostffm.jmh;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+
+import io.vhostffm.vring.DeviceQueue;
+import io.vhostffm.vring.FinalIndices;
+import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.VringBase;
+import java.lang.reflect.Field;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.openjdk.jmh.infra.Control;
+
+/**
+ * Runs each benchmark's set-up and a few invocations directly, without JMH, and checks they do
+ * the work they claim: a benchmark over a broken fixture would measure nothing.
+ */
+class BenchmarkFixturesTest {
+
+    @ParameterizedTest
+    @CsvSource({"split, 1", "split, 8", "packed, 1", "packed, 8", "split, 1024", "packed, 1024"})
+    void indexResyncAppliesTheFinalIndicesAndEncodesTheBases(String format, int queues) throws Exception {
+        IndexResyncBenchmark bench = new IndexResyncBenchmark();
+        bench.format = format;
+        bench.queues = queues;
+        bench.setUp();
+        try {
+            int[] bases = bench.resyncAndEncodeBase();
+            DeviceQueue[] devices = field(bench, "devices");
+            FinalIndices[][] finals = field(bench, "finals");
+            // The last round applied set (rounds - 1) & 1 to every queue.
+            int rounds = IndexResyncBenchmark.RESYNCS_PER_INVOCATION / queues;
+            FinalIndices[] last = finals[(rounds - 1) & 1];
+            boolean packed = format.equals("packed");
+            int[] expected = new int[queues];
+            for (int q = 0; q < queues; q++) {
+                FinalIndices f = last[q];
+                QueueState state = devices[q].saveState();
+                assertEquals(f.lastAvailIdx(), state.lastAvailIdx(), "queue " + q + " last avail");
+                assertEquals(f.lastAvailIdx(), state.shadowAvailIdx(), "queue " + q + " shadow := last avail");
+                assertEquals(f.usedIdx(), state.usedIdx(), "queue " + q + " used");
+                assertEquals(f.inuse(), state.inuse(), "queue " + q + " inuse");
+                assertEquals(false, state.signalledUsedValid(), "queue " + q + " signalled_used_valid");
+                expected[q] = packed
+                        ? VringBase.encodePacked(f.lastAvailIdx(), f.lastAvailWrapCounter(), f.usedIdx(), f.usedWrapCounter())
+                        : VringBase.encodeSplit(f.lastAvailIdx());
+            }
+            assertArrayEquals(expected, bases);
+        } finally {
+            bench.tearDown();
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"split, 1", "split, 2", "split, 4", "split, indirect4",
+                "packed, 1", "packed, 2", "packed, 4", "packed, indirect4"})
+    void takePublishServesWholeBatchesRoundAfterRound(String format, String chain) {
+        TakePublishBenchmark bench = new TakePublishBenchmark();
+        bench.format = format;
+        bench.chain = chain;
+        bench.setUp();
+        try {
+            // Each method throws unless it served exactly BATCH chains; several rounds make the
+            // driver recycle descriptors (and the packed ring wrap: 1024 slots, 256+ per round).
+            for (int round = 0; round < 6; round++) {
+                bench.refill();
+                bench.takePublishEach();
+                bench.refill();
+                bench.takeAllPublishBatch();
+            }
+        } finally {
+            bench.tearDown();
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"split", "packed"})
+    void pingPongRoundTripsBetweenTwoThreads(String format) throws Exception {
+        RingPingPongBenchmark bench = new RingPingPongBenchmark();
+        bench.format = format;
+        bench.setUp();
+        try {
+            RingPingPongBenchmark.DriverScratch driverScratch = new RingPingPongBenchmark.DriverScratch();
+            RingPingPongBenchmark.DeviceScratch deviceScratch = new RingPingPongBenchmark.DeviceScratch();
+            deviceScratch.setUp(bench);
+            Control control = new Control();
+            int trips = 10_000;
+            CompletableFuture<Integer> device = CompletableFuture.supplyAsync(() -> {
+                int ids = 0;
+                for (int i = 0; i < trips; i++) {
+                    ids += bench.device(deviceScratch, control) >= 0 ? 1 : 0;
+                }
+                return ids;
+            });
+            long writtenTotal = 0;
+            for (int i = 0; i < trips; i++) {
+                int written = bench.driver(driverScratch, control);
+                assertEquals(1536, written, "round trip " + i + ": the device reports the whole writable buffer");
+                writtenTotal += written;
+            }
+            assertEquals(trips, device.get(60, TimeUnit.SECONDS), "every take succeeded");
+            assertEquals(1536L * trips, writtenTotal);
+        } finally {
+            bench.tearDown();
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    private static <T> T field(Object target, String name) throws ReflectiveOperationException {
+        Field field = target.getClass().getDeclaredField(name);
+        field.setAccessible(true);
+        T value = (T) field.get(target);
+        assertNotNull(value, name);
+        return value;
+    }
+}

@@ -1,0 +1,257 @@
+package io.vhostffm.migration.net;
+
+import io.vhostffm.migration.DeviceStateSection;
+import io.vhostffm.migration.FinalIndices;
+import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.MigrationReport;
+import io.vhostffm.migration.MigrationSource;
+import io.vhostffm.migration.QueueIndices;
+import io.vhostffm.migration.stream.MigrationStreamReader;
+import io.vhostffm.migration.stream.MigrationStreamWriter;
+import io.vhostffm.vhost.device.DatapathState;
+import io.vhostffm.vhost.device.NetDeviceRuntime;
+import io.vhostffm.vhost.net.VirtioNetState;
+import io.vhostffm.vhost.net.VirtioState;
+import io.vhostffm.vring.QueueState;
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.function.Supplier;
+
+/**
+ * The source side of a virtio-net early live migration, on top of the generic {@link
+ * MigrationSource}:
+ *
+ * <ol>
+ * <li>{@link #setup()}: the full state of the four {@link NetSections} goes out and is
+ *     snapshotted; from now on every committed change of the device model
+ *     ({@code VirtioNetDevice.addChangeObserver}: a control command, a status write, a link change)
+ *     sends a precopy delta at once, from a thread of its own (never under the device's lock).</li>
+ * <li>{@link #stopAndCopy(Runnable)}, with the guest paused by the caller: stops the datapath
+ *     (NET_SET_BACKEND -1, GET_VRING_BASE; the control queue too), compares each section with
+ *     its snapshot, and sends only the final indices when nothing changed, else the changed
+ *     sections and the indices.</li>
+ * <li>{@link #awaitAcknowledgement}: the destination started (the source may drop the device),
+ *     or it did not ({@link #resumeAtSource()} restarts the datapath where it stopped).</li>
+ * </ol>
+ */
+public final class NetMigrationSource implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(NetMigrationSource.class.getName());
+
+    private final NetDeviceRuntime device;
+    private final Supplier<QueueLayouts> transportQueues;
+    private final MigrationSource source;
+    private final ExecutorService precopy;
+    private final Object lock = new Object();
+
+    // Read by the change observer without the lock: the observer runs under the device's lock,
+    // and the precopy thread takes this lock before the device's (capture), so the observer must
+    // never wait for this lock.
+    private volatile boolean precopyActive;
+    private volatile boolean precopyDeltas = true;
+    // guarded by lock
+    private DatapathState stopped;
+    private IOException precopyFailure;
+    private int precopyDeltasSent;
+
+    /**
+     * @param device the running device
+     * @param transportQueues the transport's queue registers of every configured virtqueue (the
+     *     hypervisor owns them: they are not device model state)
+     * @param out the stream to the destination
+     */
+    public NetMigrationSource(NetDeviceRuntime device, Supplier<QueueLayouts> transportQueues, MigrationStreamWriter out) {
+        this.device = Objects.requireNonNull(device, "device");
+        this.transportQueues = Objects.requireNonNull(transportQueues, "transportQueues");
+        this.source = new MigrationSource(out, sections());
+        this.precopy = Executors.newSingleThreadExecutor(r -> Thread.ofPlatform().daemon().name("migration-precopy").unstarted(r));
+        device.model().addChangeObserver(this::deviceChanged);
+    }
+
+    /** The four sections, source side. */
+    private List<DeviceStateSection<?>> sections() {
+        return List.of(
+                DeviceStateSection.onSource(NetSections.VIRTIO, NetSections.VIRTIO_NAME, VirtioState.class,
+                        () -> device.model().snapshot().virtio()),
+                DeviceStateSection.onSource(NetSections.QUEUES, NetSections.QUEUES_NAME, QueueLayouts.class,
+                        transportQueues),
+                DeviceStateSection.onSource(NetSections.NET, NetSections.NET_NAME, VirtioNetState.class,
+                        () -> device.model().netState()),
+                DeviceStateSection.onSource(NetSections.PENDING_TX, NetSections.PENDING_TX_NAME, PendingTx.class,
+                        this::pendingTx));
+    }
+
+    /** Zero while the datapath runs (it owns what it took); the stopped tx queues' in-flight chains after stop. */
+    private PendingTx pendingTx() {
+        int pairs = transportQueues.get().dataQueues().size() / 2;
+        synchronized (lock) {
+            if (stopped == null) {
+                return PendingTx.none(pairs);
+            }
+            int[] pending = new int[pairs];
+            List<QueueState> data = stopped.dataQueues();
+            for (int p = 0; p < pairs && 2 * p + 1 < data.size(); p++) {
+                pending[p] = data.get(2 * p + 1).inuse();
+            }
+            return new PendingTx(pending);
+        }
+    }
+
+    /** Setup: manifest and full state; precopy deltas start flowing after it. */
+    public void setup() throws IOException {
+        synchronized (lock) {
+            source.setup();
+            precopyActive = true;
+        }
+    }
+
+    /**
+     * With false, changes during precopy are not sent at once but found at stop-and-copy (as the
+     * QEMU RFC does); for tests and comparison. Default true.
+     */
+    public void setPrecopyDeltas(boolean enabled) {
+        precopyDeltas = enabled;
+    }
+
+    /**
+     * The model's change observer: runs under the device lock, so it takes no lock of ours and
+     * only schedules the send (lock order everywhere: this source's lock, then the device's).
+     */
+    private void deviceChanged() {
+        if (!precopyActive || !precopyDeltas) {
+            return;
+        }
+        try {
+            precopy.execute(this::sendPrecopyDelta);
+        } catch (java.util.concurrent.RejectedExecutionException closed) {
+            // the migration is over; nothing to send
+        }
+    }
+
+    private void sendPrecopyDelta() {
+        synchronized (lock) {
+            if (!precopyActive) {
+                return; // stop-and-copy began: its comparison catches the change
+            }
+            try {
+                if (!source.sendPrecopyDelta().isEmpty()) {
+                    precopyDeltasSent++;
+                }
+            } catch (IOException | RuntimeException e) {
+                precopyActive = false;
+                precopyFailure = e instanceof IOException io ? io : new IOException(e);
+                LOG.log(Level.WARNING, "migration: precopy delta failed; the migration will fail at stop-and-copy", e);
+            }
+        }
+    }
+
+    /**
+     * Precopy deltas sent so far (each one message on the stream).
+     */
+    public int precopyDeltasSent() {
+        synchronized (lock) {
+            return precopyDeltasSent;
+        }
+    }
+
+    /**
+     * Waits until every change observed so far was compared and, if it differed, sent.
+     */
+    public void drainPrecopy() throws InterruptedException {
+        try {
+            precopy.submit(() -> {}).get();
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw new IllegalStateException(e.getCause());
+        }
+    }
+
+    /**
+     * Stop-and-copy. The caller has paused the guest's vCPUs. Stops the datapath, runs
+     * {@code afterBackendStop} (e.g. the final RAM pass, now that the datapath writes no more),
+     * compares and sends.
+     *
+     * @return the section ids sent; empty = no delta (only the final indices went out)
+     * @throws MigrationException when the datapath could not be stopped, or a precopy delta had
+     *     failed (the guest stays here: {@link #resumeAtSource()})
+     */
+    public List<Integer> stopAndCopy(Runnable afterBackendStop) throws IOException, MigrationException {
+        synchronized (lock) {
+            precopyActive = false;
+            if (precopyFailure != null) {
+                throw new MigrationException("a precopy delta failed: " + precopyFailure.getMessage(), precopyFailure);
+            }
+            return source.stopAndCopy(() -> {
+                DatapathState state = device.isDatapathRunning() ? device.stopDatapath() : null;
+                stopped = state;
+                if (afterBackendStop != null) {
+                    afterBackendStop.run();
+                }
+                return finalIndices(state);
+            });
+        }
+    }
+
+    /** The final indices of every queue the datapath stopped with (none when it never ran). */
+    static FinalIndices finalIndices(DatapathState state) {
+        List<QueueIndices> queues = new ArrayList<>();
+        if (state != null) {
+            for (int i = 0; i < state.dataQueues().size(); i++) {
+                queues.add(indicesOf(i, state.dataQueues().get(i)));
+            }
+            if (state.controlQueue() != null) {
+                queues.add(indicesOf(state.controlQueueIndex(), state.controlQueue()));
+            }
+        }
+        return new FinalIndices(queues);
+    }
+
+    private static QueueIndices indicesOf(int queue, QueueState s) {
+        return s.packed()
+                ? QueueIndices.packed(queue, s.lastAvailIdx(), s.lastAvailWrapCounter(), s.usedIdx(), s.usedWrapCounter(),
+                        s.inuse())
+                : QueueIndices.split(queue, s.lastAvailIdx(), s.usedIdx(), s.inuse());
+    }
+
+    /** The datapath's state at stop-and-copy, or null before it (or when it was not running). */
+    public DatapathState stoppedState() {
+        synchronized (lock) {
+            return stopped;
+        }
+    }
+
+    /** Reads the destination's answer; a {@link MigrationException} means the guest stays here. */
+    public void awaitAcknowledgement(MigrationStreamReader back) throws MigrationException {
+        source.awaitAcknowledgement(back);
+    }
+
+    /**
+     * The migration failed after stop-and-copy: restarts the datapath exactly where it stopped,
+     * so the guest resumes here having lost nothing.
+     */
+    public void resumeAtSource() throws IOException {
+        synchronized (lock) {
+            if (stopped != null && !device.isDatapathRunning()) {
+                device.startDatapath(stopped);
+            }
+            stopped = null;
+        }
+    }
+
+    /** The source's figures (and the destination's, after the acknowledgement). */
+    public MigrationReport report() {
+        return source.report();
+    }
+
+    /** Stops the precopy thread; the device is not touched. */
+    @Override
+    public void close() {
+        synchronized (lock) {
+            precopyActive = false;
+        }
+        precopy.shutdownNow();
+    }
+}

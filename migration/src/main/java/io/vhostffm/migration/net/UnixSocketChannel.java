@@ -1,0 +1,85 @@
+package io.vhostffm.migration.net;
+
+import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.UnixSocket;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.channels.ByteChannel;
+import java.nio.channels.ClosedChannelException;
+
+/**
+ * A blocking byte channel over a {@link UnixSocket}, so that the migration stream runs on the same
+ * socket that carried the descriptors ({@link LocalHandoff}). Bytes pass through two native
+ * buffers of its own (one per direction); one reader and one writer thread at a time.
+ */
+public final class UnixSocketChannel implements ByteChannel {
+    private static final int BUFFER = 64 * 1024;
+
+    private final UnixSocket socket;
+    /** Freed by the GC once the channel is unreachable: a channel may outlive its socket's owner. */
+    private final Arena arena = Arena.ofAuto();
+    private final MemorySegment readBuffer = arena.allocate(BUFFER);
+    private final MemorySegment writeBuffer = arena.allocate(BUFFER);
+    private volatile boolean open = true;
+
+    /** A channel over {@code socket}; closing the channel does not close the socket. */
+    public UnixSocketChannel(UnixSocket socket) {
+        this.socket = socket;
+    }
+
+    @Override
+    public synchronized int read(ByteBuffer dst) throws IOException {
+        if (!open) {
+            throw new ClosedChannelException();
+        }
+        int want = Math.min(dst.remaining(), BUFFER);
+        if (want == 0) {
+            return 0;
+        }
+        long n = socket.fd().read(readBuffer.asSlice(0, want));
+        if (n == 0) {
+            return -1; // the peer closed its end
+        }
+        dst.put(readBuffer.asSlice(0, n).asByteBuffer());
+        return (int) n;
+    }
+
+    @Override
+    public int write(ByteBuffer src) throws IOException {
+        synchronized (writeBuffer) {
+            if (!open) {
+                throw new ClosedChannelException();
+            }
+            int total = 0;
+            while (src.hasRemaining()) {
+                int chunk = Math.min(src.remaining(), BUFFER);
+                ByteBuffer part = src.slice(src.position(), chunk);
+                writeBuffer.asSlice(0, chunk).asByteBuffer().put(part);
+                long off = 0;
+                while (off < chunk) {
+                    off += writeAll(writeBuffer.asSlice(off, chunk - off));
+                }
+                src.position(src.position() + chunk);
+                total += chunk;
+            }
+            return total;
+        }
+    }
+
+    private long writeAll(MemorySegment bytes) throws NativeCallException {
+        return socket.fd().write(bytes);
+    }
+
+    @Override
+    public boolean isOpen() {
+        return open;
+    }
+
+    /** Stops using the socket (the socket stays open; its owner closes it). */
+    @Override
+    public void close() {
+        open = false;
+    }
+}

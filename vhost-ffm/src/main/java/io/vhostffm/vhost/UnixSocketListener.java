@@ -1,0 +1,92 @@
+package io.vhostffm.vhost;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+
+import io.vhostffm.vhost.internal.CallState;
+import io.vhostffm.vhost.internal.Libc;
+import io.vhostffm.vhost.internal.LinuxConstants;
+import io.vhostffm.vhost.internal.NativeErrors;
+import io.vhostffm.vhost.internal.Structs;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * A listening AF_UNIX stream socket bound to a path: the side of a two-process migration that
+ * waits for the other to {@link UnixSocket#connect}. The JDK's own UNIX-domain channels cannot
+ * carry SCM_RIGHTS, so both ends are native here.
+ */
+public final class UnixSocketListener implements AutoCloseable {
+    private final FileDescriptor fd;
+    private final Path path;
+
+    private UnixSocketListener(FileDescriptor fd, Path path) {
+        this.fd = fd;
+        this.path = path;
+    }
+
+    /** socket, bind to {@code path} (which must not exist), listen. */
+    public static UnixSocketListener bind(Path path) throws NativeCallException {
+        byte[] name = path.toString().getBytes(StandardCharsets.UTF_8);
+        long pathOffset = Structs.offset(Structs.SOCKADDR_UN, "sun_path");
+        if (name.length >= Structs.SOCKADDR_UN.byteSize() - pathOffset) {
+            throw new IllegalArgumentException("socket path too long for sockaddr_un: " + path);
+        }
+        CallState s = CallState.current();
+        int n = Libc.socket(s, LinuxConstants.AF_UNIX, LinuxConstants.SOCK_STREAM | LinuxConstants.SOCK_CLOEXEC, 0);
+        if (n < 0) {
+            throw NativeErrors.failure("socket", "AF_UNIX, SOCK_STREAM", s.errno());
+        }
+        FileDescriptor fd = FileDescriptor.adopt(n, "unix listener on " + path);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment address = arena.allocate(Structs.SOCKADDR_UN);
+            address.set(JAVA_SHORT, 0, (short) LinuxConstants.AF_UNIX);
+            MemorySegment.copy(name, 0, address, JAVA_BYTE, pathOffset, name.length);
+            NativeErrors.check(Libc.bind(s, n, address, (int) Structs.SOCKADDR_UN.byteSize()), "bind", fd, s);
+            NativeErrors.check(Libc.listen(s, n, 4), "listen", fd, s);
+            return new UnixSocketListener(fd, path);
+        } catch (NativeCallException | RuntimeException e) {
+            fd.close();
+            throw e;
+        }
+    }
+
+    /** The path this listener is bound to. */
+    public Path path() {
+        return path;
+    }
+
+    /** Waits for one connection (accept4, close-on-exec). */
+    public UnixSocket accept() throws NativeCallException {
+        int n = fd.acquire();
+        try {
+            CallState s = CallState.current();
+            int accepted = Libc.accept4(s, n, LinuxConstants.SOCK_CLOEXEC);
+            if (accepted < 0) {
+                throw NativeErrors.failure("accept4", fd, s.errno());
+            }
+            return UnixSocket.wrap(FileDescriptor.adopt(accepted, "unix socket accepted on " + path));
+        } finally {
+            fd.release();
+        }
+    }
+
+    /** Closes the socket and removes its path. Idempotent. */
+    @Override
+    public void close() {
+        fd.close();
+        try {
+            Files.deleteIfExists(path);
+        } catch (java.io.IOException ignored) {
+            // the path is a leftover at worst; nothing else depends on it
+        }
+    }
+
+    @Override
+    public String toString() {
+        return fd.toString();
+    }
+}
