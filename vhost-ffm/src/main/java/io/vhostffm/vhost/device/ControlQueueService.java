@@ -162,19 +162,34 @@ final class ControlQueueService {
         return true;
     }
 
-    /** The used element about to be written and the used ring's idx: what publishUsed changes. */
+    /**
+     * What publishUsed is about to change. Split: the used ring's flags/idx and the used element.
+     * Packed: the one used descriptor written at the used position (id, len, flags).
+     */
     private void markUsedElement(DirtyLog log) {
         QueueState s = queue.saveState();
+        if (s.packed()) {
+            log.mark(s.descTableAddress() + 16L * s.usedIdx(), 16); // sizeof(struct pvirtq_desc)
+            return;
+        }
         long used = s.deviceAreaAddress();
         log.mark(used, 4); // flags, idx
         log.mark(used + 4 + 8L * (s.usedIdx() & (s.size() - 1)), 8);
     }
 
-    /** avail_event, written when notifications are toggled under EVENT_IDX. */
+    /**
+     * What toggling notifications writes: split under EVENT_IDX, avail_event; packed, the device
+     * event suppression structure (flags, and the offset word under EVENT_IDX).
+     */
     private void markEventArea() {
         DirtyLog log = dirtyLog.get();
-        if (log != null && queue.eventIdx() && !queue.isPacked()) {
-            QueueState s = queue.saveState();
+        if (log == null) {
+            return;
+        }
+        QueueState s = queue.saveState();
+        if (s.packed()) {
+            log.mark(s.deviceAreaAddress(), 4); // struct pvirtq_event_suppress
+        } else if (queue.eventIdx()) {
             log.mark(s.deviceAreaAddress() + 4 + 8L * s.size(), 2);
         }
     }

@@ -2,6 +2,7 @@ package io.vhostffm.vhost.device;
 
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.PackedDeviceQueue;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import io.vhostffm.vring.SplitDeviceQueue;
@@ -17,15 +18,13 @@ public final class DeviceQueues {
     /**
      * The device side of queue {@code index} over {@code memory}, restored from {@code state}.
      *
+     * @return a {@link PackedDeviceQueue} when {@code state.packed()} (VIRTIO_F_RING_PACKED was
+     *     negotiated), else a {@link SplitDeviceQueue}
      * @throws VirtqueueException when the state does not hold up (naming the field)
-     * @throws UnsupportedOperationException for a packed state while vring has no packed device
-     *     side in this build
      */
     public static DeviceQueue open(int index, GuestMemory memory, QueueState state, RestoreMode mode) {
-        if (state.packed()) {
-            throw new UnsupportedOperationException("virtqueue " + index
-                    + ": packed rings are not available in this build of the device (vring's packed device side is missing)");
-        }
-        return new SplitDeviceQueue(index, memory, state, mode);
+        return state.packed()
+                ? new PackedDeviceQueue(index, memory, state, mode)
+                : new SplitDeviceQueue(index, memory, state, mode);
     }
 }

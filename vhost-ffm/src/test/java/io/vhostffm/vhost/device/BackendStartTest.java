@@ -70,16 +70,22 @@ class BackendStartTest {
     }
 
     @Test
-    void deviceQueuesRefusesABadStateNamingTheField() throws Exception {
+    void deviceQueuesOpensTheFormatTheStateNamesAndRefusesABadStateNamingTheField() throws Exception {
         try (MemfdGuestMemory memory = MemfdGuestMemory.create("dq", List.of(new RegionSpec(0, 0x10000)))) {
             QueueState outside = QueueState.split(256, 0x20000, 0x1000, 0x2000, true);
             VirtqueueException e = assertThrows(VirtqueueException.class,
                     () -> DeviceQueues.open(4, memory, outside, RestoreMode.CLASSIC));
             assertTrue(e.getMessage().contains("virtqueue 4") && e.getMessage().contains("descTableAddress"), e.getMessage());
             QueueState packed = QueueState.packed(256, 0, 0x1000, 0x2000, true);
-            var unsupported = assertThrows(UnsupportedOperationException.class,
-                    () -> DeviceQueues.open(4, memory, packed, RestoreMode.CLASSIC));
-            assertTrue(unsupported.getMessage().contains("packed"), unsupported.getMessage());
+            var packedQueue = DeviceQueues.open(4, memory, packed, RestoreMode.CLASSIC);
+            assertTrue(packedQueue.isPacked());
+            assertTrue(packedQueue instanceof io.vhostffm.vring.PackedDeviceQueue);
+            var splitQueue = DeviceQueues.open(4, memory, QueueState.split(256, 0, 0x1000, 0x2000, true), RestoreMode.CLASSIC);
+            assertTrue(splitQueue instanceof io.vhostffm.vring.SplitDeviceQueue);
+            QueueState packedOutside = QueueState.packed(256, 0x20000, 0x1000, 0x2000, true);
+            VirtqueueException p = assertThrows(VirtqueueException.class,
+                    () -> DeviceQueues.open(5, memory, packedOutside, RestoreMode.CLASSIC));
+            assertTrue(p.getMessage().contains("virtqueue 5"), p.getMessage());
         }
     }
 }

@@ -17,6 +17,8 @@ import io.vhostffm.vhost.TapDevice;
 import io.vhostffm.vhost.net.VirtioNetCtrl;
 import io.vhostffm.vhost.net.VirtioNetFeature;
 import io.vhostffm.vhost.net.VirtioNetOptions;
+import io.vhostffm.vring.DriverQueue;
+import io.vhostffm.vring.PackedDriverQueue;
 import io.vhostffm.vring.SplitDriverQueue;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -31,6 +33,13 @@ import java.util.List;
  * buffers in the high one). It negotiates like a driver, sets up every queue, posts receive
  * buffers, transmits frames in the three chain shapes, and speaks to the control queue. The
  * network side is an AF_PACKET socket on the TAP.
+ *
+ * <p>Ring format and event idx follow what the driver acks: with {@link VirtioNetFeature#RING_PACKED}
+ * among the extra features (and a backend offering it) every queue is a {@link PackedDriverQueue},
+ * else a {@link SplitDriverQueue}; everything else drives them through vring's {@link DriverQueue}.
+ * At each queue the packed ring's parts take the split ring's places: descriptor ring at
+ * {@link #descAddress}, driver event suppression at {@link #availAddress}, device event
+ * suppression at {@link #usedAddress}.
  */
 final class GuestNet implements AutoCloseable {
     static final int QUEUE_SIZE = 256;
@@ -54,14 +63,20 @@ final class GuestNet implements AutoCloseable {
     final NetDeviceRuntime device;
     final PacketSocket network;
     final int pairs;
-    final SplitDriverQueue[] queues;
+    final DriverQueue[] queues;
+    /** The driver does not ack these feature bits even when the device offers them. */
+    final long refusedFeatures;
+    /** What the driver acked: packed rings, event idx. */
+    boolean packed;
+    boolean eventIdx;
     final int controlIndex;
     /** Per rx queue: buffer address by head. */
     final long[][] rxAddressByHead;
 
     private GuestNet(MemfdGuestMemory memory, TapDevice tap, boolean ownsTap, NetBackend backend, int pairs,
-            VirtioNetFeature... extra) throws Exception {
+            long refusedFeatures, VirtioNetFeature... extra) throws Exception {
         this.memory = memory;
+        this.refusedFeatures = refusedFeatures;
         this.tap = tap;
         this.ownsTap = ownsTap;
         this.backend = backend;
@@ -76,7 +91,7 @@ final class GuestNet implements AutoCloseable {
         VirtioNetOptions options = VirtioNetOptions.builder(MAC).features(all).maxQueuePairs(pairs).build();
         this.device = new NetDeviceRuntime(options, memory, backend);
         this.controlIndex = pairs > 1 ? 2 * pairs : 2;
-        this.queues = new SplitDriverQueue[2 * pairs + 1];
+        this.queues = new DriverQueue[2 * pairs + 1];
         this.rxAddressByHead = new long[pairs][QUEUE_SIZE];
         this.network = PacketSocket.bind(tap.name());
         network.setReceiveBuffer(8 << 20);
@@ -91,6 +106,15 @@ final class GuestNet implements AutoCloseable {
     /** A guest on a new TAP with the backend {@code open} makes on it. */
     static GuestNet on(int pairs, ThrowingFunction<TapDevice, NetBackend> open, VirtioNetFeature... extraFeatures)
             throws Exception {
+        return on(pairs, open, 0, extraFeatures);
+    }
+
+    /**
+     * A guest on a new TAP with the backend {@code open} makes on it, whose driver does not ack
+     * {@code refusedFeatures} (a mask; e.g. EVENT_IDX to run without event index).
+     */
+    static GuestNet on(int pairs, ThrowingFunction<TapDevice, NetBackend> open, long refusedFeatures,
+            VirtioNetFeature... extraFeatures) throws Exception {
         MemfdGuestMemory memory = MemfdGuestMemory.create("guest", List.of(
                 new RegionSpec(RING_REGION, RING_REGION_SIZE), new RegionSpec(BUFFER_REGION, BUFFER_REGION_SIZE)));
         TapDevice tap = null;
@@ -100,7 +124,7 @@ final class GuestNet implements AutoCloseable {
             disableIpv6(tap.name());
             tap.setLinkUp(true);
             backend = open.apply(tap);
-            return new GuestNet(memory, tap, true, backend, pairs, extraFeatures);
+            return new GuestNet(memory, tap, true, backend, pairs, refusedFeatures, extraFeatures);
         } catch (Exception | Error e) {
             if (backend != null) backend.close();
             if (tap != null) tap.close();
@@ -134,13 +158,19 @@ final class GuestNet implements AutoCloseable {
         var model = device.model();
         model.writeStatus(ACKNOWLEDGE);
         model.writeStatus(ACKNOWLEDGE | DRIVER);
-        assertTrue(model.writeDriverFeatures(model.deviceFeatures()));
+        long acked = model.deviceFeatures() & ~refusedFeatures;
+        assertTrue(model.writeDriverFeatures(acked));
+        packed = VirtioNetFeature.RING_PACKED.in(acked);
+        eventIdx = VirtioNetFeature.EVENT_IDX.in(acked);
         int status = model.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
         assertEquals(ACKNOWLEDGE | DRIVER | FEATURES_OK, status, () -> "FEATURES_OK: " + model.lastError());
         for (int q = 0; q < queues.length; q++) {
             int index = q == 2 * pairs ? controlIndex : q;
-            queues[q] = new SplitDriverQueue(index, memory, QUEUE_SIZE, descAddress(index), availAddress(index),
-                    usedAddress(index), true, 0);
+            queues[q] = packed
+                    ? new PackedDriverQueue(index, memory, QUEUE_SIZE, descAddress(index), availAddress(index),
+                            usedAddress(index), eventIdx, 0, true)
+                    : new SplitDriverQueue(index, memory, QUEUE_SIZE, descAddress(index), availAddress(index),
+                            usedAddress(index), eventIdx, 0);
             device.configureQueue(index, QUEUE_SIZE, descAddress(index), availAddress(index), usedAddress(index));
         }
         status = model.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
@@ -148,9 +178,9 @@ final class GuestNet implements AutoCloseable {
         assertEquals(controlIndex, device.controlQueueIndex());
     }
 
-    SplitDriverQueue rx(int pair) { return queues[2 * pair]; }
-    SplitDriverQueue tx(int pair) { return queues[2 * pair + 1]; }
-    SplitDriverQueue control() { return queues[2 * pairs]; }
+    DriverQueue rx(int pair) { return queues[2 * pair]; }
+    DriverQueue tx(int pair) { return queues[2 * pair + 1]; }
+    DriverQueue control() { return queues[2 * pairs]; }
 
     int status() {
         return device.model().status();
@@ -249,7 +279,7 @@ final class GuestNet implements AutoCloseable {
         return r;
     }
 
-    void kickIfNeeded(SplitDriverQueue q, int index) throws NativeCallException {
+    void kickIfNeeded(DriverQueue q, int index) throws NativeCallException {
         if (q.needsKick()) {
             device.kick(index).signal();
         }
@@ -262,7 +292,7 @@ final class GuestNet implements AutoCloseable {
         long base = txSlot(pair, slot);
         long header = base + 0xe00;
         memory.slice(header, HEADER).fill((byte) 0);  // flags 0, GSO_NONE: a plain frame
-        SplitDriverQueue q = tx(pair);
+        DriverQueue q = tx(pair);
         switch (shape) {
             case 0 -> {
                 // one descriptor: header and frame together
@@ -390,8 +420,8 @@ final class GuestNet implements AutoCloseable {
             int frames = 0;
             for (int p = 0; p < pairs; p++) {
                 int n = rx(p).collectUsed(ids, lens, QUEUE_SIZE);
-                // Addresses first: reposting below reuses heads (the free list is LIFO) and
-                // rewrites rxAddressByHead for heads not read yet.
+                // Addresses first: reposting below reuses ids (split heads, packed buffer ids; both
+                // free lists are LIFO) and rewrites rxAddressByHead for ids not read yet.
                 for (int i = 0; i < n; i++) {
                     addresses[i] = rxAddressByHead[p][ids[i]];
                 }

@@ -169,7 +169,7 @@ class UserspaceBackendRuntimeTest {
     }
 
     @Test
-    void offersWhatItCarriesAndRefusesPackedRingsAtPrestart() throws Exception {
+    void offersWhatItCarriesAndRefusesRingStatesThatDisagreeWithTheAckedFormat() throws Exception {
         try (io.vhostffm.vhost.TapDevice tap = io.vhostffm.vhost.TapDevice.create("vffup%d");
              UserspaceNetBackend backend = UserspaceNetBackend.open(tap)) {
             long features = backend.capabilities().supportedFeatures();
@@ -179,7 +179,7 @@ class UserspaceBackendRuntimeTest {
                 assertTrue(f.in(features), f + " in " + VirtioNetFeature.describe(features));
             }
             assertFalse(VirtioNetFeature.RSS.in(features), "no steering in the userspace datapath");
-            assertFalse(backend.capabilities().packedRings());
+            assertTrue(backend.capabilities().packedRings(), "packed rings run here (UserspacePackedRuntimeTest)");
             try (var memory = io.vhostffm.vhost.MemfdGuestMemory.create("p", List.of(
                     new io.vhostffm.vhost.MemfdGuestMemory.RegionSpec(0, 0x10000)));
                  var kick = io.vhostffm.vhost.EventFd.create(); var call = io.vhostffm.vhost.EventFd.create()) {
@@ -187,8 +187,10 @@ class UserspaceBackendRuntimeTest {
                 var start = new BackendStart(memory, VirtioNetFeature.VERSION_1.mask(),
                         List.of(new QueueBinding(0, packed, kick, call), new QueueBinding(1, packed, kick, call)), 1, 0,
                         null, (q, reason) -> {});
+                // packed ring states while RING_PACKED is not acked
                 IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> backend.prestart(start));
-                assertTrue(e.getMessage().contains("packed"), e.getMessage());
+                assertTrue(e.getMessage().contains("virtqueue 0") && e.getMessage().contains("packed")
+                        && e.getMessage().contains("VIRTIO_F_RING_PACKED(34) is not acked"), e.getMessage());
                 assertFalse(backend.isRunning());
             }
         }

@@ -97,6 +97,11 @@ class VhostNetBackendKernelTest {
                 }
                 int seq = (frame[14] & 0xff) << 24 | (frame[15] & 0xff) << 16 | (frame[16] & 0xff) << 8 | (frame[17] & 0xff);
                 int pair = frame[11];
+                if (pair < 0 || pair >= pairs) {
+                    throw new AssertionError("a frame of our ethertype that is not one of ours (pair byte " + pair
+                            + ", " + frame.length + " bytes) in round " + roundStart + ": "
+                            + java.util.HexFormat.ofDelimiter(" ").formatHex(frame, 0, Math.min(64, frame.length)));
+                }
                 assertTrue(seq >= roundStart && seq < roundEnd, "frame " + seq + " outside round " + roundStart);
                 assertFalse(seen[seq], "frame " + seq + " arrived twice");
                 seen[seq] = true;

@@ -65,8 +65,8 @@ public final class UserspaceDatapath implements AutoCloseable {
 
     /**
      * Opens the device side of one virtqueue from its state: how the datapath stays independent of
-     * the ring format. {@link #SPLIT} opens split rings; a packed ring implementation of vring's
-     * {@link DeviceQueue} plugs in the same way.
+     * the ring format. {@link #DEVICE_QUEUES} opens split or packed rings as each state says; any
+     * other implementation of vring's {@link DeviceQueue} plugs in the same way.
      */
     @FunctionalInterface
     public interface QueueOpener {

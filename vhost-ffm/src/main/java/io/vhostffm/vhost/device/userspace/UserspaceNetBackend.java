@@ -39,11 +39,11 @@ import java.util.Objects;
  *     no mark is still in flight when it returns.</li>
  * </ul>
  *
- * <p>Capabilities: VERSION_1, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC and the offloads the TAP
- * accepts; no RSS (no steering here). Packed rings are served once vring's packed device queue is
- * in the build ({@code DeviceQueues} opens it); until then a packed start is refused at
- * {@link #prestart} with {@link IllegalArgumentException}, and {@link #capabilities()} does not
- * offer RING_PACKED.
+ * <p>Capabilities: VERSION_1, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC, RING_PACKED and the offloads
+ * the TAP accepts; no RSS (no steering here). Packed rings run through vring's
+ * {@code PackedDeviceQueue} ({@code DeviceQueues} picks the format from each queue's state); a
+ * start whose queue states disagree with the acked RING_PACKED bit is refused at {@link #prestart}
+ * with {@link IllegalArgumentException}.
  *
  * <p>Life-cycle methods are synchronized; the runtime calls them with its model lock held.
  */
@@ -74,7 +74,7 @@ public final class UserspaceNetBackend implements NetBackend {
         this.tap = tap;
         this.ownsTap = ownsTap;
         long datapath = VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.MRG_RXBUF,
-                VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC);
+                VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC, VirtioNetFeature.RING_PACKED);
         this.capabilities = BackendCapabilities.of(NAME, datapath | TunOffloads.virtioFeaturesFor(true, supportedTunFlags));
     }
 
@@ -157,10 +157,11 @@ public final class UserspaceNetBackend implements NetBackend {
             throw new IllegalArgumentException(NAME + " on " + tap.name() + " serves " + maxQueuePairs()
                     + " queue pair(s), the start has " + start.pairs());
         }
+        boolean packed = VirtioNetFeature.RING_PACKED.in(start.ackedFeatures());
         for (QueueBinding q : start.queues()) {
-            if (q.state().packed()) {
-                throw new IllegalArgumentException("virtqueue " + q.index() + ": packed rings are not available in this"
-                        + " build of the " + NAME + " (vring's packed device queue is missing)");
+            if (q.state().packed() != packed) {
+                throw new IllegalArgumentException("virtqueue " + q.index() + ": a " + (q.state().packed() ? "packed" : "split")
+                        + " ring state, but VIRTIO_F_RING_PACKED(34) is " + (packed ? "" : "not ") + "acked");
             }
             q.state().validate(q.index(), start.memory());
         }

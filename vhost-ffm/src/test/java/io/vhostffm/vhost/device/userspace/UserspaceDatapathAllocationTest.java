@@ -22,12 +22,16 @@ import org.junit.jupiter.api.Test;
  *
  * <p>The datapath's own code allocates nothing per frame (iovecs, chain holders, counters and
  * overflow buffer are preallocated). What remains, found with JFR's allocation samples
- * ({@code jdk.ObjectAllocationSample} on the datapath thread): the JDK's downcall path for
- * {@code captureCallState("errno")}, {@code SharedUtils.checkCaptureSegment}, slices the
- * thread's errno segment, a 40-byte {@code NativeMemorySegmentImpl} per readv, writev and
- * eventfd read that C2 does not scalar-replace inside the datapath's large loop (the native
- * layer's own tight-loop test sees it removed). The bound below is one such slice per system
- * call, about two per frame: anything the datapath itself allocated per frame would exceed it.
+ * ({@code jdk.ObjectAllocationSample}): the JDK's downcall path for
+ * {@code captureCallState("errno")} runs {@code SharedUtils.checkCaptureSegment}, which returns
+ * {@code captureSegment.asSlice(0, CapturableState.LAYOUT)}: a 40-byte
+ * {@code NativeMemorySegmentImpl} per readv, writev, eventfd read or poll. C2 scalar-replaces it
+ * (0 bytes per call: {@code AllocationFreeTest}); interpreted and C1-compiled code (tiers 1-3)
+ * allocate it every call, whatever kind of segment is passed (docs/native.md). During this test
+ * the datapath's {@code service} loops run at C1 tiers on a loaded 2-core box (-XX:+PrintCompilation)
+ * while Libc.readv/writev are C2-compiled on their own, so the figure depends on which tier runs
+ * each call. The bound below is one such slice per system call, two per frame: anything the
+ * datapath itself allocated per frame would exceed it.
  */
 class UserspaceDatapathAllocationTest {
 
