@@ -91,7 +91,9 @@ class VhostNetHostTest {
         long offered = 0x33d008000L; // what the bench kernel offers
         assertEquals(List.of("MRG_RXBUF", "NOTIFY_ON_EMPTY", "LOG_ALL", "ANY_LAYOUT", "INDIRECT_DESC", "EVENT_IDX",
                 "VERSION_1", "ACCESS_PLATFORM"), VirtioFeature.names(offered));
-        assertEquals("0x400000000 (RING_PACKED)", VirtioFeature.describe(VirtioFeature.RING_PACKED.mask()));
+        assertEquals("VIRTIO_F_RING_PACKED(34)", VirtioFeature.describe(VirtioFeature.RING_PACKED.mask()));
+        assertEquals("VHOST_F_LOG_ALL(26)", VirtioFeature.describe(VirtioFeature.LOG_ALL.mask()));
+        assertEquals("none", VirtioFeature.describe(0));
         assertEquals(List.of("bit 4"), VirtioFeature.names(1L << 4));
     }
 

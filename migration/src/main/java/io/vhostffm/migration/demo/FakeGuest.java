@@ -8,7 +8,7 @@ import io.vhostffm.vhost.NativeCallException;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.net.DeviceStatus;
 import io.vhostffm.vhost.net.VirtioNetCtrl;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vring.DriverState;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.SplitDriverQueue;
@@ -57,10 +57,10 @@ public final class FakeGuest {
     private static final ValueLayout.OfShort LE16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     /** The features this guest's driver wants; it acknowledges those the device offers. */
-    public static final long WANTED = VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.MAC,
-            VirtioNetFeature.STATUS, VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX, VirtioNetFeature.CTRL_VLAN,
-            VirtioNetFeature.CTRL_MAC_ADDR, VirtioNetFeature.CTRL_GUEST_OFFLOADS, VirtioNetFeature.MQ,
-            VirtioNetFeature.MRG_RXBUF, VirtioNetFeature.EVENT_IDX, VirtioNetFeature.CSUM, VirtioNetFeature.GUEST_CSUM);
+    public static final long WANTED = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MAC,
+            VirtioFeature.STATUS, VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.CTRL_VLAN,
+            VirtioFeature.CTRL_MAC_ADDR, VirtioFeature.CTRL_GUEST_OFFLOADS, VirtioFeature.MQ,
+            VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.CSUM, VirtioFeature.GUEST_CSUM);
 
     private final GuestMemory memory;
     private final int pairs;
@@ -101,15 +101,15 @@ public final class FakeGuest {
         model.writeStatus(DeviceStatus.ACKNOWLEDGE);
         model.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
         long acked = model.deviceFeatures() & wanted;
-        if (!VirtioNetFeature.MQ.in(acked) || !VirtioNetFeature.CTRL_VQ.in(acked)) {
-            throw new IllegalStateException("the device offers no MQ/CTRL_VQ: " + VirtioNetFeature.describe(model.deviceFeatures()));
+        if (!VirtioFeature.MQ.in(acked) || !VirtioFeature.CTRL_VQ.in(acked)) {
+            throw new IllegalStateException("the device offers no MQ/CTRL_VQ: " + VirtioFeature.describe(model.deviceFeatures()));
         }
         model.writeDriverFeatures(acked);
         int ok = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK;
         if (model.writeStatus(ok) != ok) {
             throw new IllegalStateException("FEATURES_OK refused: " + model.lastError().orElse("?"));
         }
-        boolean eventIdx = VirtioNetFeature.EVENT_IDX.in(acked);
+        boolean eventIdx = VirtioFeature.EVENT_IDX.in(acked);
         SplitDriverQueue[] queues = new SplitDriverQueue[2 * pairs + 1];
         for (int q = 0; q < 2 * pairs; q++) {
             long ring = ringOf(q);
@@ -152,7 +152,7 @@ public final class FakeGuest {
 
     /** The transport's queue registers, as the hypervisor knows them (the migration's queue layout section). */
     public QueueLayouts layouts() {
-        boolean eventIdx = VirtioNetFeature.EVENT_IDX.in(device.model().driverFeatures());
+        boolean eventIdx = VirtioFeature.EVENT_IDX.in(device.model().driverFeatures());
         List<QueueLayout> data = new ArrayList<>();
         for (int q = 0; q < 2 * pairs; q++) {
             long ring = ringOf(q);

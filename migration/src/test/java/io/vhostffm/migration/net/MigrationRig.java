@@ -1,5 +1,7 @@
 package io.vhostffm.migration.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 
@@ -64,7 +66,7 @@ final class MigrationRig implements AutoCloseable {
         this.firstBackends = Backends.open(tap);
         this.device = new NetDeviceRuntime(DemoDevice.options(pairs), firstBackends.offerAgainst(), firstMemory,
                 firstBackends.primary());
-        long wanted = eventIdx ? FakeGuest.WANTED : FakeGuest.WANTED & ~io.vhostffm.vhost.net.VirtioNetFeature.EVENT_IDX.mask();
+        long wanted = eventIdx ? FakeGuest.WANTED : FakeGuest.WANTED & ~io.vhostffm.vhost.VirtioFeature.EVENT_IDX.mask();
         this.guest = FakeGuest.boot(firstMemory, device, pairs, wanted);
     }
 

@@ -1,5 +1,7 @@
 package io.vhostffm.migration.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -90,7 +92,7 @@ class NetMigrationHostTest {
             rig.traffic(50);
             MigrationRig.Migrated m = rig.migrate(d -> {},
                     g -> rig.rebootGuest(io.vhostffm.migration.demo.FakeGuest.WANTED
-                            & ~io.vhostffm.vhost.net.VirtioNetFeature.EVENT_IDX.mask()));
+                            & ~io.vhostffm.vhost.VirtioFeature.EVENT_IDX.mask()));
             assertEquals("FULL_RELOAD", m.figures().path());
             assertTrue(m.figures().fullReloadReasons().stream().anyMatch(r -> r.startsWith("virtio.ackedFeatures")),
                     m.figures().fullReloadReasons()::toString);

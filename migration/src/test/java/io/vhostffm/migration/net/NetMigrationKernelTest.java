@@ -10,7 +10,7 @@ import io.vhostffm.migration.demo.FakeGuest;
 import io.vhostffm.migration.demo.IoctlRecorder;
 import io.vhostffm.migration.demo.MigrationDemo;
 import io.vhostffm.vhost.device.VhostNetBackend;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -97,7 +97,7 @@ class NetMigrationKernelTest {
                 yield 0;
             }
             case "features" -> {
-                rig.rebootGuest(FakeGuest.WANTED & ~VirtioNetFeature.EVENT_IDX.mask());
+                rig.rebootGuest(FakeGuest.WANTED & ~VirtioFeature.EVENT_IDX.mask());
                 yield 0;
             }
             default -> throw new IllegalArgumentException(kind);

@@ -9,7 +9,7 @@ import io.vhostffm.vhost.net.NetDeviceState;
 import io.vhostffm.vhost.net.RssState;
 import io.vhostffm.vhost.net.RxFilter;
 import io.vhostffm.vhost.net.VirtioNetDevice;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.VirtioNetOptions;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.QueueState;
@@ -162,7 +162,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
      */
     public int controlQueueIndex() {
         long acked = model.driverFeatures();
-        return VirtioNetFeature.MQ.in(acked) || VirtioNetFeature.RSS.in(acked) ? 2 * maxPairs : 2;
+        return VirtioFeature.MQ.in(acked) || VirtioFeature.RSS.in(acked) ? 2 * maxPairs : 2;
     }
 
     /**
@@ -383,7 +383,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         long missing = datapath & ~next.capabilities().supportedFeatures();
         if (missing != 0) {
             throw new IllegalArgumentException("backend " + next.capabilities().name()
-                    + " cannot carry the negotiated " + VirtioNetFeature.describe(missing));
+                    + " cannot carry the negotiated " + VirtioFeature.describe(missing));
         }
     }
 
@@ -401,9 +401,9 @@ public final class NetDeviceRuntime implements AutoCloseable {
     /** The fresh queue states of what the transport configured, for a driver's first start. */
     private DatapathState configuredState(NetDeviceState state) throws IOException {
         long acked = state.virtio().ackedFeatures();
-        boolean eventIdx = VirtioNetFeature.EVENT_IDX.in(acked);
-        boolean packed = VirtioNetFeature.RING_PACKED.in(acked);
-        boolean multiqueue = VirtioNetFeature.MQ.in(acked) || VirtioNetFeature.RSS.in(acked);
+        boolean eventIdx = VirtioFeature.EVENT_IDX.in(acked);
+        boolean packed = VirtioFeature.RING_PACKED.in(acked);
+        boolean multiqueue = VirtioFeature.MQ.in(acked) || VirtioFeature.RSS.in(acked);
         int pairLimit = multiqueue ? maxPairs : 1;
         List<QueueState> data = new ArrayList<>();
         for (int pair = 0; pair < pairLimit; pair++) {
@@ -420,7 +420,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         }
         QueueState controlQueue = null;
         int controlIndex = -1;
-        if (VirtioNetFeature.CTRL_VQ.in(acked)) {
+        if (VirtioFeature.CTRL_VQ.in(acked)) {
             controlIndex = multiqueue ? 2 * maxPairs : 2;
             QueueState c = configured[controlIndex];
             if (c == null) {

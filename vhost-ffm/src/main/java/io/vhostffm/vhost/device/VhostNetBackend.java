@@ -11,7 +11,7 @@ import io.vhostffm.vhost.VhostNet;
 import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.BackendCapabilities;
 import io.vhostffm.vhost.net.TunOffloads;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestRegion;
 import io.vhostffm.vring.QueueState;
@@ -98,7 +98,7 @@ public final class VhostNetBackend implements NetBackend {
         this.vhostFeatures = vhostFeatures;
         // Datapath bits the kernel carries (no LOG_ALL: not a device feature; no bit 27: see
         // class comment), plus the offloads a TAP with a vnet header carries.
-        long datapath = vhostFeatures & ~LOG_ALL & ~VHOST_NET_F_VIRTIO_NET_HDR & VirtioNetFeature.knownMask();
+        long datapath = vhostFeatures & ~LOG_ALL & ~VHOST_NET_F_VIRTIO_NET_HDR & VirtioFeature.knownMask();
         this.capabilities = BackendCapabilities.of(NAME, datapath | TunOffloads.virtioFeaturesFor(true, supportedTunFlags));
         int pairs = vhosts.size();
         this.pairEnabled = new boolean[pairs];
@@ -284,7 +284,7 @@ public final class VhostNetBackend implements NetBackend {
         if (current != null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is already started; stop it first");
         }
-        if (VirtioNetFeature.RING_PACKED.in(start.ackedFeatures())
+        if (VirtioFeature.RING_PACKED.in(start.ackedFeatures())
                 || start.queues().stream().anyMatch(q -> q.state().packed())) {
             throw new IllegalArgumentException(NAME + " has no packed virtqueues (no VIRTIO_F_RING_PACKED); "
                     + "run a packed-ring device on the userspace datapath");

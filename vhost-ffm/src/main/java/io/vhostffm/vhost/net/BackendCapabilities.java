@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import java.util.Objects;
 
 /**
@@ -24,20 +26,20 @@ public record BackendCapabilities(String name, long supportedFeatures, boolean p
      */
     public BackendCapabilities {
         Objects.requireNonNull(name, "name");
-        if (packedRings != VirtioNetFeature.RING_PACKED.in(supportedFeatures)) {
+        if (packedRings != VirtioFeature.RING_PACKED.in(supportedFeatures)) {
             throw new IllegalArgumentException("backend " + name + ": packedRings=" + packedRings
                     + " disagrees with VIRTIO_F_RING_PACKED(34) in supportedFeatures "
-                    + VirtioNetFeature.describe(supportedFeatures));
+                    + VirtioFeature.describe(supportedFeatures));
         }
     }
 
     /** A backend with these bits; packed rings iff the set holds {@code RING_PACKED}. */
     public static BackendCapabilities of(String name, long supportedFeatures) {
-        return new BackendCapabilities(name, supportedFeatures, VirtioNetFeature.RING_PACKED.in(supportedFeatures));
+        return new BackendCapabilities(name, supportedFeatures, VirtioFeature.RING_PACKED.in(supportedFeatures));
     }
 
     /** Whether the backend supports a feature. */
-    public boolean supports(VirtioNetFeature feature) {
+    public boolean supports(VirtioFeature feature) {
         return feature.in(supportedFeatures);
     }
 }

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static io.vhostffm.vhost.net.VirtioNetCtrl.*;
 
 import io.vhostffm.vhost.net.CommandReader.MalformedCommandException;
@@ -49,7 +51,7 @@ final class ControlCommandHandler {
         }
     }
 
-    private static void require(long acked, VirtioNetFeature feature) throws MalformedCommandException {
+    private static void require(long acked, VirtioFeature feature) throws MalformedCommandException {
         if (!feature.in(acked)) {
             throw new MalformedCommandException(feature.specName() + " was not negotiated");
         }
@@ -63,8 +65,8 @@ final class ControlCommandHandler {
     private static VirtioNetState rx(VirtioNetState state, long acked, int command, CommandReader in)
             throws MalformedCommandException {
         switch (command) {
-            case RX_PROMISC, RX_ALLMULTI -> require(acked, VirtioNetFeature.CTRL_RX);
-            case RX_ALLUNI, RX_NOMULTI, RX_NOUNI, RX_NOBCAST -> require(acked, VirtioNetFeature.CTRL_RX_EXTRA);
+            case RX_PROMISC, RX_ALLMULTI -> require(acked, VirtioFeature.CTRL_RX);
+            case RX_ALLUNI, RX_NOMULTI, RX_NOUNI, RX_NOBCAST -> require(acked, VirtioFeature.CTRL_RX_EXTRA);
             default -> throw unknownCommand(CLASS_RX, command);
         }
         boolean on = in.u8("on") != 0;
@@ -75,11 +77,11 @@ final class ControlCommandHandler {
             throws MalformedCommandException {
         switch (command) {
             case MAC_TABLE_SET -> {
-                require(acked, VirtioNetFeature.CTRL_RX);
+                require(acked, VirtioFeature.CTRL_RX);
                 return state.withMacTable(macTable(in));
             }
             case MAC_ADDR_SET -> {
-                require(acked, VirtioNetFeature.CTRL_MAC_ADDR);
+                require(acked, VirtioFeature.CTRL_MAC_ADDR);
                 byte[] mac = in.bytes(6, "mac");
                 if (in.remaining() != 0) {
                     throw new MalformedCommandException("mac is 6 bytes but the command carries "
@@ -132,7 +134,7 @@ final class ControlCommandHandler {
         if (command != VLAN_ADD && command != VLAN_DEL) {
             throw unknownCommand(CLASS_VLAN, command);
         }
-        require(acked, VirtioNetFeature.CTRL_VLAN);
+        require(acked, VirtioFeature.CTRL_VLAN);
         int vid = in.le16("vlan id");
         if (vid >= VirtioNetState.MAX_VLAN) {
             throw new MalformedCommandException("vlan id " + vid + " is outside 0..4095");
@@ -146,7 +148,7 @@ final class ControlCommandHandler {
         if (command != ANNOUNCE_ACK) {
             throw unknownCommand(CLASS_ANNOUNCE, command);
         }
-        require(acked, VirtioNetFeature.GUEST_ANNOUNCE);
+        require(acked, VirtioFeature.GUEST_ANNOUNCE);
         if ((state.netStatus() & VirtioNetConfigSpace.S_ANNOUNCE) == 0) {
             throw new MalformedCommandException("no announcement is pending (status has no VIRTIO_NET_S_ANNOUNCE)");
         }
@@ -157,17 +159,17 @@ final class ControlCommandHandler {
             throws MalformedCommandException {
         switch (command) {
             case MQ_VQ_PAIRS_SET -> {
-                require(acked, VirtioNetFeature.MQ);
+                require(acked, VirtioFeature.MQ);
                 int pairs = in.le16("virtqueue_pairs");
                 checkQueuePairs(pairs, "virtqueue_pairs");
                 return state.withQueues(true, pairs);
             }
             case MQ_RSS_CONFIG -> {
-                require(acked, VirtioNetFeature.RSS);
+                require(acked, VirtioFeature.RSS);
                 return rssConfig(state, acked, in);
             }
             case MQ_HASH_CONFIG -> {
-                require(acked, VirtioNetFeature.HASH_REPORT);
+                require(acked, VirtioFeature.HASH_REPORT);
                 return hashConfig(state, acked, in);
             }
             default -> throw unknownCommand(CLASS_MQ, command);
@@ -210,7 +212,7 @@ final class ControlCommandHandler {
         int maxTxVq = in.le16("max_tx_vq");
         checkQueuePairs(maxTxVq, "max_tx_vq");
         byte[] key = hashKey(in, hashTypes);
-        boolean populate = VirtioNetFeature.HASH_REPORT.in(acked);
+        boolean populate = VirtioFeature.HASH_REPORT.in(acked);
         RssState rss = hashTypes == 0 && key.length == 0
                 ? RssState.disabled(populate) // the driver turns RSS off this way
                 : new RssState(true, true, populate, hashTypes, key, table, unclassified);
@@ -226,7 +228,7 @@ final class ControlCommandHandler {
         int hashTypes = checkHashTypes(in.le32("hash_types"));
         in.bytes(8, "reserved");
         byte[] key = hashKey(in, hashTypes);
-        boolean populate = VirtioNetFeature.HASH_REPORT.in(acked);
+        boolean populate = VirtioFeature.HASH_REPORT.in(acked);
         RssState rss = hashTypes == 0 && key.length == 0
                 ? RssState.disabled(populate)
                 : new RssState(true, false, populate, hashTypes, key, new long[0], 0);
@@ -268,12 +270,12 @@ final class ControlCommandHandler {
         if (command != GUEST_OFFLOADS_SET) {
             throw unknownCommand(CLASS_GUEST_OFFLOADS, command);
         }
-        require(acked, VirtioNetFeature.CTRL_GUEST_OFFLOADS);
+        require(acked, VirtioFeature.CTRL_GUEST_OFFLOADS);
         long offloads = in.le64("offloads");
         long allowed = acked & FeatureNegotiation.GUEST_OFFLOAD_FEATURES;
         long refused = offloads & ~allowed;
         if (refused != 0) {
-            throw new MalformedCommandException("offloads " + VirtioNetFeature.describe(refused)
+            throw new MalformedCommandException("offloads " + VirtioFeature.describe(refused)
                     + " are not negotiated guest offloads");
         }
         return state.withGuestOffloads(offloads);

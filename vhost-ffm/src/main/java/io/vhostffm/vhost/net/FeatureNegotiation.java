@@ -1,6 +1,7 @@
 package io.vhostffm.vhost.net;
 
-import static io.vhostffm.vhost.net.VirtioNetFeature.*;
+import static io.vhostffm.vhost.VirtioFeature.*;
+import io.vhostffm.vhost.VirtioFeature;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -32,9 +33,9 @@ public final class FeatureNegotiation {
             maskOf(GUEST_CSUM, GUEST_TSO4, GUEST_TSO6, GUEST_ECN, GUEST_UFO, GUEST_USO4, GUEST_USO6);
 
     /** One row of 5.1.3.1: {@code feature} requires at least one of {@code anyOf}. */
-    private record Requirement(VirtioNetFeature feature, long anyOf) {
+    private record Requirement(VirtioFeature feature, long anyOf) {
         String describe() {
-            return feature.specName() + " requires " + VirtioNetFeature.describe(anyOf).replace("|", " or ");
+            return feature.specName() + " requires " + VirtioFeature.describe(anyOf).replace("|", " or ");
         }
     }
 

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static io.vhostffm.vhost.net.DeviceStatus.*;
 
 import java.util.Arrays;
@@ -36,9 +38,9 @@ final class StateValidator {
         validateStatus(status);
         long extra = acked & ~virtio.offeredFeatures();
         check(extra == 0, "virtio.ackedFeatures", "acknowledges features the source did not offer: "
-                + VirtioNetFeature.describe(extra));
+                + VirtioFeature.describe(extra));
         long notHere = acked & ~offered;
-        check(notHere == 0, "virtio.ackedFeatures", "acknowledges " + VirtioNetFeature.describe(notHere)
+        check(notHere == 0, "virtio.ackedFeatures", "acknowledges " + VirtioFeature.describe(notHere)
                 + ", not offered by this device (backend '" + backendName + "')");
         boolean negotiated = (status & FEATURES_OK) != 0;
         if (negotiated) {
@@ -106,8 +108,8 @@ final class StateValidator {
         long offloadsAllowed = acked & FeatureNegotiation.GUEST_OFFLOAD_FEATURES;
         long badOffloads = net.guestOffloads() & ~offloadsAllowed;
         check(badOffloads == 0, "net.guestOffloads",
-                VirtioNetFeature.describe(badOffloads) + " are not negotiated guest offloads");
-        boolean multiqueue = negotiated && (VirtioNetFeature.MQ.in(acked) || VirtioNetFeature.RSS.in(acked));
+                VirtioFeature.describe(badOffloads) + " are not negotiated guest offloads");
+        boolean multiqueue = negotiated && (VirtioFeature.MQ.in(acked) || VirtioFeature.RSS.in(acked));
         check(net.multiqueue() == multiqueue, "net.multiqueue",
                 net.multiqueue() + " disagrees with the acknowledged features (MQ or RSS: " + multiqueue + ")");
         check(net.queuePairs() >= 1 && net.queuePairs() <= options.maxQueuePairs(), "net.queuePairs",
@@ -118,7 +120,7 @@ final class StateValidator {
     }
 
     private void validateRss(RssState rss, long acked, boolean negotiated) throws InvalidDeviceStateException {
-        boolean hashReport = VirtioNetFeature.HASH_REPORT.in(acked);
+        boolean hashReport = VirtioFeature.HASH_REPORT.in(acked);
         check(!negotiated || rss.populateHash() == hashReport, "net.rss.populateHash",
                 rss.populateHash() + " disagrees with VIRTIO_NET_F_HASH_REPORT negotiated = " + hashReport);
         check(negotiated || !rss.populateHash(), "net.rss.populateHash", "set before feature negotiation");
@@ -128,9 +130,9 @@ final class StateValidator {
                     "net.rss", "disabled but carries a configuration: " + rss);
             return;
         }
-        check(VirtioNetFeature.RSS.in(acked) || hashReport, "net.rss.enabled",
+        check(VirtioFeature.RSS.in(acked) || hashReport, "net.rss.enabled",
                 "set without VIRTIO_NET_F_RSS or VIRTIO_NET_F_HASH_REPORT negotiated");
-        check(!rss.redirect() || VirtioNetFeature.RSS.in(acked), "net.rss.redirect",
+        check(!rss.redirect() || VirtioFeature.RSS.in(acked), "net.rss.redirect",
                 "set without VIRTIO_NET_F_RSS negotiated");
         long unsupported = Integer.toUnsignedLong(rss.hashTypes()) & ~Integer.toUnsignedLong(options.supportedHashTypes());
         check(unsupported == 0, "net.rss.hashTypes", String.format("0x%x not in supported_hash_types 0x%x",

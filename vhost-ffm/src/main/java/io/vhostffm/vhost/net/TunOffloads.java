@@ -1,6 +1,6 @@
 package io.vhostffm.vhost.net;
 
-import static io.vhostffm.vhost.net.VirtioNetFeature.*;
+import static io.vhostffm.vhost.VirtioFeature.*;
 
 /**
  * The {@code TUNSETOFFLOAD} flags ({@code <linux/if_tun.h>}) that let a TAP device hand the guest

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static io.vhostffm.vhost.net.DeviceStatus.*;
 
 import java.io.IOException;
@@ -63,7 +65,7 @@ public final class VirtioNetDevice {
         this.offer = FeatureNegotiation.offer(options.requestedFeatures(), backend);
         if (offer.dropped() != 0) {
             LOG.log(Level.INFO, "virtio-net: backend ''{0}'' lacks {1}; not offered", backend.name(),
-                    VirtioNetFeature.describe(offer.dropped()));
+                    VirtioFeature.describe(offer.dropped()));
         }
         this.control = new ControlCommandHandler(options);
         this.validator = new StateValidator(options, offer.offered(), backend.name());
@@ -114,7 +116,7 @@ public final class VirtioNetDevice {
      */
     public synchronized boolean writeDriverFeatures(long features) {
         if ((status & (FEATURES_OK | FAILED)) != 0) {
-            reject("driver feature write " + VirtioNetFeature.describe(features) + " refused: status is "
+            reject("driver feature write " + VirtioFeature.describe(features) + " refused: status is "
                     + DeviceStatus.describe(status));
             return false;
         }
@@ -212,14 +214,14 @@ public final class VirtioNetDevice {
         long acked = driverFeatures;
         // As QEMU: without CTRL_VLAN every VLAN passes; with it the driver adds the ones it wants.
         long[] vlans = new long[VirtioNetState.VLAN_WORDS];
-        if (!VirtioNetFeature.CTRL_VLAN.in(acked)) {
+        if (!VirtioFeature.CTRL_VLAN.in(acked)) {
             java.util.Arrays.fill(vlans, -1L);
         }
-        boolean multiqueue = VirtioNetFeature.MQ.in(acked) || VirtioNetFeature.RSS.in(acked);
+        boolean multiqueue = VirtioFeature.MQ.in(acked) || VirtioFeature.RSS.in(acked);
         VirtioNetState next = net.withVlanTable(vlans)
                 .withGuestOffloads(acked & FeatureNegotiation.GUEST_OFFLOAD_FEATURES)
                 .withQueues(multiqueue, 1)
-                .withRss(RssState.disabled(VirtioNetFeature.HASH_REPORT.in(acked)));
+                .withRss(RssState.disabled(VirtioFeature.HASH_REPORT.in(acked)));
         String failure = commit(next);
         if (failure != null) {
             reject("FEATURES_OK refused: " + failure);
@@ -312,7 +314,7 @@ public final class VirtioNetDevice {
      * negotiated or the driver is not running; the host then announces for the guest itself.
      */
     public synchronized boolean requestAnnounce() {
-        if (!VirtioNetFeature.GUEST_ANNOUNCE.in(driverFeatures) || (status & FEATURES_OK) == 0
+        if (!VirtioFeature.GUEST_ANNOUNCE.in(driverFeatures) || (status & FEATURES_OK) == 0
                 || (status & DRIVER_OK) == 0) {
             return false;
         }
@@ -352,7 +354,7 @@ public final class VirtioNetDevice {
     }
 
     private ControlAck handleControlChecked(List<MemorySegment> readable) {
-        if (!VirtioNetFeature.CTRL_VQ.in(driverFeatures) || (status & FEATURES_OK) == 0) {
+        if (!VirtioFeature.CTRL_VQ.in(driverFeatures) || (status & FEATURES_OK) == 0) {
             return ControlAck.err("control command", "VIRTIO_NET_F_CTRL_VQ was not negotiated");
         }
         if ((status & DRIVER_OK) == 0 || (status & (DEVICE_NEEDS_RESET | FAILED)) != 0) {

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.Objects;
@@ -37,8 +39,8 @@ public record VirtioNetOptions(byte[] mac, long requestedFeatures, int maxQueueP
         check(mtu >= 68 && mtu <= 65535, "mtu", mtu, "68..65535");
         check(speedMbps >= -1, "speedMbps", speedMbps, "-1 (unknown) or a speed in Mbit/s");
         check(duplex == 0 || duplex == 1 || duplex == 0xff, "duplex", duplex, "0, 1 or 0xff");
-        boolean rss = VirtioNetFeature.RSS.in(requestedFeatures);
-        boolean hash = VirtioNetFeature.HASH_REPORT.in(requestedFeatures);
+        boolean rss = VirtioFeature.RSS.in(requestedFeatures);
+        boolean hash = VirtioFeature.HASH_REPORT.in(requestedFeatures);
         check(rssMaxKeySize >= 0 && rssMaxKeySize <= 255 && (rssMaxKeySize >= 40 || !(rss || hash)),
                 "rssMaxKeySize", rssMaxKeySize, "40..255 with RSS or HASH_REPORT, 0..255 otherwise");
         check(rssMaxIndirectionTableLength >= 1 && rssMaxIndirectionTableLength <= 0x8000
@@ -83,7 +85,7 @@ public record VirtioNetOptions(byte[] mac, long requestedFeatures, int maxQueueP
     @Override
     public String toString() {
         return "VirtioNetOptions[mac=" + HexFormat.ofDelimiter(":").formatHex(mac) + ", requestedFeatures="
-                + VirtioNetFeature.describe(requestedFeatures) + ", maxQueuePairs=" + maxQueuePairs + ", mtu=" + mtu
+                + VirtioFeature.describe(requestedFeatures) + ", maxQueuePairs=" + maxQueuePairs + ", mtu=" + mtu
                 + ", speedMbps=" + speedMbps + ", duplex=" + duplex + ", rssMaxKeySize=" + rssMaxKeySize
                 + ", rssMaxIndirectionTableLength=" + rssMaxIndirectionTableLength + ", supportedHashTypes=0x"
                 + Integer.toHexString(supportedHashTypes) + "]";
@@ -92,7 +94,7 @@ public record VirtioNetOptions(byte[] mac, long requestedFeatures, int maxQueueP
     /** Builds {@link VirtioNetOptions}; every value starts at a spec-valid default. */
     public static final class Builder {
         private final byte[] mac;
-        private long requestedFeatures = VirtioNetFeature.VERSION_1.mask();
+        private long requestedFeatures = VirtioFeature.VERSION_1.mask();
         private int maxQueuePairs = 1;
         private int mtu = 1500;
         private int speedMbps = -1;
@@ -106,8 +108,8 @@ public record VirtioNetOptions(byte[] mac, long requestedFeatures, int maxQueueP
         }
 
         /** The features to ask for; VERSION_1 is always added. */
-        public Builder features(VirtioNetFeature... features) {
-            this.requestedFeatures = VirtioNetFeature.maskOf(features) | VirtioNetFeature.VERSION_1.mask();
+        public Builder features(VirtioFeature... features) {
+            this.requestedFeatures = VirtioFeature.maskOf(features) | VirtioFeature.VERSION_1.mask();
             return this;
         }
 

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.Objects;
@@ -126,7 +128,7 @@ public record VirtioNetState(byte[] mac, MacTableState macTable, int netStatus, 
         }
         return "VirtioNetState[mac=" + HexFormat.ofDelimiter(":").formatHex(mac) + ", macTable=" + macTable
                 + ", netStatus=" + netStatus + ", rxMode=" + rxMode + ", vlanTable=" + vlans + " of "
-                + vlanTable.length * 64 + " allowed, guestOffloads=" + VirtioNetFeature.describe(guestOffloads)
+                + vlanTable.length * 64 + " allowed, guestOffloads=" + VirtioFeature.describe(guestOffloads)
                 + ", multiqueue=" + multiqueue + ", queuePairs=" + queuePairs + ", rss=" + rss + "]";
     }
 }

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.Objects;
@@ -41,7 +43,7 @@ public record VirtioState(int status, long offeredFeatures, long ackedFeatures, 
     @Override
     public String toString() {
         return "VirtioState[status=" + DeviceStatus.describe(status) + ", offeredFeatures="
-                + VirtioNetFeature.describe(offeredFeatures) + ", ackedFeatures="
-                + VirtioNetFeature.describe(ackedFeatures) + ", config=" + HexFormat.of().formatHex(config) + "]";
+                + VirtioFeature.describe(offeredFeatures) + ", ackedFeatures="
+                + VirtioFeature.describe(ackedFeatures) + ", config=" + HexFormat.of().formatHex(config) + "]";
     }
 }

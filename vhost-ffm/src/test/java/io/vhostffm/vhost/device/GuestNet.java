@@ -15,7 +15,7 @@ import io.vhostffm.vhost.NativeCallException;
 import io.vhostffm.vhost.PacketSocket;
 import io.vhostffm.vhost.TapDevice;
 import io.vhostffm.vhost.net.VirtioNetCtrl;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.VirtioNetOptions;
 import io.vhostffm.vring.DriverQueue;
 import io.vhostffm.vring.PackedDriverQueue;
@@ -34,7 +34,7 @@ import java.util.List;
  * buffers, transmits frames in the three chain shapes, and speaks to the control queue. The
  * network side is an AF_PACKET socket on the TAP.
  *
- * <p>Ring format and event idx follow what the driver acks: with {@link VirtioNetFeature#RING_PACKED}
+ * <p>Ring format and event idx follow what the driver acks: with {@link VirtioFeature#RING_PACKED}
  * among the extra features (and a backend offering it) every queue is a {@link PackedDriverQueue},
  * else a {@link SplitDriverQueue}; everything else drives them through vring's {@link DriverQueue}.
  * At each queue the packed ring's parts take the split ring's places: descriptor ring at
@@ -74,19 +74,19 @@ final class GuestNet implements AutoCloseable {
     final long[][] rxAddressByHead;
 
     private GuestNet(MemfdGuestMemory memory, TapDevice tap, boolean ownsTap, NetBackend backend, int pairs,
-            long refusedFeatures, VirtioNetFeature... extra) throws Exception {
+            long refusedFeatures, VirtioFeature... extra) throws Exception {
         this.memory = memory;
         this.refusedFeatures = refusedFeatures;
         this.tap = tap;
         this.ownsTap = ownsTap;
         this.backend = backend;
         this.pairs = pairs;
-        VirtioNetFeature[] features = pairs > 1
-                ? new VirtioNetFeature[] {VirtioNetFeature.MRG_RXBUF, VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC,
-                        VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX, VirtioNetFeature.MQ, VirtioNetFeature.MAC, VirtioNetFeature.STATUS}
-                : new VirtioNetFeature[] {VirtioNetFeature.MRG_RXBUF, VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC,
-                        VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX, VirtioNetFeature.MAC, VirtioNetFeature.STATUS};
-        VirtioNetFeature[] all = java.util.Arrays.copyOf(features, features.length + extra.length);
+        VirtioFeature[] features = pairs > 1
+                ? new VirtioFeature[] {VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.INDIRECT_DESC,
+                        VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.MQ, VirtioFeature.MAC, VirtioFeature.STATUS}
+                : new VirtioFeature[] {VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.INDIRECT_DESC,
+                        VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.MAC, VirtioFeature.STATUS};
+        VirtioFeature[] all = java.util.Arrays.copyOf(features, features.length + extra.length);
         System.arraycopy(extra, 0, all, features.length, extra.length);
         VirtioNetOptions options = VirtioNetOptions.builder(MAC).features(all).maxQueuePairs(pairs).build();
         this.device = new NetDeviceRuntime(options, memory, backend);
@@ -99,12 +99,12 @@ final class GuestNet implements AutoCloseable {
     }
 
     /** A guest on a new TAP with kernel vhost-net. */
-    static GuestNet kernel(int pairs, VirtioNetFeature... extraFeatures) throws Exception {
+    static GuestNet kernel(int pairs, VirtioFeature... extraFeatures) throws Exception {
         return on(pairs, VhostNetBackend::open, extraFeatures);
     }
 
     /** A guest on a new TAP with the backend {@code open} makes on it. */
-    static GuestNet on(int pairs, ThrowingFunction<TapDevice, NetBackend> open, VirtioNetFeature... extraFeatures)
+    static GuestNet on(int pairs, ThrowingFunction<TapDevice, NetBackend> open, VirtioFeature... extraFeatures)
             throws Exception {
         return on(pairs, open, 0, extraFeatures);
     }
@@ -114,7 +114,7 @@ final class GuestNet implements AutoCloseable {
      * {@code refusedFeatures} (a mask; e.g. EVENT_IDX to run without event index).
      */
     static GuestNet on(int pairs, ThrowingFunction<TapDevice, NetBackend> open, long refusedFeatures,
-            VirtioNetFeature... extraFeatures) throws Exception {
+            VirtioFeature... extraFeatures) throws Exception {
         MemfdGuestMemory memory = MemfdGuestMemory.create("guest", List.of(
                 new RegionSpec(RING_REGION, RING_REGION_SIZE), new RegionSpec(BUFFER_REGION, BUFFER_REGION_SIZE)));
         TapDevice tap = null;
@@ -160,8 +160,8 @@ final class GuestNet implements AutoCloseable {
         model.writeStatus(ACKNOWLEDGE | DRIVER);
         long acked = model.deviceFeatures() & ~refusedFeatures;
         assertTrue(model.writeDriverFeatures(acked));
-        packed = VirtioNetFeature.RING_PACKED.in(acked);
-        eventIdx = VirtioNetFeature.EVENT_IDX.in(acked);
+        packed = VirtioFeature.RING_PACKED.in(acked);
+        eventIdx = VirtioFeature.EVENT_IDX.in(acked);
         int status = model.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
         assertEquals(ACKNOWLEDGE | DRIVER | FEATURES_OK, status, () -> "FEATURES_OK: " + model.lastError());
         for (int q = 0; q < queues.length; q++) {

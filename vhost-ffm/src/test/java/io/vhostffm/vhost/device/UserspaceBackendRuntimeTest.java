@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
 import io.vhostffm.vhost.net.VirtioNetCtrl;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vring.QueueState;
 import java.lang.foreign.Arena;
 import java.util.ArrayList;
@@ -173,18 +173,18 @@ class UserspaceBackendRuntimeTest {
         try (io.vhostffm.vhost.TapDevice tap = io.vhostffm.vhost.TapDevice.create("vffup%d");
              UserspaceNetBackend backend = UserspaceNetBackend.open(tap)) {
             long features = backend.capabilities().supportedFeatures();
-            for (VirtioNetFeature f : List.of(VirtioNetFeature.VERSION_1, VirtioNetFeature.MRG_RXBUF,
-                    VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC, VirtioNetFeature.GUEST_CSUM,
-                    VirtioNetFeature.CSUM)) {
-                assertTrue(f.in(features), f + " in " + VirtioNetFeature.describe(features));
+            for (VirtioFeature f : List.of(VirtioFeature.VERSION_1, VirtioFeature.MRG_RXBUF,
+                    VirtioFeature.EVENT_IDX, VirtioFeature.INDIRECT_DESC, VirtioFeature.GUEST_CSUM,
+                    VirtioFeature.CSUM)) {
+                assertTrue(f.in(features), f + " in " + VirtioFeature.describe(features));
             }
-            assertFalse(VirtioNetFeature.RSS.in(features), "no steering in the userspace datapath");
+            assertFalse(VirtioFeature.RSS.in(features), "no steering in the userspace datapath");
             assertTrue(backend.capabilities().packedRings(), "packed rings run here (UserspacePackedRuntimeTest)");
             try (var memory = io.vhostffm.vhost.MemfdGuestMemory.create("p", List.of(
                     new io.vhostffm.vhost.MemfdGuestMemory.RegionSpec(0, 0x10000)));
                  var kick = io.vhostffm.vhost.EventFd.create(); var call = io.vhostffm.vhost.EventFd.create()) {
                 QueueState packed = QueueState.packed(64, 0, 0x1000, 0x2000, true);
-                var start = new BackendStart(memory, VirtioNetFeature.VERSION_1.mask(),
+                var start = new BackendStart(memory, VirtioFeature.VERSION_1.mask(),
                         List.of(new QueueBinding(0, packed, kick, call), new QueueBinding(1, packed, kick, call)), 1, 0,
                         null, (q, reason) -> {});
                 // packed ring states while RING_PACKED is not acked

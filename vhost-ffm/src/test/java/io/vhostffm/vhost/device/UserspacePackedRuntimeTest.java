@@ -11,7 +11,7 @@ import io.vhostffm.vhost.net.FeatureNegotiationException;
 import io.vhostffm.vhost.net.NetDeviceListener;
 import io.vhostffm.vhost.net.VirtioNetCtrl;
 import io.vhostffm.vhost.net.VirtioNetDevice;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.VirtioNetOptions;
 import io.vhostffm.vring.PackedDriverQueue;
 import io.vhostffm.vring.QueueState;
@@ -34,7 +34,7 @@ class UserspacePackedRuntimeTest {
 
     static GuestNet packedGuest(int pairs, boolean eventIdx) throws Exception {
         GuestNet guest = GuestNet.on(pairs, UserspaceNetBackend::open,
-                eventIdx ? 0 : VirtioNetFeature.EVENT_IDX.mask(), VirtioNetFeature.RING_PACKED);
+                eventIdx ? 0 : VirtioFeature.EVENT_IDX.mask(), VirtioFeature.RING_PACKED);
         try {
             assertTrue(guest.packed, "RING_PACKED negotiated");
             assertEquals(eventIdx, guest.eventIdx);
@@ -188,15 +188,15 @@ class UserspacePackedRuntimeTest {
         try (io.vhostffm.vhost.TapDevice tap = io.vhostffm.vhost.TapDevice.create("vffpk%d");
              UserspaceNetBackend userspace = UserspaceNetBackend.open(tap)) {
             assertTrue(userspace.capabilities().packedRings());
-            assertTrue(VirtioNetFeature.RING_PACKED.in(userspace.capabilities().supportedFeatures()));
+            assertTrue(VirtioFeature.RING_PACKED.in(userspace.capabilities().supportedFeatures()));
         }
         // Kernel vhost-net's capabilities as VhostNetBackend builds them: VHOST_GET_FEATURES as the
         // bench's kernel answered (0x33d008000, no bit 34) without LOG_ALL and bit 27.
-        long vhostFeatures = 0x33d008000L & ~(1L << 26) & ~(1L << 27) & VirtioNetFeature.knownMask();
+        long vhostFeatures = 0x33d008000L & ~(1L << 26) & ~(1L << 27) & VirtioFeature.knownMask();
         BackendCapabilities kernel = BackendCapabilities.of("kernel vhost-net", vhostFeatures);
         assertFalse(kernel.packedRings());
         VirtioNetOptions options = VirtioNetOptions.builder(GuestNet.MAC)
-                .features(VirtioNetFeature.RING_PACKED, VirtioNetFeature.MRG_RXBUF).build();
+                .features(VirtioFeature.RING_PACKED, VirtioFeature.MRG_RXBUF).build();
         FeatureNegotiationException e = assertThrows(FeatureNegotiationException.class,
                 () -> new VirtioNetDevice(options, kernel, new NetDeviceListener() {}));
         assertTrue(e.getMessage().contains("VIRTIO_F_RING_PACKED(34)") && e.getMessage().contains("kernel vhost-net")

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static io.vhostffm.vhost.device.GuestNet.HEADER;
 import static io.vhostffm.vhost.device.GuestNet.TX_SLOTS;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -451,18 +453,18 @@ class VhostNetBackendKernelTest {
      */
     @Test
     void guestOffloadsSetReachesTheTap() throws Exception {
-        try (GuestNet guest = GuestNet.kernel(1, io.vhostffm.vhost.net.VirtioNetFeature.CTRL_GUEST_OFFLOADS,
-                io.vhostffm.vhost.net.VirtioNetFeature.GUEST_CSUM, io.vhostffm.vhost.net.VirtioNetFeature.GUEST_TSO4);
+        try (GuestNet guest = GuestNet.kernel(1, io.vhostffm.vhost.VirtioFeature.CTRL_GUEST_OFFLOADS,
+                io.vhostffm.vhost.VirtioFeature.GUEST_CSUM, io.vhostffm.vhost.VirtioFeature.GUEST_TSO4);
              Arena arena = Arena.ofConfined()) {
-            long csumTso4 = io.vhostffm.vhost.net.VirtioNetFeature.maskOf(io.vhostffm.vhost.net.VirtioNetFeature.GUEST_CSUM,
-                    io.vhostffm.vhost.net.VirtioNetFeature.GUEST_TSO4);
+            long csumTso4 = io.vhostffm.vhost.VirtioFeature.maskOf(io.vhostffm.vhost.VirtioFeature.GUEST_CSUM,
+                    io.vhostffm.vhost.VirtioFeature.GUEST_TSO4);
             assertEquals(csumTso4, guest.device.model().netState().guestOffloads(), "negotiated offloads at FEATURES_OK");
             assertEquals(VirtioNetCtrl.OK, guest.control(VirtioNetCtrl.CLASS_GUEST_OFFLOADS, VirtioNetCtrl.GUEST_OFFLOADS_SET,
                     le64(0)), () -> "offloads off: " + guest.device.model().lastError());
             assertEquals(0, guest.device.model().netState().guestOffloads());
             assertEquals(VirtioNetCtrl.OK, guest.control(VirtioNetCtrl.CLASS_GUEST_OFFLOADS, VirtioNetCtrl.GUEST_OFFLOADS_SET,
                     le64(csumTso4)), () -> "offloads on: " + guest.device.model().lastError());
-            long tso6 = io.vhostffm.vhost.net.VirtioNetFeature.GUEST_TSO6.mask();
+            long tso6 = io.vhostffm.vhost.VirtioFeature.GUEST_TSO6.mask();
             assertEquals(VirtioNetCtrl.ERR, guest.control(VirtioNetCtrl.CLASS_GUEST_OFFLOADS, VirtioNetCtrl.GUEST_OFFLOADS_SET,
                     le64(csumTso4 | tso6)), "GUEST_TSO6 was not negotiated");
             assertEquals(csumTso4, guest.device.model().netState().guestOffloads());
@@ -485,9 +487,9 @@ class VhostNetBackendKernelTest {
         try (io.vhostffm.vhost.TapDevice tap = io.vhostffm.vhost.TapDevice.create("vffpk%d");
              VhostNetBackend kernel = VhostNetBackend.open(tap)) {
             assertFalse(kernel.capabilities().packedRings());
-            assertFalse(io.vhostffm.vhost.net.VirtioNetFeature.RING_PACKED.in(kernel.capabilities().supportedFeatures()));
+            assertFalse(io.vhostffm.vhost.VirtioFeature.RING_PACKED.in(kernel.capabilities().supportedFeatures()));
             var options = io.vhostffm.vhost.net.VirtioNetOptions.builder(GuestNet.MAC)
-                    .features(io.vhostffm.vhost.net.VirtioNetFeature.RING_PACKED).build();
+                    .features(io.vhostffm.vhost.VirtioFeature.RING_PACKED).build();
             try (var memory = io.vhostffm.vhost.MemfdGuestMemory.create("p", List.of(
                     new io.vhostffm.vhost.MemfdGuestMemory.RegionSpec(0, 0x10000)))) {
                 var e = assertThrows(io.vhostffm.vhost.net.FeatureNegotiationException.class,

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static io.vhostffm.vhost.net.NetTestSupport.*;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -25,7 +27,7 @@ class ConfigSpaceTest {
     @Test
     void bytesAreLittleEndianSpecFields() {
         VirtioNetOptions options = VirtioNetOptions.builder(DEVICE_MAC)
-                .features(VirtioNetFeature.CTRL_VQ, VirtioNetFeature.MQ, VirtioNetFeature.RSS)
+                .features(VirtioFeature.CTRL_VQ, VirtioFeature.MQ, VirtioFeature.RSS)
                 .maxQueuePairs(8).mtu(9000).speed(10000, 1)
                 .rssLimits(52, 256, RssState.HASH_TYPE_IPV4 | RssState.HASH_TYPE_TCPV6).build();
         VirtioNetDevice device = new VirtioNetDevice(options, USERSPACE, new RecordingListener());
@@ -46,7 +48,7 @@ class ConfigSpaceTest {
 
     @Test
     void driverReadsAnyRangeInsideAndNothingOutside() {
-        VirtioNetDevice device = new VirtioNetDevice(options(VirtioNetFeature.VERSION_1.mask(), 3), KERNEL,
+        VirtioNetDevice device = new VirtioNetDevice(options(VirtioFeature.VERSION_1.mask(), 3), KERNEL,
                 new RecordingListener());
         assertArrayEquals(new byte[] {0x12, 0x34}, device.readConfig(3, 2));
         assertArrayEquals(new byte[] {3, 0}, device.readConfig(8, 2));
@@ -93,10 +95,10 @@ class ConfigSpaceTest {
         assertThrows(IllegalArgumentException.class, () -> VirtioNetOptions.builder(DEVICE_MAC).mtu(67).build());
         assertThrows(IllegalArgumentException.class, () -> VirtioNetOptions.builder(DEVICE_MAC).speed(100, 2).build());
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> VirtioNetOptions.builder(DEVICE_MAC)
-                .features(VirtioNetFeature.CTRL_VQ, VirtioNetFeature.RSS).rssLimits(39, 128, 1).build());
+                .features(VirtioFeature.CTRL_VQ, VirtioFeature.RSS).rssLimits(39, 128, 1).build());
         assertTrue(e.getMessage().contains("rssMaxKeySize = 39"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> VirtioNetOptions.builder(DEVICE_MAC)
-                .features(VirtioNetFeature.CTRL_VQ, VirtioNetFeature.RSS).rssLimits(40, 64, 1).build());
+                .features(VirtioFeature.CTRL_VQ, VirtioFeature.RSS).rssLimits(40, 64, 1).build());
         assertThrows(IllegalArgumentException.class,
                 () -> VirtioNetOptions.builder(DEVICE_MAC).rssLimits(40, 100, 1).build(), "not a power of two");
         assertThrows(IllegalArgumentException.class,

@@ -2,7 +2,8 @@ package io.vhostffm.vhost.net;
 
 import static io.vhostffm.vhost.net.NetTestSupport.*;
 import static io.vhostffm.vhost.net.VirtioNetCtrl.*;
-import static io.vhostffm.vhost.net.VirtioNetFeature.*;
+import static io.vhostffm.vhost.VirtioFeature.*;
+import io.vhostffm.vhost.VirtioFeature;
 import static org.junit.jupiter.api.Assertions.*;
 
 import java.lang.foreign.Arena;
@@ -43,7 +44,7 @@ class ControlQueueTest {
     }
 
     /** A device that negotiated everything but {@code without}. */
-    private static VirtioNetDevice without(VirtioNetFeature without) {
+    private static VirtioNetDevice without(VirtioFeature without) {
         return running(ALL_CONTROL, ALL_CONTROL & ~without.mask(), 4, new RecordingListener());
     }
 

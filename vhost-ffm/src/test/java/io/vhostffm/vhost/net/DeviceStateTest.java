@@ -2,7 +2,7 @@ package io.vhostffm.vhost.net;
 
 import static io.vhostffm.vhost.net.NetTestSupport.*;
 import static io.vhostffm.vhost.net.VirtioNetCtrl.*;
-import static io.vhostffm.vhost.net.VirtioNetFeature.*;
+import static io.vhostffm.vhost.VirtioFeature.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import java.io.IOException;

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static io.vhostffm.vhost.net.DeviceStatus.*;
 import static io.vhostffm.vhost.net.NetTestSupport.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -142,7 +144,7 @@ class DeviceStatusTest {
                 | TunOffloads.TUN_F_TSO_ECN | TunOffloads.TUN_F_UFO, listener.tunFlags);
         // CTRL_VLAN negotiated: the table starts empty; without it every VLAN passes.
         assertFalse(net.vlanAllowed(5));
-        VirtioNetDevice plain = running(VirtioNetFeature.VERSION_1.mask(), VirtioNetFeature.VERSION_1.mask(), 1,
+        VirtioNetDevice plain = running(VirtioFeature.VERSION_1.mask(), VirtioFeature.VERSION_1.mask(), 1,
                 new RecordingListener());
         assertTrue(plain.netState().vlanAllowed(5));
         assertFalse(plain.netState().multiqueue());

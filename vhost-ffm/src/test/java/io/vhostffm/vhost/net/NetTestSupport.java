@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.io.IOException;
@@ -18,24 +20,24 @@ final class NetTestSupport {
 
     /** Kernel vhost-net as the VM bench saw it: 0x33d008000 (no RING_PACKED), plus TAP offloads. */
     static final long KERNEL_VHOST_FEATURES = 0x33d008000L;
-    static final long TAP_OFFLOADS = VirtioNetFeature.maskOf(VirtioNetFeature.CSUM, VirtioNetFeature.GUEST_CSUM,
-            VirtioNetFeature.GUEST_TSO4, VirtioNetFeature.GUEST_TSO6, VirtioNetFeature.GUEST_ECN,
-            VirtioNetFeature.GUEST_UFO, VirtioNetFeature.HOST_TSO4, VirtioNetFeature.HOST_TSO6,
-            VirtioNetFeature.HOST_ECN, VirtioNetFeature.HOST_UFO);
+    static final long TAP_OFFLOADS = VirtioFeature.maskOf(VirtioFeature.CSUM, VirtioFeature.GUEST_CSUM,
+            VirtioFeature.GUEST_TSO4, VirtioFeature.GUEST_TSO6, VirtioFeature.GUEST_ECN,
+            VirtioFeature.GUEST_UFO, VirtioFeature.HOST_TSO4, VirtioFeature.HOST_TSO6,
+            VirtioFeature.HOST_ECN, VirtioFeature.HOST_UFO);
     static final BackendCapabilities KERNEL =
             BackendCapabilities.of("kernel vhost-net", KERNEL_VHOST_FEATURES | TAP_OFFLOADS);
-    static final BackendCapabilities USERSPACE = BackendCapabilities.of("userspace", VirtioNetFeature.knownMask());
+    static final BackendCapabilities USERSPACE = BackendCapabilities.of("userspace", VirtioFeature.knownMask());
 
     private NetTestSupport() {}
 
     /** Every control-plane feature, RSS and hash report, guest offloads: what the tests negotiate. */
-    static final long ALL_CONTROL = VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.MAC,
-            VirtioNetFeature.STATUS, VirtioNetFeature.MTU, VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX,
-            VirtioNetFeature.CTRL_RX_EXTRA, VirtioNetFeature.CTRL_VLAN, VirtioNetFeature.GUEST_ANNOUNCE,
-            VirtioNetFeature.MQ, VirtioNetFeature.CTRL_MAC_ADDR, VirtioNetFeature.CTRL_GUEST_OFFLOADS,
-            VirtioNetFeature.RSS, VirtioNetFeature.HASH_REPORT, VirtioNetFeature.GUEST_CSUM,
-            VirtioNetFeature.GUEST_TSO4, VirtioNetFeature.GUEST_TSO6, VirtioNetFeature.GUEST_ECN,
-            VirtioNetFeature.GUEST_UFO, VirtioNetFeature.MRG_RXBUF, VirtioNetFeature.EVENT_IDX);
+    static final long ALL_CONTROL = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MAC,
+            VirtioFeature.STATUS, VirtioFeature.MTU, VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX,
+            VirtioFeature.CTRL_RX_EXTRA, VirtioFeature.CTRL_VLAN, VirtioFeature.GUEST_ANNOUNCE,
+            VirtioFeature.MQ, VirtioFeature.CTRL_MAC_ADDR, VirtioFeature.CTRL_GUEST_OFFLOADS,
+            VirtioFeature.RSS, VirtioFeature.HASH_REPORT, VirtioFeature.GUEST_CSUM,
+            VirtioFeature.GUEST_TSO4, VirtioFeature.GUEST_TSO6, VirtioFeature.GUEST_ECN,
+            VirtioFeature.GUEST_UFO, VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX);
 
     static VirtioNetOptions options(long features, int maxPairs) {
         return VirtioNetOptions.builder(DEVICE_MAC).featureBits(features).maxQueuePairs(maxPairs).build();

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.net;
 
+import io.vhostffm.vhost.VirtioFeature;
+
 import static io.vhostffm.vhost.net.NetTestSupport.*;
 import static io.vhostffm.vhost.net.VirtioNetCtrl.*;
 import static org.junit.jupiter.api.Assertions.*;
@@ -122,9 +124,9 @@ class RxFilterTest {
 
     @Test
     void withoutCtrlVlanEveryVlanPasses() {
-        VirtioNetDevice plain = running(VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.CTRL_VQ,
-                VirtioNetFeature.CTRL_RX), VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1,
-                VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX), 1, new RecordingListener());
+        VirtioNetDevice plain = running(VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.CTRL_VQ,
+                VirtioFeature.CTRL_RX), VirtioFeature.maskOf(VirtioFeature.VERSION_1,
+                VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX), 1, new RecordingListener());
         plain.handleControl(new Cmd(CLASS_RX, RX_PROMISC).u8(0).segments());
         assertTrue(plain.rxFilter().accepts(frame(OWN, 4000), 12, 64));
     }

@@ -1,7 +1,7 @@
 package io.vhostffm.vhost.net;
 
 import static io.vhostffm.vhost.net.TunOffloads.*;
-import static io.vhostffm.vhost.net.VirtioNetFeature.*;
+import static io.vhostffm.vhost.VirtioFeature.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import org.junit.jupiter.api.Test;

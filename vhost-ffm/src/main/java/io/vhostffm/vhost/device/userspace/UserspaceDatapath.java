@@ -7,7 +7,7 @@ import io.vhostffm.vhost.net.RxFilter;
 import io.vhostffm.vhost.net.VirtioNetDevice;
 import io.vhostffm.vhost.device.BackendListener;
 import io.vhostffm.vhost.device.DeviceQueues;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestMemoryException;
@@ -116,9 +116,9 @@ public final class UserspaceDatapath implements AutoCloseable {
         }
     }
 
-    private static final long LARGE_RECEIVE_OFFLOADS = VirtioNetFeature.GUEST_TSO4.mask()
-            | VirtioNetFeature.GUEST_TSO6.mask() | VirtioNetFeature.GUEST_UFO.mask()
-            | VirtioNetFeature.GUEST_USO4.mask() | VirtioNetFeature.GUEST_USO6.mask();
+    private static final long LARGE_RECEIVE_OFFLOADS = VirtioFeature.GUEST_TSO4.mask()
+            | VirtioFeature.GUEST_TSO6.mask() | VirtioFeature.GUEST_UFO.mask()
+            | VirtioFeature.GUEST_USO4.mask() | VirtioFeature.GUEST_USO6.mask();
 
     private final List<QueuePairConfig> pairs;
     private final List<QueuePairWorker> workers = new ArrayList<>();
@@ -148,7 +148,7 @@ public final class UserspaceDatapath implements AutoCloseable {
      */
     public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
             DirtyLog log) throws NativeCallException {
-        boolean mergeable = (device.driverFeatures() & VirtioNetFeature.MRG_RXBUF.mask()) != 0;
+        boolean mergeable = (device.driverFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         UserspaceDatapath datapath = start(memory, pairs, new Settings(device::rxFilter,
                 (queue, reason) -> device.reportBadGuestInput(reason), () -> log, DEVICE_QUEUES,
                 device.options().mtu(), mergeable));
@@ -230,7 +230,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         largeFrames = large;
     }
 
-    /** Whether guest receive offloads ({@code VirtioNetFeature} bits) include large frames. */
+    /** Whether guest receive offloads ({@code VirtioFeature} bits) include large frames. */
     public static boolean largeFramesFor(long guestOffloads) {
         return (guestOffloads & LARGE_RECEIVE_OFFLOADS) != 0;
     }

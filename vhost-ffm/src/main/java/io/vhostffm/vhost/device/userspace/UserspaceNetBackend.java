@@ -12,7 +12,7 @@ import io.vhostffm.vhost.device.QueueBinding;
 import io.vhostffm.vhost.net.BackendCapabilities;
 import io.vhostffm.vhost.net.RxFilter;
 import io.vhostffm.vhost.net.TunOffloads;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -73,8 +73,8 @@ public final class UserspaceNetBackend implements NetBackend {
     private UserspaceNetBackend(TapDevice tap, boolean ownsTap, int supportedTunFlags) {
         this.tap = tap;
         this.ownsTap = ownsTap;
-        long datapath = VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.MRG_RXBUF,
-                VirtioNetFeature.EVENT_IDX, VirtioNetFeature.INDIRECT_DESC, VirtioNetFeature.RING_PACKED);
+        long datapath = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MRG_RXBUF,
+                VirtioFeature.EVENT_IDX, VirtioFeature.INDIRECT_DESC, VirtioFeature.RING_PACKED);
         this.capabilities = BackendCapabilities.of(NAME, datapath | TunOffloads.virtioFeaturesFor(true, supportedTunFlags));
     }
 
@@ -157,7 +157,7 @@ public final class UserspaceNetBackend implements NetBackend {
             throw new IllegalArgumentException(NAME + " on " + tap.name() + " serves " + maxQueuePairs()
                     + " queue pair(s), the start has " + start.pairs());
         }
-        boolean packed = VirtioNetFeature.RING_PACKED.in(start.ackedFeatures());
+        boolean packed = VirtioFeature.RING_PACKED.in(start.ackedFeatures());
         for (QueueBinding q : start.queues()) {
             if (q.state().packed() != packed) {
                 throw new IllegalArgumentException("virtqueue " + q.index() + ": a " + (q.state().packed() ? "packed" : "split")
@@ -220,7 +220,7 @@ public final class UserspaceNetBackend implements NetBackend {
         if (pairs.isEmpty()) {
             return;
         }
-        boolean mergeable = (current.ackedFeatures() & VirtioNetFeature.MRG_RXBUF.mask()) != 0;
+        boolean mergeable = (current.ackedFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         var settings = new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
                 UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
         datapath = UserspaceDatapath.start(current.memory(), pairs, settings);

@@ -14,7 +14,7 @@ import io.vhostffm.vhost.net.BackendCapabilities;
 import io.vhostffm.vhost.net.DeviceStatus;
 import io.vhostffm.vhost.net.NetDeviceListener;
 import io.vhostffm.vhost.net.VirtioNetDevice;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.VirtioNetOptions;
 import io.vhostffm.vring.SplitDriverQueue;
 import java.lang.foreign.Arena;
@@ -41,10 +41,10 @@ final class GuestNetRig implements AutoCloseable {
     static final int SIZE = 256;
     static final int HEADER = 12;
     static final byte[] DEVICE_MAC = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-    static final long FEATURES = VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.MAC,
-            VirtioNetFeature.STATUS, VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX, VirtioNetFeature.CTRL_RX_EXTRA,
-            VirtioNetFeature.CTRL_VLAN, VirtioNetFeature.MQ, VirtioNetFeature.MRG_RXBUF, VirtioNetFeature.EVENT_IDX,
-            VirtioNetFeature.INDIRECT_DESC);
+    static final long FEATURES = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MAC,
+            VirtioFeature.STATUS, VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.CTRL_RX_EXTRA,
+            VirtioFeature.CTRL_VLAN, VirtioFeature.MQ, VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX,
+            VirtioFeature.INDIRECT_DESC);
     static final long RINGS = 0;
     static final long BUFFERS = 0x100000;
     static final long PAIR_BUFFERS = 0x400000;
@@ -72,7 +72,7 @@ final class GuestNetRig implements AutoCloseable {
         wire = PacketSocket.bind(tap.name());
         VirtioNetOptions options = VirtioNetOptions.builder(DEVICE_MAC).featureBits(FEATURES)
                 .maxQueuePairs(Math.max(1, queuePairs)).build();
-        device = new VirtioNetDevice(options, BackendCapabilities.of("userspace", VirtioNetFeature.knownMask()),
+        device = new VirtioNetDevice(options, BackendCapabilities.of("userspace", VirtioFeature.knownMask()),
                 new NetDeviceListener() {
                     @Override
                     public void needsReset(String reason) {
@@ -81,7 +81,7 @@ final class GuestNetRig implements AutoCloseable {
                 });
         device.writeStatus(DeviceStatus.ACKNOWLEDGE);
         device.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
-        long acked = FEATURES & ~(eventIdx ? 0 : VirtioNetFeature.EVENT_IDX.mask());
+        long acked = FEATURES & ~(eventIdx ? 0 : VirtioFeature.EVENT_IDX.mask());
         device.writeDriverFeatures(acked);
         int ok = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK;
         assertEquals(ok, device.writeStatus(ok), () -> "FEATURES_OK refused: " + device.lastError());
