@@ -110,6 +110,28 @@ class BenchmarkFixturesTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 16})
+    void deltaDetectionComparesAFullStateAndFindsTheOneChange(int pairs) {
+        DeltaDetectionBenchmark bench = new DeltaDetectionBenchmark();
+        bench.pairs = pairs;
+        bench.setUp();
+        assertEquals(DeltaDetectionBenchmark.MAC_ENTRIES,
+                bench.live.net().macTable().unicastCount() + bench.live.net().macTable().multicastCount(), "full MAC table");
+        assertEquals(DeltaDetectionBenchmark.RSS_TABLE_LENGTH, bench.live.net().rss().indirectionTable().length);
+        long vlans = java.util.Arrays.stream(bench.live.net().vlanTable()).map(Long::bitCount).sum();
+        assertEquals(DeltaDetectionBenchmark.VLANS_ALLOWED, vlans, "VLANs allowed");
+        assertEquals(pairs, bench.live.net().queuePairs());
+        // A deep copy: equal content, no shared array, so the check really compares the arrays.
+        org.junit.jupiter.api.Assertions.assertNotSame(bench.live, bench.snapshot);
+        assertEquals(bench.live, bench.snapshot);
+        for (int i = 0; i < 3; i++) {
+            assertEquals(true, bench.noDelta(), "no delta");
+            assertEquals(false, bench.oneDeltaDetect(), "one delta detected");
+            assertEquals(java.util.List.of("net.rss.indirectionTable"), bench.oneDeltaFields());
+        }
+    }
+
     @SuppressWarnings("unchecked")
     private static <T> T field(Object target, String name) throws ReflectiveOperationException {
         Field field = target.getClass().getDeclaredField(name);
