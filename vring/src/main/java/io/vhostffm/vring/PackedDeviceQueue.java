@@ -606,8 +606,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
             boolean bad = Integer.compareUnsigned(last, size) >= 0 | Integer.compareUnsigned(used, size) >= 0
                     | Integer.compareUnsigned(newInuse, size) > 0;
             if (bad) {
-                queue.resync(finalIndices.get(q)); // throws, naming the queue and field
-                throw new IllegalStateException("queue " + q + ": resync accepted what the batch check refused");
+                throw queue.refuse(finalIndices, q);
             }
             int wrap = wraps[q];
             boolean availWrap = (wrap & 1) != 0;
@@ -623,6 +622,15 @@ public final class PackedDeviceQueue implements DeviceQueue {
             // VringBase.encodePacked without its range checks: size <= PackedRing.MAX_QUEUE_SIZE keeps both below 1 << 15.
             vringBases[q] = last | (wrap & 1) << 15 | used << 16 | (wrap & 2) << 30;
         }
+    }
+
+    /**
+     * The cold path of {@link #resyncAll}, kept out of its loop so the loop stays small enough to
+     * inline: {@link #resync} with the refused entry, which throws naming this queue and the field.
+     */
+    private VirtqueueException refuse(FinalIndexTable finalIndices, int entry) {
+        resync(finalIndices.get(entry));
+        return VirtqueueException.state(queueIndex, "finalIndices", entry, "resync accepted what resyncAll refused");
     }
 
     private void checkUsable() {

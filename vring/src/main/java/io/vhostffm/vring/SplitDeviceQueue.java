@@ -463,8 +463,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
             boolean bad = ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, size) > 0
                     | ((last - used) & 0xffff) > size;
             if (bad) {
-                queue.resync(finalIndices.get(q)); // throws, naming the queue and field
-                throw new IllegalStateException("queue " + q + ": resync accepted what the batch check refused");
+                throw queue.refuse(finalIndices, q);
             }
             queue.lastAvailIdx = last;
             queue.shadowAvailIdx = last;
@@ -473,6 +472,15 @@ public final class SplitDeviceQueue implements DeviceQueue {
             queue.signalledUsedValid = false;
             vringBases[q] = last;
         }
+    }
+
+    /**
+     * The cold path of {@link #resyncAll}, kept out of its loop so the loop stays small enough to
+     * inline: {@link #resync} with the refused entry, which throws naming this queue and the field.
+     */
+    private VirtqueueException refuse(FinalIndexTable finalIndices, int entry) {
+        resync(finalIndices.get(entry));
+        return VirtqueueException.state(queueIndex, "finalIndices", entry, "resync accepted what resyncAll refused");
     }
 
     private void checkNotBroken() {
