@@ -1,7 +1,10 @@
 package io.vhostffm.jmh;
 
 import io.vhostffm.vring.DeviceQueue;
+import io.vhostffm.vring.FinalIndexTable;
 import io.vhostffm.vring.FinalIndices;
+import io.vhostffm.vring.PackedDeviceQueue;
+import io.vhostffm.vring.SplitDeviceQueue;
 import io.vhostffm.vring.VringBase;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
@@ -51,6 +54,9 @@ public class IndexResyncBenchmark {
     private RingFormat ring;
     private DeviceQueue[] devices;
     private FinalIndices[][] finals;
+    private FinalIndexTable[] finalTables;
+    private SplitDeviceQueue[] splitDevices;
+    private PackedDeviceQueue[] packedDevices;
     private int[] vringBases;
     private int rounds;
 
@@ -68,6 +74,18 @@ public class IndexResyncBenchmark {
                 int taken = random.nextInt(1 << 20);
                 int inuse = random.nextInt(QUEUE_SIZE / 4);
                 finals[set][q] = ring.finalIndices(QUEUE_SIZE, taken, inuse);
+            }
+        }
+        finalTables = new FinalIndexTable[] {FinalIndexTable.of(finals[0]), FinalIndexTable.of(finals[1])};
+        if (ring == RingFormat.PACKED) {
+            packedDevices = new PackedDeviceQueue[queues];
+            for (int q = 0; q < queues; q++) {
+                packedDevices[q] = (PackedDeviceQueue) devices[q];
+            }
+        } else {
+            splitDevices = new SplitDeviceQueue[queues];
+            for (int q = 0; q < queues; q++) {
+                splitDevices[q] = (SplitDeviceQueue) devices[q];
             }
         }
         vringBases = new int[queues];
@@ -102,6 +120,31 @@ public class IndexResyncBenchmark {
                         ? VringBase.encodePacked(indices.lastAvailIdx(), indices.lastAvailWrapCounter(),
                                 indices.usedIdx(), indices.usedWrapCounter())
                         : VringBase.encodeSplit(indices.lastAvailIdx());
+            }
+        }
+        return bases;
+    }
+
+    /**
+     * The same work through the many-queue path of one ring format ({@code
+     * SplitDeviceQueue.resyncAll} / {@code PackedDeviceQueue.resyncAll}): the final indices in
+     * primitive arrays ({@link FinalIndexTable}), the checks folded into one branch per queue,
+     * the base encoded in the same loop.
+     *
+     * @return the bases, which JMH consumes
+     */
+    @Benchmark
+    @OperationsPerInvocation(RESYNCS_PER_INVOCATION)
+    public int[] resyncAllTable() {
+        int[] bases = vringBases;
+        FinalIndexTable[] tables = finalTables;
+        if (packedDevices != null) {
+            for (int round = 0; round < rounds; round++) {
+                PackedDeviceQueue.resyncAll(packedDevices, tables[round & 1], bases);
+            }
+        } else {
+            for (int round = 0; round < rounds; round++) {
+                SplitDeviceQueue.resyncAll(splitDevices, tables[round & 1], bases);
             }
         }
         return bases;

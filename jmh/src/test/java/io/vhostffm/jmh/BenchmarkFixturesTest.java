@@ -30,30 +30,41 @@ class BenchmarkFixturesTest {
         bench.queues = queues;
         bench.setUp();
         try {
-            int[] bases = bench.resyncAndEncodeBase();
+            checkResync(bench, format, queues, bench.resyncAndEncodeBase());
+            // Scramble the queues, then the table path must reach the same state and bases.
             DeviceQueue[] devices = field(bench, "devices");
-            FinalIndices[][] finals = field(bench, "finals");
-            // The last round applied set (rounds - 1) & 1 to every queue.
-            int rounds = IndexResyncBenchmark.RESYNCS_PER_INVOCATION / queues;
-            FinalIndices[] last = finals[(rounds - 1) & 1];
-            boolean packed = format.equals("packed");
-            int[] expected = new int[queues];
-            for (int q = 0; q < queues; q++) {
-                FinalIndices f = last[q];
-                QueueState state = devices[q].saveState();
-                assertEquals(f.lastAvailIdx(), state.lastAvailIdx(), "queue " + q + " last avail");
-                assertEquals(f.lastAvailIdx(), state.shadowAvailIdx(), "queue " + q + " shadow := last avail");
-                assertEquals(f.usedIdx(), state.usedIdx(), "queue " + q + " used");
-                assertEquals(f.inuse(), state.inuse(), "queue " + q + " inuse");
-                assertEquals(false, state.signalledUsedValid(), "queue " + q + " signalled_used_valid");
-                expected[q] = packed
-                        ? VringBase.encodePacked(f.lastAvailIdx(), f.lastAvailWrapCounter(), f.usedIdx(), f.usedWrapCounter())
-                        : VringBase.encodeSplit(f.lastAvailIdx());
+            for (DeviceQueue d : devices) {
+                d.resync(new FinalIndices(1, false, 1, false, 0));
             }
-            assertArrayEquals(expected, bases);
+            java.util.Arrays.fill((int[]) field(bench, "vringBases"), -1);
+            checkResync(bench, format, queues, bench.resyncAllTable());
         } finally {
             bench.tearDown();
         }
+    }
+
+    private static void checkResync(IndexResyncBenchmark bench, String format, int queues, int[] bases)
+            throws Exception {
+        DeviceQueue[] devices = field(bench, "devices");
+        FinalIndices[][] finals = field(bench, "finals");
+        // The last round applied set (rounds - 1) & 1 to every queue.
+        int rounds = IndexResyncBenchmark.RESYNCS_PER_INVOCATION / queues;
+        FinalIndices[] last = finals[(rounds - 1) & 1];
+        boolean packed = format.equals("packed");
+        int[] expected = new int[queues];
+        for (int q = 0; q < queues; q++) {
+            FinalIndices f = last[q];
+            QueueState state = devices[q].saveState();
+            assertEquals(f.lastAvailIdx(), state.lastAvailIdx(), "queue " + q + " last avail");
+            assertEquals(f.lastAvailIdx(), state.shadowAvailIdx(), "queue " + q + " shadow := last avail");
+            assertEquals(f.usedIdx(), state.usedIdx(), "queue " + q + " used");
+            assertEquals(f.inuse(), state.inuse(), "queue " + q + " inuse");
+            assertEquals(false, state.signalledUsedValid(), "queue " + q + " signalled_used_valid");
+            expected[q] = packed
+                    ? VringBase.encodePacked(f.lastAvailIdx(), f.lastAvailWrapCounter(), f.usedIdx(), f.usedWrapCounter())
+                    : VringBase.encodeSplit(f.lastAvailIdx());
+        }
+        assertArrayEquals(expected, bases);
     }
 
     @ParameterizedTest
@@ -108,6 +119,53 @@ class BenchmarkFixturesTest {
         } finally {
             bench.tearDown();
         }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 16})
+    void deltaDetectionComparesAFullStateAndFindsTheOneChange(int pairs) {
+        DeltaDetectionBenchmark bench = new DeltaDetectionBenchmark();
+        bench.pairs = pairs;
+        bench.setUp();
+        assertEquals(DeltaDetectionBenchmark.MAC_ENTRIES,
+                bench.live.net().macTable().unicastCount() + bench.live.net().macTable().multicastCount(), "full MAC table");
+        assertEquals(DeltaDetectionBenchmark.RSS_TABLE_LENGTH, bench.live.net().rss().indirectionTable().length);
+        long vlans = java.util.Arrays.stream(bench.live.net().vlanTable()).map(Long::bitCount).sum();
+        assertEquals(DeltaDetectionBenchmark.VLANS_ALLOWED, vlans, "VLANs allowed");
+        assertEquals(pairs, bench.live.net().queuePairs());
+        // A deep copy: equal content, no shared array, so the check really compares the arrays.
+        org.junit.jupiter.api.Assertions.assertNotSame(bench.live, bench.snapshot);
+        assertEquals(bench.live, bench.snapshot);
+        for (int i = 0; i < 3; i++) {
+            assertEquals(true, bench.noDelta(), "no delta");
+            assertEquals(false, bench.oneDeltaDetect(), "one delta detected");
+            assertEquals(java.util.List.of("net.rss.indirectionTable"), bench.oneDeltaFields());
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {64, 1514})
+    void userspaceDatapathMovesEveryFrameThroughARealTap(int frameSize) throws Exception {
+        UserspaceDatapathBenchmark bench = new UserspaceDatapathBenchmark();
+        bench.frameSize = frameSize;
+        bench.setUp();
+        String tap = bench.guest.tap.name();
+        assertEquals(true, java.nio.file.Files.exists(java.nio.file.Path.of("/sys/class/net", tap)), "TAP " + tap);
+        try {
+            // More than a ring's worth each way: slots and descriptors are recycled.
+            for (int i = 0; i < 20; i++) {
+                bench.transmit();
+            }
+            for (int i = 0; i < 20; i++) {
+                bench.receive();
+            }
+            assertEquals(bench.framesSent, bench.framesArrived, "every frame arrived");
+            assertEquals(40L * UserspaceDatapathBenchmark.BATCH, bench.framesArrived);
+        } finally {
+            bench.tearDown();
+        }
+        assertEquals(false, java.nio.file.Files.exists(java.nio.file.Path.of("/sys/class/net", tap)),
+                "TAP " + tap + " removed");
     }
 
     @SuppressWarnings("unchecked")

@@ -577,6 +577,62 @@ public final class PackedDeviceQueue implements DeviceQueue {
         signalledUsedValid = false;
     }
 
+    /**
+     * The many-queue resync of one ring format: {@link #resync} of {@code queues[i]} with the
+     * final indices of queue {@code i} in {@code finalIndices}, and {@code vringBases[i]} := the
+     * vhost vring base of that queue ({@link VringBase#encodePacked}), in one loop with no
+     * per-queue interface call and no {@link FinalIndices} object to read.
+     *
+     * <p>Each queue's checks are the same as {@link #resync}'s, folded into one branch; a queue
+     * that fails them is handed to {@link #resync}, which names the queue and the field. As with
+     * {@link DeviceQueue#resyncAll}, the queues before it stay resynced.
+     *
+     * @throws IllegalArgumentException when the lengths differ
+     * @throws VirtqueueException naming the queue and field of the first bad final index
+     */
+    public static void resyncAll(PackedDeviceQueue[] queues, FinalIndexTable finalIndices, int[] vringBases) {
+        FinalIndexTable.checkLengths(queues.length, finalIndices, vringBases);
+        int[] lasts = finalIndices.lastAvailIdx;
+        int[] useds = finalIndices.usedIdx;
+        int[] inuses = finalIndices.inuse;
+        byte[] wraps = finalIndices.wrapCounters;
+        for (int q = 0; q < queues.length; q++) {
+            PackedDeviceQueue queue = queues[q];
+            int last = lasts[q];
+            int used = useds[q];
+            int newInuse = inuses[q];
+            int size = queue.size;
+            // Unsigned compares catch negatives too; non-short-circuit: one branch for all checks.
+            boolean bad = Integer.compareUnsigned(last, size) >= 0 | Integer.compareUnsigned(used, size) >= 0
+                    | Integer.compareUnsigned(newInuse, size) > 0;
+            if (bad) {
+                throw queue.refuse(finalIndices, q);
+            }
+            int wrap = wraps[q];
+            boolean availWrap = (wrap & 1) != 0;
+            boolean usedWrap = (wrap & 2) != 0;
+            queue.lastAvailIdx = last;
+            queue.lastAvailWrap = availWrap;
+            queue.usedIdx = used;
+            queue.usedWrap = usedWrap;
+            queue.inuse = newInuse;
+            queue.shadowAvailIdx = last;
+            queue.shadowAvailWrap = availWrap;
+            queue.signalledUsedValid = false;
+            // VringBase.encodePacked without its range checks: size <= PackedRing.MAX_QUEUE_SIZE keeps both below 1 << 15.
+            vringBases[q] = last | (wrap & 1) << 15 | used << 16 | (wrap & 2) << 30;
+        }
+    }
+
+    /**
+     * The cold path of {@link #resyncAll}, kept out of its loop so the loop stays small enough to
+     * inline: {@link #resync} with the refused entry, which throws naming this queue and the field.
+     */
+    private VirtqueueException refuse(FinalIndexTable finalIndices, int entry) {
+        resync(finalIndices.get(entry));
+        return VirtqueueException.state(queueIndex, "finalIndices", entry, "resync accepted what resyncAll refused");
+    }
+
     private void checkUsable() {
         if (brokenBy != null) {
             throw VirtqueueException.broken(queueIndex, brokenBy);

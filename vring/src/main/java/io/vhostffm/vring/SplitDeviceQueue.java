@@ -435,6 +435,54 @@ public final class SplitDeviceQueue implements DeviceQueue {
         signalledUsedValid = false;
     }
 
+    /**
+     * The many-queue resync of one ring format: {@link #resync} of {@code queues[i]} with the
+     * final indices of queue {@code i} in {@code finalIndices}, and {@code vringBases[i]} := the
+     * vhost vring base of that queue ({@link VringBase#encodeSplit}: its last avail idx), in one
+     * loop with no per-queue interface call and no {@link FinalIndices} object to read.
+     *
+     * <p>Each queue's checks are the same as {@link #resync}'s, folded into one branch; a queue
+     * that fails them is handed to {@link #resync}, which names the queue and the field and marks
+     * the queue broken. As with {@link DeviceQueue#resyncAll}, the queues before it stay resynced.
+     *
+     * @throws IllegalArgumentException when the lengths differ
+     * @throws VirtqueueException naming the queue and field of the first bad final index
+     */
+    public static void resyncAll(SplitDeviceQueue[] queues, FinalIndexTable finalIndices, int[] vringBases) {
+        FinalIndexTable.checkLengths(queues.length, finalIndices, vringBases);
+        int[] lasts = finalIndices.lastAvailIdx;
+        int[] useds = finalIndices.usedIdx;
+        int[] inuses = finalIndices.inuse;
+        for (int q = 0; q < queues.length; q++) {
+            SplitDeviceQueue queue = queues[q];
+            int last = lasts[q];
+            int used = useds[q];
+            int newInuse = inuses[q];
+            int size = queue.size;
+            // Non-short-circuit: one branch for all of resync's range checks.
+            boolean bad = ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, size) > 0
+                    | ((last - used) & 0xffff) > size;
+            if (bad) {
+                throw queue.refuse(finalIndices, q);
+            }
+            queue.lastAvailIdx = last;
+            queue.shadowAvailIdx = last;
+            queue.usedIdx = used;
+            queue.inuse = newInuse;
+            queue.signalledUsedValid = false;
+            vringBases[q] = last;
+        }
+    }
+
+    /**
+     * The cold path of {@link #resyncAll}, kept out of its loop so the loop stays small enough to
+     * inline: {@link #resync} with the refused entry, which throws naming this queue and the field.
+     */
+    private VirtqueueException refuse(FinalIndexTable finalIndices, int entry) {
+        resync(finalIndices.get(entry));
+        return VirtqueueException.state(queueIndex, "finalIndices", entry, "resync accepted what resyncAll refused");
+    }
+
     private void checkNotBroken() {
         if (brokenBy != null) {
             throw VirtqueueException.broken(queueIndex, brokenBy);
