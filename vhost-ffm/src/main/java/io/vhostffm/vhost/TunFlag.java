@@ -1,7 +1,5 @@
 package io.vhostffm.vhost;
 
-import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
 import java.util.Set;
 
@@ -43,38 +41,17 @@ public enum TunFlag {
 
     /** The constants set in {@code value}. */
     public static Set<TunFlag> decode(long value) {
-        EnumSet<TunFlag> set = EnumSet.noneOf(TunFlag.class);
-        for (TunFlag f : values()) {
-            if ((value & f.mask()) != 0) {
-                set.add(f);
-            }
-        }
-        return set;
+        return NamedBits.decode(TunFlag.class, TunFlag::mask, value);
     }
 
     /** Names of what is set in {@code value}, unknown bits as hex. */
     public static List<String> names(long value) {
-        List<String> names = new ArrayList<>();
-        long known = 0;
-        for (TunFlag f : values()) {
-            if ((value & f.mask()) != 0) {
-                names.add(f.name());
-                known |= f.mask();
-            }
-        }
-        if ((value & ~known) != 0) {
-            names.add("0x" + Long.toHexString(value & ~known));
-        }
-        return names;
+        return NamedBits.names(TunFlag.class, TunFlag::mask, value);
     }
 
     /** The combined mask of a set. */
     public static long encode(Set<TunFlag> set) {
-        long mask = 0;
-        for (TunFlag f : set) {
-            mask |= f.mask();
-        }
-        return mask;
+        return NamedBits.encode(set, TunFlag::mask);
     }
 
     /** The flag as a mask. */

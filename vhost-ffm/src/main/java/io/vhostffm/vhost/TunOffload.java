@@ -1,7 +1,5 @@
 package io.vhostffm.vhost;
 
-import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
 import java.util.Set;
 
@@ -35,38 +33,17 @@ public enum TunOffload {
 
     /** The constants set in {@code value}. */
     public static Set<TunOffload> decode(long value) {
-        EnumSet<TunOffload> set = EnumSet.noneOf(TunOffload.class);
-        for (TunOffload f : values()) {
-            if ((value & f.mask()) != 0) {
-                set.add(f);
-            }
-        }
-        return set;
+        return NamedBits.decode(TunOffload.class, TunOffload::mask, value);
     }
 
     /** Names of what is set in {@code value}, unknown bits as hex. */
     public static List<String> names(long value) {
-        List<String> names = new ArrayList<>();
-        long known = 0;
-        for (TunOffload f : values()) {
-            if ((value & f.mask()) != 0) {
-                names.add(f.name());
-                known |= f.mask();
-            }
-        }
-        if ((value & ~known) != 0) {
-            names.add("0x" + Long.toHexString(value & ~known));
-        }
-        return names;
+        return NamedBits.names(TunOffload.class, TunOffload::mask, value);
     }
 
     /** The combined mask of a set. */
     public static long encode(Set<TunOffload> set) {
-        long mask = 0;
-        for (TunOffload f : set) {
-            mask |= f.mask();
-        }
-        return mask;
+        return NamedBits.encode(set, TunOffload::mask);
     }
 
     /** The flag as a mask. */

@@ -1,7 +1,5 @@
 package io.vhostffm.vhost;
 
-import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
 import java.util.Set;
 
@@ -34,38 +32,17 @@ public enum VhostBackendFeature {
 
     /** The constants set in {@code value}. */
     public static Set<VhostBackendFeature> decode(long value) {
-        EnumSet<VhostBackendFeature> set = EnumSet.noneOf(VhostBackendFeature.class);
-        for (VhostBackendFeature f : values()) {
-            if ((value & f.mask()) != 0) {
-                set.add(f);
-            }
-        }
-        return set;
+        return NamedBits.decode(VhostBackendFeature.class, VhostBackendFeature::mask, value);
     }
 
     /** Names of what is set in {@code value}, unknown bits as hex. */
     public static List<String> names(long value) {
-        List<String> names = new ArrayList<>();
-        long known = 0;
-        for (VhostBackendFeature f : values()) {
-            if ((value & f.mask()) != 0) {
-                names.add(f.name());
-                known |= f.mask();
-            }
-        }
-        if ((value & ~known) != 0) {
-            names.add("0x" + Long.toHexString(value & ~known));
-        }
-        return names;
+        return NamedBits.names(VhostBackendFeature.class, VhostBackendFeature::mask, value);
     }
 
     /** The combined mask of a set. */
     public static long encode(Set<VhostBackendFeature> set) {
-        long mask = 0;
-        for (VhostBackendFeature f : set) {
-            mask |= f.mask();
-        }
-        return mask;
+        return NamedBits.encode(set, VhostBackendFeature::mask);
     }
 
     /** The mask, {@code 1L << bit}. */
