@@ -1,16 +1,16 @@
 package io.vhostffm.jmh;
 
-import static io.vhostffm.vhost.net.VirtioNetFeature.CTRL_GUEST_OFFLOADS;
-import static io.vhostffm.vhost.net.VirtioNetFeature.CTRL_RX;
-import static io.vhostffm.vhost.net.VirtioNetFeature.CTRL_VLAN;
-import static io.vhostffm.vhost.net.VirtioNetFeature.CTRL_VQ;
-import static io.vhostffm.vhost.net.VirtioNetFeature.EVENT_IDX;
-import static io.vhostffm.vhost.net.VirtioNetFeature.GUEST_CSUM;
-import static io.vhostffm.vhost.net.VirtioNetFeature.MAC;
-import static io.vhostffm.vhost.net.VirtioNetFeature.MQ;
-import static io.vhostffm.vhost.net.VirtioNetFeature.MRG_RXBUF;
-import static io.vhostffm.vhost.net.VirtioNetFeature.RSS;
-import static io.vhostffm.vhost.net.VirtioNetFeature.STATUS;
+import static io.vhostffm.vhost.VirtioFeature.CTRL_GUEST_OFFLOADS;
+import static io.vhostffm.vhost.VirtioFeature.CTRL_RX;
+import static io.vhostffm.vhost.VirtioFeature.CTRL_VLAN;
+import static io.vhostffm.vhost.VirtioFeature.CTRL_VQ;
+import static io.vhostffm.vhost.VirtioFeature.EVENT_IDX;
+import static io.vhostffm.vhost.VirtioFeature.GUEST_CSUM;
+import static io.vhostffm.vhost.VirtioFeature.MAC;
+import static io.vhostffm.vhost.VirtioFeature.MQ;
+import static io.vhostffm.vhost.VirtioFeature.MRG_RXBUF;
+import static io.vhostffm.vhost.VirtioFeature.RSS;
+import static io.vhostffm.vhost.VirtioFeature.STATUS;
 
 import io.vhostffm.migration.schema.StateSchema;
 import io.vhostffm.vhost.net.MacTableState;
@@ -18,7 +18,7 @@ import io.vhostffm.vhost.net.NetDeviceState;
 import io.vhostffm.vhost.net.RssState;
 import io.vhostffm.vhost.net.RxModeState;
 import io.vhostffm.vhost.net.VirtioNetConfigSpace;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.VirtioNetState;
 import io.vhostffm.vhost.net.VirtioState;
 import java.util.List;
@@ -107,7 +107,7 @@ public class DeltaDetectionBenchmark {
      */
     static NetDeviceState fullState(int pairs, int lastEntryShift) {
         byte[] mac = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-        long features = VirtioNetFeature.maskOf(MAC, STATUS, CTRL_VQ, CTRL_RX, CTRL_VLAN, CTRL_GUEST_OFFLOADS, MQ,
+        long features = VirtioFeature.maskOf(MAC, STATUS, CTRL_VQ, CTRL_RX, CTRL_VLAN, CTRL_GUEST_OFFLOADS, MQ,
                 RSS, MRG_RXBUF, GUEST_CSUM, EVENT_IDX) | 1L << 32; // VIRTIO_F_VERSION_1
         byte[] config = new byte[24];
         System.arraycopy(mac, 0, config, 0, 6);
@@ -152,7 +152,7 @@ public class DeltaDetectionBenchmark {
         RssState rss = new RssState(true, true, false, RssState.ALL_HASH_TYPES, key, table, 0);
         VirtioNetState net = new VirtioNetState(mac, macTable, VirtioNetConfigSpace.S_LINK_UP,
                 new RxModeState(false, false, false, false, false, false), vlans,
-                VirtioNetFeature.maskOf(GUEST_CSUM), pairs > 1, pairs, rss);
+                VirtioFeature.maskOf(GUEST_CSUM), pairs > 1, pairs, rss);
         return new NetDeviceState(virtio, net);
     }
 }

@@ -12,7 +12,7 @@ import io.vhostffm.vhost.net.BackendCapabilities;
 import io.vhostffm.vhost.net.DeviceStatus;
 import io.vhostffm.vhost.net.NetDeviceListener;
 import io.vhostffm.vhost.net.VirtioNetDevice;
-import io.vhostffm.vhost.net.VirtioNetFeature;
+import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.VirtioNetOptions;
 import io.vhostffm.vring.SplitDriverQueue;
 import java.io.IOException;
@@ -42,9 +42,9 @@ final class TapGuest implements AutoCloseable {
     static final byte[] DEVICE_MAC = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
     /** EtherType of the benchmark's frames (IEEE local experimental), so stray frames are told apart. */
     static final int ETHERTYPE = 0x88b5;
-    static final long FEATURES = VirtioNetFeature.maskOf(VirtioNetFeature.VERSION_1, VirtioNetFeature.MAC,
-            VirtioNetFeature.STATUS, VirtioNetFeature.CTRL_VQ, VirtioNetFeature.CTRL_RX, VirtioNetFeature.MQ,
-            VirtioNetFeature.MRG_RXBUF, VirtioNetFeature.EVENT_IDX);
+    static final long FEATURES = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MAC,
+            VirtioFeature.STATUS, VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.MQ,
+            VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX);
 
     final MemfdGuestMemory memory;
     final TapDevice tap;
@@ -82,7 +82,7 @@ final class TapGuest implements AutoCloseable {
         wire = w;
         VirtioNetOptions options = VirtioNetOptions.builder(DEVICE_MAC).featureBits(FEATURES)
                 .maxQueuePairs(queuePairs).build();
-        device = new VirtioNetDevice(options, BackendCapabilities.of("userspace", VirtioNetFeature.knownMask()),
+        device = new VirtioNetDevice(options, BackendCapabilities.of("userspace", VirtioFeature.knownMask()),
                 new NetDeviceListener() {
                     @Override
                     public void needsReset(String reason) {

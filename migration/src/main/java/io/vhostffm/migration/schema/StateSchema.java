@@ -71,6 +71,26 @@ public final class StateSchema<R extends Record> {
         return of(type, MethodHandles.lookup());
     }
 
+    /**
+     * Reads a component. Prefers the record's own field: an accessor that hands out a defensive
+     * copy of an array (as the device model's records do) would make every comparison allocate,
+     * and the no-delta check must not. The field is reachable when the record's package is open to
+     * this module (vhost-ffm opens its device-state package to migration) or is in an unnamed
+     * module; otherwise the public accessor is used.
+     */
+    private static MethodHandle componentGetter(Class<?> type, RecordComponent rc, MethodHandles.Lookup lookup) {
+        try {
+            return MethodHandles.privateLookupIn(type, lookup).findGetter(type, rc.getName(), rc.getType());
+        } catch (IllegalAccessException | NoSuchFieldException | SecurityException e) {
+            try {
+                return lookup.unreflect(rc.getAccessor());
+            } catch (IllegalAccessException denied) {
+                throw new IllegalArgumentException("cannot access " + type.getName() + "." + rc.getName()
+                        + "(); pass a Lookup that can", denied);
+            }
+        }
+    }
+
     /** As {@link #of(Class)}, with a lookup that can access the record's accessors and constructor. */
     @SuppressWarnings("unchecked")
     public static <R extends Record> StateSchema<R> of(Class<R> type, MethodHandles.Lookup lookup) {
@@ -106,13 +126,7 @@ public final class StateSchema<R extends Record> {
                 RecordComponent rc = recordComponents[i];
                 parameterTypes[i] = rc.getType();
                 FieldKind kind = kindOf(rc.getGenericType(), type.getName() + "." + rc.getName(), lookup, false);
-                MethodHandle getter;
-                try {
-                    getter = lookup.unreflect(rc.getAccessor()).asType(methodType(rc.getType(), Object.class));
-                } catch (IllegalAccessException e) {
-                    throw new IllegalArgumentException("cannot access " + type.getName() + "." + rc.getName()
-                            + "(); pass a Lookup that can", e);
-                }
+                MethodHandle getter = componentGetter(type, rc, lookup).asType(methodType(rc.getType(), Object.class));
                 MethodHandle eq = MethodHandles.filterArguments(kind.equality(), 0, getter, getter);
                 list.add(new Component(rc.getName(), kind, getter,
                         getter.asType(methodType(Object.class, Object.class)), eq));
