@@ -66,6 +66,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
     /** Lap position (see {@link PackedRing}) of the used index at the last notification decision. */
     private int signalledUsed;
     private boolean signalledUsedValid;
+    /**
+     * Ring descriptors used since the last notification decision, saturating. A lap position
+     * repeats every {@code 2 * size}: past that many, the modular test of
+     * {@link PackedRing#needsEvent} can no longer tell whether the driver's offset was crossed
+     * (it was: every position was), so the decision notifies.
+     */
+    private int usedSinceDecision;
     private VirtqueueException brokenBy;
 
     /**
@@ -381,6 +388,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
     }
 
     private void moveUsed(int descriptors) {
+        if (usedSinceDecision < Integer.MAX_VALUE - descriptors) {
+            usedSinceDecision += descriptors;
+        }
         usedIdx += descriptors;
         if (usedIdx >= size) {
             usedIdx -= size;
@@ -409,15 +419,19 @@ public final class PackedDeviceQueue implements DeviceQueue {
         int newLap = PackedRing.lapPosition(usedIdx, usedWrap, size);
         int oldLap = signalledUsed;
         boolean valid = signalledUsedValid;
+        int moved = usedSinceDecision;
         signalledUsed = newLap;
         signalledUsedValid = true;
+        usedSinceDecision = 0;
         if (flags == RING_EVENT_FLAGS_DISABLE) {
             return false;
         }
         if (flags != RING_EVENT_FLAGS_DESC || !eventIdx) {
             return true;
         }
-        return !valid || PackedRing.needsEvent(offWrap, newLap, oldLap, size);
+        // A device that keeps taking while the driver keeps refilling can move 2 * size or more
+        // between two decisions; the offset was crossed then, whatever the modular test says.
+        return !valid || moved >= 2 * size || PackedRing.needsEvent(offWrap, newLap, oldLap, size);
     }
 
     @Override

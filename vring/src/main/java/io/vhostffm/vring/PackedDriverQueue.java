@@ -59,6 +59,12 @@ public final class PackedDriverQueue implements DriverQueue {
     private int[] chainDescriptors;
     /** Lap position of the avail index at the last kick decision. */
     private int kickedLap;
+    /**
+     * Ring descriptors made available since the last kick decision, saturating: from
+     * {@code 2 * size} on, the modular test cannot tell whether the device's offset was crossed
+     * (it was), so the decision kicks.
+     */
+    private int availSinceKick;
     private boolean usedNotificationsEnabled = true;
 
     /**
@@ -297,6 +303,9 @@ public final class PackedDriverQueue implements DriverQueue {
     }
 
     private void advanceAvail() {
+        if (availSinceKick < Integer.MAX_VALUE) {
+            availSinceKick++;
+        }
         if (++nextAvail == size) {
             nextAvail = 0;
             availWrap = !availWrap;
@@ -321,12 +330,14 @@ public final class PackedDriverQueue implements DriverQueue {
         int offWrap = Short.toUnsignedInt((short) EVENT_DESC.get(deviceEvent, 0L));
         int newLap = PackedRing.lapPosition(nextAvail, availWrap, size);
         int oldLap = kickedLap;
+        int moved = availSinceKick;
         kickedLap = newLap;
+        availSinceKick = 0;
         if (flags == RING_EVENT_FLAGS_DISABLE) {
             return false;
         }
         if (flags == RING_EVENT_FLAGS_DESC && eventIdx) {
-            return PackedRing.needsEvent(offWrap, newLap, oldLap, size);
+            return moved >= 2 * size || PackedRing.needsEvent(offWrap, newLap, oldLap, size);
         }
         return true;
     }
@@ -494,6 +505,7 @@ public final class PackedDriverQueue implements DriverQueue {
         usedWrap = state.usedWrapCounter();
         freeDescriptors = state.freeCount();
         kickedLap = Math.floorMod(PackedRing.lapPosition(nextAvail, availWrap, n) - state.addedSinceKickCheck(), 2 * n);
+        availSinceKick = state.addedSinceKickCheck();
         usedNotificationsEnabled = state.usedNotificationsEnabled();
     }
 

@@ -183,8 +183,9 @@ public final class PackedRing {
      * {@code eventOffWrap} (the {@code desc} word of the other side's event suppression
      * structure). This is the split ring's {@code vring_need_event} carried over modulo
      * {@code 2 * size}, the period of a packed position: it holds as long as a side moves less
-     * than {@code 2 * size} positions between two decisions, which ring capacity guarantees for a
-     * side that decides after every batch. An offset at or beyond {@code size} is a guest bug; it
+     * than {@code 2 * size} positions between two decisions. A side that can move further (a
+     * device that keeps taking while the driver refills) counts its moves and notifies without
+     * asking this test once the count reaches the period. An offset at or beyond {@code size} is a guest bug; it
      * never equals a position inside a lap's range so it simply fires rarely or never.
      */
     public static boolean needsEvent(int eventOffWrap, int newLap, int oldLap, int size) {

@@ -55,6 +55,12 @@ public final class SplitDeviceQueue implements DeviceQueue {
     private int inuse;
     private int signalledUsed;
     private boolean signalledUsedValid;
+    /**
+     * Used elements published since the last notification decision, saturating. used.idx is 16
+     * bits: from 65536 on, {@code vring_need_event} cannot tell whether used_event was crossed (it
+     * was), so the decision notifies, as the driver side does for kicks.
+     */
+    private int usedSinceDecision;
     private boolean notificationsEnabled;
     private VirtqueueException brokenBy;
 
@@ -230,6 +236,9 @@ public final class SplitDeviceQueue implements DeviceQueue {
         writeUsedElement(usedIdx, id, writtenLength);
         usedIdx = (usedIdx + 1) & 0xffff;
         inuse--;
+        if (usedSinceDecision < Integer.MAX_VALUE) {
+            usedSinceDecision++;
+        }
         // Release: our index. The element written above must be visible to the driver before the
         // used.idx that covers it; pairs with the driver's acquire load of used.idx.
         U16.setRelease(usedRing, IDX_OFFSET, (short) usedIdx);
@@ -253,6 +262,9 @@ public final class SplitDeviceQueue implements DeviceQueue {
         }
         usedIdx = idx;
         inuse -= count;
+        if (usedSinceDecision < Integer.MAX_VALUE - count) {
+            usedSinceDecision += count;
+        }
         // Release: our index, once for the whole batch, after all its elements (see publishUsed).
         U16.setRelease(usedRing, IDX_OFFSET, (short) usedIdx);
     }
@@ -290,9 +302,11 @@ public final class SplitDeviceQueue implements DeviceQueue {
         }
         int old = signalledUsed;
         boolean valid = signalledUsedValid;
+        int moved = usedSinceDecision;
         signalledUsed = usedIdx;
         signalledUsedValid = true;
-        if (!valid) {
+        usedSinceDecision = 0;
+        if (!valid || moved >= 0x10000) {
             return true;
         }
         // Plain read after the fence: the driver's used_event.

@@ -359,6 +359,54 @@ class PackedQueueTest {
     }
 
     @Test
+    void deviceMovingTwoLapsOrMoreBetweenDecisionsStillNotifies() {
+        // A device that keeps taking while the driver keeps refilling decides only once it runs
+        // dry: the used position can move 2 * size or more in between, past the period of a lap
+        // position. Here the driver asks for the position 2 * size - 1 ahead, and the device
+        // moves 2 * size + 1: a modular test alone sees a move of 1 and misses the offset.
+        PackedFixture f = new PackedFixture(8, true);
+        DescriptorChain chain = f.device.newChain();
+        f.driver.disableUsedNotifications();
+        assertFalse(f.device.needsNotification()); // records the position; the driver disabled
+        for (int i = 0; i < 2 * 8 - 1; i++) {
+            f.driver.add(new long[] {PAYLOAD}, new int[] {8}, 0, 1);
+            assertTrue(f.device.take(chain));
+            f.device.publishUsed(chain, 8);
+            assertTrue(f.poll() >= 0);
+        }
+        assertFalse(f.driver.enableUsedNotifications()); // DESC at lap position 15
+        for (int i = 0; i < 2; i++) {
+            f.driver.add(new long[] {PAYLOAD}, new int[] {8}, 0, 1);
+            assertTrue(f.device.take(chain));
+            f.device.publishUsed(chain, 8);
+        }
+        assertTrue(f.device.needsNotification(), "used position crossed the driver's offset");
+        assertFalse(f.device.needsNotification(), "nothing new since");
+    }
+
+    @Test
+    void driverMovingTwoLapsOrMoreBetweenKickDecisionsStillKicks() {
+        PackedFixture f = new PackedFixture(8, true);
+        DescriptorChain chain = f.device.newChain();
+        f.device.disableNotifications();
+        f.driver.add(new long[] {PAYLOAD}, new int[] {8}, 0, 1);
+        assertFalse(f.driver.needsKick()); // records the position; the device disabled
+        assertTrue(f.device.take(chain));
+        f.device.publishUsed(chain, 8);
+        assertTrue(f.poll() >= 0);
+        for (int i = 0; i < 2 * 8 - 2; i++) {
+            f.driver.add(new long[] {PAYLOAD}, new int[] {8}, 0, 1);
+            assertTrue(f.device.take(chain));
+            f.device.publishUsed(chain, 8);
+            assertTrue(f.poll() >= 0);
+        }
+        assertFalse(f.device.enableNotifications()); // DESC at lap position 15
+        f.driver.add(new long[] {PAYLOAD}, new int[] {8}, 0, 1);
+        f.driver.add(new long[] {PAYLOAD}, new int[] {8}, 0, 1);
+        assertTrue(f.driver.needsKick(), "avail position crossed the device's offset");
+    }
+
+    @Test
     void resyncForgetsTheLastNotificationDecision() {
         PackedFixture f = new PackedFixture(8, true);
         DescriptorChain chain = f.device.newChain();

@@ -283,6 +283,42 @@ class SplitQueueTest {
     }
 
     @Test
+    void deviceMoving65536OrMoreBetweenDecisionsStillNotifies() {
+        // used.idx is 16 bits: a device that publishes 65536 or more elements between two
+        // decisions cannot tell from the indices whether it crossed used_event. Here the driver
+        // asks for the element 65535 ahead and the device moves 65537: vring_need_event alone
+        // sees a move of 1 and misses it.
+        rig = new SplitRig(0, 8, true);
+        SplitDriverQueue driver = rig.driver(0);
+        SplitDeviceQueue device = rig.device(driver);
+        DescriptorChain chain = device.newChain();
+        long[] a = {SplitRig.BUFFERS};
+        int[] l = {8};
+        int[] ids = new int[1];
+        int[] lens = new int[1];
+        driver.disableUsedNotifications();
+        device.publishUsed(pass(driver, device, chain, a, l), 0);
+        assertEquals(1, driver.collectUsed(ids, lens, 1));
+        assertTrue(device.needsNotification()); // the first decision; records used.idx 1
+        for (int i = 0; i < 0xffff; i++) {
+            device.publishUsed(pass(driver, device, chain, a, l), 0);
+            assertEquals(1, driver.collectUsed(ids, lens, 1));
+        }
+        assertFalse(driver.enableUsedNotifications()); // used_event = 0 (65536 & 0xffff)
+        for (int i = 0; i < 2; i++) {
+            device.publishUsed(pass(driver, device, chain, a, l), 0);
+        }
+        assertTrue(device.needsNotification(), "used.idx crossed used_event");
+        assertFalse(device.needsNotification(), "nothing new since");
+    }
+
+    private static int pass(SplitDriverQueue driver, SplitDeviceQueue device, DescriptorChain chain, long[] a, int[] l) {
+        driver.add(a, l, 1, 0);
+        assertTrue(device.take(chain));
+        return chain.headId();
+    }
+
+    @Test
     void needEventHandles16BitWrap() {
         assertTrue(VirtqFlags.needEvent(0xffff, 0x0001, 0xfffe), "event in [0xfffe, 0x0001)");
         assertTrue(VirtqFlags.needEvent(0x0000, 0x0001, 0xfffe));
