@@ -610,32 +610,40 @@ public final class PackedDeviceQueue implements DeviceQueue {
         int[] useds = finalIndices.usedIdx;
         int[] inuses = finalIndices.inuse;
         byte[] wraps = finalIndices.wrapCounters;
-        for (int q = 0; q < queues.length; q++) {
-            PackedDeviceQueue queue = queues[q];
-            int last = lasts[q];
-            int used = useds[q];
-            int newInuse = inuses[q];
-            int size = queue.size;
-            // Unsigned compares catch negatives too; non-short-circuit: one branch for all checks.
-            boolean bad = Integer.compareUnsigned(last, size) >= 0 | Integer.compareUnsigned(used, size) >= 0
-                    | Integer.compareUnsigned(newInuse, size) > 0;
-            if (bad) {
-                throw queue.refuse(finalIndices, q);
-            }
-            int wrap = wraps[q];
-            boolean availWrap = (wrap & 1) != 0;
-            boolean usedWrap = (wrap & 2) != 0;
-            queue.lastAvailIdx = last;
-            queue.lastAvailWrap = availWrap;
-            queue.usedIdx = used;
-            queue.usedWrap = usedWrap;
-            queue.inuse = newInuse;
-            queue.shadowAvailIdx = last;
-            queue.shadowAvailWrap = availWrap;
-            queue.signalledUsedValid = false;
-            // VringBase.encodePacked without its range checks: size <= PackedRing.MAX_QUEUE_SIZE keeps both below 1 << 15.
-            vringBases[q] = last | (wrap & 1) << 15 | used << 16 | (wrap & 2) << 30;
+        if (queues.length == 1) {
+            // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
+            queues[0].resyncEntry(finalIndices, lasts, useds, inuses, wraps, 0, vringBases);
+            return;
         }
+        for (int q = 0; q < queues.length; q++) {
+            queues[q].resyncEntry(finalIndices, lasts, useds, inuses, wraps, q, vringBases);
+        }
+    }
+
+    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked in one branch, applied. */
+    private void resyncEntry(FinalIndexTable finalIndices, int[] lasts, int[] useds, int[] inuses, byte[] wraps,
+            int q, int[] vringBases) {
+        int last = lasts[q];
+        int used = useds[q];
+        int newInuse = inuses[q];
+        // Unsigned compares catch negatives too; non-short-circuit: one branch for all checks.
+        boolean bad = Integer.compareUnsigned(last, size) >= 0 | Integer.compareUnsigned(used, size) >= 0
+                | Integer.compareUnsigned(newInuse, size) > 0;
+        if (bad) {
+            throw refuse(finalIndices, q);
+        }
+        int wrap = wraps[q];
+        boolean availWrap = (wrap & 1) != 0;
+        lastAvailIdx = last;
+        lastAvailWrap = availWrap;
+        usedIdx = used;
+        usedWrap = (wrap & 2) != 0;
+        inuse = newInuse;
+        shadowAvailIdx = last;
+        shadowAvailWrap = availWrap;
+        signalledUsedValid = false;
+        // VringBase.encodePacked without its range checks: size <= PackedRing.MAX_QUEUE_SIZE keeps both below 1 << 15.
+        vringBases[q] = last | (wrap & 1) << 15 | used << 16 | (wrap & 2) << 30;
     }
 
     /**

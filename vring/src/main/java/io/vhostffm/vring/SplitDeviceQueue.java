@@ -467,25 +467,34 @@ public final class SplitDeviceQueue implements DeviceQueue {
         int[] lasts = finalIndices.lastAvailIdx;
         int[] useds = finalIndices.usedIdx;
         int[] inuses = finalIndices.inuse;
-        for (int q = 0; q < queues.length; q++) {
-            SplitDeviceQueue queue = queues[q];
-            int last = lasts[q];
-            int used = useds[q];
-            int newInuse = inuses[q];
-            int size = queue.size;
-            // Non-short-circuit: one branch for all of resync's range checks.
-            boolean bad = ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, size) > 0
-                    | ((last - used) & 0xffff) > size;
-            if (bad) {
-                throw queue.refuse(finalIndices, q);
-            }
-            queue.lastAvailIdx = last;
-            queue.shadowAvailIdx = last;
-            queue.usedIdx = used;
-            queue.inuse = newInuse;
-            queue.signalledUsedValid = false;
-            vringBases[q] = last;
+        if (queues.length == 1) {
+            // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
+            queues[0].resyncEntry(finalIndices, lasts, useds, inuses, 0, vringBases);
+            return;
         }
+        for (int q = 0; q < queues.length; q++) {
+            queues[q].resyncEntry(finalIndices, lasts, useds, inuses, q, vringBases);
+        }
+    }
+
+    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked in one branch, applied. */
+    private void resyncEntry(FinalIndexTable finalIndices, int[] lasts, int[] useds, int[] inuses, int q,
+            int[] vringBases) {
+        int last = lasts[q];
+        int used = useds[q];
+        int newInuse = inuses[q];
+        // Non-short-circuit: one branch for all of resync's range checks.
+        boolean bad = ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, size) > 0
+                | ((last - used) & 0xffff) > size;
+        if (bad) {
+            throw refuse(finalIndices, q);
+        }
+        lastAvailIdx = last;
+        shadowAvailIdx = last;
+        usedIdx = used;
+        inuse = newInuse;
+        signalledUsedValid = false;
+        vringBases[q] = last;
     }
 
     /**
