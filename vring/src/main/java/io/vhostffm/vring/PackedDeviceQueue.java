@@ -39,33 +39,31 @@ import java.lang.invoke.VarHandle;
  * Flag: Descriptor Chaining").
  */
 public final class PackedDeviceQueue implements DeviceQueue {
-    private final int queueIndex;
-    private final GuestMemory memory;
+    /** Bit of {@link #wrapState}: the avail wrap counter that goes with {@link #lastAvailIdx}. */
+    private static final int AVAIL_WRAP = FinalIndexTable.AVAIL_WRAP;
+    /** Bit of {@link #wrapState}: the used wrap counter that goes with {@link #usedIdx}. */
+    private static final int USED_WRAP = FinalIndexTable.USED_WRAP;
+    /** Bit of {@link #wrapState}: the wrap counter that goes with {@link #shadowAvailIdx}. */
+    private static final int SHADOW_AVAIL_WRAP = AVAIL_WRAP << 2;
+    /** Bit of {@link #wrapState}: whether {@link #signalledUsed} holds a decision (QEMU's signalled_used_valid). */
+    private static final int SIGNALLED_USED_VALID = 8;
 
+    // Field order is for the resync of many queues at once, which for each queue reads size and
+    // writes the next five: HotSpot lays out an object's fields by size (longs, ints, booleans,
+    // references), same-size fields in declaration order, the first int in the header's gap. With
+    // no long field these six are the first ints, 24 adjacent bytes, so a queue's resync mostly
+    // touches one cache line; the three wrap counters and signalled_used_valid are bits of one
+    // int, so it is one store rather than four.
     private int size;
-    private long descRingAddress;
-    private long driverAreaAddress;
-    private long deviceAreaAddress;
-    private boolean eventIdx;
-    private MemorySegment ring;
-    /** Driver event suppression: written by the driver, read here; governs our used notifications. */
-    private MemorySegment driverEvent;
-    /** Device event suppression: written here, read by the driver; governs its available notifications. */
-    private MemorySegment deviceEvent;
-
     private int lastAvailIdx;
-    private boolean lastAvailWrap;
     private int shadowAvailIdx;
-    private boolean shadowAvailWrap;
     private int usedIdx;
-    private boolean usedWrap;
     /** Chains taken and not yet published. */
     private int inuse;
-    /** Ring descriptors of the chain taken under each buffer id; 0 when the id is not in flight. */
-    private int[] descriptorsPerId;
+    /** {@link #AVAIL_WRAP} | {@link #USED_WRAP} | {@link #SHADOW_AVAIL_WRAP} | {@link #SIGNALLED_USED_VALID}. */
+    private int wrapState;
     /** Lap position (see {@link PackedRing}) of the used index at the last notification decision. */
     private int signalledUsed;
-    private boolean signalledUsedValid;
     /**
      * Ring descriptors used since the last notification decision, saturating. A lap position
      * repeats every {@code 2 * size}: past that many, the modular test of
@@ -73,6 +71,18 @@ public final class PackedDeviceQueue implements DeviceQueue {
      * (it was: every position was), so the decision notifies.
      */
     private int usedSinceDecision;
+    private final int queueIndex;
+    private final GuestMemory memory;
+    /** The restored state: ring addresses (for {@link #saveState}), size and event idx. */
+    private QueueState geometry;
+    private boolean eventIdx;
+    private MemorySegment ring;
+    /** Driver event suppression: written by the driver, read here; governs our used notifications. */
+    private MemorySegment driverEvent;
+    /** Device event suppression: written here, read by the driver; governs its available notifications. */
+    private MemorySegment deviceEvent;
+    /** Ring descriptors of the chain taken under each buffer id; 0 when the id is not in flight. */
+    private int[] descriptorsPerId;
     private VirtqueueException brokenBy;
 
     /**
@@ -132,7 +142,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         // acquire: pairs with the driver's release store of the head's flags; every descriptor of
         // the chain, its indirect table and the payload written before are visible after it.
         int headFlags = Short.toUnsignedInt((short) DESC_FLAGS.getAcquire(ring, 0L, (long) head));
-        if (!PackedRing.isAvailable(headFlags, lastAvailWrap)) {
+        if (!PackedRing.isAvailable(headFlags, lastAvailWrapCounter())) {
             return false;
         }
         try {
@@ -149,7 +159,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private int walk(DescriptorChain chain, int head, int headFlags) {
         chain.begin(memory, queueIndex, head, size);
         int idx = head;
-        boolean wrap = lastAvailWrap;
+        boolean wrap = lastAvailWrapCounter();
         int flags = headFlags;
         int descriptors = 0;
         while (true) {
@@ -240,13 +250,16 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     private void commitTake(DescriptorChain chain, int descriptors) {
         descriptorsPerId[chain.headId()] = descriptors;
-        lastAvailIdx += descriptors;
-        if (lastAvailIdx >= size) {
-            lastAvailIdx -= size;
-            lastAvailWrap = !lastAvailWrap;
+        int idx = lastAvailIdx + descriptors;
+        int wraps = wrapState;
+        if (idx >= size) {
+            idx -= size;
+            wraps ^= AVAIL_WRAP;
         }
-        shadowAvailIdx = lastAvailIdx;
-        shadowAvailWrap = lastAvailWrap;
+        lastAvailIdx = idx;
+        shadowAvailIdx = idx;
+        // shadow avail wrap := avail wrap
+        wrapState = (wraps & ~SHADOW_AVAIL_WRAP) | (wraps & AVAIL_WRAP) << 2;
         inuse++;
     }
 
@@ -258,7 +271,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
     public boolean hasAvailable() {
         // acquire: pairs with the driver's release store of the head's flags.
         int flags = Short.toUnsignedInt((short) DESC_FLAGS.getAcquire(ring, 0L, (long) lastAvailIdx));
-        return PackedRing.isAvailable(flags, lastAvailWrap);
+        return PackedRing.isAvailable(flags, lastAvailWrapCounter());
     }
 
     /**
@@ -343,8 +356,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (id < 0 || id >= size) {
             throw new IllegalArgumentException("virtqueue " + queueIndex + ": id " + id + " not below the size " + size);
         }
-        int pending = Math.floorMod(PackedRing.lapPosition(lastAvailIdx, lastAvailWrap, size)
-                - PackedRing.lapPosition(usedIdx, usedWrap, size), 2 * size);
+        int pending = Math.floorMod(PackedRing.lapPosition(lastAvailIdx, lastAvailWrapCounter(), size)
+                - PackedRing.lapPosition(usedIdx, usedWrapCounter(), size), 2 * size);
         if (inuse < 1 || descriptorCount < 1 || descriptorCount > pending) {
             throw new IllegalStateException(String.format(
                     "virtqueue %d: restored chain %d of %d descriptors with %d in use over %d descriptors",
@@ -373,7 +386,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
     }
 
     private int usedFlags(int writtenLength) {
-        return PackedRing.usedFlags(usedWrap) | (writtenLength != 0 ? VIRTQ_DESC_F_WRITE : 0);
+        return PackedRing.usedFlags(usedWrapCounter()) | (writtenLength != 0 ? VIRTQ_DESC_F_WRITE : 0);
     }
 
     private void writeUsed(int idx, int id, int writtenLength) {
@@ -394,7 +407,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         usedIdx += descriptors;
         if (usedIdx >= size) {
             usedIdx -= size;
-            usedWrap = !usedWrap;
+            wrapState ^= USED_WRAP;
         }
         inuse--;
     }
@@ -416,12 +429,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
         // acquire: the driver writes desc before flags; seeing DESC makes its offset visible.
         int flags = Short.toUnsignedInt((short) EVENT_FLAGS.getAcquire(driverEvent, 0L)) & RING_EVENT_FLAGS_MASK;
         int offWrap = Short.toUnsignedInt((short) EVENT_DESC.get(driverEvent, 0L));
-        int newLap = PackedRing.lapPosition(usedIdx, usedWrap, size);
+        int wraps = wrapState;
+        int newLap = PackedRing.lapPosition(usedIdx, (wraps & USED_WRAP) != 0, size);
         int oldLap = signalledUsed;
-        boolean valid = signalledUsedValid;
+        boolean valid = (wraps & SIGNALLED_USED_VALID) != 0;
         int moved = usedSinceDecision;
         signalledUsed = newLap;
-        signalledUsedValid = true;
+        wrapState = wraps | SIGNALLED_USED_VALID;
         usedSinceDecision = 0;
         if (flags == RING_EVENT_FLAGS_DISABLE) {
             return false;
@@ -450,7 +464,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
     public boolean enableNotifications() {
         if (eventIdx) {
             // plain store: published by the release store of the flags below.
-            EVENT_DESC.set(deviceEvent, 0L, (short) PackedRing.eventOffWrap(lastAvailIdx, lastAvailWrap));
+            EVENT_DESC.set(deviceEvent, 0L, (short) PackedRing.eventOffWrap(lastAvailIdx, lastAvailWrapCounter()));
             // release: the offset is visible before DESC is.
             EVENT_FLAGS.setRelease(deviceEvent, 0L, (short) RING_EVENT_FLAGS_DESC);
         } else {
@@ -471,9 +485,10 @@ public final class PackedDeviceQueue implements DeviceQueue {
      */
     @Override
     public QueueState saveState() {
-        return new QueueState(size, descRingAddress, driverAreaAddress, deviceAreaAddress,
-                lastAvailIdx, lastAvailWrap, shadowAvailIdx, shadowAvailWrap, usedIdx, usedWrap, inuse,
-                signalledUsed % size, signalledUsedValid, eventIdx, true);
+        return new QueueState(size, geometry.descTableAddress(), geometry.driverAreaAddress(),
+                geometry.deviceAreaAddress(), lastAvailIdx, lastAvailWrapCounter(), shadowAvailIdx,
+                (wrapState & SHADOW_AVAIL_WRAP) != 0, usedIdx, usedWrapCounter(), inuse, signalledUsed % size,
+                signalledUsedValid(), eventIdx, true);
     }
 
     /**
@@ -509,24 +524,23 @@ public final class PackedDeviceQueue implements DeviceQueue {
                     PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
             MemorySegment newDeviceEvent = resolve("deviceAreaAddress", state.deviceAreaAddress(),
                     PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
+            boolean availWrap = state.lastAvailWrapCounter();
+            boolean shadowWrap = mode == RestoreMode.EARLY ? availWrap : state.shadowAvailWrapCounter();
             size = newSize;
-            descRingAddress = state.descTableAddress();
-            driverAreaAddress = state.driverAreaAddress();
-            deviceAreaAddress = state.deviceAreaAddress();
+            geometry = state;
             eventIdx = state.eventIdx();
             ring = newRing;
             driverEvent = newDriverEvent;
             deviceEvent = newDeviceEvent;
             lastAvailIdx = state.lastAvailIdx();
-            lastAvailWrap = state.lastAvailWrapCounter();
             shadowAvailIdx = mode == RestoreMode.EARLY ? lastAvailIdx : state.shadowAvailIdx();
-            shadowAvailWrap = mode == RestoreMode.EARLY ? lastAvailWrap : state.shadowAvailWrapCounter();
             usedIdx = newUsedIdx;
-            usedWrap = newUsedWrap;
             inuse = newInuse;
+            // signalled_used_valid: false
+            wrapState = (availWrap ? AVAIL_WRAP : 0) | (newUsedWrap ? USED_WRAP : 0)
+                    | (shadowWrap ? SHADOW_AVAIL_WRAP : 0);
             descriptorsPerId = new int[newSize];
-            signalledUsed = PackedRing.lapPosition(usedIdx, usedWrap, size);
-            signalledUsedValid = false;
+            signalledUsed = PackedRing.lapPosition(usedIdx, newUsedWrap, size);
             brokenBy = null;
         } catch (VirtqueueException e) {
             brokenBy = e;
@@ -569,26 +583,45 @@ public final class PackedDeviceQueue implements DeviceQueue {
      */
     @Override
     public void resync(FinalIndices finalIndices) {
-        int last = finalIndices.lastAvailIdx();
-        int used = finalIndices.usedIdx();
-        if (last < 0 || last >= size) {
-            throw VirtqueueException.state(queueIndex, "lastAvailIdx", last, "must be in [0, " + size + ")");
-        }
-        if (used < 0 || used >= size) {
-            throw VirtqueueException.state(queueIndex, "usedIdx", used, "must be in [0, " + size + ")");
-        }
-        int newInuse = finalIndices.inuse();
-        if (newInuse < 0 || newInuse > size) {
-            throw VirtqueueException.state(queueIndex, "inuse", newInuse, "must be in [0, size " + size + "]");
+        resync(finalIndices.lastAvailIdx(), finalIndices.usedIdx(), finalIndices.inuse(),
+                (finalIndices.lastAvailWrapCounter() ? AVAIL_WRAP : 0) | (finalIndices.usedWrapCounter() ? USED_WRAP : 0));
+    }
+
+    /**
+     * The body of {@link #resync(FinalIndices)} and of each queue of {@link #resyncAll}: the
+     * range checks, then the stores; {@code wraps} holds {@link #AVAIL_WRAP} and
+     * {@link #USED_WRAP}. The checks are folded into one branch: last or used outside [0, size),
+     * inuse outside [0, size]. The cold path, {@link #resyncError}, tells which field it was.
+     */
+    private void resync(int last, int used, int newInuse, int wraps) {
+        int n = size;
+        // Unsigned compares catch negatives too; non-short-circuit: one branch for all checks.
+        boolean bad = Integer.compareUnsigned(last, n) >= 0 | Integer.compareUnsigned(used, n) >= 0
+                | Integer.compareUnsigned(newInuse, n) > 0;
+        if (bad) {
+            throw resyncError(last, used, newInuse);
         }
         lastAvailIdx = last;
-        lastAvailWrap = finalIndices.lastAvailWrapCounter();
-        usedIdx = used;
-        usedWrap = finalIndices.usedWrapCounter();
-        inuse = newInuse;
         shadowAvailIdx = last;
-        shadowAvailWrap = lastAvailWrap;
-        signalledUsedValid = false;
+        usedIdx = used;
+        inuse = newInuse;
+        // Both avail wrap counters := the final one, the used one too; signalled_used_valid := false.
+        int availWrap = wraps & AVAIL_WRAP;
+        wrapState = availWrap | availWrap << 2 | (wraps & USED_WRAP);
+    }
+
+    /** The error for final indices {@link #resync(int, int, int, int)} refused, naming the field. */
+    private VirtqueueException resyncError(int last, int used, int newInuse) {
+        if (last < 0 || last >= size) {
+            return VirtqueueException.state(queueIndex, "lastAvailIdx", last, "must be in [0, " + size + ")");
+        }
+        if (used < 0 || used >= size) {
+            return VirtqueueException.state(queueIndex, "usedIdx", used, "must be in [0, " + size + ")");
+        }
+        if (newInuse < 0 || newInuse > size) {
+            return VirtqueueException.state(queueIndex, "inuse", newInuse, "must be in [0, size " + size + "]");
+        }
+        return VirtqueueException.state(queueIndex, "finalIndices", last, "refused by the folded check alone");
     }
 
     /**
@@ -597,62 +630,36 @@ public final class PackedDeviceQueue implements DeviceQueue {
      * vhost vring base of that queue ({@link VringBase#encodePacked}), in one loop with no
      * per-queue interface call and no {@link FinalIndices} object to read.
      *
-     * <p>Each queue's checks are the same as {@link #resync}'s, folded into one branch; a queue
-     * that fails them is handed to {@link #resync}, which names the queue and the field. As with
-     * {@link DeviceQueue#resyncAll}, the queues before it stay resynced.
+     * <p>Each queue goes through the same checks as {@link #resync}, which name the queue and
+     * the field. As with {@link DeviceQueue#resyncAll}, the queues before a bad one stay
+     * resynced.
      *
      * @throws IllegalArgumentException when the lengths differ
      * @throws VirtqueueException naming the queue and field of the first bad final index
      */
     public static void resyncAll(PackedDeviceQueue[] queues, FinalIndexTable finalIndices, int[] vringBases) {
         FinalIndexTable.checkLengths(queues.length, finalIndices, vringBases);
-        int[] lasts = finalIndices.lastAvailIdx;
-        int[] useds = finalIndices.usedIdx;
-        int[] inuses = finalIndices.inuse;
-        byte[] wraps = finalIndices.wrapCounters;
+        int[] entries = finalIndices.entries;
         if (queues.length == 1) {
             // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
-            queues[0].resyncEntry(finalIndices, lasts, useds, inuses, wraps, 0, vringBases);
+            queues[0].resyncEntry(entries, 0, vringBases);
             return;
         }
         for (int q = 0; q < queues.length; q++) {
-            queues[q].resyncEntry(finalIndices, lasts, useds, inuses, wraps, q, vringBases);
+            queues[q].resyncEntry(entries, q, vringBases);
         }
     }
 
-    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked in one branch, applied. */
-    private void resyncEntry(FinalIndexTable finalIndices, int[] lasts, int[] useds, int[] inuses, byte[] wraps,
-            int q, int[] vringBases) {
-        int last = lasts[q];
-        int used = useds[q];
-        int newInuse = inuses[q];
-        // Unsigned compares catch negatives too; non-short-circuit: one branch for all checks.
-        boolean bad = Integer.compareUnsigned(last, size) >= 0 | Integer.compareUnsigned(used, size) >= 0
-                | Integer.compareUnsigned(newInuse, size) > 0;
-        if (bad) {
-            throw refuse(finalIndices, q);
-        }
-        int wrap = wraps[q];
-        boolean availWrap = (wrap & 1) != 0;
-        lastAvailIdx = last;
-        lastAvailWrap = availWrap;
-        usedIdx = used;
-        usedWrap = (wrap & 2) != 0;
-        inuse = newInuse;
-        shadowAvailIdx = last;
-        shadowAvailWrap = availWrap;
-        signalledUsedValid = false;
-        // VringBase.encodePacked without its range checks: size <= PackedRing.MAX_QUEUE_SIZE keeps both below 1 << 15.
-        vringBases[q] = last | (wrap & 1) << 15 | used << 16 | (wrap & 2) << 30;
-    }
-
-    /**
-     * The cold path of {@link #resyncAll}, kept out of its loop so the loop stays small enough to
-     * inline: {@link #resync} with the refused entry, which throws naming this queue and the field.
-     */
-    private VirtqueueException refuse(FinalIndexTable finalIndices, int entry) {
-        resync(finalIndices.get(entry));
-        return VirtqueueException.state(queueIndex, "finalIndices", entry, "resync accepted what resyncAll refused");
+    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked, applied, its base written. */
+    private void resyncEntry(int[] entries, int q, int[] vringBases) {
+        int at = q * FinalIndexTable.STRIDE;
+        int last = entries[at + FinalIndexTable.LAST_AVAIL_IDX];
+        int used = entries[at + FinalIndexTable.USED_IDX];
+        int wraps = entries[at + FinalIndexTable.WRAP_COUNTERS];
+        resync(last, used, entries[at + FinalIndexTable.INUSE], wraps);
+        // VringBase.encodePacked without its range checks: resync just checked both below size,
+        // and size <= PackedRing.MAX_QUEUE_SIZE keeps them below 1 << 15.
+        vringBases[q] = last | (wraps & AVAIL_WRAP) << 15 | used << 16 | (wraps & USED_WRAP) << 30;
     }
 
     private void checkUsable() {
@@ -668,7 +675,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     /** Avail wrap counter that goes with {@link #lastAvailIdx()}. */
     public boolean lastAvailWrapCounter() {
-        return lastAvailWrap;
+        return (wrapState & AVAIL_WRAP) != 0;
     }
 
     /** Ring index the next used descriptor goes to. */
@@ -678,7 +685,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     /** Used wrap counter that goes with {@link #usedIdx()}. */
     public boolean usedWrapCounter() {
-        return usedWrap;
+        return (wrapState & USED_WRAP) != 0;
     }
 
     /** Chains taken and not yet published. */
@@ -688,6 +695,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     /** Whether the next notification decision has a previous one to compare with (false after restore and resync). */
     public boolean signalledUsedValid() {
-        return signalledUsedValid;
+        return (wrapState & SIGNALLED_USED_VALID) != 0;
     }
 }

@@ -34,34 +34,40 @@ import java.util.Objects;
  * guest's regions.
  */
 public final class SplitDeviceQueue implements DeviceQueue {
+    // Field order is for the resync of many queues at once, which for each queue reads size and
+    // writes lastAvailIdx, shadowAvailIdx, usedIdx, inuse and signalledUsedValid: HotSpot lays
+    // out an object's fields by size (longs, ints, booleans, references; the first int in the
+    // header's gap), and same-size fields in declaration order. With no long field, these six are
+    // the last ints and the first boolean, 21 adjacent bytes, so a queue's resync mostly touches
+    // one cache line. (Ring offsets are ints for the same reason: both are below 64 KiB.)
     private final int queueIndex;
-    private final GuestMemory memory;
-
-    // Geometry, fixed between restores.
-    private QueueState geometry;
-    private int size;
     private int mask;
-    private boolean eventIdx;
-    private MemorySegment descTable;
-    private MemorySegment availRing;
-    private MemorySegment usedRing;
-    private long usedEventOffset;
-    private long availEventOffset;
-
-    // Positions (QEMU's VirtQueue names).
-    private int lastAvailIdx;
-    private int shadowAvailIdx;
-    private int usedIdx;
-    private int inuse;
     private int signalledUsed;
-    private boolean signalledUsedValid;
     /**
      * Used elements published since the last notification decision, saturating. used.idx is 16
      * bits: from 65536 on, {@code vring_need_event} cannot tell whether used_event was crossed (it
      * was), so the decision notifies, as the driver side does for kicks.
      */
     private int usedSinceDecision;
+    private int usedEventOffset;
+    private int availEventOffset;
+    private int size;
+
+    // Positions (QEMU's VirtQueue names).
+    private int lastAvailIdx;
+    private int shadowAvailIdx;
+    private int usedIdx;
+    private int inuse;
+    private boolean signalledUsedValid;
     private boolean notificationsEnabled;
+
+    // Geometry, fixed between restores.
+    private final GuestMemory memory;
+    private QueueState geometry;
+    private boolean eventIdx;
+    private MemorySegment descTable;
+    private MemorySegment availRing;
+    private MemorySegment usedRing;
     private VirtqueueException brokenBy;
 
     /**
@@ -135,7 +141,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
             // Plain store of our avail_event: a hint for the driver's next kick decision. The race
             // with a driver adding right now is closed by enableNotifications(), which fences and
             // re-checks avail.idx before the device sleeps.
-            U16.set(usedRing, availEventOffset, (short) lastAvailIdx);
+            U16.set(usedRing, (long) availEventOffset, (short) lastAvailIdx);
         }
         return true;
     }
@@ -329,7 +335,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
         notificationsEnabled = true;
         if (eventIdx) {
             // Plain store of our avail_event: kick us when the driver fills slot lastAvailIdx.
-            U16.set(usedRing, availEventOffset, (short) lastAvailIdx);
+            U16.set(usedRing, (long) availEventOffset, (short) lastAvailIdx);
         } else {
             U16.set(usedRing, FLAGS_OFFSET, (short) 0);
         }
@@ -401,8 +407,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
             descTable = newDesc;
             availRing = newAvail;
             usedRing = newUsed;
-            usedEventOffset = SplitRingLayout.usedEventOffset(newSize);
-            availEventOffset = SplitRingLayout.availEventOffset(newSize);
+            usedEventOffset = Math.toIntExact(SplitRingLayout.usedEventOffset(newSize));
+            availEventOffset = Math.toIntExact(SplitRingLayout.availEventOffset(newSize));
             lastAvailIdx = last;
             shadowAvailIdx = newShadow;
             usedIdx = newUsedIdx;
@@ -424,10 +430,34 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     @Override
     public void resync(FinalIndices finalIndices) {
-        int last = finalIndices.lastAvailIdx();
-        int used = finalIndices.usedIdx();
-        int newInuse = finalIndices.inuse();
-        VirtqueueException error = null;
+        resync(finalIndices.lastAvailIdx(), finalIndices.usedIdx(), finalIndices.inuse());
+    }
+
+    /**
+     * The body of {@link #resync(FinalIndices)} and of each queue of {@link #resyncAll}: the
+     * range checks, then the stores. The checks are folded into one branch (non-short-circuit
+     * {@code |}): last or used outside [0, 65535], inuse outside [0, size] (the unsigned compare
+     * catches negatives too), or used more than size behind last. The cold path,
+     * {@link #resyncError}, tells which field it was. (A single sign test over the same
+     * conditions measured slower here: C2 compiles the flags well.)
+     */
+    private void resync(int last, int used, int newInuse) {
+        int n = size;
+        boolean bad = ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, n) > 0
+                | ((last - used) & 0xffff) > n;
+        if (bad) {
+            throw resyncError(last, used, newInuse);
+        }
+        lastAvailIdx = last;
+        shadowAvailIdx = last;
+        usedIdx = used;
+        inuse = newInuse;
+        signalledUsedValid = false;
+    }
+
+    /** The error for final indices {@link #resync(int, int, int)} refused, naming the field; marks the queue broken. */
+    private VirtqueueException resyncError(int last, int used, int newInuse) {
+        VirtqueueException error;
         if (last < 0 || last > 0xffff) {
             error = VirtqueueException.state(queueIndex, "lastAvailIdx", last, "must be in [0, 65535]");
         } else if (used < 0 || used > 0xffff) {
@@ -437,16 +467,11 @@ public final class SplitDeviceQueue implements DeviceQueue {
         } else if (((last - used) & 0xffff) > size) {
             error = VirtqueueException.state(queueIndex, "usedIdx", used,
                     "more than the queue size " + size + " behind lastAvailIdx " + last);
+        } else {
+            error = VirtqueueException.state(queueIndex, "finalIndices", last, "refused by the folded check alone");
         }
-        if (error != null) {
-            brokenBy = error;
-            throw error;
-        }
-        lastAvailIdx = last;
-        shadowAvailIdx = last;
-        usedIdx = used;
-        inuse = newInuse;
-        signalledUsedValid = false;
+        brokenBy = error;
+        return error;
     }
 
     /**
@@ -455,55 +480,33 @@ public final class SplitDeviceQueue implements DeviceQueue {
      * vhost vring base of that queue ({@link VringBase#encodeSplit}: its last avail idx), in one
      * loop with no per-queue interface call and no {@link FinalIndices} object to read.
      *
-     * <p>Each queue's checks are the same as {@link #resync}'s, folded into one branch; a queue
-     * that fails them is handed to {@link #resync}, which names the queue and the field and marks
-     * the queue broken. As with {@link DeviceQueue#resyncAll}, the queues before it stay resynced.
+     * <p>Each queue goes through the same checks as {@link #resync}, which name the queue and
+     * the field and mark the queue broken. As with {@link DeviceQueue#resyncAll}, the queues
+     * before a bad one stay resynced.
      *
      * @throws IllegalArgumentException when the lengths differ
      * @throws VirtqueueException naming the queue and field of the first bad final index
      */
     public static void resyncAll(SplitDeviceQueue[] queues, FinalIndexTable finalIndices, int[] vringBases) {
         FinalIndexTable.checkLengths(queues.length, finalIndices, vringBases);
-        int[] lasts = finalIndices.lastAvailIdx;
-        int[] useds = finalIndices.usedIdx;
-        int[] inuses = finalIndices.inuse;
+        int[] entries = finalIndices.entries;
         if (queues.length == 1) {
             // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
-            queues[0].resyncEntry(finalIndices, lasts, useds, inuses, 0, vringBases);
+            queues[0].resyncEntry(entries, 0, vringBases);
             return;
         }
         for (int q = 0; q < queues.length; q++) {
-            queues[q].resyncEntry(finalIndices, lasts, useds, inuses, q, vringBases);
+            queues[q].resyncEntry(entries, q, vringBases);
         }
     }
 
-    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked in one branch, applied. */
-    private void resyncEntry(FinalIndexTable finalIndices, int[] lasts, int[] useds, int[] inuses, int q,
-            int[] vringBases) {
-        int last = lasts[q];
-        int used = useds[q];
-        int newInuse = inuses[q];
-        // Non-short-circuit: one branch for all of resync's range checks.
-        boolean bad = ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, size) > 0
-                | ((last - used) & 0xffff) > size;
-        if (bad) {
-            throw refuse(finalIndices, q);
-        }
-        lastAvailIdx = last;
-        shadowAvailIdx = last;
-        usedIdx = used;
-        inuse = newInuse;
-        signalledUsedValid = false;
+    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked, applied, its base written. */
+    private void resyncEntry(int[] entries, int q, int[] vringBases) {
+        int at = q * FinalIndexTable.STRIDE;
+        int last = entries[at + FinalIndexTable.LAST_AVAIL_IDX];
+        resync(last, entries[at + FinalIndexTable.USED_IDX], entries[at + FinalIndexTable.INUSE]);
+        // VringBase.encodeSplit without its range check: resync just checked the same range.
         vringBases[q] = last;
-    }
-
-    /**
-     * The cold path of {@link #resyncAll}, kept out of its loop so the loop stays small enough to
-     * inline: {@link #resync} with the refused entry, which throws naming this queue and the field.
-     */
-    private VirtqueueException refuse(FinalIndexTable finalIndices, int entry) {
-        resync(finalIndices.get(entry));
-        return VirtqueueException.state(queueIndex, "finalIndices", entry, "resync accepted what resyncAll refused");
     }
 
     private void checkNotBroken() {
