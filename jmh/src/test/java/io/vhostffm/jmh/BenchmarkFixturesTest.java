@@ -60,6 +60,9 @@ class BenchmarkFixturesTest {
             assertEquals(f.usedIdx(), state.usedIdx(), "queue " + q + " used");
             assertEquals(f.inuse(), state.inuse(), "queue " + q + " inuse");
             assertEquals(false, state.signalledUsedValid(), "queue " + q + " signalled_used_valid");
+            assertEquals(f.lastAvailWrapCounter(), state.lastAvailWrapCounter(), "queue " + q + " avail wrap");
+            assertEquals(f.lastAvailWrapCounter(), state.shadowAvailWrapCounter(), "queue " + q + " shadow wrap");
+            assertEquals(f.usedWrapCounter(), state.usedWrapCounter(), "queue " + q + " used wrap");
             expected[q] = packed
                     ? VringBase.encodePacked(f.lastAvailIdx(), f.lastAvailWrapCounter(), f.usedIdx(), f.usedWrapCounter())
                     : VringBase.encodeSplit(f.lastAvailIdx());

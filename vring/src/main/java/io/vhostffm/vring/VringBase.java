@@ -22,7 +22,8 @@ public record VringBase(int lastAvailIdx, boolean availWrapCounter, int usedIdx,
 
     /** Split encoding: the 16-bit last avail idx. */
     public static int encodeSplit(int lastAvailIdx) {
-        if (lastAvailIdx < 0 || lastAvailIdx > 0xffff) {
+        // One test for the range [0, 65535]: a negative value has bits above 15 set too.
+        if ((lastAvailIdx & ~0xffff) != 0) {
             throw new IllegalArgumentException("split last_avail_idx must be in [0, 65535]: " + lastAvailIdx);
         }
         return lastAvailIdx;
@@ -30,13 +31,19 @@ public record VringBase(int lastAvailIdx, boolean availWrapCounter, int usedIdx,
 
     /** Packed encoding: bits 0-14 last avail idx, 15 avail wrap, 16-30 used idx, 31 used wrap. */
     public static int encodePacked(int lastAvailIdx, boolean availWrapCounter, int usedIdx, boolean usedWrapCounter) {
-        if (lastAvailIdx < 0 || lastAvailIdx > 0x7fff) {
-            throw new IllegalArgumentException("packed last_avail_idx must be in [0, 32767]: " + lastAvailIdx);
-        }
-        if (usedIdx < 0 || usedIdx > 0x7fff) {
-            throw new IllegalArgumentException("packed used_idx must be in [0, 32767]: " + usedIdx);
+        // One branch for both ranges [0, 32767] (a negative value has bits above 14 set too); the
+        // cold path names the field.
+        if (((lastAvailIdx | usedIdx) & ~0x7fff) != 0) {
+            throw packedRangeError(lastAvailIdx, usedIdx);
         }
         return lastAvailIdx | (availWrapCounter ? 1 << 15 : 0) | usedIdx << 16 | (usedWrapCounter ? 1 << 31 : 0);
+    }
+
+    private static IllegalArgumentException packedRangeError(int lastAvailIdx, int usedIdx) {
+        if ((lastAvailIdx & ~0x7fff) != 0) {
+            return new IllegalArgumentException("packed last_avail_idx must be in [0, 32767]: " + lastAvailIdx);
+        }
+        return new IllegalArgumentException("packed used_idx must be in [0, 32767]: " + usedIdx);
     }
 
     /**
