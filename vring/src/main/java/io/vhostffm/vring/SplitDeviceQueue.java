@@ -37,9 +37,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
     // Field order is for the resync of many queues at once, which for each queue reads size and
     // writes lastAvailIdx, shadowAvailIdx, usedIdx, inuse and signalledUsedValid: HotSpot lays
     // out an object's fields by size (longs, ints, booleans, references; the first int in the
-    // header's gap), and same-size fields in declaration order. With no long field, these six are
-    // the last ints and the first boolean, 21 adjacent bytes, so a queue's resync mostly touches
-    // one cache line. (Ring offsets are ints for the same reason: both are below 64 KiB.)
+    // header's gap), and same-size fields in declaration order. These six are the last ints and
+    // the first boolean, 21 adjacent bytes, so a queue's resync mostly touches one cache line.
     private final int queueIndex;
     private int mask;
     private int signalledUsed;
@@ -49,8 +48,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
      * was), so the decision notifies, as the driver side does for kicks.
      */
     private int usedSinceDecision;
-    private int usedEventOffset;
-    private int availEventOffset;
+    private long usedEventOffset;
+    private long availEventOffset;
     private int size;
 
     // Positions (QEMU's VirtQueue names).
@@ -141,7 +140,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
             // Plain store of our avail_event: a hint for the driver's next kick decision. The race
             // with a driver adding right now is closed by enableNotifications(), which fences and
             // re-checks avail.idx before the device sleeps.
-            U16.set(usedRing, (long) availEventOffset, (short) lastAvailIdx);
+            U16.set(usedRing, availEventOffset, (short) lastAvailIdx);
         }
         return true;
     }
@@ -335,7 +334,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
         notificationsEnabled = true;
         if (eventIdx) {
             // Plain store of our avail_event: kick us when the driver fills slot lastAvailIdx.
-            U16.set(usedRing, (long) availEventOffset, (short) lastAvailIdx);
+            U16.set(usedRing, availEventOffset, (short) lastAvailIdx);
         } else {
             U16.set(usedRing, FLAGS_OFFSET, (short) 0);
         }
@@ -407,8 +406,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
             descTable = newDesc;
             availRing = newAvail;
             usedRing = newUsed;
-            usedEventOffset = Math.toIntExact(SplitRingLayout.usedEventOffset(newSize));
-            availEventOffset = Math.toIntExact(SplitRingLayout.availEventOffset(newSize));
+            usedEventOffset = SplitRingLayout.usedEventOffset(newSize);
+            availEventOffset = SplitRingLayout.availEventOffset(newSize);
             lastAvailIdx = last;
             shadowAvailIdx = newShadow;
             usedIdx = newUsedIdx;
