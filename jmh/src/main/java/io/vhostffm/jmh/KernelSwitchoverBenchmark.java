@@ -33,7 +33,7 @@ import org.openjdk.jmh.annotations.TearDown;
  * <li>{@link #classic}: what a classic migration does while the guest is paused, from no backend
  *     at all: {@code VhostNetBackend.open(tap)} (per pair open /dev/vhost-net and VHOST_SET_OWNER,
  *     VHOST_GET_FEATURES once, TUNSETVNETHDRSZ, 2 x pairs + 1 eventfds and the ring-error
- *     watcher thread) and {@code start(start)}: TUNSETVNETHDRSZ and TUNSETOFFLOAD per TAP queue,
+ *     watcher thread) and {@code start(start)}: TUNSETVNETHDRSZ, TUNSETOFFLOAD per TAP queue,
  *     per pair VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE and per queue SET_VRING_NUM, SET_VRING_BASE,
  *     SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR, then what quickstart does
  *     after its SET_VRING_BASEs.</li>
