@@ -4,6 +4,8 @@
 # everything in RESULTS_DIR beforehand (no Maven here: it is too slow under emulation):
 #   probe.args  java argument file running io.vhostffm.vhost.tools.Probe (absent: not built yet)
 #   suite.args  java argument file running the JUnit console launcher over the kernel-tagged tests
+#   jmh.args    (JMH mode, bin/bench --in-vm) java argument file running JMH; when present it runs
+#               instead of the probe and the suite, and its exit status is written to jmh-exit
 # Writes probe-exit and suite-exit into RESULTS_DIR; exits non-zero when either failed.
 # Java's stdin is /dev/null: on the VM's serial console (a terminal without a controlling tty)
 # the launcher would otherwise run stty against /dev/tty, fail, and say so.
@@ -12,6 +14,14 @@ export HOME=/tmp LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr
 cd /tmp || exit 1
 
 echo "== $(uname -sr): $(ls -l /dev/vhost-net 2>&1)"
+
+if [ -r "$RESULTS_DIR/jmh.args" ]; then
+    echo "== JMH (bin/bench --in-vm): $(grep -c . "$RESULTS_DIR/jmh.args") arguments in $RESULTS_DIR/jmh.args"
+    "$JAVA" "@$RESULTS_DIR/jmh.args" < /dev/null
+    jmh=$?
+    echo "$jmh" > "$RESULTS_DIR/jmh-exit"
+    exit "$jmh"
+fi
 
 probe=0
 if [ -r "$RESULTS_DIR/probe.args" ]; then

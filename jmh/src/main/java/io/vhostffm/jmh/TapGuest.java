@@ -28,16 +28,20 @@ import java.util.List;
  * vnet headers, an AF_PACKET socket bound to the TAP as the network side, and a virtio-net device
  * model negotiated to DRIVER_OK (MRG_RXBUF, EVENT_IDX). Needs root (TAP, raw socket).
  *
- * <p>Guest-physical layout: region 0 (1 MiB at 0) holds the rings, pair p at {@code p * 0x20000}
- * (rx desc +0, avail +0x1000, used +0x2000; tx +0x10000, +0x11000, +0x12000); region 1 at
- * {@value #BUFFERS} holds pair p's buffers at {@code BUFFERS + p * PAIR_BUFFERS}: {@value #SIZE}
- * receive slots of {@value #SLOT} bytes, then {@value #SIZE} transmit slots.
+ * <p>Guest-physical layout: region 0 at 0 holds the rings, pair p at {@code p * 0x20000}
+ * (rx desc +0, avail +0x1000, used +0x2000; tx +0x10000, +0x11000, +0x12000), 1 MiB for up to
+ * 8 pairs and {@code pairs * 0x20000} beyond; region 1 at {@link #buffers()} (1 MiB, or the end of
+ * the rings if later) holds pair p's buffers at {@code buffers() + p * PAIR_BUFFERS}:
+ * {@value #SIZE} receive slots of {@value #SLOT} bytes, then {@value #SIZE} transmit slots.
  */
 final class TapGuest implements AutoCloseable {
     static final int SIZE = 256;
     static final int HEADER = 12;
     static final long SLOT = 4096;
+    /** Where the buffers start with up to 8 pairs (more pairs push them past their rings). */
     static final long BUFFERS = 0x100000;
+    /** Guest bytes of one pair's rings in region 0. */
+    static final long PAIR_RINGS = 0x20000;
     static final long PAIR_BUFFERS = 2 * SIZE * SLOT;
     static final byte[] DEVICE_MAC = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
     /** EtherType of the benchmark's frames (IEEE local experimental), so stray frames are told apart. */
@@ -53,9 +57,12 @@ final class TapGuest implements AutoCloseable {
     final List<Pair> pairs = new ArrayList<>();
     final List<String> needsReset = new ArrayList<>();
 
+    private final long buffers;
+
     TapGuest(int queuePairs) throws NativeCallException, IOException {
-        memory = MemfdGuestMemory.create("bench-guest", List.of(new MemfdGuestMemory.RegionSpec(0, 0x100000),
-                new MemfdGuestMemory.RegionSpec(BUFFERS, queuePairs * PAIR_BUFFERS)));
+        buffers = Math.max(BUFFERS, queuePairs * PAIR_RINGS);
+        memory = MemfdGuestMemory.create("bench-guest", List.of(new MemfdGuestMemory.RegionSpec(0, buffers),
+                new MemfdGuestMemory.RegionSpec(buffers, queuePairs * PAIR_BUFFERS)));
         TapDevice t = null;
         PacketSocket w = null;
         try {
@@ -112,6 +119,11 @@ final class TapGuest implements AutoCloseable {
         return out;
     }
 
+    /** Guest address of the buffer region (pair 0's first receive slot). */
+    long buffers() {
+        return buffers;
+    }
+
     /** The host view of guest memory at {@code guestAddress}. */
     MemorySegment at(long guestAddress, long length) {
         int r = memory.findRegion(guestAddress, length);
@@ -164,7 +176,7 @@ final class TapGuest implements AutoCloseable {
 
         Pair(int index) throws NativeCallException {
             this.index = index;
-            long rings = index * 0x20000L;
+            long rings = index * PAIR_RINGS;
             rx = new SplitDriverQueue(2 * index, memory, SIZE, rings, rings + 0x1000, rings + 0x2000, true, 0);
             tx = new SplitDriverQueue(2 * index + 1, memory, SIZE, rings + 0x10000, rings + 0x11000,
                     rings + 0x12000, true, 0);
@@ -172,7 +184,7 @@ final class TapGuest implements AutoCloseable {
             rxCall = EventFd.create("rx call " + index);
             txKick = EventFd.create("tx kick " + index);
             txCall = EventFd.create("tx call " + index);
-            rxSlots = BUFFERS + index * PAIR_BUFFERS;
+            rxSlots = buffers + index * PAIR_BUFFERS;
             txSlots = rxSlots + SIZE * SLOT;
         }
 

@@ -97,6 +97,17 @@ public record BenchmarkResult(
         return parts[parts.length - 2] + "." + parts[parts.length - 1];
     }
 
+    /**
+     * This result with {@code label} after its class name ({@code pkg.Class label.method}), so
+     * rows and chart panels of another run (the VM's) stand apart from this machine's.
+     */
+    public BenchmarkResult labelled(String label) {
+        int dot = benchmark.lastIndexOf('.');
+        String renamed = dot < 0 ? benchmark + " " + label
+                : benchmark.substring(0, dot) + " " + label + benchmark.substring(dot);
+        return new BenchmarkResult(renamed, mode, threads, params, primary, secondary, vmName, vmVersion, settings);
+    }
+
     /** The parameters as {@code name=value} pairs separated by spaces; empty when none. */
     public String paramsLabel() {
         StringBuilder out = new StringBuilder();

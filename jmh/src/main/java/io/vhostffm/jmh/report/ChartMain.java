@@ -7,14 +7,18 @@ import java.time.Instant;
 import java.util.List;
 
 /**
- * Turns a JMH JSON result file into a Markdown table and an SVG chart.
+ * Turns JMH JSON result files into a Markdown table and an SVG chart.
  *
  * <pre>
- * ChartMain RESULTS.json [--markdown docs/bench-results.md] [--svg docs/bench-chart.svg] [--chart-link LINK]
- *           [--load-before "1.00 0.80 0.50"]
+ * ChartMain [RESULTS.json] [--vm VM-RESULTS.json]... [--markdown docs/bench-results.md] [--svg docs/bench-chart.svg]
+ *           [--chart-link LINK] [--load-before "1.00 0.80 0.50"]
  * </pre>
  *
- * The run's date is the result file's modification time (JMH writes it when the run ends). The
+ * {@code RESULTS.json} is a run on this machine; each {@code --vm} file a run in the kernel-bench
+ * VM ({@code bin/bench --in-vm}), whose rows and chart panels are marked
+ * {@value MarkdownReport#VM_LABEL} with the note that only their ratios mean anything. At least one
+ * file is needed. The switchover benchmarks' goal (2) ratios are tabled from all of them.
+ * The run's date is the first result file's modification time (JMH writes it when the run ends). The
  * chart link, embedded in the Markdown, defaults to the SVG's file name. {@code --load-before}
  * is {@code /proc/loadavg} as read before the run ({@code bin/bench} passes it); the load after
  * is read when the report is made.
@@ -29,21 +33,23 @@ public final class ChartMain {
      * @param args the result file, then options (see the class comment)
      */
     public static void main(String[] args) throws IOException {
-        if (args.length == 0 || args[0].startsWith("-")) {
+        if (args.length == 0) {
             usage("missing the JMH JSON result file");
         }
-        Path json = Path.of(args[0]);
+        Path json = args[0].startsWith("-") ? null : Path.of(args[0]);
+        List<Path> vmJsons = new java.util.ArrayList<>();
         Path markdown = Path.of("docs/bench-results.md");
         Path svg = Path.of("docs/bench-chart.svg");
         String chartLink = null;
         LoadAverage loadBefore = null;
-        for (int i = 1; i < args.length; i++) {
+        for (int i = json == null ? 0 : 1; i < args.length; i++) {
             String option = args[i];
             if (i + 1 >= args.length) {
                 usage("option " + option + " needs a value");
             }
             String value = args[++i];
             switch (option) {
+                case "--vm" -> vmJsons.add(Path.of(value));
                 case "--markdown" -> markdown = Path.of(value);
                 case "--svg" -> svg = Path.of(value);
                 case "--chart-link" -> chartLink = value;
@@ -57,18 +63,32 @@ public final class ChartMain {
 
         // JMH runs benchmarks in no particular order; show them by name (stable: parameter
         // combinations keep JMH's order within a benchmark).
-        List<BenchmarkResult> results = new java.util.ArrayList<>(BenchmarkResult.parseAll(Files.readString(json)));
+        if (json == null && vmJsons.isEmpty()) {
+            usage("missing the JMH JSON result file");
+        }
+        List<BenchmarkResult> results = new java.util.ArrayList<>();
+        if (json != null) {
+            results.addAll(BenchmarkResult.parseAll(Files.readString(json)));
+        }
+        List<String> vmSources = new java.util.ArrayList<>();
+        for (Path vm : vmJsons) {
+            for (BenchmarkResult r : BenchmarkResult.parseAll(Files.readString(vm))) {
+                results.add(r.labelled(MarkdownReport.VM_LABEL));
+            }
+            vmSources.add("`" + vm.getFileName() + "` of " + MarkdownReport.formatDate(Files.getLastModifiedTime(vm).toInstant()));
+        }
         results.sort(java.util.Comparator.comparing(BenchmarkResult::benchmark));
         MachineInfo machine = MachineInfo.current();
-        Instant runDate = Files.getLastModifiedTime(json).toInstant();
+        Instant runDate = Files.getLastModifiedTime(json != null ? json : vmJsons.get(0)).toInstant();
 
         LoadAverage loadAfter = LoadAverage.current();
-        write(markdown, MarkdownReport.render(results, machine, runDate, json.getFileName().toString(), chartLink,
-                loadBefore, loadAfter));
+        write(markdown, MarkdownReport.render(results, machine, runDate,
+                json == null ? null : json.getFileName().toString(), chartLink, loadBefore, loadAfter, vmSources));
         String jdk = results.isEmpty() ? System.getProperty("java.vm.version") : results.get(0).vmVersion();
         String load = loadBefore == null ? "" : "  ·  load average " + String.format(java.util.Locale.ROOT, "%.1f", loadBefore.oneMinute()) + " before the run";
+        String vmNote = vmJsons.isEmpty() ? "" : "  ·  " + MarkdownReport.VM_LABEL + ": " + MarkdownReport.VM_NOTE;
         write(svg, SvgChart.render(results, "vhost-ffm benchmarks (JMH), " + MarkdownReport.formatDate(runDate),
-                machine.describe() + "  ·  JDK " + jdk + load));
+                machine.describe() + "  ·  JDK " + jdk + load + vmNote));
         System.err.println("ChartMain: " + results.size() + " results -> " + markdown + ", " + svg);
     }
 
@@ -82,7 +102,7 @@ public final class ChartMain {
 
     private static void usage(String problem) {
         System.err.println("ChartMain: " + problem);
-        System.err.println("usage: ChartMain RESULTS.json [--markdown FILE.md] [--svg FILE.svg] [--chart-link LINK]"
+        System.err.println("usage: ChartMain [RESULTS.json] [--vm VM-RESULTS.json]... [--markdown FILE.md] [--svg FILE.svg] [--chart-link LINK]"
                 + " [--load-before \"1 5 15-minute load\"]");
         System.exit(2);
     }

@@ -20,6 +20,11 @@ public final class MarkdownReport {
             + "only their ratios within one run mean anything, never their absolute values. "
             + "Pure-Java figures (rings, index resync) were measured directly on the machine above.";
 
+    /** How rows measured in the kernel-bench VM are marked (after the class name). */
+    public static final String VM_LABEL = "[TCG VM]";
+    /** What is said of the VM's rows wherever they appear. */
+    public static final String VM_NOTE = "kernel vhost-net, TCG-emulated VM: only ratios mean anything";
+
     /**
      * Below this many bytes per operation the gc profiler's figure is its own accounting noise
      * (thread allocation counters read once per iteration, spread over millions of operations).
@@ -45,6 +50,18 @@ public final class MarkdownReport {
      */
     public static String render(List<BenchmarkResult> results, MachineInfo machine, Instant runDate,
                                 String source, String chartLink, LoadAverage loadBefore, LoadAverage loadAfter) {
+        return render(results, machine, runDate, source, chartLink, loadBefore, loadAfter, List.of());
+    }
+
+    /**
+     * Renders the page, with results of runs in the kernel-bench VM among {@code results} (labelled
+     * by the caller, {@link #VM_LABEL}) and the goal (2) ratios when there are switchover results.
+     *
+     * @param vmSources the VM result files' names with their dates, cited under the table (empty: none)
+     */
+    public static String render(List<BenchmarkResult> results, MachineInfo machine, Instant runDate,
+                                String source, String chartLink, LoadAverage loadBefore, LoadAverage loadAfter,
+                                List<String> vmSources) {
         StringBuilder out = new StringBuilder();
         out.append("# Benchmark results\n\n");
         out.append("- Machine: ").append(machine.describe()).append('\n');
@@ -62,7 +79,16 @@ public final class MarkdownReport {
             }
             out.append('\n');
         }
-        out.append("- Source: `").append(source).append("` (JMH JSON)\n\n");
+        if (source != null) {
+            out.append("- Source: `").append(source).append("` (JMH JSON)\n");
+        }
+        for (String vm : vmSources) {
+            out.append("- Source of the rows marked ").append(VM_LABEL).append(": ").append(vm)
+                    .append(" (JMH JSON), run by `bin/bench --in-vm` inside the kernel-bench VM (QEMU TCG, "
+                            + "2 emulated CPUs, Debian's kernel with vhost-net) on the machine above: ")
+                    .append(VM_NOTE).append('\n');
+        }
+        out.append('\n');
         out.append(EMULATION_NOTE).append("\n\n");
         out.append("Score: the mean over the measured iterations; error: half-width of JMH's 99.9% "
                 + "confidence interval (n/a with fewer than two iterations). Mode `thrpt` is "
@@ -73,6 +99,7 @@ public final class MarkdownReport {
                 + "wall-clock time they ran. Alloc: bytes allocated per operation by the benchmark "
                 + "threads, from JMH's gc profiler; ≈ 0 means under 0.01 B/op, the profiler's own "
                 + "noise: nothing allocated per operation. Blank when the profiler did not run.\n\n");
+        out.append(SwitchoverRatios.render(results));
         if (chartLink != null) {
             out.append("![benchmark chart](").append(chartLink).append(")\n\n");
         }

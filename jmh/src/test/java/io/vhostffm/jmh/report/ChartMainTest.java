@@ -31,4 +31,42 @@ class ChartMainTest {
         assertTrue(chart.startsWith("<?xml") && chart.trim().endsWith("</svg>"), chart);
         assertTrue(chart.contains("vhost-ffm benchmarks (JMH), 2026-11-21 22:45 UTC"), chart);
     }
+
+    @Test
+    void addsTheVmRunMarkedAndTheGoalTwoRatios(@TempDir Path dir) throws Exception {
+        Path host = dir.resolve("jmh-host.json");
+        Files.writeString(host, "[" + SwitchoverRatiosTest.entry("UserspaceSwitchoverBenchmark", "quickstart", 1, 200, 20)
+                + "," + SwitchoverRatiosTest.entry("UserspaceSwitchoverBenchmark", "classic", 1, 900, 90) + "]");
+        Path vm = dir.resolve("jmh-vm.json");
+        Files.writeString(vm, SwitchoverRatiosTest.kernelRun());
+        Files.setLastModifiedTime(vm, FileTime.from(Instant.parse("2026-11-22T00:30:00Z")));
+        Path markdown = dir.resolve("table.md");
+        Path svg = dir.resolve("chart.svg");
+
+        ChartMain.main(new String[] {host.toString(), "--vm", vm.toString(), "--markdown", markdown.toString(),
+                "--svg", svg.toString()});
+
+        String page = Files.readString(markdown);
+        assertTrue(page.contains("- Source: `jmh-host.json` (JMH JSON)"), page);
+        assertTrue(page.contains("- Source of the rows marked [TCG VM]: `jmh-vm.json` of 2026-11-22 00:30 UTC"), page);
+        assertTrue(page.contains("kernel vhost-net, TCG-emulated VM: only ratios mean anything"), page);
+        assertTrue(page.contains("| KernelSwitchoverBenchmark [TCG VM].classic | pairs=16 | avgt |"), page);
+        assertTrue(page.contains("| KernelSwitchoverBenchmark [TCG VM] | 1 | "), "ratio row of the VM run: " + page);
+        assertTrue(page.contains("| UserspaceSwitchoverBenchmark | 1 | 200 ± 20 us | 900 ± 90 us | — | 4.50 ± 0.90x (not met) | — |"), page);
+        String chart = Files.readString(svg);
+        assertTrue(chart.contains("KernelSwitchoverBenchmark [TCG VM].quickstart"), "VM panels marked");
+        assertTrue(chart.contains("only ratios mean anything"), "the chart says so too");
+    }
+
+    @Test
+    void aVmRunAloneIsEnough(@TempDir Path dir) throws Exception {
+        Path vm = dir.resolve("jmh-vm.json");
+        Files.writeString(vm, SwitchoverRatiosTest.kernelRun());
+        Path markdown = dir.resolve("vm.md");
+        ChartMain.main(new String[] {"--vm", vm.toString(), "--markdown", markdown.toString(), "--svg",
+                dir.resolve("vm.svg").toString()});
+        String page = Files.readString(markdown);
+        assertTrue(!page.contains("- Source: `"), "no host source line: " + page);
+        assertEquals(2, page.lines().filter(l -> l.startsWith("| KernelSwitchoverBenchmark [TCG VM] |")).count(), page);
+    }
 }

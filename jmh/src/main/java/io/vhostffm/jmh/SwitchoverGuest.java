@@ -1,0 +1,132 @@
+package io.vhostffm.jmh;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+
+import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.device.BackendListener;
+import io.vhostffm.vhost.device.BackendStart;
+import io.vhostffm.vhost.device.QueueBinding;
+import io.vhostffm.vring.QueueState;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+
+/**
+ * The guest side of the switchover benchmarks (benchmark 2), shared by
+ * {@link KernelSwitchoverBenchmark} and {@link UserspaceSwitchoverBenchmark}: a {@link TapGuest}
+ * with {@link #pairs} queue pairs (memfd memory, vring's split driver queues of 256 entries, kick
+ * and call eventfds, a real multi-queue TAP with an AF_PACKET socket on it), made once per trial,
+ * and the {@link BackendStart} a destination hands its backend: every data virtqueue in
+ * virtqueue order, all pairs active, the device's negotiated features, no dirty log.
+ *
+ * <p>The queue states move on as a device's would: each {@link #stopped} takes the states a
+ * backend's {@code stop()} answered, and the next (pre)start begins from them, so a frame sent in
+ * one round is never taken again in the next.
+ */
+@State(Scope.Thread)
+public class SwitchoverGuest {
+    /** Wait for a probe frame on the TAP, in milliseconds. */
+    static final int PROBE_TIMEOUT_MS = 10_000;
+
+    /** Queue pairs: one virtqueue pair, a small multi-queue device, and 16 (32 data virtqueues). */
+    @Param({"1", "4", "16"})
+    public int pairs;
+
+    TapGuest guest;
+    private BackendStart start;
+    private final int[] probesSent = new int[64];
+    /** What a backend reported as bad guest input: nothing, or the fixture is broken. */
+    final List<String> badGuestInput = new CopyOnWriteArrayList<>();
+
+    /** Creates the TAP (vffb%d, {@link #pairs} queues), the guest memory and the driver queues. */
+    @Setup(Level.Trial)
+    public void setUp() throws IOException {
+        guest = new TapGuest(pairs);
+        List<QueueBinding> queues = new ArrayList<>();
+        for (TapGuest.Pair p : guest.pairs) {
+            queues.add(new QueueBinding(2 * p.index, p.rx.initialDeviceState(), p.rxKick, p.rxCall));
+            queues.add(new QueueBinding(2 * p.index + 1, p.tx.initialDeviceState(), p.txKick, p.txCall));
+        }
+        BackendListener listener = (queue, reason) -> badGuestInput.add("virtqueue " + queue + ": " + reason);
+        start = new BackendStart(guest.memory, TapGuest.FEATURES, queues, pairs, 0, null, listener);
+    }
+
+    /** Removes the TAP, closes the eventfds and guest memory; fails if a backend saw bad guest input. */
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        if (guest != null) {
+            guest.close();
+            guest = null;
+        }
+        if (!badGuestInput.isEmpty()) {
+            throw new IllegalStateException("a backend reported bad guest input: " + badGuestInput);
+        }
+    }
+
+    /** The start a (pre)start or classic start is given: the queue states as the last stop left them. */
+    BackendStart start() {
+        return start;
+    }
+
+    /** The final queue states a quickstart is given (the same as {@link #start()}'s: no frame moves between). */
+    List<QueueState> finalStates() {
+        return start.queues().stream().map(QueueBinding::state).toList();
+    }
+
+    /** A backend stopped with these states (in virtqueue order): the next start resumes from them. */
+    void stopped(List<QueueState> states) {
+        start = start.withStates(states);
+    }
+
+    /**
+     * The guest transmits one frame (EtherType {@link TapGuest#ETHERTYPE}, the pair's number and a
+     * sequence number in its payload) on {@code pair}'s transmit queue and kicks; returns when the
+     * AF_PACKET socket on the TAP saw exactly that frame, throws after {@value #PROBE_TIMEOUT_MS} ms.
+     * Proof that a backend moves frames after a switchover.
+     */
+    void transmitProbe(int pair) throws NativeCallException {
+        TapGuest.Pair p = guest.pairs.get(pair);
+        int seq = probesSent[pair]++;
+        byte[] frame = TapGuest.frame(new byte[] {-1, -1, -1, -1, -1, -1}, 60);
+        frame[14] = (byte) pair;
+        frame[15] = (byte) (seq >>> 8);
+        frame[16] = (byte) seq;
+        long slot = p.txSlots + (seq % TapGuest.SIZE) * TapGuest.SLOT;
+        MemorySegment slotMemory = guest.at(slot, TapGuest.HEADER + frame.length);
+        slotMemory.asSlice(0, TapGuest.HEADER).fill((byte) 0);
+        MemorySegment.copy(frame, 0, slotMemory, JAVA_BYTE, TapGuest.HEADER, frame.length);
+        // Collect what the device gave back, so the ring never fills however many probes run.
+        int[] ids = new int[TapGuest.SIZE];
+        int[] lens = new int[TapGuest.SIZE];
+        p.tx.collectUsed(ids, lens, TapGuest.SIZE);
+        if (p.tx.add(new long[] {slot}, new int[] {TapGuest.HEADER + frame.length}, 1, 0) < 0) {
+            throw new IllegalStateException("pair " + pair + ": transmit ring full");
+        }
+        p.txKick.signal(); // always: a spurious kick costs nothing, a missed one would hang the probe
+        long deadline = System.nanoTime() + PROBE_TIMEOUT_MS * 1_000_000L;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buffer = arena.allocate(2048);
+            while (true) {
+                int left = (int) Math.max(1, (deadline - System.nanoTime()) / 1_000_000L);
+                long n = guest.wire.receive(buffer, left);
+                if (n == frame.length && TapGuest.ours(buffer) && buffer.get(JAVA_BYTE, 14) == (byte) pair
+                        && buffer.get(JAVA_BYTE, 15) == frame[15] && buffer.get(JAVA_BYTE, 16) == frame[16]) {
+                    return;
+                }
+                if (n < 0 || System.nanoTime() > deadline) {
+                    throw new IllegalStateException("probe frame " + seq + " of pair " + pair + " did not reach "
+                            + guest.tap.name() + " within " + PROBE_TIMEOUT_MS + " ms");
+                }
+            }
+        }
+    }
+}

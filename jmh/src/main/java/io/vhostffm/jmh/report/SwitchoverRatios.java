@@ -1,0 +1,125 @@
+package io.vhostffm.jmh.report;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Goal (2) of the benchmarks, from the switchover benchmarks' results: for each backend (and
+ * where it ran) and each {@code pairs}, classic start / quickstart (goal: at least
+ * {@value #CLASSIC_GOAL}x) and quickstart / bare ioctls (goal: at most {@value #BARE_GOAL}x; kernel
+ * only). A ratio's error is first-order and conservative: its relative error is the sum of the
+ * two scores' relative errors (each JMH's 99.9% half-width).
+ */
+public final class SwitchoverRatios {
+    /** Classic start at least this many times the quickstart. */
+    static final double CLASSIC_GOAL = 20;
+    /** Quickstart at most this many times the bare ioctls. */
+    static final double BARE_GOAL = 1.2;
+
+    /** One row: a backend class (as the report names it) at one {@code pairs}. */
+    public record Row(String benchmarkClass, String pairs, BenchmarkResult.Metric quickstart,
+                      BenchmarkResult.Metric classic, BenchmarkResult.Metric bareIoctls) {
+        /** classic / quickstart with its error; null when either is missing. */
+        public BenchmarkResult.Metric classicOverQuickstart() {
+            return ratio(classic, quickstart);
+        }
+
+        /** quickstart / bareIoctls with its error; null when either is missing. */
+        public BenchmarkResult.Metric quickstartOverBare() {
+            return ratio(quickstart, bareIoctls);
+        }
+    }
+
+    private SwitchoverRatios() {
+    }
+
+    /** {@code a / b}, error from the relative errors; null when either is missing or not in the same unit. */
+    static BenchmarkResult.Metric ratio(BenchmarkResult.Metric a, BenchmarkResult.Metric b) {
+        if (a == null || b == null || !a.unit().equals(b.unit()) || !(b.score() > 0)) {
+            return null;
+        }
+        double r = a.score() / b.score();
+        double relative = Math.abs(a.error() / a.score()) + Math.abs(b.error() / b.score());
+        return new BenchmarkResult.Metric(r, Double.isFinite(relative) ? r * relative : Double.NaN, "x");
+    }
+
+    /**
+     * The rows: every result whose method is {@code quickstart}, {@code classic} or
+     * {@code bareIoctls} in a class named {@code ...Switchover...}, grouped by class (with any
+     * label the report gave it) and the {@code pairs} parameter, in the order first seen.
+     */
+    public static List<Row> rows(List<BenchmarkResult> results) {
+        Map<String, Map<String, BenchmarkResult.Metric>> groups = new LinkedHashMap<>();
+        for (BenchmarkResult r : results) {
+            String name = r.shortName();
+            int dot = name.lastIndexOf('.');
+            if (dot < 0 || !name.substring(0, dot).contains("Switchover")) {
+                continue;
+            }
+            String method = name.substring(dot + 1);
+            if (!List.of("quickstart", "classic", "bareIoctls").contains(method)) {
+                continue;
+            }
+            String key = name.substring(0, dot) + "\u0000" + r.params().getOrDefault("pairs", "");
+            groups.computeIfAbsent(key, k -> new LinkedHashMap<>()).put(method, r.primary());
+        }
+        List<Row> rows = new ArrayList<>();
+        groups.forEach((key, methods) -> {
+            String[] parts = key.split("\u0000", -1);
+            rows.add(new Row(parts[0], parts[1], methods.get("quickstart"), methods.get("classic"),
+                    methods.get("bareIoctls")));
+        });
+        return rows;
+    }
+
+    /** The Markdown section: a table of the rows and how to read it; empty when there is no row. */
+    public static String render(List<BenchmarkResult> results) {
+        List<Row> rows = rows(results);
+        if (rows.isEmpty()) {
+            return "";
+        }
+        StringBuilder out = new StringBuilder();
+        out.append("## Goal (2): the switchover\n\n");
+        out.append("Time per switchover (mean ± 99.9% half-width) of early migration's quickstart, a classic "
+                + "start from no backend, and (kernel) only the ioctls quickstart must issue; and the "
+                + "ratios the goal is about: classic / quickstart at least " + Figures.format(CLASSIC_GOAL, 0)
+                + "x, quickstart / bare ioctls at most " + Figures.format(BARE_GOAL, 1) + "x. Ratios of the "
+                + "same run only; a ratio's error adds the two relative errors.\n\n");
+        out.append("| Backend | Pairs | Quickstart | Classic | Bare ioctls | Classic / quickstart | "
+                + "Quickstart / bare |\n");
+        out.append("|---|--:|--:|--:|--:|--:|--:|\n");
+        for (Row row : rows) {
+            out.append("| ").append(row.benchmarkClass().replace("|", "\\|"))
+                    .append(" | ").append(row.pairs())
+                    .append(" | ").append(time(row.quickstart()))
+                    .append(" | ").append(time(row.classic()))
+                    .append(" | ").append(time(row.bareIoctls()))
+                    .append(" | ").append(verdict(row.classicOverQuickstart(), true, CLASSIC_GOAL))
+                    .append(" | ").append(verdict(row.quickstartOverBare(), false, BARE_GOAL))
+                    .append(" |\n");
+        }
+        return out.append('\n').toString();
+    }
+
+    private static String time(BenchmarkResult.Metric m) {
+        if (m == null) {
+            return "—";
+        }
+        int decimals = Figures.decimalsFor(m.score());
+        String error = Double.isFinite(m.error()) ? " ± " + Figures.format(m.error(), decimals) : "";
+        return Figures.format(m.score(), decimals) + error + " " + m.unit().replace("/op", "");
+    }
+
+    /** "31.2 ± 4.0x (met)" or "(not met)"; "—" without a ratio. */
+    static String verdict(BenchmarkResult.Metric ratio, boolean atLeast, double goal) {
+        if (ratio == null) {
+            return "—";
+        }
+        int decimals = ratio.score() >= 10 ? 1 : 2;
+        boolean met = atLeast ? ratio.score() >= goal : ratio.score() <= goal;
+        String error = Double.isFinite(ratio.error()) ? " ± " + Figures.format(ratio.error(), decimals) : "";
+        return Figures.format(ratio.score(), decimals) + error + "x (" + (met ? "met" : "not met") + ")";
+    }
+}
