@@ -35,6 +35,7 @@ public final class TapDevice implements AutoCloseable {
     private static final long IFR_FLAGS = Structs.IFREQ.byteOffset(
             MemoryLayout.PathElement.groupElement("ifr_ifru"), MemoryLayout.PathElement.groupElement("ifr_flags"));
     private static final int IFNAMSIZ = LinuxConstants.IFNAMSIZ;
+    private static final int EINVAL = Errno.number("EINVAL").orElseThrow();
 
     private final String name;
     private final List<FileDescriptor> queues;
@@ -195,6 +196,32 @@ public final class TapDevice implements AutoCloseable {
     private void setQueue(int index, TunFlag flag) throws NativeCallException {
         try (Arena arena = Arena.ofConfined()) {
             Ioctls.call(queues.get(index), IoctlRequest.TUNSETQUEUE, ifreq(arena, "", (short) flag.value()), null);
+        }
+    }
+
+    /**
+     * Makes sure queue {@code index} carries traffic ({@code attached}) or not: TUNSETQUEUE with
+     * IFF_ATTACH_QUEUE or IFF_DETACH_QUEUE, where the kernel's EINVAL for a queue already in that
+     * state is an answer, returned as {@code false} without an exception. The state is asked of
+     * the kernel every time, never cached: another backend, or another process holding the same
+     * queue descriptors (a migration source), may have changed it. A single-queue TAP has no
+     * TUNSETQUEUE; its one queue is always attached, so attaching it is a no-op and detaching it
+     * an error.
+     *
+     * @return whether the queue changed state
+     * @throws IllegalArgumentException when asked to detach the queue of a single-queue TAP
+     */
+    public boolean setQueueAttached(int index, boolean attached) throws NativeCallException {
+        if (queues.size() == 1) {
+            if (!attached) {
+                throw new IllegalArgumentException("tap " + name + " has a single queue; it cannot be detached");
+            }
+            return false;
+        }
+        TunFlag flag = attached ? TunFlag.ATTACH_QUEUE : TunFlag.DETACH_QUEUE;
+        try (Arena arena = Arena.ofConfined()) {
+            return Ioctls.callAnswering(queues.get(index), IoctlRequest.TUNSETQUEUE,
+                    ifreq(arena, "", (short) flag.value()), null, EINVAL) >= 0;
         }
     }
 

@@ -50,6 +50,25 @@ class TapDeviceTest {
     }
 
     @Test
+    void setQueueAttachedAsksTheKernelAndAnswersWithoutAnException() throws Exception {
+        try (TapDevice tap = TapDevice.create("vffmq%d", 3, TapDevice.VHOST_FLAGS)) {
+            assertFalse(tap.setQueueAttached(1, true), "a new queue is attached already");
+            assertTrue(tap.setQueueAttached(1, false));
+            assertFalse(tap.setQueueAttached(1, false), "detached already");
+            // the state is the kernel's, not a cache: a change made behind its back is seen
+            tap.attachQueue(1);
+            assertFalse(tap.setQueueAttached(1, true));
+            assertTrue(tap.setQueueAttached(1, false));
+            assertThrows(NativeCallException.class, () -> tap.detachQueue(1));
+            assertTrue(tap.setQueueAttached(1, true));
+        }
+        try (TapDevice single = TapDevice.create("vffms%d")) {
+            assertFalse(single.setQueueAttached(0, true));
+            assertThrows(IllegalArgumentException.class, () -> single.setQueueAttached(0, false));
+        }
+    }
+
+    @Test
     void multiQueueTapAttachesAndDetachesQueues() throws Exception {
         String name;
         try (TapDevice tap = TapDevice.create("vffmq%d", 4, TapDevice.VHOST_FLAGS)) {

@@ -368,26 +368,15 @@ public final class VhostNetBackend implements NetBackend {
     }
 
     /**
-     * Attaches or detaches a TAP queue (TUNSETQUEUE). The TAP may be shared with another backend
-     * (a live switch) that changed it, so its state is not cached: the kernel answers EINVAL for
-     * attaching an attached queue and detaching a detached one, which means it already is as
-     * wanted.
+     * Attaches or detaches the TAP queue of {@code pair} (TUNSETQUEUE through
+     * {@link io.vhostffm.vhost.TapDevice#setQueueAttached}: asked of the kernel every time, since
+     * another backend or process may have changed it; no exception when it already is so).
      */
     private void setTapQueueAttached(int pair, boolean attached) throws NativeCallException {
         if (tap.queues().size() == 1) {
             return; // a single-queue TAP cannot detach; it has only pair 0, always enabled
         }
-        try {
-            if (attached) {
-                tap.attachQueue(pair);
-            } else {
-                tap.detachQueue(pair);
-            }
-        } catch (NativeCallException e) {
-            if (!"EINVAL".equals(e.errnoSymbol())) {
-                throw e;
-            }
-        }
+        tap.setQueueAttached(pair, attached);
     }
 
     @Override

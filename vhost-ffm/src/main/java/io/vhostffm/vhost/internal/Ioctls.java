@@ -23,6 +23,26 @@ public final class Ioctls {
     /** ioctl with a pointer argument (or none: pass {@link MemorySegment#NULL}). */
     public static int call(FileDescriptor fd, IoctlRequest request, MemorySegment argument, IoctlObserver observer)
             throws NativeCallException {
+        return call(fd, request, argument, observer, 0);
+    }
+
+    /**
+     * As {@link #call(FileDescriptor, IoctlRequest, MemorySegment, IoctlObserver)}, but a failure
+     * with errno {@code answerErrno} is an answer, not an error: it returns {@code -answerErrno}
+     * and builds no exception. For requests whose refusal states a fact, such as TUNSETQUEUE's
+     * EINVAL for a queue already attached (or detached), asked at a switchover where an
+     * exception's cost would be downtime.
+     */
+    public static int callAnswering(FileDescriptor fd, IoctlRequest request, MemorySegment argument,
+                                    IoctlObserver observer, int answerErrno) throws NativeCallException {
+        if (answerErrno <= 0) {
+            throw new IllegalArgumentException("answerErrno must be an errno value, not " + answerErrno);
+        }
+        return call(fd, request, argument, observer, answerErrno);
+    }
+
+    private static int call(FileDescriptor fd, IoctlRequest request, MemorySegment argument, IoctlObserver observer,
+                            int answerErrno) throws NativeCallException {
         if (observer != null) {
             observer.beforeIoctl(request, argument);
         }
@@ -39,6 +59,9 @@ public final class Ioctls {
                 observer.afterIoctl(request, argument, result, errno);
             }
             if (result < 0) {
+                if (errno == answerErrno) {
+                    return -errno;
+                }
                 throw NativeErrors.ioctlFailure(request, fd, errno, describe(request, argument));
             }
             return result;

@@ -284,22 +284,16 @@ public final class UserspaceNetBackend implements NetBackend {
         }
     }
 
+    /**
+     * Attaches or detaches the TAP queue of {@code pair} (TUNSETQUEUE through
+     * {@link io.vhostffm.vhost.TapDevice#setQueueAttached}: asked of the kernel every time, since
+     * another backend or process may have changed it; no exception when it already is so).
+     */
     private void setTapQueueAttached(int pair, boolean attached) throws NativeCallException {
         if (tap.queues().size() == 1) {
             return; // a single-queue TAP cannot detach; it has only pair 0, always enabled
         }
-        try {
-            if (attached) {
-                tap.attachQueue(pair);
-            } else {
-                tap.detachQueue(pair);
-            }
-        } catch (NativeCallException e) {
-            // EINVAL: already in that state (the other backend may have left it so)
-            if (e.errno() != EINVAL) {
-                throw e;
-            }
-        }
+        tap.setQueueAttached(pair, attached);
     }
 
     @Override
