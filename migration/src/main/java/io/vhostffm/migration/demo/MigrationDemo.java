@@ -207,12 +207,17 @@ public final class MigrationDemo {
                     long toGuest = 0;
                     long fromGuest = 0;
                     for (int p = 0; p < pairs; p++) {
-                        long[] got = after.received().get(p).seqs();
+                        GuestState.Received got = after.received().get(p);
                         List<Long> rx = new ArrayList<>();
-                        for (long g : got) {
+                        for (long g : got.seqs()) {
                             rx.add(g);
                         }
-                        addIfProblem(problems, Wire.checkExactlyOnceInOrder("pair " + p + " network -> guest", rx, rxTotal[p]));
+                        List<Integer> rxOn = new ArrayList<>();
+                        for (int q : got.rxPairs()) {
+                            rxOn.add(q);
+                        }
+                        addIfProblem(problems, Wire.checkExactlyOnceInOrderPerQueue("pair " + p + " network -> guest", rx,
+                                rxOn, rxTotal[p]));
                         addIfProblem(problems, Wire.checkExactlyOnceInOrder("pair " + p + " guest -> network",
                                 wire.fromGuest(p), txTotal[p]));
                         toGuest += rxTotal[p];
