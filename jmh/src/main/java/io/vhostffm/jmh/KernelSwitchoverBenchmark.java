@@ -2,6 +2,7 @@ package io.vhostffm.jmh;
 
 import io.vhostffm.vhost.FileDescriptor;
 import io.vhostffm.vhost.IoctlObserver;
+import io.vhostffm.vhost.TapDevice;
 import io.vhostffm.vhost.VhostNet;
 import io.vhostffm.vhost.device.VhostNetBackend;
 import io.vhostffm.vring.QueueState;
@@ -38,8 +39,9 @@ import org.openjdk.jmh.annotations.TearDown;
  *     SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR, then what quickstart does
  *     after its SET_VRING_BASEs.</li>
  * <li>{@link #bareIoctls}: the floor of goal (2): on the same prestarted descriptors, only the
- *     ioctls quickstart must issue (SET_VRING_BASE per virtqueue, NET_SET_BACKEND per virtqueue),
- *     straight through {@link VhostNet}, nothing else.</li>
+ *     ioctls quickstart must issue (SET_VRING_BASE per virtqueue; on a multi-queue TAP, TUNSETQUEUE
+ *     attaching each pair's queue, since the source may have left it detached; NET_SET_BACKEND per
+ *     virtqueue), straight through {@link VhostNet} and {@code TapDevice}, nothing else.</li>
  * </ul>
  * {@code KernelSwitchoverFixtureKernelTest} counts each variant's ioctls with an
  * {@code IoctlObserver} and checks frames flow afterwards.
@@ -203,13 +205,23 @@ public class KernelSwitchoverBenchmark {
         return b;
     }
 
-    /** Only quickstart's ioctls: SET_VRING_BASE per virtqueue, then NET_SET_BACKEND per virtqueue. */
+    /**
+     * Only quickstart's ioctls: SET_VRING_BASE per virtqueue, TUNSETQUEUE per pair on a multi-queue
+     * TAP (answered EINVAL here: the queue is attached already, as after most migrations), then
+     * NET_SET_BACKEND per virtqueue.
+     */
     @Benchmark
     public VhostNet[] bareIoctls(SwitchoverGuest guest, BarePrestarted state) throws IOException {
         VhostNet[] vhosts = state.vhosts;
         List<QueueState> finals = guest.finalStates();
         for (int i = 0; i < finals.size(); i++) {
             vhosts[i / 2].setVringBase(i % 2, VringBase.encodeSplit(finals.get(i).lastAvailIdx()));
+        }
+        TapDevice tap = guest.guest.tap;
+        if (tap.queues().size() > 1) {
+            for (int p = 0; p < vhosts.length; p++) {
+                tap.setQueueAttached(p, true);
+            }
         }
         for (int p = 0; p < vhosts.length; p++) {
             vhosts[p].setBackend(VhostNet.RX_QUEUE, state.tapQueues[p]);
