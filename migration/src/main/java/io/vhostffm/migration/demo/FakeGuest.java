@@ -68,8 +68,6 @@ public final class FakeGuest {
     private final SplitDriverQueue[] queues;
     private final long[] nextTxSeq;
     private final List<List<Long>> received = new ArrayList<>();
-    /** For each frame of {@link #received}, the pair whose rx queue delivered it. */
-    private final List<List<Integer>> receivedOn = new ArrayList<>();
     private NetDeviceRuntime device;
     private final int[] ids = new int[QUEUE_SIZE];
     private final int[] lens = new int[QUEUE_SIZE];
@@ -85,7 +83,6 @@ public final class FakeGuest {
         this.nextTxSeq = nextTxSeq;
         for (int p = 0; p < pairs; p++) {
             received.add(new ArrayList<>());
-            receivedOn.add(new ArrayList<>());
         }
     }
 
@@ -142,14 +139,8 @@ public final class FakeGuest {
         }
         FakeGuest guest = new FakeGuest(memory, pairs, device, queues, state.nextTxSeq().clone());
         for (int p = 0; p < pairs; p++) {
-            GuestState.Received r = state.received().get(p);
-            if (r.rxPairs().length != r.seqs().length) {
-                throw new IllegalArgumentException("pair " + p + ": " + r.seqs().length + " frames received but "
-                        + r.rxPairs().length + " rx queues recorded");
-            }
-            for (int i = 0; i < r.seqs().length; i++) {
-                guest.received.get(p).add(r.seqs()[i]);
-                guest.receivedOn.get(p).add(r.rxPairs()[i]);
+            for (long seq : state.received().get(p).seqs()) {
+                guest.received.get(p).add(seq);
             }
         }
         return guest;
@@ -189,9 +180,8 @@ public final class FakeGuest {
             states.add(q.saveState());
         }
         List<GuestState.Received> rx = new ArrayList<>();
-        for (int p = 0; p < pairs; p++) {
-            rx.add(new GuestState.Received(received.get(p).stream().mapToLong(Long::longValue).toArray(),
-                    receivedOn.get(p).stream().mapToInt(Integer::intValue).toArray()));
+        for (List<Long> r : received) {
+            rx.add(new GuestState.Received(r.stream().mapToLong(Long::longValue).toArray()));
         }
         return new GuestState(states, nextTxSeq.clone(), rx);
     }
@@ -293,7 +283,6 @@ public final class FakeGuest {
                 int pair = b.getInt(14);
                 long seq = b.getLong(18);
                 received.get(Math.floorMod(pair, pairs)).add(seq);
-                receivedOn.get(Math.floorMod(pair, pairs)).add(p);
                 ours++;
             }
         }
@@ -309,17 +298,6 @@ public final class FakeGuest {
     /** The sequence numbers received on pair {@code pair} (the network sends stream {@code pair}), in order. */
     public List<Long> received(int pair) {
         return List.copyOf(received.get(pair));
-    }
-
-    /**
-     * For each frame of {@link #received(int) received(pair)}, the pair whose rx queue delivered
-     * it. The TAP, not the device, picks the queue: it steers a flow to the queue the guest last
-     * transmitted that flow from (tun's automatic flow steering), and the network's streams and
-     * the guest's frames here all hash alike (one EtherType, no addresses a flow hash reads), so a
-     * stream moves between queues as the guest transmits. Order is kept per queue, not across.
-     */
-    public List<Integer> receivedOn(int pair) {
-        return List.copyOf(receivedOn.get(pair));
     }
 
     /** Frames received that were not ours (the host's own traffic on the TAP). */

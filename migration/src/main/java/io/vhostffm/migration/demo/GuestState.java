@@ -10,16 +10,10 @@ import java.util.List;
  *
  * @param queues the driver state of every virtqueue, data queues in order, then the control queue
  * @param nextTxSeq per pair, the sequence number of the next frame to transmit
- * @param received per pair's stream, the sequence numbers received so far, in arrival order, and
- *     the rx queue (pair) that delivered each
+ * @param received per pair, the sequence numbers received so far, in arrival order
  */
 public record GuestState(List<DriverState> queues, long[] nextTxSeq, List<Received> received) {
 
-    /**
-     * One stream's frames received, in arrival order.
-     *
-     * @param seqs their sequence numbers
-     * @param rxPairs for each, the pair whose rx queue delivered it (same length as {@code seqs})
-     */
-    public record Received(long[] seqs, int[] rxPairs) {}
+    /** The sequence numbers one pair's stream delivered, in arrival order. */
+    public record Received(long[] seqs) {}
 }

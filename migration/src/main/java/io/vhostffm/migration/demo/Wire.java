@@ -148,45 +148,6 @@ public final class Wire implements AutoCloseable {
         return null;
     }
 
-    /**
-     * Checks a stream the network sent to a multi-queue guest: exactly {@code 0 .. count-1}, each
-     * once, and in order among the frames each rx queue delivered. Order across queues is not the
-     * device's to keep: the TAP may steer one stream to several queues over time (see
-     * {@link FakeGuest#receivedOn}), and each queue is served on its own.
-     *
-     * @param rxPairs for each of {@code seqs}, the pair whose rx queue delivered it
-     * @return null when so, else what is wrong (naming the queue for an order problem)
-     */
-    public static String checkExactlyOnceInOrderPerQueue(String what, List<Long> seqs, List<Integer> rxPairs,
-                                                        long count) {
-        if (seqs.size() != rxPairs.size()) {
-            return what + ": " + seqs.size() + " frames but " + rxPairs.size() + " rx queues recorded";
-        }
-        java.util.Map<Integer, Long> lastOnQueue = new java.util.HashMap<>();
-        for (int i = 0; i < seqs.size(); i++) {
-            long seq = seqs.get(i);
-            Long last = lastOnQueue.put(rxPairs.get(i), seq);
-            if (last != null && seq <= last) {
-                return what + ": frame " + i + " (number " + seq + ") came after number " + last + " on rx queue of pair "
-                        + rxPairs.get(i) + " (out of order or duplicated within a queue)";
-            }
-        }
-        java.util.Set<Long> distinct = new java.util.HashSet<>(seqs);
-        long missing = 0;
-        for (long s = 0; s < count; s++) {
-            if (!distinct.contains(s)) {
-                missing++;
-            }
-        }
-        long duplicated = seqs.size() - distinct.size();
-        long beyond = distinct.stream().filter(s -> s < 0 || s >= count).count();
-        if (missing == 0 && duplicated == 0 && beyond == 0) {
-            return null;
-        }
-        return what + ": " + seqs.size() + " frames for " + count + " sent (" + missing + " missing, " + duplicated
-                + " duplicated" + (beyond == 0 ? "" : ", " + beyond + " never sent") + ")";
-    }
-
     @Override
     public void close() {
         socket.close();
