@@ -36,7 +36,10 @@ public final class PacketSocket implements AutoCloseable {
         this.interfaceIndex = interfaceIndex;
     }
 
-    /** A socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)) bound to {@code interfaceName}. Needs CAP_NET_RAW. */
+    /**
+     * A socket(AF_PACKET, SOCK_RAW, 0) bound to {@code interfaceName} for ETH_P_ALL: it never
+     * holds a frame of another interface. Needs CAP_NET_RAW.
+     */
     public static PacketSocket bind(String interfaceName) throws NativeCallException {
         CallState s = CallState.current();
         int index;
@@ -46,9 +49,11 @@ public final class PacketSocket implements AutoCloseable {
         if (index == 0) {
             throw NativeErrors.failure("if_nametoindex", interfaceName, s.errno());
         }
-        int n = Libc.socket(s, LinuxConstants.AF_PACKET, LinuxConstants.SOCK_RAW | LinuxConstants.SOCK_CLOEXEC, PROTOCOL_ALL);
+        // Protocol 0: the socket receives nothing until bind() names the interface and ETH_P_ALL
+        // (packet(7)). Created for ETH_P_ALL, it would queue every interface's frames until then.
+        int n = Libc.socket(s, LinuxConstants.AF_PACKET, LinuxConstants.SOCK_RAW | LinuxConstants.SOCK_CLOEXEC, 0);
         if (n < 0) {
-            throw NativeErrors.failure("socket", "AF_PACKET, SOCK_RAW, ETH_P_ALL", s.errno());
+            throw NativeErrors.failure("socket", "AF_PACKET, SOCK_RAW, 0", s.errno());
         }
         FileDescriptor fd = FileDescriptor.adopt(n, "AF_PACKET socket on " + interfaceName);
         try (Arena arena = Arena.ofConfined()) {

@@ -72,6 +72,61 @@ class PacketSocketTest {
         }
     }
 
+    /**
+     * A socket created for ETH_P_ALL receives every interface's frames until bind() narrows it to
+     * one; frames of another interface caught in that window would sit in the queue of a socket
+     * bound elsewhere. Another TAP carries a flood of our ethertype while sockets are bound, one
+     * after the other, to a quiet TAP: none may hold a frame when it is bound.
+     */
+    @Test
+    void aSocketBoundToOneInterfaceNeverHoldsFramesOfAnother() throws Exception {
+        try (TapDevice quiet = TapDevice.create("vffpq%d", 1, TapDevice.VHOST_FLAGS);
+             TapDevice busy = TapDevice.create("vffpb%d", 1, TapDevice.VHOST_FLAGS);
+             Arena arena = Arena.ofShared()) {
+            for (TapDevice tap : new TapDevice[] {quiet, busy}) {
+                tap.setVnetHeaderSize(HEADER);
+                disableIpv6(tap.name());
+                tap.setLinkUp(true);
+            }
+            byte[] out = frame(64, 3);
+            MemorySegment write = arena.allocate(HEADER + out.length);
+            MemorySegment.copy(out, 0, write, JAVA_BYTE, HEADER, out.length);
+            java.util.concurrent.atomic.AtomicBoolean flooding = new java.util.concurrent.atomic.AtomicBoolean(true);
+            java.util.concurrent.atomic.AtomicLong written = new java.util.concurrent.atomic.AtomicLong();
+            java.util.concurrent.atomic.AtomicReference<Throwable> floodFailure = new java.util.concurrent.atomic.AtomicReference<>();
+            Thread flooder = Thread.ofPlatform().name("flooder").start(() -> {
+                try {
+                    while (flooding.get()) {
+                        busy.queue(0).write(write); // the busy TAP receives it: every ETH_P_ALL socket sees it
+                        written.incrementAndGet();
+                    }
+                } catch (Throwable t) {
+                    floodFailure.set(t);
+                }
+            });
+            MemorySegment buffer = arena.allocate(4096);
+            try {
+                // the flood is under way before the first bind
+                while (written.get() < 1000 && floodFailure.get() == null) {
+                    Thread.onSpinWait();
+                }
+                for (int round = 0; round < 2000; round++) {
+                    int i = round;
+                    try (PacketSocket socket = PacketSocket.bind(quiet.name())) {
+                        long n = socket.receive(buffer, 0);
+                        assertEquals(-1, n, () -> "socket " + i + " on " + quiet.name() + " holds a " + n
+                                + "-byte frame of another interface (" + busy.name() + " floods) as soon as it is bound");
+                    }
+                }
+            } finally {
+                flooding.set(false);
+                flooder.join();
+            }
+            assertEquals(null, floodFailure.get());
+            assertTrue(written.get() > 1000, written.get() + " frames flooded");
+        }
+    }
+
     @Test
     void anUnknownInterfaceIsANamedError() {
         NativeCallException e = assertThrows(NativeCallException.class, () -> PacketSocket.bind("no-such-if0"));

@@ -8,9 +8,9 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.BitSet;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.Timeout;
 
 /**
  * A driver thread and a device thread over one split ring: ten million buffers, each carrying a
@@ -26,17 +26,23 @@ class SplitConcurrentTest {
     private static final int PAYLOAD_LONGS = 8;
     private static final long PATTERN = 0x9E37_79B9_7F4A_7C15L;
 
+    /**
+     * How long the driver may go without collecting a buffer before the run counts as hung. A
+     * bound on a stall, not on the run: on a loaded shared machine the whole run may take minutes.
+     */
+    private static final long STALL_NANOS = TimeUnit.SECONDS.toNanos(120);
+
     @Test
-    @Timeout(value = 300, unit = TimeUnit.SECONDS)
     void tenMillionBuffersEveryIdOnceEveryPayloadIntact() throws InterruptedException {
         try (SplitRig rig = new SplitRig(1, SIZE, true, (long) SIZE * SLOT_BYTES)) {
             SplitDriverQueue driver = rig.driver(65000); // crosses 65535 many times anyway
             SplitDeviceQueue device = rig.device(driver);
             AtomicReference<Throwable> failure = new AtomicReference<>();
             BitSet returned = new BitSet((int) BUFFERS);
+            AtomicLong collectedSoFar = new AtomicLong();
             Thread driverThread = Thread.ofPlatform().name("guest-driver").unstarted(() -> {
                 try {
-                    runDriver(rig, driver, returned, failure);
+                    runDriver(rig, driver, returned, collectedSoFar, failure);
                 } catch (Throwable t) {
                     failure.compareAndSet(null, t);
                 }
@@ -50,7 +56,20 @@ class SplitConcurrentTest {
             });
             driverThread.start();
             deviceThread.start();
-            driverThread.join(TimeUnit.SECONDS.toMillis(280));
+            long seen = -1;
+            long lastProgress = System.nanoTime();
+            while (driverThread.isAlive() && failure.get() == null) {
+                driverThread.join(1000);
+                long now = collectedSoFar.get();
+                if (now != seen) {
+                    seen = now;
+                    lastProgress = System.nanoTime();
+                } else if (System.nanoTime() - lastProgress > STALL_NANOS) {
+                    failure.compareAndSet(null, new AssertionError("no buffer collected for "
+                            + STALL_NANOS / 1_000_000_000L + " s after " + seen));
+                }
+            }
+            driverThread.join(TimeUnit.SECONDS.toMillis(10));
             deviceThread.join(TimeUnit.SECONDS.toMillis(10));
             if (failure.get() != null) {
                 throw new AssertionError("a ring thread failed", failure.get());
@@ -65,7 +84,7 @@ class SplitConcurrentTest {
         }
     }
 
-    private static void runDriver(SplitRig rig, SplitDriverQueue driver, BitSet returned,
+    private static void runDriver(SplitRig rig, SplitDriverQueue driver, BitSet returned, AtomicLong collectedSoFar,
             AtomicReference<Throwable> failure) {
         MemorySegment buffers = rig.memory.region(1).segment();
         int[] freeSlots = new int[SIZE];
@@ -137,6 +156,7 @@ class SplitConcurrentTest {
                 freeSlots[freeTop++] = slot;
             }
             collected += n;
+            collectedSoFar.setRelease(collected); // for the watchdog in the test thread
             if (!progress && n == 0 && !driver.enableUsedNotifications()) {
                 Thread.yield(); // two shared cores: let the device run
             }

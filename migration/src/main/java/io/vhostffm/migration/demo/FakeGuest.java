@@ -68,6 +68,8 @@ public final class FakeGuest {
     private final SplitDriverQueue[] queues;
     private final long[] nextTxSeq;
     private final List<List<Long>> received = new ArrayList<>();
+    /** Per stream, the queue pair each frame of {@link #received} arrived on. */
+    private final List<List<Integer>> arrivedOn = new ArrayList<>();
     private NetDeviceRuntime device;
     private final int[] ids = new int[QUEUE_SIZE];
     private final int[] lens = new int[QUEUE_SIZE];
@@ -83,6 +85,7 @@ public final class FakeGuest {
         this.nextTxSeq = nextTxSeq;
         for (int p = 0; p < pairs; p++) {
             received.add(new ArrayList<>());
+            arrivedOn.add(new ArrayList<>());
         }
     }
 
@@ -142,6 +145,9 @@ public final class FakeGuest {
             for (long seq : state.received().get(p).seqs()) {
                 guest.received.get(p).add(seq);
             }
+            for (int on : state.received().get(p).arrivedOn()) {
+                guest.arrivedOn.get(p).add(on);
+            }
         }
         return guest;
     }
@@ -180,8 +186,9 @@ public final class FakeGuest {
             states.add(q.saveState());
         }
         List<GuestState.Received> rx = new ArrayList<>();
-        for (List<Long> r : received) {
-            rx.add(new GuestState.Received(r.stream().mapToLong(Long::longValue).toArray()));
+        for (int p = 0; p < pairs; p++) {
+            rx.add(new GuestState.Received(received.get(p).stream().mapToLong(Long::longValue).toArray(),
+                    arrivedOn.get(p).stream().mapToInt(Integer::intValue).toArray()));
         }
         return new GuestState(states, nextTxSeq.clone(), rx);
     }
@@ -283,6 +290,7 @@ public final class FakeGuest {
                 int pair = b.getInt(14);
                 long seq = b.getLong(18);
                 received.get(Math.floorMod(pair, pairs)).add(seq);
+                arrivedOn.get(Math.floorMod(pair, pairs)).add(p);
                 ours++;
             }
         }
@@ -295,9 +303,18 @@ public final class FakeGuest {
         return BUFFER_BASE + pair * 0x100000L + (long) head * SLOT;
     }
 
-    /** The sequence numbers received on pair {@code pair} (the network sends stream {@code pair}), in order. */
+    /**
+     * The sequence numbers of stream {@code pair} received so far, in arrival order. The TAP picks
+     * the queue of a frame from the network by its flow hash and the queue the guest last sent that
+     * hash on, so a stream may arrive on several queues, in order on each ({@link #arrivedOn}).
+     */
     public List<Long> received(int pair) {
         return List.copyOf(received.get(pair));
+    }
+
+    /** For each frame of {@link #received(int) received(pair)}, the queue pair it arrived on. */
+    public List<Integer> arrivedOn(int pair) {
+        return List.copyOf(arrivedOn.get(pair));
     }
 
     /** Frames received that were not ours (the host's own traffic on the TAP). */

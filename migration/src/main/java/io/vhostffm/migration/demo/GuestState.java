@@ -14,6 +14,9 @@ import java.util.List;
  */
 public record GuestState(List<DriverState> queues, long[] nextTxSeq, List<Received> received) {
 
-    /** The sequence numbers one pair's stream delivered, in arrival order. */
-    public record Received(long[] seqs) {}
+    /**
+     * The sequence numbers one pair's stream delivered, in arrival order, and the queue pair each
+     * arrived on (the TAP keeps order per queue only).
+     */
+    public record Received(long[] seqs, int[] arrivedOn) {}
 }

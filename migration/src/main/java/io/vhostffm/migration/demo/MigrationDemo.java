@@ -212,7 +212,12 @@ public final class MigrationDemo {
                         for (long g : got) {
                             rx.add(g);
                         }
-                        addIfProblem(problems, Wire.checkExactlyOnceInOrder("pair " + p + " network -> guest", rx, rxTotal[p]));
+                        List<Integer> on = new ArrayList<>();
+                        for (int q : after.received().get(p).arrivedOn()) {
+                            on.add(q);
+                        }
+                        addIfProblem(problems, Wire.checkExactlyOnceInOrderPerQueue("pair " + p + " network -> guest", rx,
+                                on, rxTotal[p]));
                         addIfProblem(problems, Wire.checkExactlyOnceInOrder("pair " + p + " guest -> network",
                                 wire.fromGuest(p), txTotal[p]));
                         toGuest += rxTotal[p];

@@ -124,6 +124,37 @@ public final class Wire implements AutoCloseable {
     }
 
     /**
+     * Checks a stream from the network to the guest: exactly {@code 0 .. count-1}, each once, in
+     * order on each queue pair it arrived on ({@code arrivedOn}, one entry per frame). The TAP
+     * keeps order per queue only: it picks a frame's queue by its flow hash and the queue the
+     * guest last transmitted that hash on, so one stream may be spread over several queues.
+     *
+     * @return null when so, else what is wrong
+     */
+    public static String checkExactlyOnceInOrderPerQueue(String what, List<Long> seqs, List<Integer> arrivedOn,
+            long count) {
+        if (arrivedOn.size() != seqs.size()) {
+            return what + ": " + seqs.size() + " frames but " + arrivedOn.size() + " arrival queues";
+        }
+        java.util.Map<Integer, List<Long>> perQueue = new java.util.TreeMap<>();
+        for (int i = 0; i < seqs.size(); i++) {
+            perQueue.computeIfAbsent(arrivedOn.get(i), q -> new ArrayList<>()).add(seqs.get(i));
+        }
+        for (var queue : perQueue.entrySet()) {
+            List<Long> on = queue.getValue();
+            for (int i = 1; i < on.size(); i++) {
+                if (on.get(i) <= on.get(i - 1)) {
+                    return what + ": on queue pair " + queue.getKey() + " frame " + on.get(i) + " arrived after "
+                            + on.get(i - 1);
+                }
+            }
+        }
+        List<Long> sorted = new ArrayList<>(seqs);
+        sorted.sort(null);
+        return checkExactlyOnceInOrder(what, sorted, count);
+    }
+
+    /**
      * Checks a stream: exactly {@code 0 .. count-1}, each once, in order.
      *
      * @return null when so, else what is wrong

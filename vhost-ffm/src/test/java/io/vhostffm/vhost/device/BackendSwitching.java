@@ -17,6 +17,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * ({@link VhostNetBackendKernelTest#transmitAndCheck}, {@link VhostNetBackendKernelTest#receiveAndCheck}).
  */
 final class BackendSwitching {
+    /** Far longer than a switch takes, even in the bench's emulated VM; only a stuck switcher waits this long. */
+    private static final long SWITCH_WAIT_NANOS = 60_000_000_000L;
+
     private BackendSwitching() {}
 
     /** What a run saw: switches made, and the backends in the order they ran. */
@@ -25,7 +28,8 @@ final class BackendSwitching {
     /**
      * Runs {@code frames} frames each way on {@code guest} while switching between its current
      * backend and {@code other} every {@code periodMillis} ms, and checks each direction saw at
-     * least {@code minSwitches} switches.
+     * least {@code minSwitches} switches (it waits for them mid-stream when the stream outruns the
+     * period).
      */
     static Result streamWhileSwitching(GuestNet guest, NetBackend other, int frames, int periodMillis, int minSwitches)
             throws Exception {
@@ -46,13 +50,22 @@ final class BackendSwitching {
                     synchronized (sequence) {
                         sequence.add(next.capabilities().name());
                         switches[0]++;
+                        sequence.notifyAll();
                     }
                     next = previous;
                 }
             } catch (Throwable t) {
                 failure.set(t);
+                synchronized (sequence) {
+                    sequence.notifyAll();
+                }
             }
         });
+        // Each direction streams in minSwitches parts; each part, once its first round is in
+        // flight, waits for a switch if none came since the part began. So each direction sees
+        // minSwitches switches mid-stream however fast it runs (a stream shorter than
+        // minSwitches periods, or a switcher thread the scheduler left behind, saw fewer).
+        int partLength = Math.ceilDiv(frames, minSwitches);
         double txRate;
         double rxRate;
         int txSwitchesBefore;
@@ -65,7 +78,12 @@ final class BackendSwitching {
                 txSwitchesBefore = switches[0];
             }
             long start = System.nanoTime();
-            assertEquals(frames, VhostNetBackendKernelTest.transmitAndCheck(guest, 0, frames, arena.allocate(4096)));
+            for (int partStart = 0; partStart < frames; partStart += partLength) {
+                int length = Math.min(partLength, frames - partStart);
+                int before = switchesNow(sequence, switches);
+                assertEquals(length, VhostNetBackendKernelTest.transmitAndCheck(guest, partStart, length,
+                        arena.allocate(4096), () -> awaitSwitchAfter(before, sequence, switches, failure)));
+            }
             txRate = frames / ((System.nanoTime() - start) / 1e9);
             int txSwitches;
             synchronized (sequence) {
@@ -73,7 +91,12 @@ final class BackendSwitching {
                 rxSwitchesBefore = switches[0];
             }
             start = System.nanoTime();
-            VhostNetBackendKernelTest.receiveAndCheck(guest, 0, frames, arena, null);
+            for (int partStart = 0; partStart < frames; partStart += partLength) {
+                int length = Math.min(partLength, frames - partStart);
+                int before = switchesNow(sequence, switches);
+                VhostNetBackendKernelTest.receiveAndCheck(guest, partStart, length, arena, null,
+                        () -> awaitSwitchAfter(before, sequence, switches, failure));
+            }
             rxRate = frames / ((System.nanoTime() - start) / 1e9);
             int rxSwitches;
             synchronized (sequence) {
@@ -103,6 +126,31 @@ final class BackendSwitching {
         assertTrue(guest.device.isDatapathRunning());
         synchronized (sequence) {
             return new Result(switches[0], List.copyOf(sequence), txRate, rxRate);
+        }
+    }
+
+    private static int switchesNow(List<String> sequence, int[] switches) {
+        synchronized (sequence) {
+            return switches[0];
+        }
+    }
+
+    /** Returns once the switcher has made a switch beyond the first {@code count}; fails if it failed. */
+    private static void awaitSwitchAfter(int count, List<String> sequence, int[] switches,
+            AtomicReference<Throwable> failure) throws InterruptedException {
+        long deadline = System.nanoTime() + SWITCH_WAIT_NANOS;
+        synchronized (sequence) {
+            while (switches[0] <= count) {
+                if (failure.get() != null) {
+                    throw new AssertionError("a switch failed", failure.get());
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new AssertionError("no switch within " + SWITCH_WAIT_NANOS / 1_000_000_000L
+                            + " s mid-stream (" + switches[0] + " so far)");
+                }
+                sequence.wait(Math.max(1, left / 1_000_000));
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ import io.vhostffm.vhost.net.VirtioNetDevice;
 import io.vhostffm.vhost.VirtioFeature;
 import io.vhostffm.vhost.net.VirtioNetOptions;
 import io.vhostffm.vring.PackedDriverQueue;
+import io.vhostffm.vring.PackedRing;
 import io.vhostffm.vring.QueueState;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
@@ -132,14 +133,23 @@ class UserspacePackedRuntimeTest {
         try (GuestNet guest = packedGuest(1, true); Arena arena = Arena.ofConfined();
              DirtyLog log = DirtyLog.covering(guest.memory)) {
             guest.postAllRxBuffers();
+            // Settle before logging, on events rather than a sleep: one frame received means rx
+            // took its buffers (disabling its notifications) and, the ring being full, will not
+            // touch its event structure again; tx and control found their rings empty and
+            // re-enabled notifications (DESC) before sleeping.
+            VhostNetBackendKernelTest.receiveAndCheck(guest, 0, 1, arena, null);
+            awaitDeviceEventFlags(guest, 1, PackedRing.RING_EVENT_FLAGS_DESC);
+            awaitDeviceEventFlags(guest, 2, PackedRing.RING_EVENT_FLAGS_DESC);
             guest.device.startDirtyLog(log);
-            Thread.sleep(50); // the datapath may still toggle notifications of queues it found empty
             log.clear();
             java.util.List<GuestNet.Received> received = new java.util.ArrayList<>();
-            VhostNetBackendKernelTest.receiveAndCheck(guest, 0, 40, arena, received);
+            VhostNetBackendKernelTest.receiveAndCheck(guest, 1, 40, arena, received);
+            // tx disables (and logs) its event structure when the kick wakes it, before any frame goes out
             assertEquals(40, VhostNetBackendKernelTest.transmitAndCheck(guest, 0, 40, arena.allocate(4096)));
             assertEquals(VirtioNetCtrl.OK, guest.control(VirtioNetCtrl.CLASS_RX, VirtioNetCtrl.RX_PROMISC, new byte[] {1}));
-            Thread.sleep(50); // the datapath and control threads re-enable notifications before sleeping
+            // The control thread logs its event structure after publishing the ack and before
+            // re-enabling (DESC, a release store): seeing DESC again means that mark is in.
+            awaitDeviceEventFlags(guest, 2, PackedRing.RING_EVENT_FLAGS_DESC);
 
             java.util.TreeSet<String> expected = new java.util.TreeSet<>();
             for (int q = 0; q < 3; q++) {
@@ -170,6 +180,23 @@ class UserspacePackedRuntimeTest {
 
     private static long page(long address) {
         return address & -DirtyLog.PAGE_SIZE;
+    }
+
+    private static final java.lang.invoke.VarHandle SHORT = java.lang.foreign.ValueLayout.JAVA_SHORT.varHandle();
+
+    /**
+     * Waits until virtqueue {@code q}'s device event suppression structure says {@code flags}
+     * (read with acquire, so what the device did before that release store is visible).
+     */
+    private static void awaitDeviceEventFlags(GuestNet guest, int q, int flags) throws InterruptedException {
+        java.lang.foreign.MemorySegment event = guest.memory.slice(GuestNet.usedAddress(q), 4);
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        int now;
+        while ((now = Short.toUnsignedInt((short) SHORT.getAcquire(event, 2L))) != flags) {
+            assertTrue(System.nanoTime() < deadline, "virtqueue " + q + " device event flags " + now + ", not " + flags
+                    + " within 20 s");
+            Thread.sleep(1);
+        }
     }
 
     @Test

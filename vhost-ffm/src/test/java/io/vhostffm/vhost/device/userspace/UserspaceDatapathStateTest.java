@@ -170,6 +170,9 @@ class UserspaceDatapathStateTest {
         }
     }
 
+    /** Restarts the stream must see before it ends. */
+    private static final int MIN_SWITCHES = 5;
+
     @Test
     void restartingFromTheReportedStatesMidStreamLosesAndRepeatsNothing() throws Exception {
         int frames = 10_000;
@@ -181,7 +184,7 @@ class UserspaceDatapathStateTest {
             AtomicReference<UserspaceDatapath> current = new AtomicReference<>(
                     UserspaceDatapath.start(rig.memory, configs, rig.device, null));
             List<QueuePairStats> finished = new ArrayList<>();
-            int[] switches = {0};
+            java.util.concurrent.atomic.AtomicInteger switches = new java.util.concurrent.atomic.AtomicInteger();
             AtomicReference<Throwable> switchFailure = new AtomicReference<>();
             java.util.concurrent.atomic.AtomicBoolean streaming = new java.util.concurrent.atomic.AtomicBoolean(true);
             Thread switcher = Thread.ofPlatform().start(() -> {
@@ -193,7 +196,7 @@ class UserspaceDatapathStateTest {
                         finished.add(old.stats());
                         current.set(UserspaceDatapath.start(rig.memory,
                                 List.of(configs.get(0).withStates(states.get(0), states.get(1))), rig.device, null));
-                        switches[0]++;
+                        switches.incrementAndGet();
                     }
                 } catch (Throwable t) {
                     switchFailure.set(t);
@@ -213,13 +216,16 @@ class UserspaceDatapathStateTest {
                 int injected = 0;
                 long deadline = System.currentTimeMillis() + TIMEOUT_MS;
                 while (tx < frames || gotRx.size() < frames) {
+                    // The stream goes in MIN_SWITCHES + 1 parts, each after one more switch: it cannot
+                    // end before MIN_SWITCHES restarts, however fast it runs against the switcher.
+                    int released = (int) Math.min(frames, (long) (switches.get() + 1) * frames / (MIN_SWITCHES + 1));
                     // transmit: as many as the ring and a window towards the wire allow
-                    while (tx < frames && tx - reader.count() < 400 && pair.addTx(tx, sentTx.get(tx), random)) {
+                    while (tx < released && tx - reader.count() < 400 && pair.addTx(tx, sentTx.get(tx), random)) {
                         tx++;
                     }
                     pair.collectTx();
                     // receive: inject within a window the TAP's queue can hold, collect, repost
-                    while (injected < frames && injected - gotRx.size() < 200) {
+                    while (injected < released && injected - gotRx.size() < 200) {
                         rig.inject(arena, scratch, sentRx.get(injected++));
                     }
                     byte[] f;
@@ -236,7 +242,8 @@ class UserspaceDatapathStateTest {
                     }
                     if (System.currentTimeMillis() > deadline) {
                         fail("stalled: tx " + tx + " sent, " + reader.count() + " on the wire; rx " + gotRx.size()
-                                + " received of " + injected + " injected; " + switches[0] + " switches");
+                                + " received of " + injected + " injected; " + switches.get() + " switches",
+                                switchFailure.get());
                     }
                 }
                 assertEquals(frames, reader.await(frames, TIMEOUT_MS));
@@ -260,9 +267,9 @@ class UserspaceDatapathStateTest {
             }
             long dropped = finished.stream().mapToLong(QueuePairStats::rxDropped).sum();
             assertEquals(0, dropped);
-            assertTrue(switches[0] >= 5, "switched " + switches[0] + " times mid-stream");
+            assertTrue(switches.get() >= MIN_SWITCHES, "switched " + switches.get() + " times mid-stream");
             System.out.printf("userspace -> userspace: %d switches during %d frames each way, every frame once%n",
-                    switches[0], frames);
+                    switches.get(), frames);
         }
     }
 }
