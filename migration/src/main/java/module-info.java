@@ -4,6 +4,7 @@
  */
 module io.vhostffm.migration {
     requires transitive io.vhostffm.vhost;
+    requires java.management; // the demo's child JVM inherits this JVM's -XX options
 
     exports io.vhostffm.migration;
     exports io.vhostffm.migration.schema;

@@ -9,6 +9,7 @@ import io.vhostffm.vhost.UnixSocketListener;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import java.io.File;
 import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -202,7 +203,12 @@ public final class MigrationDemo {
                         wanted += t;
                     }
                     wire.receiveFromGuest(wanted, 10_000);
-                    GuestState after = Messages.receive(source.channel(), GuestState.class);
+                    GuestState after;
+                    try {
+                        after = Messages.receive(source.channel(), GuestState.class);
+                    } catch (java.io.IOException e) {
+                        throw new java.io.IOException(e.getMessage() + "; " + describeChild(child, childLog), e);
+                    }
                     List<String> problems = new ArrayList<>();
                     long toGuest = 0;
                     long fromGuest = 0;
@@ -299,7 +305,29 @@ public final class MigrationDemo {
         out.println(r.ok() ? "none lost, none duplicated, all in order" : "PROBLEMS: " + r.problems());
     }
 
-    /** Starts this class as the destination in a child JVM with this JVM's java and class/module path. */
+    /** The destination's exit status (after up to 10 s) and the last lines it wrote, for an error message. */
+    private static String describeChild(Process child, Path log) {
+        String status;
+        try {
+            status = child.waitFor(10, TimeUnit.SECONDS) ? "exited with " + child.exitValue() : "still running";
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            status = "not waited for";
+        }
+        String tail;
+        try {
+            List<String> lines = Files.readAllLines(log);
+            tail = String.join("\n", lines.subList(Math.max(0, lines.size() - 30), lines.size()));
+        } catch (java.io.IOException | RuntimeException e) {
+            tail = "(its log is unreadable: " + e + ")";
+        }
+        return "the destination process " + status + "; its last output:\n" + tail;
+    }
+
+    /**
+     * Starts this class as the destination in a child JVM with this JVM's java, class/module path
+     * and -XX options, plus those of the system property {@code vhostffm.child.jvmflags}.
+     */
     static Process spawnDestination(Path socket, Path log, boolean copyRam) throws java.io.IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
@@ -315,6 +343,14 @@ public final class MigrationDemo {
         }
         List<String> command = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "-cp",
                 String.join(File.pathSeparator, entries)));
+        // This JVM's -XX options (JIT, GC) go to the child too: the kernel suite runs C1 only
+        // (-XX:TieredStopAtLevel=1) because C2-tiered JVMs crash under the VM bench's emulation,
+        // and a child started without it died there, failing the migration it was part of.
+        for (String argument : ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (argument.startsWith("-XX:")) {
+                command.add(argument);
+            }
+        }
         String tiered = System.getProperty("vhostffm.child.jvmflags");
         if (tiered != null && !tiered.isBlank()) {
             command.addAll(List.of(tiered.trim().split("\\s+")));
