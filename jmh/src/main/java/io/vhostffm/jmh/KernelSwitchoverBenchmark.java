@@ -74,20 +74,13 @@ public class KernelSwitchoverBenchmark {
         /** Prestarts from the states the last stop left (outside the measured time). */
         @Setup(Level.Invocation)
         public void prestart(SwitchoverGuest guest) throws IOException {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            backend.prestart(guest.start());
-            CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            guest.prestart(backend);
         }
 
         /** NET_SET_BACKEND(-1) and GET_VRING_BASE per queue; the states go back to the guest fixture. */
         @TearDown(Level.Invocation)
         public void stop(SwitchoverGuest guest) throws IOException {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            if (!backend.isRunning()) {
-                throw new IllegalStateException(backend + " is not running after the quickstart");
-            }
-            guest.stopped(backend.stop());
-            CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            guest.stopRunning(backend, "quickstart");
         }
 
         /** Closes the vhost-net descriptors. */
@@ -123,9 +116,7 @@ public class KernelSwitchoverBenchmark {
         /** Prestarts (outside the measured time). */
         @Setup(Level.Invocation)
         public void prestart(SwitchoverGuest guest) throws IOException {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            backend.prestart(guest.start());
-            CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            guest.prestart(backend);
         }
 
         /** Unbinds every queue directly, then stops the (prestarted) backend: GET_VRING_BASE per queue. */
@@ -157,21 +148,10 @@ public class KernelSwitchoverBenchmark {
         /** Stops the backend the operation started and closes it, its vhost-net descriptors in parallel. */
         @TearDown(Level.Invocation)
         public void stopAndClose(SwitchoverGuest guest) throws IOException {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
             VhostNetBackend b = backend;
             backend = null;
-            if (b == null) {
-                return;
-            }
-            try {
-                if (!b.isRunning()) {
-                    throw new IllegalStateException(b + " is not running after the classic start");
-                }
-                guest.stopped(b.stop());
-                VhostClosing.closeAll(b, guest.pairs);
-            } finally {
-                b.close();
-                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            if (b != null) {
+                guest.stopAndClose(b, "classic start");
             }
         }
 

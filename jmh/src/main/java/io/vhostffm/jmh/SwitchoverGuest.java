@@ -5,6 +5,8 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import io.vhostffm.vhost.NativeCallException;
 import io.vhostffm.vhost.device.BackendListener;
 import io.vhostffm.vhost.device.BackendStart;
+import io.vhostffm.vhost.device.NetBackend;
+import io.vhostffm.vhost.device.VhostNetBackend;
 import io.vhostffm.vhost.device.QueueBinding;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
@@ -43,6 +45,8 @@ public class SwitchoverGuest {
 
     TapGuest guest;
     private BackendStart start;
+    /** {@link #start}'s queue states, kept ready so the measured quickstart builds nothing. */
+    private List<QueueState> finalStates;
     private final int[] probesSent = new int[64];
     /** What a backend reported as bad guest input: nothing, or the fixture is broken. */
     final List<String> badGuestInput = new CopyOnWriteArrayList<>();
@@ -58,6 +62,7 @@ public class SwitchoverGuest {
         }
         BackendListener listener = (queue, reason) -> badGuestInput.add("virtqueue " + queue + ": " + reason);
         start = new BackendStart(guest.memory, TapGuest.FEATURES, queues, pairs, 0, null, listener);
+        finalStates = statesOf(start);
     }
 
     /** Removes the TAP, closes the eventfds and guest memory; fails if a backend saw bad guest input. */
@@ -79,12 +84,62 @@ public class SwitchoverGuest {
 
     /** The final queue states a quickstart is given (the same as {@link #start()}'s: no frame moves between). */
     List<QueueState> finalStates() {
-        return start.queues().stream().map(QueueBinding::state).toList();
+        return finalStates;
     }
 
     /** A backend stopped with these states (in virtqueue order): the next start resumes from them. */
     void stopped(List<QueueState> states) {
         start = start.withStates(states);
+        finalStates = statesOf(start);
+    }
+
+    private static List<QueueState> statesOf(BackendStart start) {
+        return start.queues().stream().map(QueueBinding::state).toList();
+    }
+
+    /** Prestarts {@code backend} from the states the last stop left; set-up, so left out of the CPU-time score. */
+    void prestart(NetBackend backend) throws IOException {
+        long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+        backend.prestart(start);
+        CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+    }
+
+    /**
+     * Stops {@code backend}, which {@code operation} must have left running, and keeps its states
+     * for the next start; tear-down, so left out of the CPU-time score.
+     */
+    void stopRunning(NetBackend backend, String operation) throws IOException {
+        long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+        try {
+            checkedStop(backend, operation);
+        } finally {
+            CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+        }
+    }
+
+    /**
+     * As {@link #stopRunning}, then closes {@code backend} whatever happened (a kernel backend's
+     * vhost-net descriptors in parallel: each close waits an RCU grace period); tear-down, so
+     * left out of the CPU-time score.
+     */
+    void stopAndClose(NetBackend backend, String operation) throws IOException {
+        long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+        try {
+            checkedStop(backend, operation);
+            if (backend instanceof VhostNetBackend kernel) {
+                VhostClosing.closeAll(kernel, pairs);
+            }
+        } finally {
+            backend.close();
+            CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+        }
+    }
+
+    private void checkedStop(NetBackend backend, String operation) throws IOException {
+        if (!backend.isRunning()) {
+            throw new IllegalStateException(backend + " is not running after the " + operation);
+        }
+        stopped(backend.stop());
     }
 
     /**

@@ -50,20 +50,13 @@ public class UserspaceSwitchoverBenchmark {
         /** Prestarts from the states the last stop left (outside the measured time). */
         @Setup(Level.Invocation)
         public void prestart(SwitchoverGuest guest) throws IOException {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            backend.prestart(guest.start());
-            CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            guest.prestart(backend);
         }
 
         /** Stops (and joins) the datapath threads; the states go back to the guest fixture. */
         @TearDown(Level.Invocation)
-        public void stop(SwitchoverGuest guest) {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            if (!backend.isRunning()) {
-                throw new IllegalStateException(backend + " is not running after the quickstart");
-            }
-            guest.stopped(backend.stop());
-            CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+        public void stop(SwitchoverGuest guest) throws IOException {
+            guest.stopRunning(backend, "quickstart");
         }
 
         /** Closes the backend (the TAP is the guest fixture's). */
@@ -80,21 +73,11 @@ public class UserspaceSwitchoverBenchmark {
 
         /** Stops the datapath the operation started and closes the backend. */
         @TearDown(Level.Invocation)
-        public void stopAndClose(SwitchoverGuest guest) {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+        public void stopAndClose(SwitchoverGuest guest) throws IOException {
             UserspaceNetBackend b = backend;
             backend = null;
-            if (b == null) {
-                return;
-            }
-            try {
-                if (!b.isRunning()) {
-                    throw new IllegalStateException(b + " is not running after the classic start");
-                }
-                guest.stopped(b.stop());
-            } finally {
-                b.close();
-                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            if (b != null) {
+                guest.stopAndClose(b, "classic start");
             }
         }
 

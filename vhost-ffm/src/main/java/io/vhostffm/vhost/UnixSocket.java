@@ -1,9 +1,7 @@
 package io.vhostffm.vhost;
 
-import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
-import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
@@ -13,7 +11,6 @@ import io.vhostffm.vhost.internal.Structs;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -99,27 +96,7 @@ public final class UnixSocket implements AutoCloseable {
 
     /** Connects a new AF_UNIX stream socket to a listening path. */
     public static UnixSocket connect(Path path) throws NativeCallException {
-        byte[] name = path.toString().getBytes(StandardCharsets.UTF_8);
-        long pathOffset = Structs.offset(Structs.SOCKADDR_UN, "sun_path");
-        if (name.length >= Structs.SOCKADDR_UN.byteSize() - pathOffset) {
-            throw new IllegalArgumentException("socket path too long for sockaddr_un: " + path);
-        }
-        CallState s = CallState.current();
-        int n = Libc.socket(s, LinuxConstants.AF_UNIX, LinuxConstants.SOCK_STREAM | LinuxConstants.SOCK_CLOEXEC, 0);
-        if (n < 0) {
-            throw NativeErrors.failure("socket", "AF_UNIX, SOCK_STREAM", s.errno());
-        }
-        FileDescriptor fd = FileDescriptor.adopt(n, "unix socket to " + path);
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment address = arena.allocate(Structs.SOCKADDR_UN);
-            address.set(JAVA_SHORT, 0, (short) LinuxConstants.AF_UNIX);
-            MemorySegment.copy(name, 0, address, JAVA_BYTE, pathOffset, name.length);
-            NativeErrors.check(Libc.connect(s, n, address, (int) Structs.SOCKADDR_UN.byteSize()), "connect", fd, s);
-            return new UnixSocket(fd);
-        } catch (NativeCallException | RuntimeException e) {
-            fd.close();
-            throw e;
-        }
+        return new UnixSocket(UnixAddress.streamSocketAt(path, "unix socket to " + path, "connect", Libc::connect));
     }
 
 

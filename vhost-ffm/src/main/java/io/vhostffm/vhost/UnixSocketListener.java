@@ -1,16 +1,9 @@
 package io.vhostffm.vhost;
 
-import static java.lang.foreign.ValueLayout.JAVA_BYTE;
-import static java.lang.foreign.ValueLayout.JAVA_SHORT;
-
 import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
 import io.vhostffm.vhost.internal.LinuxConstants;
 import io.vhostffm.vhost.internal.NativeErrors;
-import io.vhostffm.vhost.internal.Structs;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -30,23 +23,10 @@ public final class UnixSocketListener implements AutoCloseable {
 
     /** socket, bind to {@code path} (which must not exist), listen. */
     public static UnixSocketListener bind(Path path) throws NativeCallException {
-        byte[] name = path.toString().getBytes(StandardCharsets.UTF_8);
-        long pathOffset = Structs.offset(Structs.SOCKADDR_UN, "sun_path");
-        if (name.length >= Structs.SOCKADDR_UN.byteSize() - pathOffset) {
-            throw new IllegalArgumentException("socket path too long for sockaddr_un: " + path);
-        }
-        CallState s = CallState.current();
-        int n = Libc.socket(s, LinuxConstants.AF_UNIX, LinuxConstants.SOCK_STREAM | LinuxConstants.SOCK_CLOEXEC, 0);
-        if (n < 0) {
-            throw NativeErrors.failure("socket", "AF_UNIX, SOCK_STREAM", s.errno());
-        }
-        FileDescriptor fd = FileDescriptor.adopt(n, "unix listener on " + path);
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment address = arena.allocate(Structs.SOCKADDR_UN);
-            address.set(JAVA_SHORT, 0, (short) LinuxConstants.AF_UNIX);
-            MemorySegment.copy(name, 0, address, JAVA_BYTE, pathOffset, name.length);
-            NativeErrors.check(Libc.bind(s, n, address, (int) Structs.SOCKADDR_UN.byteSize()), "bind", fd, s);
-            NativeErrors.check(Libc.listen(s, n, 4), "listen", fd, s);
+        FileDescriptor fd = UnixAddress.streamSocketAt(path, "unix listener on " + path, "bind", Libc::bind);
+        try {
+            CallState s = CallState.current();
+            NativeErrors.check(Libc.listen(s, fd.number(), 4), "listen", fd, s);
             return new UnixSocketListener(fd, path);
         } catch (NativeCallException | RuntimeException e) {
             fd.close();
