@@ -2,7 +2,7 @@
 # The kernel suite, run where /dev/vhost-net exists: inside the kernel-bench VM (chrooted into the
 # host root by bench/init.sh) or directly on a host that has vhost-net. bin/kernel-bench prepared
 # everything in RESULTS_DIR beforehand (no Maven here: it is too slow under emulation):
-#   probe.args  java argument file running io.vhostffm.vhost.tools.Probe (absent: not built yet)
+#   probe.args  java argument file running io.vhostffm.programs.probe.Probe (absent: not built yet)
 #   suite.args  java argument file running the JUnit console launcher over the kernel-tagged tests
 #   jmh.args    (JMH mode, bin/bench --in-vm) java argument file running JMH; when present it runs
 #               instead of the probe and the suite, and its exit status is written to jmh-exit
@@ -25,13 +25,13 @@ fi
 
 probe=0
 if [ -r "$RESULTS_DIR/probe.args" ]; then
-    echo "== probe (io.vhostffm.vhost.tools.Probe)"
+    echo "== probe (io.vhostffm.programs.probe.Probe)"
     "$JAVA" "@$RESULTS_DIR/probe.args" < /dev/null
     probe=$?
     echo "$probe" > "$RESULTS_DIR/probe-exit"
     [ "$probe" = 0 ] || echo "== probe FAILED with exit status $probe"
 else
-    echo "== probe: io.vhostffm.vhost.tools.Probe is not built in this tree; not run"
+    echo "== probe: io.vhostffm.programs.probe.Probe is not built in this tree; not run"
 fi
 
 echo "== kernel-tagged tests (JUnit console launcher)"

@@ -4,11 +4,9 @@
  */
 module io.vhostffm.migration {
     requires transitive io.vhostffm.vhost;
-    requires java.management; // the demo's child JVM inherits this JVM's -XX options
 
     exports io.vhostffm.migration;
     exports io.vhostffm.migration.schema;
     exports io.vhostffm.migration.stream;
     exports io.vhostffm.migration.net;
-    exports io.vhostffm.migration.demo;
 }

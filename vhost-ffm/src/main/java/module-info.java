@@ -1,18 +1,29 @@
 /**
- * The FFM layer of vhost-ffm: libc downcalls with per-thread errno, file descriptors, eventfd,
- * memfd guest memory, TAP devices, the vhost-net ioctls, and the virtio-net device with its kernel
- * and userspace backends.
+ * The native layer of vhost-ffm and the virtio-net device built on it.
+ *
+ * <ul>
+ *   <li>{@code io.vhostffm.vhost.os}: OS primitives through FFM: file descriptors, errno, eventfd,
+ *       memfd guest memory, TAP, packet and UNIX sockets, the ioctl catalogue.</li>
+ *   <li>{@code io.vhostffm.vhost.virtio}: virtio vocabulary: feature bits, device status bits.</li>
+ *   <li>{@code io.vhostffm.vhost.virtio.net}: the virtio-net device model (features, status,
+ *       config space, control queue, state records). Pure Java.</li>
+ *   <li>{@code io.vhostffm.vhost.device}: the device runtime, the {@code NetBackend} interface
+ *       and its value types.</li>
+ *   <li>{@code io.vhostffm.vhost.device.kernel}: the kernel's vhost-net (its ioctls and the
+ *       backend on them); {@code io.vhostffm.vhost.device.userspace}: the Java datapath.</li>
+ * </ul>
  */
-@SuppressWarnings("module") // io.vhostffm.migration is built after this module
 module io.vhostffm.vhost {
     requires transitive io.vhostffm.vring;
 
-    exports io.vhostffm.vhost;
-    exports io.vhostffm.vhost.net;
-    exports io.vhostffm.vhost.device.userspace;
+    exports io.vhostffm.vhost.os;
+    exports io.vhostffm.vhost.virtio;
+    exports io.vhostffm.vhost.virtio.net;
     exports io.vhostffm.vhost.device;
+    exports io.vhostffm.vhost.device.kernel;
+    exports io.vhostffm.vhost.device.userspace;
 
     // Migration's StateSchema reads the device-state records' fields directly: their accessors
     // copy arrays, and the no-delta check at stop-and-copy must not allocate.
-    opens io.vhostffm.vhost.net to io.vhostffm.migration;
+    opens io.vhostffm.vhost.virtio.net to io.vhostffm.migration;
 }

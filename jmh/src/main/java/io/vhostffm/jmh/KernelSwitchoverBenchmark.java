@@ -1,10 +1,10 @@
 package io.vhostffm.jmh;
 
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.IoctlObserver;
-import io.vhostffm.vhost.TapDevice;
-import io.vhostffm.vhost.VhostNet;
-import io.vhostffm.vhost.device.VhostNetBackend;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.IoctlObserver;
+import io.vhostffm.vhost.os.TapDevice;
+import io.vhostffm.vhost.device.kernel.VhostNet;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.VringBase;
 import java.io.IOException;

@@ -2,11 +2,11 @@ package io.vhostffm.jmh;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
-import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.device.BackendListener;
 import io.vhostffm.vhost.device.BackendStart;
 import io.vhostffm.vhost.device.NetBackend;
-import io.vhostffm.vhost.device.VhostNetBackend;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import io.vhostffm.vhost.device.QueueBinding;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;

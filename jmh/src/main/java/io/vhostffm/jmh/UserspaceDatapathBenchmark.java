@@ -2,7 +2,7 @@ package io.vhostffm.jmh;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
-import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.device.userspace.UserspaceDatapath;
 import io.vhostffm.vring.SplitDriverQueue;
 import java.io.IOException;

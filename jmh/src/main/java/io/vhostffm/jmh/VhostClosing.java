@@ -1,6 +1,6 @@
 package io.vhostffm.jmh;
 
-import io.vhostffm.vhost.device.VhostNetBackend;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import java.util.ArrayList;
 import java.util.List;
 

@@ -1,8 +1,8 @@
 package io.vhostffm.jmh;
 
-import io.vhostffm.vhost.IoctlObserver;
-import io.vhostffm.vhost.IoctlRequest;
-import io.vhostffm.vhost.device.VhostNetBackend;
+import io.vhostffm.vhost.os.IoctlObserver;
+import io.vhostffm.vhost.os.IoctlRequest;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.EnumMap;

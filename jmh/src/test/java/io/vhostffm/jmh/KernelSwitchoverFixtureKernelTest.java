@@ -5,10 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.vhostffm.vhost.NativeCallException;
-import io.vhostffm.vhost.VhostNet;
-import io.vhostffm.vhost.VirtioFeature;
-import io.vhostffm.vhost.device.VhostNetBackend;
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.device.kernel.VhostNet;
+import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -1,7 +1,7 @@
 package io.vhostffm.migration.net;
 
-import io.vhostffm.vhost.net.VirtioNetState;
-import io.vhostffm.vhost.net.VirtioState;
+import io.vhostffm.vhost.virtio.net.VirtioNetState;
+import io.vhostffm.vhost.virtio.net.VirtioState;
 
 /**
  * The state sections of a virtio-net device on the migration stream. Each is one record of the

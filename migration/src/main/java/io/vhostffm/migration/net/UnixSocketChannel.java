@@ -1,7 +1,7 @@
 package io.vhostffm.migration.net;
 
-import io.vhostffm.vhost.NativeCallException;
-import io.vhostffm.vhost.UnixSocket;
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.os.UnixSocket;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;

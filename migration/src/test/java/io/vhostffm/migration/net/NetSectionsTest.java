@@ -5,11 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.migration.schema.StateSchema;
-import io.vhostffm.vhost.net.MacTableState;
-import io.vhostffm.vhost.net.RssState;
-import io.vhostffm.vhost.net.RxModeState;
-import io.vhostffm.vhost.net.VirtioNetState;
-import io.vhostffm.vhost.net.VirtioState;
+import io.vhostffm.vhost.virtio.net.MacTableState;
+import io.vhostffm.vhost.virtio.net.RssState;
+import io.vhostffm.vhost.virtio.net.RxModeState;
+import io.vhostffm.vhost.virtio.net.VirtioNetState;
+import io.vhostffm.vhost.virtio.net.VirtioState;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -85,9 +85,11 @@ class NetSectionsTest {
                 new byte[24])));
 
         StateSchema<QueueLayouts> queues = StateSchema.of(QueueLayouts.class);
-        QueueLayouts l = io.vhostffm.migration.demo.FakeGuest.layoutsFor(2, true);
+        QueueLayouts l = new QueueLayouts(List.of(new QueueLayout(0, 256, 0x10000, 0x11000, 0x12000, true, false),
+                new QueueLayout(1, 256, 0x20000, 0x21000, 0x22000, true, false)), List.of());
         assertEquals(l, queues.decode(queues.encode(l)));
-        QueueLayouts moved = io.vhostffm.migration.demo.FakeGuest.layoutsFor(2, false);
+        QueueLayouts moved = new QueueLayouts(List.of(new QueueLayout(0, 256, 0x10000, 0x11000, 0x12000, true, false),
+                new QueueLayout(1, 256, 0x30000, 0x31000, 0x32000, true, false)), List.of());
         assertTrue(!queues.changedFields(l, moved).isEmpty());
 
         StateSchema<PendingTx> pending = StateSchema.of(PendingTx.class);

@@ -1,6 +1,6 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.FileDescriptor;
+import io.vhostffm.vhost.os.FileDescriptor;
 import java.util.List;
 import java.util.Objects;
 

@@ -1,10 +1,10 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.DescriptorPoller;
-import io.vhostffm.vhost.EventFd;
-import io.vhostffm.vhost.NativeCallException;
-import io.vhostffm.vhost.net.ControlAck;
-import io.vhostffm.vhost.net.VirtioNetDevice;
+import io.vhostffm.vhost.os.DescriptorPoller;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.virtio.net.ControlAck;
+import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
 import io.vhostffm.vring.DescriptorChain;
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;

@@ -1,8 +1,8 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.MemfdGuestMemory;
-import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.MemfdGuestMemory;
+import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestRegion;
 import java.lang.foreign.MemorySegment;

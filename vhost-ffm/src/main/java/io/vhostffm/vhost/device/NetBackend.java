@@ -1,8 +1,10 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.net.BackendCapabilities;
-import io.vhostffm.vhost.net.RssState;
-import io.vhostffm.vhost.net.RxFilter;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+
+import io.vhostffm.vhost.device.BackendCapabilities;
+import io.vhostffm.vhost.virtio.net.RssState;
+import io.vhostffm.vhost.virtio.net.RxFilter;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
 import java.util.List;

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device;
 
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+
 import java.io.IOException;
 
 /**

@@ -1,16 +1,16 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.EventFd;
-import io.vhostffm.vhost.NativeCallException;
-import io.vhostffm.vhost.net.BackendCapabilities;
-import io.vhostffm.vhost.net.FeatureNegotiation;
-import io.vhostffm.vhost.net.NetDeviceListener;
-import io.vhostffm.vhost.net.NetDeviceState;
-import io.vhostffm.vhost.net.RssState;
-import io.vhostffm.vhost.net.RxFilter;
-import io.vhostffm.vhost.net.VirtioNetDevice;
-import io.vhostffm.vhost.VirtioFeature;
-import io.vhostffm.vhost.net.VirtioNetOptions;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.device.BackendCapabilities;
+import io.vhostffm.vhost.virtio.net.FeatureNegotiation;
+import io.vhostffm.vhost.virtio.net.NetDeviceListener;
+import io.vhostffm.vhost.virtio.net.NetDeviceState;
+import io.vhostffm.vhost.virtio.net.RssState;
+import io.vhostffm.vhost.virtio.net.RxFilter;
+import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
+import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
@@ -82,7 +82,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
     /**
      * A device in reset state whose offer is computed against {@code backend}'s capabilities.
      *
-     * @throws io.vhostffm.vhost.net.FeatureNegotiationException when the options ask for what
+     * @throws io.vhostffm.vhost.virtio.net.FeatureNegotiationException when the options ask for what
      *     the backend cannot carry (RING_PACKED on kernel vhost-net)
      * @throws IllegalArgumentException when the backend serves fewer pairs than the options offer
      */

@@ -1,6 +1,6 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.EventFd;
+import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vring.QueueState;
 import java.util.Objects;
 

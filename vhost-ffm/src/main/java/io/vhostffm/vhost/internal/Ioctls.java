@@ -4,10 +4,10 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.IoctlObserver;
-import io.vhostffm.vhost.IoctlRequest;
-import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.IoctlObserver;
+import io.vhostffm.vhost.os.IoctlRequest;
+import io.vhostffm.vhost.os.NativeCallException;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 

@@ -1,8 +1,8 @@
 package io.vhostffm.vhost.internal;
 
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.IoctlRequest;
-import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.IoctlRequest;
+import io.vhostffm.vhost.os.NativeCallException;
 
 /**
  * The one place a failed libc call becomes an exception. Callers pass what they know (the

@@ -5,10 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.vhostffm.vhost.EventFd;
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.MemfdGuestMemory;
-import io.vhostffm.vhost.MemfdGuestMemory.RegionSpec;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.MemfdGuestMemory;
+import io.vhostffm.vhost.os.MemfdGuestMemory.RegionSpec;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import io.vhostffm.vring.VirtqueueException;

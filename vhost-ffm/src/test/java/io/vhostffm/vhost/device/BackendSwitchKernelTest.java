@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device;
 
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;

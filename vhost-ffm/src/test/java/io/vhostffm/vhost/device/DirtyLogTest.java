@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.vhostffm.vhost.MemfdGuestMemory;
-import io.vhostffm.vhost.MemfdGuestMemory.RegionSpec;
+import io.vhostffm.vhost.os.MemfdGuestMemory;
+import io.vhostffm.vhost.os.MemfdGuestMemory.RegionSpec;
 import java.lang.foreign.ValueLayout;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;

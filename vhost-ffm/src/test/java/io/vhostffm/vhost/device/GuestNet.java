@@ -1,22 +1,24 @@
 package io.vhostffm.vhost.device;
 
-import static io.vhostffm.vhost.net.DeviceStatus.ACKNOWLEDGE;
-import static io.vhostffm.vhost.net.DeviceStatus.DEVICE_NEEDS_RESET;
-import static io.vhostffm.vhost.net.DeviceStatus.DRIVER;
-import static io.vhostffm.vhost.net.DeviceStatus.DRIVER_OK;
-import static io.vhostffm.vhost.net.DeviceStatus.FEATURES_OK;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+
+import static io.vhostffm.vhost.virtio.DeviceStatus.ACKNOWLEDGE;
+import static io.vhostffm.vhost.virtio.DeviceStatus.DEVICE_NEEDS_RESET;
+import static io.vhostffm.vhost.virtio.DeviceStatus.DRIVER;
+import static io.vhostffm.vhost.virtio.DeviceStatus.DRIVER_OK;
+import static io.vhostffm.vhost.virtio.DeviceStatus.FEATURES_OK;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.vhostffm.vhost.MemfdGuestMemory;
-import io.vhostffm.vhost.MemfdGuestMemory.RegionSpec;
-import io.vhostffm.vhost.NativeCallException;
-import io.vhostffm.vhost.PacketSocket;
-import io.vhostffm.vhost.TapDevice;
-import io.vhostffm.vhost.net.VirtioNetCtrl;
-import io.vhostffm.vhost.VirtioFeature;
-import io.vhostffm.vhost.net.VirtioNetOptions;
+import io.vhostffm.vhost.os.MemfdGuestMemory;
+import io.vhostffm.vhost.os.MemfdGuestMemory.RegionSpec;
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.os.PacketSocket;
+import io.vhostffm.vhost.os.TapDevice;
+import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
+import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
 import io.vhostffm.vring.DriverQueue;
 import io.vhostffm.vring.PackedDriverQueue;
 import io.vhostffm.vring.SplitDriverQueue;
@@ -254,11 +256,11 @@ final class GuestNet implements AutoCloseable {
 
     /** Waits up to {@code millis} for a call on any of {@code queueIndices}, consuming them. */
     void waitForCall(int millis, int... queueIndices) throws NativeCallException {
-        List<io.vhostffm.vhost.FileDescriptor> fds = new ArrayList<>();
+        List<io.vhostffm.vhost.os.FileDescriptor> fds = new ArrayList<>();
         for (int q : queueIndices) {
             fds.add(device.call(q).fd());
         }
-        try (io.vhostffm.vhost.DescriptorPoller poller = new io.vhostffm.vhost.DescriptorPoller(fds)) {
+        try (io.vhostffm.vhost.os.DescriptorPoller poller = new io.vhostffm.vhost.os.DescriptorPoller(fds)) {
             if (poller.poll(millis) > 0) {
                 for (int q : queueIndices) {
                     device.call(q).consume();

@@ -1,13 +1,14 @@
 package io.vhostffm.vhost.device;
 
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
-import io.vhostffm.vhost.net.VirtioNetCtrl;
-import io.vhostffm.vhost.VirtioFeature;
+import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vring.QueueState;
 import java.lang.foreign.Arena;
 import java.util.ArrayList;
@@ -170,7 +171,7 @@ class UserspaceBackendRuntimeTest {
 
     @Test
     void offersWhatItCarriesAndRefusesRingStatesThatDisagreeWithTheAckedFormat() throws Exception {
-        try (io.vhostffm.vhost.TapDevice tap = io.vhostffm.vhost.TapDevice.create("vffup%d");
+        try (io.vhostffm.vhost.os.TapDevice tap = io.vhostffm.vhost.os.TapDevice.create("vffup%d");
              UserspaceNetBackend backend = UserspaceNetBackend.open(tap)) {
             long features = backend.capabilities().supportedFeatures();
             for (VirtioFeature f : List.of(VirtioFeature.VERSION_1, VirtioFeature.MRG_RXBUF,
@@ -180,9 +181,9 @@ class UserspaceBackendRuntimeTest {
             }
             assertFalse(VirtioFeature.RSS.in(features), "no steering in the userspace datapath");
             assertTrue(backend.capabilities().packedRings(), "packed rings run here (UserspacePackedRuntimeTest)");
-            try (var memory = io.vhostffm.vhost.MemfdGuestMemory.create("p", List.of(
-                    new io.vhostffm.vhost.MemfdGuestMemory.RegionSpec(0, 0x10000)));
-                 var kick = io.vhostffm.vhost.EventFd.create(); var call = io.vhostffm.vhost.EventFd.create()) {
+            try (var memory = io.vhostffm.vhost.os.MemfdGuestMemory.create("p", List.of(
+                    new io.vhostffm.vhost.os.MemfdGuestMemory.RegionSpec(0, 0x10000)));
+                 var kick = io.vhostffm.vhost.os.EventFd.create(); var call = io.vhostffm.vhost.os.EventFd.create()) {
                 QueueState packed = QueueState.packed(64, 0, 0x1000, 0x2000, true);
                 var start = new BackendStart(memory, VirtioFeature.VERSION_1.mask(),
                         List.of(new QueueBinding(0, packed, kick, call), new QueueBinding(1, packed, kick, call)), 1, 0,

@@ -1,18 +1,20 @@
 package io.vhostffm.vhost.device;
 
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
-import io.vhostffm.vhost.net.BackendCapabilities;
-import io.vhostffm.vhost.net.FeatureNegotiationException;
-import io.vhostffm.vhost.net.NetDeviceListener;
-import io.vhostffm.vhost.net.VirtioNetCtrl;
-import io.vhostffm.vhost.net.VirtioNetDevice;
-import io.vhostffm.vhost.VirtioFeature;
-import io.vhostffm.vhost.net.VirtioNetOptions;
+import io.vhostffm.vhost.device.BackendCapabilities;
+import io.vhostffm.vhost.virtio.net.FeatureNegotiationException;
+import io.vhostffm.vhost.virtio.net.NetDeviceListener;
+import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
+import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
+import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
 import io.vhostffm.vring.PackedDriverQueue;
 import io.vhostffm.vring.PackedRing;
 import io.vhostffm.vring.QueueState;
@@ -212,7 +214,7 @@ class UserspacePackedRuntimeTest {
 
     @Test
     void userspaceOffersPackedRingsAndTheKernelBackendRefusesThemAtNegotiation() throws Exception {
-        try (io.vhostffm.vhost.TapDevice tap = io.vhostffm.vhost.TapDevice.create("vffpk%d");
+        try (io.vhostffm.vhost.os.TapDevice tap = io.vhostffm.vhost.os.TapDevice.create("vffpk%d");
              UserspaceNetBackend userspace = UserspaceNetBackend.open(tap)) {
             assertTrue(userspace.capabilities().packedRings());
             assertTrue(VirtioFeature.RING_PACKED.in(userspace.capabilities().supportedFeatures()));

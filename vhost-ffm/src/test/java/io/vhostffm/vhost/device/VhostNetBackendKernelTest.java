@@ -1,6 +1,9 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.VirtioFeature;
+import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+
+
+import io.vhostffm.vhost.virtio.VirtioFeature;
 
 import static io.vhostffm.vhost.device.GuestNet.HEADER;
 import static io.vhostffm.vhost.device.GuestNet.TX_SLOTS;
@@ -11,9 +14,9 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.vhostffm.vhost.IoctlObserver;
-import io.vhostffm.vhost.IoctlRequest;
-import io.vhostffm.vhost.net.VirtioNetCtrl;
+import io.vhostffm.vhost.os.IoctlObserver;
+import io.vhostffm.vhost.os.IoctlRequest;
+import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
 import io.vhostffm.vring.QueueState;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -351,7 +354,7 @@ class VhostNetBackendKernelTest {
     @Test
     void switchesToABackendRebuiltFromTransferredFdsMidStream() throws Exception {
         try (GuestNet guest = GuestNet.kernel(2); Arena arena = Arena.ofConfined();
-             io.vhostffm.vhost.UnixSocket.Pair channel = io.vhostffm.vhost.UnixSocket.pair()) {
+             io.vhostffm.vhost.os.UnixSocket.Pair channel = io.vhostffm.vhost.os.UnixSocket.pair()) {
             guest.setQueuePairs(2);
             guest.postAllRxBuffers();
             MemorySegment buffer = arena.allocate(4096);
@@ -453,18 +456,18 @@ class VhostNetBackendKernelTest {
      */
     @Test
     void guestOffloadsSetReachesTheTap() throws Exception {
-        try (GuestNet guest = GuestNet.kernel(1, io.vhostffm.vhost.VirtioFeature.CTRL_GUEST_OFFLOADS,
-                io.vhostffm.vhost.VirtioFeature.GUEST_CSUM, io.vhostffm.vhost.VirtioFeature.GUEST_TSO4);
+        try (GuestNet guest = GuestNet.kernel(1, io.vhostffm.vhost.virtio.VirtioFeature.CTRL_GUEST_OFFLOADS,
+                io.vhostffm.vhost.virtio.VirtioFeature.GUEST_CSUM, io.vhostffm.vhost.virtio.VirtioFeature.GUEST_TSO4);
              Arena arena = Arena.ofConfined()) {
-            long csumTso4 = io.vhostffm.vhost.VirtioFeature.maskOf(io.vhostffm.vhost.VirtioFeature.GUEST_CSUM,
-                    io.vhostffm.vhost.VirtioFeature.GUEST_TSO4);
+            long csumTso4 = io.vhostffm.vhost.virtio.VirtioFeature.maskOf(io.vhostffm.vhost.virtio.VirtioFeature.GUEST_CSUM,
+                    io.vhostffm.vhost.virtio.VirtioFeature.GUEST_TSO4);
             assertEquals(csumTso4, guest.device.model().netState().guestOffloads(), "negotiated offloads at FEATURES_OK");
             assertEquals(VirtioNetCtrl.OK, guest.control(VirtioNetCtrl.CLASS_GUEST_OFFLOADS, VirtioNetCtrl.GUEST_OFFLOADS_SET,
                     le64(0)), () -> "offloads off: " + guest.device.model().lastError());
             assertEquals(0, guest.device.model().netState().guestOffloads());
             assertEquals(VirtioNetCtrl.OK, guest.control(VirtioNetCtrl.CLASS_GUEST_OFFLOADS, VirtioNetCtrl.GUEST_OFFLOADS_SET,
                     le64(csumTso4)), () -> "offloads on: " + guest.device.model().lastError());
-            long tso6 = io.vhostffm.vhost.VirtioFeature.GUEST_TSO6.mask();
+            long tso6 = io.vhostffm.vhost.virtio.VirtioFeature.GUEST_TSO6.mask();
             assertEquals(VirtioNetCtrl.ERR, guest.control(VirtioNetCtrl.CLASS_GUEST_OFFLOADS, VirtioNetCtrl.GUEST_OFFLOADS_SET,
                     le64(csumTso4 | tso6)), "GUEST_TSO6 was not negotiated");
             assertEquals(csumTso4, guest.device.model().netState().guestOffloads());
@@ -484,15 +487,15 @@ class VhostNetBackendKernelTest {
     /** Packed rings are refused before any ioctl; the kernel backend never offers them. */
     @Test
     void packedRingsAreRefused() throws Exception {
-        try (io.vhostffm.vhost.TapDevice tap = io.vhostffm.vhost.TapDevice.create("vffpk%d");
+        try (io.vhostffm.vhost.os.TapDevice tap = io.vhostffm.vhost.os.TapDevice.create("vffpk%d");
              VhostNetBackend kernel = VhostNetBackend.open(tap)) {
             assertFalse(kernel.capabilities().packedRings());
-            assertFalse(io.vhostffm.vhost.VirtioFeature.RING_PACKED.in(kernel.capabilities().supportedFeatures()));
-            var options = io.vhostffm.vhost.net.VirtioNetOptions.builder(GuestNet.MAC)
-                    .features(io.vhostffm.vhost.VirtioFeature.RING_PACKED).build();
-            try (var memory = io.vhostffm.vhost.MemfdGuestMemory.create("p", List.of(
-                    new io.vhostffm.vhost.MemfdGuestMemory.RegionSpec(0, 0x10000)))) {
-                var e = assertThrows(io.vhostffm.vhost.net.FeatureNegotiationException.class,
+            assertFalse(io.vhostffm.vhost.virtio.VirtioFeature.RING_PACKED.in(kernel.capabilities().supportedFeatures()));
+            var options = io.vhostffm.vhost.virtio.net.VirtioNetOptions.builder(GuestNet.MAC)
+                    .features(io.vhostffm.vhost.virtio.VirtioFeature.RING_PACKED).build();
+            try (var memory = io.vhostffm.vhost.os.MemfdGuestMemory.create("p", List.of(
+                    new io.vhostffm.vhost.os.MemfdGuestMemory.RegionSpec(0, 0x10000)))) {
+                var e = assertThrows(io.vhostffm.vhost.virtio.net.FeatureNegotiationException.class,
                         () -> new NetDeviceRuntime(options, memory, kernel));
                 assertTrue(e.getMessage().contains("RING_PACKED"), e.getMessage());
             }

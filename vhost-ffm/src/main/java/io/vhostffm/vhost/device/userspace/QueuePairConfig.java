@@ -1,7 +1,7 @@
 package io.vhostffm.vhost.device.userspace;
 
-import io.vhostffm.vhost.EventFd;
-import io.vhostffm.vhost.FileDescriptor;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vring.QueueState;
 import java.util.Objects;
 

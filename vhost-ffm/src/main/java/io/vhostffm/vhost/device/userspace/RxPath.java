@@ -2,14 +2,14 @@ package io.vhostffm.vhost.device.userspace;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
-import io.vhostffm.vhost.Errno;
-import io.vhostffm.vhost.EventFd;
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.os.Errno;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
 import io.vhostffm.vhost.internal.NativeErrors;
-import io.vhostffm.vhost.net.RxFilter;
+import io.vhostffm.vhost.virtio.net.RxFilter;
 import io.vhostffm.vring.DescriptorChain;
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;

@@ -1,9 +1,9 @@
 package io.vhostffm.vhost.device.userspace;
 
-import io.vhostffm.vhost.Errno;
-import io.vhostffm.vhost.EventFd;
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.NativeCallException;
+import io.vhostffm.vhost.os.Errno;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
 import io.vhostffm.vhost.internal.NativeErrors;

@@ -1,13 +1,13 @@
 package io.vhostffm.vhost.device.userspace;
 
 import io.vhostffm.vhost.device.DirtyLog;
-import io.vhostffm.vhost.EventFd;
-import io.vhostffm.vhost.NativeCallException;
-import io.vhostffm.vhost.net.RxFilter;
-import io.vhostffm.vhost.net.VirtioNetDevice;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.virtio.net.RxFilter;
+import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
 import io.vhostffm.vhost.device.BackendListener;
 import io.vhostffm.vhost.device.DeviceQueues;
-import io.vhostffm.vhost.VirtioFeature;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestMemoryException;

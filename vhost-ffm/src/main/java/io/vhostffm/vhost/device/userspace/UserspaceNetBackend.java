@@ -1,18 +1,18 @@
 package io.vhostffm.vhost.device.userspace;
 
-import io.vhostffm.vhost.Errno;
-import io.vhostffm.vhost.FileDescriptor;
-import io.vhostffm.vhost.NativeCallException;
-import io.vhostffm.vhost.TapDevice;
+import io.vhostffm.vhost.os.Errno;
+import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.device.BackendStart;
 import io.vhostffm.vhost.device.BackendTransfer;
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.QueueBinding;
-import io.vhostffm.vhost.net.BackendCapabilities;
-import io.vhostffm.vhost.net.RxFilter;
-import io.vhostffm.vhost.net.TunOffloads;
-import io.vhostffm.vhost.VirtioFeature;
+import io.vhostffm.vhost.device.BackendCapabilities;
+import io.vhostffm.vhost.virtio.net.RxFilter;
+import io.vhostffm.vhost.virtio.net.TunOffloads;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -286,7 +286,7 @@ public final class UserspaceNetBackend implements NetBackend {
 
     /**
      * Attaches or detaches the TAP queue of {@code pair} (TUNSETQUEUE through
-     * {@link io.vhostffm.vhost.TapDevice#setQueueAttached}: asked of the kernel every time, since
+     * {@link io.vhostffm.vhost.os.TapDevice#setQueueAttached}: asked of the kernel every time, since
      * another backend or process may have changed it; no exception when it already is so).
      */
     private void setTapQueueAttached(int pair, boolean attached) throws NativeCallException {

@@ -14,7 +14,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import io.vhostffm.vhost.device.DirtyLog;
-import io.vhostffm.vhost.net.DeviceStatus;
+import io.vhostffm.vhost.virtio.DeviceStatus;
 import io.vhostffm.vhost.device.userspace.GuestNetRig.GuestPair;
 import io.vhostffm.vring.QueueState;
 import java.lang.foreign.Arena;

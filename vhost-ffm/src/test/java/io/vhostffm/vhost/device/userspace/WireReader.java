@@ -2,7 +2,7 @@ package io.vhostffm.vhost.device.userspace;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
-import io.vhostffm.vhost.PacketSocket;
+import io.vhostffm.vhost.os.PacketSocket;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;

@@ -1,0 +1,51 @@
+package io.vhostffm.programs.demo;
+
+import io.vhostffm.migration.schema.StateDecodeException;
+import io.vhostffm.migration.schema.StateSchema;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.ByteChannel;
+
+/**
+ * The demo's own messages between the two processes, after the migration stream (the guest's
+ * carried state, traffic plans, the destination's figures): a 4-byte length, then a record
+ * encoded by its {@link StateSchema}.
+ */
+final class Messages {
+    private static final int MAX = 64 << 20;
+
+    private Messages() {}
+
+    static <R extends Record> void send(ByteChannel channel, Class<R> type, R record) throws IOException {
+        byte[] bytes = StateSchema.of(type).encode(record);
+        ByteBuffer b = ByteBuffer.allocate(4 + bytes.length).putInt(bytes.length).put(bytes).flip();
+        while (b.hasRemaining()) {
+            channel.write(b);
+        }
+    }
+
+    static <R extends Record> R receive(ByteChannel channel, Class<R> type) throws IOException {
+        ByteBuffer length = readFully(channel, 4, type);
+        int n = length.getInt(0);
+        if (n < 0 || n > MAX) {
+            throw new IOException(type.getSimpleName() + ": length " + n + " outside 0.." + MAX);
+        }
+        ByteBuffer body = readFully(channel, n, type);
+        try {
+            return StateSchema.of(type).decode(body.array());
+        } catch (StateDecodeException e) {
+            throw new IOException(type.getSimpleName() + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static ByteBuffer readFully(ByteChannel channel, int n, Class<?> type) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(n);
+        while (b.hasRemaining()) {
+            if (channel.read(b) < 0) {
+                throw new IOException(type.getSimpleName() + ": the peer closed the socket after " + b.position() + " of "
+                        + n + " bytes");
+            }
+        }
+        return b;
+    }
+}

@@ -1,0 +1,9 @@
+/**
+ * The programs a user runs: the two-process live-migration demo and its harness
+ * ({@code io.vhostffm.programs.demo}), and the probe of what a host offers
+ * ({@code io.vhostffm.programs.probe}). Not a library: nothing here is API.
+ */
+module io.vhostffm.programs {
+    requires io.vhostffm.migration;
+    requires java.management; // the demo's child JVM inherits this JVM's -XX options
+}

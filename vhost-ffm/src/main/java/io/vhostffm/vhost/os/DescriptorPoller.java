@@ -1,0 +1,89 @@
+package io.vhostffm.vhost.os;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+
+import io.vhostffm.vhost.internal.CallState;
+import io.vhostffm.vhost.internal.Libc;
+import io.vhostffm.vhost.internal.LinuxConstants;
+import io.vhostffm.vhost.internal.NativeErrors;
+import io.vhostffm.vhost.internal.Structs;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/**
+ * poll(2) over a fixed set of descriptors for readability (POLLIN): a device thread waiting for a
+ * kick or a stop request, a watcher waiting on several ring-error eventfds. The {@code struct
+ * pollfd} array is allocated once; {@link #poll} allocates nothing.
+ *
+ * <p>Used by one thread at a time (the array is this object's). The descriptors stay owned by
+ * the caller; each poll holds them open for its duration.
+ */
+public final class DescriptorPoller implements AutoCloseable {
+    private static final int EINTR = Errno.number("EINTR").orElseThrow();
+    private static final long POLLFD_SIZE = Structs.POLLFD.byteSize();
+    private static final long EVENTS = Structs.offset(Structs.POLLFD, "events");
+    private static final long REVENTS = Structs.offset(Structs.POLLFD, "revents");
+    private static final short ERROR_EVENTS = (short) (LinuxConstants.POLLERR | LinuxConstants.POLLHUP | LinuxConstants.POLLNVAL);
+
+    private final List<FileDescriptor> fds;
+    private final Arena arena;
+    private final MemorySegment pollfds;
+
+    /** A poller for these descriptors, index {@code i} in {@link #isReadable(int)} being {@code fds.get(i)}. */
+    public DescriptorPoller(List<FileDescriptor> fds) {
+        if (fds.isEmpty()) {
+            throw new IllegalArgumentException("nothing to poll");
+        }
+        this.fds = List.copyOf(fds);
+        this.arena = Arena.ofShared();
+        this.pollfds = arena.allocate(POLLFD_SIZE * fds.size(), 8);
+    }
+
+    /**
+     * Waits up to {@code timeoutMillis} (negative: forever) until one descriptor is readable.
+     *
+     * @return how many are readable (or in error); 0 on timeout or when a signal interrupted
+     */
+    public int poll(int timeoutMillis) throws NativeCallException {
+        int acquired = 0;
+        try {
+            for (FileDescriptor fd : fds) {
+                long at = acquired * POLLFD_SIZE;
+                pollfds.set(JAVA_INT, at, fd.acquire());
+                acquired++;
+                pollfds.set(JAVA_SHORT, at + EVENTS, LinuxConstants.POLLIN);
+                pollfds.set(JAVA_SHORT, at + REVENTS, (short) 0);
+            }
+            CallState s = CallState.current();
+            int ready = Libc.poll(s, pollfds, fds.size(), timeoutMillis);
+            if (ready < 0) {
+                int errno = s.errno();
+                if (errno == EINTR) {
+                    return 0;
+                }
+                throw NativeErrors.failure("poll", fds.size() + " descriptors, first " + fds.get(0), errno);
+            }
+            return ready;
+        } finally {
+            for (int i = 0; i < acquired; i++) {
+                fds.get(i).release();
+            }
+        }
+    }
+
+    /** After {@link #poll}: whether descriptor {@code i} is readable (or in error: a read will say why). */
+    public boolean isReadable(int i) {
+        short revents = pollfds.get(JAVA_SHORT, i * POLLFD_SIZE + REVENTS);
+        return (revents & (LinuxConstants.POLLIN | ERROR_EVENTS)) != 0;
+    }
+
+    /** Frees the pollfd array. */
+    @Override
+    public void close() {
+        if (arena.scope().isAlive()) {
+            arena.close();
+        }
+    }
+}

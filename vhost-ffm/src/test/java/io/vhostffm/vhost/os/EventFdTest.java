@@ -1,0 +1,75 @@
+package io.vhostffm.vhost.os;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+class EventFdTest {
+
+    @Test
+    void signalsAddUpAndConsumeResets() throws Exception {
+        try (EventFd event = EventFd.create("eventfd call")) {
+            assertEquals(0, event.consume(), "empty: no blocking, 0");
+            assertFalse(event.poll(0));
+            event.signal();
+            event.signal();
+            event.add(40);
+            assertTrue(event.poll(0));
+            assertEquals(42, event.consume());
+            assertEquals(0, event.consume());
+            assertFalse(event.poll(10));
+            assertTrue(event.fd().isNonBlocking());
+            assertTrue(event.fd().isCloseOnExec());
+        }
+    }
+
+    @Test
+    void pollWakesOnASignalFromAnotherThread() throws Exception {
+        try (EventFd event = EventFd.create("eventfd kick")) {
+            Thread signaller = Thread.ofPlatform().start(() -> {
+                try {
+                    Thread.sleep(50);
+                    event.signal();
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            });
+            assertTrue(event.poll(-1), "poll without timeout returns once signalled");
+            signaller.join();
+            assertEquals(1, event.consume());
+        }
+    }
+
+    @Test
+    void useAfterCloseIsAClearError() throws Exception {
+        EventFd event = EventFd.create("eventfd kick");
+        event.close();
+        event.close();
+        assertThrows(DescriptorClosedException.class, event::signal);
+        assertThrows(DescriptorClosedException.class, event::consume);
+    }
+
+    @Test
+    void overflowingTheCounterNamesTheCall() throws Exception {
+        try (EventFd event = EventFd.create("eventfd call")) {
+            event.add(0xfffffffffffffffeL); // the maximum the counter holds
+            NativeCallException e = assertThrows(NativeCallException.class, event::signal);
+            assertTrue(e.getMessage().startsWith("write on eventfd call (fd "), e.getMessage());
+            assertTrue(e.getMessage().endsWith(": EAGAIN (Resource temporarily unavailable)"), e.getMessage());
+        }
+    }
+
+    @Test
+    void tenThousandEventFdsOpenAndCloseWithoutLeak() throws Exception {
+        var before = OpenDescriptors.snapshot();
+        for (int i = 0; i < 10_000; i++) {
+            EventFd event = EventFd.create();
+            event.signal();
+            event.close();
+        }
+        assertEquals(before, OpenDescriptors.snapshot());
+    }
+}
