@@ -455,6 +455,10 @@ public final class NetDeviceRuntime implements AutoCloseable {
         if (control != null) {
             controlIndex = control.index();
             controlState = control.stop();
+            // Only services whose thread has not ended yet are kept for close() to join: the
+            // list stays as short as the threads still winding down, however often the
+            // datapath is stopped and started.
+            stoppedControls.removeIf(ControlQueueService::ended);
             stoppedControls.add(control);
             control = null;
         }
