@@ -10,20 +10,30 @@ import java.util.List;
  * Turns JMH JSON result files into a Markdown table and an SVG chart.
  *
  * <pre>
- * ChartMain [RESULTS.json] [--vm VM-RESULTS.json]... [--markdown docs/bench-results.md] [--svg docs/bench-chart.svg]
+ * ChartMain [RESULTS.json] [--vm VM-RESULTS.json]... [--markdown FILE.md] [--svg FILE.svg]
  *           [--chart-link LINK] [--load-before "1.00 0.80 0.50"]
  * </pre>
  *
  * {@code RESULTS.json} is a run on this machine; each {@code --vm} file a run in the kernel-bench
  * VM ({@code bin/bench --in-vm}), whose rows and chart panels are marked
  * {@value MarkdownReport#VM_LABEL} with the note that only their ratios mean anything. At least one
- * file is needed. The switchover benchmarks' goal (2) ratios are tabled from all of them.
+ * file is needed. The switchover benchmarks' ratios are tabled from all of them. Without
+ * {@code --markdown} and {@code --svg} the report goes where a published run lives,
+ * {@value #PUBLISHED_DIR}/ under the working directory ({@code bin/bench --publish} writes there
+ * too; raw runs stay in the untracked {@code results/}).
  * The run's date is the first result file's modification time (JMH writes it when the run ends). The
  * chart link, embedded in the Markdown, defaults to the SVG's file name. {@code --load-before}
  * is {@code /proc/loadavg} as read before the run ({@code bin/bench} passes it); the load after
  * is read when the report is made.
  */
 public final class ChartMain {
+    /** Where a published run's table, chart and JSON live, relative to the repository's root. */
+    static final String PUBLISHED_DIR = "results/published";
+    /** The published table's file name. */
+    static final String MARKDOWN_NAME = "bench-results.md";
+    /** The published chart's file name. */
+    static final String SVG_NAME = "bench-chart.svg";
+
     private ChartMain() {
     }
 
@@ -38,8 +48,8 @@ public final class ChartMain {
         }
         Path json = args[0].startsWith("-") ? null : Path.of(args[0]);
         List<Path> vmJsons = new java.util.ArrayList<>();
-        Path markdown = Path.of("docs/bench-results.md");
-        Path svg = Path.of("docs/bench-chart.svg");
+        Path markdown = Path.of(PUBLISHED_DIR, MARKDOWN_NAME);
+        Path svg = Path.of(PUBLISHED_DIR, SVG_NAME);
         String chartLink = null;
         LoadAverage loadBefore = null;
         for (int i = json == null ? 0 : 1; i < args.length; i++) {

@@ -27,8 +27,8 @@ import java.util.List;
  *             │                                      ▲
  *             └──────────── start(start) ────────────┘  (= prestart + quickstart, in one go)
  * </pre>
- * {@link #start} is the classic start. The two halves exist for early live migration
- * (DESIGN.md): {@link #prestart} does every step that does not move a frame while the guest still
+ * {@link #start} is the classic start. The two halves exist for early live migration:
+ * {@link #prestart} does every step that does not move a frame while the guest still
  * runs on the source (kernel: SET_FEATURES, SET_MEM_TABLE, per queue SET_VRING_NUM, BASE, ADDR,
  * KICK, CALL, ERR, and SET_LOG_BASE; no backend bound), and {@link #quickstart} does only what
  * must wait for the final indices (kernel: per queue SET_VRING_BASE, then NET_SET_BACKEND per

@@ -57,7 +57,7 @@ class AllocationFreeTest {
     /**
      * The userspace datapath's system calls, writev and readv with errno capture, allocate nothing
      * per call once C2 compiled them: the JDK's per-call slice of the capture segment
-     * ({@code SharedUtils.checkCaptureSegment}, 40 bytes; docs/native.md) is scalar-replaced.
+     * ({@code SharedUtils.checkCaptureSegment}, 40 bytes; docs/vhost-ffm.md, "Costs") is scalar-replaced.
      * Here over an eventfd: writev adds 1 from an 8-byte iovec, readv takes the counter back.
      */
     @Test

@@ -27,7 +27,7 @@ import org.junit.jupiter.api.Test;
  * {@code captureSegment.asSlice(0, CapturableState.LAYOUT)}: a 40-byte
  * {@code NativeMemorySegmentImpl} per readv, writev, eventfd read or poll. C2 scalar-replaces it
  * (0 bytes per call: {@code AllocationFreeTest}); interpreted and C1-compiled code (tiers 1-3)
- * allocate it every call, whatever kind of segment is passed (docs/native.md). During this test
+ * allocate it every call, whatever kind of segment is passed (docs/vhost-ffm.md, "Costs"). During this test
  * the datapath's {@code service} loops run at C1 tiers on a loaded 2-core box (-XX:+PrintCompilation)
  * while Libc.readv/writev are C2-compiled on their own, so the figure depends on which tier runs
  * each call. The bound below is one such slice per system call, two per frame: anything the
