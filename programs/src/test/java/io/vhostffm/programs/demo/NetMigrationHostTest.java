@@ -92,7 +92,7 @@ class NetMigrationHostTest {
         try (MigrationRig rig = MigrationRig.boot(1)) {
             rig.traffic(50);
             MigrationRig.Migrated m = rig.migrate(d -> {},
-                    g -> rig.rebootGuest(io.vhostffm.programs.demo.FakeGuest.WANTED
+                    g -> rig.rebootGuest(DemoDevice.FEATURES
                             & ~io.vhostffm.vhost.virtio.VirtioFeature.EVENT_IDX.mask()));
             assertEquals("FULL_RELOAD", m.figures().path());
             assertTrue(m.figures().fullReloadReasons().stream().anyMatch(r -> r.startsWith("virtio.ackedFeatures")),

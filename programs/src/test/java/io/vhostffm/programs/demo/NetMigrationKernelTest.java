@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.programs.demo.Backends;
-import io.vhostffm.programs.demo.FakeGuest;
-import io.vhostffm.programs.demo.IoctlRecorder;
+import io.vhostffm.testkit.FakeGuest;
+import io.vhostffm.testkit.IoctlRecorder;
 import io.vhostffm.programs.demo.MigrationDemo;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import io.vhostffm.vhost.virtio.VirtioFeature;
@@ -97,7 +97,7 @@ class NetMigrationKernelTest {
                 yield 0;
             }
             case "features" -> {
-                rig.rebootGuest(FakeGuest.WANTED & ~VirtioFeature.EVENT_IDX.mask());
+                rig.rebootGuest(DemoDevice.FEATURES & ~VirtioFeature.EVENT_IDX.mask());
                 yield 0;
             }
             default -> throw new IllegalArgumentException(kind);
@@ -178,9 +178,9 @@ class NetMigrationKernelTest {
             List<List<String>> early = new ArrayList<>();
             MigrationRig.Migrated m = rig.migrate(d -> {
                 d.ioctls().clear(); // SET_OWNER and GET_FEATURES happened when the backend opened
-                d.migration().setBeforeSwitchover(() -> early.add(d.ioctls().calls()));
+                d.migration().setBeforeSwitchover(() -> early.add(d.ioctls().names()));
             }, g -> {});
-            List<String> all = m.destination().ioctls().calls();
+            List<String> all = m.destination().ioctls().names();
             List<String> prestart = early.get(0);
             List<String> quickstart = all.subList(prestart.size(), all.size());
             System.out.println("prestart ioctls " + prestart + "; quickstart ioctls " + quickstart);
