@@ -7,8 +7,4 @@ module io.vhostffm.programs {
     requires io.vhostffm.migration;
     requires io.vhostffm.testkit; // the demo's fake guest
     requires java.management; // the demo's child JVM inherits this JVM's -XX options
-
-    // The demo's own messages between its two processes are records encoded by migration's
-    // StateSchema, which reads their components reflectively.
-    opens io.vhostffm.programs.demo to io.vhostffm.migration;
 }
