@@ -21,6 +21,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * A fake guest on a real TAP for the datapath benchmarks: memfd guest memory, vring's split
@@ -36,7 +37,7 @@ import java.util.List;
  */
 final class TapGuest implements AutoCloseable {
     static final int SIZE = 256;
-    static final int HEADER = 12;
+    static final int HEADER = VirtioNetHeader.SIZE;
     static final long SLOT = 4096;
     /** Where the buffers start with up to 8 pairs (more pairs push them past their rings). */
     static final long BUFFERS = 0x100000;

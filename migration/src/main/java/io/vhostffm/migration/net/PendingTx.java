@@ -1,5 +1,7 @@
 package io.vhostffm.migration.net;
 
+import java.util.Arrays;
+
 /**
  * The migration section of the transmit work a source's datapath had taken from the guest but not
  * completed when it stopped: per transmit virtqueue ({@code 2i+1}, index {@code i} here) the
@@ -39,16 +41,16 @@ public record PendingTx(int[] chainsInFlight) {
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof PendingTx p && java.util.Arrays.equals(chainsInFlight, p.chainsInFlight);
+        return o instanceof PendingTx p && Arrays.equals(chainsInFlight, p.chainsInFlight);
     }
 
     @Override
     public int hashCode() {
-        return java.util.Arrays.hashCode(chainsInFlight);
+        return Arrays.hashCode(chainsInFlight);
     }
 
     @Override
     public String toString() {
-        return "PendingTx" + java.util.Arrays.toString(chainsInFlight);
+        return "PendingTx" + Arrays.toString(chainsInFlight);
     }
 }

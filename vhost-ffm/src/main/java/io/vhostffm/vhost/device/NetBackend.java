@@ -2,7 +2,6 @@ package io.vhostffm.vhost.device;
 
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 
-import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.virtio.net.RssState;
 import io.vhostffm.vhost.virtio.net.RxFilter;
 import io.vhostffm.vring.QueueState;

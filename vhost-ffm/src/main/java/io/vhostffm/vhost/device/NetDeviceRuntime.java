@@ -2,7 +2,6 @@ package io.vhostffm.vhost.device;
 
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
-import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.virtio.net.FeatureNegotiation;
 import io.vhostffm.vhost.virtio.net.NetDeviceListener;
 import io.vhostffm.vhost.virtio.net.NetDeviceState;
@@ -19,6 +18,7 @@ import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import java.util.Arrays;
 
 /**
  * A whole virtio-net device as a hypervisor runs it: the device model ({@link VirtioNetDevice}),
@@ -504,7 +504,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         @Override
         public void reset() {
             stopQuietly();
-            java.util.Arrays.fill(configured, null);
+            Arrays.fill(configured, null);
             activePairs = 1;
         }
 

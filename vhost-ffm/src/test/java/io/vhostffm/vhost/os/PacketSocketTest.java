@@ -11,13 +11,14 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * AF_PACKET on a real TAP: what the TAP's fd writes (the guest's side) arrives on the socket, and
  * what the socket sends arrives at the TAP's fd with a virtio-net header in front.
  */
 class PacketSocketTest {
-    private static final int HEADER = 12;
+    private static final int HEADER = VirtioNetHeader.SIZE;
 
     static byte[] frame(int length, int seed) {
         byte[] f = new byte[length];
