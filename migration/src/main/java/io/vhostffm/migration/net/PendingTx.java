@@ -1,5 +1,6 @@
 package io.vhostffm.migration.net;
 
+import io.vhostffm.vhost.virtio.net.ContentComparable;
 import java.util.Arrays;
 
 /**
@@ -11,7 +12,7 @@ import java.util.Arrays;
  *
  * @param chainsInFlight per queue pair, the transmit chains taken but not used
  */
-public record PendingTx(int[] chainsInFlight) {
+public record PendingTx(int[] chainsInFlight) implements ContentComparable {
 
     /** Copies the array in. */
     public PendingTx {
