@@ -168,10 +168,10 @@ public final class NetMigrationDestination {
 
     private void configureQueues() {
         for (QueueLayout q : layouts.dataQueues()) {
-            device.configureQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
+            device.restoreQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
         }
         for (QueueLayout q : layouts.controlQueue()) {
-            device.configureQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
+            device.restoreQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
         }
     }
 

@@ -622,11 +622,13 @@ public final class VhostNetBackend implements NetBackend {
                 return;
             }
             if (current != null) {
+                BackendListener inUse = current.listener(); // a device still relied on it
                 try {
                     stop();
                 } catch (IOException | RuntimeException e) {
                     LOG.log(Level.WARNING, NAME + ": stop on close failed", e);
                 }
+                inUse.backendClosed(this);
             }
             closed = true;
         }

@@ -346,6 +346,9 @@ public final class UserspaceNetBackend implements NetBackend {
         }
         closed = true;
         collect();
+        if (current != null) {
+            current.listener().backendClosed(this); // a device still relied on it
+        }
         current = null;
         if (ownsTap) {
             tap.close();

@@ -277,7 +277,20 @@ public final class VirtioNetDevice {
     private int reject(String why) {
         lastError = why;
         LOG.log(Level.DEBUG, "virtio-net: {0}", why);
+        try {
+            listener.refused(why);
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "virtio-net: listener failed on a refusal", e);
+        }
         return status;
+    }
+
+    /**
+     * A transport access the caller refused (a queue register write after DRIVER_OK, say):
+     * recorded as {@link #lastError()} and told to the listener, as the device's own refusals are.
+     */
+    public synchronized void reportRefusal(String why) {
+        reject(Objects.requireNonNull(why, "why"));
     }
 
     /** The last refused driver action or error, for logs and tests. */
