@@ -21,6 +21,7 @@ import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * The datapath benchmarks' fixture: the testkit's {@link FakeGuest} (its computed layout, memfd

@@ -5,6 +5,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.List;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Locale;
 
 /**
  * Turns JMH JSON result files into a Markdown table and an SVG chart.
@@ -47,7 +50,7 @@ public final class ChartMain {
             usage("missing the JMH JSON result file");
         }
         Path json = args[0].startsWith("-") ? null : Path.of(args[0]);
-        List<Path> vmJsons = new java.util.ArrayList<>();
+        List<Path> vmJsons = new ArrayList<>();
         Path markdown = Path.of(PUBLISHED_DIR, MARKDOWN_NAME);
         Path svg = Path.of(PUBLISHED_DIR, SVG_NAME);
         String chartLink = null;
@@ -76,18 +79,18 @@ public final class ChartMain {
         if (json == null && vmJsons.isEmpty()) {
             usage("missing the JMH JSON result file");
         }
-        List<BenchmarkResult> results = new java.util.ArrayList<>();
+        List<BenchmarkResult> results = new ArrayList<>();
         if (json != null) {
             results.addAll(BenchmarkResult.parseAll(Files.readString(json)));
         }
-        List<String> vmSources = new java.util.ArrayList<>();
+        List<String> vmSources = new ArrayList<>();
         for (Path vm : vmJsons) {
             for (BenchmarkResult r : BenchmarkResult.parseAll(Files.readString(vm))) {
                 results.add(r.labelled(MarkdownReport.VM_LABEL));
             }
             vmSources.add("`" + vm.getFileName() + "` of " + MarkdownReport.formatDate(Files.getLastModifiedTime(vm).toInstant()));
         }
-        results.sort(java.util.Comparator.comparing(BenchmarkResult::benchmark));
+        results.sort(Comparator.comparing(BenchmarkResult::benchmark));
         MachineInfo machine = MachineInfo.current();
         Instant runDate = Files.getLastModifiedTime(json != null ? json : vmJsons.get(0)).toInstant();
 
@@ -95,7 +98,7 @@ public final class ChartMain {
         write(markdown, MarkdownReport.render(results, machine, runDate,
                 json == null ? null : json.getFileName().toString(), chartLink, loadBefore, loadAfter, vmSources));
         String jdk = results.isEmpty() ? System.getProperty("java.vm.version") : results.get(0).vmVersion();
-        String load = loadBefore == null ? "" : "  ·  load average " + String.format(java.util.Locale.ROOT, "%.1f", loadBefore.oneMinute()) + " before the run";
+        String load = loadBefore == null ? "" : "  ·  load average " + String.format(Locale.ROOT, "%.1f", loadBefore.oneMinute()) + " before the run";
         String vmNote = vmJsons.isEmpty() ? "" : "  ·  " + MarkdownReport.VM_LABEL + ": " + MarkdownReport.VM_NOTE;
         write(svg, SvgChart.render(results, "vhost-ffm benchmarks (JMH), " + MarkdownReport.formatDate(runDate),
                 machine.describe() + "  ·  JDK " + jdk + load + vmNote));

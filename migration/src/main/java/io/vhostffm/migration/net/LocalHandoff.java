@@ -15,6 +15,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import java.nio.ByteOrder;
 
 /**
  * The first message of a migration between two processes on one host: the guest memory memfds
@@ -97,8 +98,8 @@ public final class LocalHandoff {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment header = arena.allocate(8);
             readFully(socket, header, fds);
-            int magic = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0);
-            int length = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 4);
+            int magic = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 0);
+            int length = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 4);
             if (magic != MAGIC) {
                 throw new MigrationException(String.format("handoff: magic 0x%08x at byte offset 0 is not \"VFMH\"", magic));
             }

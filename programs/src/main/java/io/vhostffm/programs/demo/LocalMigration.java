@@ -28,6 +28,7 @@ import java.nio.channels.WritableByteChannel;
 import java.util.function.UnaryOperator;
 import java.util.List;
 import java.util.Map;
+import java.io.UncheckedIOException;
 
 /**
  * A migration of a virtio-net device between two processes on one host (or two threads of one,
@@ -147,7 +148,7 @@ public final class LocalMigration {
                         ram.finalPass(); // the datapath is stopped and the guest paused: nothing writes any more
                         ramFinalPassNanos = System.nanoTime() - t;
                     } catch (IOException e) {
-                        throw new java.io.UncheckedIOException(e);
+                        throw new UncheckedIOException(e);
                     }
                 }
                 whilePaused.run();

@@ -8,22 +8,25 @@ import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.NetworkSide;
 import io.vhostffm.testkit.StreamCheck;
+import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.os.UnixSocketListener;
-import io.vhostffm.vhost.device.NetDeviceRuntime;
 import java.io.File;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
 
 /**
  * {@code bin/demo}: a real early live migration of a virtio-net device between two processes on
@@ -137,7 +140,7 @@ public final class MigrationDemo {
                 }
                 try (socket; UnixSocket ram = ramSocket) {
                     LocalMigration.Source source = new LocalMigration.Source(socket, ram, device, memory,
-                            backends.primary(), guest, java.util.function.UnaryOperator.identity());
+                            backends.primary(), guest, UnaryOperator.identity());
                     if (ram == null) {
                         out.println("source: memfds and TAP fds sent with SCM_RIGHTS; setup state sent; precopy");
                     } else {
@@ -213,8 +216,8 @@ public final class MigrationDemo {
                     FakeGuestState after;
                     try {
                         after = Messages.receive(source.channel(), FakeGuestState.class);
-                    } catch (java.io.IOException e) {
-                        throw new java.io.IOException(e.getMessage() + "; " + describeChild(child, childLog), e);
+                    } catch (IOException e) {
+                        throw new IOException(e.getMessage() + "; " + describeChild(child, childLog), e);
                     }
                     List<String> problems = new ArrayList<>();
                     long toGuest = 0;
@@ -257,12 +260,12 @@ public final class MigrationDemo {
     }
 
     /** A fresh TAP, link up before anything binds to it. */
-    private static TapDevice upTap(int pairs) throws java.io.IOException {
+    private static TapDevice upTap(int pairs) throws IOException {
         TapDevice tap = TapDevice.create("vffmdemo%d", pairs, TapDevice.VHOST_FLAGS);
         try {
             tap.setLinkUp(true);
             return tap;
-        } catch (java.io.IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             tap.close();
             throw e;
         }
@@ -294,7 +297,7 @@ public final class MigrationDemo {
 
     private static long[] filled(int n, long value) {
         long[] a = new long[n];
-        java.util.Arrays.fill(a, value);
+        Arrays.fill(a, value);
         return a;
     }
 
@@ -324,7 +327,7 @@ public final class MigrationDemo {
         try {
             List<String> lines = Files.readAllLines(log);
             tail = String.join("\n", lines.subList(Math.max(0, lines.size() - 30), lines.size()));
-        } catch (java.io.IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             tail = "(its log is unreadable: " + e + ")";
         }
         return "the destination process " + status + "; its last output:\n" + tail;
@@ -334,7 +337,7 @@ public final class MigrationDemo {
      * Starts this class as the destination in a child JVM with this JVM's java, class/module path
      * and -XX options, plus those of the system property {@code vhostffm.child.jvmflags}.
      */
-    static Process spawnDestination(Path socket, Path log, boolean copyRam) throws java.io.IOException {
+    static Process spawnDestination(Path socket, Path log, boolean copyRam) throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
         for (String property : new String[] {"jdk.module.path", "java.class.path"}) {

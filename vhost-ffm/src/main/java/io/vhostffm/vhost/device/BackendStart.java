@@ -3,6 +3,8 @@ package io.vhostffm.vhost.device;
 import io.vhostffm.vring.GuestMemory;
 import java.util.List;
 import java.util.Objects;
+import io.vhostffm.vring.QueueState;
+import java.util.ArrayList;
 
 /**
  * Everything a backend needs to start a device's datapath: the guest memory, the negotiated
@@ -48,11 +50,11 @@ public record BackendStart(GuestMemory memory, long ackedFeatures, List<QueueBin
     }
 
     /** This start with other queue states (same eventfds), e.g. the final ones of a migration. */
-    public BackendStart withStates(List<io.vhostffm.vring.QueueState> states) {
+    public BackendStart withStates(List<QueueState> states) {
         if (states.size() != queues.size()) {
             throw new IllegalArgumentException(states.size() + " states for " + queues.size() + " queues");
         }
-        List<QueueBinding> rebound = new java.util.ArrayList<>(queues.size());
+        List<QueueBinding> rebound = new ArrayList<>(queues.size());
         for (int i = 0; i < queues.size(); i++) {
             rebound.add(queues.get(i).withState(states.get(i)));
         }

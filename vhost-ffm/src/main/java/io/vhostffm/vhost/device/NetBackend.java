@@ -2,7 +2,6 @@ package io.vhostffm.vhost.device;
 
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 
-import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.virtio.net.RssState;
 import io.vhostffm.vhost.virtio.net.RxFilter;
 import io.vhostffm.vring.QueueState;
@@ -151,7 +150,13 @@ public interface NetBackend extends AutoCloseable {
      */
     BackendTransfer transfer();
 
-    /** Releases what the backend opened (stopping it first if running). Idempotent. */
+    /**
+     * Releases what the backend opened (stopping it first if running). Idempotent. Closing a
+     * backend a device still uses (started or prestarted) is not silent: the backend tells its
+     * start's {@link BackendListener#backendClosed}, and the device enters DEVICE_NEEDS_RESET
+     * naming it. Close a backend after {@link NetDeviceRuntime#switchBackend} replaced it, or
+     * after the device is closed.
+     */
     @Override
     void close();
 }

@@ -14,6 +14,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.reflect.Method;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * The hot paths allocate nothing per call: eventfd signal/consume/poll, and the ioctl path every
@@ -43,7 +44,7 @@ class AllocationFreeTest {
     @Test
     void theIoctlPathAllocatesNothing() throws Exception {
         try (TapDevice tap = TapDevice.create("vffalloc%d"); Arena arena = Arena.ofConfined()) {
-            tap.setVnetHeaderSize(12);
+            tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
             MemorySegment size = arena.allocate(ValueLayout.JAVA_INT);
             FileDescriptor queue = tap.queue(0);
             ThrowingRunnable round = () -> Ioctls.call(queue, IoctlRequest.TUNGETVNETHDRSZ, size, null);

@@ -20,6 +20,8 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import io.vhostffm.vhost.os.TunOffload;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * The userspace datapath as a {@link NetBackend}: {@link UserspaceDatapath} on a TAP, started,
@@ -50,12 +52,10 @@ import java.util.Objects;
 public final class UserspaceNetBackend implements NetBackend {
     /** The backend's name in capabilities and messages. */
     public static final String NAME = "userspace datapath";
-    /** The TAP's virtio-net header: virtio_net_hdr_v1 (VERSION_1 devices always use 12 bytes). */
-    public static final int VNET_HEADER_SIZE = 12;
 
     private static final int EINVAL = Errno.number("EINVAL").orElseThrow();
-    private static final int LARGE_TUN_OFFLOADS = TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6
-            | TunOffloads.TUN_F_UFO | TunOffloads.TUN_F_USO4 | TunOffloads.TUN_F_USO6;
+    private static final int LARGE_TUN_OFFLOADS = TunOffload.TSO4.value() | TunOffload.TSO6.value()
+            | TunOffload.UFO.value() | TunOffload.USO4.value() | TunOffload.USO6.value();
 
     private final TapDevice tap;
     private final boolean ownsTap;
@@ -109,19 +109,19 @@ public final class UserspaceNetBackend implements NetBackend {
         if (!tap.flags().containsAll(TapDevice.VHOST_FLAGS)) {
             throw new IllegalArgumentException(tap + " lacks " + TapDevice.VHOST_FLAGS + " (has " + tap.flags() + ")");
         }
-        tap.setVnetHeaderSize(VNET_HEADER_SIZE);
+        tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
         return new UserspaceNetBackend(tap, ownsTap, probeTunOffloads(tap));
     }
 
     /** The TUN_F_* flags this kernel's TAP accepts, the optional groups tried one at a time. */
     private static int probeTunOffloads(TapDevice tap) throws NativeCallException {
         int supported = 0;
-        int[] groups = {TunOffloads.TUN_F_CSUM,
-                TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6 | TunOffloads.TUN_F_TSO_ECN,
-                TunOffloads.TUN_F_UFO, TunOffloads.TUN_F_USO4 | TunOffloads.TUN_F_USO6};
+        int[] groups = {TunOffload.CSUM.value(),
+                TunOffload.TSO4.value() | TunOffload.TSO6.value() | TunOffload.TSO_ECN.value(),
+                TunOffload.UFO.value(), TunOffload.USO4.value() | TunOffload.USO6.value()};
         for (int group : groups) {
             try {
-                tap.setOffloadFlags(TunOffloads.TUN_F_CSUM | supported | group);
+                tap.setOffloadFlags(TunOffload.CSUM.value() | supported | group);
                 supported |= group;
             } catch (NativeCallException refused) {
                 // EINVAL: this kernel's TAP does not know the flag
@@ -336,7 +336,7 @@ public final class UserspaceNetBackend implements NetBackend {
 
     @Override
     public BackendTransfer transfer() {
-        return new BackendTransfer(BackendTransfer.KIND_TAP, tap.name(), VNET_HEADER_SIZE, tap.queues());
+        return new BackendTransfer(BackendTransfer.KIND_TAP, tap.name(), VirtioNetHeader.SIZE, tap.queues());
     }
 
     @Override
@@ -346,6 +346,9 @@ public final class UserspaceNetBackend implements NetBackend {
         }
         closed = true;
         collect();
+        if (current != null) {
+            current.listener().backendClosed(this); // a device still relied on it
+        }
         current = null;
         if (ownsTap) {
             tap.close();

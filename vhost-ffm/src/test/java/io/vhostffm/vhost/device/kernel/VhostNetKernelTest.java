@@ -32,6 +32,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * Against the real kernel vhost-net: needs /dev/vhost-net, so it runs in the VM of
@@ -115,7 +116,7 @@ class VhostNetKernelTest {
                     | VirtioFeature.MRG_RXBUF.mask() | VirtioFeature.INDIRECT_DESC.mask());
             vhost.setFeatures(acked);
             vhost.setMemTable(memory);
-            tap.setVnetHeaderSize(12); // virtio_net_hdr_mrg_rxbuf, as VERSION_1 / MRG_RXBUF use
+            tap.setVnetHeaderSize(VirtioNetHeader.SIZE); // virtio_net_hdr_mrg_rxbuf, as VERSION_1 / MRG_RXBUF use
 
             // dirty logging as migration uses it: a bitmap with one bit per 4 KiB guest page up to
             // the end of the highest region, an eventfd, and LOG_ALL on while logging
