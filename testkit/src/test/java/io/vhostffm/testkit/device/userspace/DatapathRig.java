@@ -60,6 +60,7 @@ final class DatapathRig implements AutoCloseable {
         try {
             t = TapDevice.create("vffu%d", pairs, TapDevice.VHOST_FLAGS);
             t.setVnetHeaderSize(FakeGuest.HEADER);
+            NetworkSide.quiet(t.name()); // before the link is up: no IPv6 chatter counted as traffic
             t.setLinkUp(true);
             n = new NetworkSide(t.name(), pairs, 256);
             VirtioNetOptions options = VirtioNetOptions.builder(FakeGuest.MAC).featureBits(FEATURES)
