@@ -41,6 +41,7 @@ public final class NetworkSide implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment sendBuffer = arena.allocate(FakeGuest.NUMBERED_FRAME);
     private final MemorySegment receiveBuffer = arena.allocate(65536);
+    private final MemorySegment frameBuffer = arena.allocate(65536);
     private final List<List<Long>> fromGuest = new ArrayList<>();
     private final long[] nextToGuest;
     private long sent;
@@ -189,6 +190,38 @@ public final class NetworkSide implements AutoCloseable {
                 FakeGuest.NUMBERED_FRAME, -1);
         socket.send(sendBuffer);
         sent++;
+    }
+
+    /**
+     * Sends {@code frame}, a test's own (any kind, up to 65535 bytes), towards the guest at once,
+     * outside the window; it counts as in flight like the numbered ones.
+     */
+    public void send(byte[] frame) throws NativeCallException {
+        MemorySegment.copy(frame, 0, frameBuffer, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, frame.length);
+        socket.send(frameBuffer.asSlice(0, frame.length));
+        sent++;
+    }
+
+    /**
+     * The next numbered frame (either kind) the guest transmits, whole, for a test that checks the
+     * bytes itself; frames that are not numbered are skipped and counted as foreign. The frame is
+     * not recorded in {@link #fromGuest}.
+     *
+     * @return the frame, or null when none came within {@code timeoutMillis} (0: only one already waiting)
+     */
+    public byte[] nextFromGuest(int timeoutMillis) throws NativeCallException {
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
+        while (true) {
+            int left = (int) Math.max(0, (deadline - System.nanoTime()) / 1_000_000L);
+            long n = socket.receive(receiveBuffer, left);
+            if (n < 0) {
+                return null;
+            }
+            if (Frames.isNumbered(receiveBuffer, n)) {
+                return receiveBuffer.asSlice(0, n).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+            }
+            foreign++;
+        }
     }
 
     /** Frames the TAP dropped on the way to the guest since this side was made. */

@@ -180,6 +180,12 @@ class NetMigrationHostTest {
         assertTrue(r.report().precopyDeltaMessages() >= 1);
     }
 
+    /**
+     * 128 pairs, not the TAP's maximum of 256: at 256 the demo now gets through VQ_PAIRS_SET (one
+     * datapath restart for the whole command) and the handoff (descriptors in batches of at most
+     * one SCM_RIGHTS message), but its guest-to-network traffic loses frames on the network side
+     * (about a fifth at 2,000 frames per pair each way), not yet explained; 256 stays a known gap.
+     */
     @Test
     @Timeout(120)
     void theDemoRunsWithAHundredAndTwentyEightPairs() throws Exception {

@@ -114,6 +114,19 @@ public interface NetBackend extends AutoCloseable {
     void setQueuePairEnabled(int pair, boolean enabled) throws IOException;
 
     /**
+     * VQ_PAIRS_SET in one step: of the first {@code configured} pairs, {@code 0 .. active-1} on and
+     * the rest off, as {@link #setQueuePairEnabled} would leave them. The default asks
+     * {@link #setQueuePairEnabled} pair by pair; a backend for which each change costs a restart of
+     * its datapath overrides it to restart once (with hundreds of pairs, once per pair would keep
+     * the control queue's answer waiting for seconds).
+     */
+    default void setActiveQueuePairs(int configured, int active) throws IOException {
+        for (int p = 0; p < configured; p++) {
+            setQueuePairEnabled(p, p < active);
+        }
+    }
+
+    /**
      * The guest's receive offloads changed: {@code tunOffloadFlags} is the TUNSETOFFLOAD argument
      * ({@code TunOffloads.fromGuestOffloads}). Valid in any state; remembered for the next start.
      */

@@ -865,9 +865,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         @Override
         public void queuePairsChanged(int pairs) throws IOException {
             if (lastStart != null) {
-                for (int p = 0; p < lastStart.pairs(); p++) {
-                    backend.setQueuePairEnabled(p, p < pairs);
-                }
+                backend.setActiveQueuePairs(lastStart.pairs(), pairs);
             }
             activePairs = pairs;
         }

@@ -68,12 +68,12 @@ class EventFdTest {
 
     @Test
     void tenThousandEventFdsOpenAndCloseWithoutLeak() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         for (int i = 0; i < 10_000; i++) {
             EventFd event = EventFd.create();
             event.signal();
             event.close();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

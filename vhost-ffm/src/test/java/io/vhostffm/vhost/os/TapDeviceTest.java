@@ -102,7 +102,7 @@ class TapDeviceTest {
 
     @Test
     void tenThousandTapQueueDescriptorsOpenAndCloseWithoutLeak() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         try (TapDevice tap = TapDevice.create("vffleak%d", 2, TapDevice.VHOST_FLAGS)) {
             // each iteration opens /dev/net/tun and attaches a new queue to the same device
             for (int i = 0; i < 10_000; i++) {
@@ -113,6 +113,6 @@ class TapDeviceTest {
         for (int i = 0; i < 200; i++) {
             TapDevice.create("vffdev%d").close();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

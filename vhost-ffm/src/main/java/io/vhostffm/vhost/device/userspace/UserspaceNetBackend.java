@@ -35,7 +35,8 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  *     sets the TAP's offloads and attaches the enabled pairs' TAP queues; no thread runs yet.</li>
  * <li>{@link #quickstart} starts one datapath thread per enabled pair from the final states.</li>
  * <li>{@link #setQueuePairEnabled} restarts the datapath on the new set of pairs, from the
- *     states the old one stopped at; the disabled pair's TAP queue is detached.</li>
+ *     states the old one stopped at; the disabled pair's TAP queue is detached.
+ *     {@link #setActiveQueuePairs} does the same for a whole VQ_PAIRS_SET with one restart.</li>
  * <li>{@link #setRxFilter}, {@link #setOffloads} and {@link #startDirtyLog} take effect at once on
  *     the running threads (read per frame / per write); {@link #stopDirtyLog} restarts them, so
  *     no mark is still in flight when it returns.</li>
@@ -281,6 +282,30 @@ public final class UserspaceNetBackend implements NetBackend {
         pairEnabled[pair] = enabled;
         if (running) {
             launch(); // attaches/detaches the TAP queues; a prestarted backend leaves them for quickstart
+        }
+    }
+
+    /** Restarts the datapath once for the whole change, not once per pair that changes. */
+    @Override
+    public synchronized void setActiveQueuePairs(int configured, int active) throws IOException {
+        if (current == null) {
+            return; // not set up: the next start decides from its activePairs
+        }
+        int last = Math.min(configured, pairEnabled.length);
+        boolean changes = false;
+        for (int p = 0; p < last && !changes; p++) {
+            changes = pairEnabled[p] != p < active;
+        }
+        if (!changes) {
+            return;
+        }
+        boolean running = datapath != null;
+        collect();
+        for (int p = 0; p < last; p++) {
+            pairEnabled[p] = p < active;
+        }
+        if (running) {
+            launch();
         }
     }
 

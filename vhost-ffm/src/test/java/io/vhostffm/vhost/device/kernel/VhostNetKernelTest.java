@@ -5,7 +5,7 @@ import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.MemfdRegion;
 import io.vhostffm.vhost.os.NativeCallException;
-import io.vhostffm.vhost.os.OpenDescriptors;
+import io.vhostffm.vhost.os.FdLinks;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 
@@ -99,7 +99,7 @@ class VhostNetKernelTest {
 
     @Test
     void programsBothQueuesBindsATapAndReadsTheBaseBack() throws Exception {
-        Map<Integer, String> before = OpenDescriptors.snapshot();
+        Map<Integer, String> before = FdLinks.snapshot();
         // vhost is declared last so it is closed first, before the memory it points at goes away
         try (Arena logArena = Arena.ofConfined();
              MemfdGuestMemory memory = MemfdGuestMemory.create("kernel-test-ram", TWO_REGIONS);
@@ -177,7 +177,7 @@ class VhostNetKernelTest {
             assertEquals(0, err.consume(), "no ring error was reported");
             vhost.setVringNum(VhostNet.TX_QUEUE, RING_SIZE); // stopped: NUM is accepted again
         }
-        assertEquals(before, OpenDescriptors.snapshot(), "every descriptor closed");
+        assertEquals(before, FdLinks.snapshot(), "every descriptor closed");
     }
 
     @Test
@@ -198,7 +198,7 @@ class VhostNetKernelTest {
     @Test
     void tenThousandVhostNetDescriptorsOpenAndCloseWithoutLeak() throws Exception {
         openVhostNet().close();
-        Map<Integer, String> before = OpenDescriptors.snapshot();
+        Map<Integer, String> before = FdLinks.snapshot();
         int batch = 250;
         ExecutorService closers = Executors.newFixedThreadPool(32);
         try {
@@ -221,6 +221,6 @@ class VhostNetKernelTest {
         try (VhostNet owned = VhostNet.open()) {
             owned.setOwner();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

@@ -1,21 +1,24 @@
-package io.vhostffm.vhost.device;
-
+package io.vhostffm.testkit.device;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.lang.foreign.Arena;
+import io.vhostffm.vhost.device.NetBackend;
+import io.vhostffm.vhost.device.NetDeviceRuntime;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
- * Streams frames both ways through a device while another thread switches its datapath between
+ * Streams frames both ways through a device while a scheduled task switches its datapath between
  * backends ({@link NetDeviceRuntime#switchBackend}) every few milliseconds: every frame must arrive
  * exactly once, byte for byte, in order per queue (TX) or flow (RX), with correct headers
- * ({@link VhostNetBackendKernelTest#transmitAndCheck}, {@link VhostNetBackendKernelTest#receiveAndCheck}).
+ * ({@link DeviceTraffic}). Each direction also waits, mid-stream, for switches of its own, so it
+ * sees them however fast it runs.
  */
 final class BackendSwitching {
     /** Far longer than a switch takes, even in the bench's emulated VM; only a stuck switcher waits this long. */
@@ -24,109 +27,87 @@ final class BackendSwitching {
     private BackendSwitching() {}
 
     /** What a run saw: switches made, and the backends in the order they ran. */
-    record Result(int switches, List<String> sequence, double txFramesPerSecond, double rxFramesPerSecond) {}
+    record Result(int switches, List<String> sequence) {}
 
     /**
-     * Runs {@code frames} frames each way on {@code guest} while switching between its current
+     * Runs {@code frames} frames each way on {@code rig} while switching between its current
      * backend and {@code other} every {@code periodMillis} ms, and checks each direction saw at
-     * least {@code minSwitches} switches (it waits for them mid-stream when the stream outruns the
-     * period).
+     * least {@code minSwitches} switches.
      */
-    static Result streamWhileSwitching(GuestNet guest, NetBackend other, int frames, int periodMillis, int minSwitches)
+    static Result streamWhileSwitching(RuntimeRig rig, NetBackend other, int frames, int periodMillis, int minSwitches)
             throws Exception {
-        NetBackend first = guest.device.backend();
+        NetDeviceRuntime device = rig.device;
+        NetBackend first = device.backend();
         List<String> sequence = new ArrayList<>(List.of(first.capabilities().name()));
-        AtomicBoolean streaming = new AtomicBoolean(true);
         AtomicReference<Throwable> failure = new AtomicReference<>();
+        NetBackend[] next = {other};
         int[] switches = {0};
-        Thread switcher = Thread.ofPlatform().name("backend switcher").start(() -> {
-            NetBackend next = other;
+        ScheduledExecutorService switcher = Executors.newSingleThreadScheduledExecutor(
+                r -> Thread.ofPlatform().name("backend switcher").unstarted(r));
+        switcher.scheduleWithFixedDelay(() -> {
+            if (failure.get() != null) {
+                return;
+            }
             try {
-                while (streaming.get()) {
-                    Thread.sleep(periodMillis);
-                    if (!streaming.get()) {
-                        break;
-                    }
-                    NetBackend previous = guest.device.switchBackend(next);
-                    synchronized (sequence) {
-                        sequence.add(next.capabilities().name());
-                        switches[0]++;
-                        sequence.notifyAll();
-                    }
-                    next = previous;
+                NetBackend previous = device.switchBackend(next[0]);
+                synchronized (sequence) {
+                    sequence.add(next[0].capabilities().name());
+                    switches[0]++;
+                    sequence.notifyAll();
                 }
+                next[0] = previous;
             } catch (Throwable t) {
                 failure.set(t);
                 synchronized (sequence) {
                     sequence.notifyAll();
                 }
             }
-        });
+        }, periodMillis, periodMillis, TimeUnit.MILLISECONDS);
         // Each direction streams in minSwitches parts; each part, once its first round is in
-        // flight, waits for a switch if none came since the part began. So each direction sees
-        // minSwitches switches mid-stream however fast it runs (a stream shorter than
-        // minSwitches periods, or a switcher thread the scheduler left behind, saw fewer).
+        // flight, waits for a switch if none came since the part began.
         int partLength = Math.ceilDiv(frames, minSwitches);
-        double txRate;
-        double rxRate;
-        int txSwitchesBefore;
-        int rxSwitchesBefore;
-        try (Arena arena = Arena.ofConfined()) {
-            if (guest.rx(0).freeDescriptors() == GuestNet.QUEUE_SIZE) {
-                guest.postAllRxBuffers(); // else an earlier stream left them posted
+        try {
+            if (rig.guest.rxPosted(0) == 0) {
+                rig.guest.postRxBuffers(); // else an earlier stream left them posted
             }
-            synchronized (sequence) {
-                txSwitchesBefore = switches[0];
-            }
-            long start = System.nanoTime();
+            int txSwitchesBefore = switchesNow(sequence, switches);
             for (int partStart = 0; partStart < frames; partStart += partLength) {
                 int length = Math.min(partLength, frames - partStart);
                 int before = switchesNow(sequence, switches);
-                assertEquals(length, VhostNetBackendKernelTest.transmitAndCheck(guest, partStart, length,
-                        arena.allocate(4096), () -> awaitSwitchAfter(before, sequence, switches, failure)));
+                assertEquals(length, DeviceTraffic.transmitAndCheck(rig, partStart, length,
+                        () -> awaitSwitchAfter(before, sequence, switches, failure)));
             }
-            txRate = frames / ((System.nanoTime() - start) / 1e9);
-            int txSwitches;
-            synchronized (sequence) {
-                txSwitches = switches[0] - txSwitchesBefore;
-                rxSwitchesBefore = switches[0];
-            }
-            start = System.nanoTime();
+            int rxSwitchesBefore = switchesNow(sequence, switches);
+            int txSwitches = rxSwitchesBefore - txSwitchesBefore;
             for (int partStart = 0; partStart < frames; partStart += partLength) {
                 int length = Math.min(partLength, frames - partStart);
                 int before = switchesNow(sequence, switches);
-                VhostNetBackendKernelTest.receiveAndCheck(guest, partStart, length, arena, null,
+                DeviceTraffic.receiveAndCheck(rig, partStart, length, null,
                         () -> awaitSwitchAfter(before, sequence, switches, failure));
             }
-            rxRate = frames / ((System.nanoTime() - start) / 1e9);
-            int rxSwitches;
-            synchronized (sequence) {
-                rxSwitches = switches[0] - rxSwitchesBefore;
-            }
+            int rxSwitches = switchesNow(sequence, switches) - rxSwitchesBefore;
             assertTrue(txSwitches >= minSwitches, "only " + txSwitches + " switches during the TX stream");
             assertTrue(rxSwitches >= minSwitches, "only " + rxSwitches + " switches during the RX stream");
         } catch (Throwable t) {
             // A failed switch usually shows first as frames missing: say why.
-            streaming.set(false);
-            switcher.join();
             if (failure.get() != null) {
                 t.addSuppressed(failure.get());
             }
             throw t;
         } finally {
-            streaming.set(false);
-            switcher.join();
+            switcher.shutdown();
+            assertTrue(switcher.awaitTermination(SWITCH_WAIT_NANOS, TimeUnit.NANOSECONDS), "the switcher ended");
         }
         if (failure.get() != null) {
             throw new AssertionError("a switch failed", failure.get());
         }
-        if (guest.device.backend() != first) {
-            guest.device.switchBackend(first); // the guest closes the backend it was made with
+        if (device.backend() != first) {
+            device.switchBackend(first); // the rig closes the backend it was made with
         }
-        assertFalse(guest.needsReset(), () -> "NEEDS_RESET: " + guest.device.model().lastError());
-        assertTrue(guest.device.isDatapathRunning());
+        assertFalse(rig.guest.needsReset(), () -> "NEEDS_RESET: " + device.model().lastError());
+        assertTrue(device.isDatapathRunning());
         synchronized (sequence) {
-            return new Result(switches[0], List.copyOf(sequence), txRate, rxRate);
+            return new Result(switches[0], List.copyOf(sequence));
         }
     }
 
