@@ -9,7 +9,6 @@ import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.virtio.DeviceStatus;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
-import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
 import io.vhostffm.vring.DriverQueue;
 import io.vhostffm.vring.DriverState;
 import io.vhostffm.vring.GuestMemory;
@@ -108,7 +107,7 @@ public final class FakeGuest {
      * @throws IllegalStateException when the device refuses FEATURES_OK or DRIVER_OK, with its last error
      */
     public static FakeGuest boot(GuestTransport transport, GuestMemory memory, GuestLayout layout, long wanted) {
-        VirtioNetDevice model = transport.model();
+        GuestTransport model = transport;
         model.writeStatus(DeviceStatus.ACKNOWLEDGE);
         model.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
         long acked = model.deviceFeatures() & wanted;
@@ -257,7 +256,7 @@ public final class FakeGuest {
 
     /** The device status register. */
     public int status() {
-        return transport.model().status();
+        return transport.status();
     }
 
     /** Whether the device set DEVICE_NEEDS_RESET. */
@@ -736,7 +735,7 @@ public final class FakeGuest {
                 throw new IllegalStateException("virtqueue " + c + ": no answer to control class " + commandClass
                         + " command " + command + " within " + CONTROL_TIMEOUT_MILLIS + " ms; status "
                         + DeviceStatus.describe(status()) + ", last error "
-                        + transport.model().lastError().orElse("none"));
+                        + transport.lastError().orElse("none"));
             }
             awaitUsed(c, (int) Math.min(left, 50));
         }
