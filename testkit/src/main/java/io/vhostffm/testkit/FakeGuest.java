@@ -121,8 +121,31 @@ public final class FakeGuest {
             throw new IllegalStateException("FEATURES_OK refused for " + VirtioFeature.describe(acked) + ": "
                     + model.lastError().orElse("no error given"));
         }
-        boolean packed = VirtioFeature.RING_PACKED.in(acked);
-        boolean eventIdx = VirtioFeature.EVENT_IDX.in(acked);
+        FakeGuest guest = attach(transport, memory, layout, acked);
+        for (int q = 0; q < layout.queueCount(); q++) {
+            transport.configureQueue(q, layout.queueSize(q), layout.descAddress(q), layout.driverAreaAddress(q),
+                    layout.deviceAreaAddress(q));
+        }
+        int status = model.writeStatus(ok | DeviceStatus.DRIVER_OK);
+        if ((status & DeviceStatus.DRIVER_OK) == 0 || (status & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
+            throw new IllegalStateException("DRIVER_OK failed: status " + DeviceStatus.describe(status) + ", "
+                    + model.lastError().orElse("no error given"));
+        }
+        return guest;
+    }
+
+    /**
+     * The driver side alone, for a caller that writes the transport's registers itself (as a
+     * hypervisor's transport forwards a real guest's accesses): lays out every virtqueue of
+     * {@code layout} in guest memory for the negotiated {@code ackedFeatures}, in its initial
+     * state. Call it after FEATURES_OK and before DRIVER_OK, as a driver initializes its rings
+     * before it tells the device to start reading them; {@link #boot} is this plus the register
+     * writes.
+     */
+    public static FakeGuest attach(GuestTransport transport, GuestMemory memory, GuestLayout layout,
+            long ackedFeatures) {
+        boolean packed = VirtioFeature.RING_PACKED.in(ackedFeatures);
+        boolean eventIdx = VirtioFeature.EVENT_IDX.in(ackedFeatures);
         DriverQueue[] queues = new DriverQueue[layout.queueCount()];
         for (int q = 0; q < queues.length; q++) {
             int size = layout.queueSize(q);
@@ -132,12 +155,6 @@ public final class FakeGuest {
             queues[q] = packed
                     ? new PackedDriverQueue(q, memory, size, desc, driver, device, eventIdx, 0, true)
                     : new SplitDriverQueue(q, memory, size, desc, driver, device, eventIdx, 0);
-            transport.configureQueue(q, size, desc, driver, device);
-        }
-        int status = model.writeStatus(ok | DeviceStatus.DRIVER_OK);
-        if ((status & DeviceStatus.DRIVER_OK) == 0 || (status & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
-            throw new IllegalStateException("DRIVER_OK failed: status " + DeviceStatus.describe(status) + ", "
-                    + model.lastError().orElse("no error given"));
         }
         return new FakeGuest(memory, layout, transport, queues);
     }

@@ -2,6 +2,7 @@ package io.vhostffm.programs.demo;
 
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.MigrationReport;
+import io.vhostffm.testkit.Traffic;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.FakeGuestState;
 import io.vhostffm.testkit.GuestLayout;

@@ -11,7 +11,7 @@ import io.vhostffm.programs.demo.Backends;
 import io.vhostffm.programs.demo.DemoDevice;
 import io.vhostffm.programs.demo.DestinationFigures;
 import io.vhostffm.programs.demo.LocalMigration;
-import io.vhostffm.programs.demo.Traffic;
+import io.vhostffm.testkit.Traffic;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.testkit.GuestTransport;

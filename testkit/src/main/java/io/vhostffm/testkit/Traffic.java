@@ -1,11 +1,12 @@
-package io.vhostffm.programs.demo;
+package io.vhostffm.testkit;
 
-import io.vhostffm.testkit.FakeGuest;
-import io.vhostffm.testkit.NetworkSide;
 import io.vhostffm.vhost.os.NativeCallException;
 import java.time.Duration;
 
-/** Drives a {@link FakeGuest} (and, in the same process, its {@link NetworkSide}) until traffic targets are met. */
+/**
+ * Drives a {@link FakeGuest} (and, in the same process, its {@link NetworkSide}) until traffic
+ * targets are met: the loop a test or a program runs between two checks of what arrived.
+ */
 public final class Traffic {
     /** Longest wait for a used-buffer notification when nothing moved (the loop re-checks everything after). */
     private static final int IDLE_WAIT_MILLIS = 1;
