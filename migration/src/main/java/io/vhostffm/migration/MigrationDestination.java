@@ -45,6 +45,7 @@ public final class MigrationDestination {
     private final Map<Integer, RegisteredSection<?>> byId = new HashMap<>();
     private final Map<Integer, String> names = new HashMap<>();
     private final DeviceSwitchover device;
+    private volatile MigrationPhase phase = MigrationPhase.SETUP;
 
     /**
      * @param sections the device's state sections; must match the source's manifest
@@ -57,6 +58,16 @@ public final class MigrationDestination {
             names.put(s.id, s.name);
         }
         this.device = device;
+    }
+
+    /**
+     * Where {@link #receive} is (any thread may ask): SETUP until the early state is loaded,
+     * PRECOPY until the first switchover frame, STOP_AND_COPY until the stream validated, then
+     * ACKNOWLEDGEMENT while the device switches over. A failure of the source or the connection
+     * is named by this phase.
+     */
+    public MigrationPhase phase() {
+        return phase;
     }
 
     /** A reader over {@code in} that accepts exactly this destination's sections. */
@@ -94,13 +105,17 @@ public final class MigrationDestination {
         }
 
         ReceivedMigration run() throws MigrationException {
+            phase = MigrationPhase.SETUP;
             readManifest();
             readSetup();
             loadEarly();
+            phase = MigrationPhase.PRECOPY;
             Section first = readPrecopy();
+            phase = MigrationPhase.STOP_AND_COPY;
             long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
             Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
             FinalIndices indices = readSwitchover(first, switchoverBatch);
+            phase = MigrationPhase.ACKNOWLEDGEMENT;
             Switchover switchover = applySwitchover(switchoverBatch, indices);
             long switchoverNanos = System.nanoTime() - switchoverStart;
             return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());
