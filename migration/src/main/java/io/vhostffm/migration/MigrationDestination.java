@@ -46,6 +46,7 @@ public final class MigrationDestination {
     private final Map<Integer, String> names = new HashMap<>();
     private final DeviceSwitchover device;
     private volatile MigrationPhase phase = MigrationPhase.SETUP;
+    private volatile java.util.function.Consumer<MigrationPhase> phaseListener = p -> {};
 
     /**
      * @param sections the device's state sections; must match the source's manifest
@@ -68,6 +69,19 @@ public final class MigrationDestination {
      */
     public MigrationPhase phase() {
         return phase;
+    }
+
+    /**
+     * {@code listener} is told each phase {@link #receive} enters, on the receiving thread, before
+     * it reads on (a hypervisor's progress report; the fault tests' event to act on).
+     */
+    public void setPhaseListener(java.util.function.Consumer<MigrationPhase> listener) {
+        this.phaseListener = java.util.Objects.requireNonNull(listener, "listener");
+    }
+
+    private void enter(MigrationPhase next) {
+        phase = next;
+        phaseListener.accept(next);
     }
 
     /** A reader over {@code in} that accepts exactly this destination's sections. */
@@ -105,17 +119,17 @@ public final class MigrationDestination {
         }
 
         ReceivedMigration run() throws MigrationException {
-            phase = MigrationPhase.SETUP;
+            enter(MigrationPhase.SETUP);
             readManifest();
             readSetup();
             loadEarly();
-            phase = MigrationPhase.PRECOPY;
+            enter(MigrationPhase.PRECOPY);
             Section first = readPrecopy();
-            phase = MigrationPhase.STOP_AND_COPY;
+            enter(MigrationPhase.STOP_AND_COPY);
             long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
             Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
             FinalIndices indices = readSwitchover(first, switchoverBatch);
-            phase = MigrationPhase.ACKNOWLEDGEMENT;
+            enter(MigrationPhase.ACKNOWLEDGEMENT);
             Switchover switchover = applySwitchover(switchoverBatch, indices);
             long switchoverNanos = System.nanoTime() - switchoverStart;
             return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());

@@ -32,6 +32,7 @@ public final class UnixSocketChannel implements ByteChannel {
     private final MemorySegment writeBuffer = arena.allocate(BUFFER);
     private volatile boolean open = true;
     private volatile boolean peerClosed;
+    private volatile IOException failure;
     private volatile Duration readTimeout;
     private volatile Duration writeTimeout;
 
@@ -65,6 +66,16 @@ public final class UnixSocketChannel implements ByteChannel {
         return peerClosed;
     }
 
+    /**
+     * The connection's first failure: a read or write that failed or timed out, or the end of
+     * stream where bytes were expected (an {@link java.io.EOFException}); null while it is sound.
+     * Tells a failure of the peer or the connection from a malformed stream.
+     */
+    public IOException failure() {
+        return failure != null ? failure
+                : peerClosed ? new java.io.EOFException("the peer closed " + socket) : null;
+    }
+
     /** The socket under the channel. */
     public UnixSocket socket() {
         return socket;
@@ -79,7 +90,15 @@ public final class UnixSocketChannel implements ByteChannel {
         if (want == 0) {
             return 0;
         }
-        long n = socket.read(readBuffer.asSlice(0, want), readTimeout);
+        long n;
+        try {
+            n = socket.read(readBuffer.asSlice(0, want), readTimeout);
+        } catch (IOException e) {
+            if (failure == null) {
+                failure = e;
+            }
+            throw e;
+        }
         if (n == 0) {
             peerClosed = true;
             return -1; // the peer closed its end
@@ -111,7 +130,14 @@ public final class UnixSocketChannel implements ByteChannel {
     }
 
     private long writeAll(MemorySegment bytes) throws IOException {
-        return socket.write(bytes, writeTimeout);
+        try {
+            return socket.write(bytes, writeTimeout);
+        } catch (IOException e) {
+            if (failure == null) {
+                failure = e;
+            }
+            throw e;
+        }
     }
 
     @Override
