@@ -356,6 +356,7 @@ public final class LocalMigration {
         private final FaultPoints faults;
         private final UnixSocket ramSocket;
         private UnixSocketChannel ramChannel;
+        private final MigrationDestination protocol;
         /** The source's commit (the paused guest's state); null until it arrived. */
         private volatile FakeGuestState committed;
 
@@ -427,7 +428,8 @@ public final class LocalMigration {
             } else {
                 ramReceiver = null;
             }
-            migration.protocol().setPhaseListener(phase -> faults.reached(phase.name()));
+            this.protocol = migration.protocol(); // one instance: its phase and listener are this migration's
+            protocol.setPhaseListener(phase -> faults.reached(phase.name()));
             migration.setBeforeSwitchover(() -> {
                 awaitRam();
                 awaitCommit();
@@ -505,7 +507,6 @@ public final class LocalMigration {
          *     (the negative answer went back: the source keeps the guest)
          */
         public FakeGuest receive() throws IOException, MigrationException {
-            MigrationDestination protocol = migration.protocol();
             MigrationStreamWriter back = new MigrationStreamWriter(channel);
             try {
                 received = protocol.receive(protocol.reader(channel));

@@ -29,6 +29,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
@@ -545,7 +546,7 @@ public final class MigrationDemo {
      */
     private static int destination(Path socketPath, boolean copyRam, MigrationDeadlines deadlines, String fault)
             throws Exception {
-        java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
+        Map<Integer, String> before = OpenDescriptors.snapshot();
         List<UnixSocket> sockets = new ArrayList<>();
         LocalMigration.FaultPoints faults = fault == null ? LocalMigration.FaultPoints.NONE : point -> {
             String[] f = fault.split(":");
@@ -562,18 +563,38 @@ public final class MigrationDemo {
         };
         int status;
         faults.reached(MigrationPhase.CONNECT.name());
-        try (UnixSocket socket = UnixSocket.connect(socketPath);
-                UnixSocket ram = copyRam ? UnixSocket.connect(socketPath) : null) {
+        UnixSocket socket;
+        UnixSocket ram = null;
+        try {
+            socket = UnixSocket.connect(socketPath);
+            try {
+                ram = copyRam ? UnixSocket.connect(socketPath) : null;
+            } catch (IOException e) {
+                socket.close();
+                throw e;
+            }
+        } catch (IOException e) {
+            System.out.println("destination: migration failed: " + MigrationPeerException.of(MigrationPhase.CONNECT,
+                    "the source (" + socketPath + ")", e).getMessage());
+            System.out.println("destination: outcome: discarded, nothing received");
+            return 3;
+        }
+        try (socket; UnixSocket r = ram) {
             sockets.add(socket);
             if (ram != null) {
                 sockets.add(ram);
             }
             status = destinationOn(socket, ram, deadlines, faults);
         }
-        String leaks = OpenDescriptors.diff(before, OpenDescriptors.snapshot());
-        if (!leaks.isEmpty()) {
-            System.out.println("destination: LEAKED " + leaks);
-            return 4;
+        // What a migration holds: sockets, the TAP's queues, memfds, eventfds, vhost. (The JVM opens
+        // jars and random devices lazily: those are not the migration's.)
+        Map<Integer, String> after = OpenDescriptors.snapshot();
+        for (OpenDescriptors.Kind kind : List.of(OpenDescriptors.Kind.SOCKET, OpenDescriptors.Kind.TAP,
+                OpenDescriptors.Kind.MEMFD, OpenDescriptors.Kind.EVENTFD, OpenDescriptors.Kind.VHOST)) {
+            if (OpenDescriptors.count(after, kind) > OpenDescriptors.count(before, kind)) {
+                System.out.println("destination: LEAKED " + OpenDescriptors.diff(before, after));
+                return 4;
+            }
         }
         return status;
     }
