@@ -56,7 +56,10 @@ record FaultCase(String side, String point, String action, boolean copyRam) {
                     copyRam), QUIET, plan);
             Process child = o.child();
             if (action.equals("stop")) {
-                // the source decided (its deadline passed); the destination goes on and must find the source gone
+                // The source decided (its deadline passed); the destination goes on and must find the
+                // source gone. It stops itself through kill(1), which may land late: continue it only
+                // once the kernel reports it stopped, or the stop would come after the continue.
+                awaitStopped(child);
                 new ProcessBuilder("kill", "-CONT", String.valueOf(child.pid())).inheritIO().start().waitFor();
             }
             assertTrue(child.waitFor(60, TimeUnit.SECONDS), this + ": the destination did not exit");
@@ -105,6 +108,20 @@ record FaultCase(String side, String point, String action, boolean copyRam) {
         } finally {
             Files.deleteIfExists(log);
         }
+    }
+
+    /** Until /proc says the process is stopped (state T), at most 30 s. */
+    private static void awaitStopped(Process child) throws Exception {
+        Path stat = Path.of("/proc", String.valueOf(child.pid()), "stat");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (System.nanoTime() < deadline && child.isAlive()) {
+            String s = Files.readString(stat);
+            if (s.substring(s.lastIndexOf(')') + 2).startsWith("T")) {
+                return;
+            }
+            Thread.sleep(10); // a state of another process: no event announces it
+        }
+        throw new AssertionError("the destination never stopped");
     }
 
     private static String lastOutcome(String log) {
