@@ -45,6 +45,8 @@ public final class MigrationDestination {
     private final Map<Integer, RegisteredSection<?>> byId = new HashMap<>();
     private final Map<Integer, String> names = new HashMap<>();
     private final DeviceSwitchover device;
+    private volatile MigrationPhase phase = MigrationPhase.SETUP;
+    private volatile java.util.function.Consumer<MigrationPhase> phaseListener = p -> {};
 
     /**
      * @param sections the device's state sections; must match the source's manifest
@@ -57,6 +59,29 @@ public final class MigrationDestination {
             names.put(s.id, s.name);
         }
         this.device = device;
+    }
+
+    /**
+     * Where {@link #receive} is (any thread may ask): SETUP until the early state is loaded,
+     * PRECOPY until the first switchover frame, STOP_AND_COPY until the stream validated, then
+     * ACKNOWLEDGEMENT while the device switches over. A failure of the source or the connection
+     * is named by this phase.
+     */
+    public MigrationPhase phase() {
+        return phase;
+    }
+
+    /**
+     * {@code listener} is told each phase {@link #receive} enters, on the receiving thread, before
+     * it reads on (a hypervisor's progress report; the fault tests' event to act on).
+     */
+    public void setPhaseListener(java.util.function.Consumer<MigrationPhase> listener) {
+        this.phaseListener = java.util.Objects.requireNonNull(listener, "listener");
+    }
+
+    private void enter(MigrationPhase next) {
+        phase = next;
+        phaseListener.accept(next);
     }
 
     /** A reader over {@code in} that accepts exactly this destination's sections. */
@@ -94,13 +119,17 @@ public final class MigrationDestination {
         }
 
         ReceivedMigration run() throws MigrationException {
+            enter(MigrationPhase.SETUP);
             readManifest();
             readSetup();
             loadEarly();
+            enter(MigrationPhase.PRECOPY);
             Section first = readPrecopy();
+            enter(MigrationPhase.STOP_AND_COPY);
             long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
             Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
             FinalIndices indices = readSwitchover(first, switchoverBatch);
+            enter(MigrationPhase.ACKNOWLEDGEMENT);
             Switchover switchover = applySwitchover(switchoverBatch, indices);
             long switchoverNanos = System.nanoTime() - switchoverStart;
             return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());

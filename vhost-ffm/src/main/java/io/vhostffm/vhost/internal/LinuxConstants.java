@@ -53,6 +53,8 @@ public final class LinuxConstants {
     public static final int SO_RCVBUF = 8;
     public static final int SO_RCVBUFFORCE = 33;
     public static final int MSG_DONTWAIT = 0x40;
+    /** shutdown(2): both directions. */
+    public static final int SHUT_RDWR = 2;
     public static final int SO_TYPE = 3;
     public static final int SO_DOMAIN = 39;
     public static final int SCM_RIGHTS = 1;
