@@ -51,38 +51,47 @@ public final class FirstDevice {
     static List<String> run() throws Exception {
         GuestLayout layout = GuestLayout.of(PAIRS); // where the guest puts its rings and buffers
         try (MemfdGuestMemory memory = layout.createMemory("first-device guest");
-                TapDevice tap = TapDevice.create("first%d", PAIRS, TapDevice.VHOST_FLAGS);
-                NetworkSide network = new NetworkSide(tap.name(), PAIRS, layout.spec().queueSize())) {
+                TapDevice tap = TapDevice.create("first%d", PAIRS, TapDevice.VHOST_FLAGS)) {
+            NetworkSide.quiet(tap.name()); // no IPv6 neighbour discovery frames from the host
             tap.setLinkUp(true);
-            VirtioNetOptions options = VirtioNetOptions.builder(MAC)
-                    .features(VirtioFeature.VERSION_1, VirtioFeature.MAC, VirtioFeature.STATUS,
-                            VirtioFeature.CTRL_VQ, VirtioFeature.MQ, VirtioFeature.MRG_RXBUF,
-                            VirtioFeature.EVENT_IDX)
-                    .maxQueuePairs(PAIRS).build();
-            NetBackend first = UserspaceNetBackend.open(tap);
-            try (NetDeviceRuntime runtime = new NetDeviceRuntime(options, memory, first)) {
-                VirtioDevice device = runtime; // what the transport calls
-                FakeGuest guest = bringUp(device, memory, layout);
-
-                guest.setQueuePairs(PAIRS); // VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET over the control queue
-                guest.postRxBuffers();
-                exchange(guest, network, 1);
-
-                NetBackend old = runtime.switchBackend(UserspaceNetBackend.open(tap)); // live
-                old.close(); // no longer used by the device: closing it is the caller's job
-                exchange(guest, network, 2);
-
-                List<String> problems = new ArrayList<>();
-                for (int p = 0; p < PAIRS; p++) {
-                    long total = 2 * FRAMES_PER_PAIR;
-                    check(problems, StreamCheck.exactlyOnceInOrder("network -> guest, pair " + p,
-                            guest.received(p), total));
-                    check(problems, StreamCheck.exactlyOnceInOrder("guest -> network, pair " + p,
-                            network.fromGuest(p), total));
-                }
-                runtime.lastError().ifPresent(e -> problems.add("device error: " + e));
-                return problems;
+            try (NetworkSide network = new NetworkSide(tap.name(), PAIRS, layout.spec().queueSize())) {
+                return exercise(layout, memory, tap, network);
             }
+        }
+    }
+
+    private static List<String> exercise(GuestLayout layout, MemfdGuestMemory memory, TapDevice tap,
+            NetworkSide network) throws Exception {
+        VirtioNetOptions options = VirtioNetOptions.builder(MAC)
+                .features(VirtioFeature.VERSION_1, VirtioFeature.MAC, VirtioFeature.STATUS, VirtioFeature.CTRL_VQ,
+                        VirtioFeature.MQ, VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX)
+                .maxQueuePairs(PAIRS).build();
+        NetBackend backend = UserspaceNetBackend.open(tap); // the TAP stays ours; the backend is ours to close
+        try (NetDeviceRuntime runtime = new NetDeviceRuntime(options, memory, backend)) {
+            VirtioDevice device = runtime; // what the transport calls
+            FakeGuest guest = bringUp(device, memory, layout);
+
+            guest.setQueuePairs(PAIRS); // VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET over the control queue
+            guest.postRxBuffers();
+            exchange(guest, network, 1);
+
+            NetBackend next = UserspaceNetBackend.open(tap);
+            runtime.switchBackend(next).close(); // live; the device no longer uses the old one
+            backend = next;
+            exchange(guest, network, 2);
+
+            List<String> problems = new ArrayList<>();
+            for (int p = 0; p < PAIRS; p++) {
+                long total = 2 * FRAMES_PER_PAIR;
+                check(problems, StreamCheck.exactlyOnceInOrder("network -> guest, pair " + p, guest.received(p),
+                        total));
+                check(problems, StreamCheck.exactlyOnceInOrder("guest -> network, pair " + p,
+                        network.fromGuest(p), total));
+            }
+            runtime.lastError().ifPresent(e -> problems.add("device error: " + e));
+            return problems;
+        } finally {
+            backend.close(); // after the runtime stopped using it
         }
     }
 
