@@ -12,6 +12,8 @@ import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
 import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import java.io.IOException;
@@ -66,7 +68,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
     private final EventFd[] calls;
     private final EventFd configInterrupt;
     /** Geometry the transport set per virtqueue index (indices 0 in it); null: not configured. */
-    private final QueueState[] configured;
+    private final QueueGeometry[] configured;
 
     // All below guarded by the model's monitor.
     private NetBackend backend;
@@ -108,7 +110,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         int queues = 2 * maxPairs + 1;
         this.kicks = new EventFd[queues];
         this.calls = new EventFd[queues];
-        this.configured = new QueueState[queues];
+        this.configured = new QueueGeometry[queues];
         EventFd config = null;
         try {
             for (int i = 0; i < queues; i++) {
@@ -173,7 +175,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
     public void configureQueue(int index, int size, long descTable, long driverArea, long deviceArea) {
         Objects.checkIndex(index, configured.length);
         synchronized (model) {
-            configured[index] = QueueState.split(size, descTable, driverArea, deviceArea, false);
+            configured[index] = QueueGeometry.split(size, descTable, driverArea, deviceArea, false);
         }
     }
 
@@ -256,13 +258,14 @@ public final class NetDeviceRuntime implements AutoCloseable {
             if (lastStart == null || backend.isRunning()) {
                 throw new IllegalStateException("quickstart needs a prestarted, not running, datapath");
             }
+            List<QueuePosition> finalPositions = positionsOf(finalState.dataQueues());
             try {
-                backend.quickstart(finalState.dataQueues());
+                backend.quickstart(finalPositions);
             } catch (IOException | RuntimeException e) {
                 lastStart = null; // the backend stopped itself; the caller may fall back (switchBackend, startDatapath)
                 throw e;
             }
-            lastStart = lastStart.withStates(finalState.dataQueues());
+            lastStart = lastStart.withPositions(finalPositions);
             startControl(finalState, RestoreMode.CLASSIC);
             notifyAllQueues();
         }
@@ -299,15 +302,15 @@ public final class NetDeviceRuntime implements AutoCloseable {
             }
             if (!previous.isRunning()) {
                 // prestarted only (early migration): the next backend is prestarted in its place
-                BackendStart prestart = lastStart.withStates(previous.stop());
+                BackendStart prestart = lastStart.withPositions(previous.stop());
                 lastStart = null;
                 next.prestart(prestart);
                 backend = next;
                 lastStart = prestart;
                 return previous;
             }
-            List<QueueState> states = previous.stop();
-            BackendStart start = lastStart.withStates(states).withActivePairs(Math.min(activePairs, lastStart.pairs()))
+            List<QueuePosition> positions = previous.stop();
+            BackendStart start = lastStart.withPositions(positions).withActivePairs(Math.min(activePairs, lastStart.pairs()))
                     .withTunOffloadFlags(tunOffloadFlags).withDirtyLog(dirtyLog);
             try {
                 next.start(start);
@@ -407,8 +410,8 @@ public final class NetDeviceRuntime implements AutoCloseable {
         int pairLimit = multiqueue ? maxPairs : 1;
         List<QueueState> data = new ArrayList<>();
         for (int pair = 0; pair < pairLimit; pair++) {
-            QueueState rx = configured[2 * pair];
-            QueueState tx = configured[2 * pair + 1];
+            QueueGeometry rx = configured[2 * pair];
+            QueueGeometry tx = configured[2 * pair + 1];
             if (rx == null || tx == null) {
                 break; // a driver may set up fewer pairs than offered; they must come first
             }
@@ -422,7 +425,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         int controlIndex = -1;
         if (VirtioFeature.CTRL_VQ.in(acked)) {
             controlIndex = multiqueue ? 2 * maxPairs : 2;
-            QueueState c = configured[controlIndex];
+            QueueGeometry c = configured[controlIndex];
             if (c == null) {
                 throw new IOException("DRIVER_OK with CTRL_VQ but control virtqueue " + controlIndex + " not configured");
             }
@@ -431,12 +434,12 @@ public final class NetDeviceRuntime implements AutoCloseable {
         return new DatapathState(data, controlQueue, controlIndex);
     }
 
-    private static QueueState fresh(QueueState geometry, boolean eventIdx, boolean packed) {
-        return packed
-                ? QueueState.packed(geometry.size(), geometry.descTableAddress(), geometry.driverAreaAddress(),
-                        geometry.deviceAreaAddress(), eventIdx)
-                : QueueState.split(geometry.size(), geometry.descTableAddress(), geometry.driverAreaAddress(),
-                        geometry.deviceAreaAddress(), eventIdx);
+    private static QueueState fresh(QueueGeometry registers, boolean eventIdx, boolean packed) {
+        return QueueState.fresh(registers.withFeatures(eventIdx, packed));
+    }
+
+    private static List<QueuePosition> positionsOf(List<QueueState> states) {
+        return states.stream().map(QueueState::position).toList();
     }
 
     private void startControl(DatapathState state, RestoreMode mode) throws NativeCallException {
@@ -461,7 +464,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         List<QueueState> data = List.of();
         try {
             if (lastStart != null) {
-                data = backend.stop();
+                data = lastStart.withPositions(backend.stop()).queues().stream().map(QueueBinding::state).toList();
             }
         } finally {
             lastStart = null;
