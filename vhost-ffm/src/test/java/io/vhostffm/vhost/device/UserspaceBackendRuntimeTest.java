@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
 import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
 import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 import java.lang.foreign.Arena;
 import java.util.ArrayList;
@@ -107,9 +108,9 @@ class UserspaceBackendRuntimeTest {
             for (int q = 0; q < 4; q++) {
                 QueueState s = stopped.dataQueues().get(q);
                 int expected = q % 2 == 1 ? 100 : 0;
-                assertEquals(expected, s.lastAvailIdx(), "virtqueue " + q + " last_avail_idx");
-                assertEquals(expected, s.usedIdx(), "virtqueue " + q + " used idx");
-                assertEquals(0, s.inuse());
+                assertEquals(expected, s.position().lastAvailIdx(), "virtqueue " + q + " last_avail_idx");
+                assertEquals(expected, s.position().usedIdx(), "virtqueue " + q + " used idx");
+                assertEquals(0, s.position().inuse());
             }
             guest.device.prestartDatapath(stopped.dataQueues());
             assertFalse(guest.device.isDatapathRunning());
@@ -121,8 +122,8 @@ class UserspaceBackendRuntimeTest {
             // Stopped while holding receive chains (gathered, not used): they are given back.
             DatapathState again = guest.device.stopDatapath();
             QueueState rx0 = again.dataQueues().get(0);
-            assertEquals(0, rx0.inuse(), "held receive chains are given back");
-            assertEquals(rx0.usedIdx(), rx0.lastAvailIdx());
+            assertEquals(0, rx0.position().inuse(), "held receive chains are given back");
+            assertEquals(rx0.position().usedIdx(), rx0.position().lastAvailIdx());
             guest.device.startDatapath(again);
             VhostNetBackendKernelTest.receiveAndCheck(guest, 64, 64, arena, null);
             assertFalse(guest.needsReset());
@@ -184,7 +185,7 @@ class UserspaceBackendRuntimeTest {
             try (var memory = io.vhostffm.vhost.os.MemfdGuestMemory.create("p", List.of(
                     new io.vhostffm.vhost.os.MemfdGuestMemory.RegionSpec(0, 0x10000)));
                  var kick = io.vhostffm.vhost.os.EventFd.create(); var call = io.vhostffm.vhost.os.EventFd.create()) {
-                QueueState packed = QueueState.packed(64, 0, 0x1000, 0x2000, true);
+                QueueState packed = QueueState.fresh(QueueGeometry.packed(64, 0, 0x1000, 0x2000, true));
                 var start = new BackendStart(memory, VirtioFeature.VERSION_1.mask(),
                         List.of(new QueueBinding(0, packed, kick, call), new QueueBinding(1, packed, kick, call)), 1, 0,
                         null, (q, reason) -> {});

@@ -63,8 +63,8 @@ class UserspacePackedRuntimeTest {
                     eventIdx, FRAMES / (nanos / 1e9));
             assertFalse(guest.needsReset(), () -> "NEEDS_RESET: " + guest.device.model().lastError());
             for (QueueState s : guest.device.stopDatapath().dataQueues()) {
-                assertTrue(s.packed());
-                assertEquals(0, s.inuse());
+                assertTrue(s.geometry().packed());
+                assertEquals(0, s.position().inuse());
             }
         }
     }
@@ -106,13 +106,13 @@ class UserspacePackedRuntimeTest {
             DatapathState stopped = guest.device.stopDatapath();
             QueueState tx = stopped.dataQueues().get(1);
             PackedDriverQueue driver = (PackedDriverQueue) guest.tx(0);
-            assertTrue(tx.packed());
-            assertEquals(driver.nextAvail(), tx.lastAvailIdx(), "tx last avail index = the driver's next avail slot");
-            assertEquals(driver.availWrapCounter(), tx.lastAvailWrapCounter(), "tx avail wrap counter");
-            assertEquals(driver.nextUsed(), tx.usedIdx(), "tx used index = the driver's next used slot");
-            assertEquals(driver.usedWrapCounter(), tx.usedWrapCounter(), "tx used wrap counter");
-            assertEquals(tx.lastAvailIdx(), tx.usedIdx());
-            assertEquals(tx.lastAvailWrapCounter(), tx.usedWrapCounter());
+            assertTrue(tx.geometry().packed());
+            assertEquals(driver.nextAvail(), tx.position().lastAvailIdx(), "tx last avail index = the driver's next avail slot");
+            assertEquals(driver.availWrapCounter(), tx.position().lastAvailWrapCounter(), "tx avail wrap counter");
+            assertEquals(driver.nextUsed(), tx.position().usedIdx(), "tx used index = the driver's next used slot");
+            assertEquals(driver.usedWrapCounter(), tx.position().usedWrapCounter(), "tx used wrap counter");
+            assertEquals(tx.position().lastAvailIdx(), tx.position().usedIdx());
+            assertEquals(tx.position().lastAvailWrapCounter(), tx.position().usedWrapCounter());
             guest.device.prestartDatapath(stopped.dataQueues());
             guest.device.quickstartDatapath(stopped);
             assertEquals(300, VhostNetBackendKernelTest.transmitAndCheck(guest, 300, 300, arena.allocate(4096)));
@@ -121,9 +121,9 @@ class UserspacePackedRuntimeTest {
             // stopped while holding receive chains: they are given back (position steps back by their slots)
             DatapathState again = guest.device.stopDatapath();
             QueueState rx = again.dataQueues().get(0);
-            assertEquals(0, rx.inuse(), "held receive chains are given back");
-            assertEquals(rx.usedIdx(), rx.lastAvailIdx());
-            assertEquals(rx.usedWrapCounter(), rx.lastAvailWrapCounter());
+            assertEquals(0, rx.position().inuse(), "held receive chains are given back");
+            assertEquals(rx.position().usedIdx(), rx.position().lastAvailIdx());
+            assertEquals(rx.position().usedWrapCounter(), rx.position().lastAvailWrapCounter());
             guest.device.startDatapath(again);
             VhostNetBackendKernelTest.receiveAndCheck(guest, 64, 64, arena, null);
             assertFalse(guest.needsReset());
