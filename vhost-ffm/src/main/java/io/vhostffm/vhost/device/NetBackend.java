@@ -88,9 +88,10 @@ public interface NetBackend extends AutoCloseable {
     void quickstart(List<QueuePosition> finalPositions) throws IOException;
 
     /**
-     * A classic start: {@link #prestart} then {@link #quickstart} with the states of
-     * {@code start}, but in one sequence (kernel: QEMU's order, SET_VRING_BASE with the other
-     * per-queue steps, NET_SET_BACKEND last).
+     * A classic start: {@link #prestart} then {@link #quickstart} with the positions of
+     * {@code start}, or the backend's own one sequence (kernel: QEMU's order, SET_VRING_BASE with
+     * the other per-queue steps, NET_SET_BACKEND last; userspace: the queues opened with a classic
+     * restore, which checks the indices found in guest memory).
      */
     default void start(BackendStart start) throws IOException {
         prestart(start);
