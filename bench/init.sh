@@ -48,8 +48,29 @@ mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t proc proc /newroot/proc || fail "mounting /proc"
 mount -t sysfs sysfs /newroot/sys || fail "mounting /sys"
+# The scratch filesystems below hide what the host has under /tmp and /run, where a checkout may
+# live: each of KEEP_PATHS there (the tree, the JDK, the caches; from guest.env) is bound aside
+# first and bound back at the same path over the fresh tmpfs, so every host path stays valid.
+kept=0
+set_aside=
+for path in $KEEP_PATHS; do
+    case $path/ in
+        /tmp/*|/run/*)
+            [ -d "/newroot$path" ] || continue
+            kept=$((kept + 1))
+            mkdir -p "/kept/$kept"
+            mount -o bind "/newroot$path" "/kept/$kept" || fail "setting $path aside"
+            set_aside="$set_aside $kept:$path"
+            ;;
+    esac
+done
 mount -t tmpfs tmpfs /newroot/tmp || fail "mounting /tmp"
 mount -t tmpfs tmpfs /newroot/run
+for entry in $set_aside; do
+    path=${entry#*:}
+    mkdir -p "/newroot$path"
+    mount -o bind "/kept/${entry%%:*}" "/newroot$path" || fail "binding $path back"
+done
 mount -o bind /results "/newroot$RESULTS_DIR" || fail "binding the results share at $RESULTS_DIR"
 ip link set lo up
 

@@ -44,7 +44,7 @@ vhostffm_mvn() {
 # Builds the jars (no tests) when any source is newer than its module's jar.
 vhostffm_build_if_stale() {
   local stale=0 module jar
-  for module in vring vhost-ffm migration programs; do
+  for module in vring vhost-ffm testkit migration programs; do
     jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | head -1 || true)
     if [ -z "$jar" ] || [ -n "$(find "$VHOSTFFM_ROOT/$module/src/main" "$VHOSTFFM_ROOT/$module/pom.xml" "$VHOSTFFM_ROOT/pom.xml" -newer "$jar" -type f 2>/dev/null | head -1)" ]; then
       stale=1
@@ -52,20 +52,20 @@ vhostffm_build_if_stale() {
   done
   if [ "$stale" = 1 ]; then
     echo "vhost-ffm: building (mvn package, no tests)..." >&2
-    vhostffm_mvn -q package -DskipTests -pl vring,vhost-ffm,migration,programs >&2 || return 1
+    vhostffm_mvn -q package -DskipTests -pl vring,vhost-ffm,testkit,migration,programs >&2 || return 1
   fi
 }
 
 # The module path of the library modules and their runtime dependencies.
 vhostffm_module_path() {
   local path="" module jar
-  for module in vring vhost-ffm migration programs; do
+  for module in vring vhost-ffm testkit migration programs; do
     jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | grep -v -- '-tests.jar' | head -1 || true)
     [ -n "$jar" ] && path="$path${path:+:}$jar"
   done
   for jar in "$VHOSTFFM_ROOT"/programs/target/lib/*.jar; do
     [ -e "$jar" ] || continue
-    case "$(basename "$jar")" in vring-*|vhost-ffm-*|migration-*|programs-*) continue;; esac
+    case "$(basename "$jar")" in vring-*|vhost-ffm-*|testkit-*|migration-*|programs-*) continue;; esac
     path="$path:$jar"
   done
   echo "$path"

@@ -5,5 +5,6 @@
  */
 module io.vhostffm.programs {
     requires io.vhostffm.migration;
+    requires io.vhostffm.testkit; // the demo's fake guest
     requires java.management; // the demo's child JVM inherits this JVM's -XX options
 }

@@ -22,8 +22,4 @@ module io.vhostffm.vhost {
     exports io.vhostffm.vhost.device;
     exports io.vhostffm.vhost.device.kernel;
     exports io.vhostffm.vhost.device.userspace;
-
-    // Migration's StateSchema reads the device-state records' fields directly: their accessors
-    // copy arrays, and the no-delta check at stop-and-copy must not allocate.
-    opens io.vhostffm.vhost.virtio.net to io.vhostffm.migration;
 }

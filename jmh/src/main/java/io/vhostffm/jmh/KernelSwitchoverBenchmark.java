@@ -39,7 +39,7 @@ import org.openjdk.jmh.annotations.TearDown;
  *     per pair VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE and per queue SET_VRING_NUM, SET_VRING_BASE,
  *     SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR, then what quickstart does
  *     after its SET_VRING_BASEs.</li>
- * <li>{@link #bareIoctls}: the floor of goal (2): on the same prestarted descriptors, only the
+ * <li>{@link #bareIoctls}: the switchover's floor: on the same prestarted descriptors, only the
  *     ioctls quickstart must issue (SET_VRING_BASE per virtqueue; on a multi-queue TAP, TUNSETQUEUE
  *     attaching each pair's queue, since the source may have left it detached; NET_SET_BACKEND per
  *     virtqueue), straight through {@link VhostNet} and {@code TapDevice}, nothing else.</li>

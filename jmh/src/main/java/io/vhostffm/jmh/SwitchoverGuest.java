@@ -2,6 +2,7 @@ package io.vhostffm.jmh;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
+import io.vhostffm.testkit.Frames;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.device.BackendListener;
 import io.vhostffm.vhost.device.BackendStart;
@@ -55,11 +56,7 @@ public class SwitchoverGuest {
     @Setup(Level.Trial)
     public void setUp() throws IOException {
         guest = new TapGuest(pairs);
-        List<QueueBinding> queues = new ArrayList<>();
-        for (TapGuest.Pair p : guest.pairs) {
-            queues.add(new QueueBinding(2 * p.index, p.rx.initialDeviceState(), p.rxKick, p.rxCall));
-            queues.add(new QueueBinding(2 * p.index + 1, p.tx.initialDeviceState(), p.txKick, p.txCall));
-        }
+        List<QueueBinding> queues = guest.transport.queueBindings(guest.driver);
         BackendListener listener = (queue, reason) -> badGuestInput.add("virtqueue " + queue + ": " + reason);
         start = new BackendStart(guest.memory, TapGuest.FEATURES, queues, pairs, 0, null, listener);
         finalPositions = start.positions();
@@ -139,18 +136,15 @@ public class SwitchoverGuest {
     }
 
     /**
-     * The guest transmits one frame (EtherType {@link TapGuest#ETHERTYPE}, the pair's number and a
-     * sequence number in its payload) on {@code pair}'s transmit queue and kicks; returns when the
+     * The guest transmits one numbered frame ({@link Frames}: the pair as its stream, and a
+     * sequence number) on {@code pair}'s transmit queue and kicks; returns when the
      * AF_PACKET socket on the TAP saw exactly that frame, throws after {@value #PROBE_TIMEOUT_MS} ms.
      * Proof that a backend moves frames after a switchover.
      */
     void transmitProbe(int pair) throws NativeCallException {
         TapGuest.Pair p = guest.pairs.get(pair);
         int seq = probesSent[pair]++;
-        byte[] frame = TapGuest.frame(new byte[] {-1, -1, -1, -1, -1, -1}, 60);
-        frame[14] = (byte) pair;
-        frame[15] = (byte) (seq >>> 8);
-        frame[16] = (byte) seq;
+        byte[] frame = Frames.frame(Frames.BROADCAST, TapGuest.DEVICE_MAC, pair, seq, Frames.MIN_LENGTH, -1);
         long slot = p.txSlots + (seq % TapGuest.SIZE) * TapGuest.SLOT;
         MemorySegment slotMemory = guest.at(slot, TapGuest.HEADER + frame.length);
         slotMemory.asSlice(0, TapGuest.HEADER).fill((byte) 0);
@@ -169,8 +163,8 @@ public class SwitchoverGuest {
             while (true) {
                 int left = (int) Math.max(1, (deadline - System.nanoTime()) / 1_000_000L);
                 long n = guest.wire.receive(buffer, left);
-                if (n == frame.length && TapGuest.ours(buffer) && buffer.get(JAVA_BYTE, 14) == (byte) pair
-                        && buffer.get(JAVA_BYTE, 15) == frame[15] && buffer.get(JAVA_BYTE, 16) == frame[16]) {
+                if (n == frame.length && Frames.isNumbered(buffer, n) && Frames.stream(buffer, n) == pair
+                        && Frames.sequence(buffer, n) == seq) {
                     return;
                 }
                 if (n < 0 || System.nanoTime() > deadline) {

@@ -16,6 +16,7 @@ import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
+import java.util.Arrays;
 
 /**
  * Device-side take and publish per chain (benchmark 4): the device takes the next available chain
@@ -85,7 +86,7 @@ public class TakePublishBenchmark {
         device = ring.device(0, guest, QUEUE_SIZE, areas, true);
         taken = device.newChain();
         lengths = new int[buffers];
-        java.util.Arrays.fill(lengths, BUFFER_BYTES);
+        Arrays.fill(lengths, BUFFER_BYTES);
         addresses = new long[BATCH][buffers];
         indirectTables = new long[BATCH];
         for (int c = 0; c < BATCH; c++) {

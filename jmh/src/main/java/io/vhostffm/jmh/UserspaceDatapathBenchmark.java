@@ -4,7 +4,7 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.device.userspace.UserspaceDatapath;
-import io.vhostffm.vring.SplitDriverQueue;
+import io.vhostffm.vring.DriverQueue;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -125,7 +125,7 @@ public class UserspaceDatapathBenchmark {
     @Benchmark
     @OperationsPerInvocation(BATCH)
     public long transmit() throws NativeCallException {
-        SplitDriverQueue tx = pair.tx;
+        DriverQueue tx = pair.tx;
         while (txInFlight > TapGuest.SIZE - BATCH) {
             collectTx(true);
         }
@@ -181,7 +181,7 @@ public class UserspaceDatapathBenchmark {
             guest.wire.send(frame);
         }
         framesSent += BATCH;
-        SplitDriverQueue rx = pair.rx;
+        DriverQueue rx = pair.rx;
         int arrived = 0;
         long deadline = 0;
         while (arrived < BATCH) {
@@ -189,7 +189,7 @@ public class UserspaceDatapathBenchmark {
             for (int i = 0; i < n; i++) {
                 long buffer = rxAddressOfHead[ids[i]];
                 if (lens[i] == TapGuest.HEADER + frame.byteSize()
-                        && TapGuest.ours(guest.at(buffer + TapGuest.HEADER, 14))) {
+                        && TapGuest.ours(guest.at(buffer + TapGuest.HEADER, frame.byteSize()))) {
                     arrived++;
                 }
                 postRx(buffer);

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+
+import io.vhostffm.testkit.OpenDescriptors;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
 import io.vhostffm.vring.QueuePosition;
 import java.nio.file.Files;
@@ -25,7 +27,7 @@ class UserspaceSwitchoverFixtureTest {
     @ParameterizedTest
     @ValueSource(ints = {1, 4, 16})
     void quickstartAndClassicStartMoveFramesAndLeakNothing(int pairs) throws Exception {
-        long fdsBefore = OpenDescriptors.count();
+        long fdsBefore = OpenDescriptors.snapshot().size();
         SwitchoverGuest guest = new SwitchoverGuest();
         guest.pairs = pairs;
         guest.setUp();
@@ -34,7 +36,7 @@ class UserspaceSwitchoverFixtureTest {
         try {
             var pre = new UserspaceSwitchoverBenchmark.Prestarted();
             pre.open(guest);
-            long fdsOpen = OpenDescriptors.count();
+            long fdsOpen = OpenDescriptors.snapshot().size();
             for (int round = 0; round < ROUNDS; round++) {
                 pre.prestart(guest);
                 assertFalse(pre.backend.isRunning(), "prestarted, not running");
@@ -43,26 +45,26 @@ class UserspaceSwitchoverFixtureTest {
                 probeEveryPair(guest);
                 pre.stop(guest);
                 checkResumedAfter(guest, round + 1, "quickstart");
-                assertEquals(fdsOpen, OpenDescriptors.count(), "descriptors after quickstart round " + round);
+                assertEquals(fdsOpen, OpenDescriptors.snapshot().size(), "descriptors after quickstart round " + round);
             }
             pre.close();
 
             var unopened = new UserspaceSwitchoverBenchmark.Unopened();
-            long fdsNone = OpenDescriptors.count();
+            long fdsNone = OpenDescriptors.snapshot().size();
             for (int round = 0; round < ROUNDS; round++) {
                 UserspaceNetBackend b = bench.classic(guest, unopened);
                 assertTrue(b.isRunning());
                 probeEveryPair(guest);
                 unopened.stopAndClose(guest);
                 checkResumedAfter(guest, ROUNDS + round + 1, "classic");
-                assertEquals(fdsNone, OpenDescriptors.count(), "descriptors after classic round " + round);
+                assertEquals(fdsNone, OpenDescriptors.snapshot().size(), "descriptors after classic round " + round);
             }
             unopened.close();
         } finally {
             guest.tearDown();
         }
         assertFalse(Files.exists(Path.of("/sys/class/net", tapName)), "the TAP is gone after the trial");
-        assertEquals(fdsBefore, OpenDescriptors.count(), "descriptors after the trial");
+        assertEquals(fdsBefore, OpenDescriptors.snapshot().size(), "descriptors after the trial");
     }
 
     /** Each pair's transmit queue went on from where the last stop left it: {@code frames} taken so far. */

@@ -118,7 +118,6 @@ class TwoProcessMigrationTest {
         assertEquals(!deltaAtSwitchover, report.noDeltaAtSwitchover());
         assertTrue(report.destinationSwitchoverNanos() > 0, report.toString());
         assertTrue(report.destinationEarlyLoadNanos() > 0, report.toString());
-        System.out.println(transport + (deltaAtSwitchover ? ", delta" : ", no delta") + ": " + report);
     }
 
     @ParameterizedTest(name = "{0}")

@@ -1,7 +1,9 @@
 package io.vhostffm.vring;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.List;
+import java.util.Objects;
 
 /**
  * The guest's physical memory as the device sees it: a few regions at guest-physical addresses,
@@ -9,7 +11,10 @@ import java.util.List;
  * segments this view hands out; nothing is copied.
  *
  * <p>Hot paths use {@link #findRegion} and {@link #region}, which allocate nothing; {@link #slice}
- * is for set-up and tests.
+ * (a segment over a guest range, in place) and the byte and little-endian value helpers
+ * ({@link #read(long, byte[])}, {@link #write(long, byte[])}, {@link #readLe16} ... {@link
+ * #writeLe64}) are for set-up, drivers and tests. Every access is bounds-checked: a range not
+ * held whole by one region throws {@link GuestMemoryException} naming the address.
  */
 public interface GuestMemory {
 
@@ -45,6 +50,68 @@ public interface GuestMemory {
         }
         GuestRegion region = region(index);
         return region.segment().asSlice(guestAddress - region.guestAddress(), length);
+    }
+
+    /**
+     * Copies {@code length} bytes at guest address {@code guestAddress} into {@code dst} from
+     * {@code offset}.
+     *
+     * @throws GuestMemoryException naming the address when the range is not held whole by one region
+     */
+    default void read(long guestAddress, byte[] dst, int offset, int length) {
+        Objects.checkFromIndexSize(offset, length, dst.length);
+        MemorySegment.copy(slice(guestAddress, length), ValueLayout.JAVA_BYTE, 0, dst, offset, length);
+    }
+
+    /** Fills {@code dst} from guest address {@code guestAddress}; see {@link #read(long, byte[], int, int)}. */
+    default void read(long guestAddress, byte[] dst) {
+        read(guestAddress, dst, 0, dst.length);
+    }
+
+    /**
+     * Copies {@code length} bytes of {@code src} from {@code offset} to guest address {@code
+     * guestAddress}.
+     *
+     * @throws GuestMemoryException naming the address when the range is not held whole by one region
+     */
+    default void write(long guestAddress, byte[] src, int offset, int length) {
+        Objects.checkFromIndexSize(offset, length, src.length);
+        MemorySegment.copy(src, offset, slice(guestAddress, length), ValueLayout.JAVA_BYTE, 0, length);
+    }
+
+    /** Writes all of {@code src} at guest address {@code guestAddress}; see {@link #write(long, byte[], int, int)}. */
+    default void write(long guestAddress, byte[] src) {
+        write(guestAddress, src, 0, src.length);
+    }
+
+    /** The little-endian 16-bit value at {@code guestAddress} (any alignment). */
+    default short readLe16(long guestAddress) {
+        return slice(guestAddress, 2).get(GuestValues.LE16, 0);
+    }
+
+    /** The little-endian 32-bit value at {@code guestAddress} (any alignment). */
+    default int readLe32(long guestAddress) {
+        return slice(guestAddress, 4).get(GuestValues.LE32, 0);
+    }
+
+    /** The little-endian 64-bit value at {@code guestAddress} (any alignment). */
+    default long readLe64(long guestAddress) {
+        return slice(guestAddress, 8).get(GuestValues.LE64, 0);
+    }
+
+    /** Writes {@code value} little-endian at {@code guestAddress} (any alignment). */
+    default void writeLe16(long guestAddress, short value) {
+        slice(guestAddress, 2).set(GuestValues.LE16, 0, value);
+    }
+
+    /** Writes {@code value} little-endian at {@code guestAddress} (any alignment). */
+    default void writeLe32(long guestAddress, int value) {
+        slice(guestAddress, 4).set(GuestValues.LE32, 0, value);
+    }
+
+    /** Writes {@code value} little-endian at {@code guestAddress} (any alignment). */
+    default void writeLe64(long guestAddress, long value) {
+        slice(guestAddress, 8).set(GuestValues.LE64, 0, value);
     }
 
     /** Says why a range is not held: a hole, a region end crossed, or overflow. */

@@ -63,6 +63,31 @@ public final class PackedRing {
     /** Bit 15 of {@code desc}: {@code desc_event_wrap}; bits 0-14 are {@code desc_event_off}. */
     public static final int EVENT_WRAP_BIT = 1 << 15;
 
+    /** Bytes of the descriptor ring of a packed queue of {@code size}: 16 per descriptor. */
+    public static long descriptorRingBytes(int size) {
+        if (size < 1 || size > MAX_QUEUE_SIZE) {
+            throw new IllegalArgumentException("packed queue size " + size + " is not in [1, " + MAX_QUEUE_SIZE + "]");
+        }
+        return (long) DESCRIPTOR_SIZE * size;
+    }
+
+    /**
+     * Places a packed queue of {@code size} at the first suitably aligned address from {@code
+     * base}: descriptor ring, then driver, then device event suppression structure.
+     *
+     * @throws IllegalArgumentException when {@code size} is not in [1, 32768] or {@code base} is
+     *     negative
+     */
+    public static RingAddresses place(long base, int size) {
+        if (base < 0) {
+            throw new IllegalArgumentException("base address " + base + " is negative");
+        }
+        long ring = SplitRingLayout.alignUp(base, DESCRIPTOR_RING_ALIGNMENT);
+        long driver = SplitRingLayout.alignUp(ring + descriptorRingBytes(size), EVENT_SUPPRESSION_ALIGNMENT);
+        long device = driver + EVENT_SUPPRESSION_SIZE;
+        return new RingAddresses(ring, driver, device, device + EVENT_SUPPRESSION_SIZE);
+    }
+
     private static final ValueLayout.OfLong LE64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfInt LE32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort LE16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);

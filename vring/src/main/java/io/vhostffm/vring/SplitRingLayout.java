@@ -9,8 +9,10 @@ import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 
 /**
- * The split virtqueue's memory layout (virtio 1.x section 2.7) as MemoryLayouts and VarHandles,
- * shared by {@link SplitDeviceQueue} and {@link SplitDriverQueue}. Everything is little-endian.
+ * The split virtqueue's memory layout (virtio 1.x section 2.7): the sizes and alignments a driver
+ * places its rings by ({@link #descTableBytes}, {@link #availRingBytes}, {@link #usedRingBytes},
+ * {@link #place}), and, inside this package, the MemoryLayouts and VarHandles that
+ * {@link SplitDeviceQueue} and {@link SplitDriverQueue} share. Everything is little-endian.
  *
  * <pre>
  * struct virtq_desc  { le64 addr; le32 len; le16 flags; le16 next; }          16 bytes, table 16-aligned
@@ -22,7 +24,7 @@ import java.nio.ByteOrder;
  * plain reads: their visibility comes from the acquire load of avail.idx. The indices, flags and
  * event fields use aligned layouts, which atomic access modes need.
  */
-final class SplitRingLayout {
+public final class SplitRingLayout {
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
     static final ValueLayout.OfShort LE16 = ValueLayout.JAVA_SHORT.withOrder(LE);
@@ -64,7 +66,67 @@ final class SplitRingLayout {
 
     static final long DESC_SIZE = DESCRIPTOR.byteSize();
 
+    /** Largest split queue size (2^15); a split queue's size is a power of two. */
+    public static final int MAX_QUEUE_SIZE = 1 << 15;
+    /** Alignment the spec requires of the descriptor table. */
+    public static final int DESC_TABLE_ALIGNMENT = 16;
+    /** Alignment the spec requires of the available ring. */
+    public static final int AVAIL_RING_ALIGNMENT = 2;
+    /** Alignment the spec requires of the used ring. */
+    public static final int USED_RING_ALIGNMENT = 4;
+
     private SplitRingLayout() {
+    }
+
+    /** Bytes of the descriptor table of a queue of {@code size}: 16 per descriptor. */
+    public static long descTableBytes(int size) {
+        return DESC_SIZE * checkSize(size);
+    }
+
+    /**
+     * Bytes of the available ring of a queue of {@code size}: {@code flags, idx, ring[size],
+     * used_event}, {@code 6 + 2 * size} (the last two bytes are used only under EVENT_IDX, but a
+     * driver reserves them always).
+     */
+    public static long availRingBytes(int size) {
+        return usedEventOffset(checkSize(size)) + AVAIL_ELEM_SIZE;
+    }
+
+    /**
+     * Bytes of the used ring of a queue of {@code size}: {@code flags, idx, ring[size] (8 bytes
+     * each), avail_event}, {@code 6 + 8 * size}.
+     */
+    public static long usedRingBytes(int size) {
+        return availEventOffset(checkSize(size)) + LE16.byteSize();
+    }
+
+    /**
+     * Places a split queue of {@code size} at the first suitably aligned address from {@code
+     * base}: descriptor table, then available ring, then used ring, each at its alignment.
+     *
+     * @throws IllegalArgumentException when {@code size} is not a power of two in [1, 32768] or
+     *     {@code base} is negative
+     */
+    public static RingAddresses place(long base, int size) {
+        if (base < 0) {
+            throw new IllegalArgumentException("base address " + base + " is negative");
+        }
+        long desc = alignUp(base, DESC_TABLE_ALIGNMENT);
+        long avail = alignUp(desc + descTableBytes(size), AVAIL_RING_ALIGNMENT);
+        long used = alignUp(avail + availRingBytes(size), USED_RING_ALIGNMENT);
+        return new RingAddresses(desc, avail, used, used + usedRingBytes(size));
+    }
+
+    static long alignUp(long address, long alignment) {
+        return (address + alignment - 1) & -alignment;
+    }
+
+    private static int checkSize(int size) {
+        if (size < 1 || size > MAX_QUEUE_SIZE || Integer.bitCount(size) != 1) {
+            throw new IllegalArgumentException("split queue size " + size + " is not a power of two in [1, "
+                    + MAX_QUEUE_SIZE + "]");
+        }
+        return size;
     }
 
     /** Offset of avail {@code ring[slot]}. */

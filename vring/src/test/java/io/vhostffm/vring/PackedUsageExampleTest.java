@@ -9,7 +9,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** The usage example of docs/vring-packed.md, run as written there. */
+/** The packed usage example of docs/vring.md, run as written there. */
 class PackedUsageExampleTest {
 
     @Test

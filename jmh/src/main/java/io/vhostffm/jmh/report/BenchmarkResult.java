@@ -5,6 +5,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Collections;
+import java.util.Locale;
 
 /**
  * One entry of a JMH JSON result file: a benchmark run with one combination of parameters.
@@ -70,7 +72,7 @@ public record BenchmarkResult(
     }
 
     private static <V> Map<String, V> unmodifiableOrdered(Map<String, V> map) {
-        return java.util.Collections.unmodifiableMap(new LinkedHashMap<>(map));
+        return Collections.unmodifiableMap(new LinkedHashMap<>(map));
     }
 
     /**
@@ -290,6 +292,6 @@ public record BenchmarkResult(
         if (value instanceof String s) {
             return "the string \"" + s + "\"";
         }
-        return value.getClass().getSimpleName().toLowerCase(java.util.Locale.ROOT) + " " + value;
+        return value.getClass().getSimpleName().toLowerCase(Locale.ROOT) + " " + value;
     }
 }

@@ -55,7 +55,7 @@ public final class MarkdownReport {
 
     /**
      * Renders the page, with results of runs in the kernel-bench VM among {@code results} (labelled
-     * by the caller, {@link #VM_LABEL}) and the goal (2) ratios when there are switchover results.
+     * by the caller, {@link #VM_LABEL}) and the switchover ratios when there are switchover results.
      *
      * @param vmSources the VM result files' names with their dates, cited under the table (empty: none)
      */

@@ -6,13 +6,15 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Goal (2) of the benchmarks, from the switchover benchmarks' results: for each backend (and
+ * The switchover goals, from the switchover benchmarks' results: for each backend (and
  * where it ran) and each {@code pairs}, classic start / quickstart (goal: at least
  * {@value #CLASSIC_GOAL}x) and quickstart / bare ioctls (goal: at most {@value #BARE_GOAL}x; kernel
  * only). A ratio's error is first-order and conservative: its relative error is the sum of the
  * two scores' relative errors (each JMH's 99.9% half-width).
  */
 public final class SwitchoverRatios {
+    /** The section's heading in the Markdown page. */
+    static final String HEADING = "The switchover: quickstart against a classic start";
     /** Classic start at least this many times the quickstart. */
     static final double CLASSIC_GOAL = 20;
     /** Quickstart at most this many times the bare ioctls. */
@@ -81,7 +83,7 @@ public final class SwitchoverRatios {
             return "";
         }
         StringBuilder out = new StringBuilder();
-        out.append("## Goal (2): the switchover\n\n");
+        out.append("## " + HEADING + "\n\n");
         out.append("Time per switchover (mean ± 99.9% half-width) of early migration's quickstart, a classic "
                 + "start from no backend, and (kernel) only the ioctls quickstart must issue; and the "
                 + "ratios the goal is about: classic / quickstart at least " + Figures.format(CLASSIC_GOAL, 0)

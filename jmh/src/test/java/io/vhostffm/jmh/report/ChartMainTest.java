@@ -33,7 +33,7 @@ class ChartMainTest {
     }
 
     @Test
-    void addsTheVmRunMarkedAndTheGoalTwoRatios(@TempDir Path dir) throws Exception {
+    void addsTheVmRunMarkedAndTheSwitchoverRatios(@TempDir Path dir) throws Exception {
         Path host = dir.resolve("jmh-host.json");
         Files.writeString(host, "[" + SwitchoverRatiosTest.entry("UserspaceSwitchoverBenchmark", "quickstart", 1, 200, 20)
                 + "," + SwitchoverRatiosTest.entry("UserspaceSwitchoverBenchmark", "classic", 1, 900, 90) + "]");
@@ -56,6 +56,35 @@ class ChartMainTest {
         String chart = Files.readString(svg);
         assertTrue(chart.contains("KernelSwitchoverBenchmark [TCG VM].quickstart"), "VM panels marked");
         assertTrue(chart.contains("only ratios mean anything"), "the chart says so too");
+    }
+
+    @Test
+    void publishesWhereBinBenchPublishesAndTheReadmeLinks() throws Exception {
+        Path root = repositoryRoot();
+        assertEquals(Path.of("results", "published"), Path.of(ChartMain.PUBLISHED_DIR));
+        String bench = Files.readString(root.resolve("bin/bench"));
+        assertTrue(bench.contains("published=" + ChartMain.PUBLISHED_DIR + "\n"), "bin/bench --publish writes to "
+                + ChartMain.PUBLISHED_DIR);
+        assertTrue(bench.contains("$published/" + ChartMain.MARKDOWN_NAME) && bench.contains("$published/" + ChartMain.SVG_NAME),
+                "bin/bench --publish writes the file names ChartMain defaults to");
+        String readme = Files.readString(root.resolve("README.md"));
+        assertTrue(readme.contains("](" + ChartMain.PUBLISHED_DIR + "/" + ChartMain.MARKDOWN_NAME + ")"),
+                "the README links the published table");
+        assertTrue(Files.isRegularFile(root.resolve(ChartMain.PUBLISHED_DIR).resolve(ChartMain.MARKDOWN_NAME)),
+                "a published table is committed");
+        String gitignore = Files.readString(root.resolve(".gitignore"));
+        assertTrue(gitignore.contains("/results/*\n") && gitignore.contains("!/" + ChartMain.PUBLISHED_DIR + "/\n"),
+                "raw runs ignored, the published run tracked: " + gitignore);
+    }
+
+    /** The repository's root: the first directory up from the working directory that has bin/bench. */
+    private static Path repositoryRoot() {
+        for (Path dir = Path.of("").toAbsolutePath(); dir != null; dir = dir.getParent()) {
+            if (Files.isRegularFile(dir.resolve("bin/bench"))) {
+                return dir;
+            }
+        }
+        throw new AssertionError("no bin/bench above " + Path.of("").toAbsolutePath());
     }
 
     @Test

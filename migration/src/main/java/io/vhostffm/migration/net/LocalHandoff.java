@@ -15,6 +15,7 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import java.nio.ByteOrder;
 
 /**
  * The first message of a migration between two processes on one host: the guest memory memfds
@@ -24,8 +25,9 @@ import java.util.List;
  * memfds are mapped by the destination, so no RAM precopy is needed.
  *
  * <p>Wire format: magic {@code "VFMH"}, a 4-byte big-endian length, then a {@link Manifest}
- * encoded by its {@link StateSchema}; the descriptors ride on the first byte, memfds first (one per
- * region, in manifest order), then the endpoint's.
+ * encoded by its {@link StateSchema}; the descriptors ride on the first bytes, at most
+ * {@link UnixSocket#MAX_FDS_PER_MESSAGE} per byte, memfds first (one per region, in manifest
+ * order), then the endpoint's.
  */
 public final class LocalHandoff {
     private static final int MAGIC = 0x56464d48; // "VFMH"
@@ -74,14 +76,24 @@ public final class LocalHandoff {
             }
         }
         fds.addAll(transfer.fds());
-        if (fds.size() > UnixSocket.MAX_FDS_PER_MESSAGE) {
-            throw new IllegalArgumentException(fds.size() + " descriptors exceed one SCM_RIGHTS message");
-        }
         byte[] manifest = SCHEMA.encode(new Manifest(regions, shareMemory, transfer.kind(), transfer.name(), transfer.vnetHeaderSize(),
                 transfer.fds().size()));
         ByteBuffer message = ByteBuffer.allocate(8 + manifest.length);
         message.putInt(MAGIC).putInt(manifest.length).put(manifest);
-        socket.send(message.array(), fds);
+        byte[] bytes = message.array();
+        // One SCM_RIGHTS message carries at most MAX_FDS_PER_MESSAGE descriptors (the kernel's
+        // SCM_MAX_FD): a TAP of 256 queues has more. Each full batch rides on a byte of its own;
+        // the receiver's reads stop at every batch and collect them in order.
+        int batches = Math.max(1, Math.ceilDiv(fds.size(), UnixSocket.MAX_FDS_PER_MESSAGE));
+        if (batches > bytes.length) {
+            throw new IllegalArgumentException(fds.size() + " descriptors need more messages than the handoff has bytes");
+        }
+        for (int b = 0; b < batches; b++) {
+            int from = b * UnixSocket.MAX_FDS_PER_MESSAGE;
+            List<FileDescriptor> batch = fds.subList(from, Math.min(fds.size(), from + UnixSocket.MAX_FDS_PER_MESSAGE));
+            byte[] part = b < batches - 1 ? new byte[] {bytes[b]} : java.util.Arrays.copyOfRange(bytes, b, bytes.length);
+            socket.send(part, batch);
+        }
     }
 
     /**
@@ -97,8 +109,8 @@ public final class LocalHandoff {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment header = arena.allocate(8);
             readFully(socket, header, fds);
-            int magic = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 0);
-            int length = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN), 4);
+            int magic = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 0);
+            int length = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 4);
             if (magic != MAGIC) {
                 throw new MigrationException(String.format("handoff: magic 0x%08x at byte offset 0 is not \"VFMH\"", magic));
             }

@@ -20,6 +20,8 @@ import java.lang.System.Logger.Level;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
 
 /**
  * The destination side of a virtio-net early live migration: the four {@link NetSections} and the
@@ -166,10 +168,10 @@ public final class NetMigrationDestination {
 
     private void configureQueues() {
         for (QueueLayout q : layouts.dataQueues()) {
-            device.configureQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
+            device.restoreQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
         }
         for (QueueLayout q : layouts.controlQueue()) {
-            device.configureQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
+            device.restoreQueue(q.queue(), q.size(), q.descTableAddress(), q.driverAreaAddress(), q.deviceAreaAddress());
         }
     }
 
@@ -343,7 +345,7 @@ public final class NetMigrationDestination {
         return q.withPosition(QueuePosition.split(used, used, 0));
     }
 
-    private static final java.lang.invoke.VarHandle USED_IDX = java.lang.foreign.ValueLayout.JAVA_SHORT.varHandle();
+    private static final VarHandle USED_IDX = ValueLayout.JAVA_SHORT.varHandle();
 
     /**
      * Every queue's final state: the layout with the final indices. A queue with chains in flight

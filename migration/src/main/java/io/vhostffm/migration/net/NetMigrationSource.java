@@ -20,6 +20,8 @@ import java.util.Objects;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.function.Supplier;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.RejectedExecutionException;
 
 /**
  * The source side of a virtio-net early live migration, on top of the generic {@link
@@ -126,7 +128,7 @@ public final class NetMigrationSource implements AutoCloseable {
         }
         try {
             precopy.execute(this::sendPrecopyDelta);
-        } catch (java.util.concurrent.RejectedExecutionException closed) {
+        } catch (RejectedExecutionException closed) {
             // the migration is over; nothing to send
         }
     }
@@ -163,7 +165,7 @@ public final class NetMigrationSource implements AutoCloseable {
     public void drainPrecopy() throws InterruptedException {
         try {
             precopy.submit(() -> {}).get();
-        } catch (java.util.concurrent.ExecutionException e) {
+        } catch (ExecutionException e) {
             throw new IllegalStateException(e.getCause());
         }
     }

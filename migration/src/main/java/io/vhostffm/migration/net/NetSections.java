@@ -11,7 +11,7 @@ import io.vhostffm.vhost.virtio.net.VirtioState;
  *
  * <table>
  * <caption>sections</caption>
- * <tr><th>id</th><th>name</th><th>record</th><th>the issue's groups</th></tr>
+ * <tr><th>id</th><th>name</th><th>record</th><th>what it holds</th></tr>
  * <tr><td>{@value #VIRTIO}</td><td>{@value #VIRTIO_NAME}</td><td>{@link VirtioState}</td>
  *     <td>device status, offered and acked features, config bytes</td></tr>
  * <tr><td>{@value #QUEUES}</td><td>{@value #QUEUES_NAME}</td><td>{@link QueueLayouts}</td>

@@ -1,5 +1,8 @@
 package io.vhostffm.migration.net;
 
+import io.vhostffm.vhost.virtio.net.ContentComparable;
+import java.util.Arrays;
+
 /**
  * The migration section of the transmit work a source's datapath had taken from the guest but not
  * completed when it stopped: per transmit virtqueue ({@code 2i+1}, index {@code i} here) the
@@ -9,7 +12,7 @@ package io.vhostffm.migration.net;
  *
  * @param chainsInFlight per queue pair, the transmit chains taken but not used
  */
-public record PendingTx(int[] chainsInFlight) {
+public record PendingTx(int[] chainsInFlight) implements ContentComparable {
 
     /** Copies the array in. */
     public PendingTx {
@@ -39,16 +42,16 @@ public record PendingTx(int[] chainsInFlight) {
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof PendingTx p && java.util.Arrays.equals(chainsInFlight, p.chainsInFlight);
+        return o instanceof PendingTx p && Arrays.equals(chainsInFlight, p.chainsInFlight);
     }
 
     @Override
     public int hashCode() {
-        return java.util.Arrays.hashCode(chainsInFlight);
+        return Arrays.hashCode(chainsInFlight);
     }
 
     @Override
     public String toString() {
-        return "PendingTx" + java.util.Arrays.toString(chainsInFlight);
+        return "PendingTx" + Arrays.toString(chainsInFlight);
     }
 }

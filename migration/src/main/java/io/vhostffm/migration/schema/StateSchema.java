@@ -2,6 +2,7 @@ package io.vhostffm.migration.schema;
 
 import static java.lang.invoke.MethodType.methodType;
 
+import io.vhostffm.vhost.virtio.net.ContentComparable;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
 import java.lang.reflect.Constructor;
@@ -34,7 +35,10 @@ import java.util.concurrent.ConcurrentHashMap;
  *
  * <p>{@link #unchanged} is the hot path of a switchover's "no delta" check: one method handle,
  * composed at compile time of primitive-typed accessors and comparators joined by short-circuit
- * guards, so it neither boxes nor allocates nor reflects per call.
+ * guards, so it neither boxes nor allocates nor reflects per call. Components are read through
+ * the record's public accessors only. A {@link ContentComparable} record (one whose accessors
+ * hand out copies of its arrays, as the device model's state records do) is compared by its own
+ * {@code equals} instead, which compares every component, arrays by content, without copying.
  *
  * <p>The {@link #fingerprint} hashes the component names, their types and enum constant names
  * (not class names), so two processes can check that they agree on the state's shape.
@@ -71,23 +75,31 @@ public final class StateSchema<R extends Record> {
         return of(type, MethodHandles.lookup());
     }
 
-    /**
-     * Reads a component. Prefers the record's own field: an accessor that hands out a defensive
-     * copy of an array (as the device model's records do) would make every comparison allocate,
-     * and the no-delta check must not. The field is reachable when the record's package is open to
-     * this module (vhost-ffm opens its device-state package to migration) or is in an unnamed
-     * module; otherwise the public accessor is used.
-     */
+    /** Reads a component through the record's public accessor: its own API, nothing more. */
     private static MethodHandle componentGetter(Class<?> type, RecordComponent rc, MethodHandles.Lookup lookup) {
         try {
-            return MethodHandles.privateLookupIn(type, lookup).findGetter(type, rc.getName(), rc.getType());
-        } catch (IllegalAccessException | NoSuchFieldException | SecurityException e) {
-            try {
-                return lookup.unreflect(rc.getAccessor());
-            } catch (IllegalAccessException denied) {
-                throw new IllegalArgumentException("cannot access " + type.getName() + "." + rc.getName()
-                        + "(); pass a Lookup that can", denied);
-            }
+            return lookup.unreflect(rc.getAccessor());
+        } catch (IllegalAccessException denied) {
+            throw new IllegalArgumentException("cannot access " + type.getName() + "." + rc.getName()
+                    + "(); pass a Lookup that can", denied);
+        }
+    }
+
+    /**
+     * The record's own {@code equals} when the record is {@link ContentComparable}, else null:
+     * such a record hands out copies of its arrays, so comparing it component by component
+     * through its accessors would copy each array per comparison.
+     */
+    private static MethodHandle contentEquality(Class<?> type, MethodHandles.Lookup lookup) {
+        if (!ContentComparable.class.isAssignableFrom(type)) {
+            return null;
+        }
+        try {
+            return lookup.findVirtual(type, "equals", methodType(boolean.class, Object.class))
+                    .asType(methodType(boolean.class, Object.class, Object.class));
+        } catch (NoSuchMethodException | IllegalAccessException e) {
+            throw new IllegalArgumentException("cannot access " + type.getName() + ".equals; pass a Lookup that can",
+                    e);
         }
     }
 
@@ -148,7 +160,8 @@ public final class StateSchema<R extends Record> {
                 throw new IllegalArgumentException("cannot access the canonical constructor of " + type.getName()
                         + "; pass a Lookup that can", e);
             }
-            this.equality = composeEquality(components);
+            MethodHandle own = contentEquality(type, lookup);
+            this.equality = own != null ? own : composeEquality(components);
             this.writer = composeWriter(components);
         } finally {
             compiling.remove(type);

@@ -1,7 +1,7 @@
 package io.vhostffm.migration.stream;
 
 /**
- * Constants of the migration stream's wire format (see docs/migstream.md for the byte layout).
+ * Constants of the migration stream's wire format (see docs/migration.md, "The stream, byte by byte").
  *
  * <pre>
  * stream  = header frame* end

@@ -17,8 +17,8 @@ import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.Test;
 
 /**
- * The virtio-net sections: the device model's records are the schema, so every group the issue
- * lists is encoded, compared and named by its own component, with no comparison written by hand.
+ * The virtio-net sections: the device model's records are the schema, so every state group
+ * is encoded, compared and named by its own component, with no comparison written by hand.
  */
 class NetSectionsTest {
     private static final StateSchema<VirtioNetState> NET = StateSchema.of(VirtioNetState.class);
@@ -29,7 +29,7 @@ class NetSectionsTest {
                 RxModeState.AFTER_RESET, vlans, 0x2, true, 1, RssState.disabled(false));
     }
 
-    /** Every group of the issue, changed one at a time, by hand-built records (not through the schema). */
+    /** Every state group, changed one at a time, by hand-built records (not through the schema). */
     static Map<String, UnaryOperator<VirtioNetState>> groups() {
         Map<String, UnaryOperator<VirtioNetState>> m = new LinkedHashMap<>();
         m.put("mac", n -> new VirtioNetState(new byte[] {0x52, 0x54, 0, 0x12, 0x34, 0x57}, n.macTable(), n.netStatus(),

@@ -1,23 +1,52 @@
 package io.vhostffm.programs.demo;
 
+import io.vhostffm.migration.net.QueueLayout;
+import io.vhostffm.migration.net.QueueLayouts;
+import io.vhostffm.testkit.FakeGuest;
+import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
+import java.util.ArrayList;
 import java.util.List;
 
 /** The device both ends of the demo build: same options, same guest memory layout. */
 public final class DemoDevice {
     private DemoDevice() {}
 
+    /** The features the demo's device offers and its guest acks (split rings, no indirect tables). */
+    public static final long FEATURES = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MAC,
+            VirtioFeature.STATUS, VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.CTRL_VLAN,
+            VirtioFeature.CTRL_MAC_ADDR, VirtioFeature.CTRL_GUEST_OFFLOADS, VirtioFeature.MQ,
+            VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.CSUM, VirtioFeature.GUEST_CSUM);
+
     /** The virtio-net options for {@code pairs} queue pairs (both ends must agree). */
     public static VirtioNetOptions options(int pairs) {
-        return VirtioNetOptions.builder(FakeGuest.MAC).featureBits(FakeGuest.WANTED).maxQueuePairs(pairs).build();
+        return VirtioNetOptions.builder(FakeGuest.MAC).featureBits(FEATURES).maxQueuePairs(pairs).build();
     }
 
-    /** Guest memory for a {@link FakeGuest}: rings low, buffers high, a hole between. */
-    public static MemfdGuestMemory memory() throws NativeCallException {
-        return MemfdGuestMemory.create("guest", List.of(
-                new MemfdGuestMemory.RegionSpec(FakeGuest.RING_BASE, FakeGuest.RING_REGION_SIZE),
-                new MemfdGuestMemory.RegionSpec(FakeGuest.BUFFER_BASE, FakeGuest.BUFFER_REGION_SIZE)));
+    /** The guest's layout for {@code pairs} pairs (both ends compute the same). */
+    public static GuestLayout layout(int pairs) {
+        return GuestLayout.of(pairs);
+    }
+
+    /** Guest memory for {@code layout}: rings low, buffers high, a hole between. */
+    public static MemfdGuestMemory memory(GuestLayout layout) throws NativeCallException {
+        return layout.createMemory("guest");
+    }
+
+    /** The transport's queue registers as the hypervisor knows them (the migration's queue layout section). */
+    public static QueueLayouts queueLayouts(GuestLayout layout, boolean eventIdx) {
+        List<QueueLayout> data = new ArrayList<>();
+        for (int q = 0; q < 2 * layout.pairs(); q++) {
+            data.add(queueLayout(layout, q, eventIdx));
+        }
+        return new QueueLayouts(data, List.of(queueLayout(layout, layout.controlQueue(), eventIdx)));
+    }
+
+    private static QueueLayout queueLayout(GuestLayout layout, int q, boolean eventIdx) {
+        return new QueueLayout(q, layout.queueSize(q), layout.descAddress(q), layout.driverAreaAddress(q),
+                layout.deviceAreaAddress(q), eventIdx, false);
     }
 }

@@ -17,11 +17,18 @@ import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+import io.vhostffm.testkit.FakeGuest;
+import io.vhostffm.testkit.FakeGuestState;
+import io.vhostffm.testkit.GuestLayout;
+import io.vhostffm.testkit.GuestTransport;
+import io.vhostffm.testkit.IoctlRecorder;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import java.io.IOException;
 import java.nio.channels.WritableByteChannel;
 import java.util.function.UnaryOperator;
 import java.util.List;
 import java.util.Map;
+import java.io.UncheckedIOException;
 
 /**
  * A migration of a virtio-net device between two processes on one host (or two threads of one,
@@ -39,7 +46,7 @@ public final class LocalMigration {
         private final NetDeviceRuntime device;
         private FakeGuest guest;
         private final NetMigrationSource migration;
-        private GuestState paused;
+        private FakeGuestState paused;
         private List<Integer> switchoverSections;
         private final RamPrecopy.Source ram;
         private final DirtyLog dirtyLog;
@@ -87,7 +94,9 @@ public final class LocalMigration {
                 dirtyLog = null;
                 ram = null;
             }
-            this.migration = new NetMigrationSource(device, guest::layouts,
+            GuestLayout layout = guest.layout();
+            this.migration = new NetMigrationSource(device,
+                    () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures())),
                     new MigrationStreamWriter(outbound.apply(channel)));
             migration.setup();
         }
@@ -139,7 +148,7 @@ public final class LocalMigration {
                         ram.finalPass(); // the datapath is stopped and the guest paused: nothing writes any more
                         ramFinalPassNanos = System.nanoTime() - t;
                     } catch (IOException e) {
-                        throw new java.io.UncheckedIOException(e);
+                        throw new UncheckedIOException(e);
                     }
                 }
                 whilePaused.run();
@@ -162,7 +171,7 @@ public final class LocalMigration {
                 throw new MigrationException("no answer from the destination: " + e, e);
             }
             DestinationFigures figures = Messages.receive(channel, DestinationFigures.class);
-            Messages.send(channel, GuestState.class, paused); // the vCPU state, as it were
+            Messages.send(channel, FakeGuestState.class, paused); // the vCPU state, as it were
             return figures;
         }
 
@@ -175,7 +184,7 @@ public final class LocalMigration {
         }
 
         /** The guest's state when it paused. */
-        public GuestState pausedGuest() {
+        public FakeGuestState pausedGuest() {
             return paused;
         }
 
@@ -235,8 +244,8 @@ public final class LocalMigration {
             this.device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory, backends.primary());
             this.migration = new NetMigrationDestination(device, backends.fallback());
             if (backends.primary() instanceof VhostNetBackend kernel) {
-                this.ioctls = new IoctlRecorder(kernel.vhost(0));
-                kernel.setIoctlObserver(ioctls);
+                this.ioctls = new IoctlRecorder();
+                ioctls.attach(kernel, pairs);
             } else {
                 this.ioctls = null;
             }
@@ -317,15 +326,15 @@ public final class LocalMigration {
                 MigrationDestination.acknowledgeFailure(back, e);
                 throw e;
             }
-            List<String> switchoverIoctls = ioctls == null ? List.of() : ioctls.calls();
+            List<String> switchoverIoctls = ioctls == null ? List.of() : ioctls.names();
             MigrationDestination.acknowledge(back, received);
             String fallbackReason = migration.fallbackReason();
             figures = new DestinationFigures(String.valueOf(migration.path()), datapath(), fallbackReason == null ? ""
                     : fallbackReason, received.earlyLoadNanos(), received.switchoverNanos(), migration.deviceStartNanos(),
                     switchoverIoctls, migration.fullReloadReasons(), migration.fineChanges());
             Messages.send(channel, DestinationFigures.class, figures);
-            GuestState state = Messages.receive(channel, GuestState.class);
-            return FakeGuest.resume(memory, device, state);
+            FakeGuestState state = Messages.receive(channel, FakeGuestState.class);
+            return FakeGuest.resume(GuestTransport.of(device), memory, DemoDevice.layout(tap.queues().size()), state);
         }
 
         /** The datapath running now, in plain words. */

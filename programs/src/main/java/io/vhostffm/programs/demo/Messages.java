@@ -3,6 +3,7 @@ package io.vhostffm.programs.demo;
 import io.vhostffm.migration.schema.StateDecodeException;
 import io.vhostffm.migration.schema.StateSchema;
 import java.io.IOException;
+import java.lang.invoke.MethodHandles;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
 
@@ -13,11 +14,13 @@ import java.nio.channels.ByteChannel;
  */
 final class Messages {
     private static final int MAX = 64 << 20;
+    /** This module's lookup: the schema reads the components of records the migration module cannot see. */
+    private static final MethodHandles.Lookup LOOKUP = MethodHandles.lookup();
 
     private Messages() {}
 
     static <R extends Record> void send(ByteChannel channel, Class<R> type, R record) throws IOException {
-        byte[] bytes = StateSchema.of(type).encode(record);
+        byte[] bytes = StateSchema.of(type, LOOKUP).encode(record);
         ByteBuffer b = ByteBuffer.allocate(4 + bytes.length).putInt(bytes.length).put(bytes).flip();
         while (b.hasRemaining()) {
             channel.write(b);
@@ -32,7 +35,7 @@ final class Messages {
         }
         ByteBuffer body = readFully(channel, n, type);
         try {
-            return StateSchema.of(type).decode(body.array());
+            return StateSchema.of(type, LOOKUP).decode(body.array());
         } catch (StateDecodeException e) {
             throw new IOException(type.getSimpleName() + ": " + e.getMessage(), e);
         }

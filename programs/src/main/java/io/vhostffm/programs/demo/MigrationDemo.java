@@ -2,22 +2,31 @@ package io.vhostffm.programs.demo;
 
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.MigrationReport;
+import io.vhostffm.testkit.FakeGuest;
+import io.vhostffm.testkit.FakeGuestState;
+import io.vhostffm.testkit.GuestLayout;
+import io.vhostffm.testkit.GuestTransport;
+import io.vhostffm.testkit.NetworkSide;
+import io.vhostffm.testkit.StreamCheck;
+import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.os.UnixSocketListener;
-import io.vhostffm.vhost.device.NetDeviceRuntime;
 import java.io.File;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.function.UnaryOperator;
 
 /**
  * {@code bin/demo}: a real early live migration of a virtio-net device between two processes on
@@ -99,22 +108,21 @@ public final class MigrationDemo {
         Path dir = Files.createTempDirectory("vhostffm-demo");
         Path socketPath = dir.resolve("migration.sock");
         Path childLog = dir.resolve("destination.log");
-        try (MemfdGuestMemory memory = DemoDevice.memory();
+        GuestLayout layout = DemoDevice.layout(pairs);
+        try (MemfdGuestMemory memory = DemoDevice.memory(layout);
                 TapDevice tap = upTap(pairs);
                 Backends backends = Backends.open(tap);
-                Wire wire = new Wire(tap.name(), pairs)) {
+                NetworkSide wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize())) {
             out.println("source: TAP " + tap.name() + ", " + pairs + " queue pair(s)");
             out.println("source: datapath: " + backends.description());
             try (NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory,
                     backends.primary())) {
-                FakeGuest guest = FakeGuest.boot(memory, device, pairs);
+                FakeGuest guest = FakeGuest.boot(GuestTransport.of(device), memory, layout, DemoDevice.FEATURES);
+                guest.postRxBuffers();
                 if (pairs > 1 && guest.setQueuePairs(pairs) != 0) { // a driver starts with one pair active
                     throw new IllegalStateException("VQ_PAIRS_SET " + pairs + " refused");
                 }
                 long[] tx1 = filled(pairs, s.frames());
-                for (int p = 0; p < pairs; p++) {
-                    wire.sendToGuest(p, s.frames());
-                }
                 Traffic.run(guest, wire, tx1, filled(pairs, s.frames()), Duration.ofSeconds(60));
                 long before = 2L * pairs * s.frames();
                 out.println("source: traffic before the migration: " + before + " frames (" + s.frames()
@@ -132,7 +140,7 @@ public final class MigrationDemo {
                 }
                 try (socket; UnixSocket ram = ramSocket) {
                     LocalMigration.Source source = new LocalMigration.Source(socket, ram, device, memory,
-                            backends.primary(), guest, java.util.function.UnaryOperator.identity());
+                            backends.primary(), guest, UnaryOperator.identity());
                     if (ram == null) {
                         out.println("source: memfds and TAP fds sent with SCM_RIGHTS; setup state sent; precopy");
                     } else {
@@ -158,13 +166,15 @@ public final class MigrationDemo {
                     }
                     // Frames in flight at the pause: made available, not yet taken or not yet used.
                     for (int p = 0; p < pairs; p++) {
-                        guest.transmit(p, 32);
+                        guest.transmitNumbered(p, 32);
                     }
-                    int downtimeFrames = 64;
+                    // The network does not stop: the TAP queues these while the datapath is stopped, as
+                    // many as the window allows (nothing takes them before the destination starts).
+                    int downtimeFrames = Math.max(1, Math.min(64, wire.window() / pairs));
                     List<Integer> sent = source.pauseAndStopAndCopy(() -> {
                         try {
                             for (int p = 0; p < pairs; p++) {
-                                wire.sendToGuest(p, downtimeFrames); // the network does not stop: the TAP queues these
+                                wire.sendWithinWindow(p, downtimeFrames);
                             }
                         } catch (Exception e) {
                             throw new IllegalStateException(e);
@@ -203,11 +213,11 @@ public final class MigrationDemo {
                         wanted += t;
                     }
                     wire.receiveFromGuest(wanted, 10_000);
-                    GuestState after;
+                    FakeGuestState after;
                     try {
-                        after = Messages.receive(source.channel(), GuestState.class);
-                    } catch (java.io.IOException e) {
-                        throw new java.io.IOException(e.getMessage() + "; " + describeChild(child, childLog), e);
+                        after = Messages.receive(source.channel(), FakeGuestState.class);
+                    } catch (IOException e) {
+                        throw new IOException(e.getMessage() + "; " + describeChild(child, childLog), e);
                     }
                     List<String> problems = new ArrayList<>();
                     long toGuest = 0;
@@ -222,9 +232,9 @@ public final class MigrationDemo {
                         for (int q : after.received().get(p).arrivedOn()) {
                             on.add(q);
                         }
-                        addIfProblem(problems, Wire.checkExactlyOnceInOrderPerQueue("pair " + p + " network -> guest", rx,
+                        addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", rx,
                                 on, rxTotal[p]));
-                        addIfProblem(problems, Wire.checkExactlyOnceInOrder("pair " + p + " guest -> network",
+                        addIfProblem(problems, StreamCheck.exactlyOnceInOrder("pair " + p + " guest -> network",
                                 wire.fromGuest(p), txTotal[p]));
                         toGuest += rxTotal[p];
                         fromGuest += txTotal[p];
@@ -250,12 +260,12 @@ public final class MigrationDemo {
     }
 
     /** A fresh TAP, link up before anything binds to it. */
-    private static TapDevice upTap(int pairs) throws java.io.IOException {
+    private static TapDevice upTap(int pairs) throws IOException {
         TapDevice tap = TapDevice.create("vffmdemo%d", pairs, TapDevice.VHOST_FLAGS);
         try {
             tap.setLinkUp(true);
             return tap;
-        } catch (java.io.IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             tap.close();
             throw e;
         }
@@ -270,12 +280,11 @@ public final class MigrationDemo {
         return t;
     }
 
-    /** Receive targets after sending {@code more} frames more per stream. */
-    private static long[] plusWire(Wire wire, int pairs, int more) throws java.io.IOException {
+    /** Receive targets: {@code more} frames more per stream than sent so far. */
+    private static long[] plusWire(NetworkSide wire, int pairs, int more) {
         long[] t = new long[pairs];
         for (int p = 0; p < pairs; p++) {
-            wire.sendToGuest(p, more);
-            t[p] = wire.sentToGuest(p);
+            t[p] = wire.sentToGuest(p) + more;
         }
         return t;
     }
@@ -288,7 +297,7 @@ public final class MigrationDemo {
 
     private static long[] filled(int n, long value) {
         long[] a = new long[n];
-        java.util.Arrays.fill(a, value);
+        Arrays.fill(a, value);
         return a;
     }
 
@@ -318,7 +327,7 @@ public final class MigrationDemo {
         try {
             List<String> lines = Files.readAllLines(log);
             tail = String.join("\n", lines.subList(Math.max(0, lines.size() - 30), lines.size()));
-        } catch (java.io.IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             tail = "(its log is unreadable: " + e + ")";
         }
         return "the destination process " + status + "; its last output:\n" + tail;
@@ -328,7 +337,7 @@ public final class MigrationDemo {
      * Starts this class as the destination in a child JVM with this JVM's java, class/module path
      * and -XX options, plus those of the system property {@code vhostffm.child.jvmflags}.
      */
-    static Process spawnDestination(Path socket, Path log, boolean copyRam) throws java.io.IOException {
+    static Process spawnDestination(Path socket, Path log, boolean copyRam) throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
         for (String property : new String[] {"jdk.module.path", "java.class.path"}) {
@@ -380,7 +389,7 @@ public final class MigrationDemo {
             }
             TrafficPlan plan = Messages.receive(destination.channel(), TrafficPlan.class);
             Traffic.run(guest, null, plan.txTotal(), plan.rxTotal(), Duration.ofMillis(plan.timeoutMillis()));
-            Messages.send(destination.channel(), GuestState.class, guest.saveState());
+            Messages.send(destination.channel(), FakeGuestState.class, guest.saveState());
         }
     }
 }

@@ -3,16 +3,20 @@ package io.vhostffm.programs.demo;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertNull;
 
 import io.vhostffm.migration.MigrationReport;
 import io.vhostffm.programs.demo.Backends;
 import io.vhostffm.programs.demo.DemoDevice;
 import io.vhostffm.programs.demo.DestinationFigures;
-import io.vhostffm.programs.demo.FakeGuest;
 import io.vhostffm.programs.demo.LocalMigration;
 import io.vhostffm.programs.demo.Traffic;
-import io.vhostffm.programs.demo.Wire;
+import io.vhostffm.testkit.FakeGuest;
+import io.vhostffm.testkit.GuestLayout;
+import io.vhostffm.testkit.GuestTransport;
+import io.vhostffm.testkit.NetworkSide;
+import io.vhostffm.testkit.StreamCheck;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
@@ -27,7 +31,7 @@ import java.util.function.Consumer;
  * A fake guest on a real TAP with a device that migrates, in one process: each migration hands the
  * memory and the TAP over a socketpair (SCM_RIGHTS) to a destination built on a second thread,
  * exactly as between two processes, and the old side is closed afterwards. The network side (the
- * {@link Wire}) stays on the TAP throughout and checks every frame.
+ * {@link NetworkSide}) stays on the TAP throughout and checks every frame.
  */
 final class MigrationRig implements AutoCloseable {
     /** What hooks may do to the guest. */
@@ -42,7 +46,8 @@ final class MigrationRig implements AutoCloseable {
 
     final int pairs;
     final TapDevice tap;
-    final Wire wire;
+    final NetworkSide wire;
+    final GuestLayout layout;
     private MemfdGuestMemory firstMemory;
     private Backends firstBackends;
     private NetDeviceRuntime device;
@@ -59,15 +64,16 @@ final class MigrationRig implements AutoCloseable {
 
     private MigrationRig(int pairs, boolean eventIdx) throws Exception {
         this.pairs = pairs;
-        this.firstMemory = DemoDevice.memory();
+        this.layout = DemoDevice.layout(pairs);
+        this.firstMemory = DemoDevice.memory(layout);
         this.tap = TapDevice.create("vffmmig%d", pairs, TapDevice.VHOST_FLAGS);
         tap.setLinkUp(true);
-        this.wire = new Wire(tap.name(), pairs);
+        this.wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize());
         this.firstBackends = Backends.open(tap);
         this.device = new NetDeviceRuntime(DemoDevice.options(pairs), firstBackends.offerAgainst(), firstMemory,
                 firstBackends.primary());
-        long wanted = eventIdx ? FakeGuest.WANTED : FakeGuest.WANTED & ~io.vhostffm.vhost.virtio.VirtioFeature.EVENT_IDX.mask();
-        this.guest = FakeGuest.boot(firstMemory, device, pairs, wanted);
+        long wanted = eventIdx ? DemoDevice.FEATURES : DemoDevice.FEATURES & ~VirtioFeature.EVENT_IDX.mask();
+        this.guest = bootGuest(wanted);
     }
 
     static MigrationRig boot(int pairs) throws Exception {
@@ -86,8 +92,14 @@ final class MigrationRig implements AutoCloseable {
         Traffic.run(guest, wire, txSoFar(), rxSoFar(), Duration.ofSeconds(30)); // nothing left in flight
         device.model().writeStatus(0);
         wire.reset();
-        guest = FakeGuest.boot(memory(), device, pairs, wanted);
+        guest = bootGuest(wanted);
         activePairs = 1;
+    }
+
+    private FakeGuest bootGuest(long wanted) throws Exception {
+        FakeGuest booted = FakeGuest.boot(GuestTransport.of(device), memory(), layout, wanted);
+        booted.postRxBuffers();
+        return booted;
     }
 
     private long[] txSoFar() {
@@ -126,7 +138,6 @@ final class MigrationRig implements AutoCloseable {
             int n = p < activePairs ? frames : 0;
             tx[p] = guest.transmitted(p) + n;
             rx[p] = wire.sentToGuest(p) + n;
-            wire.sendToGuest(p, n);
         }
         Traffic.run(guest, wire, tx, rx, Duration.ofSeconds(60));
     }
@@ -134,9 +145,9 @@ final class MigrationRig implements AutoCloseable {
     /** Every frame so far, both ways, exactly once and in order (network to guest: on each queue it arrived on). */
     void assertEveryFrameExactlyOnceInOrder() {
         for (int p = 0; p < pairs; p++) {
-            assertNull(Wire.checkExactlyOnceInOrder("pair " + p + " guest -> network", wire.fromGuest(p),
+            assertNull(StreamCheck.exactlyOnceInOrder("pair " + p + " guest -> network", wire.fromGuest(p),
                     guest.transmitted(p)));
-            assertNull(Wire.checkExactlyOnceInOrderPerQueue("pair " + p + " network -> guest", guest.received(p),
+            assertNull(StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", guest.received(p),
                     guest.arrivedOn(p), wire.sentToGuest(p)));
         }
     }
@@ -173,12 +184,12 @@ final class MigrationRig implements AutoCloseable {
             beforePause.run(guest);
             source.setGuest(guest); // the action may have rebooted the guest
             for (int p = 0; p < activePairs; p++) {
-                guest.transmit(p, 16); // in flight at the pause
+                guest.transmitNumbered(p, 16); // in flight at the pause
             }
             List<Integer> sections = source.pauseAndStopAndCopy(() -> {
                 try {
                     for (int p = 0; p < activePairs; p++) {
-                        wire.sendToGuest(p, 16); // queued in the TAP while nobody serves it
+                        wire.sendWithinWindow(p, 16); // queued in the TAP while nobody serves it
                     }
                 } catch (Exception e) {
                     throw new IllegalStateException(e);
@@ -195,7 +206,7 @@ final class MigrationRig implements AutoCloseable {
             current = destination;
             device = destination.device();
             guest = moved;
-            assertEquals(destination.device(), guest.device());
+            assertSame(destination.device().call(0), guest.transport().call(0), "the guest reaches the destination's device");
             return new Migrated(report, figures, sections, destination);
         }
     }

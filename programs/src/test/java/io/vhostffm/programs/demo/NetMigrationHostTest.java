@@ -17,6 +17,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import java.io.OutputStream;
+import java.io.PrintStream;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -60,8 +62,6 @@ class NetMigrationHostTest {
             long fds = openFds();
             assertTrue(fds <= fdsAfterFirst + 4, "descriptors leak: " + fdsAfterFirst + " after the first migration, "
                     + fds + " after the 1000th");
-            System.out.println("1000 migrations: " + rig.guest.transmitted(0) + " frames from the guest, "
-                    + rig.wire.sentToGuest(0) + " to it, each exactly once and in order");
         }
     }
 
@@ -92,7 +92,7 @@ class NetMigrationHostTest {
         try (MigrationRig rig = MigrationRig.boot(1)) {
             rig.traffic(50);
             MigrationRig.Migrated m = rig.migrate(d -> {},
-                    g -> rig.rebootGuest(io.vhostffm.programs.demo.FakeGuest.WANTED
+                    g -> rig.rebootGuest(DemoDevice.FEATURES
                             & ~io.vhostffm.vhost.virtio.VirtioFeature.EVENT_IDX.mask()));
             assertEquals("FULL_RELOAD", m.figures().path());
             assertTrue(m.figures().fullReloadReasons().stream().anyMatch(r -> r.startsWith("virtio.ackedFeatures")),
@@ -112,7 +112,6 @@ class NetMigrationHostTest {
                 MigrationRig.Migrated m = rig.migrate(d -> {}, g -> {});
                 assertEquals("QUICKSTART", m.figures().path());
                 assertTrue(rig.lastRamPages > 0);
-                System.out.println("RAM precopy: " + rig.lastRamPages + " pages; " + m.report());
                 rig.traffic(100);
                 rig.assertEveryFrameExactlyOnceInOrder();
             }
@@ -142,7 +141,6 @@ class NetMigrationHostTest {
             MigrationRig.Failed f = rig.failedMigration(CorruptingChannel.flip(offset, xor), false);
             assertNotNull(f.destinationFailure(), what + ": the destination accepted it");
             assertInstanceOf(MigrationStreamException.class, f.destinationFailure(), f.destinationFailure()::toString);
-            System.out.println(what + ": " + f.destinationFailure().getMessage());
             assertFalse(f.destinationDatapathRunning(), "the destination must stay unstarted");
             assertInstanceOf(MigrationException.class, f.sourceFailure());
             assertTrue(rig.device().isDatapathRunning(), "the source resumed its datapath");
@@ -159,7 +157,6 @@ class NetMigrationHostTest {
             long setupBytes = setupBytes();
             MigrationRig.Failed f = rig.failedMigration(CorruptingChannel.cut(setupBytes + 20), true);
             assertNotNull(f.destinationFailure());
-            System.out.println("cut at " + (setupBytes + 20) + ": " + f.destinationFailure().getMessage());
             assertFalse(f.destinationDatapathRunning());
             assertTrue(rig.device().isDatapathRunning());
             rig.traffic(50);
@@ -175,11 +172,44 @@ class NetMigrationHostTest {
 
     @Test
     void theDemoRunsBetweenTwoProcesses() throws Exception {
-        MigrationDemo.Result r = MigrationDemo.run(new MigrationDemo.Settings(1, 300, true, true, false), System.out);
+        MigrationDemo.Result r = MigrationDemo.run(new MigrationDemo.Settings(1, 300, true, true, false), QUIET);
         assertTrue(r.ok(), () -> r.problems().toString());
         assertEquals(300 + 64 + 300, r.framesToGuest(), "before, during the downtime, after");
         assertEquals(300 + 32 + 300, r.framesFromGuest(), "before, in flight at the pause, after");
         assertFalse(r.report().noDeltaAtSwitchover(), "the VLAN added before the pause travels at stop-and-copy");
         assertTrue(r.report().precopyDeltaMessages() >= 1);
     }
+
+    /**
+     * 128 pairs, not the TAP's maximum of 256: at 256 the demo now gets through VQ_PAIRS_SET (one
+     * datapath restart for the whole command) and the handoff (descriptors in batches of at most
+     * one SCM_RIGHTS message), but its guest-to-network traffic loses frames on the network side
+     * (about a fifth at 2,000 frames per pair each way), not yet explained; 256 stays a known gap.
+     */
+    @Test
+    @Timeout(120)
+    void theDemoRunsWithAHundredAndTwentyEightPairs() throws Exception {
+        // Every ring of 128 pairs (257 virtqueues) placed by computation: none overlaps another.
+        int pairs = 128;
+        MigrationDemo.Result r = MigrationDemo.run(new MigrationDemo.Settings(pairs, 16, false, false, false), QUIET);
+        assertTrue(r.ok(), () -> r.problems().toString());
+        // during the downtime: the network side's window of 256 frames shared by 128 streams
+        assertEquals(pairs * (16 + 2 + 16L), r.framesToGuest(), "before, two each during the downtime, after");
+        assertEquals(pairs * (16 + 32 + 16L), r.framesFromGuest(), "before, in flight at the pause, after");
+    }
+
+    @Test
+    @Timeout(120)
+    void theDemoCarriesFarMoreFramesThanTheRingsHold() throws Exception {
+        // 50,000 frames each way before and after: 195 times the receive ring; the network side's
+        // window keeps the TAP from dropping any of them.
+        int frames = 50_000;
+        MigrationDemo.Result r = MigrationDemo.run(new MigrationDemo.Settings(1, frames, false, false, false), QUIET);
+        assertTrue(r.ok(), () -> r.problems().toString());
+        assertEquals(frames + 64L + frames, r.framesToGuest(), "before, during the downtime, after");
+        assertEquals(frames + 32L + frames, r.framesFromGuest(), "before, in flight at the pause, after");
+    }
+
+    /** The demo's narration goes nowhere: tests print nothing. */
+    private static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
 }

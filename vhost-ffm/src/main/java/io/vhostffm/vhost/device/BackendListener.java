@@ -16,4 +16,15 @@ public interface BackendListener {
      * @param reason what was wrong, naming queue, index, address as far as known
      */
     void badGuestInput(int queueIndex, String reason);
+
+    /**
+     * The backend was closed while a device still used it (started or prestarted): its datapath
+     * is gone. {@link NetDeviceRuntime} puts the device in DEVICE_NEEDS_RESET naming the backend,
+     * and does not stop the closed backend again. The default treats it as a fault of no queue.
+     *
+     * @param backend the closed backend
+     */
+    default void backendClosed(NetBackend backend) {
+        badGuestInput(-1, backend + " was closed while the device used it");
+    }
 }

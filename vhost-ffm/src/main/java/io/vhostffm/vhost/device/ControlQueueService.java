@@ -1,5 +1,6 @@
 package io.vhostffm.vhost.device;
 
+import io.vhostffm.vhost.os.DescriptorClosedException;
 import io.vhostffm.vhost.os.DescriptorPoller;
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
@@ -83,16 +84,21 @@ final class ControlQueueService {
         stopped = true;
         try {
             wake.signal();
-        } catch (NativeCallException e) {
-            LOG.log(Level.WARNING, "control queue " + index() + ": cannot wake its thread", e);
+        } catch (NativeCallException | DescriptorClosedException e) {
+            // Closed: the thread already ended (it closes the wake-up eventfd on its way out).
+            LOG.log(Level.DEBUG, "control queue " + index() + ": its thread has already ended", e);
         }
         return queue.isBroken() ? initial : queue.saveState();
+    }
+
+    /** Whether the serving thread has ended (it ends after {@link #stop}, or on a native error). */
+    boolean ended() {
+        return !thread.isAlive();
     }
 
     /** Waits for the thread to end (after {@link #stop}); call without the model's lock. */
     void join() throws InterruptedException {
         thread.join();
-        wake.close();
     }
 
     private void run() {
@@ -114,6 +120,13 @@ final class ControlQueueService {
             }
         } catch (NativeCallException | RuntimeException e) {
             LOG.log(Level.ERROR, "control queue " + index() + " stopped", e);
+        } finally {
+            // The thread owns its wake-up eventfd: closing it here, not when the device closes,
+            // keeps a device that is stopped and started many times at a constant fd count.
+            // stop() signals it under the model's lock before this thread can see 'stopped', so
+            // the only signal that can meet a closed eventfd is after an abnormal end, and
+            // FileDescriptor makes that a DescriptorClosedException, never a reused number.
+            wake.close();
         }
     }
 

@@ -10,6 +10,7 @@ import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.util.List;
 import java.util.function.LongConsumer;
+import java.util.stream.LongStream;
 
 /**
  * The dirty page log of live migration: one bit per 4 KiB guest page ({@code VHOST_PAGE_SIZE}),
@@ -148,7 +149,7 @@ public final class DirtyLog implements AutoCloseable {
 
     /** The dirty pages' guest addresses, ascending, clearing the log. */
     public long[] fetchAndClear() {
-        java.util.stream.LongStream.Builder pages = java.util.stream.LongStream.builder();
+        LongStream.Builder pages = LongStream.builder();
         fetchAndClear(pages::add);
         return pages.build().toArray();
     }

@@ -2,7 +2,6 @@ package io.vhostffm.vhost.device;
 
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 
-import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.virtio.net.RssState;
 import io.vhostffm.vhost.virtio.net.RxFilter;
 import io.vhostffm.vring.QueuePosition;
@@ -28,8 +27,8 @@ import java.util.List;
  *             │                                      ▲
  *             └──────────── start(start) ────────────┘  (= prestart + quickstart, in one go)
  * </pre>
- * {@link #start} is the classic start. The two halves exist for early live migration
- * (DESIGN.md): {@link #prestart} does every step that does not move a frame while the guest still
+ * {@link #start} is the classic start. The two halves exist for early live migration:
+ * {@link #prestart} does every step that does not move a frame while the guest still
  * runs on the source (kernel: SET_FEATURES, SET_MEM_TABLE, per queue SET_VRING_NUM, BASE, ADDR,
  * KICK, CALL, ERR, and SET_LOG_BASE; no backend bound), and {@link #quickstart} does only what
  * must wait for the final indices (kernel: per queue SET_VRING_BASE, then NET_SET_BACKEND per
@@ -121,6 +120,19 @@ public interface NetBackend extends AutoCloseable {
     void setQueuePairEnabled(int pair, boolean enabled) throws IOException;
 
     /**
+     * VQ_PAIRS_SET in one step: of the first {@code configured} pairs, {@code 0 .. active-1} on and
+     * the rest off, as {@link #setQueuePairEnabled} would leave them. The default asks
+     * {@link #setQueuePairEnabled} pair by pair; a backend for which each change costs a restart of
+     * its datapath overrides it to restart once (with hundreds of pairs, once per pair would keep
+     * the control queue's answer waiting for seconds).
+     */
+    default void setActiveQueuePairs(int configured, int active) throws IOException {
+        for (int p = 0; p < configured; p++) {
+            setQueuePairEnabled(p, p < active);
+        }
+    }
+
+    /**
      * The guest's receive offloads changed: {@code tunOffloadFlags} is the TUNSETOFFLOAD argument
      * ({@code TunOffloads.fromGuestOffloads}). Valid in any state; remembered for the next start.
      */
@@ -157,7 +169,13 @@ public interface NetBackend extends AutoCloseable {
      */
     BackendTransfer transfer();
 
-    /** Releases what the backend opened (stopping it first if running). Idempotent. */
+    /**
+     * Releases what the backend opened (stopping it first if running). Idempotent. Closing a
+     * backend a device still uses (started or prestarted) is not silent: the backend tells its
+     * start's {@link BackendListener#backendClosed}, and the device enters DEVICE_NEEDS_RESET
+     * naming it. Close a backend after {@link NetDeviceRuntime#switchBackend} replaced it, or
+     * after the device is closed.
+     */
     @Override
     void close();
 }

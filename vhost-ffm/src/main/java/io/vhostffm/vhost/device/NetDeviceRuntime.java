@@ -2,14 +2,18 @@ package io.vhostffm.vhost.device;
 
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
-import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.virtio.net.FeatureNegotiation;
 import io.vhostffm.vhost.virtio.net.NetDeviceListener;
 import io.vhostffm.vhost.virtio.net.NetDeviceState;
 import io.vhostffm.vhost.virtio.net.RssState;
 import io.vhostffm.vhost.virtio.net.RxFilter;
+import io.vhostffm.vhost.virtio.net.VirtioNetConfigSpace;
 import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
+import io.vhostffm.vhost.virtio.DeviceStatus;
+import io.vhostffm.vhost.virtio.VirtioDevice;
+import io.vhostffm.vhost.virtio.VirtioDeviceListener;
 import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.virtio.VirtioTransportException;
 import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.QueueGeometry;
@@ -19,8 +23,11 @@ import io.vhostffm.vring.RestoreMode;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
+import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
  * A whole virtio-net device as a hypervisor runs it: the device model ({@link VirtioNetDevice}),
@@ -33,11 +40,15 @@ import java.util.Objects;
  * {@code 2 * max_virtqueue_pairs} when MQ (or RSS) is negotiated, else 2 (virtio 5.1.2). The
  * runtime makes a kick and a call eventfd for each of the {@code 2 * max_virtqueue_pairs + 1}
  * indices; the hypervisor wires them to the guest (kick: the notify register's ioeventfd; call:
- * the queue's interrupt, e.g. an irqfd) and reports the transport's queue registers with
- * {@link #configureQueue}.
+ * the queue's interrupt, e.g. an irqfd).
  *
  * <h2>What drives it</h2>
- * The transport forwards the driver's status, feature and config accesses to {@link #model()}.
+ * A PCI or MMIO transport forwards the driver's register accesses through {@link VirtioDevice},
+ * which this class implements: features by word, status, config space, and the per-queue
+ * registers (size, the three ring addresses, enable) under that interface's rules: queue
+ * registers only before DRIVER_OK and only while the queue is disabled, a queue used only once
+ * enabled, every refusal thrown, recorded as {@link #lastError()} and told to the listeners.
+ * {@link #configureQueue} sets a queue's registers and enables it in one call.
  * At DRIVER_OK the runtime starts the backend on the configured data queues and the control
  * queue's thread; at reset or DEVICE_NEEDS_RESET it stops both. Control commands reach the
  * backend through the model's {@link NetDeviceListener} calls, which the runtime forwards:
@@ -56,9 +67,19 @@ import java.util.Objects;
  *
  * <h2>Ownership</h2>
  * The runtime owns its eventfds and the control queue thread. It does not own the guest memory,
- * the backend(s) or the TAP: the hypervisor closes those after {@link #close()}.
+ * the backend(s) or the TAP: the hypervisor closes those after {@link #close()}. Closing the
+ * backend the device is using (the one {@link #backend()} returns) is not silent: the device
+ * enters DEVICE_NEEDS_RESET with the backend named in {@link #lastError()}, a running driver gets
+ * a config interrupt, the listeners hear {@link VirtioDeviceListener#needsReset}, and the closed
+ * backend is not stopped again (nor at {@link #close()}). The backend {@link #switchBackend}
+ * returns is no longer used and may be closed at once.
  */
-public final class NetDeviceRuntime implements AutoCloseable {
+public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
+    /** The virtio device ID of a network device. */
+    public static final int DEVICE_TYPE_NET = 1;
+    /** The largest queue size a driver may set (as QEMU's VIRTQUEUE_MAX_SIZE). */
+    public static final int MAX_QUEUE_SIZE = 1024;
+
     private static final System.Logger LOG = System.getLogger(NetDeviceRuntime.class.getName());
 
     private final VirtioNetDevice model;
@@ -67,8 +88,17 @@ public final class NetDeviceRuntime implements AutoCloseable {
     private final EventFd[] kicks;
     private final EventFd[] calls;
     private final EventFd configInterrupt;
-    /** Geometry the transport set per virtqueue index (indices 0 in it); null: not configured. */
-    private final QueueGeometry[] configured;
+    // The transport's queue registers per virtqueue index; guarded by the model's monitor.
+    private final int[] queueSizes;
+    private final long[] descTables;
+    private final long[] driverAreas;
+    private final long[] deviceAreas;
+    private final boolean[] queueEnabled;
+    private final List<VirtioDeviceListener> listeners = new CopyOnWriteArrayList<>();
+    /** A backend that told us it was closed while in use: never stopped again. */
+    private volatile NetBackend closedUnderUs;
+    private int configGeneration;
+    private byte[] lastConfig;
 
     // All below guarded by the model's monitor.
     private NetBackend backend;
@@ -110,7 +140,12 @@ public final class NetDeviceRuntime implements AutoCloseable {
         int queues = 2 * maxPairs + 1;
         this.kicks = new EventFd[queues];
         this.calls = new EventFd[queues];
-        this.configured = new QueueGeometry[queues];
+        this.queueSizes = new int[queues];
+        this.descTables = new long[queues];
+        this.driverAreas = new long[queues];
+        this.deviceAreas = new long[queues];
+        this.queueEnabled = new boolean[queues];
+        Arrays.fill(queueSizes, MAX_QUEUE_SIZE);
         EventFd config = null;
         try {
             for (int i = 0; i < queues; i++) {
@@ -124,6 +159,17 @@ public final class NetDeviceRuntime implements AutoCloseable {
         }
         this.configInterrupt = config;
         this.model = new VirtioNetDevice(options, offerAgainst, new ModelListener());
+        this.lastConfig = model.configSpace();
+        model.addChangeObserver(this::noteConfigChange);
+    }
+
+    /** Runs after every committed model change, with the model's lock held. */
+    private void noteConfigChange() {
+        byte[] now = model.configSpace();
+        if (!Arrays.equals(now, lastConfig)) {
+            lastConfig = now;
+            configGeneration++;
+        }
     }
 
     // ------------------------------------------------------------------ what the hypervisor wires
@@ -139,21 +185,25 @@ public final class NetDeviceRuntime implements AutoCloseable {
     }
 
     /** Virtqueues the device has: {@code 2 * max_virtqueue_pairs + 1}. */
+    @Override
     public int queueCount() {
         return kicks.length;
     }
 
     /** The kick eventfd of virtqueue {@code index}: the driver's notifications arrive there. */
+    @Override
     public EventFd kick(int index) {
         return kicks[index];
     }
 
     /** The call eventfd of virtqueue {@code index}: the device interrupts the driver with it. */
+    @Override
     public EventFd call(int index) {
         return calls[index];
     }
 
     /** Signalled when the config space changed under a running driver (the config interrupt). */
+    @Override
     public EventFd configInterrupt() {
         return configInterrupt;
     }
@@ -168,15 +218,260 @@ public final class NetDeviceRuntime implements AutoCloseable {
     }
 
     /**
-     * The transport's queue registers for virtqueue {@code index} (queue_size, queue_desc,
-     * queue_driver, queue_device), set before DRIVER_OK. Checked against guest memory when the
-     * datapath starts; a bad one then puts the device in NEEDS_RESET.
+     * Sets virtqueue {@code index}'s registers (queue_size, queue_desc, queue_driver,
+     * queue_device) and enables it, as a driver does before DRIVER_OK. The addresses are checked
+     * against guest memory when the datapath starts; a bad one then puts the device in NEEDS_RESET.
+     *
+     * @throws VirtioTransportException when refused (after DRIVER_OK, the queue already enabled,
+     *     a size out of range); nothing is changed
      */
     public void configureQueue(int index, int size, long descTable, long driverArea, long deviceArea) {
-        Objects.checkIndex(index, configured.length);
         synchronized (model) {
-            configured[index] = QueueGeometry.split(size, descTable, driverArea, deviceArea, false);
+            checkQueueWritable(index, "queue registers");
+            checkQueueSize(index, size);
+            queueSizes[index] = size;
+            descTables[index] = descTable;
+            driverAreas[index] = driverArea;
+            deviceAreas[index] = deviceArea;
+            queueEnabled[index] = true;
         }
+    }
+
+    /**
+     * Migration's restore of virtqueue {@code index}'s registers on a destination whose model was
+     * restored (its status may already say DRIVER_OK): sets and enables the queue as the source's
+     * driver had it. Refused only while the datapath runs.
+     *
+     * @throws VirtioTransportException when the datapath runs or the size is out of range
+     */
+    public void restoreQueue(int index, int size, long descTable, long driverArea, long deviceArea) {
+        synchronized (model) {
+            checkQueueIndex(index);
+            if (lastStart != null) {
+                throw refuse("queue " + index + ": registers cannot be restored while the datapath is started");
+            }
+            checkQueueSize(index, size);
+            queueSizes[index] = size;
+            descTables[index] = descTable;
+            driverAreas[index] = driverArea;
+            deviceAreas[index] = deviceArea;
+            queueEnabled[index] = true;
+        }
+    }
+
+    // ------------------------------------------------------------------ the transport's view
+
+    @Override
+    public int deviceType() {
+        return DEVICE_TYPE_NET;
+    }
+
+    @Override
+    public int deviceFeatures(int select) {
+        return model.deviceFeatures(select);
+    }
+
+    @Override
+    public int driverFeatures(int select) {
+        return select == 0 || select == 1 ? (int) (model.driverFeatures() >>> (32 * select)) : 0;
+    }
+
+    @Override
+    public boolean writeDriverFeatures(int select, int value) {
+        return model.writeDriverFeatures(select, value);
+    }
+
+    @Override
+    public int status() {
+        return model.status();
+    }
+
+    @Override
+    public int writeStatus(int value) {
+        return model.writeStatus(value);
+    }
+
+    @Override
+    public int configSize() {
+        return VirtioNetConfigSpace.SIZE;
+    }
+
+    @Override
+    public byte[] readConfig(int offset, int length) {
+        synchronized (model) {
+            if (offset < 0 || length < 0 || offset > configSize() - length) {
+                throw refuse(String.format("config read of %d bytes at offset %d: outside the %d-byte config space",
+                        length, offset, configSize()));
+            }
+            return model.readConfig(offset, length);
+        }
+    }
+
+    /**
+     * Always refused: a VERSION_1 virtio-net driver writes no field of the config space (5.1.4;
+     * the MAC is changed with the control queue's MAC_ADDR_SET).
+     */
+    @Override
+    public void writeConfig(int offset, byte[] data) {
+        synchronized (model) {
+            throw refuse(String.format("config write of %d bytes at offset %d: the virtio-net config space is "
+                    + "read-only to the driver (set the MAC with VIRTIO_NET_CTRL_MAC_ADDR_SET)", data.length, offset));
+        }
+    }
+
+    @Override
+    public int configGeneration() {
+        synchronized (model) {
+            return configGeneration;
+        }
+    }
+
+    @Override
+    public int queueMaxSize(int queue) {
+        checkQueueIndex(queue);
+        return MAX_QUEUE_SIZE;
+    }
+
+    @Override
+    public int queueSize(int queue) {
+        synchronized (model) {
+            checkQueueIndex(queue);
+            return queueSizes[queue];
+        }
+    }
+
+    @Override
+    public void setQueueSize(int queue, int size) {
+        synchronized (model) {
+            checkQueueWritable(queue, "queue_size");
+            checkQueueSize(queue, size);
+            queueSizes[queue] = size;
+        }
+    }
+
+    @Override
+    public long queueDescTable(int queue) {
+        synchronized (model) {
+            checkQueueIndex(queue);
+            return descTables[queue];
+        }
+    }
+
+    @Override
+    public void setQueueDescTable(int queue, long guestAddress) {
+        synchronized (model) {
+            checkQueueWritable(queue, "queue_desc");
+            descTables[queue] = guestAddress;
+        }
+    }
+
+    @Override
+    public long queueDriverArea(int queue) {
+        synchronized (model) {
+            checkQueueIndex(queue);
+            return driverAreas[queue];
+        }
+    }
+
+    @Override
+    public void setQueueDriverArea(int queue, long guestAddress) {
+        synchronized (model) {
+            checkQueueWritable(queue, "queue_driver");
+            driverAreas[queue] = guestAddress;
+        }
+    }
+
+    @Override
+    public long queueDeviceArea(int queue) {
+        synchronized (model) {
+            checkQueueIndex(queue);
+            return deviceAreas[queue];
+        }
+    }
+
+    @Override
+    public void setQueueDeviceArea(int queue, long guestAddress) {
+        synchronized (model) {
+            checkQueueWritable(queue, "queue_device");
+            deviceAreas[queue] = guestAddress;
+        }
+    }
+
+    @Override
+    public boolean queueEnabled(int queue) {
+        synchronized (model) {
+            checkQueueIndex(queue);
+            return queueEnabled[queue];
+        }
+    }
+
+    @Override
+    public void enableQueue(int queue) {
+        synchronized (model) {
+            checkQueueIndex(queue);
+            if (queueEnabled[queue]) {
+                return;
+            }
+            checkQueueWritable(queue, "queue_enable");
+            queueEnabled[queue] = true;
+        }
+    }
+
+    @Override
+    public void notifyQueue(int queue) {
+        checkQueueIndex(queue);
+        try {
+            kicks[queue].signal();
+        } catch (NativeCallException e) {
+            throw new IllegalStateException("virtqueue " + queue + ": the kick eventfd failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public Optional<String> lastError() {
+        return model.lastError();
+    }
+
+    @Override
+    public void addListener(VirtioDeviceListener listener) {
+        listeners.add(Objects.requireNonNull(listener, "listener"));
+    }
+
+    private void checkQueueIndex(int queue) {
+        if (queue < 0 || queue >= kicks.length) {
+            throw refuse("queue " + queue + " does not exist: the device has " + kicks.length + " virtqueues");
+        }
+    }
+
+    /** Queue registers are writable before DRIVER_OK and while the queue is disabled (virtio 4.1.4.3.2). */
+    private void checkQueueWritable(int queue, String register) {
+        checkQueueIndex(queue);
+        int status = model.status();
+        if ((status & DeviceStatus.DRIVER_OK) != 0) {
+            throw refuse("queue " + queue + ": " + register + " write refused: status is "
+                    + DeviceStatus.describe(status) + "; queue registers are read-only after DRIVER_OK until a reset");
+        }
+        if (queueEnabled[queue]) {
+            throw refuse("queue " + queue + ": " + register
+                    + " write refused: the queue is enabled; its registers are read-only until a reset");
+        }
+    }
+
+    private void checkQueueSize(int queue, int size) {
+        if (size < 1 || size > MAX_QUEUE_SIZE) {
+            throw refuse("queue " + queue + ": queue_size " + size + " refused: must be in [1, " + MAX_QUEUE_SIZE + "]");
+        }
+        long acked = model.driverFeatures();
+        boolean splitNegotiated = (model.status() & DeviceStatus.FEATURES_OK) != 0 && !VirtioFeature.RING_PACKED.in(acked);
+        if (splitNegotiated && Integer.bitCount(size) != 1) {
+            throw refuse("queue " + queue + ": queue_size " + size + " refused: a split ring's size is a power of two");
+        }
+    }
+
+    /** Records and announces a refusal; the caller throws what this returns. Holds the model's lock. */
+    private VirtioTransportException refuse(String why) {
+        model.reportRefusal(why); // lastError, and the model listener forwards it to ours
+        return new VirtioTransportException(why);
     }
 
     /** The backend now serving the data queues. */
@@ -398,7 +693,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         }
         int pairs = states.size() / 2;
         return new BackendStart(memory, model.driverFeatures(), bindings, Math.max(1, Math.min(activePairs, pairs)),
-                tunOffloadFlags, dirtyLog, this::reportFromBackend);
+                tunOffloadFlags, dirtyLog, backendListener);
     }
 
     /** The fresh queue states of what the transport configured, for a driver's first start. */
@@ -410,32 +705,33 @@ public final class NetDeviceRuntime implements AutoCloseable {
         int pairLimit = multiqueue ? maxPairs : 1;
         List<QueueState> data = new ArrayList<>();
         for (int pair = 0; pair < pairLimit; pair++) {
-            QueueGeometry rx = configured[2 * pair];
-            QueueGeometry tx = configured[2 * pair + 1];
-            if (rx == null || tx == null) {
+            int rx = 2 * pair;
+            int tx = 2 * pair + 1;
+            if (!queueEnabled[rx] || !queueEnabled[tx]) {
                 break; // a driver may set up fewer pairs than offered; they must come first
             }
             data.add(fresh(rx, eventIdx, packed));
             data.add(fresh(tx, eventIdx, packed));
         }
         if (data.isEmpty()) {
-            throw new IOException("DRIVER_OK without virtqueues 0 and 1 configured");
+            throw new IOException("DRIVER_OK without virtqueues 0 and 1 enabled");
         }
         QueueState controlQueue = null;
         int controlIndex = -1;
         if (VirtioFeature.CTRL_VQ.in(acked)) {
             controlIndex = multiqueue ? 2 * maxPairs : 2;
-            QueueGeometry c = configured[controlIndex];
-            if (c == null) {
-                throw new IOException("DRIVER_OK with CTRL_VQ but control virtqueue " + controlIndex + " not configured");
+            if (!queueEnabled[controlIndex]) {
+                throw new IOException("DRIVER_OK with CTRL_VQ but control virtqueue " + controlIndex + " not enabled");
             }
-            controlQueue = fresh(c, eventIdx, packed);
+            controlQueue = fresh(controlIndex, eventIdx, packed);
         }
         return new DatapathState(data, controlQueue, controlIndex);
     }
 
-    private static QueueState fresh(QueueGeometry registers, boolean eventIdx, boolean packed) {
-        return QueueState.fresh(registers.withFeatures(eventIdx, packed));
+    /** A fresh queue state from virtqueue {@code index}'s registers. */
+    private QueueState fresh(int index, boolean eventIdx, boolean packed) {
+        return QueueState.fresh(new QueueGeometry(queueSizes[index], descTables[index], driverAreas[index],
+                deviceAreas[index], eventIdx, packed));
     }
 
     private static List<QueuePosition> positionsOf(List<QueueState> states) {
@@ -458,12 +754,17 @@ public final class NetDeviceRuntime implements AutoCloseable {
         if (control != null) {
             controlIndex = control.index();
             controlState = control.stop();
+            // Only services whose thread has not ended yet are kept for close() to join: the
+            // list stays as short as the threads still winding down, however often the
+            // datapath is stopped and started.
+            stoppedControls.removeIf(ControlQueueService::ended);
             stoppedControls.add(control);
             control = null;
         }
         List<QueueState> data = List.of();
         try {
-            if (lastStart != null) {
+            // A backend closed under us stopped itself and has nothing to give back.
+            if (lastStart != null && backend != closedUnderUs) {
                 data = lastStart.withPositions(backend.stop()).queues().stream().map(QueueBinding::state).toList();
             }
         } finally {
@@ -481,7 +782,28 @@ public final class NetDeviceRuntime implements AutoCloseable {
         }
     }
 
-    private void reportFromBackend(int queueIndex, String reason) {
+    /** The backends' reports: each becomes DEVICE_NEEDS_RESET with its cause. */
+    private final BackendListener backendListener = new BackendListener() {
+        @Override
+        public void badGuestInput(int queueIndex, String reason) {
+            reportFromBackend(reason);
+        }
+
+        @Override
+        public void backendClosed(NetBackend closed) {
+            closedUnderUs = closed; // at once: a stop before the report below must not stop it again
+            Thread.ofPlatform().daemon().name("virtio-net-backend-closed").start(() -> {
+                synchronized (model) {
+                    if (lastStart == null || backend != closed) {
+                        return; // no longer in use (switched away or stopped meanwhile)
+                    }
+                    model.reportBadGuestInput("backend " + closed + " was closed while the device used it");
+                }
+            });
+        }
+    };
+
+    private void reportFromBackend(String reason) {
         // Not on the caller's thread: a datapath thread reporting here may be the one the
         // resulting stop waits for.
         Thread.ofPlatform().daemon().name("virtio-net-bad-input").start(() -> model.reportBadGuestInput(reason));
@@ -507,13 +829,35 @@ public final class NetDeviceRuntime implements AutoCloseable {
         @Override
         public void reset() {
             stopQuietly();
-            java.util.Arrays.fill(configured, null);
+            Arrays.fill(queueSizes, MAX_QUEUE_SIZE);
+            Arrays.fill(descTables, 0);
+            Arrays.fill(driverAreas, 0);
+            Arrays.fill(deviceAreas, 0);
+            Arrays.fill(queueEnabled, false);
             activePairs = 1;
         }
 
         @Override
         public void needsReset(String reason) {
             stopQuietly();
+            for (VirtioDeviceListener l : listeners) {
+                try {
+                    l.needsReset(reason);
+                } catch (RuntimeException e) {
+                    LOG.log(Level.WARNING, "virtio-net: a device listener failed on needsReset", e);
+                }
+            }
+        }
+
+        @Override
+        public void refused(String reason) {
+            for (VirtioDeviceListener l : listeners) {
+                try {
+                    l.refused(reason);
+                } catch (RuntimeException e) {
+                    LOG.log(Level.WARNING, "virtio-net: a device listener failed on a refusal", e);
+                }
+            }
         }
 
         @Override
@@ -525,9 +869,7 @@ public final class NetDeviceRuntime implements AutoCloseable {
         @Override
         public void queuePairsChanged(int pairs) throws IOException {
             if (lastStart != null) {
-                for (int p = 0; p < lastStart.pairs(); p++) {
-                    backend.setQueuePairEnabled(p, p < pairs);
-                }
+                backend.setActiveQueuePairs(lastStart.pairs(), pairs);
             }
             activePairs = pairs;
         }

@@ -10,6 +10,7 @@ import io.vhostffm.vhost.os.IoctlRequest;
 import io.vhostffm.vhost.os.NativeCallException;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
+import java.lang.foreign.Arena;
 
 /**
  * Makes an ioctl on an owned descriptor: holds the descriptor for the duration of the call,
@@ -96,7 +97,7 @@ public final class Ioctls {
     public static int openAndCall(String path, IoctlRequest request, MemorySegment argument) throws NativeCallException {
         CallState s = CallState.current();
         int n;
-        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+        try (Arena arena = Arena.ofConfined()) {
             n = Libc.open(s, arena.allocateFrom(path), LinuxConstants.O_RDWR | LinuxConstants.O_CLOEXEC, 0);
         }
         if (n < 0) {

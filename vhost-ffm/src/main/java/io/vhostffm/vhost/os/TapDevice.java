@@ -162,8 +162,8 @@ public final class TapDevice implements AutoCloseable {
     }
 
     /**
-     * TUNSETOFFLOAD with raw {@code TUN_F_*} flags on every queue (USO4/USO6 included, which
-     * {@link TunOffload} does not name).
+     * TUNSETOFFLOAD with {@code TUN_F_*} flags as one mask ({@link TunOffload#value()}s or'ed) on
+     * every queue, as the datapath computes them from the guest's offloads.
      */
     public void setOffloadFlags(int tunOffloadFlags) throws NativeCallException {
         for (FileDescriptor q : queues) {

@@ -6,6 +6,7 @@ import io.vhostffm.vhost.internal.LinuxConstants;
 import io.vhostffm.vhost.internal.NativeErrors;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.io.IOException;
 
 /**
  * A listening AF_UNIX stream socket bound to a path: the side of a two-process migration that
@@ -60,7 +61,7 @@ public final class UnixSocketListener implements AutoCloseable {
         fd.close();
         try {
             Files.deleteIfExists(path);
-        } catch (java.io.IOException ignored) {
+        } catch (IOException ignored) {
             // the path is a leftover at worst; nothing else depends on it
         }
     }

@@ -58,6 +58,15 @@ class AbiTest {
             "VIRTIO_NET_F_HOST_USO", 56,
             "VIRTIO_NET_F_GUEST_HDRLEN", 59);
 
+    /**
+     * TUN offload macros older linux-libc-dev headers do not define, with their values from
+     * {@code <linux/if_tun.h>} of Linux 6.2, where they were added. Compared against the macro
+     * when the headers define it, else against this number.
+     */
+    static final Map<String, Integer> TUN_OFFLOADS_OLD_HEADERS_LACK = Map.of(
+            "TUN_F_USO4", 0x20,
+            "TUN_F_USO6", 0x40);
+
     /** Label to (C expression, Java value); labels are what the report shows. */
     private record Check(String cExpression, long javaValue) {}
 
@@ -187,6 +196,9 @@ class AbiTest {
         for (String h : HEADERS) {
             c.append("#include <").append(h).append(">\n");
         }
+        // Headers older than the macro: the number it has in the headers that define it.
+        TUN_OFFLOADS_OLD_HEADERS_LACK.forEach((macro, value) -> c.append("#ifndef ").append(macro)
+                .append("\n#define ").append(macro).append(' ').append(value).append("\n#endif\n"));
         c.append("\nint main(void) {\n");
         for (var e : checks.entrySet()) {
             c.append("    printf(\"%s\\t%lld\\n\", \"").append(e.getKey()).append("\", (long long)(")

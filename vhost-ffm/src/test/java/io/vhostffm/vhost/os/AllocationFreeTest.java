@@ -14,6 +14,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.reflect.Method;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * The hot paths allocate nothing per call: eventfd signal/consume/poll, and the ioctl path every
@@ -43,7 +44,7 @@ class AllocationFreeTest {
     @Test
     void theIoctlPathAllocatesNothing() throws Exception {
         try (TapDevice tap = TapDevice.create("vffalloc%d"); Arena arena = Arena.ofConfined()) {
-            tap.setVnetHeaderSize(12);
+            tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
             MemorySegment size = arena.allocate(ValueLayout.JAVA_INT);
             FileDescriptor queue = tap.queue(0);
             ThrowingRunnable round = () -> Ioctls.call(queue, IoctlRequest.TUNGETVNETHDRSZ, size, null);
@@ -57,7 +58,7 @@ class AllocationFreeTest {
     /**
      * The userspace datapath's system calls, writev and readv with errno capture, allocate nothing
      * per call once C2 compiled them: the JDK's per-call slice of the capture segment
-     * ({@code SharedUtils.checkCaptureSegment}, 40 bytes; docs/native.md) is scalar-replaced.
+     * ({@code SharedUtils.checkCaptureSegment}, 40 bytes; docs/vhost-ffm.md, "Costs") is scalar-replaced.
      * Here over an eventfd: writev adds 1 from an 8-byte iovec, readv takes the counter back.
      */
     @Test

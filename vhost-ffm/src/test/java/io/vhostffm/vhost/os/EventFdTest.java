@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 class EventFdTest {
@@ -29,14 +31,16 @@ class EventFdTest {
     @Test
     void pollWakesOnASignalFromAnotherThread() throws Exception {
         try (EventFd event = EventFd.create("eventfd kick")) {
+            CountDownLatch polling = new CountDownLatch(1);
             Thread signaller = Thread.ofPlatform().start(() -> {
                 try {
-                    Thread.sleep(50);
+                    assertTrue(polling.await(10, TimeUnit.SECONDS));
                     event.signal();
                 } catch (Exception e) {
                     throw new AssertionError(e);
                 }
             });
+            polling.countDown(); // the signal comes only once this thread is (about to be) in poll
             assertTrue(event.poll(-1), "poll without timeout returns once signalled");
             signaller.join();
             assertEquals(1, event.consume());
@@ -64,12 +68,12 @@ class EventFdTest {
 
     @Test
     void tenThousandEventFdsOpenAndCloseWithoutLeak() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         for (int i = 0; i < 10_000; i++) {
             EventFd event = EventFd.create();
             event.signal();
             event.close();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

@@ -43,12 +43,12 @@ class FileDescriptorTest {
         assertTrue(Files.exists(Path.of("/proc/self/fd/" + number)));
         assertThrows(DescriptorClosedException.class, fd::acquire);
         fd.release();
-        assertNotEquals("/dev/null", OpenDescriptors.snapshot().get(number), "the last release closes the descriptor");
+        assertNotEquals("/dev/null", FdLinks.snapshot().get(number), "the last release closes the descriptor");
     }
 
     @Test
     void manyThreadsClosingCloseExactlyOnce() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         for (int round = 0; round < 200; round++) {
             FileDescriptor fd = FileDescriptor.openReadOnly("/dev/null");
             int threads = 4;
@@ -71,7 +71,7 @@ class FileDescriptorTest {
             }
             assertEquals(0, failures.get(), "a second close(2) would have failed with EBADF");
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 
     @Test
@@ -111,11 +111,11 @@ class FileDescriptorTest {
 
     @Test
     void tenThousandOpenFilesOpenAndCloseWithoutLeak() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         for (int i = 0; i < 10_000; i++) {
             FileDescriptor fd = FileDescriptor.openReadOnly("/dev/null");
             fd.close();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

@@ -102,22 +102,22 @@ class MemfdGuestMemoryTest {
     void rejectsUnalignedAndOverlappingRegions() {
         assertThrows(IllegalArgumentException.class, () -> new RegionSpec(0x800, 0x1000));
         assertThrows(IllegalArgumentException.class, () -> new RegionSpec(0, 0x1800));
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         assertThrows(IllegalArgumentException.class, () -> MemfdGuestMemory.create("overlap",
                 List.of(new RegionSpec(0, 0x2000), new RegionSpec(0x1000, 0x1000))));
-        assertEquals(before, OpenDescriptors.snapshot(), "the memfds made before the failure are closed");
+        assertEquals(before, FdLinks.snapshot(), "the memfds made before the failure are closed");
     }
 
     @Test
     void tenThousandMemfdsCreateMapAndCloseWithoutLeak() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         List<RegionSpec> one = List.of(new RegionSpec(0, 0x1000));
         for (int i = 0; i < 10_000; i++) {
             try (MemfdGuestMemory memory = MemfdGuestMemory.create("leak-check", one)) {
                 memory.slice(0, 8).set(JAVA_LONG, 0, i);
             }
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 
     /** A memfd made without the library's seals, as a careless sender would. */

@@ -10,14 +10,16 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * AF_PACKET on a real TAP: what the TAP's fd writes (the guest's side) arrives on the socket, and
  * what the socket sends arrives at the TAP's fd with a virtio-net header in front.
  */
 class PacketSocketTest {
-    private static final int HEADER = 12;
+    private static final int HEADER = VirtioNetHeader.SIZE;
 
     static byte[] frame(int length, int seed) {
         byte[] f = new byte[length];
@@ -151,17 +153,22 @@ class PacketSocketTest {
         FileDescriptor q = tap.queue(0);
         q.setNonBlocking(true);
         long deadline = System.nanoTime() + 2_000_000_000L;
-        while (System.nanoTime() < deadline) {
-            try {
-                long n = q.read(read);
-                if (n >= HEADER + 14 && read.get(JAVA_BYTE, HEADER + 12) == (byte) 0x88) {
-                    return n;
+        try (DescriptorPoller readable = new DescriptorPoller(List.of(q))) {
+            while (System.nanoTime() < deadline) {
+                int waitMillis = (int) Math.max(1, (deadline - System.nanoTime()) / 1_000_000);
+                if (readable.poll(waitMillis) <= 0) {
+                    continue; // timed out (the loop ends) or interrupted by a signal
                 }
-            } catch (NativeCallException e) {
-                if (!"EAGAIN".equals(e.errnoSymbol())) {
-                    throw e;
+                try {
+                    long n = q.read(read);
+                    if (n >= HEADER + 14 && read.get(JAVA_BYTE, HEADER + 12) == (byte) 0x88) {
+                        return n;
+                    }
+                } catch (NativeCallException e) {
+                    if (!"EAGAIN".equals(e.errnoSymbol())) {
+                        throw e;
+                    }
                 }
-                Thread.sleep(5);
             }
         }
         throw new AssertionError("no frame of length " + length + " at the TAP within 2 s");

@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.EnumSet;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /** Real TAP devices through /dev/net/tun (needs CAP_NET_ADMIN: these machines run tests as root). */
 class TapDeviceTest {
@@ -32,8 +33,8 @@ class TapDeviceTest {
             assertEquals(EnumSet.of(TunFlag.TAP, TunFlag.NO_PI, TunFlag.VNET_HDR), tap.flags());
             assertTrue(tap.queue(0).toString().startsWith("tap " + name + " queue 0 (fd "));
 
-            tap.setVnetHeaderSize(12);
-            assertEquals(12, tap.vnetHeaderSize());
+            tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
+            assertEquals(VirtioNetHeader.SIZE, tap.vnetHeaderSize());
             tap.setSendBuffer(1 << 20);
             assertEquals(1 << 20, tap.sendBuffer());
             tap.setOffload(EnumSet.of(TunOffload.CSUM, TunOffload.TSO4, TunOffload.TSO6));
@@ -101,7 +102,7 @@ class TapDeviceTest {
 
     @Test
     void tenThousandTapQueueDescriptorsOpenAndCloseWithoutLeak() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         try (TapDevice tap = TapDevice.create("vffleak%d", 2, TapDevice.VHOST_FLAGS)) {
             // each iteration opens /dev/net/tun and attaches a new queue to the same device
             for (int i = 0; i < 10_000; i++) {
@@ -112,6 +113,6 @@ class TapDeviceTest {
         for (int i = 0; i < 200; i++) {
             TapDevice.create("vffdev%d").close();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

@@ -55,7 +55,7 @@ class UnixSocketTest {
 
     @Test
     void tooManyDescriptorsIsAnErrorAndNothingLeaks() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         try (UnixSocket.Pair pair = UnixSocket.pair();
              EventFd a = EventFd.create(); EventFd b = EventFd.create(); EventFd c = EventFd.create();
              Arena arena = Arena.ofConfined()) {
@@ -64,7 +64,7 @@ class UnixSocketTest {
             assertTrue(e.getMessage().startsWith("recvmsg on socketpair end 1 (fd "), e.getMessage());
             assertTrue(e.getMessage().contains("MSG_CTRUNC"), e.getMessage());
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 
     @Test
@@ -105,10 +105,10 @@ class UnixSocketTest {
 
     @Test
     void tenThousandSocketPairsOpenAndCloseWithoutLeak() throws Exception {
-        var before = OpenDescriptors.snapshot();
+        var before = FdLinks.snapshot();
         for (int i = 0; i < 10_000; i++) {
             UnixSocket.pair().close();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

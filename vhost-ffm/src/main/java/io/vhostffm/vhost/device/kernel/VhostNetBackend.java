@@ -15,11 +15,8 @@ import io.vhostffm.vhost.os.IoctlObserver;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.TunFlag;
-import io.vhostffm.vhost.device.kernel.VhostNet;
 import io.vhostffm.vhost.virtio.VirtioFeature;
-import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.virtio.net.TunOffloads;
-import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestRegion;
 import io.vhostffm.vring.QueueGeometry;
@@ -38,6 +35,8 @@ import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import io.vhostffm.vhost.os.TunOffload;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * The kernel datapath: one {@code /dev/vhost-net} per queue pair (its queue 0 is the pair's rx
@@ -78,8 +77,6 @@ import java.util.Objects;
  */
 public final class VhostNetBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(VhostNetBackend.class.getName());
-    /** The virtio-net header with num_buffers: VERSION_1 devices always use it. */
-    public static final int VNET_HEADER_SIZE = 12;
     private static final String NAME = "kernel vhost-net";
     private static final long LOG_ALL = 1L << VirtioFeature.LOG_ALL.bit();
     /** Bit 27: with it vhost would add/strip the header itself; the TAP does that here. */
@@ -185,7 +182,7 @@ public final class VhostNetBackend implements NetBackend {
                     features = v.getFeatures();
                 }
             }
-            tap.setVnetHeaderSize(VNET_HEADER_SIZE);
+            tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
             return new VhostNetBackend(tap, ownsTap, opened, features, CLAIMED_TUN_OFFLOADS);
         } catch (IOException | RuntimeException e) {
             opened.forEach(VhostNet::close);
@@ -200,7 +197,7 @@ public final class VhostNetBackend implements NetBackend {
      * which would change that device's offloads under it.
      */
     private static final int CLAIMED_TUN_OFFLOADS =
-            TunOffloads.TUN_F_CSUM | TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6 | TunOffloads.TUN_F_TSO_ECN;
+            TunOffload.CSUM.value() | TunOffload.TSO4.value() | TunOffload.TSO6.value() | TunOffload.TSO_ECN.value();
 
     // ------------------------------------------------------------------ accessors
 
@@ -333,7 +330,7 @@ public final class VhostNetBackend implements NetBackend {
         dirtyLog = log;
         listener = start.listener();
         tunOffloadFlags = start.tunOffloadFlags();
-        tap.setVnetHeaderSize(VNET_HEADER_SIZE);
+        tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
         tap.setOffloadFlags(tunOffloadFlags);
         long features = vhostFeaturesFor(start.ackedFeatures(), log != null);
         for (int pair = 0; pair < start.pairs(); pair++) {
@@ -535,7 +532,7 @@ public final class VhostNetBackend implements NetBackend {
 
     @Override
     public BackendTransfer transfer() {
-        return new BackendTransfer(BackendTransfer.KIND_TAP, tap.name(), VNET_HEADER_SIZE, tap.queues());
+        return new BackendTransfer(BackendTransfer.KIND_TAP, tap.name(), VirtioNetHeader.SIZE, tap.queues());
     }
 
     // ------------------------------------------------------------------ helpers
@@ -633,11 +630,13 @@ public final class VhostNetBackend implements NetBackend {
                 return;
             }
             if (current != null) {
+                BackendListener inUse = current.listener(); // a device still relied on it
                 try {
                     stop();
                 } catch (IOException | RuntimeException e) {
                     LOG.log(Level.WARNING, NAME + ": stop on close failed", e);
                 }
+                inUse.backendClosed(this);
             }
             closed = true;
         }

@@ -17,6 +17,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.function.BooleanSupplier;
 import java.util.function.Supplier;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * TAP to guest for one receive queue, with mergeable receive buffers (VIRTIO_NET_F_MRG_RXBUF,
@@ -46,7 +47,7 @@ import java.util.function.Supplier;
  * back ({@link #heldChains()}, {@link #heldSlots()}). Not thread-safe: its queue pair's thread only.
  */
 final class RxPath {
-    static final int HEADER = 12;
+    static final int HEADER = VirtioNetHeader.SIZE;
     private static final int NUM_BUFFERS_OFFSET = 10;
 
     /** {@link #service} result: the budget ran out with frames perhaps left. */

@@ -10,6 +10,7 @@ import io.vhostffm.vhost.internal.NativeErrors;
 import io.vhostffm.vring.DescriptorChain;
 import io.vhostffm.vring.DeviceQueue;
 import java.lang.foreign.Arena;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * Guest to TAP for one transmit queue. Each chain's device-readable buffers hold a
@@ -23,7 +24,7 @@ import java.lang.foreign.Arena;
  */
 final class TxPath {
     /** virtio_net_hdr_v1: with VIRTIO_F_VERSION_1 (or MRG_RXBUF) the header is 12 bytes. */
-    static final int HEADER = 12;
+    static final int HEADER = VirtioNetHeader.SIZE;
 
     /** {@link #service} result: the budget ran out with chains left. */
     static final int MORE = 0;

@@ -25,6 +25,8 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
+import io.vhostffm.vhost.os.TunOffload;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * The userspace datapath as a {@link NetBackend}: {@link UserspaceDatapath} on a TAP, started,
@@ -42,7 +44,8 @@ import java.util.Objects;
  * <li>{@link #start} (a classic start) opens the queues from the start's states with a classic
  *     restore, which checks the indices found in guest memory, and starts the threads.</li>
  * <li>{@link #setQueuePairEnabled} restarts the datapath on the new set of pairs, from the
- *     states the old one stopped at; the disabled pair's TAP queue is detached.</li>
+ *     states the old one stopped at; the disabled pair's TAP queue is detached.
+ *     {@link #setActiveQueuePairs} does the same for a whole VQ_PAIRS_SET with one restart.</li>
  * <li>{@link #setRxFilter}, {@link #setOffloads} and {@link #startDirtyLog} take effect at once on
  *     the running threads (read per frame / per write); {@link #stopDirtyLog} restarts them, so
  *     no mark is still in flight when it returns.</li>
@@ -59,12 +62,10 @@ import java.util.Objects;
 public final class UserspaceNetBackend implements NetBackend {
     /** The backend's name in capabilities and messages. */
     public static final String NAME = "userspace datapath";
-    /** The TAP's virtio-net header: virtio_net_hdr_v1 (VERSION_1 devices always use 12 bytes). */
-    public static final int VNET_HEADER_SIZE = 12;
 
     private static final int EINVAL = Errno.number("EINVAL").orElseThrow();
-    private static final int LARGE_TUN_OFFLOADS = TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6
-            | TunOffloads.TUN_F_UFO | TunOffloads.TUN_F_USO4 | TunOffloads.TUN_F_USO6;
+    private static final int LARGE_TUN_OFFLOADS = TunOffload.TSO4.value() | TunOffload.TSO6.value()
+            | TunOffload.UFO.value() | TunOffload.USO4.value() | TunOffload.USO6.value();
 
     private final TapDevice tap;
     private final boolean ownsTap;
@@ -121,19 +122,19 @@ public final class UserspaceNetBackend implements NetBackend {
         if (!tap.flags().containsAll(TapDevice.VHOST_FLAGS)) {
             throw new IllegalArgumentException(tap + " lacks " + TapDevice.VHOST_FLAGS + " (has " + tap.flags() + ")");
         }
-        tap.setVnetHeaderSize(VNET_HEADER_SIZE);
+        tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
         return new UserspaceNetBackend(tap, ownsTap, probeTunOffloads(tap));
     }
 
     /** The TUN_F_* flags this kernel's TAP accepts, the optional groups tried one at a time. */
     private static int probeTunOffloads(TapDevice tap) throws NativeCallException {
         int supported = 0;
-        int[] groups = {TunOffloads.TUN_F_CSUM,
-                TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6 | TunOffloads.TUN_F_TSO_ECN,
-                TunOffloads.TUN_F_UFO, TunOffloads.TUN_F_USO4 | TunOffloads.TUN_F_USO6};
+        int[] groups = {TunOffload.CSUM.value(),
+                TunOffload.TSO4.value() | TunOffload.TSO6.value() | TunOffload.TSO_ECN.value(),
+                TunOffload.UFO.value(), TunOffload.USO4.value() | TunOffload.USO6.value()};
         for (int group : groups) {
             try {
-                tap.setOffloadFlags(TunOffloads.TUN_F_CSUM | supported | group);
+                tap.setOffloadFlags(TunOffload.CSUM.value() | supported | group);
                 supported |= group;
             } catch (NativeCallException refused) {
                 // EINVAL: this kernel's TAP does not know the flag
@@ -346,6 +347,30 @@ public final class UserspaceNetBackend implements NetBackend {
         }
     }
 
+    /** Restarts the datapath once for the whole change, not once per pair that changes. */
+    @Override
+    public synchronized void setActiveQueuePairs(int configured, int active) throws IOException {
+        if (current == null) {
+            return; // not set up: the next start decides from its activePairs
+        }
+        int last = Math.min(configured, pairEnabled.length);
+        boolean changes = false;
+        for (int p = 0; p < last && !changes; p++) {
+            changes = pairEnabled[p] != p < active;
+        }
+        if (!changes) {
+            return;
+        }
+        boolean running = datapath != null;
+        collect();
+        for (int p = 0; p < last; p++) {
+            pairEnabled[p] = p < active;
+        }
+        if (running) {
+            launch(null);
+        }
+    }
+
     /**
      * Attaches or detaches the TAP queue of {@code pair} (TUNSETQUEUE through
      * {@link io.vhostffm.vhost.os.TapDevice#setQueueAttached}: asked of the kernel every time, since
@@ -398,7 +423,7 @@ public final class UserspaceNetBackend implements NetBackend {
 
     @Override
     public BackendTransfer transfer() {
-        return new BackendTransfer(BackendTransfer.KIND_TAP, tap.name(), VNET_HEADER_SIZE, tap.queues());
+        return new BackendTransfer(BackendTransfer.KIND_TAP, tap.name(), VirtioNetHeader.SIZE, tap.queues());
     }
 
     @Override
@@ -408,6 +433,9 @@ public final class UserspaceNetBackend implements NetBackend {
         }
         closed = true;
         collect();
+        if (current != null) {
+            current.listener().backendClosed(this); // a device still relied on it
+        }
         current = null;
         if (ownsTap) {
             tap.close();

@@ -20,7 +20,7 @@ import java.util.Objects;
  * @param unicastOverflow the driver's unicast list was longer than the table
  * @param multicastOverflow the driver's multicast list was longer than the space left
  */
-public record MacTableState(byte[] unicast, byte[] multicast, boolean unicastOverflow, boolean multicastOverflow) {
+public record MacTableState(byte[] unicast, byte[] multicast, boolean unicastOverflow, boolean multicastOverflow) implements ContentComparable {
 
     /** MAC_TABLE_ENTRIES, as QEMU sizes it. */
     public static final int MAX_ENTRIES = 64;

@@ -42,4 +42,7 @@ public interface NetDeviceListener {
 
     /** The device entered DEVICE_NEEDS_RESET: stop the datapath; the reason says why. */
     default void needsReset(String reason) {}
+
+    /** A driver or transport access was refused; the device is unchanged. {@code reason} names it. */
+    default void refused(String reason) {}
 }

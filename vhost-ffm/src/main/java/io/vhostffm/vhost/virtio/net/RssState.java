@@ -22,7 +22,7 @@ import java.util.Objects;
  * @param defaultQueue the queue for packets no hash type matches ({@code unclassified_queue})
  */
 public record RssState(boolean enabled, boolean redirect, boolean populateHash, int hashTypes, byte[] key,
-        long[] indirectionTable, int defaultQueue) {
+        long[] indirectionTable, int defaultQueue) implements ContentComparable {
 
     /** VIRTIO_NET_HASH_TYPE_IPv4. */
     public static final int HASH_TYPE_IPV4 = 1 << 0;

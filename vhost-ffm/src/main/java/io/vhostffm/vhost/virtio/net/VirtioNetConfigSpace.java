@@ -8,6 +8,7 @@ import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.util.Objects;
+import java.util.Arrays;
 
 /**
  * The virtio-net device configuration space, {@code struct virtio_net_config} (virtio 1.3, 5.1.4),
@@ -84,7 +85,7 @@ public final class VirtioNetConfigSpace {
 
         @Override
         public boolean equals(Object o) {
-            return o instanceof Fields f && java.util.Arrays.equals(mac, f.mac) && status == f.status
+            return o instanceof Fields f && Arrays.equals(mac, f.mac) && status == f.status
                     && maxVirtqueuePairs == f.maxVirtqueuePairs && mtu == f.mtu && speed == f.speed
                     && duplex == f.duplex && rssMaxKeySize == f.rssMaxKeySize
                     && rssMaxIndirectionTableLength == f.rssMaxIndirectionTableLength
@@ -93,7 +94,7 @@ public final class VirtioNetConfigSpace {
 
         @Override
         public int hashCode() {
-            return Objects.hash(java.util.Arrays.hashCode(mac), status, maxVirtqueuePairs, mtu, speed, duplex,
+            return Objects.hash(Arrays.hashCode(mac), status, maxVirtqueuePairs, mtu, speed, duplex,
                     rssMaxKeySize, rssMaxIndirectionTableLength, supportedHashTypes);
         }
     }
@@ -152,6 +153,6 @@ public final class VirtioNetConfigSpace {
             throw new IndexOutOfBoundsException("config space read of " + length + " bytes at offset " + offset
                     + " is outside virtio_net_config (" + config.length + " bytes)");
         }
-        return java.util.Arrays.copyOfRange(config, offset, offset + length);
+        return Arrays.copyOfRange(config, offset, offset + length);
     }
 }

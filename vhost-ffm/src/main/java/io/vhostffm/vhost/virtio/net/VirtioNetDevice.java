@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.Arrays;
 
 /**
  * The virtio-net device model both backends share: feature negotiation, the device status state
@@ -218,7 +219,7 @@ public final class VirtioNetDevice {
         // As QEMU: without CTRL_VLAN every VLAN passes; with it the driver adds the ones it wants.
         long[] vlans = new long[VirtioNetState.VLAN_WORDS];
         if (!VirtioFeature.CTRL_VLAN.in(acked)) {
-            java.util.Arrays.fill(vlans, -1L);
+            Arrays.fill(vlans, -1L);
         }
         boolean multiqueue = VirtioFeature.MQ.in(acked) || VirtioFeature.RSS.in(acked);
         VirtioNetState next = net.withVlanTable(vlans)
@@ -276,7 +277,20 @@ public final class VirtioNetDevice {
     private int reject(String why) {
         lastError = why;
         LOG.log(Level.DEBUG, "virtio-net: {0}", why);
+        try {
+            listener.refused(why);
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "virtio-net: listener failed on a refusal", e);
+        }
         return status;
+    }
+
+    /**
+     * A transport access the caller refused (a queue register write after DRIVER_OK, say):
+     * recorded as {@link #lastError()} and told to the listener, as the device's own refusals are.
+     */
+    public synchronized void reportRefusal(String why) {
+        reject(Objects.requireNonNull(why, "why"));
     }
 
     /** The last refused driver action or error, for logs and tests. */
@@ -383,8 +397,8 @@ public final class VirtioNetDevice {
     /** The backend calls for every group of state that differs between two states, in a fixed order. */
     private List<Effect> effectsBetween(VirtioNetState old, VirtioNetState next) {
         List<Effect> effects = new ArrayList<>();
-        if (!java.util.Arrays.equals(old.mac(), next.mac()) || !old.macTable().equals(next.macTable())
-                || !old.rxMode().equals(next.rxMode()) || !java.util.Arrays.equals(old.vlanTable(), next.vlanTable())) {
+        if (!Arrays.equals(old.mac(), next.mac()) || !old.macTable().equals(next.macTable())
+                || !old.rxMode().equals(next.rxMode()) || !Arrays.equals(old.vlanTable(), next.vlanTable())) {
             effects.add((s, f) -> listener.rxFilterChanged(f));
         }
         if (old.guestOffloads() != next.guestOffloads()) {

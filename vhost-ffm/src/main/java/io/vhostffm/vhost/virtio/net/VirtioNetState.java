@@ -26,7 +26,7 @@ import java.util.Objects;
  * @param rss receive-side scaling and hash reporting
  */
 public record VirtioNetState(byte[] mac, MacTableState macTable, int netStatus, RxModeState rxMode, long[] vlanTable,
-        long guestOffloads, boolean multiqueue, int queuePairs, RssState rss) {
+        long guestOffloads, boolean multiqueue, int queuePairs, RssState rss) implements ContentComparable {
 
     /** VLAN ids: 0..4095 (MAX_VLAN). */
     public static final int MAX_VLAN = 4096;

@@ -20,7 +20,7 @@ import java.util.Objects;
  * @param ackedFeatures the features the driver acknowledged (valid once FEATURES_OK is set)
  * @param config the config space bytes, {@link VirtioNetConfigSpace#SIZE} of them
  */
-public record VirtioState(int status, long offeredFeatures, long ackedFeatures, byte[] config) {
+public record VirtioState(int status, long offeredFeatures, long ackedFeatures, byte[] config) implements ContentComparable {
 
     public VirtioState {
         config = Objects.requireNonNull(config, "config").clone();

@@ -5,7 +5,7 @@ import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.MemfdRegion;
 import io.vhostffm.vhost.os.NativeCallException;
-import io.vhostffm.vhost.os.OpenDescriptors;
+import io.vhostffm.vhost.os.FdLinks;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 
@@ -32,6 +32,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
 
 /**
  * Against the real kernel vhost-net: needs /dev/vhost-net, so it runs in the VM of
@@ -98,7 +99,7 @@ class VhostNetKernelTest {
 
     @Test
     void programsBothQueuesBindsATapAndReadsTheBaseBack() throws Exception {
-        Map<Integer, String> before = OpenDescriptors.snapshot();
+        Map<Integer, String> before = FdLinks.snapshot();
         // vhost is declared last so it is closed first, before the memory it points at goes away
         try (Arena logArena = Arena.ofConfined();
              MemfdGuestMemory memory = MemfdGuestMemory.create("kernel-test-ram", TWO_REGIONS);
@@ -115,7 +116,7 @@ class VhostNetKernelTest {
                     | VirtioFeature.MRG_RXBUF.mask() | VirtioFeature.INDIRECT_DESC.mask());
             vhost.setFeatures(acked);
             vhost.setMemTable(memory);
-            tap.setVnetHeaderSize(12); // virtio_net_hdr_mrg_rxbuf, as VERSION_1 / MRG_RXBUF use
+            tap.setVnetHeaderSize(VirtioNetHeader.SIZE); // virtio_net_hdr_mrg_rxbuf, as VERSION_1 / MRG_RXBUF use
 
             // dirty logging as migration uses it: a bitmap with one bit per 4 KiB guest page up to
             // the end of the highest region, an eventfd, and LOG_ALL on while logging
@@ -176,7 +177,7 @@ class VhostNetKernelTest {
             assertEquals(0, err.consume(), "no ring error was reported");
             vhost.setVringNum(VhostNet.TX_QUEUE, RING_SIZE); // stopped: NUM is accepted again
         }
-        assertEquals(before, OpenDescriptors.snapshot(), "every descriptor closed");
+        assertEquals(before, FdLinks.snapshot(), "every descriptor closed");
     }
 
     @Test
@@ -197,7 +198,7 @@ class VhostNetKernelTest {
     @Test
     void tenThousandVhostNetDescriptorsOpenAndCloseWithoutLeak() throws Exception {
         openVhostNet().close();
-        Map<Integer, String> before = OpenDescriptors.snapshot();
+        Map<Integer, String> before = FdLinks.snapshot();
         int batch = 250;
         ExecutorService closers = Executors.newFixedThreadPool(32);
         try {
@@ -220,6 +221,6 @@ class VhostNetKernelTest {
         try (VhostNet owned = VhostNet.open()) {
             owned.setOwner();
         }
-        assertEquals(before, OpenDescriptors.snapshot());
+        assertEquals(before, FdLinks.snapshot());
     }
 }

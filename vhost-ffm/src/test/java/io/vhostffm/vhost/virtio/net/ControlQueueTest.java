@@ -15,6 +15,7 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import io.vhostffm.vhost.os.TunOffload;
 
 class ControlQueueTest {
     private final RecordingListener listener = new RecordingListener();
@@ -373,7 +374,7 @@ class ControlQueueTest {
         assertOk(new Cmd(CLASS_GUEST_OFFLOADS, GUEST_OFFLOADS_SET).le64(csumTso4));
         assertEquals(csumTso4, device.netState().guestOffloads());
         assertEquals(csumTso4, listener.offloads);
-        assertEquals(TunOffloads.TUN_F_CSUM | TunOffloads.TUN_F_TSO4, listener.tunFlags);
+        assertEquals(TunOffload.CSUM.value() | TunOffload.TSO4.value(), listener.tunFlags);
         assertOk(new Cmd(CLASS_GUEST_OFFLOADS, GUEST_OFFLOADS_SET).le64(0));
         assertEquals(0, listener.tunFlags);
         // GUEST_USO4 is a guest offload, but not negotiated here; MQ is no offload at all.

@@ -12,6 +12,7 @@ import java.lang.reflect.RecordComponent;
 import java.util.List;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.os.TunOffload;
 
 class DeviceStateTest {
 
@@ -59,7 +60,7 @@ class DeviceStateTest {
         assertEquals(List.of("rxFilterChanged", "guestOffloadsChanged", "rssChanged", "queuePairsChanged"),
                 destListener.calls);
         assertEquals(3, destListener.pairs);
-        assertEquals(TunOffloads.TUN_F_CSUM | TunOffloads.TUN_F_TSO6, destListener.tunFlags);
+        assertEquals(TunOffload.CSUM.value() | TunOffload.TSO6.value(), destListener.tunFlags);
         assertSame(dest.rxFilter(), destListener.filter);
         // It carries on as the source would.
         assertTrue(dest.handleControl(new Cmd(CLASS_ANNOUNCE, ANNOUNCE_ACK).segments()).isOk());

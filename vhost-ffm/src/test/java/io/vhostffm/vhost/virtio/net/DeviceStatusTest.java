@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import java.util.List;
 import org.junit.jupiter.api.Test;
+import io.vhostffm.vhost.os.TunOffload;
 
 class DeviceStatusTest {
     private final RecordingListener listener = new RecordingListener();
@@ -142,8 +143,8 @@ class DeviceStatusTest {
         assertTrue(net.multiqueue());
         assertTrue(net.rss().populateHash());
         assertEquals(ALL_CONTROL & FeatureNegotiation.GUEST_OFFLOAD_FEATURES, net.guestOffloads());
-        assertEquals(TunOffloads.TUN_F_CSUM | TunOffloads.TUN_F_TSO4 | TunOffloads.TUN_F_TSO6
-                | TunOffloads.TUN_F_TSO_ECN | TunOffloads.TUN_F_UFO, listener.tunFlags);
+        assertEquals(TunOffload.CSUM.value() | TunOffload.TSO4.value() | TunOffload.TSO6.value()
+                | TunOffload.TSO_ECN.value() | TunOffload.UFO.value(), listener.tunFlags);
         // CTRL_VLAN negotiated: the table starts empty; without it every VLAN passes.
         assertFalse(net.vlanAllowed(5));
         VirtioNetDevice plain = running(VirtioFeature.VERSION_1.mask(), VirtioFeature.VERSION_1.mask(), 1,

@@ -33,15 +33,15 @@ class RxFilterTest {
 
     /** An Ethernet frame to {@code dst}, VLAN-tagged when {@code vid >= 0}, after a 12-byte virtio-net header. */
     private static MemorySegment frame(byte[] dst, int vid) {
-        MemorySegment s = Arena.ofAuto().allocate(12 + 64);
-        MemorySegment.copy(dst, 0, s, ValueLayout.JAVA_BYTE, 12, 6);
+        MemorySegment s = Arena.ofAuto().allocate(VirtioNetHeader.SIZE + 64);
+        MemorySegment.copy(dst, 0, s, ValueLayout.JAVA_BYTE, VirtioNetHeader.SIZE, 6);
         if (vid >= 0) {
-            s.set(ValueLayout.JAVA_BYTE, 12 + 12, (byte) 0x81);
-            s.set(ValueLayout.JAVA_BYTE, 12 + 13, (byte) 0x00);
-            s.set(ValueLayout.JAVA_BYTE, 12 + 14, (byte) (0x20 | vid >> 8)); // PCP bits must be ignored
-            s.set(ValueLayout.JAVA_BYTE, 12 + 15, (byte) vid);
+            s.set(ValueLayout.JAVA_BYTE, VirtioNetHeader.SIZE + 12, (byte) 0x81);
+            s.set(ValueLayout.JAVA_BYTE, VirtioNetHeader.SIZE + 13, (byte) 0x00);
+            s.set(ValueLayout.JAVA_BYTE, VirtioNetHeader.SIZE + 14, (byte) (0x20 | vid >> 8)); // PCP bits must be ignored
+            s.set(ValueLayout.JAVA_BYTE, VirtioNetHeader.SIZE + 15, (byte) vid);
         } else {
-            s.set(ValueLayout.JAVA_BYTE, 12 + 12, (byte) 0x08);
+            s.set(ValueLayout.JAVA_BYTE, VirtioNetHeader.SIZE + 12, (byte) 0x08);
         }
         return s;
     }
@@ -51,7 +51,7 @@ class RxFilterTest {
     }
 
     private boolean accepts(byte[] dst, int vid) {
-        return device.rxFilter().accepts(frame(dst, vid), 12, 64);
+        return device.rxFilter().accepts(frame(dst, vid), VirtioNetHeader.SIZE, 64);
     }
 
     @Test
@@ -128,16 +128,16 @@ class RxFilterTest {
                 VirtioFeature.CTRL_RX), VirtioFeature.maskOf(VirtioFeature.VERSION_1,
                 VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX), 1, new RecordingListener());
         plain.handleControl(new Cmd(CLASS_RX, RX_PROMISC).u8(0).segments());
-        assertTrue(plain.rxFilter().accepts(frame(OWN, 4000), 12, 64));
+        assertTrue(plain.rxFilter().accepts(frame(OWN, 4000), VirtioNetHeader.SIZE, 64));
     }
 
     @Test
     void runtFramesAreDroppedOutsidePromiscuousMode() {
         rx(RX_PROMISC, false);
-        assertFalse(device.rxFilter().accepts(frame(OWN, -1), 12, 13));
-        assertTrue(device.rxFilter().accepts(frame(OWN, -1), 12, 14));
+        assertFalse(device.rxFilter().accepts(frame(OWN, -1), VirtioNetHeader.SIZE, 13));
+        assertTrue(device.rxFilter().accepts(frame(OWN, -1), VirtioNetHeader.SIZE, 14));
         assertThrows(IndexOutOfBoundsException.class,
-                () -> device.rxFilter().accepts(MemorySegment.ofArray(new byte[20]), 12, 14));
+                () -> device.rxFilter().accepts(MemorySegment.ofArray(new byte[20]), VirtioNetHeader.SIZE, 14));
     }
 
     @Test

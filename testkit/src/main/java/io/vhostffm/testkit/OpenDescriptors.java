@@ -1,0 +1,124 @@
+package io.vhostffm.testkit;
+
+import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * The process's open file descriptors as {@code /proc/self/fd} shows them, to prove a test closed
+ * what it opened: take a {@link #snapshot()} before, another after, and {@link #diff} them. Each
+ * descriptor is classified by what it refers to ({@link Kind}), so a leak reads as "2 eventfd,
+ * 1 TAP" rather than a list of numbers.
+ */
+public final class OpenDescriptors {
+    private OpenDescriptors() {}
+
+    /** What a descriptor refers to, from its {@code /proc/self/fd} link. */
+    public enum Kind {
+        /** {@code anon_inode:[eventfd]}. */
+        EVENTFD,
+        /** {@code /memfd:...}. */
+        MEMFD,
+        /** {@code /dev/net/tun}: a TAP queue. */
+        TAP,
+        /** {@code /dev/vhost-net}. */
+        VHOST,
+        /** {@code socket:[...]}. */
+        SOCKET,
+        /** Anything else (files, pipes, other anonymous inodes). */
+        OTHER;
+
+        /** The kind of a descriptor whose link reads {@code target}. */
+        public static Kind of(String target) {
+            if (target.equals("anon_inode:[eventfd]")) {
+                return EVENTFD;
+            }
+            if (target.startsWith("/memfd:")) {
+                return MEMFD;
+            }
+            if (target.equals("/dev/net/tun")) {
+                return TAP;
+            }
+            if (target.equals("/dev/vhost-net")) {
+                return VHOST;
+            }
+            if (target.startsWith("socket:")) {
+                return SOCKET;
+            }
+            return OTHER;
+        }
+    }
+
+    /** One open descriptor: its number, link target and kind. */
+    public record Descriptor(int number, String target, Kind kind) {
+        @Override
+        public String toString() {
+            return number + " -> " + target;
+        }
+    }
+
+    /**
+     * The open descriptors now: number to link target. The listing's own directory descriptor is
+     * gone by the time its link would be read, so it is not in the map.
+     */
+    public static Map<Integer, String> snapshot() {
+        Map<Integer, String> open = new TreeMap<>();
+        String[] names = new File("/proc/self/fd").list();
+        if (names == null) {
+            throw new IllegalStateException("/proc/self/fd is not readable");
+        }
+        for (String name : names) {
+            try {
+                open.put(Integer.parseInt(name), Files.readSymbolicLink(Path.of("/proc/self/fd", name)).toString());
+            } catch (IOException e) {
+                // the directory descriptor the listing used is gone by now: not ours to count
+            }
+        }
+        return open;
+    }
+
+    /** How many descriptors of {@code kind} {@code snapshot} holds. */
+    public static long count(Map<Integer, String> snapshot, Kind kind) {
+        return snapshot.values().stream().filter(t -> Kind.of(t) == kind).count();
+    }
+
+    /**
+     * The descriptors open in {@code after} that were not open (or referred to something else) in
+     * {@code before}: what was opened in between and not closed.
+     */
+    public static List<Descriptor> opened(Map<Integer, String> before, Map<Integer, String> after) {
+        List<Descriptor> out = new ArrayList<>();
+        for (var e : after.entrySet()) {
+            if (!e.getValue().equals(before.get(e.getKey()))) {
+                out.add(new Descriptor(e.getKey(), e.getValue(), Kind.of(e.getValue())));
+            }
+        }
+        return out;
+    }
+
+    /**
+     * What changed between two snapshots, in words: descriptors opened and closed, by kind; the
+     * empty string when nothing did.
+     */
+    public static String diff(Map<Integer, String> before, Map<Integer, String> after) {
+        List<Descriptor> opened = opened(before, after);
+        List<Descriptor> closed = opened(after, before);
+        if (opened.isEmpty() && closed.isEmpty()) {
+            return "";
+        }
+        return "opened " + byKind(opened) + " " + opened + ", closed " + byKind(closed) + " " + closed;
+    }
+
+    private static Map<Kind, Integer> byKind(List<Descriptor> descriptors) {
+        Map<Kind, Integer> out = new TreeMap<>();
+        for (Descriptor d : descriptors) {
+            out.merge(d.kind(), 1, Integer::sum);
+        }
+        return out;
+    }
+}
