@@ -88,14 +88,22 @@ public final class QueueResync {
         }
         boolean packedRings = packed != null;
         QueuePositionTable t = table;
-        for (int i = 0; i < n; i++) {
+        int[] entries = t.entries;
+        for (int i = 0, at = 0; i < n; i++, at += QueuePositionTable.STRIDE) {
             QueuePosition p = finalPositions.get(i);
+            boolean availWrap = p.lastAvailWrapCounter();
+            boolean usedWrap = p.usedWrapCounter();
             // A position of the other format (or a split one with a wrap counter set) would pass
-            // the folded range checks; refuse it here, naming the field.
-            if (p.packed() != packedRings || (!packedRings && (p.lastAvailWrapCounter() | p.usedWrapCounter()))) {
+            // the folded range checks; refuse it here, naming the field. Non-short-circuit: one branch.
+            if (p.packed() != packedRings | (!packedRings & (availWrap | usedWrap))) {
                 throw formatError(i, p);
             }
-            t.set(i, p);
+            // QueuePositionTable.set without its per-call checks: i < n = the table's queue count.
+            entries[at + QueuePositionTable.LAST_AVAIL_IDX] = p.lastAvailIdx();
+            entries[at + QueuePositionTable.USED_IDX] = p.usedIdx();
+            entries[at + QueuePositionTable.INUSE] = p.inuse();
+            entries[at + QueuePositionTable.WRAP_COUNTERS] = (availWrap ? QueuePositionTable.AVAIL_WRAP : 0)
+                    | (usedWrap ? QueuePositionTable.USED_WRAP : 0);
         }
         if (packedRings) {
             PackedDeviceQueue.resyncAll(packed, t, vringBases);
