@@ -38,7 +38,7 @@ import java.util.Set;
  */
 public final class MigrationDestination {
     private static final StateSchema<Manifest> MANIFEST = StateSchema.of(Manifest.class);
-    private static final StateSchema<FinalIndices> INDICES = StateSchema.of(FinalIndices.class);
+    private static final StateSchema<FinalPositions> INDICES = StateSchema.of(FinalPositions.class);
     private static final StateSchema<Acknowledgement> ACK = StateSchema.of(Acknowledgement.class);
 
     private final List<RegisteredSection<?>> sections;
@@ -128,7 +128,7 @@ public final class MigrationDestination {
             enter(MigrationPhase.STOP_AND_COPY);
             long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
             Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
-            FinalIndices indices = readSwitchover(first, switchoverBatch);
+            FinalPositions indices = readSwitchover(first, switchoverBatch);
             enter(MigrationPhase.ACKNOWLEDGEMENT);
             Switchover switchover = applySwitchover(switchoverBatch, indices);
             long switchoverNanos = System.nanoTime() - switchoverStart;
@@ -229,7 +229,7 @@ public final class MigrationDestination {
          * DELTA|SWITCHOVER sections into {@code batch}, then QUEUE_INDICES, then the end marker;
          * nothing applied yet.
          */
-        private FinalIndices readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
+        private FinalPositions readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
             Section s = first;
             while (s.id() != StreamFormat.QUEUE_INDICES) {
                 if (!StreamFormat.isDeviceSection(s.id())
@@ -249,7 +249,7 @@ public final class MigrationDestination {
                 throw violation(in, s, "queue indices must be flagged " + StreamFormat.flagNames(expectedFlags)
                         + " after " + batch.size() + " switchover sections");
             }
-            FinalIndices indices = decode(in, s, INDICES);
+            FinalPositions indices = decode(in, s, INDICES);
             Section end = in.next();
             if (!end.isEndOfStream()) {
                 throw violation(in, end, "expected the end marker after the queue indices");
@@ -258,7 +258,7 @@ public final class MigrationDestination {
         }
 
         /** The stream is complete and valid: apply the switchover deltas, then start the device. */
-        private Switchover applySwitchover(Map<Integer, Record> batch, FinalIndices indices) throws MigrationException {
+        private Switchover applySwitchover(Map<Integer, Record> batch, FinalPositions indices) throws MigrationException {
             List<SectionDelta> deltas = new ArrayList<>();
             for (Map.Entry<Integer, Record> e : batch.entrySet()) {
                 RegisteredSection<?> r = byId.get(e.getKey());

@@ -57,7 +57,7 @@ class MigrationStreamFuzzTest {
     private static final List<StateSchema<?>> RECORDS = List.of(
             StateSchema.of(VirtioState.class), StateSchema.of(QueueLayouts.class),
             StateSchema.of(VirtioNetState.class), StateSchema.of(PendingTx.class),
-            StateSchema.of(FinalIndices.class), StateSchema.of(Manifest.class),
+            StateSchema.of(FinalPositions.class), StateSchema.of(Manifest.class),
             StateSchema.of(Acknowledgement.class), StateSchema.of(LocalHandoff.Manifest.class));
 
     private static final Map<Integer, String> SECTIONS = Map.of(NetSections.VIRTIO, NetSections.VIRTIO_NAME,

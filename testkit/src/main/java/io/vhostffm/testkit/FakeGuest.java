@@ -13,6 +13,7 @@ import io.vhostffm.vring.DriverQueue;
 import io.vhostffm.vring.DriverState;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.PackedDriverQueue;
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.SplitDriverQueue;
 import java.io.ByteArrayOutputStream;
@@ -267,8 +268,8 @@ public final class FakeGuest {
         if (q instanceof SplitDriverQueue split) {
             return split.initialDeviceState();
         }
-        return QueueState.packed(q.size(), layout.descAddress(queue), layout.driverAreaAddress(queue),
-                layout.deviceAreaAddress(queue), q.saveState().eventIdx());
+        return QueueState.fresh(QueueGeometry.packed(q.size(), layout.descAddress(queue),
+                layout.driverAreaAddress(queue), layout.deviceAreaAddress(queue), q.saveState().eventIdx()));
     }
 
     /** The device status register. */

@@ -49,7 +49,7 @@ class ChainWalkFuzzTest {
             SplitDeviceQueue queue;
             try {
                 queue = new SplitDeviceQueue(QUEUE, guest.memory,
-                        QueueState.split(size, DESC, DRIVER_AREA, DEVICE_AREA, eventIdx), RestoreMode.CLASSIC);
+                        QueueState.fresh(QueueGeometry.split(size, DESC, DRIVER_AREA, DEVICE_AREA, eventIdx)), RestoreMode.CLASSIC);
             } catch (VirtqueueException e) {
                 // used.idx and avail.idx in guest memory are the fuzzer's; a restore may refuse them.
                 assertTrue(e.rule() == Rule.INDEX_JUMP || e.rule() == Rule.INVALID_STATE, e::toString);
@@ -68,7 +68,7 @@ class ChainWalkFuzzTest {
             guest.load(0, data.consumeBytes((int) GuardedGuestMemory.LOW_SIZE));
             guest.load(1, data.consumeRemainingAsBytes());
             PackedDeviceQueue queue = new PackedDeviceQueue(QUEUE, guest.memory,
-                    QueueState.packed(size, DESC, DRIVER_AREA, DEVICE_AREA, eventIdx), RestoreMode.CLASSIC);
+                    QueueState.fresh(QueueGeometry.packed(size, DESC, DRIVER_AREA, DEVICE_AREA, eventIdx)), RestoreMode.CLASSIC);
             drain(guest, queue, size, queue::usedIdx);
         }
     }
