@@ -25,7 +25,7 @@ import java.util.Objects;
 public record BackendStart(GuestMemory memory, long ackedFeatures, List<QueueBinding> queues, int activePairs,
         int tunOffloadFlags, DirtyLog dirtyLog, BackendListener listener) {
 
-    /** Checks the shape: an even, non-empty queue list in virtqueue order, 1 <= activePairs <= pairs. */
+    /** Checks the shape: an even, non-empty queue list in virtqueue order, 1 &lt;= activePairs &lt;= pairs. */
     public BackendStart {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(listener, "listener");
