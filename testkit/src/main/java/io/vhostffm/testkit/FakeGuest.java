@@ -52,6 +52,16 @@ public final class FakeGuest {
             VirtioFeature.GUEST_CSUM, VirtioFeature.RING_PACKED);
     /** How long {@link #control} waits for the device's answer. */
     public static final int CONTROL_TIMEOUT_MILLIS = 10_000;
+    /**
+     * What VQ_PAIRS_SET adds to {@link #CONTROL_TIMEOUT_MILLIS} per pair it asks for. The command
+     * restarts a userspace datapath on the new set of pairs: a thread, a TAP queue attached
+     * (TUNSETQUEUE) and the pair's buffers per pair. Measured on a 2-core host at load 15: 1.5 to
+     * 2 s for 256 pairs, of which thread starts about 0.3 s and TUNSETQUEUE 0.03 to 0.14 s; the
+     * rest is the per-pair set-up, all of it linear in the pairs, none of it a fault to fix. A
+     * fixed 10 s was exceeded at 128 pairs under heavier load; a deadline that grows with the
+     * pairs (256 pairs: 10 s + 25.6 s) keeps the same margin at every size.
+     */
+    public static final int QUEUE_PAIRS_SET_MILLIS_PER_PAIR = 100;
     private static final int PIECE_GAP = 64;
 
     private final GuestMemory memory;
@@ -724,6 +734,11 @@ public final class FakeGuest {
      * @throws IllegalStateException when no answer comes in time, or the device answers another chain
      */
     public int control(int commandClass, int command, byte[] data) throws NativeCallException {
+        return control(commandClass, command, data, CONTROL_TIMEOUT_MILLIS);
+    }
+
+    /** As {@link #control(int, int, byte[])}, waiting up to {@code timeoutMillis} for the answer. */
+    private int control(int commandClass, int command, byte[] data, long timeoutMillis) throws NativeCallException {
         int c = layout.controlQueue();
         DriverQueue q = queues[c];
         long header = layout.controlBuffers();
@@ -746,12 +761,12 @@ public final class FakeGuest {
         }
         markDriverArea(c);
         kickIfNeeded(c);
-        long deadline = System.nanoTime() + CONTROL_TIMEOUT_MILLIS * 1_000_000L;
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
         while (q.collectUsed(ids, lens, 1) == 0) {
             long left = (deadline - System.nanoTime()) / 1_000_000L;
             if (left <= 0) {
                 throw new IllegalStateException("virtqueue " + c + ": no answer to control class " + commandClass
-                        + " command " + command + " within " + CONTROL_TIMEOUT_MILLIS + " ms; status "
+                        + " command " + command + " within " + timeoutMillis + " ms; status "
                         + DeviceStatus.describe(status()) + ", last error "
                         + transport.lastError().orElse("none"));
             }
@@ -764,9 +779,14 @@ public final class FakeGuest {
         return memory.slice(ack, 1).get(JAVA_BYTE, 0);
     }
 
-    /** Sets the number of active queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET); returns the ack. */
+    /**
+     * Sets the number of active queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET); returns the ack.
+     * Waits up to {@link #CONTROL_TIMEOUT_MILLIS} plus {@link #QUEUE_PAIRS_SET_MILLIS_PER_PAIR}
+     * per pair: the device may restart its datapath on that many pairs before it answers.
+     */
     public int setQueuePairs(int n) throws NativeCallException {
-        return control(VirtioNetCtrl.CLASS_MQ, VirtioNetCtrl.MQ_VQ_PAIRS_SET, new byte[] {(byte) n, (byte) (n >> 8)});
+        return control(VirtioNetCtrl.CLASS_MQ, VirtioNetCtrl.MQ_VQ_PAIRS_SET, new byte[] {(byte) n, (byte) (n >> 8)},
+                CONTROL_TIMEOUT_MILLIS + (long) QUEUE_PAIRS_SET_MILLIS_PER_PAIR * Math.max(0, n));
     }
 
     /** Adds a VLAN to the filter (VIRTIO_NET_CTRL_VLAN_ADD); returns the ack. */

@@ -107,6 +107,16 @@ public final class MigrationDemo {
      */
     public record FaultOutcome(MigrationException failure, boolean guestAtSource, Result result, Process child) {}
 
+    /** How long a traffic phase may take at least; {@link #trafficTimeout} adds time for large runs. */
+    private static final long TRAFFIC_MILLIS = 60_000;
+    /** Frames a traffic phase is given a second for, beyond {@link #TRAFFIC_MILLIS}: a loaded 2-core host moves more. */
+    private static final long FRAMES_PER_SECOND = 5_000;
+    /**
+     * How long the destination's guest waits for a transmit credit once its credit is used up, and
+     * how long the source's network side waits for anything to move.
+     */
+    private static final long CREDIT_TIMEOUT_MILLIS = 20_000;
+
     /** The environment variable a fault test sets for the destination child: {@code PHASE:kill|stop|cut}. */
     public static final String FAULT_ENV = "VHOSTFFM_DEMO_FAULT";
 
@@ -168,7 +178,7 @@ public final class MigrationDemo {
         try (MemfdGuestMemory memory = DemoDevice.memory(layout);
                 TapDevice tap = upTap(pairs);
                 Backends backends = Backends.open(tap);
-                NetworkSide wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize())) {
+                NetworkSide wire = new NetworkSide(tap.name(), pairs, toGuestWindow(layout))) {
             out.println("source: TAP " + tap.name() + ", " + pairs + " queue pair(s)");
             out.println("source: datapath: " + backends.description());
             try (NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory,
@@ -179,7 +189,7 @@ public final class MigrationDemo {
                     throw new IllegalStateException("VQ_PAIRS_SET " + pairs + " refused");
                 }
                 long[] tx1 = filled(pairs, s.frames());
-                Traffic.run(guest, wire, tx1, filled(pairs, s.frames()), Duration.ofSeconds(60));
+                Traffic.run(guest, wire, tx1, filled(pairs, s.frames()), trafficTimeout(s));
                 long before = 2L * pairs * s.frames();
                 out.println("source: traffic before the migration: " + before + " frames (" + s.frames()
                         + " each way per pair), the guest runs here");
@@ -229,7 +239,7 @@ public final class MigrationDemo {
                         out.println("source: memfds and TAP fds sent with SCM_RIGHTS; setup state sent; precopy");
                     } else {
                         Traffic.run(guest, wire, plus(guest, pairs, s.frames() / 4), plusWire(wire, pairs, s.frames() / 4),
-                                Duration.ofSeconds(60)); // the guest and the datapath dirty pages meanwhile
+                                trafficTimeout(s)); // the guest and the datapath dirty pages meanwhile
                         long last = source.ramPrecopy(5, 16);
                         before = 0;
                         for (int p = 0; p < pairs; p++) {
@@ -300,15 +310,16 @@ public final class MigrationDemo {
                         txTotal[p] = guest.transmitted(p) + s.frames();
                         rxTotal[p] = wire.sentToGuest(p) + s.frames();
                     }
-                    Messages.send(source.channel(), TrafficPlan.class, new TrafficPlan(txTotal, rxTotal, 60_000));
-                    for (int p = 0; p < pairs; p++) {
-                        wire.sendToGuest(p, s.frames());
-                    }
                     long wanted = 0;
                     for (long t : txTotal) {
                         wanted += t;
                     }
-                    wire.receiveFromGuest(wanted, 10_000);
+                    // The guest's transmit there is paced by credits from the network side here.
+                    TransmitCredits.Grantor credits = new TransmitCredits.Grantor(wire, source.channel(),
+                            NetworkSide.FROM_GUEST_WINDOW, wanted);
+                    Messages.send(source.channel(), TrafficPlan.class, new TrafficPlan(txTotal, rxTotal, trafficTimeout(s).toMillis(),
+                            credits.firstCredit(), CREDIT_TIMEOUT_MILLIS));
+                    credits.run(rxTotal, Duration.ofMillis(CREDIT_TIMEOUT_MILLIS));
                     FakeGuestState after;
                     try {
                         after = Messages.receive(source.channel(), FakeGuestState.class);
@@ -330,8 +341,7 @@ public final class MigrationDemo {
                         }
                         addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", rx,
                                 on, rxTotal[p]));
-                        addIfProblem(problems, StreamCheck.exactlyOnceInOrder("pair " + p + " guest -> network",
-                                wire.fromGuest(p), txTotal[p]));
+                        addIfProblem(problems, wire.checkFromGuest("pair " + p + " guest -> network", p, txTotal[p]));
                         toGuest += rxTotal[p];
                         fromGuest += txTotal[p];
                     }
@@ -388,7 +398,7 @@ public final class MigrationDemo {
             tx[p] = guest.transmitted(p) + s.frames();
             rx[p] = wire.sentToGuest(p) + s.frames();
         }
-        Traffic.run(guest, wire, tx, rx, Duration.ofSeconds(60));
+        Traffic.run(guest, wire, tx, rx, trafficTimeout(s));
         List<String> problems = new ArrayList<>();
         long toGuest = 0;
         long fromGuest = 0;
@@ -404,8 +414,7 @@ public final class MigrationDemo {
             }
             addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", got, on,
                     wire.sentToGuest(p)));
-            addIfProblem(problems, StreamCheck.exactlyOnceInOrder("pair " + p + " guest -> network", wire.fromGuest(p),
-                    guest.transmitted(p)));
+            addIfProblem(problems, wire.checkFromGuest("pair " + p + " guest -> network", p, guest.transmitted(p)));
             toGuest += wire.sentToGuest(p);
             fromGuest += guest.transmitted(p);
         }
@@ -413,6 +422,20 @@ public final class MigrationDemo {
                 + (problems.isEmpty() ? "none lost, none duplicated, all in order" : "PROBLEMS: " + problems));
         return new Result(backends.description(), report, null, toGuest, fromGuest, before, toGuest + fromGuest - before,
                 problems);
+    }
+
+    /** How long one traffic phase ({@code frames} each way per pair) may take. */
+    private static Duration trafficTimeout(Settings s) {
+        return Duration.ofMillis(TRAFFIC_MILLIS + 2L * s.pairs() * s.frames() * 1000 / FRAMES_PER_SECOND);
+    }
+
+    /**
+     * The network side's window towards the guest: the guest's receive buffers of all its pairs,
+     * at most what a TAP queue surely holds ({@link NetworkSide#TAP_QUEUE} / 2): frames the guest
+     * has no buffer for yet wait in the TAP, and none is dropped even if all hash to one queue.
+     */
+    private static int toGuestWindow(GuestLayout layout) {
+        return (int) Math.min(NetworkSide.TAP_QUEUE / 2, (long) layout.pairs() * layout.spec().queueSize());
     }
 
     /** A fresh TAP, link up before anything binds to it. */
@@ -628,9 +651,13 @@ public final class MigrationDemo {
                 System.out.println("destination: the source is gone (" + e.getMessage() + "); the guest runs here");
                 return 0;
             }
-            // The source drives the network side for as long as the plan lasts.
+            // The source drives the network side for as long as the plan lasts, and paces this
+            // guest's transmit with credits (TransmitCredits).
             destination.channel().setReadTimeout(Duration.ofMillis(plan.timeoutMillis()));
-            Traffic.run(guest, null, plan.txTotal(), plan.rxTotal(), Duration.ofMillis(plan.timeoutMillis()));
+            try (TransmitCredits.Gate credits = new TransmitCredits.Gate(destination.channel(), plan.transmitUpTo(),
+                    Duration.ofMillis(plan.creditTimeoutMillis()))) {
+                Traffic.run(guest, null, credits, plan.txTotal(), plan.rxTotal(), Duration.ofMillis(plan.timeoutMillis()));
+            }
             Messages.send(destination.channel(), FakeGuestState.class, guest.saveState());
             return 0;
         }

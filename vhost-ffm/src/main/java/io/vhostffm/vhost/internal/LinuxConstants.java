@@ -97,6 +97,10 @@ public final class LinuxConstants {
     public static final int ETH_P_ALL = 0x0003;
     public static final int PACKET_HOST = 0;
     public static final int PACKET_OUTGOING = 4;
+    /** getsockopt level of AF_PACKET sockets ({@code <linux/socket.h>}). */
+    public static final int SOL_PACKET = 263;
+    /** struct tpacket_stats {tp_packets, tp_drops} since the last read, which resets them. */
+    public static final int PACKET_STATISTICS = 6;
 
     // <linux/if_tun.h>
     public static final int TUN_TYPE_MASK = 0x000f;
