@@ -22,6 +22,8 @@ module io.vhostffm.vhost {
     exports io.vhostffm.vhost.device;
     exports io.vhostffm.vhost.device.kernel;
     exports io.vhostffm.vhost.device.userspace;
+    exports io.vhostffm.vhost.vhostuser;
+    exports io.vhostffm.vhost.vhostuser.backend;
 
     // Migration's StateSchema reads the device-state records' fields directly: their accessors
     // copy arrays, and the no-delta check at stop-and-copy must not allocate.

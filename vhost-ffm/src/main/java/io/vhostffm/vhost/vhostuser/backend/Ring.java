@@ -1,0 +1,94 @@
+package io.vhostffm.vhost.vhostuser.backend;
+
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vring.QueueState;
+
+/**
+ * What the frontend has told the backend about one virtqueue, and whether it is being served.
+ * Owned by the backend's message thread; the descriptors it holds are closed here exactly once.
+ */
+final class Ring {
+    final int index;
+    /** SET_VRING_NUM; 0 until set. */
+    int size;
+    /** SET_VRING_ADDR translated to guest-physical; valid when {@link #addressed}. */
+    long desc;
+    long driverArea;
+    long deviceArea;
+    boolean addressed;
+    boolean logged;
+    /** SET_VRING_BASE / the position the ring stopped at: split last_avail_idx; packed (wrap << 15) | index. */
+    int base;
+    EventFd kick;
+    EventFd call;
+    EventFd err;
+    /** SET_VRING_ENABLE (true from the start when PROTOCOL_FEATURES was not negotiated). */
+    boolean enabled;
+    /** Whether its queue pair's datapath runs now. */
+    boolean running;
+
+    Ring(int index) {
+        this.index = index;
+    }
+
+    /** Whether everything a start needs has come. */
+    boolean ready() {
+        return size > 0 && addressed && kick != null && call != null && enabled;
+    }
+
+    /** The queue state to start from, in the negotiated format. */
+    QueueState startState(boolean packed, boolean eventIdx) {
+        if (packed) {
+            int position = base & 0x7fff;
+            boolean wrap = (base & 0x8000) != 0;
+            return QueueState.packed(size, desc, driverArea, deviceArea, eventIdx)
+                    .withIndices(position, wrap, position, wrap, 0);
+        }
+        // Split: the used index and inuse are re-derived from guest memory on open.
+        return QueueState.split(size, desc, driverArea, deviceArea, eventIdx).withIndices(base, false, base, false, 0);
+    }
+
+    /** Remembers where a stopped queue stands, as GET_VRING_BASE reports it. */
+    void stoppedAt(QueueState state) {
+        base = state.packed() ? (state.lastAvailWrapCounter() ? 0x8000 : 0) | state.lastAvailIdx() : state.lastAvailIdx();
+    }
+
+    void replaceKick(EventFd fd) {
+        if (kick != null) {
+            kick.close();
+        }
+        kick = fd;
+    }
+
+    void replaceCall(EventFd fd) {
+        if (call != null) {
+            call.close();
+        }
+        call = fd;
+    }
+
+    void replaceErr(EventFd fd) {
+        if (err != null) {
+            err.close();
+        }
+        err = fd;
+    }
+
+    /** Closes every descriptor held (the datapath must not be running). */
+    void closeDescriptors() {
+        replaceKick(null);
+        replaceCall(null);
+        replaceErr(null);
+    }
+
+    /** Back to the state of a new connection. */
+    void reset(boolean enabledWithoutProtocolFeatures) {
+        closeDescriptors();
+        size = 0;
+        addressed = false;
+        logged = false;
+        base = 0;
+        enabled = enabledWithoutProtocolFeatures;
+        running = false;
+    }
+}
