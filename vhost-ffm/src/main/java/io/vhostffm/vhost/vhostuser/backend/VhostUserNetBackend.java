@@ -92,12 +92,23 @@ public final class VhostUserNetBackend implements AutoCloseable {
             }
         }
 
-        /** The defaults for a TAP: all its queues, MTU 1500, {@link #DEFAULT_FEATURES}, {@link #DEFAULT_PROTOCOL_FEATURES}. */
+        /**
+         * The defaults for a TAP: all its queues, MTU 1500, {@link #DEFAULT_FEATURES} (with
+         * VIRTIO_NET_F_MQ when the TAP has more than one queue), {@link #DEFAULT_PROTOCOL_FEATURES}.
+         */
         public static Config of(TapDevice tap, Consumer<String> status) {
-            return new Config(tap, tap.queues().size(), 1500, DEFAULT_FEATURES, DEFAULT_PROTOCOL_FEATURES, status);
+            return new Config(tap, tap.queues().size(), 1500, defaultFeatures(tap.queues().size()), DEFAULT_PROTOCOL_FEATURES,
+                    status);
         }
     }
 
+    /** {@link #DEFAULT_FEATURES}, plus VIRTIO_NET_F_MQ when more than one queue pair is served. */
+    public static long defaultFeatures(int queuePairs) {
+        return DEFAULT_FEATURES | (queuePairs > 1 ? VirtioFeature.MQ.mask() : 0);
+    }
+
+    /** {@code -Dvhostffm.vhostuser.trace=true}: one status line per message received. */
+    private static final boolean TRACE = Boolean.getBoolean("vhostffm.vhostuser.trace");
     private static final long DRIVER_OK = DeviceStatus.DRIVER_OK;
     private static final int RING_SIZE_LIMIT = QueueState.MAX_SIZE;
 
@@ -174,6 +185,9 @@ public final class VhostUserNetBackend implements AutoCloseable {
     // ---------------------------------------------------------------------------------------
 
     private void handle(VhostUserConnection connection, VhostUserMessage m) throws NativeCallException {
+        if (TRACE) {
+            config.status().accept("<- " + m + " " + java.util.HexFormat.of().formatHex(m.payload(), 0, Math.min(m.size(), 40)));
+        }
         VhostUserRequest request = VhostUserCodec.checkRequest(m);
         byte[] answer = switch (request) {
             case GET_FEATURES -> VhostUserCodec.u64(config.features());
@@ -304,11 +318,12 @@ public final class VhostUserNetBackend implements AutoCloseable {
         Ring ring = ring(request, s.index());
         requireStopped(request, ring);
         boolean packed = featuresSet && VirtioFeature.RING_PACKED.in(ackedFeatures);
-        if (s.num() < 1 || s.num() > RING_SIZE_LIMIT) {
+        if (s.num() > RING_SIZE_LIMIT) {
             throw new VhostUserProtocolException(request.toString(), "num", s.num() + " for ring " + s.index()
-                    + "; a ring holds 1 to " + RING_SIZE_LIMIT + " entries");
+                    + "; a ring holds at most " + RING_SIZE_LIMIT + " entries");
         }
-        if (!packed && Long.bitCount(s.num()) != 1) {
+        // 0: the frontend does not use this ring (DPDK sends it for queue pairs it leaves unconfigured).
+        if (!packed && s.num() != 0 && Long.bitCount(s.num()) != 1) {
             throw new VhostUserProtocolException(request.toString(), "num", s.num() + " for ring " + s.index()
                     + "; a split ring's size must be a power of two");
         }
@@ -321,6 +336,12 @@ public final class VhostUserNetBackend implements AutoCloseable {
         if (memory == null) {
             throw new VhostUserProtocolException(request.toString(), "order", "ring " + a.index()
                     + " addresses before any SET_MEM_TABLE: nothing to translate them through");
+        }
+        if (ring.size == 0) {
+            // An unused ring (SET_VRING_NUM 0): DPDK sends zero addresses for the queue pairs it
+            // leaves unconfigured. Nothing to translate; the ring cannot start without a size.
+            ring.addressed = false;
+            return;
         }
         long desc = memory.toGuestPhysical(a.descUser(), request.toString(), "desc_user_addr");
         long used = memory.toGuestPhysical(a.usedUser(), request.toString(), "used_user_addr");
@@ -552,8 +573,16 @@ public final class VhostUserNetBackend implements AutoCloseable {
         rx.running = false;
         tx.running = false;
         QueuePairStats s = d.stats();
-        config.status().accept(String.format("queue pair %d stopped (%s): rx ring at %d, tx ring at %d; "
-                + "%d frames to the guest, %d from it", pair, why, rx.base, tx.base, s.rxFrames(), s.txFrames()));
+        config.status().accept(String.format("queue pair %d stopped (%s): rx ring at %s, tx ring at %s; "
+                + "%d frames to the guest, %d from it, %d dropped, %d tx errors%s", pair, why, position(rx), position(tx),
+                s.rxFrames(), s.txFrames(), s.rxDropped(), s.txErrors(),
+                d.failure().map(f -> "; failed: " + f).orElse("")));
+    }
+
+    /** A ring's stop position as a person reads it: split {@code 17}; packed {@code 17 (wrap 1)}. */
+    private String position(Ring ring) {
+        return VirtioFeature.RING_PACKED.in(ackedFeatures)
+                ? (ring.base & 0x7fff) + " (wrap " + (ring.base >>> 15) + ")" : Integer.toString(ring.base);
     }
 
     private void stopAll(String why) {
