@@ -17,8 +17,13 @@ final class Ring {
     long deviceArea;
     boolean addressed;
     boolean logged;
-    /** SET_VRING_BASE / the position the ring stopped at: split last_avail_idx; packed (wrap << 15) | index. */
-    int base;
+    /**
+     * SET_VRING_BASE / where the ring stopped, as the wire carries it. Split: last_avail_idx.
+     * Packed: bits 0-14 the available index, 15 its wrap counter, 16-30 the used index, 31 its
+     * wrap counter (QEMU sends and expects both halves; a frontend that sends only the low half
+     * means used = available, no chain in flight).
+     */
+    long base;
     EventFd kick;
     EventFd call;
     EventFd err;
@@ -39,18 +44,30 @@ final class Ring {
     /** The queue state to start from, in the negotiated format. */
     QueueState startState(boolean packed, boolean eventIdx) {
         if (packed) {
-            int position = base & 0x7fff;
-            boolean wrap = (base & 0x8000) != 0;
+            int avail = (int) (base & 0xffff);
+            int used = base >>> 16 == 0 ? avail : (int) (base >>> 16);
+            int availPosition = avail & 0x7fff;
+            int usedPosition = used & 0x7fff;
+            // Chains between used and available positions are in flight (taken, not yet used).
+            // (A negative or oversized count from a bad frontend fails the state's validation at start.)
+            int inuse = availPosition - usedPosition + (((avail ^ used) & 0x8000) != 0 ? size : 0);
             return QueueState.packed(size, desc, driverArea, deviceArea, eventIdx)
-                    .withIndices(position, wrap, position, wrap, 0);
+                    .withIndices(availPosition, (avail & 0x8000) != 0, usedPosition, (used & 0x8000) != 0, inuse);
         }
         // Split: the used index and inuse are re-derived from guest memory on open.
-        return QueueState.split(size, desc, driverArea, deviceArea, eventIdx).withIndices(base, false, base, false, 0);
+        int last = (int) base;
+        return QueueState.split(size, desc, driverArea, deviceArea, eventIdx).withIndices(last, false, last, false, 0);
     }
 
     /** Remembers where a stopped queue stands, as GET_VRING_BASE reports it. */
     void stoppedAt(QueueState state) {
-        base = state.packed() ? (state.lastAvailWrapCounter() ? 0x8000 : 0) | state.lastAvailIdx() : state.lastAvailIdx();
+        if (state.packed()) {
+            long avail = (state.lastAvailWrapCounter() ? 0x8000 : 0) | state.lastAvailIdx();
+            long used = (state.usedWrapCounter() ? 0x8000 : 0) | state.usedIdx();
+            base = avail | used << 16;
+        } else {
+            base = state.lastAvailIdx();
+        }
     }
 
     void replaceKick(EventFd fd) {

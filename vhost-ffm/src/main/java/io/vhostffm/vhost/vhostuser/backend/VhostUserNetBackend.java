@@ -366,16 +366,17 @@ public final class VhostUserNetBackend implements AutoCloseable {
         VhostUserRequest request = VhostUserRequest.SET_VRING_BASE;
         Ring ring = ring(request, s.index());
         requireStopped(request, ring);
-        if (s.num() > 0xffff) {
-            throw new VhostUserProtocolException(request.toString(), "num", s.num() + " for ring " + s.index()
-                    + "; a ring position is 16 bits");
-        }
         boolean packed = featuresSet && VirtioFeature.RING_PACKED.in(ackedFeatures);
-        if (packed && ring.size > 0 && (s.num() & 0x7fff) >= ring.size) {
-            throw new VhostUserProtocolException(request.toString(), "num", String.format(
-                    "packed position %d (wrap %d) for ring %d of size %d", s.num() & 0x7fff, s.num() >> 15, s.index(), ring.size));
+        if (!packed && s.num() > 0xffff) {
+            throw new VhostUserProtocolException(request.toString(), "num", s.num() + " for split ring " + s.index()
+                    + "; last_avail_idx is 16 bits");
         }
-        ring.base = (int) s.num();
+        if (packed && ring.size > 0 && ((s.num() & 0x7fff) >= ring.size || ((s.num() >>> 16) & 0x7fff) >= ring.size)) {
+            throw new VhostUserProtocolException(request.toString(), "num", String.format(
+                    "packed avail position %d, used position %d for ring %d of size %d",
+                    s.num() & 0x7fff, (s.num() >>> 16) & 0x7fff, s.index(), ring.size));
+        }
+        ring.base = s.num();
         brokenPairs.remove(ring.index / 2);
     }
 
@@ -582,7 +583,9 @@ public final class VhostUserNetBackend implements AutoCloseable {
     /** A ring's stop position as a person reads it: split {@code 17}; packed {@code 17 (wrap 1)}. */
     private String position(Ring ring) {
         return VirtioFeature.RING_PACKED.in(ackedFeatures)
-                ? (ring.base & 0x7fff) + " (wrap " + (ring.base >>> 15) + ")" : Integer.toString(ring.base);
+                ? String.format("avail %d (wrap %d), used %d (wrap %d)", ring.base & 0x7fff, (ring.base >>> 15) & 1,
+                        (ring.base >>> 16) & 0x7fff, (ring.base >>> 31) & 1)
+                : Long.toString(ring.base);
     }
 
     private void stopAll(String why) {
