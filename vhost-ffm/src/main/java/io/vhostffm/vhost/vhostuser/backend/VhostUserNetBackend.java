@@ -151,7 +151,13 @@ public final class VhostUserNetBackend implements AutoCloseable {
         session = connection;
         try (connection) {
             while (true) {
-                VhostUserMessage message = connection.receive();
+                VhostUserMessage message;
+                try {
+                    message = connection.receive();
+                } catch (VhostUserProtocolException e) {
+                    config.status().accept("protocol error, closing the connection: " + e.getMessage());
+                    return "protocol error: " + e.getMessage();
+                }
                 if (message == null) {
                     String reason = connection.endReason();
                     config.status().accept("frontend gone: " + reason);
