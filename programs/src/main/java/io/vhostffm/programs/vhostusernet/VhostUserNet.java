@@ -34,7 +34,8 @@ import java.util.concurrent.TimeUnit;
  * <li>Status lines on standard output: connections, negotiated features by name, rings started and
  *     stopped, and the frames per second each way every few seconds while frames move.</li>
  * <li>SIGINT/SIGTERM: the session ends, every datapath stops, everything received is closed, the
- *     socket path removed; exit status 0.</li>
+ *     socket path removed and the TAP deleted; the exit status is the JVM's for the signal (130,
+ *     143). A failure to start (TAP, socket) exits with 1; a bad command line with 2.</li>
  * </ul>
  */
 public final class VhostUserNet {

@@ -36,11 +36,6 @@ final class Ring {
         this.index = index;
     }
 
-    /** Whether everything a start needs has come. */
-    boolean ready() {
-        return size > 0 && addressed && kick != null && call != null && enabled;
-    }
-
     /** The queue state to start from, in the negotiated format. */
     QueueState startState(boolean packed, boolean eventIdx) {
         if (packed) {
