@@ -4,8 +4,10 @@ import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
 import io.vhostffm.vhost.internal.LinuxConstants;
 import io.vhostffm.vhost.internal.NativeErrors;
+import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.vhostuser.LogArea;
 import io.vhostffm.vhost.vhostuser.MemoryRegion;
 import io.vhostffm.vhost.vhostuser.VhostUserProtocolException;
 import io.vhostffm.vhost.vhostuser.VhostUserRequest;
@@ -62,9 +64,43 @@ final class FrontendMemory implements GuestMemory, AutoCloseable {
         }
     }
 
-    @SuppressWarnings("restricted") // the size is the mapping's own, just made by mmap
+    /**
+     * Maps the dirty log bitmap of SET_LOG_BASE from {@code fd} (taken: closed once mapped or on
+     * failure). Unmapped when the log is closed.
+     *
+     * @throws VhostUserProtocolException when the file is too small or the offset not 8-aligned
+     */
+    static DirtyLog mapLog(LogArea area, FileDescriptor fd) throws NativeCallException {
+        String request = VhostUserRequest.SET_LOG_BASE.toString();
+        if (area.mmapOffset() % 8 != 0) {
+            throw new VhostUserProtocolException(request, "mmap_offset", String.format(
+                    "0x%x is not 8-byte aligned (the bitmap is accessed in 64-bit words)", area.mmapOffset()));
+        }
+        if (area.mmapSize() < 8) {
+            throw new VhostUserProtocolException(request, "mmap_size", area.mmapSize() + " bytes, less than one 64-bit word");
+        }
+        Arena arena = Arena.ofShared();
+        try (fd) {
+            MemorySegment bitmap = mapShared(arena, fd, area.mmapOffset(), area.mmapSize(), request, "mmap_size");
+            return DirtyLog.over(bitmap, () -> {
+                if (arena.scope().isAlive()) {
+                    arena.close();
+                }
+            });
+        } catch (NativeCallException | RuntimeException e) {
+            arena.close();
+            throw e;
+        }
+    }
+
     private static MemorySegment mapRegion(Arena arena, int i, MemoryRegion r, FileDescriptor fd) throws NativeCallException {
-        String field = "regions[" + i + "]";
+        return mapShared(arena, fd, r.mmapOffset(), r.size(), SET_MEM_TABLE, "regions[" + i + "].memory_size");
+    }
+
+    /** Maps {@code size} bytes of {@code fd} from {@code offset}, shared, read-write, when the file holds them. */
+    @SuppressWarnings("restricted") // the size is the mapping's own, just made by mmap
+    private static MemorySegment mapShared(Arena arena, FileDescriptor fd, long offset, long size, String request,
+            String field) throws NativeCallException {
         int n = fd.acquire();
         try {
             CallState s = CallState.current();
@@ -72,14 +108,14 @@ final class FrontendMemory implements GuestMemory, AutoCloseable {
             if (fileSize < 0) {
                 throw NativeErrors.failure("lseek", fd, s.errno());
             }
-            if (Long.compareUnsigned(fileSize, r.mmapOffset() + r.size()) < 0) {
-                throw new VhostUserProtocolException(SET_MEM_TABLE, field + ".memory_size", String.format(
-                        "mmap_offset 0x%x + size 0x%x runs past the end of its file (%d bytes)", r.mmapOffset(), r.size(), fileSize));
+            if (Long.compareUnsigned(fileSize, offset + size) < 0) {
+                throw new VhostUserProtocolException(request, field, String.format(
+                        "mmap_offset 0x%x + size 0x%x runs past the end of its file (%d bytes)", offset, size, fileSize));
             }
-            // mmap wants a page-aligned file offset: map from the page the region starts in.
-            long pageOffset = r.mmapOffset() & ~(LinuxConstants.VHOST_PAGE_SIZE - 1L);
-            long lead = r.mmapOffset() - pageOffset;
-            long length = lead + r.size();
+            // mmap wants a page-aligned file offset: map from the page the area starts in.
+            long pageOffset = offset & ~(LinuxConstants.VHOST_PAGE_SIZE - 1L);
+            long lead = offset - pageOffset;
+            long length = lead + size;
             long address = Libc.mmap(s, 0, length, LinuxConstants.PROT_READ | LinuxConstants.PROT_WRITE,
                     LinuxConstants.MAP_SHARED, n, pageOffset);
             if (address == Libc.MAP_FAILED) {
@@ -87,7 +123,7 @@ final class FrontendMemory implements GuestMemory, AutoCloseable {
             }
             MemorySegment mapping = MemorySegment.ofAddress(address).reinterpret(length, arena,
                     segment -> Libc.munmap(CallState.current(), segment.address(), length));
-            return mapping.asSlice(lead, r.size());
+            return mapping.asSlice(lead, size);
         } finally {
             fd.release();
         }

@@ -1,5 +1,6 @@
 package io.vhostffm.vhost.vhostuser.backend;
 
+import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.device.userspace.QueuePairConfig;
 import io.vhostffm.vhost.device.userspace.QueuePairStats;
 import io.vhostffm.vhost.device.userspace.UserspaceDatapath;
@@ -56,12 +57,13 @@ import java.util.function.Consumer;
 public final class VhostUserNetBackend implements AutoCloseable {
     /** Device features offered by default: the ring formats and buffer layouts the datapath serves. */
     public static final long DEFAULT_FEATURES = VirtioFeature.maskOf(VirtioFeature.VERSION_1,
-            VirtioFeature.RING_PACKED, VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.INDIRECT_DESC)
+            VirtioFeature.RING_PACKED, VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.INDIRECT_DESC,
+            VirtioFeature.LOG_ALL)
             | VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT;
     /** Protocol features offered by default. */
     public static final long DEFAULT_PROTOCOL_FEATURES = VhostUserProtocolFeature.maskOf(VhostUserProtocolFeature.MQ,
             VhostUserProtocolFeature.REPLY_ACK, VhostUserProtocolFeature.RARP, VhostUserProtocolFeature.NET_MTU,
-            VhostUserProtocolFeature.STATUS);
+            VhostUserProtocolFeature.STATUS, VhostUserProtocolFeature.LOG_SHMFD);
 
     /**
      * What the backend serves.
@@ -126,6 +128,9 @@ public final class VhostUserNetBackend implements AutoCloseable {
     private long deviceStatus;
     private int mtu;
     private FrontendMemory memory;
+    /** SET_LOG_BASE's bitmap; marked by the datapaths while VHOST_F_LOG_ALL is acked. */
+    private volatile DirtyLog log;
+    private volatile boolean logging;
 
     /** A backend over {@code config.tap()}; sets the TAP's vnet header size to 12. */
     public VhostUserNetBackend(Config config) throws NativeCallException {
@@ -211,8 +216,7 @@ public final class VhostUserNetBackend implements AutoCloseable {
             case SET_PROTOCOL_FEATURES -> { setProtocolFeatures(VhostUserCodec.u64(m)); yield null; }
             case GET_QUEUE_NUM -> VhostUserCodec.u64(config.queuePairs());
             case SET_MEM_TABLE -> { setMemTable(m); yield null; }
-            case SET_LOG_BASE -> throw new VhostUserProtocolException(request.toString(), "request",
-                    "dirty logging (LOG_SHMFD) is not offered by this backend");
+            case SET_LOG_BASE -> setLogBase(m);
             case SET_LOG_FD -> null; // the legacy log-fd eventfd: nothing is ever written to it here
             case SET_VRING_NUM -> { setVringNum(VhostUserCodec.vringState(m)); yield null; }
             case SET_VRING_ADDR -> { setVringAddr(VhostUserCodec.vringAddress(m)); yield null; }
@@ -252,6 +256,12 @@ public final class VhostUserNetBackend implements AutoCloseable {
         }
         ackedFeatures = features;
         featuresSet = true;
+        boolean logAll = VirtioFeature.LOG_ALL.in(features);
+        if (logAll != logging) {
+            logging = logAll;
+            config.status().accept(logAll ? "dirty logging on (VHOST_F_LOG_ALL)" + (log == null ? ", but no log yet" : "")
+                    : "dirty logging off");
+        }
         if (changed) {
             config.status().accept("features negotiated: 0x" + Long.toHexString(features) + " "
                     + VirtioFeature.describe(features & ~VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT)
@@ -302,6 +312,36 @@ public final class VhostUserNetBackend implements AutoCloseable {
         if (wasRunning) {
             startReadyPairs();
         }
+    }
+
+    /**
+     * SET_LOG_BASE: maps the frontend's dirty log bitmap; the datapaths mark it while LOG_ALL is
+     * acked. Answered with 0 once mapped (the frontend waits for it under LOG_SHMFD).
+     */
+    private byte[] setLogBase(VhostUserMessage m) throws NativeCallException {
+        if (!hasProtocolFeature(VhostUserProtocolFeature.LOG_SHMFD)) {
+            throw new VhostUserProtocolException(m.requestName(), "order", "LOG_SHMFD was not negotiated");
+        }
+        io.vhostffm.vhost.vhostuser.LogArea area = VhostUserCodec.logArea(m);
+        DirtyLog mapped = FrontendMemory.mapLog(area, m.takeFd(0));
+        DirtyLog old = log;
+        log = mapped;
+        if (old != null) {
+            // A datapath may still hold the old log for the write in hand: stop the pairs around the swap.
+            boolean wasRunning = anyRunning();
+            stopAll("dirty log replaced");
+            old.close();
+            if (wasRunning) {
+                startReadyPairs();
+            }
+        }
+        config.status().accept(String.format("dirty log: %d bytes covering guest [0, 0x%x)", area.mmapSize(), mapped.coveredBytes()));
+        return VhostUserCodec.u64(0);
+    }
+
+    /** The log the datapaths mark now: null unless LOG_ALL is acked and a log was given. */
+    private DirtyLog activeLog() {
+        return logging ? log : null;
     }
 
     private Ring ring(VhostUserRequest request, int index) {
@@ -530,7 +570,7 @@ public final class VhostUserNetBackend implements AutoCloseable {
         QueuePairConfig queues = new QueuePairConfig(pair, rx.startState(packed, eventIdx), tx.startState(packed, eventIdx),
                 rx.kick, rx.call, tx.kick, tx.call, config.tap().queue(pair));
         UserspaceDatapath.Settings settings = new UserspaceDatapath.Settings(null,
-                (queue, reason) -> pairFailed(pair, reason), null, UserspaceDatapath.DEVICE_QUEUES, mtu, mergeable);
+                (queue, reason) -> pairFailed(pair, reason), this::activeLog, UserspaceDatapath.DEVICE_QUEUES, mtu, mergeable);
         try {
             datapaths[pair] = UserspaceDatapath.start(memory, List.of(queues), settings);
         } catch (VirtqueueException e) {
@@ -654,6 +694,12 @@ public final class VhostUserNetBackend implements AutoCloseable {
             memory = null;
         }
         featuresSet = false;
+        logging = false;
+        DirtyLog oldLog = log;
+        log = null;
+        if (oldLog != null) {
+            oldLog.close();
+        }
         deviceStatus = 0;
         mtu = config.mtu();
         brokenPairs.clear();

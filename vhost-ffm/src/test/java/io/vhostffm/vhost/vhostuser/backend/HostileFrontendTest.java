@@ -142,6 +142,61 @@ class HostileFrontendTest {
     }
 
     @Test
+    void withLogAllTheDatapathMarksTheUsedRingsInTheFrontendsLog() throws Exception {
+        send(VhostUserRequest.SET_FEATURES, VhostUserCodec.u64(VirtioFeature.VERSION_1.mask() | VirtioFeature.LOG_ALL.mask()
+                | VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT), List.of());
+        send(VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserCodec.u64(VhostUserProtocolFeature.LOG_SHMFD.mask()), List.of());
+        memTable();
+        try (MemfdGuestMemory logMemory = MemfdGuestMemory.create("frontend-log",
+                List.of(new MemfdGuestMemory.RegionSpec(0, 4096)))) {
+            frontend.send(VhostUserMessage.request(VhostUserRequest.SET_LOG_BASE, false,
+                    VhostUserCodec.logArea(new io.vhostffm.vhost.vhostuser.LogArea(4096, 0)), List.of(logMemory.memfdRegions().get(0).fd())));
+            assertEquals(0, VhostUserCodec.u64(frontend.receive()), "SET_LOG_BASE is answered once the log is mapped");
+            status.await("the log", l -> l.startsWith("dirty log: 4096 bytes"), 1, Duration.ofSeconds(10));
+            try (EventFd kick0 = EventFd.create(); EventFd call0 = EventFd.create(); EventFd kick1 = EventFd.create();
+                 EventFd call1 = EventFd.create()) {
+                ring(0, kick0, call0);
+                ring(1, kick1, call1);
+                status.await("the pair started", l -> l.startsWith("queue pair 0 started"), 1, Duration.ofSeconds(10));
+                // With empty rings each path asks for notifications: used.flags, in the used ring's page.
+                java.lang.foreign.MemorySegment bitmap = logMemory.memfdRegions().get(0).segment();
+                for (int ring = 0; ring < 2; ring++) {
+                    long page = (0x10000L * (ring + 1) + 0x2000) >>> 12;
+                    long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+                    while ((bitmap.get(java.lang.foreign.ValueLayout.JAVA_BYTE, page / 8) & (1 << (page % 8))) == 0) {
+                        assertTrue(System.nanoTime() < deadline, "page 0x" + Long.toHexString(page << 12) + " never marked");
+                        Thread.onSpinWait();
+                    }
+                }
+                ask(VhostUserRequest.GET_VRING_BASE, VhostUserCodec.vringState(0, 0));
+            }
+        }
+        frontend.close();
+        assertEquals("the peer closed the connection", session.get(10, TimeUnit.SECONDS));
+    }
+
+    @Test
+    void aLogBaseWithoutLogShmfdIsOutOfOrder() throws Exception {
+        try (MemfdGuestMemory logMemory = MemfdGuestMemory.create("frontend-log",
+                List.of(new MemfdGuestMemory.RegionSpec(0, 4096)))) {
+            send(VhostUserRequest.SET_LOG_BASE, VhostUserCodec.logArea(new io.vhostffm.vhost.vhostuser.LogArea(4096, 0)),
+                    List.of(logMemory.memfdRegions().get(0).fd()));
+        }
+        sessionEndsWith("SET_LOG_BASE(6)", "order");
+    }
+
+    @Test
+    void aLogLargerThanItsFileIsNotMapped() throws Exception {
+        send(VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserCodec.u64(VhostUserProtocolFeature.LOG_SHMFD.mask()), List.of());
+        try (MemfdGuestMemory logMemory = MemfdGuestMemory.create("frontend-log",
+                List.of(new MemfdGuestMemory.RegionSpec(0, 4096)))) {
+            send(VhostUserRequest.SET_LOG_BASE, VhostUserCodec.logArea(new io.vhostffm.vhost.vhostuser.LogArea(8192, 0)),
+                    List.of(logMemory.memfdRegions().get(0).fd()));
+        }
+        sessionEndsWith("SET_LOG_BASE(6)", "mmap_size");
+    }
+
+    @Test
     void aWrongVersionEndsTheSession() throws Exception {
         frontend.send(new VhostUserMessage(VhostUserRequest.GET_FEATURES.code(), 0x2, new byte[0], List.of()));
         sessionEndsWith("GET_FEATURES(1)", "flags");
