@@ -32,6 +32,7 @@ ip link set lo up
 ip link set eth0 up || { say "no eth0"; finish 4; }
 ip addr add "$IP" dev eth0
 # ping waits up to 1 s per reply; TCG and the first ARP round make the first one slow.
+say "pinging $HOST"
 ping -c "$COUNT" -i 0.2 -W 5 "$HOST" > /tmp/ping.txt 2>&1
 status=$?
 sed 's/^/peer-guest: ping: /' /tmp/ping.txt

@@ -582,9 +582,10 @@ public final class VhostUserNetBackend implements AutoCloseable {
         }
         rx.running = true;
         tx.running = true;
-        config.status().accept(String.format("queue pair %d started: %s rings of %d/%d entries%s%s, on %s queue %d", pair,
-                packed ? "packed" : "split", rx.size, tx.size, eventIdx ? ", event idx" : "",
-                mergeable ? ", mergeable rx buffers" : "", config.tap().name(), pair));
+        config.status().accept(String.format("queue pair %d started: %s rings of %d/%d entries%s%s, on %s queue %d; "
+                + "rx ring from %s, tx ring from %s", pair, packed ? "packed" : "split", rx.size, tx.size,
+                eventIdx ? ", event idx" : "", mergeable ? ", mergeable rx buffers" : "", config.tap().name(), pair,
+                position(rx), position(tx)));
     }
 
     /** A datapath reported bad guest input (on its own thread), or a start failed: the pair stays stopped. */

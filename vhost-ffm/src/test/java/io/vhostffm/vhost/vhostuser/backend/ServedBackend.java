@@ -27,9 +27,14 @@ final class ServedBackend implements AutoCloseable {
     private volatile boolean accepted;
 
     ServedBackend(String tapTemplate, int queuePairs, int mtu, Path socket) throws Exception {
+        this(TapDevice.create(tapTemplate, queuePairs, TapDevice.VHOST_FLAGS), queuePairs, mtu, socket, "backend: ");
+    }
+
+    /** A backend on {@code tap} (owned from here: closed with this, or at once if setting up fails). */
+    ServedBackend(TapDevice tap, int queuePairs, int mtu, Path socket, String statusPrefix) throws Exception {
         this.socket = socket;
-        this.status = new StatusLog("backend: ");
-        this.tap = TapDevice.create(tapTemplate, queuePairs, TapDevice.VHOST_FLAGS);
+        this.status = new StatusLog(statusPrefix);
+        this.tap = tap;
         try {
             // No IPv6 on the TAP: the kernel's own solicitations would be frames nobody asked for.
             Path disable = Path.of("/proc/sys/net/ipv6/conf", tap.name(), "disable_ipv6");
