@@ -94,7 +94,7 @@ public final class VhostUserConnection implements AutoCloseable {
     public VhostUserMessage receive() throws NativeCallException {
         List<FileDescriptor> fds = new ArrayList<>();
         try {
-            long got = read(headerBuffer, VhostUserMessage.HEADER_SIZE, fds, "header");
+            long got = read(headerBuffer, VhostUserMessage.HEADER_SIZE, fds, "header", true);
             if (got == 0) {
                 return null;
             }
@@ -102,7 +102,7 @@ public final class VhostUserConnection implements AutoCloseable {
             int flags = headerBuffer.get(LE_INT, 4);
             int size = headerBuffer.get(LE_INT, 8);
             VhostUserCodec.checkHeader(code, flags, size, expectReplies);
-            if (size > 0 && read(payloadBuffer, size, fds, VhostUserRequest.forCode(code) + " payload") < size) {
+            if (size > 0 && read(payloadBuffer, size, fds, nameOf(code) + " payload", false) < size) {
                 throw new VhostUserProtocolException(nameOf(code), "size", "the peer closed the connection after the header, "
                         + "before the " + size + "-byte payload");
             }
@@ -117,14 +117,16 @@ public final class VhostUserConnection implements AutoCloseable {
 
     /**
      * Reads exactly {@code length} bytes into {@code buffer} (descriptors collected), or returns 0
-     * at a clean end of stream before the first byte. Only the first byte waits without deadline.
+     * at a clean end of stream before the first byte. With {@code idleFirst} (a message's header)
+     * the first byte waits without deadline; everything after it within the message deadline.
      */
-    private long read(MemorySegment buffer, int length, List<FileDescriptor> fds, String what) throws NativeCallException {
+    private long read(MemorySegment buffer, int length, List<FileDescriptor> fds, String what, boolean idleFirst)
+            throws NativeCallException {
         long done = 0;
         long deadline = 0;
         while (done < length) {
             int timeout;
-            if (done == 0 && what.equals("header")) {
+            if (done == 0 && idleFirst) {
                 timeout = -1;
             } else {
                 if (deadline == 0) {
