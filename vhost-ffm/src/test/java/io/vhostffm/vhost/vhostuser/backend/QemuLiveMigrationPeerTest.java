@@ -70,9 +70,10 @@ class QemuLiveMigrationPeerTest {
                         assertTrue(!info.contains("Migration status: failed"), info);
                         assertTrue(System.nanoTime() < deadline, "migration did not complete in 120 s:\n" + info);
                     } while (!info.contains("Migration status: completed"));
-                    monitor.send("quit");
                 }
-                src.awaitExit(Duration.ofSeconds(30));
+                System.out.println("source QEMU, info migrate:\n" + info);
+                // The source is paused now; SIGTERM ends it (an HMP quit may be lost if the monitor closes first).
+                src.stop(30);
                 dst.await("the guest's end", l -> l.startsWith("peer-guest: done"), Duration.ofSeconds(120));
                 assertEquals(0, dst.awaitExit(Duration.ofSeconds(30)), "destination QEMU's exit status");
                 String output = dst.output();
