@@ -1,0 +1,106 @@
+package io.vhostffm.vhost.vhostuser.backend;
+
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vring.QueueState;
+
+/**
+ * What the frontend has told the backend about one virtqueue, and whether it is being served.
+ * Owned by the backend's message thread; the descriptors it holds are closed here exactly once.
+ */
+final class Ring {
+    final int index;
+    /** SET_VRING_NUM; 0 until set. */
+    int size;
+    /** SET_VRING_ADDR translated to guest-physical; valid when {@link #addressed}. */
+    long desc;
+    long driverArea;
+    long deviceArea;
+    boolean addressed;
+    boolean logged;
+    /**
+     * SET_VRING_BASE / where the ring stopped, as the wire carries it. Split: last_avail_idx.
+     * Packed: bits 0-14 the available index, 15 its wrap counter, 16-30 the used index, 31 its
+     * wrap counter (QEMU sends and expects both halves; a frontend that sends only the low half
+     * means used = available, no chain in flight).
+     */
+    long base;
+    EventFd kick;
+    EventFd call;
+    EventFd err;
+    /** SET_VRING_ENABLE (true from the start when PROTOCOL_FEATURES was not negotiated). */
+    boolean enabled;
+    /** Whether its queue pair's datapath runs now. */
+    boolean running;
+
+    Ring(int index) {
+        this.index = index;
+    }
+
+    /** The queue state to start from, in the negotiated format. */
+    QueueState startState(boolean packed, boolean eventIdx) {
+        if (packed) {
+            int avail = (int) (base & 0xffff);
+            int used = base >>> 16 == 0 ? avail : (int) (base >>> 16);
+            int availPosition = avail & 0x7fff;
+            int usedPosition = used & 0x7fff;
+            // Chains between used and available positions are in flight (taken, not yet used).
+            // (A negative or oversized count from a bad frontend fails the state's validation at start.)
+            int inuse = availPosition - usedPosition + (((avail ^ used) & 0x8000) != 0 ? size : 0);
+            return QueueState.packed(size, desc, driverArea, deviceArea, eventIdx)
+                    .withIndices(availPosition, (avail & 0x8000) != 0, usedPosition, (used & 0x8000) != 0, inuse);
+        }
+        // Split: the used index and inuse are re-derived from guest memory on open.
+        int last = (int) base;
+        return QueueState.split(size, desc, driverArea, deviceArea, eventIdx).withIndices(last, false, last, false, 0);
+    }
+
+    /** Remembers where a stopped queue stands, as GET_VRING_BASE reports it. */
+    void stoppedAt(QueueState state) {
+        if (state.packed()) {
+            long avail = (state.lastAvailWrapCounter() ? 0x8000 : 0) | state.lastAvailIdx();
+            long used = (state.usedWrapCounter() ? 0x8000 : 0) | state.usedIdx();
+            base = avail | used << 16;
+        } else {
+            base = state.lastAvailIdx();
+        }
+    }
+
+    void replaceKick(EventFd fd) {
+        if (kick != null) {
+            kick.close();
+        }
+        kick = fd;
+    }
+
+    void replaceCall(EventFd fd) {
+        if (call != null) {
+            call.close();
+        }
+        call = fd;
+    }
+
+    void replaceErr(EventFd fd) {
+        if (err != null) {
+            err.close();
+        }
+        err = fd;
+    }
+
+    /** Closes every descriptor held (the datapath must not be running). */
+    void closeDescriptors() {
+        replaceKick(null);
+        replaceCall(null);
+        replaceErr(null);
+    }
+
+    /** Back to the state of a new connection. */
+    void reset(boolean enabledWithoutProtocolFeatures) {
+        closeDescriptors();
+        size = 0;
+        addressed = false;
+        logged = false;
+        base = 0;
+        enabled = enabledWithoutProtocolFeatures;
+        running = false;
+    }
+}
