@@ -1,7 +1,10 @@
 package io.vhostffm.vhost.vhostuser.backend;
 
 import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.VhostVringBase;
 
 /**
  * What the frontend has told the backend about one virtqueue, and whether it is being served.
@@ -39,30 +42,34 @@ final class Ring {
     /** The queue state to start from, in the negotiated format. */
     QueueState startState(boolean packed, boolean eventIdx) {
         if (packed) {
-            int avail = (int) (base & 0xffff);
-            int used = base >>> 16 == 0 ? avail : (int) (base >>> 16);
-            int availPosition = avail & 0x7fff;
-            int usedPosition = used & 0x7fff;
-            // Chains between used and available positions are in flight (taken, not yet used).
-            // (A negative or oversized count from a bad frontend fails the state's validation at start.)
-            int inuse = availPosition - usedPosition + (((avail ^ used) & 0x8000) != 0 ? size : 0);
-            return QueueState.packed(size, desc, driverArea, deviceArea, eventIdx)
-                    .withIndices(availPosition, (avail & 0x8000) != 0, usedPosition, (used & 0x8000) != 0, inuse);
+            return QueueState.of(QueueGeometry.packed(size, desc, driverArea, deviceArea, eventIdx),
+                    packedPosition((int) base, size));
         }
         // Split: the used index and inuse are re-derived from guest memory on open.
         int last = (int) base;
-        return QueueState.split(size, desc, driverArea, deviceArea, eventIdx).withIndices(last, false, last, false, 0);
+        return QueueState.of(QueueGeometry.split(size, desc, driverArea, deviceArea, eventIdx),
+                QueuePosition.split(last, last, 0));
     }
 
-    /** Remembers where a stopped queue stands, as GET_VRING_BASE reports it. */
-    void stoppedAt(QueueState state) {
-        if (state.packed()) {
-            long avail = (state.lastAvailWrapCounter() ? 0x8000 : 0) | state.lastAvailIdx();
-            long used = (state.usedWrapCounter() ? 0x8000 : 0) | state.usedIdx();
-            base = avail | used << 16;
-        } else {
-            base = state.lastAvailIdx();
+    /**
+     * A packed base as the frontend sent it: the vhost-user short form (high half 0: used =
+     * available, no chain in flight) or both halves as QEMU sends them. Chains between the used
+     * and available positions are in flight; a negative or oversized count from a bad frontend
+     * fails the position's check at start.
+     */
+    private static QueuePosition packedPosition(int num, int size) {
+        if (num >>> 16 == 0) {
+            return VhostVringBase.decodeVhostUserPacked(num);
         }
+        int avail = num & 0xffff;
+        int used = num >>> 16;
+        int inuse = (avail & 0x7fff) - (used & 0x7fff) + (((avail ^ used) & 0x8000) != 0 ? size : 0);
+        return VhostVringBase.decodeKernelPacked(num, inuse);
+    }
+
+    /** Remembers where a stopped queue stands, as GET_VRING_BASE reports it (both halves when packed). */
+    void stoppedAt(QueuePosition position) {
+        base = Integer.toUnsignedLong(VhostVringBase.encodeKernel(position));
     }
 
     void replaceKick(EventFd fd) {

@@ -20,6 +20,7 @@ import io.vhostffm.vhost.vhostuser.VhostUserRequest;
 import io.vhostffm.vhost.vhostuser.VringAddress;
 import io.vhostffm.vhost.vhostuser.VringFd;
 import io.vhostffm.vhost.vhostuser.VringState;
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.VirtqueueException;
 import java.lang.foreign.Arena;
@@ -112,7 +113,7 @@ public final class VhostUserNetBackend implements AutoCloseable {
     /** {@code -Dvhostffm.vhostuser.trace=true}: one status line per message received. */
     private static final boolean TRACE = Boolean.getBoolean("vhostffm.vhostuser.trace");
     private static final long DRIVER_OK = DeviceStatus.DRIVER_OK;
-    private static final int RING_SIZE_LIMIT = QueueState.MAX_SIZE;
+    private static final int RING_SIZE_LIMIT = QueueGeometry.MAX_SIZE;
 
     private final Config config;
     private final Ring[] rings;
@@ -615,8 +616,8 @@ public final class VhostUserNetBackend implements AutoCloseable {
         Ring rx = rings[2 * pair];
         Ring tx = rings[2 * pair + 1];
         if (states.size() == 2) {
-            rx.stoppedAt(states.get(0));
-            tx.stoppedAt(states.get(1));
+            rx.stoppedAt(states.get(0).position());
+            tx.stoppedAt(states.get(1).position());
         }
         rx.running = false;
         tx.running = false;

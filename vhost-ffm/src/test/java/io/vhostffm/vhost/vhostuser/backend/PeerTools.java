@@ -1,6 +1,6 @@
 package io.vhostffm.vhost.vhostuser.backend;
 
-import io.vhostffm.vhost.os.OpenDescriptors;
+import io.vhostffm.vhost.os.FdLinks;
 import java.io.File;
 import java.util.Map;
 import java.util.TreeMap;
@@ -23,7 +23,7 @@ final class PeerTools {
     /** Descriptors of the kinds a backend session opens (eventfds, memfds, sockets, TAPs). */
     static Map<Integer, String> sessionDescriptors() {
         Map<Integer, String> kept = new TreeMap<>();
-        OpenDescriptors.snapshot().forEach((fd, target) -> {
+        FdLinks.snapshot().forEach((fd, target) -> {
             if (target.contains("eventfd") || target.startsWith("/memfd:") || target.startsWith("socket:")
                     || target.equals("/dev/net/tun")) {
                 kept.put(fd, target);
