@@ -1,9 +1,11 @@
 package io.vhostffm.migration;
 
 import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vhost.os.PeerRefusedException;
 import java.io.EOFException;
 import java.net.SocketTimeoutException;
 import java.util.Objects;
+import javax.net.ssl.SSLHandshakeException;
 
 /**
  * The other process of a migration, or the connection to it, failed: it closed the connection
@@ -24,6 +26,11 @@ public final class MigrationPeerException extends MigrationException {
         RESET("reset the connection"),
         /** EPIPE: writing to a connection the peer no longer reads. */
         BROKEN_PIPE("is gone (broken pipe)"),
+        /**
+         * The peer is not who may connect: a UNIX socket peer of another user (SO_PEERCRED), or a
+         * TLS peer whose certificate is not trusted. Nothing was sent to it or taken from it.
+         */
+        REFUSED("is not allowed to connect"),
         /** Any other failure of the connection. */
         IO("failed");
 
@@ -58,12 +65,16 @@ public final class MigrationPeerException extends MigrationException {
     }
 
     /**
-     * What a connection failure was: a timeout anywhere in the cause chain, else EPIPE or
+     * What a connection failure was: a refused peer ({@link PeerRefusedException}, a failed TLS
+     * handshake) anywhere in the cause chain, else a timeout anywhere in the cause chain, else EPIPE or
      * ECONNRESET, else an end of stream ({@link EOFException}: the stream reader gives its
      * truncations that cause), else {@link Fault#IO}.
      */
     public static Fault classify(Throwable failure) {
         for (Throwable t = failure; t != null; t = t.getCause()) {
+            if (t instanceof PeerRefusedException || t instanceof SSLHandshakeException) {
+                return Fault.REFUSED;
+            }
             if (t instanceof SocketTimeoutException) {
                 return Fault.TIMEOUT;
             }

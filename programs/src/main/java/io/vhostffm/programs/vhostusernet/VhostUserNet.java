@@ -5,11 +5,14 @@ import io.vhostffm.vhost.os.DescriptorPoller;
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.os.TapDevice;
+import io.vhostffm.vhost.os.SocketPolicy;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.os.UnixSocketListener;
 import io.vhostffm.vhost.vhostuser.VhostUserConnection;
 import io.vhostffm.vhost.vhostuser.backend.VhostUserNetBackend;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.io.IOException;
 import java.nio.file.Path;
 import java.time.LocalTime;
 import java.time.format.DateTimeFormatter;
@@ -170,7 +173,7 @@ public final class VhostUserNet {
             status(String.format("stopped: %d frames to the guest (%d bytes), %d from it (%d bytes), %d dropped, %d tx errors",
                     s.rxFrames(), s.rxBytes(), s.txFrames(), s.txBytes(), s.rxDropped(), s.txErrors()));
             return 0;
-        } catch (NativeCallException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             status("failed: " + e.getMessage());
             return 1;
         } finally {
@@ -178,12 +181,8 @@ public final class VhostUserNet {
         }
     }
 
-    private void serveAsServer() throws NativeCallException {
-        try {
-            Files.deleteIfExists(options.socket()); // a leftover of a killed run; bind needs the path free
-        } catch (java.io.IOException e) {
-            throw new NativeCallException("unlink", null, 0, options.socket().toString(), e.getMessage());
-        }
+    private void serveAsServer() throws IOException {
+        removeOurLeftover(options.socket());
         try (UnixSocketListener listener = UnixSocketListener.bind(options.socket());
              DescriptorPoller poller = new DescriptorPoller(List.of(listener.fd(), stop.fd()))) {
             while (!stopping) {
@@ -202,7 +201,19 @@ public final class VhostUserNet {
         }
     }
 
-    private void serveAsClient() throws NativeCallException {
+    /**
+     * A socket of ours left by a killed run is removed so bind can take the path again; anything
+     * else there (another user's file, not a socket) stays, and bind refuses the path naming it.
+     */
+    private static void removeOurLeftover(Path socket) throws IOException {
+        if (Files.exists(socket, LinkOption.NOFOLLOW_LINKS)
+                && (int) Files.getAttribute(socket, "unix:uid", LinkOption.NOFOLLOW_LINKS) == SocketPolicy.ourUid()
+                && ((int) Files.getAttribute(socket, "unix:mode", LinkOption.NOFOLLOW_LINKS) & 0170000) == 0140000) {
+            Files.delete(socket);
+        }
+    }
+
+    private void serveAsClient() throws IOException {
         try (DescriptorPoller waiter = new DescriptorPoller(List.of(stop.fd()))) {
             boolean announced = false;
             while (!stopping) {

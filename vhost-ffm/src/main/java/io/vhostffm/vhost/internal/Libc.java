@@ -102,6 +102,9 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, ADDRESS));
     private static final MethodHandle FCNTL = capturing("fcntl",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    /** geteuid and getegid cannot fail: no errno to capture. */
+    private static final MethodHandle GETEUID = LINKER.downcallHandle(find("geteuid"), FunctionDescriptor.of(JAVA_INT));
+    private static final MethodHandle GETEGID = LINKER.downcallHandle(find("getegid"), FunctionDescriptor.of(JAVA_INT));
     /** strerror sets no errno worth keeping; it only turns a number into text for messages. */
     private static final MethodHandle STRERROR = LINKER.downcallHandle(find("strerror"),
             FunctionDescriptor.of(ADDRESS, JAVA_INT));
@@ -248,6 +251,16 @@ public final class Libc {
     /** fcntl with an int third argument (0 when the command takes none). */
     public static int fcntl(CallState s, int fd, int cmd, int arg) {
         try { return (int) FCNTL.invokeExact(s.capture, fd, cmd, arg); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** The process's effective user id (cannot fail). */
+    public static int geteuid() {
+        try { return (int) GETEUID.invokeExact(); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** The process's effective group id (cannot fail). */
+    public static int getegid() {
+        try { return (int) GETEGID.invokeExact(); } catch (Throwable t) { throw unexpected(t); }
     }
 
     /** libc's message for an errno value. */

@@ -57,6 +57,8 @@ public final class LinuxConstants {
     public static final int SHUT_RDWR = 2;
     public static final int SO_TYPE = 3;
     public static final int SO_DOMAIN = 39;
+    /** getsockopt: the {@code struct ucred} of the process that connected (or listened). */
+    public static final int SO_PEERCRED = 17;
     public static final int SCM_RIGHTS = 1;
     public static final int MSG_TRUNC = 0x20;
     public static final int MSG_CTRUNC = 0x8;

@@ -113,10 +113,16 @@ public final class Structs {
             JAVA_BYTE.withName("sll_halen"),
             MemoryLayout.sequenceLayout(8, JAVA_BYTE).withName("sll_addr")).withName("sockaddr_ll");
 
+    /** {@code struct ucred} ({@code <sys/socket.h>}, _GNU_SOURCE): what SO_PEERCRED reports. */
+    public static final StructLayout UCRED = MemoryLayout.structLayout(
+            JAVA_INT.withName("pid"),
+            JAVA_INT.withName("uid"),
+            JAVA_INT.withName("gid")).withName("ucred");
+
     /** Every layout above: the ABI test checks each one's size and every named field. */
     public static final List<StructLayout> ALL = List.of(
             VHOST_VRING_STATE, VHOST_VRING_FILE, VHOST_VRING_ADDR, VHOST_MEMORY_REGION, VHOST_MEMORY,
-            POLLFD, IOVEC, MSGHDR, CMSGHDR, SOCKADDR_UN, IFREQ, SOCKADDR_LL);
+            POLLFD, IOVEC, MSGHDR, CMSGHDR, SOCKADDR_UN, IFREQ, SOCKADDR_LL, UCRED);
 
     /** A VarHandle for a top-level field, taking only the segment (base offset 0). */
     public static VarHandle field(StructLayout layout, String name) {

@@ -99,9 +99,50 @@ public final class UnixSocket implements AutoCloseable {
         return new UnixSocket(fd);
     }
 
-    /** Connects a new AF_UNIX stream socket to a listening path. */
-    public static UnixSocket connect(Path path) throws NativeCallException {
-        return new UnixSocket(UnixAddress.streamSocketAt(path, "unix socket to " + path, "connect", Libc::connect));
+    /**
+     * Connects a new AF_UNIX stream socket to a listening path, and refuses a listener that does
+     * not run as our own user ({@link SocketPolicy#ownerOnly()}).
+     *
+     * @throws PeerRefusedException when the listening process is another user's (nothing was sent)
+     */
+    public static UnixSocket connect(Path path) throws IOException {
+        return connect(path, SocketPolicy.ownerOnly());
+    }
+
+    /**
+     * Connects a new AF_UNIX stream socket to a listening path, then checks who listens there
+     * (SO_PEERCRED gives the credentials of the process that called listen) against {@code policy}
+     * before the caller can send anything: a path is only a name, and whoever could create it
+     * first would otherwise receive what we send.
+     *
+     * @throws PeerRefusedException when the listener's uid is not allowed (the socket is closed)
+     */
+    public static UnixSocket connect(Path path, SocketPolicy policy) throws IOException {
+        UnixSocket socket = new UnixSocket(UnixAddress.streamSocketAt(path, "unix socket to " + path, "connect", Libc::connect));
+        policy.admit(socket);
+        return socket;
+    }
+
+    /**
+     * The credentials of the process at the other end (getsockopt SO_PEERCRED): for an accepted
+     * socket, the process that connected; for a connected one, the process that listened; for a
+     * {@link #pair()}, this process.
+     */
+    public PeerCredentials peerCredentials() throws NativeCallException {
+        int n = fd.acquire();
+        try (Arena arena = Arena.ofConfined()) {
+            CallState s = CallState.current();
+            MemorySegment ucred = arena.allocate(Structs.UCRED);
+            MemorySegment length = arena.allocate(JAVA_INT);
+            length.set(JAVA_INT, 0, (int) Structs.UCRED.byteSize());
+            NativeErrors.check(Libc.getsockopt(s, n, LinuxConstants.SOL_SOCKET, LinuxConstants.SO_PEERCRED, ucred, length),
+                    "getsockopt(SO_PEERCRED)", fd, s);
+            return new PeerCredentials(ucred.get(JAVA_INT, Structs.offset(Structs.UCRED, "pid")),
+                    ucred.get(JAVA_INT, Structs.offset(Structs.UCRED, "uid")),
+                    ucred.get(JAVA_INT, Structs.offset(Structs.UCRED, "gid")));
+        } finally {
+            fd.release();
+        }
     }
 
 

@@ -5,6 +5,7 @@ import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.os.UnixSocketListener;
 import io.vhostffm.vhost.vhostuser.VhostUserConnection;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -58,7 +59,7 @@ final class ServedBackend implements AutoCloseable {
             UnixSocket connection = listener.accept();
             accepted = true;
             session.complete(backend.serve(VhostUserConnection.backend(connection)));
-        } catch (NativeCallException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) {
             session.completeExceptionally(e);
         }
     }
