@@ -173,14 +173,14 @@ class NetMigrationKernelTest {
                 d.ioctls().clear(); // SET_OWNER and GET_FEATURES happened when the backend opened
                 d.addBeforeSwitchover(() -> early.add(d.ioctls().names()));
             }, g -> {});
-            List<String> all = m.destination().ioctls().names();
             List<String> prestart = early.get(0);
-            List<String> quickstart = all.subList(prestart.size(), all.size());
+            // The harness starts counting afresh at the switchover (after this hook ran).
+            List<String> quickstart = m.destination().ioctls().names();
             assertEquals(List.of("VHOST_SET_VRING_BASE", "VHOST_SET_VRING_BASE", "VHOST_NET_SET_BACKEND",
                     "VHOST_NET_SET_BACKEND"), quickstart);
             assertTrue(prestart.containsAll(List.of("VHOST_SET_FEATURES", "VHOST_SET_MEM_TABLE", "VHOST_SET_VRING_NUM",
                     "VHOST_SET_VRING_ADDR", "VHOST_SET_VRING_KICK", "VHOST_SET_VRING_CALL")), prestart::toString);
-            return all.size();
+            return prestart.size() + quickstart.size();
         }
     }
 
