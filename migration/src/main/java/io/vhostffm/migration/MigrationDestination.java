@@ -45,6 +45,7 @@ public final class MigrationDestination {
     private final Map<Integer, RegisteredSection<?>> byId = new HashMap<>();
     private final Map<Integer, String> names = new HashMap<>();
     private final DeviceSwitchover device;
+    private volatile Runnable afterEarlyLoad = () -> {};
 
     /**
      * @param sections the device's state sections; must match the source's manifest
@@ -57,6 +58,15 @@ public final class MigrationDestination {
             names.put(s.id, s.name);
         }
         this.device = device;
+    }
+
+    /**
+     * Runs on the reading thread once the setup state is loaded early (the device prestarted),
+     * before the precopy deltas are read: the moment a destination can tell the source it is
+     * ready for the switchover. A failure fails the migration.
+     */
+    public void setAfterEarlyLoad(Runnable hook) {
+        this.afterEarlyLoad = java.util.Objects.requireNonNull(hook, "hook");
     }
 
     /** A reader over {@code in} that accepts exactly this destination's sections. */
@@ -97,13 +107,25 @@ public final class MigrationDestination {
             readManifest();
             readSetup();
             loadEarly();
+            try {
+                afterEarlyLoad.run(); // e.g. tell the source the switchover may come: nothing is loading any more
+            } catch (RuntimeException e) {
+                throw new MigrationException("after the early load: " + e.getMessage(), e);
+            }
             Section first = readPrecopy();
-            long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
+            long switchoverStart = MonotonicClock.now(); // the guest is paused at the source from here on
+            SwitchoverSteps steps = new SwitchoverSteps();
+            steps.firstFrame(switchoverStart);
             Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
             FinalIndices indices = readSwitchover(first, switchoverBatch);
-            Switchover switchover = applySwitchover(switchoverBatch, indices);
-            long switchoverNanos = System.nanoTime() - switchoverStart;
-            return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());
+            steps.mark(SwitchoverSteps.STREAM);
+            Switchover switchover = applySwitchover(switchoverBatch, indices, steps);
+            if (steps.count() == 1) {
+                steps.mark(SwitchoverSteps.DEVICE_START);
+            }
+            long switchoverNanos = MonotonicClock.now() - switchoverStart;
+            return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset(),
+                    switchoverStart, steps.marks());
         }
 
         private void readManifest() throws MigrationStreamException {
@@ -229,7 +251,8 @@ public final class MigrationDestination {
         }
 
         /** The stream is complete and valid: apply the switchover deltas, then start the device. */
-        private Switchover applySwitchover(Map<Integer, Record> batch, FinalIndices indices) throws MigrationException {
+        private Switchover applySwitchover(Map<Integer, Record> batch, FinalIndices indices, SwitchoverSteps steps)
+                throws MigrationException {
             List<SectionDelta> deltas = new ArrayList<>();
             for (Map.Entry<Integer, Record> e : batch.entrySet()) {
                 RegisteredSection<?> r = byId.get(e.getKey());
@@ -253,7 +276,7 @@ public final class MigrationDestination {
                 }
             }
             Switchover switchover = new Switchover(batch.isEmpty(), deltas, sinceEarly, indices, early, current,
-                    earlyFailures);
+                    earlyFailures, steps);
             try {
                 device.switchover(switchover);
             } catch (Exception e) {
@@ -321,13 +344,13 @@ public final class MigrationDestination {
     /** Sends the positive acknowledgement, with the destination's timings, on the return path. */
     public static void acknowledge(MigrationStreamWriter back, ReceivedMigration received) throws IOException {
         writeAck(back, new Acknowledgement(true, "", received.earlyLoadNanos(), received.switchoverNanos(),
-                received.bytesReceived()));
+                received.bytesReceived(), MonotonicClock.domain(), received.firstFrameAt(), received.switchoverMarks()));
     }
 
     /** Sends a negative acknowledgement: the source keeps the guest. */
     public static void acknowledgeFailure(MigrationStreamWriter back, MigrationException failure) throws IOException {
         String reason = failure.getMessage() == null ? failure.toString() : failure.getMessage();
-        writeAck(back, new Acknowledgement(false, reason, -1, -1, -1));
+        writeAck(back, new Acknowledgement(false, reason, -1, -1, -1, MonotonicClock.domain(), -1, List.of()));
     }
 
     private static void writeAck(MigrationStreamWriter back, Acknowledgement ack) throws IOException {

@@ -52,6 +52,9 @@ public final class MigrationSource {
     private int switchoverSections;
     private long destinationEarlyLoadNanos = -1;
     private long destinationSwitchoverNanos = -1;
+    private long pausedAt = -1;
+    private long sentAt = -1;
+    private DeviceDowntime downtime;
 
     /**
      * @param out the stream to the destination
@@ -159,7 +162,8 @@ public final class MigrationSource {
      */
     public List<Integer> stopAndCopy(BackendStop backend) throws IOException, MigrationException {
         requirePhase(Phase.PRECOPY, "stop-and-copy");
-        long start = System.nanoTime();
+        long start = MonotonicClock.now(); // the guest is paused: the device downtime starts here
+        pausedAt = start;
         long bytesBefore = out.bytesWritten();
         FinalIndices indices;
         try {
@@ -178,7 +182,8 @@ public final class MigrationSource {
         out.writeSection(StreamFormat.QUEUE_INDICES, flags, INDICES.encode(indices));
         out.writeEndOfStream();
         phase = Phase.DONE;
-        stopAndCopyNanos = System.nanoTime() - start;
+        sentAt = MonotonicClock.now();
+        stopAndCopyNanos = sentAt - start;
         stopAndCopyBytes = out.bytesWritten() - bytesBefore;
         switchoverSections = sent.size();
         return sent;
@@ -210,6 +215,10 @@ public final class MigrationSource {
         }
         destinationEarlyLoadNanos = ack.earlyLoadNanos();
         destinationSwitchoverNanos = ack.switchoverNanos();
+        if (ack.started() && sentAt >= 0) {
+            downtime = DeviceDowntime.of(pausedAt, sentAt, MonotonicClock.sameAs(ack.clockDomain()),
+                    ack.firstFrameAt(), ack.switchoverMarks());
+        }
         if (!ack.started()) {
             throw new MigrationException("the destination did not start: " + ack.failure());
         }
@@ -219,7 +228,7 @@ public final class MigrationSource {
     public MigrationReport report() {
         return new MigrationReport(setupNanos, setupBytes, precopyMessages, precopyNanos, precopyBytes,
                 stopAndCopyNanos, backendStopNanos, stopAndCopyBytes, switchoverSections, destinationEarlyLoadNanos,
-                destinationSwitchoverNanos);
+                destinationSwitchoverNanos, downtime);
     }
 
     private void requirePhase(Phase expected, String what) {

@@ -157,6 +157,17 @@ public final class LocalMigration {
         }
 
         /**
+         * Waits until the destination says its early load is done (model restored, datapath
+         * prestarted): pausing before would count the destination's early load as downtime. Only
+         * with a destination that {@link Destination#announceEarlyLoad() announces} it.
+         *
+         * @return whether the destination's prestart succeeded
+         */
+        public boolean awaitEarlyLoad() throws IOException {
+            return Messages.receive(channel, EarlyLoaded.class).prestarted();
+        }
+
+        /**
          * The destination's answer. When it did not start: the source's datapath restarts where it
          * stopped and the guest goes on here (the caller resumes it), and the exception says why.
          */
@@ -265,6 +276,20 @@ public final class LocalMigration {
                 awaitRam();
                 if (ioctls != null) {
                     ioctls.clear();
+                }
+            });
+        }
+
+        /**
+         * Once the early load is done, tells the source (which must then {@link
+         * Source#awaitEarlyLoad() wait for it}) that it may pause the guest.
+         */
+        public void announceEarlyLoad() {
+            migration.setAfterEarlyLoad(() -> {
+                try {
+                    Messages.send(channel, EarlyLoaded.class, new EarlyLoaded(migration.prestartSucceeded()));
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
                 }
             });
         }

@@ -164,6 +164,8 @@ public final class MigrationDemo {
                         source.migration().setPrecopyDeltas(false);
                         guest.addVlan(42);
                     }
+                    // As a hypervisor's precopy of RAM would: the guest pauses once the destination is prestarted.
+                    source.awaitEarlyLoad();
                     // Frames in flight at the pause: made available, not yet taken or not yet used.
                     for (int p = 0; p < pairs; p++) {
                         guest.transmitNumbered(p, 32);
@@ -379,6 +381,7 @@ public final class MigrationDemo {
         try (UnixSocket socket = UnixSocket.connect(socketPath);
                 UnixSocket ram = copyRam ? UnixSocket.connect(socketPath) : null;
                 LocalMigration.Destination destination = new LocalMigration.Destination(socket, ram)) {
+            destination.announceEarlyLoad();
             FakeGuest guest;
             try {
                 guest = destination.receive();

@@ -84,6 +84,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     private final GuestMemory memory;
     private final int maxPairs;
     private final EventFd[] kicks;
+    private volatile long lastNotificationAt = -1;
     private final EventFd[] calls;
     private final EventFd configInterrupt;
     // The transport's queue registers per virtqueue index; guarded by the model's monitor.
@@ -559,8 +560,18 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             }
             lastStart = lastStart.withStates(finalState.dataQueues());
             startControl(finalState, RestoreMode.CLASSIC);
+            lastNotificationAt = System.nanoTime();
             notifyAllQueues();
         }
+    }
+
+    /**
+     * When the last quickstart began its notification of every queue (its backend and control
+     * queue started by then), in {@link System#nanoTime()} ns; -1 before any. For the
+     * migration's downtime accounting.
+     */
+    public long lastNotificationAt() {
+        return lastNotificationAt;
     }
 
     /**
