@@ -330,6 +330,11 @@ public final class LocalMigration {
             return backends;
         }
 
+        /** The TAP rebuilt from the received queue fds. */
+        public TapDevice tap() {
+            return tap;
+        }
+
         /** The shared guest memory. */
         public MemfdGuestMemory memory() {
             return memory;

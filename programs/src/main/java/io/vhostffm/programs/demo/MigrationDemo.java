@@ -340,6 +340,20 @@ public final class MigrationDemo {
      * and -XX options, plus those of the system property {@code vhostffm.child.jvmflags}.
      */
     static Process spawnDestination(Path socket, Path log, boolean copyRam) throws IOException {
+        List<String> arguments = new ArrayList<>(List.of(MigrationDemo.class.getName(), "--destination",
+                socket.toString()));
+        if (copyRam) {
+            arguments.add("--copy-ram");
+        }
+        return spawnJava(arguments, log);
+    }
+
+    /**
+     * Starts {@code mainAndArguments} (a main class and its arguments) in a child JVM with this
+     * JVM's java, class/module path and -XX options, plus those of {@code vhostffm.child.jvmflags};
+     * its output goes to {@code log}.
+     */
+    static Process spawnJava(List<String> mainAndArguments, Path log) throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
         for (String property : new String[] {"jdk.module.path", "java.class.path"}) {
@@ -366,10 +380,7 @@ public final class MigrationDemo {
         if (tiered != null && !tiered.isBlank()) {
             command.addAll(List.of(tiered.trim().split("\\s+")));
         }
-        command.addAll(List.of(MigrationDemo.class.getName(), "--destination", socket.toString()));
-        if (copyRam) {
-            command.add("--copy-ram");
-        }
+        command.addAll(mainAndArguments);
         ProcessBuilder pb = new ProcessBuilder(command);
         pb.redirectErrorStream(true);
         pb.redirectOutput(log.toFile());
