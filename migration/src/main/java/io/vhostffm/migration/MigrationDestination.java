@@ -2,6 +2,7 @@ package io.vhostffm.migration;
 
 import io.vhostffm.migration.internal.Acknowledgement;
 import io.vhostffm.migration.internal.Manifest;
+import io.vhostffm.migration.jfr.MigrationPhaseEvent;
 import io.vhostffm.migration.schema.StateDecodeException;
 import io.vhostffm.migration.schema.StateSchema;
 import io.vhostffm.migration.stream.MigrationStreamReader;
@@ -106,13 +107,18 @@ public final class MigrationDestination {
         ReceivedMigration run() throws MigrationException {
             readManifest();
             readSetup();
+            MigrationPhaseEvent earlyEvent = new MigrationPhaseEvent();
+            earlyEvent.begin();
             loadEarly();
+            MigrationSource.commit(earlyEvent, MigrationPhaseEvent.EARLY_LOAD, in.offset());
             try {
                 afterEarlyLoad.run(); // e.g. tell the source the switchover may come: nothing is loading any more
             } catch (RuntimeException e) {
                 throw new MigrationException("after the early load: " + e.getMessage(), e);
             }
             Section first = readPrecopy();
+            MigrationPhaseEvent switchoverEvent = new MigrationPhaseEvent();
+            switchoverEvent.begin();
             long switchoverStart = MonotonicClock.now(); // the guest is paused at the source from here on
             SwitchoverSteps steps = new SwitchoverSteps();
             steps.firstFrame(switchoverStart);
@@ -124,6 +130,7 @@ public final class MigrationDestination {
                 steps.mark(SwitchoverSteps.DEVICE_START);
             }
             long switchoverNanos = MonotonicClock.now() - switchoverStart;
+            MigrationSource.commit(switchoverEvent, MigrationPhaseEvent.SWITCHOVER, in.offset());
             return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset(),
                     switchoverStart, steps.marks());
         }

@@ -2,6 +2,7 @@ package io.vhostffm.migration;
 
 import io.vhostffm.migration.internal.Acknowledgement;
 import io.vhostffm.migration.internal.Manifest;
+import io.vhostffm.migration.jfr.MigrationPhaseEvent;
 import io.vhostffm.migration.schema.StateDecodeException;
 import io.vhostffm.migration.schema.StateSchema;
 import io.vhostffm.migration.stream.MigrationStreamReader;
@@ -74,6 +75,8 @@ public final class MigrationSource {
     public void setup() throws IOException {
         requirePhase(Phase.NEW, "setup");
         phase = Phase.FAILED; // until it completes
+        MigrationPhaseEvent event = new MigrationPhaseEvent();
+        event.begin();
         long start = System.nanoTime();
         long bytesBefore = out.bytesWritten();
         List<Manifest.Entry> entries = new ArrayList<>();
@@ -89,6 +92,7 @@ public final class MigrationSource {
         phase = Phase.PRECOPY;
         setupNanos = System.nanoTime() - start;
         setupBytes = out.bytesWritten() - bytesBefore;
+        commit(event, MigrationPhaseEvent.SETUP, setupBytes);
     }
 
     private <R extends Record> void sendFull(RegisteredSection<R> s, int flags) throws IOException {
@@ -107,6 +111,8 @@ public final class MigrationSource {
     public List<Integer> sendPrecopyDelta() throws IOException {
         requirePhase(Phase.PRECOPY, "a precopy delta");
         phase = Phase.FAILED; // until it completes
+        MigrationPhaseEvent event = new MigrationPhaseEvent();
+        event.begin();
         long start = System.nanoTime();
         long bytesBefore = out.bytesWritten();
         List<Integer> sent = sendChanged(StreamFormat.FLAG_DELTA, true);
@@ -117,6 +123,7 @@ public final class MigrationSource {
         }
         precopyNanos += System.nanoTime() - start;
         precopyBytes += out.bytesWritten() - bytesBefore;
+        commit(event, MigrationPhaseEvent.PRECOPY_DELTA, out.bytesWritten() - bytesBefore);
         return sent;
     }
 
@@ -162,6 +169,8 @@ public final class MigrationSource {
      */
     public List<Integer> stopAndCopy(BackendStop backend) throws IOException, MigrationException {
         requirePhase(Phase.PRECOPY, "stop-and-copy");
+        MigrationPhaseEvent event = new MigrationPhaseEvent();
+        event.begin();
         long start = MonotonicClock.now(); // the guest is paused: the device downtime starts here
         pausedAt = start;
         long bytesBefore = out.bytesWritten();
@@ -186,6 +195,7 @@ public final class MigrationSource {
         stopAndCopyNanos = sentAt - start;
         stopAndCopyBytes = out.bytesWritten() - bytesBefore;
         switchoverSections = sent.size();
+        commit(event, MigrationPhaseEvent.STOP_AND_COPY, stopAndCopyBytes);
         return sent;
     }
 
@@ -229,6 +239,16 @@ public final class MigrationSource {
         return new MigrationReport(setupNanos, setupBytes, precopyMessages, precopyNanos, precopyBytes,
                 stopAndCopyNanos, backendStopNanos, stopAndCopyBytes, switchoverSections, destinationEarlyLoadNanos,
                 destinationSwitchoverNanos, downtime);
+    }
+
+    /** Ends and commits a phase event, when a recording wants it. */
+    static void commit(MigrationPhaseEvent event, String phase, long bytes) {
+        event.end();
+        if (event.shouldCommit()) {
+            event.phase = phase;
+            event.bytes = bytes;
+            event.commit();
+        }
     }
 
     private void requirePhase(Phase expected, String what) {

@@ -1,5 +1,6 @@
 package io.vhostffm.migration;
 
+import io.vhostffm.migration.jfr.SwitchoverStepEvent;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -46,6 +47,12 @@ public final class SwitchoverSteps {
             names[count] = name;
             at[count] = when;
             count++;
+        }
+        SwitchoverStepEvent event = new SwitchoverStepEvent(); // scalar-replaced: no allocation without a recording
+        if (event.shouldCommit()) {
+            event.step = name;
+            event.stepNanos = when - (count >= 2 ? at[count - 2] : firstFrameAt);
+            event.commit();
         }
     }
 

@@ -1,5 +1,7 @@
 package io.vhostffm.migration.stream;
 
+import io.vhostffm.migration.jfr.StreamFrameEvent;
+
 import io.vhostffm.migration.MigrationStreamException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -129,6 +131,8 @@ public final class MigrationStreamReader {
         if (ended) {
             throw new IllegalStateException("the stream has ended");
         }
+        StreamFrameEvent event = new StreamFrameEvent(); // scalar-replaced by the JIT: no allocation without a recording
+        event.begin();
         readHeader();
         requireUsable();
         failed = true; // until the frame checked out
@@ -170,6 +174,14 @@ public final class MigrationStreamReader {
             ended = true;
         }
         failed = false;
+        event.end();
+        if (event.shouldCommit()) {
+            event.direction = "read";
+            event.sectionId = id;
+            event.flags = flags;
+            event.payloadBytes = payload.length;
+            event.commit();
+        }
         return new Section(id, flags, payload, frameOffset);
     }
 

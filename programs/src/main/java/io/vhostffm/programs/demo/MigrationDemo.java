@@ -14,6 +14,8 @@ import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.os.UnixSocketListener;
 import java.io.File;
+import jdk.jfr.Configuration;
+import jdk.jfr.Recording;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
@@ -86,20 +88,56 @@ public final class MigrationDemo {
         int frames = 2000;
         boolean delta = false;
         boolean copyRam = false;
+        Path jfr = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--pairs" -> pairs = Integer.parseInt(args[++i]);
                 case "--frames" -> frames = Integer.parseInt(args[++i]);
                 case "--delta" -> delta = true;
                 case "--copy-ram" -> copyRam = true;
+                case "--jfr" -> jfr = Path.of(args[++i]).toAbsolutePath();
                 default -> {
-                    System.err.println("usage: bin/demo [--pairs N] [--frames N] [--delta] [--copy-ram]");
+                    System.err.println("usage: bin/demo [--pairs N] [--frames N] [--delta] [--copy-ram] [--jfr FILE]");
                     System.exit(2);
                 }
             }
         }
-        Result r = run(new Settings(pairs, frames, delta, delta, copyRam), System.out);
+        Result r;
+        if (jfr == null) {
+            r = run(new Settings(pairs, frames, delta, delta, copyRam), System.out);
+        } else {
+            r = runRecorded(new Settings(pairs, frames, delta, delta, copyRam), jfr);
+        }
         System.exit(r.ok() ? 0 : 1);
+    }
+
+    /**
+     * The demo with a JDK Flight Recorder recording in both processes (the library's events:
+     * migration phases, switchover steps, stream frames, ioctls; and the JDK's default ones),
+     * written as one file: the source's chunk then the destination's (a recording file is a
+     * sequence of chunks, so the two concatenate).
+     */
+    private static Result runRecorded(Settings s, Path file) throws Exception {
+        Path destinationFile = Path.of(file + ".destination");
+        Path sourceFile = Path.of(file + ".source");
+        String flags = System.getProperty("vhostffm.child.jvmflags", "");
+        System.setProperty("vhostffm.child.jvmflags", flags + " -XX:StartFlightRecording:settings=default,filename="
+                + destinationFile);
+        Result r;
+        try (Recording recording = new Recording(Configuration.getConfiguration("default"))) {
+            recording.start();
+            r = run(s, System.out);
+            recording.dump(sourceFile);
+        }
+        try (var out = Files.newOutputStream(file)) {
+            Files.copy(sourceFile, out);
+            Files.copy(destinationFile, out);
+        }
+        Files.delete(sourceFile);
+        Files.delete(destinationFile);
+        System.out.println("recording: " + file + " (both processes; open it in JDK Mission Control or `jfr print --events "
+                + "'io.vhostffm.*' " + file + "`)");
+        return r;
     }
 
     /** Runs the whole demo, printing as it goes; the destination is a child JVM. */
