@@ -165,6 +165,12 @@ public final class UserspaceDatapath implements AutoCloseable {
      */
     public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings)
             throws NativeCallException {
+        return start(memory, pairs, settings, null);
+    }
+
+    /** As above, the workers on {@code parked} threads when not null (started at a prestart). */
+    static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings,
+            ParkedThreads parked) throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(settings, "settings");
         if (pairs.isEmpty()) {
@@ -212,13 +218,30 @@ public final class UserspaceDatapath implements AutoCloseable {
             stop.close();
             throw e;
         }
+        if (parked != null) {
+            // Joined by stop() like any other: each parked thread runs its worker and ends. All
+            // are listed before any runs: a worker's own stop() must see itself among them.
+            List<ParkedThreads.Reserved> reserved = new ArrayList<>();
+            for (QueuePairWorker worker : backend.workers) {
+                ParkedThreads.Reserved r = parked.reserve(threadName(worker));
+                reserved.add(r);
+                backend.threads.add(r.thread());
+            }
+            for (int i = 0; i < reserved.size(); i++) {
+                reserved.get(i).run(backend.workers.get(i));
+            }
+            return backend;
+        }
         for (QueuePairWorker worker : backend.workers) {
-            Thread thread = Thread.ofPlatform().daemon().name("vhost-ffm userspace datapath pair " + worker.pair()
-                    + " (" + worker.tapDescription() + ")").unstarted(worker);
+            Thread thread = Thread.ofPlatform().daemon().name(threadName(worker)).unstarted(worker);
             backend.threads.add(thread);
         }
         backend.threads.forEach(Thread::start);
         return backend;
+    }
+
+    private static String threadName(QueuePairWorker worker) {
+        return "vhost-ffm userspace datapath pair " + worker.pair() + " (" + worker.tapDescription() + ")";
     }
 
     /**

@@ -67,6 +67,8 @@ public final class UserspaceNetBackend implements NetBackend {
     private boolean[] pairEnabled;
     private UserspaceDatapath datapath;
     private int tunOffloadFlags;
+    /** Prestarted datapath threads waiting for quickstart, or null. */
+    private ParkedThreads parked;
     private volatile RxFilter rxFilter;
     private volatile DirtyLog dirtyLog;
     private boolean closed;
@@ -180,6 +182,9 @@ public final class UserspaceNetBackend implements NetBackend {
         pairEnabled = enabled;
         states = start.queues().stream().map(QueueBinding::state).toList();
         current = start;
+        // The datapath threads start now, parked: quickstart hands them their work (no thread
+        // start inside the downtime). As many as pairs could run; unused ones end at stop.
+        parked = ParkedThreads.start(enabled.length, NAME + " on " + tap.name());
     }
 
     @Override
@@ -206,6 +211,22 @@ public final class UserspaceNetBackend implements NetBackend {
 
     /** Starts the datapath threads on the enabled pairs from {@link #states}. */
     private void launch() throws IOException {
+        try {
+            launchPairs();
+        } finally {
+            releaseParked();
+        }
+    }
+
+    /** Ends the parked threads nobody took (a stop or failure before quickstart). */
+    private void releaseParked() {
+        if (parked != null) {
+            parked.release();
+            parked = null;
+        }
+    }
+
+    private void launchPairs() throws IOException {
         for (int p = 0; p < pairEnabled.length; p++) {
             setTapQueueAttached(p, pairEnabled[p]);
         }
@@ -224,7 +245,12 @@ public final class UserspaceNetBackend implements NetBackend {
         boolean mergeable = (current.ackedFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         var settings = new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
                 UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
-        datapath = UserspaceDatapath.start(current.memory(), pairs, settings);
+        ParkedThreads threads = parked;
+        parked = null; // a later launch (a pair change while running) starts threads of its own
+        datapath = UserspaceDatapath.start(current.memory(), pairs, settings, threads);
+        if (threads != null) {
+            threads.release();
+        }
         datapath.setLargeReceiveFrames((tunOffloadFlags & LARGE_TUN_OFFLOADS) != 0);
     }
 
@@ -248,6 +274,7 @@ public final class UserspaceNetBackend implements NetBackend {
         if (current == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
         }
+        releaseParked();
         collect();
         current = null;
         return states;
@@ -370,6 +397,7 @@ public final class UserspaceNetBackend implements NetBackend {
             return;
         }
         closed = true;
+        releaseParked();
         collect();
         if (current != null) {
             current.listener().backendClosed(this); // a device still relied on it
