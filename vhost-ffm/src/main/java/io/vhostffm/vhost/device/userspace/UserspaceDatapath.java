@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device.userspace;
 
+import io.vhostffm.vhost.internal.ParkedThreads;
+
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device.userspace;
 
+import io.vhostffm.vhost.internal.ParkedThreads;
+
 import io.vhostffm.vhost.os.Errno;
 import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.NativeCallException;

@@ -1,15 +1,16 @@
-package io.vhostffm.vhost.device.userspace;
+package io.vhostffm.vhost.internal;
 
 import java.util.concurrent.locks.LockSupport;
 
 /**
  * Datapath threads started ahead of time and parked until they are given their work: a
- * prestarted backend starts them at prestart, and quickstart hands each its queue pair's worker
+ * prestarted backend (and the control queue of a prestarted device) starts them at prestart,
+ * and quickstart hands each its worker
  * with one unpark instead of a {@link Thread#start()}, which waits until the new thread has run
  * (a scheduling round trip per thread, milliseconds on a loaded host) inside the downtime.
  * Each thread runs one worker and ends; unused threads end at {@link #release()}.
  */
-final class ParkedThreads {
+public final class ParkedThreads {
     private final Slot[] slots;
     private int next;
 
@@ -43,12 +44,12 @@ final class ParkedThreads {
     }
 
     /** Starts {@code count} parked daemon threads named after {@code name}. */
-    static ParkedThreads start(int count, String name) {
+    public static ParkedThreads start(int count, String name) {
         return new ParkedThreads(count, name);
     }
 
     /** A parked thread reserved for one worker. */
-    static final class Reserved {
+    public static final class Reserved {
         private final Slot slot;
 
         private Reserved(Slot slot) {
@@ -56,12 +57,12 @@ final class ParkedThreads {
         }
 
         /** The thread, already running (parked). */
-        Thread thread() {
+        public Thread thread() {
             return slot.thread;
         }
 
         /** Gives the thread its worker and wakes it. */
-        void run(Runnable worker) {
+        public void run(Runnable worker) {
             slot.work = worker; // volatile write: the thread sees the worker and everything it reaches
             LockSupport.unpark(slot.thread);
         }
@@ -71,7 +72,7 @@ final class ParkedThreads {
      * Reserves the next parked thread, renamed {@code name} (or, when all are taken, a new one,
      * started and parked now).
      */
-    synchronized Reserved reserve(String name) {
+    public synchronized Reserved reserve(String name) {
         Slot s;
         if (next < slots.length) {
             s = slots[next++];
@@ -85,7 +86,7 @@ final class ParkedThreads {
     }
 
     /** Ends the threads not given work. */
-    synchronized void release() {
+    public synchronized void release() {
         while (next < slots.length) {
             Slot s = slots[next++];
             s.work = NOTHING;
