@@ -80,29 +80,58 @@ public final class DowntimeBench {
         int migrations = 100;
         int frames = 64;
         boolean delta = false;
+        boolean matrix = false;
         String label = null;
         Path out = Path.of("results", "downtime");
+        Path summaryJson = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--pairs" -> pairs = Integer.parseInt(args[++i]);
                 case "--migrations" -> migrations = Integer.parseInt(args[++i]);
                 case "--frames" -> frames = Integer.parseInt(args[++i]);
                 case "--delta" -> delta = true;
+                case "--matrix" -> matrix = true;
                 case "--label" -> label = args[++i];
                 case "--out" -> out = Path.of(args[++i]);
+                // The VM bench's JMH mode appends "-rf json -rff FILE" and wants a non-empty JSON there.
+                case "-rf" -> i++;
+                case "-rff" -> summaryJson = Path.of(args[++i]);
                 default -> {
-                    System.err.println("usage: DowntimeBench [--pairs N] [--migrations N] [--frames N] [--delta] "
-                            + "[--label L] [--out DIR]");
+                    System.err.println("usage: DowntimeBench [--pairs N | --matrix] [--migrations N] [--frames N] "
+                            + "[--delta] [--label L] [--out DIR] [-rff SUMMARY.json]");
                     System.exit(2);
                 }
             }
         }
         migrations += migrations % 2; // an even count brings the guest home for the final check
-        if (label == null) {
-            label = "userspace-" + pairs + "p-" + (delta ? "delta" : "nodelta");
+        List<Settings> configurations = new ArrayList<>();
+        if (matrix) { // 1, 4, 16 pairs, without and with a delta
+            for (int p : new int[] {1, 4, 16}) {
+                for (boolean d : new boolean[] {false, true}) {
+                    configurations.add(new Settings(p, migrations, frames, d, defaultLabel(p, d), out));
+                }
+            }
+        } else {
+            configurations.add(new Settings(pairs, migrations, frames, delta,
+                    label != null ? label : defaultLabel(pairs, delta), out));
         }
-        List<Sample> samples = run(new Settings(pairs, migrations, frames, delta, label, out), System.out);
-        System.exit(samples.size() == migrations ? 0 : 1);
+        StringBuilder json = new StringBuilder("[");
+        boolean ok = true;
+        for (Settings s : configurations) {
+            List<Sample> samples = run(s, System.out);
+            ok &= samples.size() == s.migrations();
+            json.append(json.length() > 1 ? ",\n" : "\n").append(Report.json(s, samples));
+        }
+        if (summaryJson != null) {
+            Files.writeString(summaryJson, json.append("\n]\n"));
+        }
+        System.exit(ok ? 0 : 1);
+    }
+
+    /** {@code kernel-4p-nodelta}: the datapath this host gives, pairs, delta or not. */
+    private static String defaultLabel(int pairs, boolean delta) {
+        String datapath = Files.exists(Path.of("/dev/vhost-net")) ? "kernel" : "userspace";
+        return datapath + "-" + pairs + "p-" + (delta ? "delta" : "nodelta");
     }
 
     /** Runs one configuration; returns the samples (also written under {@code out}). */
@@ -399,6 +428,32 @@ public final class DowntimeBench {
             try (PrintStream h = new PrintStream(s.out().resolve(s.label() + ".hgrm").toFile())) {
                 all.outputPercentileDistribution(h, 1000.0); // microseconds
             }
+        }
+
+        /** One configuration's figures as a JSON object. */
+        static String json(Settings s, List<Sample> samples) {
+            Histogram all = new Histogram(3_600_000_000_000L, 3);
+            for (Sample x : samples) {
+                if (x.index() > 0) {
+                    all.recordValue(Math.max(0, x.totalNanos()));
+                }
+            }
+            StringBuilder parts = new StringBuilder();
+            int n = samples.get(0).parts().size();
+            for (int k = 0; k < n; k++) {
+                Histogram h = new Histogram(3_600_000_000_000L, 3);
+                for (Sample x : samples) {
+                    if (x.index() > 0 && x.parts().size() == n) {
+                        h.recordValue(Math.max(0, x.parts().get(k).nanos()));
+                    }
+                }
+                parts.append(k == 0 ? "" : ", ").append(String.format(Locale.ROOT, "\"%s\": %d",
+                        samples.get(0).parts().get(k).name(), h.getValueAtPercentile(50)));
+            }
+            return String.format(Locale.ROOT, "  {\"label\": \"%s\", \"pairs\": %d, \"delta\": %b, \"migrations\": %d, "
+                    + "\"p50_ns\": %d, \"p99_ns\": %d, \"max_ns\": %d, \"first_ns\": %d, \"median_parts_ns\": {%s}}",
+                    s.label(), s.pairs(), s.delta(), samples.size(), all.getValueAtPercentile(50),
+                    all.getValueAtPercentile(99), all.getMaxValue(), samples.get(0).totalNanos(), parts);
         }
 
         /** The median of each part over all but the first migration. */
