@@ -41,11 +41,16 @@ vhostffm_mvn() {
   MAVEN_OPTS="${MAVEN_OPTS:-} --sun-misc-unsafe-memory-access=allow" mvn -B -ntp -f "$VHOSTFFM_ROOT/pom.xml" "$@"
 }
 
+# The main jar of a module, not its -tests, -sources or -javadoc jar; empty when not built.
+vhostffm_module_jar() {
+  ls "$VHOSTFFM_ROOT/$1"/target/"$1"-*.jar 2>/dev/null | grep -v -e '-tests.jar' -e '-sources.jar' -e '-javadoc.jar' | head -1 || true
+}
+
 # Builds the jars (no tests) when any source is newer than its module's jar.
 vhostffm_build_if_stale() {
   local stale=0 module jar
   for module in vring vhost-ffm testkit migration programs; do
-    jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | head -1 || true)
+    jar=$(vhostffm_module_jar "$module")
     if [ -z "$jar" ] || [ -n "$(find "$VHOSTFFM_ROOT/$module/src/main" "$VHOSTFFM_ROOT/$module/pom.xml" "$VHOSTFFM_ROOT/pom.xml" -newer "$jar" -type f 2>/dev/null | head -1)" ]; then
       stale=1
     fi
@@ -60,7 +65,7 @@ vhostffm_build_if_stale() {
 vhostffm_module_path() {
   local path="" module jar
   for module in vring vhost-ffm testkit migration programs; do
-    jar=$(ls "$VHOSTFFM_ROOT/$module"/target/"$module"-*.jar 2>/dev/null | grep -v -- '-tests.jar' | head -1 || true)
+    jar=$(vhostffm_module_jar "$module")
     [ -n "$jar" ] && path="$path${path:+:}$jar"
   done
   for jar in "$VHOSTFFM_ROOT"/programs/target/lib/*.jar; do

@@ -14,6 +14,8 @@
  *       never drops a frame towards the guest.</li>
  *   <li>{@link io.vhostffm.testkit.IoctlRecorder} and {@link io.vhostffm.testkit.OpenDescriptors}:
  *       what a backend asked the kernel, and which descriptors a test left open.</li>
+ *   <li>{@link io.vhostffm.testkit.ResourceLedger}: descriptors by kind, the library's threads
+ *       and mapped guest memory, and which of them grew.</li>
  * </ul>
  */
 module io.vhostffm.testkit {

@@ -1,11 +1,10 @@
 package io.vhostffm.jmh;
 
 import io.vhostffm.vring.DeviceQueue;
-import io.vhostffm.vring.FinalIndexTable;
-import io.vhostffm.vring.FinalIndices;
-import io.vhostffm.vring.PackedDeviceQueue;
-import io.vhostffm.vring.SplitDeviceQueue;
-import io.vhostffm.vring.VringBase;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.QueueResync;
+import io.vhostffm.vring.VhostVringBase;
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -22,17 +21,23 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 
 /**
- * The vring index resync at switchover (benchmark 1): the final indices of every queue have
+ * The vring index resync at switchover (benchmark 1): the final positions of every queue have
  * arrived from the source; for each queue the destination applies them (last avail idx, used
  * idx, inuse, wrap counters; shadow avail idx := last avail idx; signalled_used_valid := false)
  * and encodes the vhost vring base it will hand to VHOST_SET_VRING_BASE.
  *
+ * <p>{@link #resyncAllTable} measures what both backends' quickstart run at a migration's
+ * switchover: vring's {@link QueueResync#resync} over the queues' device sides, the positions
+ * copied into its compact table and resynced in one loop per ring format, the bases encoded in
+ * the same pass. {@link #resyncAndEncodeBase} is the baseline: one {@link DeviceQueue#resync}
+ * interface call and one {@link VhostVringBase#encodeKernel} per queue.
+ *
  * <p>Score: nanoseconds per queue, to compare directly with the goal of at most 2 ns per queue.
  * Every invocation resyncs {@value #RESYNCS_PER_INVOCATION} queues (JMH needs a constant count per
- * invocation): {@code 1024 / queues} rounds over all the queues. Two sets of final indices
+ * invocation): {@code 1024 / queues} rounds over all the queues. Two sets of final positions
  * alternate from round to round, so every resync really changes its queue and none can be
  * folded away. The queue count sets the working set: one queue stays in L1; 1024 queues' state
- * objects and indices do not.
+ * objects and positions do not.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -51,43 +56,32 @@ public class IndexResyncBenchmark {
     public int queues;
 
     private BenchGuestMemory guest;
-    private RingFormat ring;
     private DeviceQueue[] devices;
-    private FinalIndices[][] finals;
-    private FinalIndexTable[] finalTables;
-    private SplitDeviceQueue[] splitDevices;
-    private PackedDeviceQueue[] packedDevices;
+    /** Two sets of final positions, each a list in queue order as a quickstart receives it. */
+    private List<QueuePosition>[] finals;
+    private QueueResync resync;
     private int[] vringBases;
     private int rounds;
 
-    /** Makes the queues and two sets of plausible final indices per queue. */
+    /** Makes the queues and two sets of plausible final positions per queue. */
     @Setup(Level.Trial)
+    @SuppressWarnings("unchecked")
     public void setUp() {
-        ring = RingFormat.of(format);
+        RingFormat ring = RingFormat.of(format);
         guest = new BenchGuestMemory(queues * 16L * 1024 + (1 << 20));
         devices = new DeviceQueue[queues];
         SplittableRandom random = new SplittableRandom(42);
-        finals = new FinalIndices[2][queues];
+        QueuePosition[][] sets = new QueuePosition[2][queues];
         for (int q = 0; q < queues; q++) {
             devices[q] = ring.device(q, guest, QUEUE_SIZE, ring.place(guest, QUEUE_SIZE), true);
             for (int set = 0; set < 2; set++) {
                 int taken = random.nextInt(1 << 20);
                 int inuse = random.nextInt(QUEUE_SIZE / 4);
-                finals[set][q] = ring.finalIndices(QUEUE_SIZE, taken, inuse);
+                sets[set][q] = ring.finalPosition(QUEUE_SIZE, taken, inuse);
             }
         }
-        finalTables = new FinalIndexTable[] {FinalIndexTable.of(finals[0]), FinalIndexTable.of(finals[1])};
-        if (ring == RingFormat.PACKED) {
-            packedDevices = new PackedDeviceQueue[queues];
-            for (int q = 0; q < queues; q++) {
-                packedDevices[q] = (PackedDeviceQueue) devices[q];
-            }
-        } else {
-            splitDevices = new SplitDeviceQueue[queues];
-            for (int q = 0; q < queues; q++) {
-                splitDevices[q] = (SplitDeviceQueue) devices[q];
-            }
-        }
+        finals = new List[] {List.of(sets[0]), List.of(sets[1])};
+        resync = QueueResync.of(List.of(devices));
         vringBases = new int[queues];
         rounds = RESYNCS_PER_INVOCATION / queues;
     }
@@ -99,9 +93,9 @@ public class IndexResyncBenchmark {
     }
 
     /**
-     * Resyncs every queue and encodes its vhost vring base, as the destination does for each
-     * virtqueue between receiving the final indices and issuing VHOST_SET_VRING_BASE; repeated
-     * until {@value #RESYNCS_PER_INVOCATION} queues are done.
+     * The baseline: resyncs every queue through the {@link DeviceQueue} interface and encodes its
+     * vhost vring base, one queue at a time; repeated until {@value #RESYNCS_PER_INVOCATION}
+     * queues are done.
      *
      * <p>With one queue the rounds call {@link #resyncOne} instead of a loop over one queue:
      * C2 compiles that inner loop with pre/main/post loops whose set-up (~10 ns) would then be
@@ -115,53 +109,43 @@ public class IndexResyncBenchmark {
     public int[] resyncAndEncodeBase() {
         DeviceQueue[] queues = devices;
         int[] bases = vringBases;
-        boolean packed = ring == RingFormat.PACKED;
         if (queues.length == 1) {
             DeviceQueue queue = queues[0];
             for (int round = 0; round < rounds; round++) {
-                bases[0] = resyncOne(queue, finals[round & 1][0], packed);
+                bases[0] = resyncOne(queue, finals[round & 1].get(0));
             }
             return bases;
         }
         for (int round = 0; round < rounds; round++) {
-            FinalIndices[] set = finals[round & 1];
+            List<QueuePosition> set = finals[round & 1];
             for (int q = 0; q < queues.length; q++) {
-                bases[q] = resyncOne(queues[q], set[q], packed);
+                bases[q] = resyncOne(queues[q], set.get(q));
             }
         }
         return bases;
     }
 
     /** One queue's resync and vhost vring base, as {@link #resyncAndEncodeBase} does it for each. */
-    private static int resyncOne(DeviceQueue queue, FinalIndices indices, boolean packed) {
-        queue.resync(indices);
-        return packed
-                ? VringBase.encodePacked(indices.lastAvailIdx(), indices.lastAvailWrapCounter(), indices.usedIdx(),
-                        indices.usedWrapCounter())
-                : VringBase.encodeSplit(indices.lastAvailIdx());
+    private static int resyncOne(DeviceQueue queue, QueuePosition position) {
+        queue.resync(position);
+        return VhostVringBase.encodeKernel(position);
     }
 
     /**
-     * The same work through the many-queue path of one ring format ({@code
-     * SplitDeviceQueue.resyncAll} / {@code PackedDeviceQueue.resyncAll}): the final indices in
-     * primitive arrays ({@link FinalIndexTable}), the checks folded into one branch per queue,
-     * the base encoded in the same loop.
+     * The same work through the production path, {@link QueueResync#resync}: the positions into a
+     * compact table (four ints per queue), then the many-queue resync of one ring format
+     * ({@code SplitDeviceQueue.resyncAll} / {@code PackedDeviceQueue.resyncAll}) with the checks
+     * folded into one branch per queue and the base encoded in the same loop.
      *
      * @return the bases, which JMH consumes
      */
     @Benchmark
     @OperationsPerInvocation(RESYNCS_PER_INVOCATION)
     public int[] resyncAllTable() {
-        int[] bases = vringBases;
-        FinalIndexTable[] tables = finalTables;
-        if (packedDevices != null) {
-            for (int round = 0; round < rounds; round++) {
-                PackedDeviceQueue.resyncAll(packedDevices, tables[round & 1], bases);
-            }
-        } else {
-            for (int round = 0; round < rounds; round++) {
-                SplitDeviceQueue.resyncAll(splitDevices, tables[round & 1], bases);
-            }
+        QueueResync r = resync;
+        int[] bases = null;
+        for (int round = 0; round < rounds; round++) {
+            bases = r.resync(finals[round & 1]);
         }
         return bases;
     }

@@ -5,8 +5,8 @@ import io.vhostffm.vhost.os.IoctlObserver;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.device.kernel.VhostNet;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
-import io.vhostffm.vring.QueueState;
-import io.vhostffm.vring.VringBase;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.VhostVringBase;
 import java.io.IOException;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -28,7 +28,8 @@ import org.openjdk.jmh.annotations.TearDown;
  * operation is one switchover of a device with {@link SwitchoverGuest#pairs} queue pairs:
  * <ul>
  * <li>{@link #quickstart}: early migration's switchover. The backend was opened once and
- *     prestarted before the operation; measured is {@code VhostNetBackend.quickstart(finalStates)}:
+ *     prestarted before the operation; measured is {@code VhostNetBackend.quickstart(finalPositions)}
+ *     (vring's many-queue resync, {@code QueueResync}, checks the positions and encodes the bases):
  *     per virtqueue VHOST_SET_VRING_BASE, TUNSETQUEUE per pair on a multi-queue TAP, then
  *     VHOST_NET_SET_BACKEND on both queues of every pair.</li>
  * <li>{@link #classic}: what a classic migration does while the guest is paused, from no backend
@@ -167,7 +168,7 @@ public class KernelSwitchoverBenchmark {
     /** Early migration's switchover: the final indices into a prestarted backend, then bind. */
     @Benchmark
     public VhostNetBackend quickstart(SwitchoverGuest guest, Prestarted state) throws IOException {
-        state.backend.quickstart(guest.finalStates());
+        state.backend.quickstart(guest.finalPositions());
         return state.backend;
     }
 
@@ -193,9 +194,9 @@ public class KernelSwitchoverBenchmark {
     @Benchmark
     public VhostNet[] bareIoctls(SwitchoverGuest guest, BarePrestarted state) throws IOException {
         VhostNet[] vhosts = state.vhosts;
-        List<QueueState> finals = guest.finalStates();
+        List<QueuePosition> finals = guest.finalPositions();
         for (int i = 0; i < finals.size(); i++) {
-            vhosts[i / 2].setVringBase(i % 2, VringBase.encodeSplit(finals.get(i).lastAvailIdx()));
+            vhosts[i / 2].setVringBase(i % 2, VhostVringBase.encodeSplit(finals.get(i).lastAvailIdx()));
         }
         TapDevice tap = guest.guest.tap;
         if (tap.queues().size() > 1) {

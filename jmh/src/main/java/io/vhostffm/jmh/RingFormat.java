@@ -2,9 +2,10 @@ package io.vhostffm.jmh;
 
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.DriverQueue;
-import io.vhostffm.vring.FinalIndices;
 import io.vhostffm.vring.PackedDeviceQueue;
 import io.vhostffm.vring.PackedDriverQueue;
+import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import io.vhostffm.vring.SplitDeviceQueue;
@@ -12,8 +13,8 @@ import io.vhostffm.vring.SplitDriverQueue;
 
 /**
  * The two virtqueue formats as the benchmarks use them: placing a queue's ring areas in guest
- * memory, making its device and driver sides, and the final indices of a queue at a given
- * position. The {@code @Param} value is the lower-case name ("split", "packed").
+ * memory, making its device and driver sides, and the final position of a queue after a given
+ * amount of traffic. The {@code @Param} value is the lower-case name ("split", "packed").
  */
 enum RingFormat {
     /** Split virtqueue (virtio 1.x section 2.7). */
@@ -49,10 +50,8 @@ enum RingFormat {
 
     /** The state of a fresh queue over the given areas: positions at their start. */
     QueueState freshState(int size, Areas areas, boolean eventIdx) {
-        return switch (this) {
-            case SPLIT -> QueueState.split(size, areas.descriptors(), areas.driverArea(), areas.deviceArea(), eventIdx);
-            case PACKED -> QueueState.packed(size, areas.descriptors(), areas.driverArea(), areas.deviceArea(), eventIdx);
-        };
+        return QueueState.fresh(new QueueGeometry(size, areas.descriptors(), areas.driverArea(), areas.deviceArea(),
+                eventIdx, this == PACKED));
     }
 
     /**
@@ -77,16 +76,16 @@ enum RingFormat {
     }
 
     /**
-     * Final indices of a queue whose device has taken {@code availCount} chains of one descriptor
+     * The final position of a queue whose device has taken {@code availCount} chains of one descriptor
      * each and published {@code availCount - inuse} of them, counting from the start: split
      * indices are the free-running 16-bit counters; packed ones are ring positions plus the wrap
      * counter, which starts at 1 and flips every lap.
      */
-    FinalIndices finalIndices(int size, int availCount, int inuse) {
+    QueuePosition finalPosition(int size, int availCount, int inuse) {
         int usedCount = availCount - inuse;
         return switch (this) {
-            case SPLIT -> FinalIndices.split(availCount & 0xffff, usedCount & 0xffff, inuse);
-            case PACKED -> new FinalIndices(availCount % size, (availCount / size) % 2 == 0,
+            case SPLIT -> QueuePosition.split(availCount & 0xffff, usedCount & 0xffff, inuse);
+            case PACKED -> QueuePosition.packed(availCount % size, (availCount / size) % 2 == 0,
                     usedCount % size, (usedCount / size) % 2 == 0, inuse);
         };
     }

@@ -9,7 +9,7 @@ import io.vhostffm.vhost.device.BackendStart;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import io.vhostffm.vhost.device.QueueBinding;
-import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.QueuePosition;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -31,7 +31,7 @@ import org.openjdk.jmh.annotations.TearDown;
  * and the {@link BackendStart} a destination hands its backend: every data virtqueue in
  * virtqueue order, all pairs active, the device's negotiated features, no dirty log.
  *
- * <p>The queue states move on as a device's would: each {@link #stopped} takes the states a
+ * <p>The queue positions move on as a device's would: each {@link #stopped} takes the positions a
  * backend's {@code stop()} answered, and the next (pre)start begins from them, so a frame sent in
  * one round is never taken again in the next.
  */
@@ -46,8 +46,8 @@ public class SwitchoverGuest {
 
     TapGuest guest;
     private BackendStart start;
-    /** {@link #start}'s queue states, kept ready so the measured quickstart builds nothing. */
-    private List<QueueState> finalStates;
+    /** {@link #start}'s queue positions, kept ready so the measured quickstart builds nothing. */
+    private List<QueuePosition> finalPositions;
     private final int[] probesSent = new int[64];
     /** What a backend reported as bad guest input: nothing, or the fixture is broken. */
     final List<String> badGuestInput = new CopyOnWriteArrayList<>();
@@ -59,7 +59,7 @@ public class SwitchoverGuest {
         List<QueueBinding> queues = guest.transport.queueBindings(guest.driver);
         BackendListener listener = (queue, reason) -> badGuestInput.add("virtqueue " + queue + ": " + reason);
         start = new BackendStart(guest.memory, TapGuest.FEATURES, queues, pairs, 0, null, listener);
-        finalStates = statesOf(start);
+        finalPositions = start.positions();
     }
 
     /** Removes the TAP, closes the eventfds and guest memory; fails if a backend saw bad guest input. */
@@ -74,24 +74,20 @@ public class SwitchoverGuest {
         }
     }
 
-    /** The start a (pre)start or classic start is given: the queue states as the last stop left them. */
+    /** The start a (pre)start or classic start is given: the queues as the last stop left them. */
     BackendStart start() {
         return start;
     }
 
-    /** The final queue states a quickstart is given (the same as {@link #start()}'s: no frame moves between). */
-    List<QueueState> finalStates() {
-        return finalStates;
+    /** The final queue positions a quickstart is given (the same as {@link #start()}'s: no frame moves between). */
+    List<QueuePosition> finalPositions() {
+        return finalPositions;
     }
 
-    /** A backend stopped with these states (in virtqueue order): the next start resumes from them. */
-    void stopped(List<QueueState> states) {
-        start = start.withStates(states);
-        finalStates = statesOf(start);
-    }
-
-    private static List<QueueState> statesOf(BackendStart start) {
-        return start.queues().stream().map(QueueBinding::state).toList();
+    /** A backend stopped at these positions (in virtqueue order): the next start resumes from them. */
+    void stopped(List<QueuePosition> positions) {
+        start = start.withPositions(positions);
+        finalPositions = start.positions();
     }
 
     /** Prestarts {@code backend} from the states the last stop left; set-up, so left out of the CPU-time score. */

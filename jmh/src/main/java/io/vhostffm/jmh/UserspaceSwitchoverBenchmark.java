@@ -20,12 +20,14 @@ import org.openjdk.jmh.annotations.TearDown;
  * {@link SwitchoverGuest#pairs} queue pairs:
  * <ul>
  * <li>{@link #quickstart}: the backend was opened once and prestarted before the operation
- *     (queue states checked against guest memory, TUNSETOFFLOAD per TAP queue); measured is
- *     {@code UserspaceNetBackend.quickstart(finalStates)}: TUNSETQUEUE per pair on a multi-queue
- *     TAP, the TAP's MTU read from sysfs, and one datapath thread started per pair.</li>
+ *     (queue states checked against guest memory, every queue's device side opened,
+ *     TUNSETOFFLOAD per TAP queue); measured is {@code UserspaceNetBackend.quickstart(finalPositions)}:
+ *     the resync of the prestarted queues ({@code QueueResync}), TUNSETQUEUE per pair on a
+ *     multi-queue TAP, the TAP's MTU read from sysfs, and one datapath thread started per pair.</li>
  * <li>{@link #classic}: from no backend: {@code UserspaceNetBackend.open(tap)} (TUNGETIFF,
  *     TUNSETVNETHDRSZ, the offload probe: TUNSETOFFLOAD per TAP queue for each of 4 offload groups
- *     and once more to clear) and {@code start(start)} (= prestart + quickstart).</li>
+ *     and once more to clear) and {@code start(start)} (the queues opened from their states with a classic restore, then
+ *     what quickstart does after its resync).</li>
  * </ul>
  * There is no bare-ioctl floor here: the userspace datapath's quickstart issues no vhost ioctl.
  * Same design as {@link KernelSwitchoverBenchmark}: {@code Level.Invocation} set-up and tear-down
@@ -93,7 +95,7 @@ public class UserspaceSwitchoverBenchmark {
     /** Early migration's switchover: start the datapath threads from the final states. */
     @Benchmark
     public UserspaceNetBackend quickstart(SwitchoverGuest guest, Prestarted state) throws IOException {
-        state.backend.quickstart(guest.finalStates());
+        state.backend.quickstart(guest.finalPositions());
         return state.backend;
     }
 

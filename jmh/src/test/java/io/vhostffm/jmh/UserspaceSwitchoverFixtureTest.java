@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.testkit.OpenDescriptors;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
-import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.QueuePosition;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -69,7 +69,7 @@ class UserspaceSwitchoverFixtureTest {
 
     /** Each pair's transmit queue went on from where the last stop left it: {@code frames} taken so far. */
     private static void checkResumedAfter(SwitchoverGuest guest, int frames, String variant) {
-        List<QueueState> states = guest.finalStates();
+        List<QueuePosition> states = guest.finalPositions();
         for (int p = 0; p < guest.pairs; p++) {
             assertEquals(frames, states.get(2 * p + 1).lastAvailIdx(), variant + ": pair " + p + "'s tx last_avail_idx");
             assertEquals(0, states.get(2 * p).lastAvailIdx(), variant + ": pair " + p + "'s rx queue had nothing to take");

@@ -9,5 +9,5 @@ package io.vhostffm.migration;
 public interface BackendStop {
 
     /** Stops the backend and returns every queue's final indices. */
-    FinalIndices stopAndCollectIndices() throws Exception;
+    FinalPositions stopAndCollectPositions() throws Exception;
 }

@@ -19,7 +19,7 @@ import java.util.function.Supplier;
  *
  * <p>Keep runtime ring indices out of a section's record: they move at every packet, so a
  * section holding them would always differ at stop-and-copy. They travel in the
- * {@link FinalIndices} of the switchover instead.
+ * {@link FinalPositions} of the switchover instead.
  *
  * @param <R> the record type of the state
  */

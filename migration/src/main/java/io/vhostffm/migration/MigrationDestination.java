@@ -39,7 +39,7 @@ import java.util.Set;
  */
 public final class MigrationDestination {
     private static final StateSchema<Manifest> MANIFEST = StateSchema.of(Manifest.class);
-    private static final StateSchema<FinalIndices> INDICES = StateSchema.of(FinalIndices.class);
+    private static final StateSchema<FinalPositions> INDICES = StateSchema.of(FinalPositions.class);
     private static final StateSchema<Acknowledgement> ACK = StateSchema.of(Acknowledgement.class);
 
     private final List<RegisteredSection<?>> sections;
@@ -47,6 +47,8 @@ public final class MigrationDestination {
     private final Map<Integer, String> names = new HashMap<>();
     private final DeviceSwitchover device;
     private volatile Runnable afterEarlyLoad = () -> {};
+    private volatile MigrationPhase phase = MigrationPhase.SETUP;
+    private volatile java.util.function.Consumer<MigrationPhase> phaseListener = p -> {};
 
     /**
      * @param sections the device's state sections; must match the source's manifest
@@ -68,6 +70,29 @@ public final class MigrationDestination {
      */
     public void setAfterEarlyLoad(Runnable hook) {
         this.afterEarlyLoad = java.util.Objects.requireNonNull(hook, "hook");
+    }
+
+    /**
+     * Where {@link #receive} is (any thread may ask): SETUP until the early state is loaded,
+     * PRECOPY until the first switchover frame, STOP_AND_COPY until the stream validated, then
+     * ACKNOWLEDGEMENT while the device switches over. A failure of the source or the connection
+     * is named by this phase.
+     */
+    public MigrationPhase phase() {
+        return phase;
+    }
+
+    /**
+     * {@code listener} is told each phase {@link #receive} enters, on the receiving thread, before
+     * it reads on (a hypervisor's progress report; the fault tests' event to act on).
+     */
+    public void setPhaseListener(java.util.function.Consumer<MigrationPhase> listener) {
+        this.phaseListener = java.util.Objects.requireNonNull(listener, "listener");
+    }
+
+    private void enter(MigrationPhase next) {
+        phase = next;
+        phaseListener.accept(next);
     }
 
     /** A reader over {@code in} that accepts exactly this destination's sections. */
@@ -105,6 +130,7 @@ public final class MigrationDestination {
         }
 
         ReceivedMigration run() throws MigrationException {
+            enter(MigrationPhase.SETUP);
             readManifest();
             readSetup();
             MigrationPhaseEvent earlyEvent = new MigrationPhaseEvent();
@@ -116,15 +142,18 @@ public final class MigrationDestination {
             } catch (RuntimeException e) {
                 throw new MigrationException("after the early load: " + e.getMessage(), e);
             }
+            enter(MigrationPhase.PRECOPY);
             Section first = readPrecopy();
+            enter(MigrationPhase.STOP_AND_COPY);
             MigrationPhaseEvent switchoverEvent = new MigrationPhaseEvent();
             switchoverEvent.begin();
             long switchoverStart = MonotonicClock.now(); // the guest is paused at the source from here on
             SwitchoverSteps steps = new SwitchoverSteps();
             steps.firstFrame(switchoverStart);
             Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
-            FinalIndices indices = readSwitchover(first, switchoverBatch);
+            FinalPositions indices = readSwitchover(first, switchoverBatch);
             steps.mark(SwitchoverSteps.STREAM);
+            enter(MigrationPhase.ACKNOWLEDGEMENT);
             Switchover switchover = applySwitchover(switchoverBatch, indices, steps);
             if (steps.count() == 1) {
                 steps.mark(SwitchoverSteps.DEVICE_START);
@@ -229,7 +258,7 @@ public final class MigrationDestination {
          * DELTA|SWITCHOVER sections into {@code batch}, then QUEUE_INDICES, then the end marker;
          * nothing applied yet.
          */
-        private FinalIndices readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
+        private FinalPositions readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
             Section s = first;
             while (s.id() != StreamFormat.QUEUE_INDICES) {
                 if (!StreamFormat.isDeviceSection(s.id())
@@ -249,7 +278,7 @@ public final class MigrationDestination {
                 throw violation(in, s, "queue indices must be flagged " + StreamFormat.flagNames(expectedFlags)
                         + " after " + batch.size() + " switchover sections");
             }
-            FinalIndices indices = decode(in, s, INDICES);
+            FinalPositions indices = decode(in, s, INDICES);
             Section end = in.next();
             if (!end.isEndOfStream()) {
                 throw violation(in, end, "expected the end marker after the queue indices");
@@ -258,7 +287,7 @@ public final class MigrationDestination {
         }
 
         /** The stream is complete and valid: apply the switchover deltas, then start the device. */
-        private Switchover applySwitchover(Map<Integer, Record> batch, FinalIndices indices, SwitchoverSteps steps)
+        private Switchover applySwitchover(Map<Integer, Record> batch, FinalPositions indices, SwitchoverSteps steps)
                 throws MigrationException {
             List<SectionDelta> deltas = new ArrayList<>();
             for (Map.Entry<Integer, Record> e : batch.entrySet()) {

@@ -33,7 +33,7 @@ import java.util.List;
  */
 public final class MigrationSource {
     private static final StateSchema<Manifest> MANIFEST = StateSchema.of(Manifest.class);
-    private static final StateSchema<FinalIndices> INDICES = StateSchema.of(FinalIndices.class);
+    private static final StateSchema<FinalPositions> INDICES = StateSchema.of(FinalPositions.class);
     private static final StateSchema<Acknowledgement> ACK = StateSchema.of(Acknowledgement.class);
 
     private enum Phase { NEW, PRECOPY, DONE, FAILED }
@@ -174,9 +174,9 @@ public final class MigrationSource {
         long start = MonotonicClock.now(); // the guest is paused: the device downtime starts here
         pausedAt = start;
         long bytesBefore = out.bytesWritten();
-        FinalIndices indices;
+        FinalPositions indices;
         try {
-            indices = backend.stopAndCollectIndices();
+            indices = backend.stopAndCollectPositions();
         } catch (Exception e) {
             throw new MigrationException("stopping the backend at stop-and-copy failed: " + e.getMessage(), e);
         }

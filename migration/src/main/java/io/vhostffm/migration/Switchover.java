@@ -12,7 +12,7 @@ import java.util.Map;
  *        {@link DeviceStateSection#applyDelta}
  * @param changedSinceEarly per section id, the fields that differ between the early state and
  *        the final state (precopy and switchover deltas together); absent when unchanged
- * @param finalIndices the final queue indices
+ * @param finalPositions the final queue indices
  * @param earlyState per section id, the state loaded early
  * @param finalState per section id, the final state
  * @param earlyFailures failures of {@link DeviceStateSection#loadEarly} or of a precopy
@@ -22,7 +22,7 @@ import java.util.Map;
  *        ({@link SwitchoverSteps#mark}), the last when its datapath is ready on every queue
  */
 public record Switchover(boolean noDelta, List<SectionDelta> switchoverDeltas,
-        Map<Integer, List<String>> changedSinceEarly, FinalIndices finalIndices, Map<Integer, Record> earlyState,
+        Map<Integer, List<String>> changedSinceEarly, FinalPositions finalPositions, Map<Integer, Record> earlyState,
         Map<Integer, Record> finalState, List<String> earlyFailures, SwitchoverSteps steps) {
     public Switchover {
         switchoverDeltas = List.copyOf(switchoverDeltas);

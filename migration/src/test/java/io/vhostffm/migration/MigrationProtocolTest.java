@@ -101,7 +101,7 @@ class MigrationProtocolTest {
         assertSame(s, received.switchover());
         assertTrue(s.noDelta());
         assertTrue(s.quickstartPossible());
-        assertEquals(Fixtures.indices(0xfffe), s.finalIndices());
+        assertEquals(Fixtures.indices(0xfffe), s.finalPositions());
         assertEquals(Map.of(), s.changedSinceEarly());
         assertEquals(src.bytes.size(), received.bytesReceived());
     }
@@ -189,7 +189,7 @@ class MigrationProtocolTest {
         assertTrue(s.switchoverDeltas().getFirst().atSwitchover());
         assertEquals(List.of("early", "switchover [rxMode]"), dst.net.log);
         assertEquals(RxMode.ALLUNI, ((NetState) s.finalState().get(2)).rxMode());
-        assertEquals(Fixtures.indices(7), s.finalIndices());
+        assertEquals(Fixtures.indices(7), s.finalPositions());
     }
 
     @Test
@@ -204,13 +204,13 @@ class MigrationProtocolTest {
         source.stopAndCopy(() -> Fixtures.indices(9));
 
         List<String> calls = new ArrayList<>();
-        List<FinalIndices> started = new ArrayList<>();
+        List<FinalPositions> started = new ArrayList<>();
         MigrationDestination destination = new MigrationDestination(List.of(
                 DeviceStateSection.onDestination(2, "net", NetState.class,
                         early -> calls.add("early " + early.rxMode()),
                         (previous, now, changed, atSwitchover) -> calls.add(previous.rxMode() + "->" + now.rxMode()
                                 + " " + changed))),
-                s -> started.add(s.finalIndices()));
+                s -> started.add(s.finalPositions()));
         destination.receive(destination.reader(Channels.newChannel(new ByteArrayInputStream(bytes.toByteArray()))));
         assertEquals(List.of("early NORMAL", "NORMAL->ALLMULTI [rxMode]"), calls);
         assertEquals(List.of(Fixtures.indices(9)), started);
@@ -439,7 +439,7 @@ class MigrationProtocolTest {
         byte[] unfinished = concat(setup, framesOnly(w -> {
             w.writeSection(1, StreamFormat.FLAG_DELTA, virtio);
             w.writeSection(StreamFormat.QUEUE_INDICES, StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
-                    | StreamFormat.FLAG_NO_DATA, StateSchema.of(FinalIndices.class).encode(Fixtures.indices(1)));
+                    | StreamFormat.FLAG_NO_DATA, StateSchema.of(FinalPositions.class).encode(Fixtures.indices(1)));
         }));
         e = assertThrows(MigrationStreamException.class, () -> new DestinationDevice().receive(unfinished));
         assertTrue(e.getMessage().contains("unfinished precopy delta"), e.getMessage());
@@ -452,7 +452,7 @@ class MigrationProtocolTest {
         // something after the indices other than the end marker
         byte[] noEnd = concat(setup, framesOnly(w -> {
             w.writeSection(StreamFormat.QUEUE_INDICES, StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
-                    | StreamFormat.FLAG_NO_DATA, StateSchema.of(FinalIndices.class).encode(Fixtures.indices(1)));
+                    | StreamFormat.FLAG_NO_DATA, StateSchema.of(FinalPositions.class).encode(Fixtures.indices(1)));
             w.writeSection(1, StreamFormat.FLAG_DELTA, virtio);
         }));
         DestinationDevice dst = new DestinationDevice();
@@ -480,7 +480,7 @@ class MigrationProtocolTest {
         SourceDevice src = new SourceDevice();
         src.source.setup();
         byte[] setup = src.bytes.toByteArray();
-        byte[] indices = StateSchema.of(FinalIndices.class).encode(Fixtures.indices(3));
+        byte[] indices = StateSchema.of(FinalPositions.class).encode(Fixtures.indices(3));
         // a switchover with a delta section but NO_DATA on the indices
         ByteArrayOutputStream scratch = new ByteArrayOutputStream();
         MigrationStreamWriter sw = MigrationStreamWriter.over(scratch);

@@ -106,7 +106,7 @@ class TwoProcessMigrationTest {
             expected.add("SWITCHOVER-DELTA 2 rxMode,multiqueue,pendingTx " + HEX.formatHex(ns.encode(finalState)));
         }
         expected.add("NODELTA " + !deltaAtSwitchover);
-        expected.add("INDICES " + HEX.formatHex(StateSchema.of(FinalIndices.class).encode(Fixtures.indices(0x1234))));
+        expected.add("INDICES " + HEX.formatHex(StateSchema.of(FinalPositions.class).encode(Fixtures.indices(0x1234))));
         expected.add("LOG 1 early");
         expected.add("LOG 2 early;precopy [macTable.unicastOverflow, macTable.entries]"
                 + (deltaAtSwitchover ? ";switchover [rxMode, multiqueue, pendingTx]" : ""));

@@ -8,6 +8,7 @@ import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * A transport of its own for a device model driven without a {@code NetDeviceRuntime}: one kick
@@ -37,8 +38,28 @@ public final class EventFdTransport implements GuestTransport, AutoCloseable {
     }
 
     @Override
-    public VirtioNetDevice model() {
-        return model;
+    public int status() {
+        return model.status();
+    }
+
+    @Override
+    public int writeStatus(int status) {
+        return model.writeStatus(status);
+    }
+
+    @Override
+    public long deviceFeatures() {
+        return model.deviceFeatures();
+    }
+
+    @Override
+    public void writeDriverFeatures(long features) {
+        model.writeDriverFeatures(features);
+    }
+
+    @Override
+    public Optional<String> lastError() {
+        return model.lastError();
     }
 
     @Override

@@ -9,11 +9,11 @@ import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.virtio.DeviceStatus;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
-import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
 import io.vhostffm.vring.DriverQueue;
 import io.vhostffm.vring.DriverState;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.PackedDriverQueue;
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.SplitDriverQueue;
 import java.io.ByteArrayOutputStream;
@@ -52,6 +52,16 @@ public final class FakeGuest {
             VirtioFeature.GUEST_CSUM, VirtioFeature.RING_PACKED);
     /** How long {@link #control} waits for the device's answer. */
     public static final int CONTROL_TIMEOUT_MILLIS = 10_000;
+    /**
+     * What VQ_PAIRS_SET adds to {@link #CONTROL_TIMEOUT_MILLIS} per pair it asks for. The command
+     * restarts a userspace datapath on the new set of pairs: a thread, a TAP queue attached
+     * (TUNSETQUEUE) and the pair's buffers per pair. Measured on a 2-core host at load 15: 1.5 to
+     * 2 s for 256 pairs, of which thread starts about 0.3 s and TUNSETQUEUE 0.03 to 0.14 s; the
+     * rest is the per-pair set-up, all of it linear in the pairs, none of it a fault to fix. A
+     * fixed 10 s was exceeded at 128 pairs under heavier load; a deadline that grows with the
+     * pairs (256 pairs: 10 s + 25.6 s) keeps the same margin at every size.
+     */
+    public static final int QUEUE_PAIRS_SET_MILLIS_PER_PAIR = 100;
     private static final int PIECE_GAP = 64;
 
     private final GuestMemory memory;
@@ -108,7 +118,7 @@ public final class FakeGuest {
      * @throws IllegalStateException when the device refuses FEATURES_OK or DRIVER_OK, with its last error
      */
     public static FakeGuest boot(GuestTransport transport, GuestMemory memory, GuestLayout layout, long wanted) {
-        VirtioNetDevice model = transport.model();
+        GuestTransport model = transport;
         model.writeStatus(DeviceStatus.ACKNOWLEDGE);
         model.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
         long acked = model.deviceFeatures() & wanted;
@@ -122,8 +132,31 @@ public final class FakeGuest {
             throw new IllegalStateException("FEATURES_OK refused for " + VirtioFeature.describe(acked) + ": "
                     + model.lastError().orElse("no error given"));
         }
-        boolean packed = VirtioFeature.RING_PACKED.in(acked);
-        boolean eventIdx = VirtioFeature.EVENT_IDX.in(acked);
+        FakeGuest guest = attach(transport, memory, layout, acked);
+        for (int q = 0; q < layout.queueCount(); q++) {
+            transport.configureQueue(q, layout.queueSize(q), layout.descAddress(q), layout.driverAreaAddress(q),
+                    layout.deviceAreaAddress(q));
+        }
+        int status = model.writeStatus(ok | DeviceStatus.DRIVER_OK);
+        if ((status & DeviceStatus.DRIVER_OK) == 0 || (status & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
+            throw new IllegalStateException("DRIVER_OK failed: status " + DeviceStatus.describe(status) + ", "
+                    + model.lastError().orElse("no error given"));
+        }
+        return guest;
+    }
+
+    /**
+     * The driver side alone, for a caller that writes the transport's registers itself (as a
+     * hypervisor's transport forwards a real guest's accesses): lays out every virtqueue of
+     * {@code layout} in guest memory for the negotiated {@code ackedFeatures}, in its initial
+     * state. Call it after FEATURES_OK and before DRIVER_OK, as a driver initializes its rings
+     * before it tells the device to start reading them; {@link #boot} is this plus the register
+     * writes.
+     */
+    public static FakeGuest attach(GuestTransport transport, GuestMemory memory, GuestLayout layout,
+            long ackedFeatures) {
+        boolean packed = VirtioFeature.RING_PACKED.in(ackedFeatures);
+        boolean eventIdx = VirtioFeature.EVENT_IDX.in(ackedFeatures);
         DriverQueue[] queues = new DriverQueue[layout.queueCount()];
         for (int q = 0; q < queues.length; q++) {
             int size = layout.queueSize(q);
@@ -133,12 +166,6 @@ public final class FakeGuest {
             queues[q] = packed
                     ? new PackedDriverQueue(q, memory, size, desc, driver, device, eventIdx, 0, true)
                     : new SplitDriverQueue(q, memory, size, desc, driver, device, eventIdx, 0);
-            transport.configureQueue(q, size, desc, driver, device);
-        }
-        int status = model.writeStatus(ok | DeviceStatus.DRIVER_OK);
-        if ((status & DeviceStatus.DRIVER_OK) == 0 || (status & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
-            throw new IllegalStateException("DRIVER_OK failed: status " + DeviceStatus.describe(status) + ", "
-                    + model.lastError().orElse("no error given"));
         }
         return new FakeGuest(memory, layout, transport, queues);
     }
@@ -251,13 +278,13 @@ public final class FakeGuest {
         if (q instanceof SplitDriverQueue split) {
             return split.initialDeviceState();
         }
-        return QueueState.packed(q.size(), layout.descAddress(queue), layout.driverAreaAddress(queue),
-                layout.deviceAreaAddress(queue), q.saveState().eventIdx());
+        return QueueState.fresh(QueueGeometry.packed(q.size(), layout.descAddress(queue),
+                layout.driverAreaAddress(queue), layout.deviceAreaAddress(queue), q.saveState().eventIdx()));
     }
 
     /** The device status register. */
     public int status() {
-        return transport.model().status();
+        return transport.status();
     }
 
     /** Whether the device set DEVICE_NEEDS_RESET. */
@@ -707,6 +734,11 @@ public final class FakeGuest {
      * @throws IllegalStateException when no answer comes in time, or the device answers another chain
      */
     public int control(int commandClass, int command, byte[] data) throws NativeCallException {
+        return control(commandClass, command, data, CONTROL_TIMEOUT_MILLIS);
+    }
+
+    /** As {@link #control(int, int, byte[])}, waiting up to {@code timeoutMillis} for the answer. */
+    private int control(int commandClass, int command, byte[] data, long timeoutMillis) throws NativeCallException {
         int c = layout.controlQueue();
         DriverQueue q = queues[c];
         long header = layout.controlBuffers();
@@ -729,14 +761,14 @@ public final class FakeGuest {
         }
         markDriverArea(c);
         kickIfNeeded(c);
-        long deadline = System.nanoTime() + CONTROL_TIMEOUT_MILLIS * 1_000_000L;
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
         while (q.collectUsed(ids, lens, 1) == 0) {
             long left = (deadline - System.nanoTime()) / 1_000_000L;
             if (left <= 0) {
                 throw new IllegalStateException("virtqueue " + c + ": no answer to control class " + commandClass
-                        + " command " + command + " within " + CONTROL_TIMEOUT_MILLIS + " ms; status "
+                        + " command " + command + " within " + timeoutMillis + " ms; status "
                         + DeviceStatus.describe(status()) + ", last error "
-                        + transport.model().lastError().orElse("none"));
+                        + transport.lastError().orElse("none"));
             }
             awaitUsed(c, (int) Math.min(left, 50));
         }
@@ -747,9 +779,14 @@ public final class FakeGuest {
         return memory.slice(ack, 1).get(JAVA_BYTE, 0);
     }
 
-    /** Sets the number of active queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET); returns the ack. */
+    /**
+     * Sets the number of active queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET); returns the ack.
+     * Waits up to {@link #CONTROL_TIMEOUT_MILLIS} plus {@link #QUEUE_PAIRS_SET_MILLIS_PER_PAIR}
+     * per pair: the device may restart its datapath on that many pairs before it answers.
+     */
     public int setQueuePairs(int n) throws NativeCallException {
-        return control(VirtioNetCtrl.CLASS_MQ, VirtioNetCtrl.MQ_VQ_PAIRS_SET, new byte[] {(byte) n, (byte) (n >> 8)});
+        return control(VirtioNetCtrl.CLASS_MQ, VirtioNetCtrl.MQ_VQ_PAIRS_SET, new byte[] {(byte) n, (byte) (n >> 8)},
+                CONTROL_TIMEOUT_MILLIS + (long) QUEUE_PAIRS_SET_MILLIS_PER_PAIR * Math.max(0, n));
     }
 
     /** Adds a VLAN to the filter (VIRTIO_NET_CTRL_VLAN_ADD); returns the ack. */

@@ -1,23 +1,40 @@
 package io.vhostffm.testkit;
 
-import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
-import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
+import io.vhostffm.vhost.virtio.VirtioDevice;
+import java.util.Optional;
 
 /**
- * What a {@link FakeGuest} reaches its device through, as a guest reaches a PCI or MMIO device:
- * the device model's registers (status, features), the queue registers, a doorbell per queue
- * (kick) and an interrupt per queue (call).
+ * What a {@link FakeGuest} reaches its device through, as a guest driver reaches a virtio-pci or
+ * virtio-mmio device: the status and feature registers, the queue registers, a doorbell per
+ * queue (kick) and an interrupt per queue (call).
+ *
+ * <p>{@link #of(VirtioDevice)} goes through the transport-facing {@link VirtioDevice} registers
+ * exactly as a hypervisor's transport forwards a guest's accesses (feature words by select, one
+ * register per queue field, queue enable, queue notify), so every test driven by the fake guest
+ * exercises that contract. {@link EventFdTransport} serves a device model with no runtime.
  */
 public interface GuestTransport {
 
-    /** The device model: status and feature registers, config space, last error. */
-    VirtioNetDevice model();
+    /** The device status register. */
+    int status();
+
+    /** Writes the device status register; returns the status the device kept. */
+    int writeStatus(int status);
+
+    /** The 64 feature bits the device offers. */
+    long deviceFeatures();
+
+    /** Writes the 64 feature bits the driver accepts. */
+    void writeDriverFeatures(long features);
+
+    /** Why the device last refused something or needs a reset, if it did. */
+    Optional<String> lastError();
 
     /**
-     * Writes virtqueue {@code queue}'s registers: size and the guest addresses of its three parts.
-     * Called between FEATURES_OK and DRIVER_OK.
+     * Writes virtqueue {@code queue}'s registers (size and the guest addresses of its three
+     * parts) and enables it. Called between FEATURES_OK and DRIVER_OK.
      */
     void configureQueue(int queue, int size, long descAddress, long driverAreaAddress, long deviceAreaAddress);
 
@@ -27,27 +44,52 @@ public interface GuestTransport {
     /** The eventfd the device signals for a used-buffer notification of virtqueue {@code queue}. */
     EventFd call(int queue);
 
-    /** The transport of a device run by a {@link NetDeviceRuntime}: its model, queue registers and eventfds. */
-    static GuestTransport of(NetDeviceRuntime runtime) {
+    /** The transport of {@code device}, through its registers. */
+    static GuestTransport of(VirtioDevice device) {
         return new GuestTransport() {
             @Override
-            public VirtioNetDevice model() {
-                return runtime.model();
+            public int status() {
+                return device.status();
+            }
+
+            @Override
+            public int writeStatus(int status) {
+                return device.writeStatus(status);
+            }
+
+            @Override
+            public long deviceFeatures() {
+                return Integer.toUnsignedLong(device.deviceFeatures(0)) | (long) device.deviceFeatures(1) << 32;
+            }
+
+            @Override
+            public void writeDriverFeatures(long features) {
+                device.writeDriverFeatures(0, (int) features);
+                device.writeDriverFeatures(1, (int) (features >>> 32));
+            }
+
+            @Override
+            public Optional<String> lastError() {
+                return device.lastError();
             }
 
             @Override
             public void configureQueue(int queue, int size, long desc, long driverArea, long deviceArea) {
-                runtime.configureQueue(queue, size, desc, driverArea, deviceArea);
+                device.setQueueSize(queue, size);
+                device.setQueueDescTable(queue, desc);
+                device.setQueueDriverArea(queue, driverArea);
+                device.setQueueDeviceArea(queue, deviceArea);
+                device.enableQueue(queue);
             }
 
             @Override
-            public void kick(int queue) throws NativeCallException {
-                runtime.kick(queue).signal();
+            public void kick(int queue) {
+                device.notifyQueue(queue);
             }
 
             @Override
             public EventFd call(int queue) {
-                return runtime.call(queue);
+                return device.call(queue);
             }
         };
     }

@@ -26,12 +26,32 @@ import java.util.List;
  * most the guest's receive buffers of one queue, and far below the TAP's queue, no frame it sends
  * is ever dropped, however many it sends in all. The count works across processes: the guest may
  * run in another one.
+ *
+ * <h2>The other way: the observer's own drops</h2>
+ * The guest's frames wait in this side's socket queue ({@value #RECEIVE_BUFFER} bytes asked, some
+ * thousands of small frames) until it reads them; a guest that transmits faster than this side reads
+ * overflows it, and the kernel drops frames the device delivered. So a guest's transmit is kept
+ * within a window of what this side has seen ({@link #fromGuestWindow}, which {@link Traffic#run}
+ * uses; across processes the guest's process needs the count, e.g. as credits), and a check of the
+ * guest's frames ({@link #checkFromGuest}) names the frames the observer dropped
+ * ({@link #observerDrops}: PACKET_STATISTICS, and the host's per-CPU backlogs) apart from what
+ * the device lost.
  */
 public final class NetworkSide implements AutoCloseable {
     /** Frames the TAP may hold for the guest (its {@code tx_queue_len}; the kernel's default is 1000). */
     public static final int TAP_QUEUE = 8192;
     /** How long {@link #sendToGuest} waits for the window to open. */
     public static final int WINDOW_TIMEOUT_MILLIS = 30_000;
+    /** The socket's receive buffer (SO_RCVBUFFORCE; the kernel doubles it for its bookkeeping). */
+    public static final int RECEIVE_BUFFER = 8 << 20;
+    /**
+     * The guest's frames at most in flight beyond what this side has seen, for
+     * {@link #fromGuestWindow}: well under what the socket queue holds of
+     * {@value FakeGuest#NUMBERED_FRAME}-byte frames (each costs the queue about 1 KiB of buffer
+     * and bookkeeping), so a reader that falls a whole window behind loses nothing.
+     */
+    public static final int FROM_GUEST_WINDOW = 2048;
+    private static final Path SOFTNET_STAT = Path.of("/proc/net/softnet_stat");
 
     private final PacketSocket socket;
     private final String tapName;
@@ -49,6 +69,8 @@ public final class NetworkSide implements AutoCloseable {
     private long delivered;
     private final long droppedBase;
     private long foreign;
+    private long socketDropped;
+    private long backlogDroppedBase;
 
     /**
      * Binds to {@code tapName}; quiets the host's IPv6 chatter on it (router solicitations, MLD);
@@ -68,13 +90,14 @@ public final class NetworkSide implements AutoCloseable {
         this.txPackets = Path.of("/sys/class/net", tapName, "statistics", "tx_packets");
         this.txDropped = Path.of("/sys/class/net", tapName, "statistics", "tx_dropped");
         this.socket = PacketSocket.bind(tapName);
-        socket.setReceiveBuffer(8 << 20);
+        socket.setReceiveBuffer(RECEIVE_BUFFER);
         this.nextToGuest = new long[streams];
         for (int s = 0; s < streams; s++) {
             fromGuest.add(new ArrayList<>());
         }
         this.deliveredBase = counter(txPackets);
         this.droppedBase = counter(txDropped);
+        this.backlogDroppedBase = backlogDropped();
     }
 
     /** Turns IPv6 off on {@code interfaceName}, so the host sends no router solicitations or MLD reports on it. */
@@ -224,6 +247,81 @@ public final class NetworkSide implements AutoCloseable {
         }
     }
 
+    /**
+     * A gate that keeps the guest's frames in flight (transmitted, not yet seen here) within
+     * {@code window}, counting from now, when the guest has transmitted {@code transmitted} frames
+     * in all (every pair). In-process only: it reads this side's count; the caller must keep
+     * receiving (as {@link Traffic#run} does).
+     */
+    public TransmitGate fromGuestWindow(long transmitted, int window) {
+        if (window < 1) {
+            throw new IllegalArgumentException("window " + window);
+        }
+        long seenAtStart = seenFromGuest();
+        return now -> Math.max(0, window - ((now - transmitted) - (seenFromGuest() - seenAtStart)));
+    }
+
+    /**
+     * Frames lost by the observer rather than the device: by this side's socket (its receive
+     * queue was full: the reader fell behind) and by the host's per-CPU receive backlogs (any
+     * interface; frames a TAP delivers to the stack can wait there), since this side was made.
+     *
+     * @param socket the socket's drops (PACKET_STATISTICS tp_drops, added up)
+     * @param backlog drops of the host's backlogs ({@code /proc/net/softnet_stat}, all CPUs)
+     */
+    public record ObserverDrops(long socket, long backlog) {
+        /** Whether the observer lost nothing. */
+        public boolean none() {
+            return socket == 0 && backlog == 0;
+        }
+
+        /** In words, for a check's message. */
+        @Override
+        public String toString() {
+            return "the observer's socket dropped " + socket + " frames (its reader fell behind: lost here, not by the "
+                    + "device), the host's receive backlogs " + backlog;
+        }
+    }
+
+    /** The observer's drops so far (reads and adds up the socket's statistics). */
+    public ObserverDrops observerDrops() throws NativeCallException {
+        socketDropped += socket.statistics().dropped();
+        return new ObserverDrops(socketDropped, backlogDropped() - backlogDroppedBase);
+    }
+
+    /** The second column of {@code /proc/net/softnet_stat} (hex, one line per CPU), added up; 0 when unreadable. */
+    private static long backlogDropped() {
+        try {
+            long sum = 0;
+            for (String line : Files.readAllLines(SOFTNET_STAT)) {
+                String[] columns = line.trim().split("\\s+");
+                if (columns.length > 1) {
+                    sum += Long.parseLong(columns[1], 16);
+                }
+            }
+            return sum;
+        } catch (IOException | NumberFormatException e) {
+            return 0; // no procfs here: the socket's own count still stands
+        }
+    }
+
+    /**
+     * Checks stream {@code stream} of the guest's frames as seen here: {@code 0 .. count-1}
+     * exactly once, in order ({@link StreamCheck#exactlyOnceInOrder}). When frames are missing
+     * and the observer dropped some, the answer says so, so an observer's drop is never taken for
+     * the device's loss.
+     *
+     * @return null when all arrived, else what is wrong, with the observer's drops when it had any
+     */
+    public String checkFromGuest(String what, int stream, long count) throws NativeCallException {
+        String problem = StreamCheck.exactlyOnceInOrder(what, fromGuest.get(stream), count);
+        if (problem == null) {
+            return null;
+        }
+        ObserverDrops drops = observerDrops();
+        return drops.none() ? problem : problem + "; " + drops;
+    }
+
     /** Frames the TAP dropped on the way to the guest since this side was made. */
     public long droppedToGuest() {
         return counter(txDropped) - droppedBase;
@@ -241,6 +339,13 @@ public final class NetworkSide implements AutoCloseable {
         deliveredBase = counter(txPackets);
         delivered = 0;
         sent = 0;
+        try {
+            socket.statistics(); // reading resets the socket's counters
+        } catch (NativeCallException e) {
+            throw new IllegalStateException("network side of " + tapName + ": " + e.getMessage(), e);
+        }
+        socketDropped = 0;
+        backlogDroppedBase = backlogDropped();
     }
 
     /**

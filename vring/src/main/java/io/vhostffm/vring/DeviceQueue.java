@@ -138,26 +138,13 @@ public interface DeviceQueue {
     void restoreState(QueueState state, RestoreMode mode);
 
     /**
-     * The vring index resync after the final indices arrive at stop-and-copy: last avail idx, used
-     * idx, inuse and wrap counters := the final ones, shadow avail idx := last avail idx (and its
-     * wrap counter), signalled_used_valid := false. Cheap: no guest memory access, no allocation;
-     * only range checks.
+     * The vring index resync after the final position arrives at stop-and-copy: last avail idx,
+     * used idx, inuse and wrap counters := the final ones, shadow avail idx := last avail idx (and
+     * its wrap counter), signalled_used_valid := false. Cheap: no guest memory access, no
+     * allocation; only the checks of {@link QueuePosition#check(int, int)}. Many queues at once:
+     * {@link QueueResync}.
      *
      * @throws VirtqueueException ({@link VirtqueueException.Rule#INVALID_STATE}) naming the field
      */
-    void resync(FinalIndices finalIndices);
-
-    /**
-     * Resyncs many queues at once, {@code queues[i]} with {@code finalIndices[i]}.
-     *
-     * @throws IllegalArgumentException when the arrays differ in length
-     */
-    static void resyncAll(DeviceQueue[] queues, FinalIndices[] finalIndices) {
-        if (queues.length != finalIndices.length) {
-            throw new IllegalArgumentException(queues.length + " queues but " + finalIndices.length + " final indices");
-        }
-        for (int i = 0; i < queues.length; i++) {
-            queues[i].resync(finalIndices[i]);
-        }
-    }
+    void resync(QueuePosition finalPosition);
 }

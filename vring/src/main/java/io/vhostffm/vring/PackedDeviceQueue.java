@@ -40,9 +40,9 @@ import java.lang.invoke.VarHandle;
  */
 public final class PackedDeviceQueue implements DeviceQueue {
     /** Bit of {@link #wrapState}: the avail wrap counter that goes with {@link #lastAvailIdx}. */
-    private static final int AVAIL_WRAP = FinalIndexTable.AVAIL_WRAP;
+    private static final int AVAIL_WRAP = QueuePositionTable.AVAIL_WRAP;
     /** Bit of {@link #wrapState}: the used wrap counter that goes with {@link #usedIdx}. */
-    private static final int USED_WRAP = FinalIndexTable.USED_WRAP;
+    private static final int USED_WRAP = QueuePositionTable.USED_WRAP;
     /** Bit of {@link #wrapState}: the wrap counter that goes with {@link #shadowAvailIdx}. */
     private static final int SHADOW_AVAIL_WRAP = AVAIL_WRAP << 2;
     /** Bit of {@link #wrapState}: whether {@link #signalledUsed} holds a decision (QEMU's signalled_used_valid). */
@@ -73,8 +73,8 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private int usedSinceDecision;
     private final int queueIndex;
     private final GuestMemory memory;
-    /** The restored state: ring addresses (for {@link #saveState}), size and event idx. */
-    private QueueState geometry;
+    /** The restored geometry: ring addresses (for {@link #saveState}), size and event idx. */
+    private QueueGeometry geometry;
     private boolean eventIdx;
     private MemorySegment ring;
     /** Driver event suppression: written by the driver, read here; governs our used notifications. */
@@ -477,18 +477,10 @@ public final class PackedDeviceQueue implements DeviceQueue {
         return hasAvailable();
     }
 
-    /**
-     * {@inheritDoc}
-     *
-     * <p>Packed: {@code signalledUsed} is saved as the ring index of the lap position (the state
-     * has no wrap counter for it); restore never trusts it anyway.
-     */
     @Override
     public QueueState saveState() {
-        return new QueueState(size, geometry.descTableAddress(), geometry.driverAreaAddress(),
-                geometry.deviceAreaAddress(), lastAvailIdx, lastAvailWrapCounter(), shadowAvailIdx,
-                (wrapState & SHADOW_AVAIL_WRAP) != 0, usedIdx, usedWrapCounter(), inuse, signalledUsed % size,
-                signalledUsedValid(), eventIdx, true);
+        return new QueueState(geometry, QueuePosition.packed(lastAvailIdx, lastAvailWrapCounter(), usedIdx,
+                usedWrapCounter(), inuse), shadowAvailIdx, signalledUsedValid());
     }
 
     /**
@@ -498,47 +490,48 @@ public final class PackedDeviceQueue implements DeviceQueue {
      * position may trail the last avail position by at most the queue size, and {@code inuse}
      * chains fit in that distance; {@link RestoreMode#EARLY} instead resets the used position to
      * the last avail position, shadow avail to last avail, and inuse to 0. In-flight chains of a
-     * restored state are published with {@link #publishUsedRestored}.
+     * restored state are published with {@link #publishUsedRestored}. The shadow avail position
+     * is the last avail one (the device reads the ring's flags, not an index, so it has no other).
      */
     @Override
     public void restoreState(QueueState state, RestoreMode mode) {
         try {
-            if (!state.packed()) {
+            QueueGeometry g = state.geometry();
+            if (!g.packed()) {
                 throw VirtqueueException.state(queueIndex, "packed", 0, "a packed queue needs a packed state");
             }
             state.validate(queueIndex, memory);
-            int newSize = state.size();
-            int newUsedIdx = state.usedIdx();
-            boolean newUsedWrap = state.usedWrapCounter();
-            int newInuse = state.inuse();
+            QueuePosition p = state.position();
+            int newSize = g.size();
+            int newUsedIdx = p.usedIdx();
+            boolean newUsedWrap = p.usedWrapCounter();
+            int newInuse = p.inuse();
             if (mode == RestoreMode.EARLY) {
-                newUsedIdx = state.lastAvailIdx();
-                newUsedWrap = state.lastAvailWrapCounter();
+                newUsedIdx = p.lastAvailIdx();
+                newUsedWrap = p.lastAvailWrapCounter();
                 newInuse = 0;
             } else {
-                checkPositions(newSize, state.lastAvailIdx(), state.lastAvailWrapCounter(), newUsedIdx, newUsedWrap, newInuse);
+                checkPositions(newSize, p.lastAvailIdx(), p.lastAvailWrapCounter(), newUsedIdx, newUsedWrap, newInuse);
             }
-            MemorySegment newRing = resolve("descTableAddress", state.descTableAddress(),
+            MemorySegment newRing = resolve("descTableAddress", g.descTableAddress(),
                     (long) newSize * PackedRing.DESCRIPTOR_SIZE, PackedRing.DESCRIPTOR_RING_ALIGNMENT);
-            MemorySegment newDriverEvent = resolve("driverAreaAddress", state.driverAreaAddress(),
+            MemorySegment newDriverEvent = resolve("driverAreaAddress", g.driverAreaAddress(),
                     PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
-            MemorySegment newDeviceEvent = resolve("deviceAreaAddress", state.deviceAreaAddress(),
+            MemorySegment newDeviceEvent = resolve("deviceAreaAddress", g.deviceAreaAddress(),
                     PackedRing.EVENT_SUPPRESSION_SIZE, PackedRing.EVENT_SUPPRESSION_ALIGNMENT);
-            boolean availWrap = state.lastAvailWrapCounter();
-            boolean shadowWrap = mode == RestoreMode.EARLY ? availWrap : state.shadowAvailWrapCounter();
+            boolean availWrap = p.lastAvailWrapCounter();
             size = newSize;
-            geometry = state;
-            eventIdx = state.eventIdx();
+            geometry = g;
+            eventIdx = g.eventIdx();
             ring = newRing;
             driverEvent = newDriverEvent;
             deviceEvent = newDeviceEvent;
-            lastAvailIdx = state.lastAvailIdx();
-            shadowAvailIdx = mode == RestoreMode.EARLY ? lastAvailIdx : state.shadowAvailIdx();
+            lastAvailIdx = p.lastAvailIdx();
+            shadowAvailIdx = lastAvailIdx;
             usedIdx = newUsedIdx;
             inuse = newInuse;
-            // signalled_used_valid: false
-            wrapState = (availWrap ? AVAIL_WRAP : 0) | (newUsedWrap ? USED_WRAP : 0)
-                    | (shadowWrap ? SHADOW_AVAIL_WRAP : 0);
+            // shadow avail wrap := avail wrap; signalled_used_valid: false
+            wrapState = (availWrap ? AVAIL_WRAP | SHADOW_AVAIL_WRAP : 0) | (newUsedWrap ? USED_WRAP : 0);
             descriptorsPerId = new int[newSize];
             signalledUsed = PackedRing.lapPosition(usedIdx, newUsedWrap, size);
             brokenBy = null;
@@ -579,16 +572,20 @@ public final class PackedDeviceQueue implements DeviceQueue {
     /**
      * {@inheritDoc}
      *
-     * <p>Packed: positions and wrap counters from {@code finalIndices}; range checks only.
+     * <p>Packed: positions and wrap counters from {@code finalPosition}; range checks only.
      */
     @Override
-    public void resync(FinalIndices finalIndices) {
-        resync(finalIndices.lastAvailIdx(), finalIndices.usedIdx(), finalIndices.inuse(),
-                (finalIndices.lastAvailWrapCounter() ? AVAIL_WRAP : 0) | (finalIndices.usedWrapCounter() ? USED_WRAP : 0));
+    public void resync(QueuePosition finalPosition) {
+        if (!finalPosition.packed()) {
+            // The folded check below would not see the format.
+            throw VirtqueueException.state(queueIndex, "position.packed", 0, "a split position for a packed ring");
+        }
+        resync(finalPosition.lastAvailIdx(), finalPosition.usedIdx(), finalPosition.inuse(),
+                (finalPosition.lastAvailWrapCounter() ? AVAIL_WRAP : 0) | (finalPosition.usedWrapCounter() ? USED_WRAP : 0));
     }
 
     /**
-     * The body of {@link #resync(FinalIndices)} and of each queue of {@link #resyncAll}: the
+     * The body of {@link #resync(QueuePosition)} and of each queue of {@link #resyncAll}: the
      * range checks, then the stores; {@code wraps} holds {@link #AVAIL_WRAP} and
      * {@link #USED_WRAP}. The checks are folded into one branch: last or used outside [0, size),
      * inuse outside [0, size]. The cold path, {@link #resyncError}, tells which field it was.
@@ -610,36 +607,32 @@ public final class PackedDeviceQueue implements DeviceQueue {
         wrapState = availWrap | availWrap << 2 | (wraps & USED_WRAP);
     }
 
-    /** The error for final indices {@link #resync(int, int, int, int)} refused, naming the field. */
+    /**
+     * The error for a final position {@link #resync(int, int, int, int)} refused, naming the field
+     * ({@link QueuePosition#rangeError}, the same words as {@link QueuePosition#check(int, int)}).
+     */
     private VirtqueueException resyncError(int last, int used, int newInuse) {
-        if (last < 0 || last >= size) {
-            return VirtqueueException.state(queueIndex, "lastAvailIdx", last, "must be in [0, " + size + ")");
-        }
-        if (used < 0 || used >= size) {
-            return VirtqueueException.state(queueIndex, "usedIdx", used, "must be in [0, " + size + ")");
-        }
-        if (newInuse < 0 || newInuse > size) {
-            return VirtqueueException.state(queueIndex, "inuse", newInuse, "must be in [0, size " + size + "]");
-        }
-        return VirtqueueException.state(queueIndex, "finalIndices", last, "refused by the folded check alone");
+        VirtqueueException error = QueuePosition.rangeError(queueIndex, size, true, last, used, newInuse);
+        return error != null ? error
+                : VirtqueueException.state(queueIndex, "position", last, "refused by the folded check alone");
     }
 
     /**
-     * The many-queue resync of one ring format: {@link #resync} of {@code queues[i]} with the
-     * final indices of queue {@code i} in {@code finalIndices}, and {@code vringBases[i]} := the
-     * vhost vring base of that queue ({@link VringBase#encodePacked}), in one loop with no
-     * per-queue interface call and no {@link FinalIndices} object to read.
+     * The many-queue resync of packed rings ({@link QueueResync}): {@link #resync} of
+     * {@code queues[i]} with the position of queue {@code i} in {@code positions}, and
+     * {@code vringBases[i]} := the vhost vring base of that queue
+     * ({@link VhostVringBase#encodeKernelPacked}), in one loop with no per-queue interface call
+     * and no {@link QueuePosition} object to read.
      *
      * <p>Each queue goes through the same checks as {@link #resync}, which name the queue and
-     * the field. As with {@link DeviceQueue#resyncAll}, the queues before a bad one stay
-     * resynced.
+     * the field; the queues before a bad one stay resynced.
      *
      * @throws IllegalArgumentException when the lengths differ
-     * @throws VirtqueueException naming the queue and field of the first bad final index
+     * @throws VirtqueueException naming the queue and field of the first bad position
      */
-    public static void resyncAll(PackedDeviceQueue[] queues, FinalIndexTable finalIndices, int[] vringBases) {
-        FinalIndexTable.checkLengths(queues.length, finalIndices, vringBases);
-        int[] entries = finalIndices.entries;
+    static void resyncAll(PackedDeviceQueue[] queues, QueuePositionTable positions, int[] vringBases) {
+        QueuePositionTable.checkLengths(queues.length, positions, vringBases);
+        int[] entries = positions.entries;
         if (queues.length == 1) {
             // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
             queues[0].resyncEntry(entries, 0, vringBases);
@@ -652,13 +645,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
 
     /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked, applied, its base written. */
     private void resyncEntry(int[] entries, int q, int[] vringBases) {
-        int at = q * FinalIndexTable.STRIDE;
-        int last = entries[at + FinalIndexTable.LAST_AVAIL_IDX];
-        int used = entries[at + FinalIndexTable.USED_IDX];
-        int wraps = entries[at + FinalIndexTable.WRAP_COUNTERS];
-        resync(last, used, entries[at + FinalIndexTable.INUSE], wraps);
-        // VringBase.encodePacked without its range checks: resync just checked both below size,
-        // and size <= PackedRing.MAX_QUEUE_SIZE keeps them below 1 << 15.
+        int at = q * QueuePositionTable.STRIDE;
+        int last = entries[at + QueuePositionTable.LAST_AVAIL_IDX];
+        int used = entries[at + QueuePositionTable.USED_IDX];
+        int wraps = entries[at + QueuePositionTable.WRAP_COUNTERS];
+        resync(last, used, entries[at + QueuePositionTable.INUSE], wraps);
+        // VhostVringBase.encodeKernelPacked without its range checks: resync just checked both
+        // below size, and size <= PackedRing.MAX_QUEUE_SIZE keeps them below 1 << 15.
         vringBases[q] = last | (wraps & AVAIL_WRAP) << 15 | used << 16 | (wraps & USED_WRAP) << 30;
     }
 

@@ -78,16 +78,16 @@ public final class PackedDriverQueue implements DriverQueue {
      * @throws VirtqueueException ({@link VirtqueueException.Rule#INVALID_STATE}) when the layout does not hold up
      */
     public PackedDriverQueue(int queueIndex, GuestMemory memory, QueueState layout) {
-        if (!layout.packed()) {
+        QueueGeometry g = layout.geometry();
+        if (!g.packed()) {
             throw VirtqueueException.state(queueIndex, "packed", 0, "a packed driver needs a packed layout");
         }
         layout.validate(queueIndex, memory);
         this.queueIndex = queueIndex;
         this.memory = memory;
-        int start = layout.lastAvailIdx();
-        boolean wrap = layout.lastAvailWrapCounter();
-        resolve(layout.size(), layout.descTableAddress(), layout.driverAreaAddress(), layout.deviceAreaAddress(),
-                layout.eventIdx());
+        int start = layout.position().lastAvailIdx();
+        boolean wrap = layout.position().lastAvailWrapCounter();
+        resolve(g.size(), g.descTableAddress(), g.driverAreaAddress(), g.deviceAreaAddress(), g.eventIdx());
         // plain stores: the formatted ring is published by the release fence at the end.
         ring.fill((byte) 0);
         for (int i = 0; i < size; i++) {
@@ -128,8 +128,9 @@ public final class PackedDriverQueue implements DriverQueue {
      */
     public PackedDriverQueue(int queueIndex, GuestMemory memory, int size, long descRingAddress, long driverAreaAddress,
                              long deviceAreaAddress, boolean eventIdx, int startIndex, boolean startWrap) {
-        this(queueIndex, memory, QueueState.packed(size, descRingAddress, driverAreaAddress, deviceAreaAddress, eventIdx)
-                .withIndices(startIndex, startWrap, startIndex, startWrap, 0));
+        this(queueIndex, memory, QueueState.of(
+                QueueGeometry.packed(size, descRingAddress, driverAreaAddress, deviceAreaAddress, eventIdx),
+                QueuePosition.packed(startIndex, startWrap, startIndex, startWrap, 0)));
     }
 
     private void resolve(int newSize, long desc, long driverArea, long deviceArea, boolean newEventIdx) {

@@ -62,7 +62,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     // Geometry, fixed between restores.
     private final GuestMemory memory;
-    private QueueState geometry;
+    private QueueGeometry geometry;
     private boolean eventIdx;
     private MemorySegment descTable;
     private MemorySegment availRing;
@@ -70,7 +70,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
     private VirtqueueException brokenBy;
 
     /**
-     * A queue restored from {@code state}; for a fresh queue pass {@link QueueState#split} and
+     * A queue restored from {@code state}; for a fresh queue pass {@link QueueState#fresh} and
      * {@link RestoreMode#CLASSIC}.
      *
      * @throws VirtqueueException naming the field when the state does not hold up
@@ -351,9 +351,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     @Override
     public QueueState saveState() {
-        return new QueueState(size, geometry.descTableAddress(), geometry.driverAreaAddress(),
-                geometry.deviceAreaAddress(), lastAvailIdx, false, shadowAvailIdx, false, usedIdx, false, inuse,
-                signalledUsed, signalledUsedValid, eventIdx, false);
+        return new QueueState(geometry, QueuePosition.split(lastAvailIdx, usedIdx, inuse), shadowAvailIdx,
+                signalledUsedValid);
     }
 
     @Override
@@ -361,18 +360,19 @@ public final class SplitDeviceQueue implements DeviceQueue {
         Objects.requireNonNull(state, "state");
         Objects.requireNonNull(mode, "mode");
         try {
-            if (state.packed()) {
+            QueueGeometry g = state.geometry();
+            if (g.packed()) {
                 throw VirtqueueException.state(queueIndex, "packed", 1, "a split queue cannot take packed state");
             }
             state.validate(queueIndex, memory);
-            int newSize = state.size();
+            int newSize = g.size();
             MemorySegment newDesc = SplitRingLayout.area(queueIndex, memory, "descTableAddress",
-                    state.descTableAddress(), state.descTableBytes(), 1);
+                    g.descTableAddress(), g.descTableBytes(), 1);
             MemorySegment newAvail = SplitRingLayout.area(queueIndex, memory, "driverAreaAddress",
-                    state.driverAreaAddress(), state.driverAreaBytes(), 2);
+                    g.driverAreaAddress(), g.driverAreaBytes(), 2);
             MemorySegment newUsed = SplitRingLayout.area(queueIndex, memory, "deviceAreaAddress",
-                    state.deviceAreaAddress(), state.deviceAreaBytes(), 4);
-            int last = state.lastAvailIdx();
+                    g.deviceAreaAddress(), g.deviceAreaBytes(), 4);
+            int last = state.position().lastAvailIdx();
             int newUsedIdx;
             int newShadow;
             int newInuse;
@@ -399,10 +399,10 @@ public final class SplitDeviceQueue implements DeviceQueue {
                 newShadow = last;
                 newInuse = 0;
             }
-            geometry = state;
+            geometry = g;
             size = newSize;
             mask = newSize - 1;
-            eventIdx = state.eventIdx();
+            eventIdx = g.eventIdx();
             descTable = newDesc;
             availRing = newAvail;
             usedRing = newUsed;
@@ -428,12 +428,30 @@ public final class SplitDeviceQueue implements DeviceQueue {
     }
 
     @Override
-    public void resync(FinalIndices finalIndices) {
-        resync(finalIndices.lastAvailIdx(), finalIndices.usedIdx(), finalIndices.inuse());
+    public void resync(QueuePosition finalPosition) {
+        if (finalPosition.packed() || finalPosition.lastAvailWrapCounter() || finalPosition.usedWrapCounter()) {
+            // A packed position, or wrap counters a split ring does not have: the folded check
+            // below would not see them.
+            VirtqueueException error = finalPosition.packed()
+                    ? VirtqueueException.state(queueIndex, "position.packed", 1, "a packed position for a split ring")
+                    : refusal(finalPosition);
+            brokenBy = error;
+            throw error;
+        }
+        resync(finalPosition.lastAvailIdx(), finalPosition.usedIdx(), finalPosition.inuse());
+    }
+
+    private VirtqueueException refusal(QueuePosition position) {
+        try {
+            position.check(queueIndex, size);
+        } catch (VirtqueueException e) {
+            return e;
+        }
+        throw new AssertionError("position passed its check: " + position);
     }
 
     /**
-     * The body of {@link #resync(FinalIndices)} and of each queue of {@link #resyncAll}: the
+     * The body of {@link #resync(QueuePosition)} and of each queue of {@link #resyncAll}: the
      * range checks, then the stores. The checks are folded into one branch (non-short-circuit
      * {@code |}): last or used outside [0, 65535], inuse outside [0, size] (the unsigned compare
      * catches negatives too), or used more than size behind last. The cold path,
@@ -454,41 +472,36 @@ public final class SplitDeviceQueue implements DeviceQueue {
         signalledUsedValid = false;
     }
 
-    /** The error for final indices {@link #resync(int, int, int)} refused, naming the field; marks the queue broken. */
+    /**
+     * The error for a final position {@link #resync(int, int, int)} refused, naming the field
+     * ({@link QueuePosition#rangeError}, the same words as {@link QueuePosition#check(int, int)});
+     * marks the queue broken.
+     */
     private VirtqueueException resyncError(int last, int used, int newInuse) {
-        VirtqueueException error;
-        if (last < 0 || last > 0xffff) {
-            error = VirtqueueException.state(queueIndex, "lastAvailIdx", last, "must be in [0, 65535]");
-        } else if (used < 0 || used > 0xffff) {
-            error = VirtqueueException.state(queueIndex, "usedIdx", used, "must be in [0, 65535]");
-        } else if (newInuse < 0 || newInuse > size) {
-            error = VirtqueueException.state(queueIndex, "inuse", newInuse, "must be in [0, size " + size + "]");
-        } else if (((last - used) & 0xffff) > size) {
-            error = VirtqueueException.state(queueIndex, "usedIdx", used,
-                    "more than the queue size " + size + " behind lastAvailIdx " + last);
-        } else {
-            error = VirtqueueException.state(queueIndex, "finalIndices", last, "refused by the folded check alone");
+        VirtqueueException error = QueuePosition.rangeError(queueIndex, size, false, last, used, newInuse);
+        if (error == null) {
+            error = VirtqueueException.state(queueIndex, "position", last, "refused by the folded check alone");
         }
         brokenBy = error;
         return error;
     }
 
     /**
-     * The many-queue resync of one ring format: {@link #resync} of {@code queues[i]} with the
-     * final indices of queue {@code i} in {@code finalIndices}, and {@code vringBases[i]} := the
-     * vhost vring base of that queue ({@link VringBase#encodeSplit}: its last avail idx), in one
-     * loop with no per-queue interface call and no {@link FinalIndices} object to read.
+     * The many-queue resync of split rings ({@link QueueResync}): {@link #resync} of
+     * {@code queues[i]} with the position of queue {@code i} in {@code positions}, and
+     * {@code vringBases[i]} := the vhost vring base of that queue ({@link VhostVringBase#encodeSplit}:
+     * its last avail idx), in one loop with no per-queue interface call and no
+     * {@link QueuePosition} object to read.
      *
      * <p>Each queue goes through the same checks as {@link #resync}, which name the queue and
-     * the field and mark the queue broken. As with {@link DeviceQueue#resyncAll}, the queues
-     * before a bad one stay resynced.
+     * the field and mark the queue broken; the queues before a bad one stay resynced.
      *
      * @throws IllegalArgumentException when the lengths differ
-     * @throws VirtqueueException naming the queue and field of the first bad final index
+     * @throws VirtqueueException naming the queue and field of the first bad position
      */
-    public static void resyncAll(SplitDeviceQueue[] queues, FinalIndexTable finalIndices, int[] vringBases) {
-        FinalIndexTable.checkLengths(queues.length, finalIndices, vringBases);
-        int[] entries = finalIndices.entries;
+    static void resyncAll(SplitDeviceQueue[] queues, QueuePositionTable positions, int[] vringBases) {
+        QueuePositionTable.checkLengths(queues.length, positions, vringBases);
+        int[] entries = positions.entries;
         if (queues.length == 1) {
             // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
             queues[0].resyncEntry(entries, 0, vringBases);
@@ -501,10 +514,10 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked, applied, its base written. */
     private void resyncEntry(int[] entries, int q, int[] vringBases) {
-        int at = q * FinalIndexTable.STRIDE;
-        int last = entries[at + FinalIndexTable.LAST_AVAIL_IDX];
-        resync(last, entries[at + FinalIndexTable.USED_IDX], entries[at + FinalIndexTable.INUSE]);
-        // VringBase.encodeSplit without its range check: resync just checked the same range.
+        int at = q * QueuePositionTable.STRIDE;
+        int last = entries[at + QueuePositionTable.LAST_AVAIL_IDX];
+        resync(last, entries[at + QueuePositionTable.USED_IDX], entries[at + QueuePositionTable.INUSE]);
+        // VhostVringBase.encodeSplit without its range check: resync just checked the same range.
         vringBases[q] = last;
     }
 

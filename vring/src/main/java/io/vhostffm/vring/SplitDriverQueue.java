@@ -71,7 +71,7 @@ public final class SplitDriverQueue implements DriverQueue {
      */
     public SplitDriverQueue(int queueIndex, GuestMemory memory, int size, long descTableAddress,
             long availRingAddress, long usedRingAddress, boolean eventIdx, int startIndex) {
-        this(queueIndex, memory, QueueState.split(size, descTableAddress, availRingAddress, usedRingAddress, eventIdx));
+        this(queueIndex, memory, QueueGeometry.split(size, descTableAddress, availRingAddress, usedRingAddress, eventIdx));
         if (startIndex < 0 || startIndex > 0xffff) {
             throw new IllegalArgumentException("start index must be in [0, 65535]: " + startIndex);
         }
@@ -106,12 +106,12 @@ public final class SplitDriverQueue implements DriverQueue {
      * @throws IllegalArgumentException naming the field when the state is inconsistent
      */
     public SplitDriverQueue(int queueIndex, GuestMemory memory, DriverState state) {
-        this(queueIndex, memory, QueueState.split(state.size(), state.descTableAddress(), state.driverAreaAddress(),
+        this(queueIndex, memory, QueueGeometry.split(state.size(), state.descTableAddress(), state.driverAreaAddress(),
                 state.deviceAreaAddress(), state.eventIdx()));
         restoreState(state);
     }
 
-    private SplitDriverQueue(int queueIndex, GuestMemory memory, QueueState geometry) {
+    private SplitDriverQueue(int queueIndex, GuestMemory memory, QueueGeometry geometry) {
         this.queueIndex = queueIndex;
         this.memory = Objects.requireNonNull(memory, "memory");
         geometry.validate(queueIndex, memory);
@@ -164,8 +164,8 @@ public final class SplitDriverQueue implements DriverQueue {
             throw new IllegalStateException("virtqueue " + queueIndex
                     + ": a restored driver does not know the device's start; restore the device's own state");
         }
-        return QueueState.split(size, descTableAddress, availRingAddress, usedRingAddress, eventIdx)
-                .withIndices(startIndex, false, startIndex, false, 0);
+        return QueueState.of(QueueGeometry.split(size, descTableAddress, availRingAddress, usedRingAddress, eventIdx),
+                QueuePosition.split(startIndex, startIndex, 0));
     }
 
     // ---------------------------------------------------------------- adding

@@ -151,7 +151,7 @@ public final class SplitRingLayout {
 
     /**
      * The host segment of a ring area, checked for the host alignment that atomic access needs
-     * (guest alignment was checked by {@link QueueState#validate}).
+     * (guest alignment was checked by {@link QueueGeometry#validate}).
      */
     static MemorySegment area(int queueIndex, GuestMemory memory, String field, long guestAddress, long bytes,
             long hostAlignment) {

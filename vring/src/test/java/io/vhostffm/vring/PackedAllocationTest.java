@@ -7,6 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.MethodType;
+import java.util.ArrayList;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -55,24 +57,26 @@ class PackedAllocationTest {
         MethodHandle allocatedBytes = threadAllocatedBytes();
         int queues = 64;
         PackedFixture f = new PackedFixture(256, true);
-        DeviceQueue[] devices = new DeviceQueue[queues];
-        FinalIndices[] finals = new FinalIndices[queues];
+        List<DeviceQueue> devices = new ArrayList<>();
+        List<QueuePosition> finals = new ArrayList<>();
         for (int i = 0; i < queues; i++) {
-            devices[i] = new PackedDeviceQueue(i, f.memory, f.state, RestoreMode.EARLY);
-            finals[i] = FinalIndices.of(VringBase.decodePacked(VringBase.encodePacked(i, i % 2 == 0, i, i % 2 == 0)), 0);
+            devices.add(new PackedDeviceQueue(i, f.memory, f.state, RestoreMode.EARLY));
+            finals.add(VhostVringBase.decodeKernelPacked(
+                    VhostVringBase.encodeKernelPacked(i, i % 2 == 0, i, i % 2 == 0), 0));
         }
+        QueueResync resync = QueueResync.of(devices);
         long tid = Thread.currentThread().threadId();
         long best = Long.MAX_VALUE;
         for (int attempt = 0; attempt < 8 && best > 0; attempt++) {
             long before = (long) allocatedBytes.invokeExact(tid);
             for (int round = 0; round < ROUNDS / 10; round++) {
-                DeviceQueue.resyncAll(devices, finals);
+                resync.resync(finals);
             }
             long after = (long) allocatedBytes.invokeExact(tid);
             best = Math.min(best, after - before);
         }
         assertTrue(best < 1024, "resync of " + queues + " queues allocated " + best + " bytes over " + ROUNDS / 10 + " rounds");
-        assertTrue(((PackedDeviceQueue) devices[5]).lastAvailIdx() == 5 && !((PackedDeviceQueue) devices[5]).lastAvailWrapCounter());
+        assertTrue(((PackedDeviceQueue) devices.get(5)).lastAvailIdx() == 5 && !((PackedDeviceQueue) devices.get(5)).lastAvailWrapCounter());
     }
 
     private static void step(PackedFixture f, DescriptorChain chain, long[] addrs, int[] lens, int[] batch,

@@ -44,7 +44,8 @@ final class PackedFixture implements AutoCloseable {
     /** Driver and device both at ring index {@code start} on lap {@code wrap}, nothing in flight. */
     PackedFixture(int size, boolean eventIdx, int start, boolean wrap) {
         this.size = size;
-        state = QueueState.packed(size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx).withIndices(start, wrap, start, wrap, 0);
+        state = QueueState.of(QueueGeometry.packed(size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx),
+                QueuePosition.packed(start, wrap, start, wrap, 0));
         driver = new PackedDriverQueue(7, memory, size, RING, DRIVER_AREA, DEVICE_AREA, eventIdx, start, wrap);
         device = new PackedDeviceQueue(7, memory, state, RestoreMode.CLASSIC);
     }

@@ -273,7 +273,7 @@ class PackedMalformedTest {
         refuse(f, () -> raw(f, new long[] {HOLE}, new int[] {8}, new int[] {1}, new int[] {0}),
                 Rule.BUFFER_OUTSIDE_GUEST_MEMORY, 1, NONE, HOLE, 8);
         // Restore the state from before: one chain in use, used position 0, last avail 1.
-        f.device.restoreState(f.state.withIndices(1, true, 0, true, 1), RestoreMode.CLASSIC);
+        f.device.restoreState(f.state.withPosition(QueuePosition.packed(1, true, 0, true, 1)), RestoreMode.CLASSIC);
         assertFalse(f.device.isBroken());
         f.device.publishUsedRestored(0, 1, 0);
         int[] ids = new int[1];

@@ -417,7 +417,7 @@ class PackedQueueTest {
             f.device.publishUsed(chain, 8);
             assertEquals(i == 0, f.device.needsNotification()); // first: no history
         }
-        f.device.resync(new FinalIndices(f.device.lastAvailIdx(), f.device.lastAvailWrapCounter(),
+        f.device.resync(QueuePosition.packed(f.device.lastAvailIdx(), f.device.lastAvailWrapCounter(),
                 f.device.usedIdx(), f.device.usedWrapCounter(), 0));
         assertFalse(f.device.signalledUsedValid());
         assertTrue(f.device.needsNotification()); // no history again: notify once

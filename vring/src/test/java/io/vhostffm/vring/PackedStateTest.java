@@ -39,12 +39,12 @@ class PackedStateTest {
         DescriptorChain chain = f.device.newChain();
         assertTrue(f.device.take(chain));
         QueueState saved = f.device.saveState();
-        assertTrue(saved.packed());
-        assertEquals(1, saved.inuse());
-        assertEquals(f.device.lastAvailIdx(), saved.lastAvailIdx());
-        assertEquals(f.device.lastAvailWrapCounter(), saved.lastAvailWrapCounter());
-        assertEquals(f.device.usedIdx(), saved.usedIdx());
-        assertEquals(f.device.usedWrapCounter(), saved.usedWrapCounter());
+        assertTrue(saved.geometry().packed());
+        assertEquals(1, saved.position().inuse());
+        assertEquals(f.device.lastAvailIdx(), saved.position().lastAvailIdx());
+        assertEquals(f.device.lastAvailWrapCounter(), saved.position().lastAvailWrapCounter());
+        assertEquals(f.device.usedIdx(), saved.position().usedIdx());
+        assertEquals(f.device.usedWrapCounter(), saved.position().usedWrapCounter());
 
         PackedDeviceQueue restored = new PackedDeviceQueue(7, f.memory, saved, RestoreMode.CLASSIC);
         assertEquals(1, restored.inuse());
@@ -67,21 +67,20 @@ class PackedStateTest {
         QueueState last = f.device.saveState();
 
         // vhost's encoding of the final positions, as GET_VRING_BASE returns it.
-        int num = last.vringBase().encode(true);
-        assertEquals(last.lastAvailIdx() | (last.lastAvailWrapCounter() ? 1 << 15 : 0)
-                | last.usedIdx() << 16 | (last.usedWrapCounter() ? 1 << 31 : 0), num);
-        assertEquals(last.vringBase(), VringBase.decodePacked(num));
+        int num = VhostVringBase.encodeKernel(last.position());
+        assertEquals(last.position().lastAvailIdx() | (last.position().lastAvailWrapCounter() ? 1 << 15 : 0)
+                | last.position().usedIdx() << 16 | (last.position().usedWrapCounter() ? 1 << 31 : 0), num);
+        assertEquals(last.position(), VhostVringBase.decodeKernelPacked(num, last.position().inuse()));
 
         PackedDeviceQueue destination = new PackedDeviceQueue(7, f.memory, early, RestoreMode.EARLY);
-        assertEquals(early.lastAvailIdx(), destination.lastAvailIdx());
-        destination.resync(FinalIndices.of(VringBase.decodePacked(num), 0));
-        assertEquals(last.lastAvailIdx(), destination.lastAvailIdx());
-        assertEquals(last.lastAvailWrapCounter(), destination.lastAvailWrapCounter());
-        assertEquals(last.usedIdx(), destination.usedIdx());
-        assertEquals(last.usedWrapCounter(), destination.usedWrapCounter());
+        assertEquals(early.position().lastAvailIdx(), destination.lastAvailIdx());
+        destination.resync(VhostVringBase.decodeKernelPacked(num, 0));
+        assertEquals(last.position().lastAvailIdx(), destination.lastAvailIdx());
+        assertEquals(last.position().lastAvailWrapCounter(), destination.lastAvailWrapCounter());
+        assertEquals(last.position().usedIdx(), destination.usedIdx());
+        assertEquals(last.position().usedWrapCounter(), destination.usedWrapCounter());
         QueueState after = destination.saveState();
-        assertEquals(after.lastAvailIdx(), after.shadowAvailIdx());
-        assertEquals(after.lastAvailWrapCounter(), after.shadowAvailWrapCounter());
+        assertEquals(after.position().lastAvailIdx(), after.shadowAvailIdx());
         assertFalse(after.signalledUsedValid());
         // The destination carries on with the same guest.
         traffic(f, destination, 40);
@@ -91,7 +90,7 @@ class PackedStateTest {
     void earlyRestoreResetsDerivedFields() {
         PackedFixture f = new PackedFixture(16, false);
         // Used 3 positions behind last avail with inuse 0: inconsistent, as early loads see it.
-        QueueState stale = f.state.withIndices(5, false, 2, false, 0);
+        QueueState stale = f.state.withPosition(QueuePosition.packed(5, false, 2, false, 0));
         assertEquals(Rule.INVALID_STATE, assertThrows(VirtqueueException.class,
                 () -> new PackedDeviceQueue(7, f.memory, stale, RestoreMode.CLASSIC)).rule());
         PackedDeviceQueue q = new PackedDeviceQueue(7, f.memory, stale, RestoreMode.EARLY);
@@ -113,13 +112,13 @@ class PackedStateTest {
     }
 
     private static QueueState packed(int size, long desc, long driver, long device) {
-        return QueueState.packed(size, desc, driver, device, false);
+        return QueueState.fresh(QueueGeometry.packed(size, desc, driver, device, false));
     }
 
     @Test
     void restoreRefusesStatesThatDoNotHoldUp() {
         PackedFixture f = new PackedFixture(16, false);
-        refused(f, QueueState.split(16, RING, DRIVER_AREA, DEVICE_AREA, false), "packed");
+        refused(f, QueueState.fresh(QueueGeometry.split(16, RING, DRIVER_AREA, DEVICE_AREA, false)), "packed");
         refused(f, packed(0, RING, DRIVER_AREA, DEVICE_AREA), "size");
         refused(f, packed(32769, RING, DRIVER_AREA, DEVICE_AREA), "size");
         refused(f, packed(16, RING + 8, DRIVER_AREA, DEVICE_AREA), "descTableAddress");
@@ -127,16 +126,16 @@ class PackedStateTest {
         refused(f, packed(16, RING, DRIVER_AREA, DEVICE_AREA + 1), "deviceAreaAddress");
         refused(f, packed(16, HOLE, DRIVER_AREA, DEVICE_AREA), "descTableAddress");
         refused(f, packed(16, PackedFixture.LOW_SIZE - 16 * 8, DRIVER_AREA, DEVICE_AREA), "descTableAddress");
-        refused(f, f.state.withIndices(16, true, 0, true, 0), "lastAvailIdx");
-        refused(f, f.state.withIndices(0, true, 16, true, 0), "usedIdx");
+        refused(f, f.state.withPosition(QueuePosition.packed(16, true, 0, true, 0)), "lastAvailIdx");
+        refused(f, f.state.withPosition(QueuePosition.packed(0, true, 16, true, 0)), "usedIdx");
         // Used ahead of last avail (it may only trail, by at most the size).
-        refused(f, f.state.withIndices(2, true, 3, true, 1), "usedIdx");
-        refused(f, f.state.withIndices(2, false, 3, false, 1), "usedIdx");
+        refused(f, f.state.withPosition(QueuePosition.packed(2, true, 3, true, 1)), "usedIdx");
+        refused(f, f.state.withPosition(QueuePosition.packed(2, false, 3, false, 1)), "usedIdx");
         // More chains in use than descriptors between used and last avail, or none for them.
-        refused(f, f.state.withIndices(3, true, 1, true, 3), "inuse");
-        refused(f, f.state.withIndices(3, true, 1, true, 0), "inuse");
+        refused(f, f.state.withPosition(QueuePosition.packed(3, true, 1, true, 3)), "inuse");
+        refused(f, f.state.withPosition(QueuePosition.packed(3, true, 1, true, 0)), "inuse");
         // Fine: a full ring in flight across the ring end.
-        new PackedDeviceQueue(7, f.memory, f.state.withIndices(3, false, 3, true, 16), RestoreMode.CLASSIC);
+        new PackedDeviceQueue(7, f.memory, f.state.withPosition(QueuePosition.packed(3, false, 3, true, 16)), RestoreMode.CLASSIC);
     }
 
     @Test
@@ -145,7 +144,7 @@ class PackedStateTest {
         MemorySegment backing = arena.allocate(0x10000 + 8, 4096);
         // Guest address 0 maps to a host address 8 bytes past a page: guest-aligned, host-misaligned by 8.
         GuestMemory memory = GuestMemory.of(List.of(new GuestRegion(0, backing.asSlice(8))));
-        QueueState state = QueueState.packed(16, 0x1000, 0x800, 0x900, false);
+        QueueState state = QueueState.fresh(QueueGeometry.packed(16, 0x1000, 0x800, 0x900, false));
         PackedDeviceQueue ok = new PackedDeviceQueue(0, GuestMemory.of(List.of(new GuestRegion(0, backing))), state,
                 RestoreMode.CLASSIC);
         assertFalse(ok.isBroken());
@@ -159,15 +158,15 @@ class PackedStateTest {
     void resyncChecksRanges() {
         PackedFixture f = new PackedFixture(16, false);
         assertEquals("lastAvailIdx", assertThrows(VirtqueueException.class,
-                () -> f.device.resync(new FinalIndices(16, true, 0, true, 0))).field());
+                () -> f.device.resync(QueuePosition.packed(16, true, 0, true, 0))).field());
         assertEquals("usedIdx", assertThrows(VirtqueueException.class,
-                () -> f.device.resync(new FinalIndices(0, true, -1, true, 0))).field());
+                () -> f.device.resync(QueuePosition.packed(0, true, -1, true, 0))).field());
         assertEquals("inuse", assertThrows(VirtqueueException.class,
-                () -> f.device.resync(new FinalIndices(0, true, 0, true, 17))).field());
+                () -> f.device.resync(QueuePosition.packed(0, true, 0, true, 17))).field());
         // Many queues at once.
         PackedFixture g = new PackedFixture(16, false);
-        DeviceQueue.resyncAll(new DeviceQueue[] {f.device, g.device},
-                new FinalIndices[] {new FinalIndices(4, false, 4, false, 0), new FinalIndices(9, true, 9, true, 0)});
+        QueueResync.of(List.of(f.device, g.device)).resync(
+                List.of(QueuePosition.packed(4, false, 4, false, 0), QueuePosition.packed(9, true, 9, true, 0)));
         assertEquals(4, f.device.lastAvailIdx());
         assertFalse(f.device.usedWrapCounter());
         assertEquals(9, g.device.usedIdx());

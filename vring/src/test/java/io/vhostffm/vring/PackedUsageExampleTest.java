@@ -16,7 +16,7 @@ class PackedUsageExampleTest {
     void usageExampleRuns() {
         try (Arena arena = Arena.ofConfined()) {
             GuestMemory memory = GuestMemory.of(List.of(new GuestRegion(0, arena.allocate(16 << 20, 4096))));
-            QueueState state = QueueState.packed(256, 0x1000, 0x800, 0x900, /* eventIdx */ true);
+            QueueState state = QueueState.fresh(QueueGeometry.packed(256, 0x1000, 0x800, 0x900, /* eventIdx */ true));
             PackedDriverQueue guest = new PackedDriverQueue(0, memory, state);          // formats the ring
             PackedDeviceQueue queue = new PackedDeviceQueue(0, memory, state, RestoreMode.CLASSIC);
 

@@ -40,7 +40,7 @@ class SplitAllocationTest {
             checksum += run(driver, device, chain, addresses, lengths, ids, lens, batchIds, batchLens, OPS);
             long allocated = (long) allocatedBytes.invokeExact() - before;
             assertTrue(checksum > 0);
-            assertEquals(0, device.saveState().inuse());
+            assertEquals(0, device.saveState().position().inuse());
             // Zero in practice; a few hundred bytes of slack for a stray JIT deoptimisation.
             System.out.println("SplitAllocationTest: " + OPS + " ops allocated " + allocated + " bytes");
             assertTrue(allocated < 512, OPS + " take/publish ops allocated " + allocated + " bytes");

@@ -78,9 +78,9 @@ class SplitConcurrentTest {
             assertEquals(BUFFERS, returned.cardinality(), "every buffer returned");
             assertEquals(SIZE, driver.freeDescriptors());
             QueueState end = device.saveState();
-            assertEquals(0, end.inuse());
-            assertEquals((65000 + BUFFERS) & 0xffff, end.lastAvailIdx());
-            assertEquals((65000 + BUFFERS) & 0xffff, end.usedIdx());
+            assertEquals(0, end.position().inuse());
+            assertEquals((65000 + BUFFERS) & 0xffff, end.position().lastAvailIdx());
+            assertEquals((65000 + BUFFERS) & 0xffff, end.position().usedIdx());
         }
     }
 

@@ -38,7 +38,7 @@ class SplitFuzzTest {
                             randomFlags(random) & (random.nextInt(8) == 0 ? 0xffff : ~VIRTQ_DESC_F_INDIRECT),
                             random.nextInt(10));
                 }
-                int last = device.saveState().lastAvailIdx();
+                int last = device.saveState().position().lastAvailIdx();
                 rig.slice(rig.avail + 4 + 2L * (last & (SIZE - 1)), 2)
                         .set(SplitRig.LE16, 0, (short) random.nextInt(SIZE + 1));
                 rig.setAvailIdx(random.nextInt(10) == 0 ? random.nextInt(0x10000) : last + 1);

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -115,9 +116,9 @@ class SplitQueueTest {
             assertArrayEquals(lens, gotLens);
             assertEquals(8, driver.freeDescriptors());
         }
-        assertEquals(40, device.saveState().lastAvailIdx());
-        assertEquals(40, device.saveState().usedIdx());
-        assertEquals(0, device.saveState().inuse());
+        assertEquals(40, device.saveState().position().lastAvailIdx());
+        assertEquals(40, device.saveState().position().usedIdx());
+        assertEquals(0, device.saveState().position().inuse());
     }
 
     @Test
@@ -182,8 +183,8 @@ class SplitQueueTest {
             sequence += chains;
         }
         // 65530 + 21 chains: both indices wrapped past 65535.
-        assertEquals((65530 + 21) & 0xffff, device.saveState().lastAvailIdx());
-        assertEquals((65530 + 21) & 0xffff, device.saveState().usedIdx());
+        assertEquals((65530 + 21) & 0xffff, device.saveState().position().lastAvailIdx());
+        assertEquals((65530 + 21) & 0xffff, device.saveState().position().usedIdx());
         assertEquals((65530 + 21) & 0xffff, rig.usedIdx());
         assertEquals(16, driver.freeDescriptors());
     }
@@ -343,16 +344,16 @@ class SplitQueueTest {
 
         // "Migrate": both sides saved as plain data, new objects over the same guest memory.
         QueueState saved = device.saveState();
-        assertEquals(0, saved.lastAvailIdx(), "65534 + 2 wrapped");
-        assertEquals(65535, saved.usedIdx());
-        assertEquals(1, saved.inuse());
+        assertEquals(0, saved.position().lastAvailIdx(), "65534 + 2 wrapped");
+        assertEquals(65535, saved.position().usedIdx());
+        assertEquals(1, saved.position().inuse());
         DriverState driverSaved = driver.saveState();
         SplitDriverQueue driver2 = new SplitDriverQueue(2, rig.memory, driverSaved);
         SplitDeviceQueue device2 = new SplitDeviceQueue(2, rig.memory, saved, RestoreMode.CLASSIC);
         QueueState restored = device2.saveState();
-        assertEquals(saved.lastAvailIdx(), restored.lastAvailIdx());
-        assertEquals(saved.usedIdx(), restored.usedIdx(), "derived from used.idx in guest memory");
-        assertEquals(1, restored.inuse(), "derived: last_avail_idx - used.idx");
+        assertEquals(saved.position().lastAvailIdx(), restored.position().lastAvailIdx());
+        assertEquals(saved.position().usedIdx(), restored.position().usedIdx(), "derived from used.idx in guest memory");
+        assertEquals(1, restored.position().inuse(), "derived: last_avail_idx - used.idx");
         assertEquals(1, restored.shadowAvailIdx(), "derived from avail.idx");
         assertFalse(restored.signalledUsedValid());
 
@@ -376,7 +377,7 @@ class SplitQueueTest {
         SplitDriverQueue driver = rig.driver(0);
         SplitDeviceQueue device = rig.device(driver);
         rig.setAvailIdx(100); // the guest ran on while its memory was being copied
-        QueueState state = rig.state().withIndices(10, false, 10, false, 0);
+        QueueState state = rig.state().withPosition(QueuePosition.split(10, 10, 0));
         VirtqueueException e = assertThrows(VirtqueueException.class,
                 () -> new SplitDeviceQueue(5, rig.memory, state, RestoreMode.CLASSIC));
         assertEquals(VirtqueueException.Rule.INDEX_JUMP, e.rule());
@@ -387,20 +388,20 @@ class SplitQueueTest {
         assertTrue(device.isBroken());
 
         // Early: accepted, derived fields reset from last_avail_idx alone.
-        device.restoreState(state.withIndices(10, false, 3, false, 5), RestoreMode.EARLY);
+        device.restoreState(state.withPosition(QueuePosition.split(10, 3, 5)), RestoreMode.EARLY);
         assertFalse(device.isBroken());
         QueueState early = device.saveState();
-        assertEquals(10, early.lastAvailIdx());
-        assertEquals(10, early.usedIdx());
+        assertEquals(10, early.position().lastAvailIdx());
+        assertEquals(10, early.position().usedIdx());
         assertEquals(10, early.shadowAvailIdx());
-        assertEquals(0, early.inuse());
+        assertEquals(0, early.position().inuse());
         // The final indices arrive: resync.
-        device.resync(FinalIndices.split(98, 97, 1));
+        device.resync(QueuePosition.split(98, 97, 1));
         QueueState synced = device.saveState();
-        assertEquals(98, synced.lastAvailIdx());
+        assertEquals(98, synced.position().lastAvailIdx());
         assertEquals(98, synced.shadowAvailIdx());
-        assertEquals(97, synced.usedIdx());
-        assertEquals(1, synced.inuse());
+        assertEquals(97, synced.position().usedIdx());
+        assertEquals(1, synced.position().inuse());
         assertFalse(synced.signalledUsedValid());
         // The next take refreshes from avail.idx 100: two chains pending, within the size.
         rig.writeDescriptor(rig.desc, 0, SplitRig.BUFFERS, 8, 0, 0);
@@ -418,18 +419,19 @@ class SplitQueueTest {
         rig = new SplitRig(0, 8, false);
         SplitDriverQueue driver = rig.driver(0);
         DeviceQueue[] queues = {rig.device(driver), rig.device(driver)};
-        DeviceQueue.resyncAll(queues, new FinalIndices[] {FinalIndices.split(7, 5, 2), FinalIndices.split(1, 1, 0)});
-        assertEquals(7, queues[0].saveState().lastAvailIdx());
-        assertEquals(1, queues[1].saveState().usedIdx());
+        QueueResync resync = QueueResync.of(List.of(queues));
+        resync.resync(List.of(QueuePosition.split(7, 5, 2), QueuePosition.split(1, 1, 0)));
+        assertEquals(7, queues[0].saveState().position().lastAvailIdx());
+        assertEquals(1, queues[1].saveState().position().usedIdx());
         VirtqueueException e = assertThrows(VirtqueueException.class,
-                () -> queues[0].resync(FinalIndices.split(70000, 0, 0)));
+                () -> queues[0].resync(QueuePosition.split(70000, 0, 0)));
         assertEquals("lastAvailIdx", e.field());
-        e = assertThrows(VirtqueueException.class, () -> queues[1].resync(FinalIndices.split(100, 0, 0)));
+        e = assertThrows(VirtqueueException.class, () -> queues[1].resync(QueuePosition.split(100, 0, 0)));
         assertEquals("usedIdx", e.field());
-        e = assertThrows(VirtqueueException.class, () -> queues[1].resync(FinalIndices.split(1, 0, 9)));
+        e = assertThrows(VirtqueueException.class, () -> queues[1].resync(QueuePosition.split(1, 0, 9)));
         assertEquals("inuse", e.field());
         assertThrows(IllegalArgumentException.class,
-                () -> DeviceQueue.resyncAll(queues, new FinalIndices[] {FinalIndices.split(0, 0, 0)}));
+                () -> resync.resync(List.of(QueuePosition.split(0, 0, 0))));
     }
 
     @Test
@@ -437,22 +439,30 @@ class SplitQueueTest {
         rig = new SplitRig(4, 8, true);
         rig.driver(0);
         QueueState good = rig.state();
-        assertField("size", new QueueState(12, good.descTableAddress(), good.driverAreaAddress(),
-                good.deviceAreaAddress(), 0, false, 0, false, 0, false, 0, 0, false, true, false));
-        assertField("size", new QueueState(65536, good.descTableAddress(), good.driverAreaAddress(),
-                good.deviceAreaAddress(), 0, false, 0, false, 0, false, 0, 0, false, true, false));
-        assertField("descTableAddress", QueueState.split(8, 0x1008, rig.avail, rig.used, true));
-        assertField("driverAreaAddress", QueueState.split(8, rig.desc, rig.avail + 1, rig.used, true));
-        assertField("deviceAreaAddress", QueueState.split(8, rig.desc, rig.avail, rig.used + 2, true));
-        assertField("descTableAddress", QueueState.split(8, SplitRig.HOLE, rig.avail, rig.used, true));
-        assertField("deviceAreaAddress", QueueState.split(8, rig.desc, rig.avail, rig.ringRegionSize - 16, true));
-        assertField("lastAvailIdx", good.withIndices(65536, false, 0, false, 0));
-        assertField("usedIdx", good.withIndices(0, false, -1, false, 0));
-        assertField("inuse", good.withIndices(0, false, 0, false, 9));
-        assertField("packed", QueueState.packed(8, rig.desc, rig.avail, rig.used, true));
-        // Derived inuse too big: used.idx in memory far behind last_avail_idx.
+        QueueGeometry g = good.geometry();
+        assertField("size", QueueState.fresh(new QueueGeometry(12, g.descTableAddress(), g.driverAreaAddress(),
+                g.deviceAreaAddress(), true, false)));
+        assertField("size", QueueState.fresh(new QueueGeometry(65536, g.descTableAddress(), g.driverAreaAddress(),
+                g.deviceAreaAddress(), true, false)));
+        assertField("descTableAddress", split(8, 0x1008, rig.avail, rig.used));
+        assertField("driverAreaAddress", split(8, rig.desc, rig.avail + 1, rig.used));
+        assertField("deviceAreaAddress", split(8, rig.desc, rig.avail, rig.used + 2));
+        assertField("descTableAddress", split(8, SplitRig.HOLE, rig.avail, rig.used));
+        assertField("deviceAreaAddress", split(8, rig.desc, rig.avail, rig.ringRegionSize - 16));
+        assertField("lastAvailIdx", good.withPosition(QueuePosition.split(65536, 0, 0)));
+        assertField("usedIdx", good.withPosition(QueuePosition.split(0, -1, 0)));
+        assertField("inuse", good.withPosition(QueuePosition.split(0, 0, 9)));
+        assertField("lastAvailWrapCounter", good.withPosition(new QueuePosition(false, 0, true, 0, false, 0)));
+        assertField("usedIdx", good.withPosition(QueuePosition.split(40, 0, 0)));
+        assertField("packed", QueueState.fresh(QueueGeometry.packed(8, rig.desc, rig.avail, rig.used, true)));
+        assertField("position.packed", new QueueState(g, QueuePosition.initial(true), 0, false));
+        // Derived inuse too big: used.idx in memory (0) far behind last_avail_idx, whatever the state says.
         rig.setAvailIdx(40);
-        assertField("inuse", good.withIndices(40, false, 0, false, 0));
+        assertField("inuse", good.withPosition(QueuePosition.split(40, 40, 0)));
+    }
+
+    private static QueueState split(int size, long desc, long avail, long used) {
+        return QueueState.fresh(QueueGeometry.split(size, desc, avail, used, true));
     }
 
     private void assertField(String field, QueueState state) {
@@ -468,28 +478,8 @@ class SplitQueueTest {
         byte[] heap = new byte[0x10000];
         GuestMemory heapMemory = GuestMemory.of(java.util.List.of(new GuestRegion(0, MemorySegment.ofArray(heap))));
         VirtqueueException e = assertThrows(VirtqueueException.class, () -> new SplitDeviceQueue(0, heapMemory,
-                QueueState.split(8, 0x1000, 0x2000, 0x3000, false), RestoreMode.CLASSIC));
+                QueueState.fresh(QueueGeometry.split(8, 0x1000, 0x2000, 0x3000, false)), RestoreMode.CLASSIC));
         assertEquals("driverAreaAddress", e.field());
         assertNotEquals(-1, e.getMessage().indexOf("aligned"));
-    }
-
-    @Test
-    void vringBaseEncodesBothFormatsBothWays() {
-        assertEquals(0xfffe, VringBase.encodeSplit(0xfffe));
-        assertEquals(new VringBase(0xfffe, false, 0, false), VringBase.decodeSplit(0xfffe));
-        assertThrows(IllegalArgumentException.class, () -> VringBase.decodeSplit(0x1_0000));
-        assertThrows(IllegalArgumentException.class, () -> VringBase.encodeSplit(0x1_0000));
-
-        int packed = VringBase.encodePacked(0x1234, true, 0x7fff, true);
-        assertEquals(0x1234 | 0x8000 | 0x7fff << 16 | 0x8000_0000, packed);
-        assertEquals(new VringBase(0x1234, true, 0x7fff, true), VringBase.decodePacked(packed));
-        assertEquals(0x0005_0003, VringBase.encodePacked(3, false, 5, false));
-        assertEquals(new VringBase(3, false, 5, false), VringBase.decode(0x0005_0003, true));
-        assertThrows(IllegalArgumentException.class, () -> VringBase.encodePacked(0x8000, false, 0, false));
-        for (int num : new int[] {0, 1, 0x8000, 0x7fff_ffff, 0x8000_0000, -1, 0x1234_5678}) {
-            assertEquals(num, VringBase.decodePacked(num).encode(true));
-        }
-        QueueState state = QueueState.packed(256, 0x1000, 0x2000, 0x3000, true).withIndices(17, false, 9, true, 8);
-        assertEquals(new VringBase(17, false, 9, true), state.vringBase());
     }
 }

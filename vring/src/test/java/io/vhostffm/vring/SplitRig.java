@@ -65,7 +65,7 @@ final class SplitRig implements AutoCloseable {
     }
 
     QueueState state() {
-        return QueueState.split(size, desc, avail, used, eventIdx);
+        return QueueState.fresh(QueueGeometry.split(size, desc, avail, used, eventIdx));
     }
 
     MemorySegment slice(long guestAddress, long length) {

@@ -8,7 +8,9 @@ import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.MemfdRegion;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.device.BackendTransfer;
+import java.io.EOFException;
 import java.io.IOException;
+import java.time.Duration;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -104,11 +106,21 @@ public final class LocalHandoff {
      * @throws MigrationException when the message is malformed (naming the byte offset)
      */
     public static Received receive(UnixSocket socket) throws IOException, MigrationException {
+        return receive(socket, MigrationDeadlines.defaults().handoff());
+    }
+
+    /**
+     * As {@link #receive(UnixSocket)}, waiting at most {@code timeout} for each part of the
+     * message.
+     *
+     * @throws java.net.SocketTimeoutException when the source sent nothing in time (it stalled)
+     */
+    public static Received receive(UnixSocket socket, Duration timeout) throws IOException, MigrationException {
         List<FileDescriptor> fds = new ArrayList<>();
         boolean done = false;
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment header = arena.allocate(8);
-            readFully(socket, header, fds);
+            readFully(socket, header, fds, timeout);
             int magic = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 0);
             int length = header.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN), 4);
             if (magic != MAGIC) {
@@ -119,7 +131,7 @@ public final class LocalHandoff {
                         + MAX_MANIFEST);
             }
             MemorySegment body = arena.allocate(Math.max(1, length));
-            readFully(socket, body.asSlice(0, length), fds);
+            readFully(socket, body.asSlice(0, length), fds, timeout);
             Manifest m;
             try {
                 m = SCHEMA.decode(body.asSlice(0, length).toArray(ValueLayout.JAVA_BYTE));
@@ -162,13 +174,14 @@ public final class LocalHandoff {
         }
     }
 
-    private static void readFully(UnixSocket socket, MemorySegment into, List<FileDescriptor> fds) throws IOException {
+    private static void readFully(UnixSocket socket, MemorySegment into, List<FileDescriptor> fds, Duration timeout)
+            throws IOException {
         long at = 0;
         while (at < into.byteSize()) {
-            UnixSocket.Received r = socket.receive(into.asSlice(at), UnixSocket.MAX_FDS_PER_MESSAGE);
+            UnixSocket.Received r = socket.receive(into.asSlice(at), UnixSocket.MAX_FDS_PER_MESSAGE, timeout);
             fds.addAll(r.fds());
             if (r.bytes() == 0) {
-                throw new IOException("handoff: the peer closed the socket after " + at + " of " + into.byteSize() + " bytes");
+                throw new EOFException("handoff: the peer closed the socket after " + at + " of " + into.byteSize() + " bytes");
             }
             at += r.bytes();
         }

@@ -2,9 +2,8 @@ package io.vhostffm.migration.net;
 
 import io.vhostffm.migration.DeviceStateSection;
 import io.vhostffm.migration.DeviceSwitchover;
-import io.vhostffm.migration.FinalIndices;
+import io.vhostffm.migration.FinalPositions;
 import io.vhostffm.migration.MigrationDestination;
-import io.vhostffm.migration.QueueIndices;
 import io.vhostffm.migration.Switchover;
 import io.vhostffm.migration.SwitchoverSteps;
 import io.vhostffm.vhost.device.DatapathState;
@@ -15,6 +14,7 @@ import io.vhostffm.vhost.virtio.net.InvalidDeviceStateException;
 import io.vhostffm.vhost.virtio.net.NetDeviceState;
 import io.vhostffm.vhost.virtio.net.VirtioNetState;
 import io.vhostffm.vhost.virtio.net.VirtioState;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
@@ -56,6 +56,11 @@ import java.lang.invoke.VarHandle;
  */
 public final class NetMigrationDestination {
     private static final System.Logger LOG = System.getLogger(NetMigrationDestination.class.getName());
+    /**
+     * Downtime step: the hook run before the switchover starts anything ({@link #setBeforeSwitchover}):
+     * waiting for the RAM precopy's final pass, a hypervisor's commit handshake with the source.
+     */
+    public static final String STEP_BEFORE_SWITCHOVER = "before switchover (RAM, commit)";
     /** Downtime step: switchover deltas applied, model current, final states built. */
     public static final String STEP_APPLY = "destination apply";
     /** Downtime step: the backend's quickstart with the final indices, and the control queue. */
@@ -253,8 +258,10 @@ public final class NetMigrationDestination {
     private synchronized void switchover(Switchover s) throws Exception {
         long start = System.nanoTime();
         beforeSwitchover.run();
+        s.steps().mark(STEP_BEFORE_SWITCHOVER);
         if (!earlyDone) {
             classicStart(s, start);
+            s.steps().mark(SwitchoverSteps.DEVICE_START);
             return;
         }
         if (!modelCurrent) {
@@ -265,9 +272,10 @@ public final class NetMigrationDestination {
             stopEarlyStarted();
             path = SwitchoverPath.NOT_RUNNING;
             deviceStartNanos = System.nanoTime() - start;
+            s.steps().mark(SwitchoverSteps.DEVICE_START);
             return;
         }
-        DatapathState fin = finalState(s.finalIndices());
+        DatapathState fin = finalState(s.finalPositions());
         if (!fullReloadReasons.isEmpty() || !s.earlyFailures().isEmpty()) {
             stopEarlyStarted(); // the early-started vhost must not run with stale features or rings
             configureQueues();
@@ -305,7 +313,7 @@ public final class NetMigrationDestination {
         modelCurrent = true;
         configureQueues();
         if (driverOk(virtio) && !layouts.dataQueues().isEmpty()) {
-            DatapathState fin = finalState(s.finalIndices());
+            DatapathState fin = finalState(s.finalPositions());
             try {
                 device.startDatapath(fin);
                 path = SwitchoverPath.CLASSIC;
@@ -352,7 +360,7 @@ public final class NetMigrationDestination {
     private DatapathState afterFailedStart(DatapathState fin) {
         List<QueueState> data = new ArrayList<>();
         for (QueueState q : fin.dataQueues()) {
-            data.add(q.packed() ? q : advancedToUsedRing(q));
+            data.add(q.geometry().packed() ? q : advancedToUsedRing(q));
         }
         return new DatapathState(data, fin.controlQueue(), fin.controlQueueIndex());
     }
@@ -360,12 +368,13 @@ public final class NetMigrationDestination {
     private QueueState advancedToUsedRing(QueueState q) {
         // Acquire: pairs with the kernel's release of used.idx after its used elements; the
         // kernel's worker is stopped by now (the failed start unbound the backend).
-        int used = Short.toUnsignedInt((short) USED_IDX.getAcquire(device.memory().slice(q.deviceAreaAddress(), 4), 2L));
-        int ahead = (used - q.usedIdx()) & 0xffff;
-        if (ahead == 0 || ahead > q.size()) {
+        int used = Short.toUnsignedInt((short) USED_IDX.getAcquire(
+                device.memory().slice(q.geometry().deviceAreaAddress(), 4), 2L));
+        int ahead = (used - q.position().usedIdx()) & 0xffff;
+        if (ahead == 0 || ahead > q.geometry().size()) {
             return q; // nothing moved (or not a plausible move: keep the source's word)
         }
-        return q.withIndices(used, false, used, false, 0);
+        return q.withPosition(QueuePosition.split(used, used, 0));
     }
 
     private static final VarHandle USED_IDX = ValueLayout.JAVA_SHORT.varHandle();
@@ -376,7 +385,7 @@ public final class NetMigrationDestination {
      * destination takes those chains again instead of losing them: no backend can resume a chain
      * another process took.
      */
-    private DatapathState finalState(FinalIndices indices) {
+    private DatapathState finalState(FinalPositions indices) {
         List<QueueState> data = new ArrayList<>();
         for (QueueLayout q : layouts.dataQueues()) {
             data.add(withFinal(q, indices));
@@ -389,20 +398,19 @@ public final class NetMigrationDestination {
         return new DatapathState(data, control, controlIndex);
     }
 
-    private static QueueState withFinal(QueueLayout q, FinalIndices indices) {
-        QueueIndices f = indices.of(q.queue());
+    private static QueueState withFinal(QueueLayout q, FinalPositions indices) {
+        QueuePosition f = indices.of(q.queue());
         if (f == null) {
-            throw new IllegalArgumentException("the final indices lack virtqueue " + q.queue());
+            throw new IllegalArgumentException("the final positions lack virtqueue " + q.queue());
         }
         if (f.packed() != q.packed()) {
-            throw new IllegalArgumentException("virtqueue " + q.queue() + ": final indices are "
+            throw new IllegalArgumentException("virtqueue " + q.queue() + ": the final position is "
                     + (f.packed() ? "packed" : "split") + ", the ring is not");
         }
         if (f.inuse() == 0 || f.packed()) {
-            return q.freshState().withIndices(f.lastAvailIdx(), f.availWrapCounter(), f.usedIdx(), f.usedWrapCounter(),
-                    f.inuse());
+            return q.freshState().withPosition(f);
         }
-        return q.freshState().withIndices(f.usedIdx(), false, f.usedIdx(), false, 0);
+        return q.freshState().withPosition(QueuePosition.split(f.usedIdx(), f.usedIdx(), 0));
     }
 
     // ------------------------------------------------------------------ after the switchover

@@ -1,11 +1,10 @@
 package io.vhostffm.migration.net;
 
 import io.vhostffm.migration.DeviceStateSection;
-import io.vhostffm.migration.FinalIndices;
+import io.vhostffm.migration.FinalPositions;
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.MigrationReport;
 import io.vhostffm.migration.MigrationSource;
-import io.vhostffm.migration.QueueIndices;
 import io.vhostffm.migration.stream.MigrationStreamReader;
 import io.vhostffm.migration.stream.MigrationStreamWriter;
 import io.vhostffm.vhost.device.DatapathState;
@@ -97,7 +96,7 @@ public final class NetMigrationSource implements AutoCloseable {
             int[] pending = new int[pairs];
             List<QueueState> data = stopped.dataQueues();
             for (int p = 0; p < pairs && 2 * p + 1 < data.size(); p++) {
-                pending[p] = data.get(2 * p + 1).inuse();
+                pending[p] = data.get(2 * p + 1).position().inuse();
             }
             return new PendingTx(pending);
         }
@@ -192,14 +191,14 @@ public final class NetMigrationSource implements AutoCloseable {
                 if (afterBackendStop != null) {
                     afterBackendStop.run();
                 }
-                return finalIndices(state);
+                return finalPositions(state);
             });
         }
     }
 
     /** The final indices of every queue the datapath stopped with (none when it never ran). */
-    static FinalIndices finalIndices(DatapathState state) {
-        List<QueueIndices> queues = new ArrayList<>();
+    static FinalPositions finalPositions(DatapathState state) {
+        List<FinalPositions.Entry> queues = new ArrayList<>();
         if (state != null) {
             for (int i = 0; i < state.dataQueues().size(); i++) {
                 queues.add(indicesOf(i, state.dataQueues().get(i)));
@@ -208,14 +207,11 @@ public final class NetMigrationSource implements AutoCloseable {
                 queues.add(indicesOf(state.controlQueueIndex(), state.controlQueue()));
             }
         }
-        return new FinalIndices(queues);
+        return new FinalPositions(queues);
     }
 
-    private static QueueIndices indicesOf(int queue, QueueState s) {
-        return s.packed()
-                ? QueueIndices.packed(queue, s.lastAvailIdx(), s.lastAvailWrapCounter(), s.usedIdx(), s.usedWrapCounter(),
-                        s.inuse())
-                : QueueIndices.split(queue, s.lastAvailIdx(), s.usedIdx(), s.inuse());
+    private static FinalPositions.Entry indicesOf(int queue, QueueState s) {
+        return new FinalPositions.Entry(queue, s.position());
     }
 
     /** The datapath's state at stop-and-copy, or null before it (or when it was not running). */

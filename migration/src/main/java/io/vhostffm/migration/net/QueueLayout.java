@@ -1,12 +1,13 @@
 package io.vhostffm.migration.net;
 
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 
 /**
  * Where one virtqueue lives in guest memory, as the transport's queue registers (queue_size,
  * queue_desc, queue_driver, queue_device) say: the part of a queue's state that changes only when
  * the driver sets the queue up again. The runtime indices are deliberately absent: they move with
- * every frame and travel as final indices at stop-and-copy ({@link io.vhostffm.migration.FinalIndices}).
+ * every frame and travel as final indices at stop-and-copy ({@link io.vhostffm.migration.FinalPositions}).
  *
  * @param queue the virtqueue index
  * @param size the queue size
@@ -21,14 +22,18 @@ public record QueueLayout(int queue, int size, long descTableAddress, long drive
 
     /** The layout part of a queue state. */
     public static QueueLayout of(int queue, QueueState state) {
-        return new QueueLayout(queue, state.size(), state.descTableAddress(), state.driverAreaAddress(),
-                state.deviceAreaAddress(), state.eventIdx(), state.packed());
+        QueueGeometry g = state.geometry();
+        return new QueueLayout(queue, g.size(), g.descTableAddress(), g.driverAreaAddress(), g.deviceAreaAddress(),
+                g.eventIdx(), g.packed());
     }
 
     /** A fresh queue state of this layout (indices at their start: the early, possibly stale, position). */
     public QueueState freshState() {
-        return packed
-                ? QueueState.packed(size, descTableAddress, driverAreaAddress, deviceAreaAddress, eventIdx)
-                : QueueState.split(size, descTableAddress, driverAreaAddress, deviceAreaAddress, eventIdx);
+        return QueueState.fresh(geometry());
+    }
+
+    /** The ring geometry this layout describes. */
+    public QueueGeometry geometry() {
+        return new QueueGeometry(size, descTableAddress, driverAreaAddress, deviceAreaAddress, eventIdx, packed);
     }
 }

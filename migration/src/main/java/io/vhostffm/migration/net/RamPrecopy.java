@@ -4,6 +4,7 @@ import io.vhostffm.migration.MigrationException;
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestRegion;
+import java.io.EOFException;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
@@ -184,7 +185,8 @@ public final class RamPrecopy {
             while (b.hasRemaining()) {
                 int n = in.read(b);
                 if (n < 0) {
-                    throw new MigrationException("RAM precopy: truncated at byte offset " + (offset + b.position()));
+                    throw new MigrationException("RAM precopy: truncated at byte offset " + (offset + b.position()),
+                            new EOFException("the source closed the RAM connection"));
                 }
             }
             offset += b.capacity();

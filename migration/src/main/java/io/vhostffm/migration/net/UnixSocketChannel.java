@@ -8,11 +8,19 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
 import java.nio.channels.ClosedChannelException;
+import java.time.Duration;
+import java.util.Objects;
 
 /**
- * A blocking byte channel over a {@link UnixSocket}, so that the migration stream runs on the same
+ * A byte channel over a {@link UnixSocket}, so that the migration stream runs on the same
  * socket that carried the descriptors ({@link LocalHandoff}). Bytes pass through two native
  * buffers of its own (one per direction); one reader and one writer thread at a time.
+ *
+ * <p>It blocks, with a deadline: each read waits at most the read timeout for bytes, each write
+ * at most the write timeout for room (poll, then a non-blocking call), and a stalled peer is a
+ * {@link java.net.SocketTimeoutException} rather than a hang. Writes never raise SIGPIPE: a
+ * vanished peer is an EPIPE {@link NativeCallException}. {@link #peerClosed()} tells an end of
+ * stream from a truncation the reader reports.
  */
 public final class UnixSocketChannel implements ByteChannel {
     private static final int BUFFER = 64 * 1024;
@@ -23,10 +31,54 @@ public final class UnixSocketChannel implements ByteChannel {
     private final MemorySegment readBuffer = arena.allocate(BUFFER);
     private final MemorySegment writeBuffer = arena.allocate(BUFFER);
     private volatile boolean open = true;
+    private volatile boolean peerClosed;
+    private volatile IOException failure;
+    private volatile Duration readTimeout;
+    private volatile Duration writeTimeout;
 
-    /** A channel over {@code socket}; closing the channel does not close the socket. */
+    /**
+     * A channel over {@code socket} with the default deadlines ({@link MigrationDeadlines#defaults()});
+     * closing the channel does not close the socket.
+     */
     public UnixSocketChannel(UnixSocket socket) {
+        this(socket, MigrationDeadlines.defaults());
+    }
+
+    /** A channel over {@code socket} with the stream read and write deadlines of {@code deadlines}. */
+    public UnixSocketChannel(UnixSocket socket, MigrationDeadlines deadlines) {
         this.socket = socket;
+        this.readTimeout = deadlines.streamRead();
+        this.writeTimeout = deadlines.write();
+    }
+
+    /** From now on each read waits at most {@code timeout} (e.g. longer while the peer runs the guest). */
+    public void setReadTimeout(Duration timeout) {
+        this.readTimeout = Objects.requireNonNull(timeout, "timeout");
+    }
+
+    /** The current read deadline. */
+    public Duration readTimeout() {
+        return readTimeout;
+    }
+
+    /** Whether a read saw the end of the stream: the peer closed its end (or died). */
+    public boolean peerClosed() {
+        return peerClosed;
+    }
+
+    /**
+     * The connection's first failure: a read or write that failed or timed out, or the end of
+     * stream where bytes were expected (an {@link java.io.EOFException}); null while it is sound.
+     * Tells a failure of the peer or the connection from a malformed stream.
+     */
+    public IOException failure() {
+        return failure != null ? failure
+                : peerClosed ? new java.io.EOFException("the peer closed " + socket) : null;
+    }
+
+    /** The socket under the channel. */
+    public UnixSocket socket() {
+        return socket;
     }
 
     @Override
@@ -38,8 +90,17 @@ public final class UnixSocketChannel implements ByteChannel {
         if (want == 0) {
             return 0;
         }
-        long n = socket.fd().read(readBuffer.asSlice(0, want));
+        long n;
+        try {
+            n = socket.read(readBuffer.asSlice(0, want), readTimeout);
+        } catch (IOException e) {
+            if (failure == null) {
+                failure = e;
+            }
+            throw e;
+        }
         if (n == 0) {
+            peerClosed = true;
             return -1; // the peer closed its end
         }
         dst.put(readBuffer.asSlice(0, n).asByteBuffer());
@@ -68,8 +129,15 @@ public final class UnixSocketChannel implements ByteChannel {
         }
     }
 
-    private long writeAll(MemorySegment bytes) throws NativeCallException {
-        return socket.fd().write(bytes);
+    private long writeAll(MemorySegment bytes) throws IOException {
+        try {
+            return socket.write(bytes, writeTimeout);
+        } catch (IOException e) {
+            if (failure == null) {
+                failure = e;
+            }
+            throw e;
+        }
     }
 
     @Override

@@ -3,6 +3,7 @@ package io.vhostffm.migration.stream;
 import io.vhostffm.migration.jfr.StreamFrameEvent;
 
 import io.vhostffm.migration.MigrationStreamException;
+import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
@@ -196,7 +197,7 @@ public final class MigrationStreamReader {
             ByteBuffer window = ByteBuffer.wrap(payload, filled, payload.length - filled);
             int n = read(window, id);
             if (n < 0) {
-                throw fail("truncated payload: " + filled + " of " + length + " bytes", id, offset);
+                throw truncated("truncated payload: " + filled + " of " + length + " bytes", id, offset);
             }
             filled += n;
         }
@@ -211,7 +212,7 @@ public final class MigrationStreamReader {
                 if (sectionForMessage == MigrationStreamException.NO_SECTION && buffer.position() >= 2) {
                     sectionForMessage = Short.toUnsignedInt(buffer.getShort(0));
                 }
-                throw fail("truncated " + what + ": " + buffer.position() + " of " + size + " bytes",
+                throw truncated("truncated " + what + ": " + buffer.position() + " of " + size + " bytes",
                         sectionForMessage, offset);
             }
         }
@@ -228,6 +229,12 @@ public final class MigrationStreamReader {
             offset += n;
         }
         return n;
+    }
+
+    /** The channel ended: the cause says so ({@link EOFException}), so a caller can tell a peer that went away. */
+    private MigrationStreamException truncated(String reason, int id, long at) {
+        return new MigrationStreamException(reason, id, id == MigrationStreamException.NO_SECTION ? null : nameOf(id),
+                at, null, new EOFException("end of stream"));
     }
 
     private MigrationStreamException fail(String reason, int id, long at) {

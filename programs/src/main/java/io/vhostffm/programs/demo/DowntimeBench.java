@@ -9,6 +9,7 @@ import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.NetworkSide;
 import io.vhostffm.testkit.StreamCheck;
+import io.vhostffm.testkit.Traffic;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;

@@ -2,6 +2,9 @@ package io.vhostffm.programs.demo;
 
 import io.vhostffm.migration.MigrationDestination;
 import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.MigrationPeerException;
+import io.vhostffm.migration.MigrationPhase;
+import io.vhostffm.migration.net.MigrationDeadlines;
 import io.vhostffm.migration.ReceivedMigration;
 import io.vhostffm.migration.net.LocalHandoff;
 import io.vhostffm.migration.net.NetMigrationDestination;
@@ -39,9 +42,26 @@ import java.io.UncheckedIOException;
 public final class LocalMigration {
     private LocalMigration() {}
 
+    /**
+     * Where a fault test makes a process fail: each side calls {@link #reached} as it enters a
+     * phase, on the thread doing it. The default does nothing.
+     */
+    @FunctionalInterface
+    public interface FaultPoints {
+        /** Nothing happens at any point. */
+        FaultPoints NONE = point -> {};
+
+        /** The process reached {@code point} (a {@link MigrationPhase}, or {@code "ram-precopy"} on the RAM thread). */
+        void reached(String point);
+    }
+
     /** The source half. */
     public static final class Source {
         private final UnixSocket socket;
+        private final MigrationDeadlines deadlines;
+        private final FaultPoints faults;
+        private volatile MigrationPhase phase = MigrationPhase.HANDOFF;
+        private final UnixSocketChannel ramChannel;
         private final UnixSocketChannel channel;
         private final NetDeviceRuntime device;
         private FakeGuest guest;
@@ -58,7 +78,7 @@ public final class LocalMigration {
          * @param backend the backend whose endpoint moves (its {@link NetBackend#transfer()})
          */
         public Source(UnixSocket socket, NetDeviceRuntime device, MemfdGuestMemory memory, NetBackend backend,
-                FakeGuest guest) throws IOException {
+                FakeGuest guest) throws IOException, MigrationException {
             this(socket, null, device, memory, backend, guest, UnaryOperator.identity());
         }
 
@@ -67,7 +87,7 @@ public final class LocalMigration {
          * that corrupts or cuts the stream).
          */
         public Source(UnixSocket socket, NetDeviceRuntime device, MemfdGuestMemory memory, NetBackend backend,
-                FakeGuest guest, UnaryOperator<WritableByteChannel> outbound) throws IOException {
+                FakeGuest guest, UnaryOperator<WritableByteChannel> outbound) throws IOException, MigrationException {
             this(socket, null, device, memory, backend, guest, outbound);
         }
 
@@ -78,27 +98,76 @@ public final class LocalMigration {
          * rounds, and the stop-and-copy sends the final pass once the datapath stopped.
          */
         public Source(UnixSocket socket, UnixSocket ramSocket, NetDeviceRuntime device, MemfdGuestMemory memory,
-                NetBackend backend, FakeGuest guest, UnaryOperator<WritableByteChannel> outbound) throws IOException {
+                NetBackend backend, FakeGuest guest, UnaryOperator<WritableByteChannel> outbound)
+                throws IOException, MigrationException {
+            this(socket, ramSocket, device, memory, backend, guest, outbound, MigrationDeadlines.defaults(), FaultPoints.NONE);
+        }
+
+        /**
+         * As above, with the deadlines of every wait for the destination, and {@code faults} told
+         * each phase as it begins (fault tests).
+         *
+         * @throws MigrationPeerException when the destination or the connection failed (the guest
+         *     was never paused: it goes on here)
+         */
+        public Source(UnixSocket socket, UnixSocket ramSocket, NetDeviceRuntime device, MemfdGuestMemory memory,
+                NetBackend backend, FakeGuest guest, UnaryOperator<WritableByteChannel> outbound,
+                MigrationDeadlines deadlines, FaultPoints faults) throws IOException, MigrationException {
             this.socket = socket;
-            this.channel = new UnixSocketChannel(socket);
+            this.deadlines = deadlines;
+            this.faults = faults;
+            this.channel = new UnixSocketChannel(socket, deadlines);
             this.device = device;
             this.guest = guest;
-            LocalHandoff.send(socket, memory, ramSocket == null, backend.transfer());
-            if (ramSocket != null) {
-                dirtyLog = DirtyLog.covering(memory);
-                device.startDirtyLog(dirtyLog);
-                guest.setDirtyLog(dirtyLog);
-                ram = new RamPrecopy.Source(memory, dirtyLog, new UnixSocketChannel(ramSocket));
-                ram.sendAll();
-            } else {
-                dirtyLog = null;
-                ram = null;
+            this.ramChannel = ramSocket == null ? null : new UnixSocketChannel(ramSocket, deadlines);
+            DirtyLog log = null;
+            try {
+                enter(MigrationPhase.HANDOFF);
+                LocalHandoff.send(socket, memory, ramSocket == null, backend.transfer());
+                if (ramSocket != null) {
+                    enter(MigrationPhase.RAM_PRECOPY);
+                    log = DirtyLog.covering(memory);
+                    device.startDirtyLog(log);
+                    guest.setDirtyLog(log);
+                    ram = new RamPrecopy.Source(memory, log, ramChannel);
+                    ram.sendAll();
+                } else {
+                    ram = null;
+                }
+                dirtyLog = log;
+                GuestLayout layout = guest.layout();
+                this.migration = new NetMigrationSource(device,
+                        () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures())),
+                        new MigrationStreamWriter(outbound.apply(channel)));
+                enter(MigrationPhase.SETUP);
+                migration.setup();
+                enter(MigrationPhase.PRECOPY);
+            } catch (IOException e) {
+                if (log != null) {
+                    guest.setDirtyLog(null);
+                    stopDirtyLogQuietly();
+                    log.close();
+                }
+                if (isConnectionFailure(e, channel, ramChannel)) {
+                    throw MigrationPeerException.of(phase, peer(), e);
+                }
+                throw e;
             }
-            GuestLayout layout = guest.layout();
-            this.migration = new NetMigrationSource(device,
-                    () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures())),
-                    new MigrationStreamWriter(outbound.apply(channel)));
-            migration.setup();
+        }
+
+        private void enter(MigrationPhase next) {
+            phase = next;
+            faults.reached(next.name());
+        }
+
+        /** The destination, in words, for error messages. */
+        private String peer() {
+            return "the destination (" + socket.fd().description() + ")";
+        }
+
+        /** The phase the source is in. */
+        public MigrationPhase phase() {
+            return phase;
         }
 
         /**
@@ -107,8 +176,19 @@ public final class LocalMigration {
          *
          * @return pages of the last round
          */
-        public long ramPrecopy(int maxRounds, long smallEnough) throws IOException {
-            return ram == null ? 0 : ram.iterate(maxRounds, smallEnough);
+        public long ramPrecopy(int maxRounds, long smallEnough) throws IOException, MigrationException {
+            if (ram == null) {
+                return 0;
+            }
+            MigrationPhase was = phase;
+            enter(MigrationPhase.RAM_PRECOPY);
+            try {
+                return ram.iterate(maxRounds, smallEnough);
+            } catch (IOException e) {
+                throw MigrationPeerException.of(MigrationPhase.RAM_PRECOPY, peer(), e); // the guest never paused
+            } finally {
+                phase = was;
+            }
         }
 
         /**
@@ -141,6 +221,23 @@ public final class LocalMigration {
                 Thread.currentThread().interrupt();
                 throw new IOException("interrupted", e);
             }
+            enter(MigrationPhase.STOP_AND_COPY);
+            try {
+                return stopAndCopy(whilePaused);
+            } catch (IOException | MigrationException | RuntimeException e) {
+                // Before the acknowledgement: the guest stays here, its datapath restarted where it stopped.
+                migration.resumeAtSource();
+                if (isConnectionFailure(e, channel, ramChannel)) {
+                    // a precopy delta that failed is reported at stop-and-copy; name the phase it failed in
+                    boolean inPrecopy = e instanceof MigrationException m && m.getMessage().startsWith("a precopy delta");
+                    throw MigrationPeerException.of(inPrecopy ? MigrationPhase.PRECOPY : MigrationPhase.STOP_AND_COPY,
+                            peer(), e);
+                }
+                throw e;
+            }
+        }
+
+        private List<Integer> stopAndCopy(Runnable whilePaused) throws IOException, MigrationException {
             switchoverSections = migration.stopAndCopy(() -> {
                 if (ram != null) {
                     try {
@@ -168,22 +265,50 @@ public final class LocalMigration {
         }
 
         /**
-         * The destination's answer. When it did not start: the source's datapath restarts where it
-         * stopped and the guest goes on here (the caller resumes it), and the exception says why.
+         * The destination's answer, then the commit. Until the destination's {@link Readiness}
+         * arrived (and while the commit, the paused guest's state, could not be handed to the
+         * connection in full, so the destination cannot have it), any failure leaves the guest
+         * here: the datapath restarts where it stopped, the caller resumes the guest, and the
+         * exception says why ({@link MigrationPeerException#guestStaysAtSource()} true, or a
+         * plain refusal). Once the commit went out the guest belongs to the destination: a
+         * failure after it is a {@link MigrationPeerException} in phase COMPLETION, and the source
+         * never runs the guest again.
          */
         public DestinationFigures awaitDestination() throws IOException, MigrationException {
+            enter(MigrationPhase.ACKNOWLEDGEMENT);
+            Readiness readiness;
+            try {
+                channel.setReadTimeout(deadlines.acknowledgement());
+                readiness = Messages.receive(channel, Readiness.class);
+                if (readiness.ready()) {
+                    Messages.send(channel, FakeGuestState.class, paused); // the vCPU state: the commit
+                }
+            } catch (IOException | RuntimeException e) {
+                migration.resumeAtSource();
+                throw MigrationPeerException.of(MigrationPhase.ACKNOWLEDGEMENT, peer(), e);
+            }
+            if (!readiness.ready()) {
+                migration.resumeAtSource();
+                throw new MigrationException("the destination refused: " + readiness.failure());
+            }
+            enter(MigrationPhase.COMPLETION); // from here on the source never runs the guest again
             try {
                 migration.awaitAcknowledgement(new MigrationStreamReader(channel, Map.of()));
-            } catch (MigrationException e) {
-                migration.resumeAtSource();
-                throw e;
-            } catch (RuntimeException e) {
-                migration.resumeAtSource();
-                throw new MigrationException("no answer from the destination: " + e, e);
+                return Messages.receive(channel, DestinationFigures.class);
+            } catch (MigrationException | IOException | RuntimeException e) {
+                if (isConnectionFailure(e, channel, null)) {
+                    throw MigrationPeerException.of(MigrationPhase.COMPLETION, peer(), e);
+                }
+                // An explicit refusal after the commit: the destination did not start and will
+                // not; the datapath and the guest may go on here.
+                if (e instanceof MigrationException refused) {
+                    migration.resumeAtSource();
+                    throw refused;
+                }
+                throw new MigrationPeerException(MigrationPhase.COMPLETION, peer(), MigrationPeerException.Fault.IO, e);
+            } finally {
+                channel.setReadTimeout(deadlines.streamRead());
             }
-            DestinationFigures figures = Messages.receive(channel, DestinationFigures.class);
-            Messages.send(channel, FakeGuestState.class, paused); // the vCPU state, as it were
-            return figures;
         }
 
         /** The guest driving the device now (a guest that rebooted during precopy is a new object). */
@@ -209,12 +334,16 @@ public final class LocalMigration {
             migration.close();
             if (dirtyLog != null) {
                 guest.setDirtyLog(null);
-                try {
-                    device.stopDirtyLog();
-                } catch (IOException | RuntimeException e) {
-                    // the device may already be gone with the source side
-                }
+                stopDirtyLogQuietly();
                 dirtyLog.close();
+            }
+        }
+
+        private void stopDirtyLogQuietly() {
+            try {
+                device.stopDirtyLog();
+            } catch (IOException | RuntimeException e) {
+                // the device may already be gone with the source side
             }
         }
     }
@@ -234,6 +363,13 @@ public final class LocalMigration {
 
         private final Thread ramReceiver;
         private volatile Throwable ramFailure;
+        private final MigrationDeadlines deadlines;
+        private final FaultPoints faults;
+        private final UnixSocket ramSocket;
+        private UnixSocketChannel ramChannel;
+        private final MigrationDestination protocol;
+        /** The source's commit (the paused guest's state); null until it arrived. */
+        private volatile FakeGuestState committed;
 
         /** Receives the handoff and builds the device on the received memory and TAP. */
         public Destination(UnixSocket socket) throws IOException, MigrationException {
@@ -241,13 +377,42 @@ public final class LocalMigration {
         }
 
         /**
+         * As above, with a RAM socket (or null), the deadlines of every wait for the source, and
+         * {@code faults} told each phase as it begins (fault tests).
+         *
+         * @throws MigrationPeerException when the source or the connection failed during the
+         *     handoff (nothing was built)
+         */
+        public Destination(UnixSocket socket, UnixSocket ramSocket, MigrationDeadlines deadlines, FaultPoints faults)
+                throws IOException, MigrationException {
+            this(socket, ramSocket, deadlines, faults, handoff(socket, deadlines, faults));
+        }
+
+        private static LocalHandoff.Received handoff(UnixSocket socket, MigrationDeadlines deadlines, FaultPoints faults)
+                throws IOException, MigrationException {
+            faults.reached(MigrationPhase.HANDOFF.name());
+            try {
+                return LocalHandoff.receive(socket, deadlines.handoff());
+            } catch (IOException e) {
+                throw MigrationPeerException.of(MigrationPhase.HANDOFF, "the source (" + socket.fd().description() + ")", e);
+            }
+        }
+
+        /**
          * As above; with {@code ramSocket} not null the guest memory is this process's own and
          * filled by RAM precopy from that socket; the switchover waits for its final pass.
          */
         public Destination(UnixSocket socket, UnixSocket ramSocket) throws IOException, MigrationException {
+            this(socket, ramSocket, MigrationDeadlines.defaults(), FaultPoints.NONE);
+        }
+
+        private Destination(UnixSocket socket, UnixSocket ramSocket, MigrationDeadlines deadlines, FaultPoints faults,
+                LocalHandoff.Received handoff) throws IOException, MigrationException {
             this.socket = socket;
-            this.channel = new UnixSocketChannel(socket);
-            LocalHandoff.Received handoff = LocalHandoff.receive(socket);
+            this.ramSocket = ramSocket;
+            this.deadlines = deadlines;
+            this.faults = faults;
+            this.channel = new UnixSocketChannel(socket, deadlines);
             this.memory = handoff.memory();
             this.tap = TapDevice.fromQueues(handoff.backend().name(), handoff.backend().fds());
             this.backends = Backends.open(tap);
@@ -261,9 +426,11 @@ public final class LocalMigration {
                 this.ioctls = null;
             }
             if (ramSocket != null) {
-                RamPrecopy.Destination ram = new RamPrecopy.Destination(memory, new UnixSocketChannel(ramSocket));
+                ramChannel = new UnixSocketChannel(ramSocket, deadlines);
+                RamPrecopy.Destination ram = new RamPrecopy.Destination(memory, ramChannel);
                 ramReceiver = Thread.ofPlatform().daemon().name("ram-precopy").start(() -> {
                     try {
+                        faults.reached("ram-precopy");
                         ram.receiveAll();
                     } catch (Throwable t) {
                         ramFailure = t;
@@ -272,8 +439,11 @@ public final class LocalMigration {
             } else {
                 ramReceiver = null;
             }
+            this.protocol = migration.protocol(); // one instance: its phase and listener are this migration's
+            protocol.setPhaseListener(phase -> faults.reached(phase.name()));
             migration.setBeforeSwitchover(() -> {
                 awaitRam();
+                awaitCommit();
                 if (ioctls != null) {
                     ioctls.clear();
                 }
@@ -294,12 +464,31 @@ public final class LocalMigration {
             });
         }
 
+        /**
+         * The stream validated and the RAM is complete: tell the source, and start nothing until
+         * its commit (the paused guest's state) arrived. Without it the switchover fails here,
+         * before the device started.
+         */
+        private void awaitCommit() {
+            try {
+                Messages.send(channel, Readiness.class, new Readiness(true, ""));
+                channel.setReadTimeout(deadlines.acknowledgement());
+                FakeGuestState state = Messages.receive(channel, FakeGuestState.class);
+                channel.setReadTimeout(deadlines.streamRead());
+                faults.reached(MigrationPhase.COMPLETION.name());
+                committed = state;
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+        }
+
         /** Waits for the RAM precopy's final pass (the switchover must not start on stale memory). */
         private void awaitRam() {
             if (ramReceiver == null) {
                 return;
             }
             try {
+                // each read of the RAM connection has its deadline: the receiver ends by itself
                 ramReceiver.join();
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
@@ -348,23 +537,56 @@ public final class LocalMigration {
          *     (the negative answer went back: the source keeps the guest)
          */
         public FakeGuest receive() throws IOException, MigrationException {
-            MigrationDestination protocol = migration.protocol();
             MigrationStreamWriter back = new MigrationStreamWriter(channel);
             try {
                 received = protocol.receive(protocol.reader(channel));
             } catch (MigrationException e) {
-                MigrationDestination.acknowledgeFailure(back, e);
-                throw e;
+                throw refuse(protocol, back, e);
             }
+            // The device runs and the guest is ours: a source that vanishes now changes nothing here.
             List<String> switchoverIoctls = ioctls == null ? List.of() : ioctls.names();
-            MigrationDestination.acknowledge(back, received);
             String fallbackReason = migration.fallbackReason();
             figures = new DestinationFigures(String.valueOf(migration.path()), datapath(), fallbackReason == null ? ""
                     : fallbackReason, received.earlyLoadNanos(), received.switchoverNanos(), migration.deviceStartNanos(),
                     switchoverIoctls, migration.fullReloadReasons(), migration.fineChanges());
-            Messages.send(channel, DestinationFigures.class, figures);
-            FakeGuestState state = Messages.receive(channel, FakeGuestState.class);
-            return FakeGuest.resume(GuestTransport.of(device), memory, DemoDevice.layout(tap.queues().size()), state);
+            FakeGuest guest = FakeGuest.resume(GuestTransport.of(device), memory, DemoDevice.layout(tap.queues().size()),
+                    committed);
+            try {
+                MigrationDestination.acknowledge(back, received);
+                Messages.send(channel, DestinationFigures.class, figures);
+            } catch (IOException e) {
+                System.getLogger(LocalMigration.class.getName()).log(System.Logger.Level.WARNING,
+                        "migration: the source did not get the acknowledgement; the guest runs here: " + e);
+            }
+            return guest;
+        }
+
+        /**
+         * The migration failed here. Before the commit: nothing started; the source hears "not
+         * ready" (a refusal) or, when it is the connection that failed, nothing, and the socket is
+         * shut down so that a commit sent late fails at the source too. After the commit (the
+         * device failed to start): the negative acknowledgement.
+         */
+        private MigrationException refuse(MigrationDestination protocol, MigrationStreamWriter back, MigrationException e) {
+            boolean connection = isConnectionFailure(e, channel, ramChannel) || ramFailure != null
+                    && isConnectionFailure(ramFailure, channel, ramChannel);
+            MigrationException named = connection
+                    ? MigrationPeerException.of(protocol.phase(), "the source (" + socket.fd().description() + ")",
+                            channel.failure() != null ? channel.failure() : e)
+                    : e;
+            try {
+                if (connection) {
+                    shutdownQuietly(socket);
+                    shutdownQuietly(ramSocket);
+                } else if (committed == null) {
+                    Messages.send(channel, Readiness.class, new Readiness(false, e.getMessage()));
+                } else {
+                    MigrationDestination.acknowledgeFailure(back, e);
+                }
+            } catch (IOException | RuntimeException answerLost) {
+                named.addSuppressed(answerLost);
+            }
+            return named;
         }
 
         /** The datapath running now, in plain words. */
@@ -389,10 +611,41 @@ public final class LocalMigration {
 
         @Override
         public void close() {
+            if (ramReceiver != null) {
+                shutdownQuietly(ramSocket); // a receiver still waiting ends now
+                try {
+                    ramReceiver.join();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
             device.close();
             backends.close();
             tap.close();
             memory.close();
+        }
+    }
+
+    /**
+     * Whether {@code failure} is the peer's or the connection's (a read or write failed, timed out
+     * or met the end of stream) rather than a malformed stream or a device failure: the channels
+     * remember their own failures.
+     */
+    static boolean isConnectionFailure(Throwable failure, UnixSocketChannel main, UnixSocketChannel ram) {
+        if ((main != null && main.failure() != null) || (ram != null && ram.failure() != null)) {
+            return true;
+        }
+        return MigrationPeerException.classify(failure) != MigrationPeerException.Fault.IO;
+    }
+
+    private static void shutdownQuietly(UnixSocket socket) {
+        if (socket == null) {
+            return;
+        }
+        try {
+            socket.shutdown();
+        } catch (IOException | RuntimeException e) {
+            // already closed, or the peer already gone: the connection is over either way
         }
     }
 }

@@ -2,6 +2,7 @@ package io.vhostffm.programs.demo;
 
 import io.vhostffm.migration.schema.StateDecodeException;
 import io.vhostffm.migration.schema.StateSchema;
+import java.io.EOFException;
 import java.io.IOException;
 import java.lang.invoke.MethodHandles;
 import java.nio.ByteBuffer;
@@ -45,7 +46,7 @@ final class Messages {
         ByteBuffer b = ByteBuffer.allocate(n);
         while (b.hasRemaining()) {
             if (channel.read(b) < 0) {
-                throw new IOException(type.getSimpleName() + ": the peer closed the socket after " + b.position() + " of "
+                throw new EOFException(type.getSimpleName() + ": the peer closed the socket after " + b.position() + " of "
                         + n + " bytes");
             }
         }

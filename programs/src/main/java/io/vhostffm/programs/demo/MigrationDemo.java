@@ -1,7 +1,13 @@
 package io.vhostffm.programs.demo;
 
 import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.MigrationPeerException;
+import io.vhostffm.migration.MigrationPhase;
+import io.vhostffm.migration.net.MigrationDeadlines;
+import io.vhostffm.testkit.OpenDescriptors;
+import java.io.UncheckedIOException;
 import io.vhostffm.migration.MigrationReport;
+import io.vhostffm.testkit.Traffic;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.FakeGuestState;
 import io.vhostffm.testkit.GuestLayout;
@@ -26,6 +32,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
@@ -79,9 +86,57 @@ public final class MigrationDemo {
         }
     }
 
+    /**
+     * A fault test's plan (see {@code MigrationFaultTest}).
+     *
+     * @param deadlines every wait of both processes
+     * @param destinationFault {@code PHASE:ACTION} for the destination child (env {@value #FAULT_ENV}):
+     *     at PHASE ({@link MigrationPhase} name, or {@code ram-precopy}) it kills itself (SIGKILL),
+     *     stops itself (SIGSTOP) or cuts its connections (shutdown); null for none
+     * @param sourceCut the phase at which this process, the source, cuts its connections; null for none
+     * @param childLog where the child's output goes (kept; the caller reads it)
+     */
+    public record FaultPlan(MigrationDeadlines deadlines, String destinationFault, MigrationPhase sourceCut, Path childLog) {}
+
+    /**
+     * How a migration under a fault ended, as the source saw it.
+     *
+     * @param failure the source's exception, or null when the migration completed
+     * @param guestAtSource whether the guest went on here
+     * @param result the frame check: the migration's when it completed, the resumed guest's when
+     *     it stayed here, null when the guest left
+     * @param child the destination process (maybe still running, or stopped)
+     */
+    public record FaultOutcome(MigrationException failure, boolean guestAtSource, Result result, Process child) {}
+
+    /** How long a traffic phase may take at least; {@link #trafficTimeout} adds time for large runs. */
+    private static final long TRAFFIC_MILLIS = 60_000;
+    /** Frames a traffic phase is given a second for, beyond {@link #TRAFFIC_MILLIS}: a loaded 2-core host moves more. */
+    private static final long FRAMES_PER_SECOND = 5_000;
+    /**
+     * How long the destination's guest waits for a transmit credit once its credit is used up, and
+     * how long the source's network side waits for anything to move.
+     */
+    private static final long CREDIT_TIMEOUT_MILLIS = 20_000;
+
+    /** The environment variable a fault test sets for the destination child: {@code PHASE:kill|stop|cut}. */
+    public static final String FAULT_ENV = "VHOSTFFM_DEMO_FAULT";
+
     public static void main(String[] args) throws Exception {
         if (args.length >= 2 && args[0].equals("--destination")) {
-            destination(Path.of(args[1]), args.length > 2 && args[2].equals("--copy-ram"));
+            boolean copyRam = false;
+            boolean announce = false;
+            MigrationDeadlines deadlines = MigrationDeadlines.defaults();
+            for (int i = 2; i < args.length; i++) {
+                if (args[i].equals("--copy-ram")) {
+                    copyRam = true;
+                } else if (args[i].equals("--announce-early-load")) {
+                    announce = true;
+                } else if (args[i].equals("--deadline-ms")) {
+                    deadlines = MigrationDeadlines.uniform(Duration.ofMillis(Long.parseLong(args[++i])));
+                }
+            }
+            System.exit(destination(Path.of(args[1]), copyRam, deadlines, System.getenv(FAULT_ENV), announce));
             return;
         }
         int pairs = 1;
@@ -142,15 +197,29 @@ public final class MigrationDemo {
 
     /** Runs the whole demo, printing as it goes; the destination is a child JVM. */
     public static Result run(Settings s, PrintStream out) throws Exception {
+        FaultOutcome o = runWithFaults(s, out, null);
+        if (o.failure() != null) {
+            throw o.failure();
+        }
+        return o.result();
+    }
+
+    /**
+     * The demo under a fault plan (null: none, default deadlines): a failure of the destination or
+     * the connection does not escape; it is the outcome. Before the acknowledgement the guest goes
+     * on here (frames checked); after it the guest belongs to the destination.
+     */
+    public static FaultOutcome runWithFaults(Settings s, PrintStream out, FaultPlan plan) throws Exception {
         int pairs = s.pairs();
+        MigrationDeadlines deadlines = plan == null ? MigrationDeadlines.defaults() : plan.deadlines();
         Path dir = Files.createTempDirectory("vhostffm-demo");
         Path socketPath = dir.resolve("migration.sock");
-        Path childLog = dir.resolve("destination.log");
+        Path childLog = plan == null ? dir.resolve("destination.log") : plan.childLog();
         GuestLayout layout = DemoDevice.layout(pairs);
         try (MemfdGuestMemory memory = DemoDevice.memory(layout);
                 TapDevice tap = upTap(pairs);
                 Backends backends = Backends.open(tap);
-                NetworkSide wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize())) {
+                NetworkSide wire = new NetworkSide(tap.name(), pairs, toGuestWindow(layout))) {
             out.println("source: TAP " + tap.name() + ", " + pairs + " queue pair(s)");
             out.println("source: datapath: " + backends.description());
             try (NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory,
@@ -161,7 +230,7 @@ public final class MigrationDemo {
                     throw new IllegalStateException("VQ_PAIRS_SET " + pairs + " refused");
                 }
                 long[] tx1 = filled(pairs, s.frames());
-                Traffic.run(guest, wire, tx1, filled(pairs, s.frames()), Duration.ofSeconds(60));
+                Traffic.run(guest, wire, tx1, filled(pairs, s.frames()), trafficTimeout(s));
                 long before = 2L * pairs * s.frames();
                 out.println("source: traffic before the migration: " + before + " frames (" + s.frames()
                         + " each way per pair), the guest runs here");
@@ -170,20 +239,48 @@ public final class MigrationDemo {
                 UnixSocket socket;
                 UnixSocket ramSocket = null;
                 try (UnixSocketListener listener = UnixSocketListener.bind(socketPath)) {
-                    child = spawnDestination(socketPath, childLog, s.copyRam());
-                    socket = listener.accept();
-                    if (s.copyRam()) {
-                        ramSocket = listener.accept();
+                    child = spawnDestination(socketPath, childLog, s.copyRam(), plan);
+                    try {
+                        socket = listener.accept(deadlines.connect());
+                        if (s.copyRam()) {
+                            ramSocket = listener.accept(deadlines.connect());
+                        }
+                    } catch (IOException e) {
+                        // the destination died or stalled before connecting: nothing left here, the guest goes on
+                        MigrationPeerException failure = MigrationPeerException.of(MigrationPhase.CONNECT,
+                                "the destination (process " + child.pid() + ")", e);
+                        out.println("source: " + failure.getMessage() + "; the guest goes on here");
+                        if (socketsOpen(ramSocket)) {
+                            ramSocket.close();
+                        }
+                        return new FaultOutcome(failure, true, goOnHere(s, out, guest, wire, backends, null), child);
                     }
                 }
                 try (socket; UnixSocket ram = ramSocket) {
-                    LocalMigration.Source source = new LocalMigration.Source(socket, ram, device, memory,
-                            backends.primary(), guest, UnaryOperator.identity());
+                    LocalMigration.FaultPoints sourceFaults = plan == null || plan.sourceCut() == null
+                            ? LocalMigration.FaultPoints.NONE
+                            : point -> {
+                                if (point.equals(plan.sourceCut().name())) {
+                                    out.println("source: fault point " + point + ": cutting the connection");
+                                    cut(socket);
+                                    cut(ram);
+                                }
+                            };
+                    LocalMigration.Source source;
+                    try {
+                        source = new LocalMigration.Source(socket, ram, device, memory, backends.primary(), guest,
+                                UnaryOperator.identity(), deadlines, sourceFaults);
+                    } catch (MigrationException e) {
+                        out.println("source: " + e.getMessage() + "; the guest goes on here");
+                        return new FaultOutcome(e, true, goOnHere(s, out, guest, wire, backends, null), child);
+                    }
+                    DestinationFigures figures;
+                    try {
                     if (ram == null) {
                         out.println("source: memfds and TAP fds sent with SCM_RIGHTS; setup state sent; precopy");
                     } else {
                         Traffic.run(guest, wire, plus(guest, pairs, s.frames() / 4), plusWire(wire, pairs, s.frames() / 4),
-                                Duration.ofSeconds(60)); // the guest and the datapath dirty pages meanwhile
+                                trafficTimeout(s)); // the guest and the datapath dirty pages meanwhile
                         long last = source.ramPrecopy(5, 16);
                         before = 0;
                         for (int p = 0; p < pairs; p++) {
@@ -202,8 +299,11 @@ public final class MigrationDemo {
                         source.migration().setPrecopyDeltas(false);
                         guest.addVlan(42);
                     }
-                    // As a hypervisor's precopy of RAM would: the guest pauses once the destination is prestarted.
-                    source.awaitEarlyLoad();
+                    if (plan == null) {
+                        // As a hypervisor's RAM precopy would: the guest pauses once the destination
+                        // is prestarted (the fault runs leave this out: their phases stay as planned).
+                        source.awaitEarlyLoad();
+                    }
                     // Frames in flight at the pause: made available, not yet taken or not yet used.
                     for (int p = 0; p < pairs; p++) {
                         guest.transmitNumbered(p, 32);
@@ -226,11 +326,23 @@ public final class MigrationDemo {
                     }
                     out.println("source: guest paused; stop-and-copy sent " + (sent.isEmpty()
                             ? "only the final queue indices (no delta)" : "sections " + sent + " and the indices"));
-                    DestinationFigures figures;
                     try {
                         figures = source.awaitDestination();
                     } finally {
                         source.close();
+                    }
+                    } catch (MigrationException e) {
+                        source.close();
+                        boolean here = !(e instanceof MigrationPeerException p) || p.guestStaysAtSource();
+                        if (!here) {
+                            out.println("source: " + e.getMessage() + "; the guest belongs to the destination, "
+                                    + "never run here again");
+                            return new FaultOutcome(e, false, null, child);
+                        }
+                        out.println("source: " + e.getMessage() + "; the datapath restarted where it stopped, "
+                                + "the guest goes on here");
+                        return new FaultOutcome(e, true, goOnHere(s, out, guest, wire, backends,
+                                source.migration().report()), child);
                     }
                     out.println("destination: switchover path " + figures.path() + ", datapath " + figures.datapath()
                             + (figures.fallbackReason().isEmpty() ? "" : " (fallback: " + figures.fallbackReason() + ")"));
@@ -244,15 +356,16 @@ public final class MigrationDemo {
                         txTotal[p] = guest.transmitted(p) + s.frames();
                         rxTotal[p] = wire.sentToGuest(p) + s.frames();
                     }
-                    Messages.send(source.channel(), TrafficPlan.class, new TrafficPlan(txTotal, rxTotal, 60_000));
-                    for (int p = 0; p < pairs; p++) {
-                        wire.sendToGuest(p, s.frames());
-                    }
                     long wanted = 0;
                     for (long t : txTotal) {
                         wanted += t;
                     }
-                    wire.receiveFromGuest(wanted, 10_000);
+                    // The guest's transmit there is paced by credits from the network side here.
+                    TransmitCredits.Grantor credits = new TransmitCredits.Grantor(wire, source.channel(),
+                            NetworkSide.FROM_GUEST_WINDOW, wanted);
+                    Messages.send(source.channel(), TrafficPlan.class, new TrafficPlan(txTotal, rxTotal, trafficTimeout(s).toMillis(),
+                            credits.firstCredit(), CREDIT_TIMEOUT_MILLIS));
+                    credits.run(rxTotal, Duration.ofMillis(CREDIT_TIMEOUT_MILLIS));
                     FakeGuestState after;
                     try {
                         after = Messages.receive(source.channel(), FakeGuestState.class);
@@ -274,8 +387,7 @@ public final class MigrationDemo {
                         }
                         addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", rx,
                                 on, rxTotal[p]));
-                        addIfProblem(problems, StreamCheck.exactlyOnceInOrder("pair " + p + " guest -> network",
-                                wire.fromGuest(p), txTotal[p]));
+                        addIfProblem(problems, wire.checkFromGuest("pair " + p + " guest -> network", p, txTotal[p]));
                         toGuest += rxTotal[p];
                         fromGuest += txTotal[p];
                     }
@@ -289,14 +401,87 @@ public final class MigrationDemo {
                     } else if (child.exitValue() != 0) {
                         problems.add("the destination exited with " + child.exitValue() + ": " + Files.readString(childLog));
                     }
-                    return result;
+                    return new FaultOutcome(null, false, result, child);
                 }
             }
         } finally {
             Files.deleteIfExists(socketPath);
-            Files.deleteIfExists(childLog);
+            if (plan == null) {
+                Files.deleteIfExists(childLog);
+            }
             Files.deleteIfExists(dir);
         }
+    }
+
+    private static boolean socketsOpen(UnixSocket socket) {
+        return socket != null;
+    }
+
+    /** shutdown(2) of a connection, as a fault. */
+    private static void cut(UnixSocket socket) {
+        if (socket == null) {
+            return;
+        }
+        try {
+            socket.shutdown();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * The migration failed before the acknowledgement: the guest goes on here. As many frames
+     * again each way, then every frame of the whole run checked, exactly once and in order.
+     */
+    private static Result goOnHere(Settings s, PrintStream out, FakeGuest guest, NetworkSide wire, Backends backends,
+            MigrationReport report) throws Exception {
+        int pairs = s.pairs();
+        long[] tx = new long[pairs];
+        long[] rx = new long[pairs];
+        long before = 0;
+        for (int p = 0; p < pairs; p++) {
+            before += guest.transmitted(p) + wire.sentToGuest(p);
+            tx[p] = guest.transmitted(p) + s.frames();
+            rx[p] = wire.sentToGuest(p) + s.frames();
+        }
+        Traffic.run(guest, wire, tx, rx, trafficTimeout(s));
+        List<String> problems = new ArrayList<>();
+        long toGuest = 0;
+        long fromGuest = 0;
+        FakeGuestState state = guest.saveState();
+        for (int p = 0; p < pairs; p++) {
+            List<Long> got = new ArrayList<>();
+            for (long g : state.received().get(p).seqs()) {
+                got.add(g);
+            }
+            List<Integer> on = new ArrayList<>();
+            for (int q : state.received().get(p).arrivedOn()) {
+                on.add(q);
+            }
+            addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", got, on,
+                    wire.sentToGuest(p)));
+            addIfProblem(problems, wire.checkFromGuest("pair " + p + " guest -> network", p, guest.transmitted(p)));
+            toGuest += wire.sentToGuest(p);
+            fromGuest += guest.transmitted(p);
+        }
+        out.println("source: the guest ran on here: to the guest " + toGuest + ", from the guest " + fromGuest + "; "
+                + (problems.isEmpty() ? "none lost, none duplicated, all in order" : "PROBLEMS: " + problems));
+        return new Result(backends.description(), report, null, toGuest, fromGuest, before, toGuest + fromGuest - before,
+                problems);
+    }
+
+    /** How long one traffic phase ({@code frames} each way per pair) may take. */
+    private static Duration trafficTimeout(Settings s) {
+        return Duration.ofMillis(TRAFFIC_MILLIS + 2L * s.pairs() * s.frames() * 1000 / FRAMES_PER_SECOND);
+    }
+
+    /**
+     * The network side's window towards the guest: the guest's receive buffers of all its pairs,
+     * at most what a TAP queue surely holds ({@link NetworkSide#TAP_QUEUE} / 2): frames the guest
+     * has no buffer for yet wait in the TAP, and none is dropped even if all hash to one queue.
+     */
+    private static int toGuestWindow(GuestLayout layout) {
+        return (int) Math.min(NetworkSide.TAP_QUEUE / 2, (long) layout.pairs() * layout.spec().queueSize());
     }
 
     /** A fresh TAP, link up before anything binds to it. */
@@ -377,13 +562,18 @@ public final class MigrationDemo {
      * Starts this class as the destination in a child JVM with this JVM's java, class/module path
      * and -XX options, plus those of the system property {@code vhostffm.child.jvmflags}.
      */
-    static Process spawnDestination(Path socket, Path log, boolean copyRam) throws IOException {
+    static Process spawnDestination(Path socket, Path log, boolean copyRam, FaultPlan plan) throws IOException {
         List<String> arguments = new ArrayList<>(List.of(MigrationDemo.class.getName(), "--destination",
                 socket.toString()));
         if (copyRam) {
             arguments.add("--copy-ram");
         }
-        return spawnJava(arguments, log);
+        if (plan != null) {
+            arguments.addAll(List.of("--deadline-ms", String.valueOf(plan.deadlines().streamRead().toMillis())));
+        } else {
+            arguments.add("--announce-early-load");
+        }
+        return spawnJava(arguments, log, plan);
     }
 
     /**
@@ -392,6 +582,10 @@ public final class MigrationDemo {
      * its output goes to {@code log}.
      */
     static Process spawnJava(List<String> mainAndArguments, Path log) throws IOException {
+        return spawnJava(mainAndArguments, log, null);
+    }
+
+    private static Process spawnJava(List<String> mainAndArguments, Path log, FaultPlan plan) throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
         for (String property : new String[] {"jdk.module.path", "java.class.path"}) {
@@ -420,28 +614,132 @@ public final class MigrationDemo {
         }
         command.addAll(mainAndArguments);
         ProcessBuilder pb = new ProcessBuilder(command);
+        pb.environment().remove(FAULT_ENV);
+        if (plan != null && plan.destinationFault() != null) {
+            pb.environment().put(FAULT_ENV, plan.destinationFault());
+        }
         pb.redirectErrorStream(true);
         pb.redirectOutput(log.toFile());
         return pb.start();
     }
 
-    /** The child: connect, receive the device, run the guest as planned, report its state back. */
-    private static void destination(Path socketPath, boolean copyRam) throws Exception {
-        try (UnixSocket socket = UnixSocket.connect(socketPath);
-                UnixSocket ram = copyRam ? UnixSocket.connect(socketPath) : null;
-                LocalMigration.Destination destination = new LocalMigration.Destination(socket, ram)) {
-            destination.announceEarlyLoad();
+    /**
+     * The child: connect, receive the device, run the guest as planned, report its state back.
+     * A failed migration is discarded: nothing started, everything closed (checked: no descriptor
+     * left open), exit status 3. {@code fault} ({@code PHASE:kill|stop|cut}) makes it fail at a
+     * phase, for the fault tests.
+     *
+     * @return the exit status
+     */
+    private static int destination(Path socketPath, boolean copyRam, MigrationDeadlines deadlines, String fault,
+            boolean announceEarlyLoad)
+            throws Exception {
+        Map<Integer, String> before = OpenDescriptors.snapshot();
+        List<UnixSocket> sockets = new ArrayList<>();
+        LocalMigration.FaultPoints faults = fault == null ? LocalMigration.FaultPoints.NONE : point -> {
+            String[] f = fault.split(":");
+            if (!point.equals(f[0])) {
+                return;
+            }
+            System.out.println("destination: fault point " + point + ": " + f[1]);
+            System.out.flush();
+            switch (f[1]) {
+                case "kill", "stop" -> signalSelf(f[1].equals("kill") ? "KILL" : "STOP");
+                case "cut" -> sockets.forEach(MigrationDemo::cut);
+                default -> throw new IllegalArgumentException("fault action " + f[1]);
+            }
+        };
+        int status;
+        faults.reached(MigrationPhase.CONNECT.name());
+        UnixSocket socket;
+        UnixSocket ram = null;
+        try {
+            socket = UnixSocket.connect(socketPath);
+            try {
+                ram = copyRam ? UnixSocket.connect(socketPath) : null;
+            } catch (IOException e) {
+                socket.close();
+                throw e;
+            }
+        } catch (IOException e) {
+            System.out.println("destination: migration failed: " + MigrationPeerException.of(MigrationPhase.CONNECT,
+                    "the source (" + socketPath + ")", e).getMessage());
+            System.out.println("destination: outcome: discarded, nothing received");
+            return 3;
+        }
+        try (socket; UnixSocket r = ram) {
+            sockets.add(socket);
+            if (ram != null) {
+                sockets.add(ram);
+            }
+            status = destinationOn(socket, ram, deadlines, faults, announceEarlyLoad);
+        }
+        // What a migration holds: sockets, the TAP's queues, memfds, eventfds, vhost. (The JVM opens
+        // jars and random devices lazily: those are not the migration's.)
+        Map<Integer, String> after = OpenDescriptors.snapshot();
+        for (OpenDescriptors.Kind kind : List.of(OpenDescriptors.Kind.SOCKET, OpenDescriptors.Kind.TAP,
+                OpenDescriptors.Kind.MEMFD, OpenDescriptors.Kind.EVENTFD, OpenDescriptors.Kind.VHOST)) {
+            if (OpenDescriptors.count(after, kind) > OpenDescriptors.count(before, kind)) {
+                System.out.println("destination: LEAKED " + OpenDescriptors.diff(before, after));
+                return 4;
+            }
+        }
+        return status;
+    }
+
+    private static int destinationOn(UnixSocket socket, UnixSocket ram, MigrationDeadlines deadlines,
+            LocalMigration.FaultPoints faults, boolean announceEarlyLoad) throws Exception {
+        LocalMigration.Destination destination;
+        try {
+            destination = new LocalMigration.Destination(socket, ram, deadlines, faults);
+        } catch (MigrationException e) {
+            System.out.println("destination: migration failed: " + e.getMessage());
+            System.out.println("destination: outcome: discarded, the device never started");
+            return 3;
+        }
+        try (destination) {
+            if (announceEarlyLoad) {
+                destination.announceEarlyLoad();
+            }
             FakeGuest guest;
             try {
                 guest = destination.receive();
             } catch (MigrationException e) {
-                System.err.println("destination: migration refused: " + e.getMessage());
-                System.exit(3);
-                return;
+                System.out.println("destination: migration failed: " + e.getMessage());
+                System.out.println("destination: outcome: discarded, the device never started (datapath running: "
+                        + destination.device().isDatapathRunning() + ")");
+                return 3;
             }
-            TrafficPlan plan = Messages.receive(destination.channel(), TrafficPlan.class);
-            Traffic.run(guest, null, plan.txTotal(), plan.rxTotal(), Duration.ofMillis(plan.timeoutMillis()));
+            System.out.println("destination: outcome: the guest runs here");
+            TrafficPlan plan;
+            try {
+                plan = Messages.receive(destination.channel(), TrafficPlan.class);
+            } catch (IOException e) {
+                System.out.println("destination: the source is gone (" + e.getMessage() + "); the guest runs here");
+                return 0;
+            }
+            // The source drives the network side for as long as the plan lasts, and paces this
+            // guest's transmit with credits (TransmitCredits).
+            destination.channel().setReadTimeout(Duration.ofMillis(plan.timeoutMillis()));
+            try (TransmitCredits.Gate credits = new TransmitCredits.Gate(destination.channel(), plan.transmitUpTo(),
+                    Duration.ofMillis(plan.creditTimeoutMillis()))) {
+                Traffic.run(guest, null, credits, plan.txTotal(), plan.rxTotal(), Duration.ofMillis(plan.timeoutMillis()));
+            }
             Messages.send(destination.channel(), FakeGuestState.class, guest.saveState());
+            return 0;
+        }
+    }
+
+    /** kill -SIG this process (Java sends no signal to itself): the fault tests' SIGKILL and SIGSTOP. */
+    private static void signalSelf(String signal) {
+        try {
+            Process kill = new ProcessBuilder("kill", "-" + signal, String.valueOf(ProcessHandle.current().pid()))
+                    .inheritIO().start();
+            kill.waitFor(); // with STOP: returns once continued
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 }

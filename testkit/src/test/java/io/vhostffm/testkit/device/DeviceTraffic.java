@@ -79,7 +79,8 @@ final class DeviceTraffic {
                 byte[] frame = rig.network.nextFromGuest(ROUND_TIMEOUT_MILLIS);
                 if (frame == null) {
                     throw new AssertionError("frame missing on the network side in round " + roundStart + "; status "
-                            + guest.status() + ", last error " + rig.device.model().lastError());
+                            + guest.status() + ", last error " + rig.device.model().lastError() + "; "
+                            + rig.network.observerDrops());
                 }
                 int pair = Frames.stream(frame);
                 long seq = Frames.sequence(frame);

@@ -36,7 +36,9 @@ final class RuntimeRig implements AutoCloseable {
     final NetBackend backend;
     final NetDeviceRuntime device;
     final NetworkSide network;
-    final FakeGuest guest;
+    /** The features the driver asks for when it boots (it acks those the device offers). */
+    final long wanted;
+    FakeGuest guest; // replaced when the driver resets the device and boots again
 
     /** Opens a backend on a TAP. */
     interface BackendOpener {
@@ -63,7 +65,7 @@ final class RuntimeRig implements AutoCloseable {
             VirtioNetOptions options = VirtioNetOptions.builder(FakeGuest.MAC).features(all).maxQueuePairs(pairs).build();
             d = new NetDeviceRuntime(options, memory, b);
             n = new NetworkSide(t.name(), pairs, 256);
-            long wanted = (FakeGuest.FEATURES | VirtioFeature.maskOf(extra)) & ~refused;
+            wanted = (FakeGuest.FEATURES | VirtioFeature.maskOf(extra)) & ~refused;
             guest = FakeGuest.boot(GuestTransport.of(d), memory, layout, wanted);
             guest.setRxBufferBytes(RX_BUFFER);
         } catch (Exception | Error e) {
@@ -100,6 +102,17 @@ final class RuntimeRig implements AutoCloseable {
     void setQueuePairs(int n) throws Exception {
         assertEquals(VirtioNetCtrl.OK, guest.setQueuePairs(n), () -> "VQ_PAIRS_SET " + n + ": "
                 + device.model().lastError());
+    }
+
+    /**
+     * The driver resets the device (status 0) and boots it again with the same features: fresh
+     * rings, receive buffers posted.
+     */
+    void resetAndBoot() throws Exception {
+        device.writeStatus(0);
+        guest = FakeGuest.boot(GuestTransport.of(device), memory, layout, wanted);
+        guest.setRxBufferBytes(RX_BUFFER);
+        guest.postRxBuffers();
     }
 
     /** The control queue's index. */

@@ -17,6 +17,7 @@ import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -98,9 +99,9 @@ class UserspaceBackendRuntimeTest {
             for (int q = 0; q < 4; q++) {
                 QueueState s = stopped.dataQueues().get(q);
                 int expected = q % 2 == 1 ? 100 : 0;
-                assertEquals(expected, s.lastAvailIdx(), "virtqueue " + q + " last_avail_idx");
-                assertEquals(expected, s.usedIdx(), "virtqueue " + q + " used idx");
-                assertEquals(0, s.inuse());
+                assertEquals(expected, s.position().lastAvailIdx(), "virtqueue " + q + " last_avail_idx");
+                assertEquals(expected, s.position().usedIdx(), "virtqueue " + q + " used idx");
+                assertEquals(0, s.position().inuse());
             }
             device.prestartDatapath(stopped.dataQueues());
             assertFalse(device.isDatapathRunning());
@@ -112,8 +113,8 @@ class UserspaceBackendRuntimeTest {
             // Stopped while holding receive chains (gathered, not used): they are given back.
             DatapathState again = device.stopDatapath();
             QueueState rx0 = again.dataQueues().get(0);
-            assertEquals(0, rx0.inuse(), "held receive chains are given back");
-            assertEquals(rx0.usedIdx(), rx0.lastAvailIdx());
+            assertEquals(0, rx0.position().inuse(), "held receive chains are given back");
+            assertEquals(rx0.position().usedIdx(), rx0.position().lastAvailIdx());
             device.startDatapath(again);
             DeviceTraffic.receiveAndCheck(rig, 64, 64, null);
             assertFalse(rig.guest.needsReset());
@@ -155,7 +156,7 @@ class UserspaceBackendRuntimeTest {
             assertTrue(backend.capabilities().packedRings(), "packed rings run here (UserspacePackedRuntimeTest)");
             try (var memory = MemfdGuestMemory.create("p", List.of(new MemfdGuestMemory.RegionSpec(0, 0x10000)));
                  var kick = EventFd.create(); var call = EventFd.create()) {
-                QueueState packed = QueueState.packed(64, 0, 0x1000, 0x2000, true);
+                QueueState packed = QueueState.fresh(QueueGeometry.packed(64, 0, 0x1000, 0x2000, true));
                 var start = new BackendStart(memory, VirtioFeature.VERSION_1.mask(),
                         List.of(new QueueBinding(0, packed, kick, call), new QueueBinding(1, packed, kick, call)), 1, 0,
                         null, (q, reason) -> {});

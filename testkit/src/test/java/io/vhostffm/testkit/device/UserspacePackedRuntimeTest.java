@@ -68,8 +68,8 @@ class UserspacePackedRuntimeTest {
             assertEquals(FRAMES, DeviceTraffic.transmitAndCheck(rig, 0, FRAMES));
             assertFalse(rig.guest.needsReset(), () -> "NEEDS_RESET: " + rig.device.model().lastError());
             for (QueueState s : rig.device.stopDatapath().dataQueues()) {
-                assertTrue(s.packed());
-                assertEquals(0, s.inuse());
+                assertTrue(s.geometry().packed());
+                assertEquals(0, s.position().inuse());
             }
         }
     }
@@ -107,13 +107,13 @@ class UserspacePackedRuntimeTest {
             DatapathState stopped = device.stopDatapath();
             QueueState tx = stopped.dataQueues().get(1);
             PackedDriverQueue driver = (PackedDriverQueue) rig.guest.tx(0);
-            assertTrue(tx.packed());
-            assertEquals(driver.nextAvail(), tx.lastAvailIdx(), "tx last avail index = the driver's next avail slot");
-            assertEquals(driver.availWrapCounter(), tx.lastAvailWrapCounter(), "tx avail wrap counter");
-            assertEquals(driver.nextUsed(), tx.usedIdx(), "tx used index = the driver's next used slot");
-            assertEquals(driver.usedWrapCounter(), tx.usedWrapCounter(), "tx used wrap counter");
-            assertEquals(tx.lastAvailIdx(), tx.usedIdx());
-            assertEquals(tx.lastAvailWrapCounter(), tx.usedWrapCounter());
+            assertTrue(tx.geometry().packed());
+            assertEquals(driver.nextAvail(), tx.position().lastAvailIdx(), "tx last avail index = the driver's next avail slot");
+            assertEquals(driver.availWrapCounter(), tx.position().lastAvailWrapCounter(), "tx avail wrap counter");
+            assertEquals(driver.nextUsed(), tx.position().usedIdx(), "tx used index = the driver's next used slot");
+            assertEquals(driver.usedWrapCounter(), tx.position().usedWrapCounter(), "tx used wrap counter");
+            assertEquals(tx.position().lastAvailIdx(), tx.position().usedIdx());
+            assertEquals(tx.position().lastAvailWrapCounter(), tx.position().usedWrapCounter());
             device.prestartDatapath(stopped.dataQueues());
             device.quickstartDatapath(stopped);
             assertEquals(300, DeviceTraffic.transmitAndCheck(rig, 300, 300));
@@ -122,9 +122,9 @@ class UserspacePackedRuntimeTest {
             // stopped while holding receive chains: they are given back (position steps back by their slots)
             DatapathState again = device.stopDatapath();
             QueueState rx = again.dataQueues().get(0);
-            assertEquals(0, rx.inuse(), "held receive chains are given back");
-            assertEquals(rx.usedIdx(), rx.lastAvailIdx());
-            assertEquals(rx.usedWrapCounter(), rx.lastAvailWrapCounter());
+            assertEquals(0, rx.position().inuse(), "held receive chains are given back");
+            assertEquals(rx.position().usedIdx(), rx.position().lastAvailIdx());
+            assertEquals(rx.position().usedWrapCounter(), rx.position().lastAvailWrapCounter());
             device.startDatapath(again);
             DeviceTraffic.receiveAndCheck(rig, 64, 64, null);
             assertFalse(rig.guest.needsReset());

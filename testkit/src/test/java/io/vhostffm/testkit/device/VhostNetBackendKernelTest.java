@@ -151,12 +151,12 @@ class VhostNetBackendKernelTest {
             for (int q = 0; q < 4; q++) {
                 QueueState s = stopped.dataQueues().get(q);
                 int expected = q % 2 == 1 ? 100 : 0; // 100 frames per tx queue, nothing received
-                assertEquals(expected, s.lastAvailIdx(), "virtqueue " + q + " last_avail_idx");
-                assertEquals(expected, s.usedIdx(), "virtqueue " + q + " used idx from the ring");
-                assertEquals(0, s.inuse());
+                assertEquals(expected, s.position().lastAvailIdx(), "virtqueue " + q + " last_avail_idx");
+                assertEquals(expected, s.position().usedIdx(), "virtqueue " + q + " used idx from the ring");
+                assertEquals(0, s.position().inuse());
             }
             assertEquals(4, stopped.controlQueueIndex());
-            assertEquals(1, stopped.controlQueue().lastAvailIdx(), "one control command so far");
+            assertEquals(1, stopped.controlQueue().position().lastAvailIdx(), "one control command so far");
 
             VhostNetBackend kernel = (VhostNetBackend) rig.backend;
             IoctlRecorder recorder = new IoctlRecorder();

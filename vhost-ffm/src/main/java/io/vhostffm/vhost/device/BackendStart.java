@@ -1,10 +1,10 @@
 package io.vhostffm.vhost.device;
 
 import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.QueuePosition;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
-import io.vhostffm.vring.QueueState;
-import java.util.ArrayList;
 
 /**
  * Everything a backend needs to start a device's datapath: the guest memory, the negotiated
@@ -25,7 +25,7 @@ import java.util.ArrayList;
 public record BackendStart(GuestMemory memory, long ackedFeatures, List<QueueBinding> queues, int activePairs,
         int tunOffloadFlags, DirtyLog dirtyLog, BackendListener listener) {
 
-    /** Checks the shape: an even, non-empty queue list in virtqueue order, 1 <= activePairs <= pairs. */
+    /** Checks the shape: an even, non-empty queue list in virtqueue order, 1 &lt;= activePairs &lt;= pairs. */
     public BackendStart {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(listener, "listener");
@@ -49,14 +49,26 @@ public record BackendStart(GuestMemory memory, long ackedFeatures, List<QueueBin
         return queues.size() / 2;
     }
 
-    /** This start with other queue states (same eventfds), e.g. the final ones of a migration. */
-    public BackendStart withStates(List<QueueState> states) {
-        if (states.size() != queues.size()) {
-            throw new IllegalArgumentException(states.size() + " states for " + queues.size() + " queues");
+    /** Every queue's position, in the order of {@link #queues()}. */
+    public List<QueuePosition> positions() {
+        List<QueuePosition> positions = new ArrayList<>(queues.size());
+        for (QueueBinding q : queues) {
+            positions.add(q.state().position());
+        }
+        return List.copyOf(positions);
+    }
+
+    /**
+     * This start with the queues at other positions (same rings, same eventfds), e.g. where a
+     * backend stopped or the final ones of a migration.
+     */
+    public BackendStart withPositions(List<QueuePosition> positions) {
+        if (positions.size() != queues.size()) {
+            throw new IllegalArgumentException(positions.size() + " positions for " + queues.size() + " queues");
         }
         List<QueueBinding> rebound = new ArrayList<>(queues.size());
         for (int i = 0; i < queues.size(); i++) {
-            rebound.add(queues.get(i).withState(states.get(i)));
+            rebound.add(queues.get(i).withPosition(positions.get(i)));
         }
         return new BackendStart(memory, ackedFeatures, rebound, activePairs, tunOffloadFlags, dirtyLog, listener);
     }

@@ -11,6 +11,7 @@ import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
 import io.vhostffm.vring.DescriptorChain;
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import io.vhostffm.vring.VirtqueueException;
@@ -199,13 +200,15 @@ final class ControlQueueService {
      */
     private void markUsedElement(DirtyLog log) {
         QueueState s = queue.saveState();
-        if (s.packed()) {
-            log.mark(s.descTableAddress() + 16L * s.usedIdx(), 16); // sizeof(struct pvirtq_desc)
+        QueueGeometry g = s.geometry();
+        int usedIdx = s.position().usedIdx();
+        if (g.packed()) {
+            log.mark(g.descTableAddress() + 16L * usedIdx, 16); // sizeof(struct pvirtq_desc)
             return;
         }
-        long used = s.deviceAreaAddress();
+        long used = g.deviceAreaAddress();
         log.mark(used, 4); // flags, idx
-        log.mark(used + 4 + 8L * (s.usedIdx() & (s.size() - 1)), 8);
+        log.mark(used + 4 + 8L * (usedIdx & (g.size() - 1)), 8);
     }
 
     /**
@@ -217,11 +220,11 @@ final class ControlQueueService {
         if (log == null) {
             return;
         }
-        QueueState s = queue.saveState();
-        if (s.packed()) {
-            log.mark(s.deviceAreaAddress(), 4); // struct pvirtq_event_suppress
+        QueueGeometry g = queue.saveState().geometry();
+        if (g.packed()) {
+            log.mark(g.deviceAreaAddress(), 4); // struct pvirtq_event_suppress
         } else if (queue.eventIdx()) {
-            log.mark(s.deviceAreaAddress() + 4 + 8L * s.size(), 2);
+            log.mark(g.deviceAreaAddress() + 4 + 8L * g.size(), 2);
         }
     }
 

@@ -18,12 +18,12 @@ public final class DeviceQueues {
     /**
      * The device side of queue {@code index} over {@code memory}, restored from {@code state}.
      *
-     * @return a {@link PackedDeviceQueue} when {@code state.packed()} (VIRTIO_F_RING_PACKED was
+     * @return a {@link PackedDeviceQueue} when the geometry is packed (VIRTIO_F_RING_PACKED was
      *     negotiated), else a {@link SplitDeviceQueue}
      * @throws VirtqueueException when the state does not hold up (naming the field)
      */
     public static DeviceQueue open(int index, GuestMemory memory, QueueState state, RestoreMode mode) {
-        return state.packed()
+        return state.geometry().packed()
                 ? new PackedDeviceQueue(index, memory, state, mode)
                 : new SplitDeviceQueue(index, memory, state, mode);
     }

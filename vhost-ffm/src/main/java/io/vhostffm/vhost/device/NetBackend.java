@@ -4,7 +4,7 @@ import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 
 import io.vhostffm.vhost.virtio.net.RssState;
 import io.vhostffm.vhost.virtio.net.RxFilter;
-import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.QueuePosition;
 import java.io.IOException;
 import java.util.List;
 
@@ -18,7 +18,8 @@ import java.util.List;
  * A backend serves {@link #maxQueuePairs()} pairs; pair {@code i} is virtqueues {@code rx = 2i}
  * and {@code tx = 2i + 1} (virtio 5.1.2). The queues handed to {@link #prestart} are the data
  * queues the driver set up, in virtqueue order; {@link #stop} gives their final states back in
- * the same order.
+ * the same order. A queue's position ({@link QueuePosition}) is all that moves between a stop and
+ * the next (quick)start: the ring geometry stays in the {@link BackendStart}.
  *
  * <h2>Life cycle</h2>
  * <pre>
@@ -70,41 +71,46 @@ public interface NetBackend extends AutoCloseable {
     void prestart(BackendStart start) throws IOException;
 
     /**
-     * The second half of a start: sets every queue's position from {@code finalStates} (the same
-     * queues as the {@link BackendStart#queues()} of the last {@link #prestart}, in that order;
-     * only the indices are taken, the ring addresses were set by prestart) and starts moving
-     * frames on the enabled pairs. After a restore under EVENT_IDX the caller notifies each
-     * queue once (a stale {@code avail_event} could otherwise leave the guest never kicking).
+     * The second half of a start: sets every queue's position from {@code finalPositions} (the
+     * same queues as the {@link BackendStart#queues()} of the last {@link #prestart}, in that
+     * order; the ring geometry was set by prestart) and starts moving frames on the enabled pairs.
+     * Both backends resync through vring's {@code QueueResync}, which checks each position against
+     * its queue (naming queue and field) and, for the kernel, derives the SET_VRING_BASE values.
+     * After a restore under EVENT_IDX the caller notifies each queue once (a stale
+     * {@code avail_event} could otherwise leave the guest never kicking).
      *
      * @throws IOException when a step fails; the backend is then stopped
+     * @throws io.vhostffm.vring.VirtqueueException when a position does not fit its queue; the
+     *     backend is then stopped
      * @throws IllegalStateException when not prestarted
      */
-    void quickstart(List<QueueState> finalStates) throws IOException;
+    void quickstart(List<QueuePosition> finalPositions) throws IOException;
 
     /**
-     * A classic start: {@link #prestart} then {@link #quickstart} with the states of
-     * {@code start}, but in one sequence (kernel: QEMU's order, SET_VRING_BASE with the other
-     * per-queue steps, NET_SET_BACKEND last).
+     * A classic start: {@link #prestart} then {@link #quickstart} with the positions of
+     * {@code start}, or the backend's own one sequence (kernel: QEMU's order, SET_VRING_BASE with
+     * the other per-queue steps, NET_SET_BACKEND last; userspace: the queues opened with a classic
+     * restore, which checks the indices found in guest memory).
      */
     default void start(BackendStart start) throws IOException {
         prestart(start);
-        quickstart(start.queues().stream().map(QueueBinding::state).toList());
+        quickstart(start.positions());
     }
 
     /** Whether {@link #quickstart} or {@link #start} succeeded and {@link #stop} was not called since. */
     boolean isRunning();
 
     /**
-     * Stops moving frames and returns each queue's state, in the order of
+     * Stops moving frames and returns each queue's position, in the order of
      * {@link BackendStart#queues()}: what another backend (or a migration destination) resumes
      * from, losing and duplicating nothing. Kernel: NET_SET_BACKEND(-1), then GET_VRING_BASE
      * (last_avail_idx), used idx read from the used ring. Stops a prestarted backend too (then
-     * the states are the prestarted ones). The backend can be prestarted again afterwards.
+     * the positions are the prestarted ones). The backend can be prestarted again afterwards.
      *
      * @throws IOException when the final state cannot be read; the datapath is stopped anyway
      * @throws IllegalStateException when neither started nor prestarted
      */
-    List<QueueState> stop() throws IOException;
+    List<QueuePosition> stop() throws IOException;
 
     /**
      * Turns a queue pair on or off while running or prestarted (VQ_PAIRS_SET): a disabled pair

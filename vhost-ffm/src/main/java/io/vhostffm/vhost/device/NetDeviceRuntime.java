@@ -18,6 +18,8 @@ import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.VirtioTransportException;
 import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
 import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import java.io.IOException;
@@ -559,13 +561,14 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             if (lastStart == null || backend.isRunning()) {
                 throw new IllegalStateException("quickstart needs a prestarted, not running, datapath");
             }
+            List<QueuePosition> finalPositions = positionsOf(finalState.dataQueues());
             try {
-                backend.quickstart(finalState.dataQueues());
+                backend.quickstart(finalPositions);
             } catch (IOException | RuntimeException e) {
                 lastStart = null; // the backend stopped itself; the caller may fall back (switchBackend, startDatapath)
                 throw e;
             }
-            lastStart = lastStart.withStates(finalState.dataQueues());
+            lastStart = lastStart.withPositions(finalPositions);
             try {
                 startControl(finalState, RestoreMode.CLASSIC, parkedControl);
             } finally {
@@ -616,15 +619,15 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             }
             if (!previous.isRunning()) {
                 // prestarted only (early migration): the next backend is prestarted in its place
-                BackendStart prestart = lastStart.withStates(previous.stop());
+                BackendStart prestart = lastStart.withPositions(previous.stop());
                 lastStart = null;
                 next.prestart(prestart);
                 backend = next;
                 lastStart = prestart;
                 return previous;
             }
-            List<QueueState> states = previous.stop();
-            BackendStart start = lastStart.withStates(states).withActivePairs(Math.min(activePairs, lastStart.pairs()))
+            List<QueuePosition> positions = previous.stop();
+            BackendStart start = lastStart.withPositions(positions).withActivePairs(Math.min(activePairs, lastStart.pairs()))
                     .withTunOffloadFlags(tunOffloadFlags).withDirtyLog(dirtyLog);
             try {
                 next.start(start);
@@ -749,11 +752,12 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
 
     /** A fresh queue state from virtqueue {@code index}'s registers. */
     private QueueState fresh(int index, boolean eventIdx, boolean packed) {
-        return packed
-                ? QueueState.packed(queueSizes[index], descTables[index], driverAreas[index], deviceAreas[index],
-                        eventIdx)
-                : QueueState.split(queueSizes[index], descTables[index], driverAreas[index], deviceAreas[index],
-                        eventIdx);
+        return QueueState.fresh(new QueueGeometry(queueSizes[index], descTables[index], driverAreas[index],
+                deviceAreas[index], eventIdx, packed));
+    }
+
+    private static List<QueuePosition> positionsOf(List<QueueState> states) {
+        return states.stream().map(QueueState::position).toList();
     }
 
     private void startControl(DatapathState state, RestoreMode mode) throws NativeCallException {
@@ -796,7 +800,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         try {
             // A backend closed under us stopped itself and has nothing to give back.
             if (lastStart != null && backend != closedUnderUs) {
-                data = backend.stop();
+                data = lastStart.withPositions(backend.stop()).queues().stream().map(QueueBinding::state).toList();
             }
         } finally {
             lastStart = null;

@@ -1,6 +1,7 @@
 package io.vhostffm.vhost.device;
 
 import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import java.util.Objects;
 
@@ -11,7 +12,7 @@ import java.util.Objects;
  * e.g. a KVM ioeventfd, and call to its interrupt, e.g. an irqfd); a backend never closes them.
  *
  * @param index the virtqueue index (rx {@code 2i}, tx {@code 2i+1})
- * @param state the queue's geometry and indices
+ * @param state the queue's geometry and position
  * @param kick signalled by the driver when it made buffers available
  * @param call signalled by the backend to interrupt the driver
  */
@@ -32,8 +33,8 @@ public record QueueBinding(int index, QueueState state, EventFd kick, EventFd ca
         return index / 2;
     }
 
-    /** This binding with another state. */
-    public QueueBinding withState(QueueState newState) {
-        return new QueueBinding(index, newState, kick, call);
+    /** This binding with the queue at another position (same rings). */
+    public QueueBinding withPosition(QueuePosition position) {
+        return new QueueBinding(index, state.withPosition(position), kick, call);
     }
 }

@@ -94,6 +94,8 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle RECV = capturing("recv",
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle SHUTDOWN = capturing("shutdown",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle SETSOCKOPT = capturing("setsockopt",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle IF_NAMETOINDEX = capturing("if_nametoindex",
@@ -228,6 +230,10 @@ public final class Libc {
 
     public static long recv(CallState s, int fd, MemorySegment buf, long length, int flags) {
         try { return (long) RECV.invokeExact(s.capture, fd, buf, length, flags); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    public static int shutdown(CallState s, int fd, int how) {
+        try { return (int) SHUTDOWN.invokeExact(s.capture, fd, how); } catch (Throwable t) { throw unexpected(t); }
     }
 
     public static int setsockopt(CallState s, int fd, int level, int name, MemorySegment value, int length) {

@@ -53,6 +53,8 @@ public final class LinuxConstants {
     public static final int SO_RCVBUF = 8;
     public static final int SO_RCVBUFFORCE = 33;
     public static final int MSG_DONTWAIT = 0x40;
+    /** shutdown(2): both directions. */
+    public static final int SHUT_RDWR = 2;
     public static final int SO_TYPE = 3;
     public static final int SO_DOMAIN = 39;
     public static final int SCM_RIGHTS = 1;
@@ -95,6 +97,10 @@ public final class LinuxConstants {
     public static final int ETH_P_ALL = 0x0003;
     public static final int PACKET_HOST = 0;
     public static final int PACKET_OUTGOING = 4;
+    /** getsockopt level of AF_PACKET sockets ({@code <linux/socket.h>}). */
+    public static final int SOL_PACKET = 263;
+    /** struct tpacket_stats {tp_packets, tp_drops} since the last read, which resets them. */
+    public static final int PACKET_STATISTICS = 6;
 
     // <linux/if_tun.h>
     public static final int TUN_TYPE_MASK = 0x000f;

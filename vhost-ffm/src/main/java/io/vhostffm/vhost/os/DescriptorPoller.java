@@ -10,6 +10,7 @@ import io.vhostffm.vhost.internal.NativeErrors;
 import io.vhostffm.vhost.internal.Structs;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.time.Duration;
 import java.util.List;
 
 /**
@@ -77,6 +78,54 @@ public final class DescriptorPoller implements AutoCloseable {
     public boolean isReadable(int i) {
         short revents = pollfds.get(JAVA_SHORT, i * POLLFD_SIZE + REVENTS);
         return (revents & (LinuxConstants.POLLIN | ERROR_EVENTS)) != 0;
+    }
+
+    /**
+     * Waits up to {@code timeout} until {@code fd} is readable (POLLIN), or in error or hung up (a
+     * read then says which): the deadline of one blocking read. A signal does not shorten the
+     * wait; the remaining time is waited again.
+     *
+     * @return false when the deadline passed first
+     */
+    public static boolean awaitReadable(FileDescriptor fd, Duration timeout) throws NativeCallException {
+        return awaitOne(fd, LinuxConstants.POLLIN, timeout);
+    }
+
+    /**
+     * As {@link #awaitReadable}, for room to write (POLLOUT), or an error or hang-up (a write then
+     * says which).
+     */
+    public static boolean awaitWritable(FileDescriptor fd, Duration timeout) throws NativeCallException {
+        return awaitOne(fd, LinuxConstants.POLLOUT, timeout);
+    }
+
+    private static boolean awaitOne(FileDescriptor fd, short events, Duration timeout) throws NativeCallException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        int n = fd.acquire();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment pollfd = arena.allocate(POLLFD_SIZE, 8);
+            CallState s = CallState.current();
+            while (true) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return false;
+                }
+                pollfd.set(JAVA_INT, 0, n);
+                pollfd.set(JAVA_SHORT, EVENTS, events);
+                pollfd.set(JAVA_SHORT, REVENTS, (short) 0);
+                // round up: a wait of 0 ms would spin until the deadline
+                int millis = (int) Math.min(Integer.MAX_VALUE, (left + 999_999) / 1_000_000);
+                int ready = Libc.poll(s, pollfd, 1, millis);
+                if (ready > 0) {
+                    return true;
+                }
+                if (ready < 0 && s.errno() != EINTR) {
+                    throw NativeErrors.failure("poll", fd, s.errno());
+                }
+            }
+        } finally {
+            fd.release();
+        }
     }
 
     /** Frees the pollfd array. */

@@ -103,6 +103,41 @@ public final class PacketSocket implements AutoCloseable {
         }
     }
 
+    /**
+     * What the kernel counted on this socket's receive side since the last call (or since it was
+     * bound): getsockopt(SOL_PACKET, PACKET_STATISTICS). Reading resets the kernel's counters, so
+     * a caller that wants totals adds up the answers.
+     *
+     * @see Statistics
+     */
+    public Statistics statistics() throws NativeCallException {
+        int n = fd.acquire();
+        try (Arena arena = Arena.ofConfined()) {
+            CallState s = CallState.current();
+            MemorySegment value = arena.allocate(JAVA_INT, 2); // struct tpacket_stats {unsigned tp_packets, tp_drops}
+            MemorySegment length = arena.allocate(JAVA_INT);
+            length.set(JAVA_INT, 0, (int) value.byteSize());
+            NativeErrors.check(Libc.getsockopt(s, n, LinuxConstants.SOL_PACKET, LinuxConstants.PACKET_STATISTICS, value,
+                    length), "getsockopt(PACKET_STATISTICS)", fd, s);
+            long all = Integer.toUnsignedLong(value.get(JAVA_INT, 0));
+            long dropped = Integer.toUnsignedLong(value.get(JAVA_INT, 4));
+            // The kernel adds the drops into tp_packets before it answers (af_packet.c): take them out.
+            return new Statistics(all - dropped, dropped);
+        } finally {
+            fd.release();
+        }
+    }
+
+    /**
+     * A socket's receive counters over one interval.
+     *
+     * @param queued frames the socket took into its receive queue
+     * @param dropped frames meant for the socket that the kernel dropped: its receive queue was
+     *     full (the reader fell behind) or memory ran out. Frames the interface's per-CPU backlog
+     *     dropped before they reached any socket are not here ({@code /proc/net/softnet_stat}).
+     */
+    public record Statistics(long queued, long dropped) {}
+
     /** Sends one whole Ethernet frame (destination MAC first) out of the interface. */
     public void send(MemorySegment frame) throws NativeCallException {
         int n = fd.acquire();

@@ -8,10 +8,13 @@ import io.vhostffm.vhost.internal.Libc;
 import io.vhostffm.vhost.internal.LinuxConstants;
 import io.vhostffm.vhost.internal.NativeErrors;
 import io.vhostffm.vhost.internal.Structs;
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
+import java.net.SocketTimeoutException;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -39,6 +42,8 @@ public final class UnixSocket implements AutoCloseable {
     private static final long CMSG_TYPE = Structs.offset(Structs.CMSGHDR, "cmsg_type");
     /** CMSG_DATA: the data follows the header, which is already 8-byte aligned. */
     private static final long CMSG_HEADER = Structs.CMSGHDR.byteSize();
+
+    private static final int EAGAIN = Errno.number("EAGAIN").orElseThrow();
 
     private final FileDescriptor fd;
 
@@ -236,6 +241,104 @@ public final class UnixSocket implements AutoCloseable {
             offset += (length + 7) & -8L; // CMSG_NXTHDR
         }
         return fds;
+    }
+
+    /**
+     * As {@link #receive(MemorySegment, int)}, waiting at most {@code timeout} for the first byte.
+     *
+     * @throws SocketTimeoutException when nothing arrived in time (naming the socket and the deadline)
+     */
+    public Received receive(MemorySegment buffer, int maxFds, Duration timeout) throws IOException {
+        if (!DescriptorPoller.awaitReadable(fd, timeout)) {
+            throw timedOut("receive", timeout);
+        }
+        return receive(buffer, maxFds);
+    }
+
+    /**
+     * Reads up to {@code buffer.byteSize()} bytes, waiting at most {@code timeout} for them
+     * (poll, then a non-blocking recv).
+     *
+     * @return the bytes read; 0 when the peer closed its end
+     * @throws SocketTimeoutException when nothing arrived in time
+     * @throws NativeCallException e.g. ECONNRESET
+     */
+    public long read(MemorySegment buffer, Duration timeout) throws IOException {
+        if (buffer.byteSize() == 0) {
+            return 0;
+        }
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            if (!DescriptorPoller.awaitReadable(fd, Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
+                throw timedOut("read", timeout);
+            }
+            int n = fd.acquire();
+            try {
+                CallState s = CallState.current();
+                long got = Libc.recv(s, n, buffer, buffer.byteSize(), LinuxConstants.MSG_DONTWAIT);
+                if (got >= 0) {
+                    return got;
+                }
+                if (s.errno() != EAGAIN) {
+                    throw NativeErrors.failure("recv", fd, s.errno());
+                }
+            } finally {
+                fd.release();
+            }
+        }
+    }
+
+    /**
+     * Writes some of {@code bytes} (at least one), waiting at most {@code timeout} for room in the
+     * socket's buffer (poll, then a non-blocking send; never SIGPIPE).
+     *
+     * @return the bytes written
+     * @throws SocketTimeoutException when the peer took nothing in time (it stalled)
+     * @throws NativeCallException e.g. EPIPE when the peer is gone
+     */
+    public long write(MemorySegment bytes, Duration timeout) throws IOException {
+        if (bytes.byteSize() == 0) {
+            return 0;
+        }
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            if (!DescriptorPoller.awaitWritable(fd, Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
+                throw timedOut("write", timeout);
+            }
+            int n = fd.acquire();
+            try {
+                CallState s = CallState.current();
+                long sent = Libc.send(s, n, bytes, bytes.byteSize(), LinuxConstants.MSG_DONTWAIT | LinuxConstants.MSG_NOSIGNAL);
+                if (sent >= 0) {
+                    return sent;
+                }
+                if (s.errno() != EAGAIN) {
+                    throw NativeErrors.failure("send", fd, s.errno());
+                }
+            } finally {
+                fd.release();
+            }
+        }
+    }
+
+    /**
+     * shutdown(SHUT_RDWR): the connection ends in both directions at once, whoever else holds the
+     * descriptor; the peer reads end of stream, its writes fail with EPIPE. The descriptor stays
+     * open until {@link #close()}.
+     */
+    public void shutdown() throws NativeCallException {
+        int n = fd.acquire();
+        try {
+            CallState s = CallState.current();
+            NativeErrors.check(Libc.shutdown(s, n, LinuxConstants.SHUT_RDWR), "shutdown", fd, s);
+        } finally {
+            fd.release();
+        }
+    }
+
+    private SocketTimeoutException timedOut(String what, Duration timeout) {
+        return new SocketTimeoutException(what + " on " + fd.description() + " (fd " + fd.number() + "): nothing within "
+                + timeout.toMillis() + " ms");
     }
 
     /** CMSG_SPACE for {@code count} ints. */

@@ -7,6 +7,8 @@ import io.vhostffm.vhost.internal.NativeErrors;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.io.IOException;
+import java.net.SocketTimeoutException;
+import java.time.Duration;
 
 /**
  * A listening AF_UNIX stream socket bound to a path: the side of a two-process migration that
@@ -53,6 +55,20 @@ public final class UnixSocketListener implements AutoCloseable {
         } finally {
             fd.release();
         }
+    }
+
+    /**
+     * Waits at most {@code timeout} for one connection: the deadline for a peer that should have
+     * connected by now (a destination process that died or stalled while starting).
+     *
+     * @throws SocketTimeoutException when nobody connected in time
+     */
+    public UnixSocket accept(Duration timeout) throws IOException {
+        if (!DescriptorPoller.awaitReadable(fd, timeout)) {
+            throw new SocketTimeoutException("accept on " + fd.description() + ": nobody connected within "
+                    + timeout.toMillis() + " ms");
+        }
+        return accept();
     }
 
     /** Closes the socket and removes its path. Idempotent. */

@@ -9,6 +9,8 @@ import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.MemfdGuestMemory.RegionSpec;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import io.vhostffm.vring.VirtqueueException;
@@ -22,7 +24,7 @@ class BackendStartTest {
     private static List<QueueBinding> bindings(int count, EventFd kick, EventFd call) {
         List<QueueBinding> list = new ArrayList<>();
         for (int i = 0; i < count; i++) {
-            list.add(new QueueBinding(i, QueueState.split(256, 0x4000L * i, 0x4000L * i + 0x1000, 0x4000L * i + 0x2000, true),
+            list.add(new QueueBinding(i, QueueState.fresh(QueueGeometry.split(256, 0x4000L * i, 0x4000L * i + 0x1000, 0x4000L * i + 0x2000, true)),
                     kick, call));
         }
         return list;
@@ -49,11 +51,14 @@ class BackendStartTest {
             assertThrows(IllegalArgumentException.class,
                     () -> new BackendStart(memory, 0, bindings(2, kick, call), 0, 0, null, listener));
 
-            List<QueueState> moved = start.queues().stream().map(q -> q.state().withIndices(7, false, 5, false, 2)).toList();
-            BackendStart resumed = start.withStates(moved);
-            assertEquals(7, resumed.queues().get(3).state().lastAvailIdx());
+            List<QueuePosition> moved = start.queues().stream().map(q -> QueuePosition.split(7, 5, 2)).toList();
+            BackendStart resumed = start.withPositions(moved);
+            assertEquals(7, resumed.queues().get(3).state().position().lastAvailIdx());
+            assertEquals(moved, resumed.positions());
+            assertEquals(start.queues().get(3).state().geometry(), resumed.queues().get(3).state().geometry(),
+                    "same rings");
             assertSame(kick, resumed.queues().get(3).kick());
-            assertThrows(IllegalArgumentException.class, () -> start.withStates(moved.subList(0, 2)));
+            assertThrows(IllegalArgumentException.class, () -> start.withPositions(moved.subList(0, 2)));
         }
     }
 
@@ -72,17 +77,17 @@ class BackendStartTest {
     @Test
     void deviceQueuesOpensTheFormatTheStateNamesAndRefusesABadStateNamingTheField() throws Exception {
         try (MemfdGuestMemory memory = MemfdGuestMemory.create("dq", List.of(new RegionSpec(0, 0x10000)))) {
-            QueueState outside = QueueState.split(256, 0x20000, 0x1000, 0x2000, true);
+            QueueState outside = QueueState.fresh(QueueGeometry.split(256, 0x20000, 0x1000, 0x2000, true));
             VirtqueueException e = assertThrows(VirtqueueException.class,
                     () -> DeviceQueues.open(4, memory, outside, RestoreMode.CLASSIC));
             assertTrue(e.getMessage().contains("virtqueue 4") && e.getMessage().contains("descTableAddress"), e.getMessage());
-            QueueState packed = QueueState.packed(256, 0, 0x1000, 0x2000, true);
+            QueueState packed = QueueState.fresh(QueueGeometry.packed(256, 0, 0x1000, 0x2000, true));
             var packedQueue = DeviceQueues.open(4, memory, packed, RestoreMode.CLASSIC);
             assertTrue(packedQueue.isPacked());
             assertTrue(packedQueue instanceof io.vhostffm.vring.PackedDeviceQueue);
-            var splitQueue = DeviceQueues.open(4, memory, QueueState.split(256, 0, 0x1000, 0x2000, true), RestoreMode.CLASSIC);
+            var splitQueue = DeviceQueues.open(4, memory, QueueState.fresh(QueueGeometry.split(256, 0, 0x1000, 0x2000, true)), RestoreMode.CLASSIC);
             assertTrue(splitQueue instanceof io.vhostffm.vring.SplitDeviceQueue);
-            QueueState packedOutside = QueueState.packed(256, 0x20000, 0x1000, 0x2000, true);
+            QueueState packedOutside = QueueState.fresh(QueueGeometry.packed(256, 0x20000, 0x1000, 0x2000, true));
             VirtqueueException p = assertThrows(VirtqueueException.class,
                     () -> DeviceQueues.open(5, memory, packedOutside, RestoreMode.CLASSIC));
             assertTrue(p.getMessage().contains("virtqueue 5"), p.getMessage());

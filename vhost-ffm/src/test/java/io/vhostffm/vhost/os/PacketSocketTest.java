@@ -129,6 +129,54 @@ class PacketSocketTest {
         }
     }
 
+    /**
+     * A reader that falls behind: the guest side writes far more frames than a minimal receive
+     * buffer holds, nobody reads, and the socket's statistics count every frame either queued or
+     * dropped; the queued ones are exactly those a reader then finds, and reading the statistics
+     * resets them.
+     */
+    @Test
+    void statisticsCountWhatTheSocketQueuedAndWhatItDropped() throws Exception {
+        int written = 300;
+        try (TapDevice tap = TapDevice.create("vffpd%d", 1, TapDevice.VHOST_FLAGS); Arena arena = Arena.ofConfined()) {
+            tap.setVnetHeaderSize(HEADER);
+            disableIpv6(tap.name());
+            tap.setLinkUp(true);
+            try (PacketSocket socket = PacketSocket.bind(tap.name())) {
+                socket.setReceiveBuffer(1); // the kernel's minimum: a few frames
+                assertEquals(new PacketSocket.Statistics(0, 0), socket.statistics(), "nothing yet");
+                byte[] out = frame(64, 5);
+                MemorySegment write = arena.allocate(HEADER + out.length);
+                MemorySegment.copy(out, 0, write, JAVA_BYTE, HEADER, out.length);
+                for (int i = 0; i < written; i++) {
+                    assertEquals(write.byteSize(), tap.queue(0).write(write));
+                }
+                // The frames reach the socket from the softirq that drains the TAP's backlog:
+                // add the intervals up until all are accounted for.
+                long queued = 0;
+                long dropped = 0;
+                long deadline = System.nanoTime() + 10_000_000_000L;
+                while (queued + dropped < written && System.nanoTime() < deadline) {
+                    PacketSocket.Statistics st = socket.statistics();
+                    queued += st.queued();
+                    dropped += st.dropped();
+                    if (st.queued() + st.dropped() == 0) {
+                        Thread.onSpinWait();
+                    }
+                }
+                assertEquals(written, queued + dropped, queued + " queued and " + dropped + " dropped of " + written);
+                assertTrue(dropped > 0, "a minimal buffer holds far fewer than " + written + " frames: " + queued + " queued");
+                MemorySegment buffer = arena.allocate(4096);
+                long read = 0;
+                while (socket.receive(buffer, 0) >= 0) {
+                    read++;
+                }
+                assertEquals(queued, read, "what the socket queued is what a reader finds");
+                assertEquals(new PacketSocket.Statistics(0, 0), socket.statistics(), "reading resets the counters");
+            }
+        }
+    }
+
     @Test
     void anUnknownInterfaceIsANamedError() {
         NativeCallException e = assertThrows(NativeCallException.class, () -> PacketSocket.bind("no-such-if0"));

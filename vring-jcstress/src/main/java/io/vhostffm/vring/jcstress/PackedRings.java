@@ -1,5 +1,7 @@
 package io.vhostffm.vring.jcstress;
 
+import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 
 /** The packed ring geometry shared by the packed tests. */
@@ -14,7 +16,8 @@ final class PackedRings {
      */
     static QueueState startingAtLastSlotOfSecondLap(boolean eventIdx) {
         int last = RingMemory.QUEUE_SIZE - 1;
-        return QueueState.packed(RingMemory.QUEUE_SIZE, RingMemory.PACKED_DESC, RingMemory.PACKED_DRIVER_EVENT,
-                RingMemory.PACKED_DEVICE_EVENT, eventIdx).withIndices(last, false, last, false, 0);
+        return QueueState.of(QueueGeometry.packed(RingMemory.QUEUE_SIZE, RingMemory.PACKED_DESC,
+                RingMemory.PACKED_DRIVER_EVENT, RingMemory.PACKED_DEVICE_EVENT, eventIdx),
+                QueuePosition.packed(last, false, last, false, 0));
     }
 }

@@ -45,7 +45,7 @@ public final class VhostNet implements AutoCloseable {
     public static final int TX_QUEUE = 1;
     /** The fd value that unbinds a kick, call, err or backend (VHOST_FILE_UNBIND). */
     public static final int FILE_UNBIND = LinuxConstants.VHOST_FILE_UNBIND;
-    /** Set in {@link #setVringAddr}'s flags to log used-ring writes (1 << VHOST_VRING_F_LOG). */
+    /** Set in {@link #setVringAddr}'s flags to log used-ring writes ({@code 1 << VHOST_VRING_F_LOG}). */
     public static final int VRING_FLAG_LOG = 1 << LinuxConstants.VHOST_VRING_F_LOG;
     /**
      * Regions one mem table may hold here; the kernel's default limit (vhost's max_mem_regions

@@ -19,9 +19,14 @@ import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.TunOffloads;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestRegion;
+import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.QueueResync;
 import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.RestoreMode;
+import io.vhostffm.vring.SplitDeviceQueue;
+import io.vhostffm.vring.VhostVringBase;
 import io.vhostffm.vring.VirtqueueException;
-import io.vhostffm.vring.VringBase;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
@@ -44,7 +49,10 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  * queue SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR (VHOST_VRING_F_LOG and log_guest_addr = the
  * used ring's guest address while logging), SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR;
  * SET_LOG_BASE while logging. {@link #quickstart}: per queue SET_VRING_BASE, then
- * NET_SET_BACKEND per queue of each enabled pair, nothing else. {@link #start}: the prestart
+ * NET_SET_BACKEND per queue of each enabled pair, nothing else. The SET_VRING_BASE values of a
+ * quickstart come from vring's many-queue resync ({@link QueueResync}) over a device-side view of
+ * each queue, made at prestart: it checks every final position against its queue, naming queue and
+ * field, before any ioctl, and encodes the bases in the same pass. {@link #start}: the prestart
  * sequence, then NET_SET_BACKEND. {@link #stop}: NET_SET_BACKEND(-1) per bound queue, then
  * GET_VRING_BASE per queue; the used index is read from the used ring in guest memory (the
  * kernel keeps it there).
@@ -87,6 +95,7 @@ public final class VhostNetBackend implements NetBackend {
 
     // Guarded by this.
     private BackendStart current;       // non-null while prestarted or running
+    private QueueResync resync;         // the prestarted queues' views; non-null while prestarted or running
     private boolean running;
     private final boolean[] pairEnabled;
     private final boolean[] bound;      // per pair: NET_SET_BACKEND done on both queues
@@ -246,20 +255,21 @@ public final class VhostNetBackend implements NetBackend {
     }
 
     @Override
-    public synchronized void quickstart(List<QueueState> finalStates) throws IOException {
+    public synchronized void quickstart(List<QueuePosition> finalPositions) throws IOException {
         if (current == null || running) {
             throw new IllegalStateException(NAME + ": quickstart needs a prestarted, not running, backend");
         }
-        if (finalStates.size() != current.queues().size()) {
-            throw new IllegalArgumentException(finalStates.size() + " final states for " + current.queues().size() + " queues");
+        if (finalPositions.size() != current.queues().size()) {
+            throw new IllegalArgumentException(finalPositions.size() + " final positions for " + current.queues().size()
+                    + " queues");
         }
         try {
-            for (int i = 0; i < finalStates.size(); i++) {
-                QueueState s = finalStates.get(i);
-                checkSameRing(i, current.queues().get(i).state(), s);
-                vhosts.get(i / 2).setVringBase(i % 2, VringBase.encodeSplit(s.lastAvailIdx()));
+            // Checks every position against its queue before the first ioctl; the bases are ready after it.
+            int[] bases = resync.resync(finalPositions);
+            for (int i = 0; i < bases.length; i++) {
+                vhosts.get(i / 2).setVringBase(i % 2, bases[i]);
             }
-            current = current.withStates(finalStates);
+            current = current.withPositions(finalPositions);
             bindEnabledPairs();
             running = true;
         } catch (IOException | RuntimeException e) {
@@ -290,7 +300,7 @@ public final class VhostNetBackend implements NetBackend {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is already started; stop it first");
         }
         if (VirtioFeature.RING_PACKED.in(start.ackedFeatures())
-                || start.queues().stream().anyMatch(q -> q.state().packed())) {
+                || start.queues().stream().anyMatch(q -> q.state().geometry().packed())) {
             throw new IllegalArgumentException(NAME + " has no packed virtqueues (no VIRTIO_F_RING_PACKED); "
                     + "run a packed-ring device on the userspace datapath");
         }
@@ -304,14 +314,19 @@ public final class VhostNetBackend implements NetBackend {
         GuestMemory memory = start.memory();
         List<VhostNet.MemoryRegion> table = memoryTable(memory);
         DirtyLog log = start.dirtyLog();
+        List<SplitDeviceQueue> views = new ArrayList<>(start.queues().size());
         for (QueueBinding q : start.queues()) {
             try {
                 q.state().validate(q.index(), memory);
+                // A device-side view for the quickstart's resync: early restore reads nothing from
+                // the rings (the guest may still run on a migration source) and writes nothing.
+                views.add(new SplitDeviceQueue(q.index(), memory, q.state(), RestoreMode.EARLY));
             } catch (VirtqueueException e) {
                 throw new IOException(NAME + ": " + e.getMessage(), e);
             }
         }
         current = start;
+        resync = QueueResync.of(views);
         dirtyLog = log;
         listener = start.listener();
         tunOffloadFlags = start.tunOffloadFlags();
@@ -325,9 +340,9 @@ public final class VhostNetBackend implements NetBackend {
             for (int q = 0; q < 2; q++) {
                 QueueBinding binding = start.queues().get(2 * pair + q);
                 QueueState s = binding.state();
-                v.setVringNum(q, s.size());
-                v.setVringBase(q, VringBase.encodeSplit(s.lastAvailIdx()));
-                setVringAddr(v, q, s, memory, log != null);
+                v.setVringNum(q, s.geometry().size());
+                v.setVringBase(q, VhostVringBase.encodeSplit(s.position().lastAvailIdx()));
+                setVringAddr(v, q, s.geometry(), memory, log != null);
                 v.setVringKick(q, binding.kick().fd());
                 v.setVringCall(q, binding.call().fd());
                 v.setVringErr(q, errors[binding.index()].fd());
@@ -385,7 +400,7 @@ public final class VhostNetBackend implements NetBackend {
     }
 
     @Override
-    public synchronized List<QueueState> stop() throws IOException {
+    public synchronized List<QueuePosition> stop() throws IOException {
         if (current == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
         }
@@ -398,27 +413,28 @@ public final class VhostNetBackend implements NetBackend {
                 failure = addFailure(failure, e);
             }
         }
-        List<QueueState> states = new ArrayList<>(stopping.queues().size());
+        List<QueuePosition> positions = new ArrayList<>(stopping.queues().size());
         try {
             for (QueueBinding q : stopping.queues()) {
-                states.add(finalState(q, stopping.memory()));
+                positions.add(finalPosition(q, stopping.memory()));
             }
         } catch (IOException | RuntimeException e) {
             failure = addFailure(failure, e);
         } finally {
             current = null;
+            resync = null;
             running = false;
         }
         if (failure != null) {
             throw failure;
         }
-        return states;
+        return List.copyOf(positions);
     }
 
     /** GET_VRING_BASE (last_avail_idx) and the used index the kernel left in the used ring. */
-    private QueueState finalState(QueueBinding q, GuestMemory memory) throws IOException {
-        QueueState before = q.state();
-        int lastAvail = VringBase.decodeSplit(vhosts.get(q.index() / 2).getVringBase(q.index() % 2)).lastAvailIdx();
+    private QueuePosition finalPosition(QueueBinding q, GuestMemory memory) throws IOException {
+        QueueGeometry before = q.state().geometry();
+        int lastAvail = VhostVringBase.decodeSplit(vhosts.get(q.index() / 2).getVringBase(q.index() % 2));
         MemorySegment used = memory.slice(before.deviceAreaAddress(), 4);
         // Acquire: the kernel's used.idx (its release after the used elements), read after the
         // queue stopped, so every element it covers is visible.
@@ -429,7 +445,7 @@ public final class VhostNetBackend implements NetBackend {
                     + "%d in flight exceeds the queue size %d (the used ring was overwritten?)",
                     NAME, q.index(), lastAvail, usedIdx, inuse, before.size()));
         }
-        return before.withIndices(lastAvail, false, usedIdx, false, inuse);
+        return QueuePosition.split(lastAvail, usedIdx, inuse);
     }
 
     /** After a failed (pre/quick)start: unbind what was bound, forget the start. Never throws. */
@@ -442,6 +458,7 @@ public final class VhostNetBackend implements NetBackend {
             }
         }
         current = null;
+        resync = null;
         running = false;
     }
 
@@ -490,7 +507,7 @@ public final class VhostNetBackend implements NetBackend {
             v.setLogBase(log.userspaceAddress());
             v.setFeatures(features);
             for (int q = 0; q < 2; q++) {
-                setVringAddr(v, q, current.queues().get(2 * pair + q).state(), current.memory(), true);
+                setVringAddr(v, q, current.queues().get(2 * pair + q).state().geometry(), current.memory(), true);
             }
         }
         dirtyLog = log;
@@ -504,7 +521,7 @@ public final class VhostNetBackend implements NetBackend {
             for (int pair = 0; pair < current.pairs(); pair++) {
                 VhostNet v = vhosts.get(pair);
                 for (int q = 0; q < 2; q++) {
-                    setVringAddr(v, q, current.queues().get(2 * pair + q).state(), current.memory(), false);
+                    setVringAddr(v, q, current.queues().get(2 * pair + q).state().geometry(), current.memory(), false);
                 }
                 v.setFeatures(features);
             }
@@ -526,7 +543,7 @@ public final class VhostNetBackend implements NetBackend {
         return logging ? features | LOG_ALL : features;
     }
 
-    private static void setVringAddr(VhostNet v, int q, QueueState s, GuestMemory memory, boolean log)
+    private static void setVringAddr(VhostNet v, int q, QueueGeometry s, GuestMemory memory, boolean log)
             throws NativeCallException {
         v.setVringAddr(q, log ? VhostNet.VRING_FLAG_LOG : 0,
                 userspaceAddress(memory, s.descTableAddress(), s.descTableBytes()),
@@ -557,15 +574,6 @@ public final class VhostNetBackend implements NetBackend {
             table.add(new VhostNet.MemoryRegion(r.guestAddress(), r.size(), r.segment().address()));
         }
         return table;
-    }
-
-    private static void checkSameRing(int i, QueueState prestarted, QueueState fin) {
-        if (prestarted.size() != fin.size() || prestarted.descTableAddress() != fin.descTableAddress()
-                || prestarted.driverAreaAddress() != fin.driverAreaAddress()
-                || prestarted.deviceAreaAddress() != fin.deviceAreaAddress() || fin.packed()) {
-            throw new IllegalArgumentException("virtqueue " + i + ": the final state " + fin
-                    + " describes another ring than the prestarted " + prestarted + "; a full start is needed");
-        }
     }
 
     private static IOException addFailure(IOException failure, Exception e) {

@@ -32,12 +32,12 @@ final class GuestWriteLog {
 
     GuestWriteLog(Supplier<DirtyLog> logs, QueueState opened) {
         this.logs = logs;
-        this.packed = opened.packed();
-        this.size = opened.size();
-        this.descAddress = opened.descTableAddress();
-        this.deviceArea = opened.deviceAreaAddress();
-        this.eventIdx = opened.eventIdx();
-        this.usedPosition = opened.usedIdx();
+        this.packed = opened.geometry().packed();
+        this.size = opened.geometry().size();
+        this.descAddress = opened.geometry().descTableAddress();
+        this.deviceArea = opened.geometry().deviceAreaAddress();
+        this.eventIdx = opened.geometry().eventIdx();
+        this.usedPosition = opened.position().usedIdx();
     }
 
     /** One used element was published for {@code descriptorCount} ring slots (packed) / one head (split). */

@@ -13,6 +13,7 @@ import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestMemoryException;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import io.vhostffm.vring.VirtqueueException;
@@ -189,6 +190,36 @@ public final class UserspaceDatapath implements AutoCloseable {
             queues.add(settings.opener().open(2 * pair, memory, copy.get(p).rx()));
             queues.add(settings.opener().open(2 * pair + 1, memory, copy.get(p).tx()));
         }
+        return startQueues(memory, copy, settings, queues, parked);
+    }
+
+    /**
+     * Starts serving {@code pairs} on queues already open and positioned (the backend's
+     * quickstart, which resynced them): {@code queues} holds each pair's receive then transmit
+     * queue, in the order of {@code pairs}; the configs' states are not used.
+     *
+     * @throws IllegalArgumentException when a queue is not the virtqueue its place says
+     */
+    static UserspaceDatapath startOpened(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings,
+            List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
+        Objects.requireNonNull(memory, "memory");
+        Objects.requireNonNull(settings, "settings");
+        if (pairs.isEmpty() || queues.size() != 2 * pairs.size()) {
+            throw new IllegalArgumentException(pairs.size() + " queue pairs but " + queues.size() + " queues");
+        }
+        for (int p = 0; p < pairs.size(); p++) {
+            int pair = pairs.get(p).pair();
+            if (queues.get(2 * p).queueIndex() != 2 * pair || queues.get(2 * p + 1).queueIndex() != 2 * pair + 1) {
+                throw new IllegalArgumentException("queue pair " + pair + " given virtqueues "
+                        + queues.get(2 * p).queueIndex() + " and " + queues.get(2 * p + 1).queueIndex());
+            }
+        }
+        return startQueues(memory, List.copyOf(pairs), settings, List.copyOf(queues), parked);
+    }
+
+    /** The workers on {@code parked} threads when not null (started at a prestart), else on new ones. */
+    private static UserspaceDatapath startQueues(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
+            List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
         EventFd stop = EventFd.create("userspace datapath stop");
         UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
         try {
@@ -376,17 +407,19 @@ public final class UserspaceDatapath implements AutoCloseable {
         if (chains == 0) {
             return state;
         }
-        if (state.packed()) {
-            int position = state.lastAvailIdx() - slots;
-            boolean wrap = state.lastAvailWrapCounter();
+        QueuePosition p = state.position();
+        if (p.packed()) {
+            int position = p.lastAvailIdx() - slots;
+            boolean wrap = p.lastAvailWrapCounter();
             if (position < 0) {
-                position += state.size();
+                position += state.geometry().size();
                 wrap = !wrap;
             }
-            return state.withIndices(position, wrap, state.usedIdx(), state.usedWrapCounter(), state.inuse() - chains);
+            return state.withPosition(QueuePosition.packed(position, wrap, p.usedIdx(), p.usedWrapCounter(),
+                    p.inuse() - chains));
         }
-        return state.withIndices((state.lastAvailIdx() - chains) & 0xffff, false, state.usedIdx(), false,
-                state.inuse() - chains);
+        return state.withPosition(QueuePosition.split((p.lastAvailIdx() - chains) & 0xffff, p.usedIdx(),
+                p.inuse() - chains));
     }
 
     /** A worker ended with an exception: stop everything; tell the device when the guest is at fault. */

@@ -15,7 +15,12 @@ import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.virtio.net.RxFilter;
 import io.vhostffm.vhost.virtio.net.TunOffloads;
 import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.device.DeviceQueues;
+import io.vhostffm.vring.DeviceQueue;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.QueueResync;
 import io.vhostffm.vring.QueueState;
+import io.vhostffm.vring.RestoreMode;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -34,8 +39,12 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  *
  * <ul>
  * <li>{@link #prestart} checks the start (pairs, ring format, queue states against guest memory),
- *     sets the TAP's offloads and attaches the enabled pairs' TAP queues; no thread runs yet.</li>
- * <li>{@link #quickstart} starts one datapath thread per enabled pair from the final states.</li>
+ *     sets the TAP's offloads and opens the device side of every queue (early restore: the
+ *     guest may still run on a migration source); no thread runs yet.</li>
+ * <li>{@link #quickstart} resyncs those queues to the final positions with vring's many-queue
+ *     resync ({@code QueueResync}) and starts one datapath thread per enabled pair on them.</li>
+ * <li>{@link #start} (a classic start) opens the queues from the start's states with a classic
+ *     restore, which checks the indices found in guest memory, and starts the threads.</li>
  * <li>{@link #setQueuePairEnabled} restarts the datapath on the new set of pairs, from the
  *     states the old one stopped at; the disabled pair's TAP queue is detached.
  *     {@link #setActiveQueuePairs} does the same for a whole VQ_PAIRS_SET with one restart.</li>
@@ -66,6 +75,9 @@ public final class UserspaceNetBackend implements NetBackend {
 
     private BackendStart current;
     private List<QueueState> states;
+    /** Prestarted: every queue's device side, in the start's order, waiting for the final positions. */
+    private List<DeviceQueue> prestartedQueues;
+    private QueueResync resync;
     private boolean[] pairEnabled;
     private UserspaceDatapath datapath;
     private int tunOffloadFlags;
@@ -153,6 +165,36 @@ public final class UserspaceNetBackend implements NetBackend {
 
     @Override
     public synchronized void prestart(BackendStart start) throws IOException {
+        accept(start);
+        // Early restore: the rings are resolved, their indices not read (the guest may still run
+        // on a migration source); the quickstart's resync sets every position.
+        List<DeviceQueue> queues = new ArrayList<>(start.queues().size());
+        try {
+            for (QueueBinding q : start.queues()) {
+                queues.add(DeviceQueues.open(q.index(), start.memory(), q.state(), RestoreMode.EARLY));
+            }
+        } catch (RuntimeException e) {
+            current = null;
+            throw e;
+        }
+        prestartedQueues = List.copyOf(queues);
+        resync = QueueResync.of(prestartedQueues);
+    }
+
+    /** A classic start: the queues opened from the start's states (classic restore), threads started. */
+    @Override
+    public synchronized void start(BackendStart start) throws IOException {
+        accept(start);
+        try {
+            launch(null);
+        } catch (IOException | RuntimeException e) {
+            current = null;
+            throw e;
+        }
+    }
+
+    /** Checks a start and takes it as the current one; no queue is opened, no thread runs. */
+    private void accept(BackendStart start) throws IOException {
         Objects.requireNonNull(start, "start");
         checkOpen();
         if (datapath != null || current != null) {
@@ -164,8 +206,9 @@ public final class UserspaceNetBackend implements NetBackend {
         }
         boolean packed = VirtioFeature.RING_PACKED.in(start.ackedFeatures());
         for (QueueBinding q : start.queues()) {
-            if (q.state().packed() != packed) {
-                throw new IllegalArgumentException("virtqueue " + q.index() + ": a " + (q.state().packed() ? "packed" : "split")
+            boolean statePacked = q.state().geometry().packed();
+            if (statePacked != packed) {
+                throw new IllegalArgumentException("virtqueue " + q.index() + ": a " + (statePacked ? "packed" : "split")
                         + " ring state, but VIRTIO_F_RING_PACKED(34) is " + (packed ? "" : "not ") + "acked");
             }
             q.state().validate(q.index(), start.memory());
@@ -190,31 +233,42 @@ public final class UserspaceNetBackend implements NetBackend {
     }
 
     @Override
-    public synchronized void quickstart(List<QueueState> finalStates) throws IOException {
+    public synchronized void quickstart(List<QueuePosition> finalPositions) throws IOException {
         checkOpen();
-        if (current == null) {
+        if (current == null || resync == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not prestarted");
         }
         if (datapath != null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is already running");
         }
-        if (finalStates.size() != current.queues().size()) {
-            current = null;
-            throw new IllegalArgumentException(finalStates.size() + " final states for " + states.size() + " queues");
-        }
-        states = List.copyOf(finalStates);
+        List<DeviceQueue> queues = prestartedQueues;
+        QueueResync prestarted = resync;
+        prestartedQueues = null;
+        resync = null;
         try {
-            launch();
+            if (finalPositions.size() != current.queues().size()) {
+                throw new IllegalArgumentException(finalPositions.size() + " final positions for "
+                        + current.queues().size() + " queues");
+            }
+            // Checks every position against its queue (naming queue and field) and sets it.
+            prestarted.resync(finalPositions);
+            states = current.withPositions(finalPositions).queues().stream().map(QueueBinding::state).toList();
+            launch(queues);
         } catch (IOException | RuntimeException e) {
             current = null;
             throw e;
         }
     }
 
-    /** Starts the datapath threads on the enabled pairs from {@link #states}. */
-    private void launch() throws IOException {
+    /**
+     * Starts the datapath threads on the enabled pairs: on {@code resynced} (every queue of the
+     * start, in its order, already positioned by the quickstart), or, when null, on queues opened
+     * from {@link #states} with a classic restore. The threads are the parked ones of the prestart
+     * when there are any; those left over end.
+     */
+    private void launch(List<DeviceQueue> resynced) throws IOException {
         try {
-            launchPairs();
+            launchPairs(resynced);
         } finally {
             releaseParked();
         }
@@ -228,17 +282,22 @@ public final class UserspaceNetBackend implements NetBackend {
         }
     }
 
-    private void launchPairs() throws IOException {
+    private void launchPairs(List<DeviceQueue> resynced) throws IOException {
         for (int p = 0; p < pairEnabled.length; p++) {
             setTapQueueAttached(p, pairEnabled[p]);
         }
         List<QueuePairConfig> pairs = new ArrayList<>();
+        List<DeviceQueue> served = new ArrayList<>();
         for (int p = 0; p < pairEnabled.length; p++) {
             if (pairEnabled[p]) {
                 QueueBinding rx = current.queues().get(2 * p);
                 QueueBinding tx = current.queues().get(2 * p + 1);
                 pairs.add(new QueuePairConfig(p, states.get(2 * p), states.get(2 * p + 1), rx.kick(), rx.call(),
                         tx.kick(), tx.call(), tap.queue(p)));
+                if (resynced != null) {
+                    served.add(resynced.get(2 * p));
+                    served.add(resynced.get(2 * p + 1));
+                }
             }
         }
         if (pairs.isEmpty()) {
@@ -249,7 +308,9 @@ public final class UserspaceNetBackend implements NetBackend {
                 UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
         ParkedThreads threads = parked;
         parked = null; // a later launch (a pair change while running) starts threads of its own
-        datapath = UserspaceDatapath.start(current.memory(), pairs, settings, threads);
+        datapath = resynced == null
+                ? UserspaceDatapath.start(current.memory(), pairs, settings, threads)
+                : UserspaceDatapath.startOpened(current.memory(), pairs, settings, served, threads);
         if (threads != null) {
             threads.release();
         }
@@ -268,18 +329,20 @@ public final class UserspaceNetBackend implements NetBackend {
 
     /**
      * Stops the datapath threads (each finishes the frame in hand; chains taken and not used are
-     * given back) and returns every queue's state in the start's order; disabled pairs keep the
-     * state they were set up with.
+     * given back) and returns every queue's position in the start's order; disabled pairs keep the
+     * position they were set up with.
      */
     @Override
-    public synchronized List<QueueState> stop() {
+    public synchronized List<QueuePosition> stop() {
         if (current == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
         }
         releaseParked();
         collect();
         current = null;
-        return states;
+        prestartedQueues = null;
+        resync = null;
+        return states.stream().map(QueueState::position).toList();
     }
 
     /** Stops the running datapath, if any, and merges its queues' states into {@link #states}. */
@@ -310,7 +373,7 @@ public final class UserspaceNetBackend implements NetBackend {
         collect();
         pairEnabled[pair] = enabled;
         if (running) {
-            launch(); // attaches/detaches the TAP queues; a prestarted backend leaves them for quickstart
+            launch(null); // attaches/detaches the TAP queues; a prestarted backend leaves them for quickstart
         }
     }
 
@@ -334,7 +397,7 @@ public final class UserspaceNetBackend implements NetBackend {
             pairEnabled[p] = p < active;
         }
         if (running) {
-            launch();
+            launch(null);
         }
     }
 
@@ -379,7 +442,7 @@ public final class UserspaceNetBackend implements NetBackend {
         dirtyLog = null;
         if (datapath != null) {
             collect();
-            launch();
+            launch(null);
         }
     }
 

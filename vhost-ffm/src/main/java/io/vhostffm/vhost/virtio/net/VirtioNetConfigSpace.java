@@ -146,7 +146,7 @@ public final class VirtioNetConfigSpace {
      * A driver's read of {@code length} bytes at {@code offset}.
      *
      * @throws IndexOutOfBoundsException naming the offset and length when the range is not inside
-     *     the {@value #SIZE}-byte config space
+     *     the config space ({@link #SIZE} bytes)
      */
     public static byte[] read(byte[] config, int offset, int length) {
         if (offset < 0 || length < 0 || offset > config.length - length) {

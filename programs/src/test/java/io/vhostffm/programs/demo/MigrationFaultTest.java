@@ -1,0 +1,56 @@
+package io.vhostffm.programs.demo;
+
+import io.vhostffm.migration.MigrationPhase;
+import io.vhostffm.migration.net.MigrationDeadlines;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The two-process demo (source here, destination a child JVM, userspace datapath or vhost-net)
+ * under every fault at every phase: the destination killed (SIGKILL), stopped (SIGSTOP) or cut
+ * off, and the source cutting its connections. See {@link FaultCase} for what each case checks;
+ * the table of outcomes is printed at the end.
+ */
+class MigrationFaultTest {
+    private static final List<String> TABLE = new ArrayList<>();
+
+    static Stream<FaultCase> cases() {
+        List<FaultCase> cases = new ArrayList<>();
+        for (String action : List.of("kill", "stop")) {
+            cases.add(new FaultCase("destination", "CONNECT", action, false));
+        }
+        for (String point : List.of("HANDOFF", "PRECOPY", "STOP_AND_COPY", "ACKNOWLEDGEMENT", "COMPLETION")) {
+            for (String action : List.of("kill", "stop", "cut")) {
+                cases.add(new FaultCase("destination", point, action, false));
+            }
+        }
+        for (String action : List.of("kill", "stop", "cut")) {
+            cases.add(new FaultCase("destination", "ram-precopy", action, true));
+        }
+        for (MigrationPhase phase : List.of(MigrationPhase.HANDOFF, MigrationPhase.SETUP, MigrationPhase.PRECOPY,
+                MigrationPhase.STOP_AND_COPY, MigrationPhase.ACKNOWLEDGEMENT, MigrationPhase.COMPLETION)) {
+            cases.add(new FaultCase("source", phase.name(), "cut", false));
+        }
+        cases.add(new FaultCase("source", MigrationPhase.RAM_PRECOPY.name(), "cut", true));
+        return cases.stream();
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    @Timeout(120)
+    void oneProcessRunsTheGuestAndEveryFrameArrivesOnce(FaultCase c) throws Exception {
+        TABLE.add(c.run(MigrationDeadlines.uniform(FaultCase.DEADLINE), Duration.ofSeconds(60)));
+    }
+
+    @AfterAll
+    static void printTable() {
+        System.out.println("phase x fault x outcome");
+        TABLE.forEach(System.out::println);
+    }
+}
