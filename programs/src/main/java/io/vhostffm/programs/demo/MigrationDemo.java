@@ -176,8 +176,9 @@ public final class MigrationDemo {
         Path destinationFile = Path.of(file + ".destination");
         Path sourceFile = Path.of(file + ".source");
         String flags = System.getProperty("vhostffm.child.jvmflags", "");
-        System.setProperty("vhostffm.child.jvmflags", flags + " -XX:StartFlightRecording:settings=default,filename="
-                + destinationFile);
+        // Class loading too: the destination's loads inside the switchover window show what is still cold.
+        System.setProperty("vhostffm.child.jvmflags", flags + " -XX:StartFlightRecording:settings=default,"
+                + "jdk.ClassLoad#enabled=true,filename=" + destinationFile);
         Result r;
         try (Recording recording = new Recording(Configuration.getConfiguration("default"))) {
             recording.start();
