@@ -60,7 +60,7 @@ public final class NetMigrationDestination {
      * Downtime step: the hook run before the switchover starts anything ({@link #setBeforeSwitchover}):
      * waiting for the RAM precopy's final pass, a hypervisor's commit handshake with the source.
      */
-    public static final String STEP_BEFORE_SWITCHOVER = "before switchover (RAM, commit)";
+    public static final String STEP_BEFORE_SWITCHOVER = "commit and RAM wait";
     /** Downtime step: switchover deltas applied, model current, final states built. */
     public static final String STEP_APPLY = "destination apply";
     /** Downtime step: the backend's quickstart with the final indices, and the control queue. */

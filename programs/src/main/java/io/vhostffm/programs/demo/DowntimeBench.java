@@ -398,7 +398,7 @@ public final class DowntimeBench {
             Histogram all = new Histogram(3_600_000_000_000L, 3);
             StringBuilder csv = new StringBuilder("index,direction,path,total_ns");
             for (DeviceDowntime.Part p : samples.get(0).parts()) {
-                csv.append(',').append(p.name().replace(' ', '_')).append("_ns");
+                csv.append(',').append(p.name().replaceAll("[^A-Za-z0-9]+", "_")).append("_ns");
             }
             csv.append('\n');
             for (Sample x : samples) {

@@ -141,6 +141,8 @@ public final class LocalMigration {
                         new MigrationStreamWriter(outbound.apply(channel)));
                 enter(MigrationPhase.SETUP);
                 migration.setup();
+                // The answers and the commit cross inside the downtime: their schemas are built now.
+                Messages.prepare(Readiness.class, FakeGuestState.class, DestinationFigures.class);
                 enter(MigrationPhase.PRECOPY);
             } catch (IOException e) {
                 if (log != null) {
@@ -441,6 +443,8 @@ public final class LocalMigration {
             }
             this.protocol = migration.protocol(); // one instance: its phase and listener are this migration's
             protocol.setPhaseListener(phase -> faults.reached(phase.name()));
+            // The commit and the answers cross inside the downtime: their schemas are built now.
+            Messages.prepare(Readiness.class, FakeGuestState.class, DestinationFigures.class);
             migration.setBeforeSwitchover(() -> {
                 awaitRam();
                 awaitCommit();
