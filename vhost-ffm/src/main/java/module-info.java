@@ -11,6 +11,9 @@
  *       and its value types.</li>
  *   <li>{@code io.vhostffm.vhost.device.kernel}: the kernel's vhost-net (its ioctls and the
  *       backend on them); {@code io.vhostffm.vhost.device.userspace}: the Java datapath.</li>
+ *   <li>{@code io.vhostffm.vhost.vhostuser}: the vhost-user protocol (messages, codec,
+ *       connection); {@code io.vhostffm.vhost.vhostuser.backend}: the device side serving a
+ *       vhost-user frontend (QEMU, DPDK virtio-user) on the userspace datapath and a TAP.</li>
  * </ul>
  */
 module io.vhostffm.vhost {
@@ -23,4 +26,6 @@ module io.vhostffm.vhost {
     exports io.vhostffm.vhost.device;
     exports io.vhostffm.vhost.device.kernel;
     exports io.vhostffm.vhost.device.userspace;
+    exports io.vhostffm.vhost.vhostuser;
+    exports io.vhostffm.vhost.vhostuser.backend;
 }

@@ -26,11 +26,11 @@ import org.openjdk.jmh.annotations.TearDown;
  * idx, inuse, wrap counters; shadow avail idx := last avail idx; signalled_used_valid := false)
  * and encodes the vhost vring base it will hand to VHOST_SET_VRING_BASE.
  *
- * <p>{@link #resyncAllTable} measures what both backends' quickstart run at a migration's
- * switchover: vring's {@link QueueResync#resync} over the queues' device sides, the positions
- * copied into its compact table and resynced in one loop per ring format, the bases encoded in
- * the same pass. {@link #resyncAndEncodeBase} is the baseline: one {@link DeviceQueue#resync}
- * interface call and one {@link VhostVringBase#encodeKernel} per queue.
+ * <p>{@link #queueResync} measures what both backends' quickstart run at a migration's
+ * switchover: vring's {@link QueueResync#resync} over the queues' device sides, from the list of
+ * decoded positions to the array of bases, one loop per ring format with the base encoded in the
+ * same pass. {@link #resyncAndEncodeBase} is the baseline in the same run: one
+ * {@link DeviceQueue#resync} interface call and one {@link VhostVringBase#encodeKernel} per queue.
  *
  * <p>Score: nanoseconds per queue, to compare directly with the goal of at most 2 ns per queue.
  * Every invocation resyncs {@value #RESYNCS_PER_INVOCATION} queues (JMH needs a constant count per
@@ -132,16 +132,15 @@ public class IndexResyncBenchmark {
     }
 
     /**
-     * The same work through the production path, {@link QueueResync#resync}: the positions into a
-     * compact table (four ints per queue), then the many-queue resync of one ring format
-     * ({@code SplitDeviceQueue.resyncAll} / {@code PackedDeviceQueue.resyncAll}) with the checks
-     * folded into one branch per queue and the base encoded in the same loop.
+     * The same work through the production path, {@link QueueResync#resync}: one pass over the
+     * list of final positions per ring format, the checks of a queue folded into one branch and
+     * its base encoded in the same pass, into the resync's own array.
      *
      * @return the bases, which JMH consumes
      */
     @Benchmark
     @OperationsPerInvocation(RESYNCS_PER_INVOCATION)
-    public int[] resyncAllTable() {
+    public int[] queueResync() {
         QueueResync r = resync;
         int[] bases = null;
         for (int round = 0; round < rounds; round++) {

@@ -32,14 +32,14 @@ class BenchmarkFixturesTest {
         bench.setUp();
         try {
             checkResync(bench, format, queues, bench.resyncAndEncodeBase());
-            // Scramble the queues, then the table path must reach the same state and bases.
+            // Scramble the queues, then the production path must reach the same state and bases.
             DeviceQueue[] devices = field(bench, "devices");
             for (DeviceQueue d : devices) {
                 d.resync(format.equals("packed") ? QueuePosition.packed(1, false, 1, false, 0)
                         : QueuePosition.split(1, 1, 0));
             }
             java.util.Arrays.fill((int[]) field(bench, "vringBases"), -1);
-            checkResync(bench, format, queues, bench.resyncAllTable());
+            checkResync(bench, format, queues, bench.queueResync());
         } finally {
             bench.tearDown();
         }

@@ -40,9 +40,9 @@ import java.lang.invoke.VarHandle;
  */
 public final class PackedDeviceQueue implements DeviceQueue {
     /** Bit of {@link #wrapState}: the avail wrap counter that goes with {@link #lastAvailIdx}. */
-    private static final int AVAIL_WRAP = QueuePositionTable.AVAIL_WRAP;
+    private static final int AVAIL_WRAP = 1;
     /** Bit of {@link #wrapState}: the used wrap counter that goes with {@link #usedIdx}. */
-    private static final int USED_WRAP = QueuePositionTable.USED_WRAP;
+    private static final int USED_WRAP = 2;
     /** Bit of {@link #wrapState}: the wrap counter that goes with {@link #shadowAvailIdx}. */
     private static final int SHADOW_AVAIL_WRAP = AVAIL_WRAP << 2;
     /** Bit of {@link #wrapState}: whether {@link #signalledUsed} holds a decision (QEMU's signalled_used_valid). */
@@ -576,83 +576,53 @@ public final class PackedDeviceQueue implements DeviceQueue {
      */
     @Override
     public void resync(QueuePosition finalPosition) {
-        if (!finalPosition.packed()) {
-            // The folded check below would not see the format.
-            throw VirtqueueException.state(queueIndex, "position.packed", 0, "a split position for a packed ring");
-        }
-        resync(finalPosition.lastAvailIdx(), finalPosition.usedIdx(), finalPosition.inuse(),
-                (finalPosition.lastAvailWrapCounter() ? AVAIL_WRAP : 0) | (finalPosition.usedWrapCounter() ? USED_WRAP : 0));
+        resyncToBase(finalPosition);
     }
 
     /**
-     * The body of {@link #resync(QueuePosition)} and of each queue of {@link #resyncAll}: the
-     * range checks, then the stores; {@code wraps} holds {@link #AVAIL_WRAP} and
-     * {@link #USED_WRAP}. The checks are folded into one branch: last or used outside [0, size),
-     * inuse outside [0, size]. The cold path, {@link #resyncError}, tells which field it was.
+     * {@link #resync(QueuePosition)}, returning the queue's vhost vring base in the kernel packed
+     * form ({@link VhostVringBase#encodeKernelPacked}); the per-queue step of {@link QueueResync}.
+     * Every check is folded into one branch (non-short-circuit {@code |}; unsigned compares catch
+     * negatives too): a split position, last or used outside [0, size), inuse outside [0, size].
+     * The cold path, {@link #refusal}, names the field; a refused position leaves the queue
+     * unchanged.
      */
-    private void resync(int last, int used, int newInuse, int wraps) {
+    int resyncToBase(QueuePosition finalPosition) {
+        int last = finalPosition.lastAvailIdx();
+        int used = finalPosition.usedIdx();
+        int newInuse = finalPosition.inuse();
         int n = size;
-        // Unsigned compares catch negatives too; non-short-circuit: one branch for all checks.
-        boolean bad = Integer.compareUnsigned(last, n) >= 0 | Integer.compareUnsigned(used, n) >= 0
-                | Integer.compareUnsigned(newInuse, n) > 0;
+        boolean bad = !finalPosition.packed() | Integer.compareUnsigned(last, n) >= 0
+                | Integer.compareUnsigned(used, n) >= 0 | Integer.compareUnsigned(newInuse, n) > 0;
         if (bad) {
-            throw resyncError(last, used, newInuse);
+            throw refusal(finalPosition);
         }
+        int availWrap = finalPosition.lastAvailWrapCounter() ? AVAIL_WRAP : 0;
+        int usedWrap = finalPosition.usedWrapCounter() ? USED_WRAP : 0;
         lastAvailIdx = last;
         shadowAvailIdx = last;
         usedIdx = used;
         inuse = newInuse;
         // Both avail wrap counters := the final one, the used one too; signalled_used_valid := false.
-        int availWrap = wraps & AVAIL_WRAP;
-        wrapState = availWrap | availWrap << 2 | (wraps & USED_WRAP);
+        wrapState = availWrap | availWrap << 2 | usedWrap;
+        // VhostVringBase.encodeKernelPacked without its range checks: both indices were just
+        // checked below size, and size <= PackedRing.MAX_QUEUE_SIZE keeps them below 1 << 15.
+        return last | availWrap << 15 | used << 16 | usedWrap << 30;
     }
 
     /**
-     * The error for a final position {@link #resync(int, int, int, int)} refused, naming the field
-     * ({@link QueuePosition#rangeError}, the same words as {@link QueuePosition#check(int, int)}).
+     * The error for a final position {@link #resyncToBase} refused, naming the field (the format,
+     * else {@link QueuePosition#rangeError}, the same words as {@link QueuePosition#check(int, int)}).
      */
-    private VirtqueueException resyncError(int last, int used, int newInuse) {
-        VirtqueueException error = QueuePosition.rangeError(queueIndex, size, true, last, used, newInuse);
+    private VirtqueueException refusal(QueuePosition position) {
+        if (!position.packed()) {
+            return VirtqueueException.state(queueIndex, "position.packed", 0, "a split position for a packed ring");
+        }
+        VirtqueueException error = QueuePosition.rangeError(queueIndex, size, true, position.lastAvailIdx(),
+                position.usedIdx(), position.inuse());
         return error != null ? error
-                : VirtqueueException.state(queueIndex, "position", last, "refused by the folded check alone");
-    }
-
-    /**
-     * The many-queue resync of packed rings ({@link QueueResync}): {@link #resync} of
-     * {@code queues[i]} with the position of queue {@code i} in {@code positions}, and
-     * {@code vringBases[i]} := the vhost vring base of that queue
-     * ({@link VhostVringBase#encodeKernelPacked}), in one loop with no per-queue interface call
-     * and no {@link QueuePosition} object to read.
-     *
-     * <p>Each queue goes through the same checks as {@link #resync}, which name the queue and
-     * the field; the queues before a bad one stay resynced.
-     *
-     * @throws IllegalArgumentException when the lengths differ
-     * @throws VirtqueueException naming the queue and field of the first bad position
-     */
-    static void resyncAll(PackedDeviceQueue[] queues, QueuePositionTable positions, int[] vringBases) {
-        QueuePositionTable.checkLengths(queues.length, positions, vringBases);
-        int[] entries = positions.entries;
-        if (queues.length == 1) {
-            // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
-            queues[0].resyncEntry(entries, 0, vringBases);
-            return;
-        }
-        for (int q = 0; q < queues.length; q++) {
-            queues[q].resyncEntry(entries, q, vringBases);
-        }
-    }
-
-    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked, applied, its base written. */
-    private void resyncEntry(int[] entries, int q, int[] vringBases) {
-        int at = q * QueuePositionTable.STRIDE;
-        int last = entries[at + QueuePositionTable.LAST_AVAIL_IDX];
-        int used = entries[at + QueuePositionTable.USED_IDX];
-        int wraps = entries[at + QueuePositionTable.WRAP_COUNTERS];
-        resync(last, used, entries[at + QueuePositionTable.INUSE], wraps);
-        // VhostVringBase.encodeKernelPacked without its range checks: resync just checked both
-        // below size, and size <= PackedRing.MAX_QUEUE_SIZE keeps them below 1 << 15.
-        vringBases[q] = last | (wraps & AVAIL_WRAP) << 15 | used << 16 | (wraps & USED_WRAP) << 30;
+                : VirtqueueException.state(queueIndex, "position", position.lastAvailIdx(),
+                        "refused by the folded check alone");
     }
 
     private void checkUsable() {

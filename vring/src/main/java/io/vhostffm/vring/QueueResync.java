@@ -12,10 +12,10 @@ import java.util.Objects;
  * 16-bit last avail idx; packed, the kernel packed form).
  *
  * <p>Built once per set of queues, before the switchover (at prestart); {@link #resync} then
- * allocates nothing. The positions go into a compact table (four ints per queue, interleaved) and
- * one loop of one ring format resyncs them ({@link SplitDeviceQueue#resyncAll},
- * {@link PackedDeviceQueue#resyncAll}): no per-queue interface call, no object to follow per queue,
- * the range checks of a queue folded into one branch.
+ * allocates nothing. It is one pass straight over the positions as they were decoded, one loop
+ * per ring format over an array of the concrete queue class (no per-queue interface call, no
+ * copy of the positions): per queue, every check folded into one branch with a cold error path,
+ * the stores, and the vring base into an array allocated here.
  *
  * <p>Used by both backends' quickstart: the userspace datapath resyncs the queues it will serve;
  * the kernel backend resyncs a device-side view of each queue it hands to vhost-net, which checks
@@ -24,13 +24,11 @@ import java.util.Objects;
 public final class QueueResync {
     private final SplitDeviceQueue[] split;
     private final PackedDeviceQueue[] packed;
-    private final QueuePositionTable table;
     private final int[] vringBases;
 
     private QueueResync(SplitDeviceQueue[] split, PackedDeviceQueue[] packed, int queues) {
         this.split = split;
         this.packed = packed;
-        this.table = new QueuePositionTable(queues);
         this.vringBases = new int[queues];
     }
 
@@ -82,49 +80,40 @@ public final class QueueResync {
      * @throws VirtqueueException naming the queue and the field of the first refused position
      */
     public int[] resync(List<QueuePosition> finalPositions) {
-        int n = vringBases.length;
+        int[] bases = vringBases;
+        int n = bases.length;
         if (finalPositions.size() != n) {
             throw new IllegalArgumentException(finalPositions.size() + " final positions for " + n + " queues");
         }
-        boolean packedRings = packed != null;
-        QueuePositionTable t = table;
-        int[] entries = t.entries;
-        for (int i = 0, at = 0; i < n; i++, at += QueuePositionTable.STRIDE) {
-            QueuePosition p = finalPositions.get(i);
-            boolean availWrap = p.lastAvailWrapCounter();
-            boolean usedWrap = p.usedWrapCounter();
-            // A position of the other format (or a split one with a wrap counter set) would pass
-            // the folded range checks; refuse it here, naming the field. Non-short-circuit: one branch.
-            if (p.packed() != packedRings | (!packedRings & (availWrap | usedWrap))) {
-                throw formatError(i, p);
-            }
-            // QueuePositionTable.set without its per-call checks: i < n = the table's queue count.
-            entries[at + QueuePositionTable.LAST_AVAIL_IDX] = p.lastAvailIdx();
-            entries[at + QueuePositionTable.USED_IDX] = p.usedIdx();
-            entries[at + QueuePositionTable.INUSE] = p.inuse();
-            entries[at + QueuePositionTable.WRAP_COUNTERS] = (availWrap ? QueuePositionTable.AVAIL_WRAP : 0)
-                    | (usedWrap ? QueuePositionTable.USED_WRAP : 0);
-        }
-        if (packedRings) {
-            PackedDeviceQueue.resyncAll(packed, t, vringBases);
+        if (packed != null) {
+            resyncPacked(packed, finalPositions, bases);
         } else {
-            SplitDeviceQueue.resyncAll(split, t, vringBases);
+            resyncSplit(split, finalPositions, bases);
         }
-        return vringBases;
+        return bases;
     }
 
-    private VirtqueueException formatError(int i, QueuePosition p) {
-        DeviceQueue queue = packed != null ? packed[i] : split[i];
-        if (p.packed() != (packed != null)) {
-            return VirtqueueException.state(queue.queueIndex(), "position.packed", p.packed() ? 1 : 0,
-                    "a " + (p.packed() ? "packed" : "split") + " position for a " + (packed != null ? "packed" : "split")
-                            + " ring");
+    // One loop per format: each call site of resyncToBase sees one concrete class. A single queue
+    // takes no counted loop: C2 gives a loop pre/main/post parts and range-check predicates whose
+    // set-up costs more than one queue's resync.
+
+    private static void resyncSplit(SplitDeviceQueue[] queues, List<QueuePosition> positions, int[] bases) {
+        if (queues.length == 1) {
+            bases[0] = queues[0].resyncToBase(positions.get(0));
+            return;
         }
-        try {
-            p.check(queue.queueIndex(), queue.size());
-        } catch (VirtqueueException e) {
-            return e;
+        for (int i = 0; i < queues.length; i++) {
+            bases[i] = queues[i].resyncToBase(positions.get(i));
         }
-        throw new AssertionError("a split position with a wrap counter passed its check: " + p);
+    }
+
+    private static void resyncPacked(PackedDeviceQueue[] queues, List<QueuePosition> positions, int[] bases) {
+        if (queues.length == 1) {
+            bases[0] = queues[0].resyncToBase(positions.get(0));
+            return;
+        }
+        for (int i = 0; i < queues.length; i++) {
+            bases[i] = queues[i].resyncToBase(positions.get(i));
+        }
     }
 }

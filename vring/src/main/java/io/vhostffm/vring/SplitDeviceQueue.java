@@ -429,96 +429,57 @@ public final class SplitDeviceQueue implements DeviceQueue {
 
     @Override
     public void resync(QueuePosition finalPosition) {
-        if (finalPosition.packed() || finalPosition.lastAvailWrapCounter() || finalPosition.usedWrapCounter()) {
-            // A packed position, or wrap counters a split ring does not have: the folded check
-            // below would not see them.
-            VirtqueueException error = finalPosition.packed()
-                    ? VirtqueueException.state(queueIndex, "position.packed", 1, "a packed position for a split ring")
-                    : refusal(finalPosition);
-            brokenBy = error;
-            throw error;
-        }
-        resync(finalPosition.lastAvailIdx(), finalPosition.usedIdx(), finalPosition.inuse());
-    }
-
-    private VirtqueueException refusal(QueuePosition position) {
-        try {
-            position.check(queueIndex, size);
-        } catch (VirtqueueException e) {
-            return e;
-        }
-        throw new AssertionError("position passed its check: " + position);
+        resyncToBase(finalPosition);
     }
 
     /**
-     * The body of {@link #resync(QueuePosition)} and of each queue of {@link #resyncAll}: the
-     * range checks, then the stores. The checks are folded into one branch (non-short-circuit
-     * {@code |}): last or used outside [0, 65535], inuse outside [0, size] (the unsigned compare
-     * catches negatives too), or used more than size behind last. The cold path,
-     * {@link #resyncError}, tells which field it was. (A single sign test over the same
-     * conditions measured slower here: C2 compiles the flags well.)
+     * {@link #resync(QueuePosition)}, returning the queue's vhost vring base
+     * ({@link VhostVringBase#encodeSplit}: the last avail idx); the per-queue step of
+     * {@link QueueResync}. Every check is folded into one branch (non-short-circuit {@code |}):
+     * a packed position or a wrap counter set, last or used outside [0, 65535], inuse outside
+     * [0, size] (the unsigned compare catches negatives too), or used more than size behind last.
+     * The cold path, {@link #refusal}, names the field and marks the queue broken. (A single sign
+     * test over the same conditions measured slower here: C2 compiles the flags well.)
      */
-    private void resync(int last, int used, int newInuse) {
+    int resyncToBase(QueuePosition finalPosition) {
+        int last = finalPosition.lastAvailIdx();
+        int used = finalPosition.usedIdx();
+        int newInuse = finalPosition.inuse();
         int n = size;
-        boolean bad = ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, n) > 0
+        boolean bad = finalPosition.packed() | finalPosition.lastAvailWrapCounter() | finalPosition.usedWrapCounter()
+                | ((last | used) >>> 16) != 0 | Integer.compareUnsigned(newInuse, n) > 0
                 | ((last - used) & 0xffff) > n;
         if (bad) {
-            throw resyncError(last, used, newInuse);
+            throw refusal(finalPosition);
         }
         lastAvailIdx = last;
         shadowAvailIdx = last;
         usedIdx = used;
         inuse = newInuse;
         signalledUsedValid = false;
+        // VhostVringBase.encodeSplit without its range check: the same range was just checked.
+        return last;
     }
 
     /**
-     * The error for a final position {@link #resync(int, int, int)} refused, naming the field
-     * ({@link QueuePosition#rangeError}, the same words as {@link QueuePosition#check(int, int)});
-     * marks the queue broken.
+     * The error for a final position {@link #resyncToBase} refused, naming the field (the format,
+     * else {@link QueuePosition#check(int, int)}'s words); marks the queue broken.
      */
-    private VirtqueueException resyncError(int last, int used, int newInuse) {
-        VirtqueueException error = QueuePosition.rangeError(queueIndex, size, false, last, used, newInuse);
-        if (error == null) {
-            error = VirtqueueException.state(queueIndex, "position", last, "refused by the folded check alone");
+    private VirtqueueException refusal(QueuePosition position) {
+        VirtqueueException error;
+        if (position.packed()) {
+            error = VirtqueueException.state(queueIndex, "position.packed", 1, "a packed position for a split ring");
+        } else {
+            try {
+                position.check(queueIndex, size);
+                error = VirtqueueException.state(queueIndex, "position", position.lastAvailIdx(),
+                        "refused by the folded check alone");
+            } catch (VirtqueueException e) {
+                error = e;
+            }
         }
         brokenBy = error;
         return error;
-    }
-
-    /**
-     * The many-queue resync of split rings ({@link QueueResync}): {@link #resync} of
-     * {@code queues[i]} with the position of queue {@code i} in {@code positions}, and
-     * {@code vringBases[i]} := the vhost vring base of that queue ({@link VhostVringBase#encodeSplit}:
-     * its last avail idx), in one loop with no per-queue interface call and no
-     * {@link QueuePosition} object to read.
-     *
-     * <p>Each queue goes through the same checks as {@link #resync}, which name the queue and
-     * the field and mark the queue broken; the queues before a bad one stay resynced.
-     *
-     * @throws IllegalArgumentException when the lengths differ
-     * @throws VirtqueueException naming the queue and field of the first bad position
-     */
-    static void resyncAll(SplitDeviceQueue[] queues, QueuePositionTable positions, int[] vringBases) {
-        QueuePositionTable.checkLengths(queues.length, positions, vringBases);
-        int[] entries = positions.entries;
-        if (queues.length == 1) {
-            // One queue: no counted loop, whose pre/main/post set-up costs more than the resync itself.
-            queues[0].resyncEntry(entries, 0, vringBases);
-            return;
-        }
-        for (int q = 0; q < queues.length; q++) {
-            queues[q].resyncEntry(entries, q, vringBases);
-        }
-    }
-
-    /** One queue of {@link #resyncAll}: entry {@code q} of the table, checked, applied, its base written. */
-    private void resyncEntry(int[] entries, int q, int[] vringBases) {
-        int at = q * QueuePositionTable.STRIDE;
-        int last = entries[at + QueuePositionTable.LAST_AVAIL_IDX];
-        resync(last, entries[at + QueuePositionTable.USED_IDX], entries[at + QueuePositionTable.INUSE]);
-        // VhostVringBase.encodeSplit without its range check: resync just checked the same range.
-        vringBases[q] = last;
     }
 
     private void checkNotBroken() {

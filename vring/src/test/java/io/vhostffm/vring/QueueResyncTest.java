@@ -12,7 +12,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * The many-queue resync ({@link QueueResync} over a {@link QueuePositionTable}): same result as one
+ * The many-queue resync ({@link QueueResync}, straight over the decoded positions): same result as one
  * resync per queue, same checks, and the vhost vring bases of {@link VhostVringBase#encodeKernel}.
  */
 class QueueResyncTest {
@@ -31,19 +31,6 @@ class QueueResyncTest {
         PackedFixture f = new PackedFixture(size, eventIdx);
         fixtures.add(f);
         return f;
-    }
-
-    @Test
-    void tableKeepsEveryField() {
-        QueuePosition a = QueuePosition.packed(3, true, 2, false, 1);
-        QueuePosition b = QueuePosition.packed(9, false, 8, true, 0);
-        QueuePositionTable table = QueuePositionTable.of(a, b);
-        assertEquals(2, table.queues());
-        assertEquals(a, table.get(0, true));
-        assertEquals(b, table.get(1, true));
-        QueuePosition outOfRange = QueuePosition.split(70000, -1, -5);
-        table.set(1, outOfRange);
-        assertEquals(outOfRange, table.get(1, false), "kept as given, for the resync to check");
     }
 
     @Test
@@ -80,6 +67,9 @@ class QueueResyncTest {
             VirtqueueException e = assertThrows(VirtqueueException.class, () -> resync.resync(finals));
             assertEquals(c[3], e.field(), String.join(",", c));
             assertEquals(queues.get(1).queueIndex(), e.queueIndex());
+            VirtqueueException checked = assertThrows(VirtqueueException.class,
+                    () -> finals.get(1).check(queues.get(1).queueIndex(), queues.get(1).size()));
+            assertEquals(checked.getMessage(), e.getMessage(), "the words of QueuePosition.check");
             assertEquals(4, queues.get(0).saveState().position().lastAvailIdx(),
                     "the queue before the bad one is resynced");
         }
@@ -125,6 +115,12 @@ class QueueResyncTest {
             VirtqueueException e = assertThrows(VirtqueueException.class, () -> resync.resync(finals));
             assertEquals(fields[i], e.field(), bad[i].toString());
             assertEquals(f.device.queueIndex(), e.queueIndex());
+            if (bad[i].packed()) {
+                QueuePosition position = bad[i];
+                VirtqueueException checked = assertThrows(VirtqueueException.class,
+                        () -> position.check(f.device.queueIndex(), f.device.size()));
+                assertEquals(checked.getMessage(), e.getMessage(), "the words of QueuePosition.check");
+            }
         }
     }
 

@@ -68,7 +68,7 @@ class SwitchoverRatiosTest {
         String json = "[" + String.join(",",
                 entry("UserspaceSwitchoverBenchmark", "quickstart", 4, 200, 20),
                 entry("UserspaceSwitchoverBenchmark", "classic", 4, 800, 0),
-                entry("IndexResyncBenchmark", "resyncAllTable", 4, 2, 0)) + "]";
+                entry("IndexResyncBenchmark", "queueResync", 4, 2, 0)) + "]";
         List<SwitchoverRatios.Row> rows = SwitchoverRatios.rows(BenchmarkResult.parseAll(json));
         assertEquals(1, rows.size());
         assertNull(rows.get(0).bareIoctls());

@@ -28,9 +28,11 @@ import io.vhostffm.testkit.IoctlRecorder;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import java.io.IOException;
 import java.nio.channels.WritableByteChannel;
-import java.util.function.UnaryOperator;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.UnaryOperator;
 import java.io.UncheckedIOException;
 
 /**
@@ -360,6 +362,7 @@ public final class LocalMigration {
         private final NetDeviceRuntime device;
         private final NetMigrationDestination migration;
         private final IoctlRecorder ioctls;
+        private final List<Runnable> beforeSwitchover = new CopyOnWriteArrayList<>();
         private ReceivedMigration received;
         private DestinationFigures figures;
 
@@ -448,6 +451,7 @@ public final class LocalMigration {
             migration.setBeforeSwitchover(() -> {
                 awaitRam();
                 awaitCommit();
+                beforeSwitchover.forEach(Runnable::run);
                 if (ioctls != null) {
                     ioctls.clear();
                 }
@@ -466,6 +470,16 @@ public final class LocalMigration {
                     throw new UncheckedIOException(e);
                 }
             });
+        }
+
+        /**
+         * Adds {@code hook} to what runs right before the switchover, after the source's commit
+         * and before the switchover's own ioctls are counted. The harness owns the destination's
+         * single before-switchover hook (it sends the readiness and waits for the commit there),
+         * so a caller adds to it here instead of replacing it.
+         */
+        public void addBeforeSwitchover(Runnable hook) {
+            beforeSwitchover.add(Objects.requireNonNull(hook, "hook"));
         }
 
         /**

@@ -195,7 +195,17 @@ final class MigrationRig implements AutoCloseable {
                     throw new IllegalStateException(e);
                 }
             });
-            DestinationFigures figures = source.awaitDestination();
+            DestinationFigures figures;
+            try {
+                figures = source.awaitDestination();
+            } catch (Exception e) {
+                // The source only sees silence or a closed socket: say why the destination failed.
+                resumed.exceptionally(destinationFailure -> {
+                    e.addSuppressed(destinationFailure);
+                    return null;
+                });
+                throw e;
+            }
             source.close();
             lastRamPages = source.ram() == null ? 0 : source.ram().pagesSent();
             FakeGuest moved = resumed.get(60, TimeUnit.SECONDS);

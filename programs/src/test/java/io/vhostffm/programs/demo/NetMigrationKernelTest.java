@@ -171,7 +171,7 @@ class NetMigrationKernelTest {
             List<List<String>> early = new ArrayList<>();
             MigrationRig.Migrated m = rig.migrate(d -> {
                 d.ioctls().clear(); // SET_OWNER and GET_FEATURES happened when the backend opened
-                d.migration().setBeforeSwitchover(() -> early.add(d.ioctls().names()));
+                d.addBeforeSwitchover(() -> early.add(d.ioctls().names()));
             }, g -> {});
             List<String> all = m.destination().ioctls().names();
             List<String> prestart = early.get(0);

@@ -34,16 +34,42 @@ public final class DirtyLog implements AutoCloseable {
     private static final int PAGE_SHIFT = 12;
     private static final VarHandle WORD = ValueLayout.JAVA_LONG.varHandle();
 
+    /** The memfd holding the bitmap; null for a log over a mapping made elsewhere ({@link #over}). */
     private final MemfdGuestMemory backing;
+    private final Runnable release;
     private final MemorySegment bitmap;
     private final long words;
     private final long coveredBytes;
 
     private DirtyLog(MemfdGuestMemory backing, long coveredBytes) {
         this.backing = backing;
+        this.release = backing::close;
         this.bitmap = backing.memfdRegions().get(0).segment();
         this.coveredBytes = coveredBytes;
         this.words = (coveredBytes / PAGE_SIZE + 63) / 64;
+    }
+
+    private DirtyLog(MemorySegment bitmap, Runnable release) {
+        this.backing = null;
+        this.release = release;
+        this.bitmap = bitmap;
+        this.words = bitmap.byteSize() / 8;
+        this.coveredBytes = words * 64 * PAGE_SIZE;
+    }
+
+    /**
+     * A log over a bitmap mapped elsewhere, e.g. the shared memory a vhost-user frontend hands
+     * over with SET_LOG_BASE: same layout, covering {@code [0, 64 pages per whole 8-byte word)}.
+     * {@link #close()} runs {@code release} (which unmaps it); {@link #fd()} is not available.
+     *
+     * @throws IllegalArgumentException when the bitmap is not 8-byte aligned or holds no whole word
+     */
+    public static DirtyLog over(MemorySegment bitmap, Runnable release) {
+        if (bitmap.address() % 8 != 0 || bitmap.byteSize() < 8) {
+            throw new IllegalArgumentException(String.format("a dirty log bitmap needs whole 8-byte words, 8-aligned: "
+                    + "%d bytes at 0x%x", bitmap.byteSize(), bitmap.address()));
+        }
+        return new DirtyLog(bitmap, java.util.Objects.requireNonNull(release, "release"));
     }
 
     /** A log covering guest addresses {@code [0, guestEnd)}, all clear. */
@@ -75,8 +101,15 @@ public final class DirtyLog implements AutoCloseable {
         return bitmap.address();
     }
 
-    /** The memfd holding the bitmap (owned by this log). */
+    /**
+     * The memfd holding the bitmap (owned by this log).
+     *
+     * @throws IllegalStateException for a log made with {@link #over}, which has no memfd of its own
+     */
     public FileDescriptor fd() {
+        if (backing == null) {
+            throw new IllegalStateException("this dirty log is over a mapping made elsewhere; it has no memfd of its own");
+        }
         return backing.memfdRegions().get(0).fd();
     }
 
@@ -162,7 +195,7 @@ public final class DirtyLog implements AutoCloseable {
     /** Unmaps the bitmap and closes its memfd. Stop every writer (SET_LOG_BASE elsewhere) first. */
     @Override
     public void close() {
-        backing.close();
+        release.run();
     }
 
     @Override

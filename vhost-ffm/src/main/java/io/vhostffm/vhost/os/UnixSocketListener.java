@@ -42,6 +42,11 @@ public final class UnixSocketListener implements AutoCloseable {
         return path;
     }
 
+    /** The listening socket's descriptor (e.g. to poll it together with a stop eventfd before {@link #accept()}). */
+    public FileDescriptor fd() {
+        return fd;
+    }
+
     /** Waits for one connection (accept4, close-on-exec). */
     public UnixSocket accept() throws NativeCallException {
         int n = fd.acquire();
