@@ -4,9 +4,11 @@
  */
 module io.vhostffm.migration {
     requires transitive io.vhostffm.vhost;
+    requires jdk.jfr; // the events of io.vhostffm.migration.jfr
 
     exports io.vhostffm.migration;
     exports io.vhostffm.migration.schema;
     exports io.vhostffm.migration.stream;
     exports io.vhostffm.migration.net;
+    exports io.vhostffm.migration.jfr;
 }

@@ -6,5 +6,7 @@
 module io.vhostffm.programs {
     requires io.vhostffm.migration;
     requires io.vhostffm.testkit; // the demo's fake guest
-    requires java.management; // the demo's child JVM inherits this JVM's -XX options
+    requires java.management;
+    requires jdk.jfr; // bin/demo --jfr
+    requires HdrHistogram; // the downtime benchmark's percentiles // the demo's child JVM inherits this JVM's -XX options
 }

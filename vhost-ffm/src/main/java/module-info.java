@@ -18,6 +18,7 @@
  */
 module io.vhostffm.vhost {
     requires transitive io.vhostffm.vring;
+    requires jdk.jfr; // IoctlEvent
 
     exports io.vhostffm.vhost.os;
     exports io.vhostffm.vhost.virtio;

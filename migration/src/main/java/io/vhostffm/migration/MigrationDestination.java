@@ -2,6 +2,7 @@ package io.vhostffm.migration;
 
 import io.vhostffm.migration.internal.Acknowledgement;
 import io.vhostffm.migration.internal.Manifest;
+import io.vhostffm.migration.jfr.MigrationPhaseEvent;
 import io.vhostffm.migration.schema.StateDecodeException;
 import io.vhostffm.migration.schema.StateSchema;
 import io.vhostffm.migration.stream.MigrationStreamReader;
@@ -45,6 +46,7 @@ public final class MigrationDestination {
     private final Map<Integer, RegisteredSection<?>> byId = new HashMap<>();
     private final Map<Integer, String> names = new HashMap<>();
     private final DeviceSwitchover device;
+    private volatile Runnable afterEarlyLoad = () -> {};
     private volatile MigrationPhase phase = MigrationPhase.SETUP;
     private volatile java.util.function.Consumer<MigrationPhase> phaseListener = p -> {};
 
@@ -59,6 +61,15 @@ public final class MigrationDestination {
             names.put(s.id, s.name);
         }
         this.device = device;
+    }
+
+    /**
+     * Runs on the reading thread once the setup state is loaded early (the device prestarted),
+     * before the precopy deltas are read: the moment a destination can tell the source it is
+     * ready for the switchover. A failure fails the migration.
+     */
+    public void setAfterEarlyLoad(Runnable hook) {
+        this.afterEarlyLoad = java.util.Objects.requireNonNull(hook, "hook");
     }
 
     /**
@@ -122,17 +133,35 @@ public final class MigrationDestination {
             enter(MigrationPhase.SETUP);
             readManifest();
             readSetup();
+            MigrationPhaseEvent earlyEvent = new MigrationPhaseEvent();
+            earlyEvent.begin();
             loadEarly();
+            MigrationSource.commit(earlyEvent, MigrationPhaseEvent.EARLY_LOAD, in.offset());
+            try {
+                afterEarlyLoad.run(); // e.g. tell the source the switchover may come: nothing is loading any more
+            } catch (RuntimeException e) {
+                throw new MigrationException("after the early load: " + e.getMessage(), e);
+            }
             enter(MigrationPhase.PRECOPY);
             Section first = readPrecopy();
             enter(MigrationPhase.STOP_AND_COPY);
-            long switchoverStart = System.nanoTime(); // the guest is paused at the source from here on
+            MigrationPhaseEvent switchoverEvent = new MigrationPhaseEvent();
+            switchoverEvent.begin();
+            long switchoverStart = MonotonicClock.now(); // the guest is paused at the source from here on
+            SwitchoverSteps steps = new SwitchoverSteps();
+            steps.firstFrame(switchoverStart);
             Map<Integer, Record> switchoverBatch = new LinkedHashMap<>();
             FinalPositions indices = readSwitchover(first, switchoverBatch);
+            steps.mark(SwitchoverSteps.STREAM);
             enter(MigrationPhase.ACKNOWLEDGEMENT);
-            Switchover switchover = applySwitchover(switchoverBatch, indices);
-            long switchoverNanos = System.nanoTime() - switchoverStart;
-            return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset());
+            Switchover switchover = applySwitchover(switchoverBatch, indices, steps);
+            if (steps.count() == 1) {
+                steps.mark(SwitchoverSteps.DEVICE_START);
+            }
+            long switchoverNanos = MonotonicClock.now() - switchoverStart;
+            MigrationSource.commit(switchoverEvent, MigrationPhaseEvent.SWITCHOVER, in.offset());
+            return new ReceivedMigration(early, precopy, switchover, earlyLoadNanos, switchoverNanos, in.offset(),
+                    switchoverStart, steps.marks());
         }
 
         private void readManifest() throws MigrationStreamException {
@@ -258,7 +287,8 @@ public final class MigrationDestination {
         }
 
         /** The stream is complete and valid: apply the switchover deltas, then start the device. */
-        private Switchover applySwitchover(Map<Integer, Record> batch, FinalPositions indices) throws MigrationException {
+        private Switchover applySwitchover(Map<Integer, Record> batch, FinalPositions indices, SwitchoverSteps steps)
+                throws MigrationException {
             List<SectionDelta> deltas = new ArrayList<>();
             for (Map.Entry<Integer, Record> e : batch.entrySet()) {
                 RegisteredSection<?> r = byId.get(e.getKey());
@@ -282,7 +312,7 @@ public final class MigrationDestination {
                 }
             }
             Switchover switchover = new Switchover(batch.isEmpty(), deltas, sinceEarly, indices, early, current,
-                    earlyFailures);
+                    earlyFailures, steps);
             try {
                 device.switchover(switchover);
             } catch (Exception e) {
@@ -350,13 +380,13 @@ public final class MigrationDestination {
     /** Sends the positive acknowledgement, with the destination's timings, on the return path. */
     public static void acknowledge(MigrationStreamWriter back, ReceivedMigration received) throws IOException {
         writeAck(back, new Acknowledgement(true, "", received.earlyLoadNanos(), received.switchoverNanos(),
-                received.bytesReceived()));
+                received.bytesReceived(), MonotonicClock.domain(), received.firstFrameAt(), received.switchoverMarks()));
     }
 
     /** Sends a negative acknowledgement: the source keeps the guest. */
     public static void acknowledgeFailure(MigrationStreamWriter back, MigrationException failure) throws IOException {
         String reason = failure.getMessage() == null ? failure.toString() : failure.getMessage();
-        writeAck(back, new Acknowledgement(false, reason, -1, -1, -1));
+        writeAck(back, new Acknowledgement(false, reason, -1, -1, -1, MonotonicClock.domain(), -1, List.of()));
     }
 
     private static void writeAck(MigrationStreamWriter back, Acknowledgement ack) throws IOException {

@@ -17,10 +17,13 @@ package io.vhostffm.migration;
  * @param switchoverDeltaSections sections sent at stop-and-copy; 0 means "no delta"
  * @param destinationEarlyLoadNanos destination: early load of the setup state, -1 if unknown
  * @param destinationSwitchoverNanos destination: switchover work, -1 if unknown
+ * @param downtime the device downtime, pause to the destination's datapath ready, with its
+ *        parts; null until a positive acknowledgement arrived
  */
 public record MigrationReport(long setupNanos, long setupBytes, int precopyDeltaMessages, long precopyDeltaNanos,
         long precopyDeltaBytes, long stopAndCopyNanos, long backendStopNanos, long stopAndCopyBytes,
-        int switchoverDeltaSections, long destinationEarlyLoadNanos, long destinationSwitchoverNanos) {
+        int switchoverDeltaSections, long destinationEarlyLoadNanos, long destinationSwitchoverNanos,
+        DeviceDowntime downtime) {
 
     /** True when the stop-and-copy sent only the final indices. */
     public boolean noDeltaAtSwitchover() {
@@ -36,7 +39,7 @@ public record MigrationReport(long setupNanos, long setupBytes, int precopyDelta
     public MigrationReport withDestination(long earlyLoadNanos, long switchoverNanos) {
         return new MigrationReport(setupNanos, setupBytes, precopyDeltaMessages, precopyDeltaNanos, precopyDeltaBytes,
                 stopAndCopyNanos, backendStopNanos, stopAndCopyBytes, switchoverDeltaSections, earlyLoadNanos,
-                switchoverNanos);
+                switchoverNanos, downtime);
     }
 
     /** A small table, one phase a line. */
@@ -56,6 +59,9 @@ public record MigrationReport(long setupNanos, long setupBytes, int precopyDelta
         sb.append(String.format("  %-34s %14s %10s%n", "destination switchover",
                 destinationSwitchoverNanos < 0 ? "unknown" : Long.toString(destinationSwitchoverNanos), ""));
         sb.append(String.format("  %-34s %14s %10d", "total sent", "", totalBytes()));
+        if (downtime != null) {
+            sb.append(System.lineSeparator()).append(downtime.toString().stripTrailing());
+        }
         return sb.toString();
     }
 }

@@ -2,6 +2,7 @@ package io.vhostffm.migration;
 
 import io.vhostffm.migration.internal.Acknowledgement;
 import io.vhostffm.migration.internal.Manifest;
+import io.vhostffm.migration.jfr.MigrationPhaseEvent;
 import io.vhostffm.migration.schema.StateDecodeException;
 import io.vhostffm.migration.schema.StateSchema;
 import io.vhostffm.migration.stream.MigrationStreamReader;
@@ -52,6 +53,9 @@ public final class MigrationSource {
     private int switchoverSections;
     private long destinationEarlyLoadNanos = -1;
     private long destinationSwitchoverNanos = -1;
+    private long pausedAt = -1;
+    private long sentAt = -1;
+    private DeviceDowntime downtime;
 
     /**
      * @param out the stream to the destination
@@ -71,6 +75,8 @@ public final class MigrationSource {
     public void setup() throws IOException {
         requirePhase(Phase.NEW, "setup");
         phase = Phase.FAILED; // until it completes
+        MigrationPhaseEvent event = new MigrationPhaseEvent();
+        event.begin();
         long start = System.nanoTime();
         long bytesBefore = out.bytesWritten();
         List<Manifest.Entry> entries = new ArrayList<>();
@@ -86,6 +92,7 @@ public final class MigrationSource {
         phase = Phase.PRECOPY;
         setupNanos = System.nanoTime() - start;
         setupBytes = out.bytesWritten() - bytesBefore;
+        commit(event, MigrationPhaseEvent.SETUP, setupBytes);
     }
 
     private <R extends Record> void sendFull(RegisteredSection<R> s, int flags) throws IOException {
@@ -104,6 +111,8 @@ public final class MigrationSource {
     public List<Integer> sendPrecopyDelta() throws IOException {
         requirePhase(Phase.PRECOPY, "a precopy delta");
         phase = Phase.FAILED; // until it completes
+        MigrationPhaseEvent event = new MigrationPhaseEvent();
+        event.begin();
         long start = System.nanoTime();
         long bytesBefore = out.bytesWritten();
         List<Integer> sent = sendChanged(StreamFormat.FLAG_DELTA, true);
@@ -114,6 +123,7 @@ public final class MigrationSource {
         }
         precopyNanos += System.nanoTime() - start;
         precopyBytes += out.bytesWritten() - bytesBefore;
+        commit(event, MigrationPhaseEvent.PRECOPY_DELTA, out.bytesWritten() - bytesBefore);
         return sent;
     }
 
@@ -159,7 +169,10 @@ public final class MigrationSource {
      */
     public List<Integer> stopAndCopy(BackendStop backend) throws IOException, MigrationException {
         requirePhase(Phase.PRECOPY, "stop-and-copy");
-        long start = System.nanoTime();
+        MigrationPhaseEvent event = new MigrationPhaseEvent();
+        event.begin();
+        long start = MonotonicClock.now(); // the guest is paused: the device downtime starts here
+        pausedAt = start;
         long bytesBefore = out.bytesWritten();
         FinalPositions indices;
         try {
@@ -178,9 +191,11 @@ public final class MigrationSource {
         out.writeSection(StreamFormat.QUEUE_INDICES, flags, INDICES.encode(indices));
         out.writeEndOfStream();
         phase = Phase.DONE;
-        stopAndCopyNanos = System.nanoTime() - start;
+        sentAt = MonotonicClock.now();
+        stopAndCopyNanos = sentAt - start;
         stopAndCopyBytes = out.bytesWritten() - bytesBefore;
         switchoverSections = sent.size();
+        commit(event, MigrationPhaseEvent.STOP_AND_COPY, stopAndCopyBytes);
         return sent;
     }
 
@@ -210,6 +225,10 @@ public final class MigrationSource {
         }
         destinationEarlyLoadNanos = ack.earlyLoadNanos();
         destinationSwitchoverNanos = ack.switchoverNanos();
+        if (ack.started() && sentAt >= 0) {
+            downtime = DeviceDowntime.of(pausedAt, sentAt, MonotonicClock.sameAs(ack.clockDomain()),
+                    ack.firstFrameAt(), ack.switchoverMarks());
+        }
         if (!ack.started()) {
             throw new MigrationException("the destination did not start: " + ack.failure());
         }
@@ -219,7 +238,17 @@ public final class MigrationSource {
     public MigrationReport report() {
         return new MigrationReport(setupNanos, setupBytes, precopyMessages, precopyNanos, precopyBytes,
                 stopAndCopyNanos, backendStopNanos, stopAndCopyBytes, switchoverSections, destinationEarlyLoadNanos,
-                destinationSwitchoverNanos);
+                destinationSwitchoverNanos, downtime);
+    }
+
+    /** Ends and commits a phase event, when a recording wants it. */
+    static void commit(MigrationPhaseEvent event, String phase, long bytes) {
+        event.end();
+        if (event.shouldCommit()) {
+            event.phase = phase;
+            event.bytes = bytes;
+            event.commit();
+        }
     }
 
     private void requirePhase(Phase expected, String what) {

@@ -14,11 +14,15 @@ import java.util.Map;
  *        to the device started (reading the rest of the switchover message, decode, compare,
  *        apply, {@link DeviceSwitchover}); all of it is guest downtime
  * @param bytesReceived stream bytes read, end marker included
+ * @param firstFrameAt when the first switchover frame arrived ({@link MonotonicClock})
+ * @param switchoverMarks the switchover's steps ({@link SwitchoverSteps}), the last the device ready
  */
 public record ReceivedMigration(Map<Integer, Record> earlyState, List<SectionDelta> precopyDeltas,
-        Switchover switchover, long earlyLoadNanos, long switchoverNanos, long bytesReceived) {
+        Switchover switchover, long earlyLoadNanos, long switchoverNanos, long bytesReceived, long firstFrameAt,
+        List<SwitchoverSteps.Mark> switchoverMarks) {
     public ReceivedMigration {
         earlyState = Map.copyOf(earlyState);
         precopyDeltas = List.copyOf(precopyDeltas);
+        switchoverMarks = List.copyOf(switchoverMarks);
     }
 }

@@ -18,10 +18,12 @@ import java.util.Map;
  * @param earlyFailures failures of {@link DeviceStateSection#loadEarly} or of a precopy
  *        {@link DeviceStateSection#applyDelta}, in order: when not empty the early-started
  *        device cannot be trusted and needs the full path
+ * @param steps the switchover's timeline: the device marks the end of each of its steps
+ *        ({@link SwitchoverSteps#mark}), the last when its datapath is ready on every queue
  */
 public record Switchover(boolean noDelta, List<SectionDelta> switchoverDeltas,
         Map<Integer, List<String>> changedSinceEarly, FinalPositions finalPositions, Map<Integer, Record> earlyState,
-        Map<Integer, Record> finalState, List<String> earlyFailures) {
+        Map<Integer, Record> finalState, List<String> earlyFailures, SwitchoverSteps steps) {
     public Switchover {
         switchoverDeltas = List.copyOf(switchoverDeltas);
         changedSinceEarly = Map.copyOf(changedSinceEarly);

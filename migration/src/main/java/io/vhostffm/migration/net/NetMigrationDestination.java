@@ -5,6 +5,7 @@ import io.vhostffm.migration.DeviceSwitchover;
 import io.vhostffm.migration.FinalPositions;
 import io.vhostffm.migration.MigrationDestination;
 import io.vhostffm.migration.Switchover;
+import io.vhostffm.migration.SwitchoverSteps;
 import io.vhostffm.vhost.device.DatapathState;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
@@ -55,11 +56,23 @@ import java.lang.invoke.VarHandle;
  */
 public final class NetMigrationDestination {
     private static final System.Logger LOG = System.getLogger(NetMigrationDestination.class.getName());
+    /**
+     * Downtime step: the hook run before the switchover starts anything ({@link #setBeforeSwitchover}):
+     * waiting for the RAM precopy's final pass, a hypervisor's commit handshake with the source.
+     */
+    public static final String STEP_BEFORE_SWITCHOVER = "commit and RAM wait";
+    /** Downtime step: switchover deltas applied, model current, final states built. */
+    public static final String STEP_APPLY = "destination apply";
+    /** Downtime step: the backend's quickstart with the final indices, and the control queue. */
+    public static final String STEP_QUICKSTART = "quickstart";
+    /** Downtime step: one notification per queue; the datapath is ready after it. */
+    public static final String STEP_FIRST_NOTIFICATION = "first notification";
 
     private final NetDeviceRuntime device;
     private final NetBackend primary;
     private final NetBackend fallback;
     private volatile Runnable beforeSwitchover = () -> {};
+    private volatile Runnable afterEarlyLoad = () -> {};
     private volatile boolean earlyStart = true;
 
     // Guarded by this: the migration's reader thread is the only caller, but tests read results.
@@ -104,9 +117,19 @@ public final class NetMigrationDestination {
         this.earlyStart = early;
     }
 
+    /**
+     * Runs once the early load is done (model restored, datapath prestarted), before the precopy
+     * deltas: e.g. the destination tells the source it may pause the guest.
+     */
+    public void setAfterEarlyLoad(Runnable hook) {
+        this.afterEarlyLoad = Objects.requireNonNull(hook, "hook");
+    }
+
     /** The generic destination over these sections and this switchover. */
     public MigrationDestination protocol() {
-        return new MigrationDestination(sections(), this::switchover);
+        MigrationDestination protocol = new MigrationDestination(sections(), this::switchover);
+        protocol.setAfterEarlyLoad(() -> afterEarlyLoad.run());
+        return protocol;
     }
 
     /** The four sections, destination side. */
@@ -235,8 +258,10 @@ public final class NetMigrationDestination {
     private synchronized void switchover(Switchover s) throws Exception {
         long start = System.nanoTime();
         beforeSwitchover.run();
+        s.steps().mark(STEP_BEFORE_SWITCHOVER);
         if (!earlyDone) {
             classicStart(s, start);
+            s.steps().mark(SwitchoverSteps.DEVICE_START);
             return;
         }
         if (!modelCurrent) {
@@ -247,6 +272,7 @@ public final class NetMigrationDestination {
             stopEarlyStarted();
             path = SwitchoverPath.NOT_RUNNING;
             deviceStartNanos = System.nanoTime() - start;
+            s.steps().mark(SwitchoverSteps.DEVICE_START);
             return;
         }
         DatapathState fin = finalState(s.finalPositions());
@@ -266,11 +292,17 @@ public final class NetMigrationDestination {
             startFallback(fin, "the primary refused a device change: " + backendEffectFailure);
         } else {
             try {
+                s.steps().mark(STEP_APPLY);
                 device.quickstartDatapath(fin);
+                s.steps().markAt(STEP_QUICKSTART, device.lastNotificationAt());
+                s.steps().mark(STEP_FIRST_NOTIFICATION);
                 path = fineChanges.isEmpty() ? SwitchoverPath.QUICKSTART : SwitchoverPath.QUICKSTART_AFTER_FINE_DELTAS;
             } catch (IOException | RuntimeException e) {
                 startFallback(fin, "quickstart failed: " + e);
             }
+        }
+        if (path != SwitchoverPath.QUICKSTART && path != SwitchoverPath.QUICKSTART_AFTER_FINE_DELTAS) {
+            s.steps().mark(SwitchoverSteps.DEVICE_START); // full reload or fallback: one step
         }
         deviceStartNanos = System.nanoTime() - start;
     }

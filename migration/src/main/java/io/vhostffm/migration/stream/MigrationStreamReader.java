@@ -1,5 +1,7 @@
 package io.vhostffm.migration.stream;
 
+import io.vhostffm.migration.jfr.StreamFrameEvent;
+
 import io.vhostffm.migration.MigrationStreamException;
 import java.io.EOFException;
 import java.io.IOException;
@@ -130,6 +132,8 @@ public final class MigrationStreamReader {
         if (ended) {
             throw new IllegalStateException("the stream has ended");
         }
+        StreamFrameEvent event = new StreamFrameEvent(); // scalar-replaced by the JIT: no allocation without a recording
+        event.begin();
         readHeader();
         requireUsable();
         failed = true; // until the frame checked out
@@ -171,6 +175,14 @@ public final class MigrationStreamReader {
             ended = true;
         }
         failed = false;
+        event.end();
+        if (event.shouldCommit()) {
+            event.direction = "read";
+            event.sectionId = id;
+            event.flags = flags;
+            event.payloadBytes = payload.length;
+            event.commit();
+        }
         return new Section(id, flags, payload, frameOffset);
     }
 

@@ -1,5 +1,7 @@
 package io.vhostffm.migration.stream;
 
+import io.vhostffm.migration.jfr.StreamFrameEvent;
+
 import java.io.Flushable;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -85,6 +87,20 @@ public final class MigrationStreamWriter implements Flushable {
     }
 
     private void writeFrame(int id, int flags, byte[] payload) throws IOException {
+        StreamFrameEvent event = new StreamFrameEvent(); // scalar-replaced by the JIT: no allocation without a recording
+        event.begin();
+        writeFrameBytes(id, flags, payload);
+        event.end();
+        if (event.shouldCommit()) {
+            event.direction = "write";
+            event.sectionId = id;
+            event.flags = flags;
+            event.payloadBytes = payload.length;
+            event.commit();
+        }
+    }
+
+    private void writeFrameBytes(int id, int flags, byte[] payload) throws IOException {
         Objects.requireNonNull(payload, "payload");
         if (ended) {
             throw new IllegalStateException("the stream has ended");

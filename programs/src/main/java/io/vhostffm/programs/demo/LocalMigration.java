@@ -143,6 +143,8 @@ public final class LocalMigration {
                         new MigrationStreamWriter(outbound.apply(channel)));
                 enter(MigrationPhase.SETUP);
                 migration.setup();
+                // The answers and the commit cross inside the downtime: their schemas are built now.
+                Messages.prepare(Readiness.class, FakeGuestState.class, DestinationFigures.class);
                 enter(MigrationPhase.PRECOPY);
             } catch (IOException e) {
                 if (log != null) {
@@ -253,6 +255,17 @@ public final class LocalMigration {
                 whilePaused.run();
             });
             return switchoverSections;
+        }
+
+        /**
+         * Waits until the destination says its early load is done (model restored, datapath
+         * prestarted): pausing before would count the destination's early load as downtime. Only
+         * with a destination that {@link Destination#announceEarlyLoad() announces} it.
+         *
+         * @return whether the destination's prestart succeeded
+         */
+        public boolean awaitEarlyLoad() throws IOException {
+            return Messages.receive(channel, EarlyLoaded.class).prestarted();
         }
 
         /**
@@ -433,12 +446,28 @@ public final class LocalMigration {
             }
             this.protocol = migration.protocol(); // one instance: its phase and listener are this migration's
             protocol.setPhaseListener(phase -> faults.reached(phase.name()));
+            // The commit and the answers cross inside the downtime: their schemas are built now.
+            Messages.prepare(Readiness.class, FakeGuestState.class, DestinationFigures.class);
             migration.setBeforeSwitchover(() -> {
                 awaitRam();
                 awaitCommit();
                 beforeSwitchover.forEach(Runnable::run);
                 if (ioctls != null) {
                     ioctls.clear();
+                }
+            });
+        }
+
+        /**
+         * Once the early load is done, tells the source (which must then {@link
+         * Source#awaitEarlyLoad() wait for it}) that it may pause the guest.
+         */
+        public void announceEarlyLoad() {
+            migration.setAfterEarlyLoad(() -> {
+                try {
+                    Messages.send(channel, EarlyLoaded.class, new EarlyLoaded(migration.prestartSucceeded()));
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
                 }
             });
         }
@@ -506,6 +535,11 @@ public final class LocalMigration {
         /** The backends. */
         public Backends backends() {
             return backends;
+        }
+
+        /** The TAP rebuilt from the received queue fds. */
+        public TapDevice tap() {
+            return tap;
         }
 
         /** The shared guest memory. */

@@ -20,6 +20,18 @@ final class Messages {
 
     private Messages() {}
 
+    /**
+     * Compiles the schemas of {@code types} now (once per type; {@link StateSchema#of} caches
+     * them): a message first sent or received inside a migration's downtime would otherwise pay
+     * for building its encoder and decoder there.
+     */
+    @SafeVarargs
+    static void prepare(Class<? extends Record>... types) {
+        for (Class<? extends Record> type : types) {
+            StateSchema.of(type, LOOKUP);
+        }
+    }
+
     static <R extends Record> void send(ByteChannel channel, Class<R> type, R record) throws IOException {
         byte[] bytes = StateSchema.of(type, LOOKUP).encode(record);
         ByteBuffer b = ByteBuffer.allocate(4 + bytes.length).putInt(bytes.length).put(bytes).flip();

@@ -20,6 +20,8 @@ import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.os.UnixSocketListener;
 import java.io.File;
+import jdk.jfr.Configuration;
+import jdk.jfr.Recording;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
@@ -123,35 +125,75 @@ public final class MigrationDemo {
     public static void main(String[] args) throws Exception {
         if (args.length >= 2 && args[0].equals("--destination")) {
             boolean copyRam = false;
+            boolean announce = false;
             MigrationDeadlines deadlines = MigrationDeadlines.defaults();
             for (int i = 2; i < args.length; i++) {
                 if (args[i].equals("--copy-ram")) {
                     copyRam = true;
+                } else if (args[i].equals("--announce-early-load")) {
+                    announce = true;
                 } else if (args[i].equals("--deadline-ms")) {
                     deadlines = MigrationDeadlines.uniform(Duration.ofMillis(Long.parseLong(args[++i])));
                 }
             }
-            System.exit(destination(Path.of(args[1]), copyRam, deadlines, System.getenv(FAULT_ENV)));
+            System.exit(destination(Path.of(args[1]), copyRam, deadlines, System.getenv(FAULT_ENV), announce));
             return;
         }
         int pairs = 1;
         int frames = 2000;
         boolean delta = false;
         boolean copyRam = false;
+        Path jfr = null;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--pairs" -> pairs = Integer.parseInt(args[++i]);
                 case "--frames" -> frames = Integer.parseInt(args[++i]);
                 case "--delta" -> delta = true;
                 case "--copy-ram" -> copyRam = true;
+                case "--jfr" -> jfr = Path.of(args[++i]).toAbsolutePath();
                 default -> {
-                    System.err.println("usage: bin/demo [--pairs N] [--frames N] [--delta] [--copy-ram]");
+                    System.err.println("usage: bin/demo [--pairs N] [--frames N] [--delta] [--copy-ram] [--jfr FILE]");
                     System.exit(2);
                 }
             }
         }
-        Result r = run(new Settings(pairs, frames, delta, delta, copyRam), System.out);
+        Result r;
+        if (jfr == null) {
+            r = run(new Settings(pairs, frames, delta, delta, copyRam), System.out);
+        } else {
+            r = runRecorded(new Settings(pairs, frames, delta, delta, copyRam), jfr);
+        }
         System.exit(r.ok() ? 0 : 1);
+    }
+
+    /**
+     * The demo with a JDK Flight Recorder recording in both processes (the library's events:
+     * migration phases, switchover steps, stream frames, ioctls; and the JDK's default ones),
+     * written as one file: the source's chunk then the destination's (a recording file is a
+     * sequence of chunks, so the two concatenate).
+     */
+    private static Result runRecorded(Settings s, Path file) throws Exception {
+        Path destinationFile = Path.of(file + ".destination");
+        Path sourceFile = Path.of(file + ".source");
+        String flags = System.getProperty("vhostffm.child.jvmflags", "");
+        // Class loading too: the destination's loads inside the switchover window show what is still cold.
+        System.setProperty("vhostffm.child.jvmflags", flags + " -XX:StartFlightRecording:settings=default,"
+                + "jdk.ClassLoad#enabled=true,filename=" + destinationFile);
+        Result r;
+        try (Recording recording = new Recording(Configuration.getConfiguration("default"))) {
+            recording.start();
+            r = run(s, System.out);
+            recording.dump(sourceFile);
+        }
+        try (var out = Files.newOutputStream(file)) {
+            Files.copy(sourceFile, out);
+            Files.copy(destinationFile, out);
+        }
+        Files.delete(sourceFile);
+        Files.delete(destinationFile);
+        System.out.println("recording: " + file + " (both processes; open it in JDK Mission Control or `jfr print --events "
+                + "'io.vhostffm.*' " + file + "`)");
+        return r;
     }
 
     /** Runs the whole demo, printing as it goes; the destination is a child JVM. */
@@ -257,6 +299,11 @@ public final class MigrationDemo {
                         // Changed with precopy deltas off (as the QEMU RFC does): the stop-and-copy finds and carries it.
                         source.migration().setPrecopyDeltas(false);
                         guest.addVlan(42);
+                    }
+                    if (plan == null) {
+                        // As a hypervisor's RAM precopy would: the guest pauses once the destination
+                        // is prestarted (the fault runs leave this out: their phases stay as planned).
+                        source.awaitEarlyLoad();
                     }
                     // Frames in flight at the pause: made available, not yet taken or not yet used.
                     for (int p = 0; p < pairs; p++) {
@@ -517,6 +564,29 @@ public final class MigrationDemo {
      * and -XX options, plus those of the system property {@code vhostffm.child.jvmflags}.
      */
     static Process spawnDestination(Path socket, Path log, boolean copyRam, FaultPlan plan) throws IOException {
+        List<String> arguments = new ArrayList<>(List.of(MigrationDemo.class.getName(), "--destination",
+                socket.toString()));
+        if (copyRam) {
+            arguments.add("--copy-ram");
+        }
+        if (plan != null) {
+            arguments.addAll(List.of("--deadline-ms", String.valueOf(plan.deadlines().streamRead().toMillis())));
+        } else {
+            arguments.add("--announce-early-load");
+        }
+        return spawnJava(arguments, log, plan);
+    }
+
+    /**
+     * Starts {@code mainAndArguments} (a main class and its arguments) in a child JVM with this
+     * JVM's java, class/module path and -XX options, plus those of {@code vhostffm.child.jvmflags};
+     * its output goes to {@code log}.
+     */
+    static Process spawnJava(List<String> mainAndArguments, Path log) throws IOException {
+        return spawnJava(mainAndArguments, log, null);
+    }
+
+    private static Process spawnJava(List<String> mainAndArguments, Path log, FaultPlan plan) throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
         for (String property : new String[] {"jdk.module.path", "java.class.path"}) {
@@ -543,13 +613,7 @@ public final class MigrationDemo {
         if (tiered != null && !tiered.isBlank()) {
             command.addAll(List.of(tiered.trim().split("\\s+")));
         }
-        command.addAll(List.of(MigrationDemo.class.getName(), "--destination", socket.toString()));
-        if (copyRam) {
-            command.add("--copy-ram");
-        }
-        if (plan != null) {
-            command.addAll(List.of("--deadline-ms", String.valueOf(plan.deadlines().streamRead().toMillis())));
-        }
+        command.addAll(mainAndArguments);
         ProcessBuilder pb = new ProcessBuilder(command);
         pb.environment().remove(FAULT_ENV);
         if (plan != null && plan.destinationFault() != null) {
@@ -568,7 +632,8 @@ public final class MigrationDemo {
      *
      * @return the exit status
      */
-    private static int destination(Path socketPath, boolean copyRam, MigrationDeadlines deadlines, String fault)
+    private static int destination(Path socketPath, boolean copyRam, MigrationDeadlines deadlines, String fault,
+            boolean announceEarlyLoad)
             throws Exception {
         Map<Integer, String> before = OpenDescriptors.snapshot();
         List<UnixSocket> sockets = new ArrayList<>();
@@ -608,7 +673,7 @@ public final class MigrationDemo {
             if (ram != null) {
                 sockets.add(ram);
             }
-            status = destinationOn(socket, ram, deadlines, faults);
+            status = destinationOn(socket, ram, deadlines, faults, announceEarlyLoad);
         }
         // What a migration holds: sockets, the TAP's queues, memfds, eventfds, vhost. (The JVM opens
         // jars and random devices lazily: those are not the migration's.)
@@ -624,7 +689,7 @@ public final class MigrationDemo {
     }
 
     private static int destinationOn(UnixSocket socket, UnixSocket ram, MigrationDeadlines deadlines,
-            LocalMigration.FaultPoints faults) throws Exception {
+            LocalMigration.FaultPoints faults, boolean announceEarlyLoad) throws Exception {
         LocalMigration.Destination destination;
         try {
             destination = new LocalMigration.Destination(socket, ram, deadlines, faults);
@@ -634,6 +699,9 @@ public final class MigrationDemo {
             return 3;
         }
         try (destination) {
+            if (announceEarlyLoad) {
+                destination.announceEarlyLoad();
+            }
             FakeGuest guest;
             try {
                 guest = destination.receive();

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device;
 
+import io.vhostffm.vhost.internal.ParkedThreads;
+
 import io.vhostffm.vhost.os.DescriptorClosedException;
 import io.vhostffm.vhost.os.DescriptorPoller;
 import io.vhostffm.vhost.os.EventFd;
@@ -55,6 +57,16 @@ final class ControlQueueService {
      */
     ControlQueueService(VirtioNetDevice model, GuestMemory memory, int index, QueueState state, RestoreMode mode,
             EventFd kick, EventFd call, Supplier<DirtyLog> dirtyLog) throws NativeCallException {
+        this(model, memory, index, state, mode, kick, call, dirtyLog, null);
+    }
+
+    /**
+     * As above, serving on {@code parked} (a thread started at a prestart) when not null, so no
+     * thread starts inside a migration's downtime.
+     */
+    ControlQueueService(VirtioNetDevice model, GuestMemory memory, int index, QueueState state, RestoreMode mode,
+            EventFd kick, EventFd call, Supplier<DirtyLog> dirtyLog, ParkedThreads parked)
+            throws NativeCallException {
         this.model = model;
         this.memory = memory;
         this.queue = DeviceQueues.open(index, memory, state, mode);
@@ -64,6 +76,12 @@ final class ControlQueueService {
         this.dirtyLog = dirtyLog;
         this.chain = queue.newChain();
         this.wake = EventFd.create("control queue " + index + " wake-up");
+        if (parked != null) {
+            ParkedThreads.Reserved reserved = parked.reserve("virtio-net-ctrl-vq-" + index);
+            this.thread = reserved.thread();
+            reserved.run(this::run); // every field is set: the volatile hand-over publishes them
+            return;
+        }
         this.thread = Thread.ofPlatform().daemon().name("virtio-net-ctrl-vq-" + index).unstarted(this::run);
         thread.start();
     }

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device;
 
+import io.vhostffm.vhost.internal.ParkedThreads;
+
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.virtio.net.FeatureNegotiation;
@@ -86,6 +88,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     private final GuestMemory memory;
     private final int maxPairs;
     private final EventFd[] kicks;
+    private volatile long lastNotificationAt = -1;
+    /** The control queue's thread, started parked at a prestart; guarded by the model's monitor. */
+    private ParkedThreads parkedControl;
     private final EventFd[] calls;
     private final EventFd configInterrupt;
     // The transport's queue registers per virtqueue index; guarded by the model's monitor.
@@ -520,6 +525,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     public void startDatapath(DatapathState state) throws IOException {
         synchronized (model) {
             requireStopped();
+            releaseParkedControl(); // a failed quickstart's: this start makes its own thread
             BackendStart start = startFor(state.dataQueues());
             backend.start(start);
             lastStart = start;
@@ -539,6 +545,8 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             BackendStart start = startFor(dataQueues);
             backend.prestart(start); // a failure leaves the backend stopped, lastStart null
             lastStart = start;
+            releaseParkedControl();
+            parkedControl = ParkedThreads.start(1, "virtio-net-ctrl-vq"); // quickstart serves the control queue on it
         }
     }
 
@@ -561,9 +569,23 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
                 throw e;
             }
             lastStart = lastStart.withPositions(finalPositions);
-            startControl(finalState, RestoreMode.CLASSIC);
+            try {
+                startControl(finalState, RestoreMode.CLASSIC, parkedControl);
+            } finally {
+                releaseParkedControl();
+            }
+            lastNotificationAt = System.nanoTime();
             notifyAllQueues();
         }
+    }
+
+    /**
+     * When the last quickstart began its notification of every queue (its backend and control
+     * queue started by then), in {@link System#nanoTime()} ns; -1 before any. For the
+     * migration's downtime accounting.
+     */
+    public long lastNotificationAt() {
+        return lastNotificationAt;
     }
 
     /**
@@ -739,16 +761,29 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     }
 
     private void startControl(DatapathState state, RestoreMode mode) throws NativeCallException {
+        startControl(state, mode, null);
+    }
+
+    private void startControl(DatapathState state, RestoreMode mode, ParkedThreads parked) throws NativeCallException {
         if (state.controlQueue() == null) {
             return;
         }
         int index = state.controlQueueIndex();
         control = new ControlQueueService(model, memory, index, state.controlQueue(), mode, kicks[index], calls[index],
-                this::currentDirtyLog);
+                this::currentDirtyLog, parked);
+    }
+
+    /** Ends the control queue's parked thread if quickstart did not take it. */
+    private void releaseParkedControl() {
+        if (parkedControl != null) {
+            parkedControl.release();
+            parkedControl = null;
+        }
     }
 
     /** Stops backend and control queue; returns their states. Caller holds the model's monitor. */
     private DatapathState stopLocked() throws IOException {
+        releaseParkedControl();
         QueueState controlState = null;
         int controlIndex = -1;
         if (control != null) {
@@ -914,6 +949,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
                 return;
             }
             closed = true;
+            releaseParkedControl();
             stopQuietly();
             toJoin = new ArrayList<>(stoppedControls);
             stoppedControls.clear();

@@ -5,6 +5,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import io.vhostffm.vhost.os.FileDescriptor;
+import io.vhostffm.vhost.os.IoctlEvent;
 import io.vhostffm.vhost.os.IoctlObserver;
 import io.vhostffm.vhost.os.IoctlRequest;
 import io.vhostffm.vhost.os.NativeCallException;
@@ -50,12 +51,22 @@ public final class Ioctls {
         int n = fd.acquire();
         try {
             CallState s = CallState.current();
+            IoctlEvent event = new IoctlEvent(); // scalar-replaced by the JIT: no allocation without a recording
+            event.begin();
             int result = switch (request.argument()) {
                 case POINTER -> Libc.ioctl(s, n, request.number(), argument);
                 case NONE -> Libc.ioctl(s, n, request.number(), 0L);
                 case VALUE -> throw new IllegalArgumentException(request + " takes its argument by value");
             };
             int errno = result < 0 ? s.errno() : 0;
+            event.end();
+            if (event.shouldCommit()) {
+                event.request = request.name();
+                event.fd = n;
+                event.result = result;
+                event.errno = errno;
+                event.commit();
+            }
             if (observer != null) {
                 observer.afterIoctl(request, argument, result, errno);
             }

@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device.userspace;
 
+import io.vhostffm.vhost.internal.ParkedThreads;
+
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
@@ -166,6 +168,12 @@ public final class UserspaceDatapath implements AutoCloseable {
      */
     public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings)
             throws NativeCallException {
+        return start(memory, pairs, settings, null);
+    }
+
+    /** As above, the workers on {@code parked} threads when not null (started at a prestart). */
+    static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings,
+            ParkedThreads parked) throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(settings, "settings");
         if (pairs.isEmpty()) {
@@ -182,7 +190,7 @@ public final class UserspaceDatapath implements AutoCloseable {
             queues.add(settings.opener().open(2 * pair, memory, copy.get(p).rx()));
             queues.add(settings.opener().open(2 * pair + 1, memory, copy.get(p).tx()));
         }
-        return start(memory, copy, settings, queues);
+        return startQueues(memory, copy, settings, queues, parked);
     }
 
     /**
@@ -193,7 +201,7 @@ public final class UserspaceDatapath implements AutoCloseable {
      * @throws IllegalArgumentException when a queue is not the virtqueue its place says
      */
     static UserspaceDatapath startOpened(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings,
-            List<DeviceQueue> queues) throws NativeCallException {
+            List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(settings, "settings");
         if (pairs.isEmpty() || queues.size() != 2 * pairs.size()) {
@@ -206,11 +214,12 @@ public final class UserspaceDatapath implements AutoCloseable {
                         + queues.get(2 * p).queueIndex() + " and " + queues.get(2 * p + 1).queueIndex());
             }
         }
-        return start(memory, List.copyOf(pairs), settings, List.copyOf(queues));
+        return startQueues(memory, List.copyOf(pairs), settings, List.copyOf(queues), parked);
     }
 
-    private static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
-            List<DeviceQueue> queues) throws NativeCallException {
+    /** The workers on {@code parked} threads when not null (started at a prestart), else on new ones. */
+    private static UserspaceDatapath startQueues(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
+            List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
         EventFd stop = EventFd.create("userspace datapath stop");
         UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
         try {
@@ -242,13 +251,30 @@ public final class UserspaceDatapath implements AutoCloseable {
             stop.close();
             throw e;
         }
+        if (parked != null) {
+            // Joined by stop() like any other: each parked thread runs its worker and ends. All
+            // are listed before any runs: a worker's own stop() must see itself among them.
+            List<ParkedThreads.Reserved> reserved = new ArrayList<>();
+            for (QueuePairWorker worker : backend.workers) {
+                ParkedThreads.Reserved r = parked.reserve(threadName(worker));
+                reserved.add(r);
+                backend.threads.add(r.thread());
+            }
+            for (int i = 0; i < reserved.size(); i++) {
+                reserved.get(i).run(backend.workers.get(i));
+            }
+            return backend;
+        }
         for (QueuePairWorker worker : backend.workers) {
-            Thread thread = Thread.ofPlatform().daemon().name("vhost-ffm userspace datapath pair " + worker.pair()
-                    + " (" + worker.tapDescription() + ")").unstarted(worker);
+            Thread thread = Thread.ofPlatform().daemon().name(threadName(worker)).unstarted(worker);
             backend.threads.add(thread);
         }
         backend.threads.forEach(Thread::start);
         return backend;
+    }
+
+    private static String threadName(QueuePairWorker worker) {
+        return "vhost-ffm userspace datapath pair " + worker.pair() + " (" + worker.tapDescription() + ")";
     }
 
     /**

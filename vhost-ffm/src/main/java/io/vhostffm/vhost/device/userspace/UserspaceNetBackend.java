@@ -1,5 +1,7 @@
 package io.vhostffm.vhost.device.userspace;
 
+import io.vhostffm.vhost.internal.ParkedThreads;
+
 import io.vhostffm.vhost.os.Errno;
 import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.NativeCallException;
@@ -79,6 +81,8 @@ public final class UserspaceNetBackend implements NetBackend {
     private boolean[] pairEnabled;
     private UserspaceDatapath datapath;
     private int tunOffloadFlags;
+    /** Prestarted datapath threads waiting for quickstart, or null. */
+    private ParkedThreads parked;
     private volatile RxFilter rxFilter;
     private volatile DirtyLog dirtyLog;
     private boolean closed;
@@ -223,6 +227,9 @@ public final class UserspaceNetBackend implements NetBackend {
         pairEnabled = enabled;
         states = start.queues().stream().map(QueueBinding::state).toList();
         current = start;
+        // The datapath threads start now, parked: quickstart hands them their work (no thread
+        // start inside the downtime). As many as pairs could run; unused ones end at stop.
+        parked = ParkedThreads.start(enabled.length, NAME + " on " + tap.name());
     }
 
     @Override
@@ -256,9 +263,26 @@ public final class UserspaceNetBackend implements NetBackend {
     /**
      * Starts the datapath threads on the enabled pairs: on {@code resynced} (every queue of the
      * start, in its order, already positioned by the quickstart), or, when null, on queues opened
-     * from {@link #states} with a classic restore.
+     * from {@link #states} with a classic restore. The threads are the parked ones of the prestart
+     * when there are any; those left over end.
      */
     private void launch(List<DeviceQueue> resynced) throws IOException {
+        try {
+            launchPairs(resynced);
+        } finally {
+            releaseParked();
+        }
+    }
+
+    /** Ends the parked threads nobody took (a stop or failure before quickstart). */
+    private void releaseParked() {
+        if (parked != null) {
+            parked.release();
+            parked = null;
+        }
+    }
+
+    private void launchPairs(List<DeviceQueue> resynced) throws IOException {
         for (int p = 0; p < pairEnabled.length; p++) {
             setTapQueueAttached(p, pairEnabled[p]);
         }
@@ -282,9 +306,14 @@ public final class UserspaceNetBackend implements NetBackend {
         boolean mergeable = (current.ackedFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         var settings = new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
                 UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
+        ParkedThreads threads = parked;
+        parked = null; // a later launch (a pair change while running) starts threads of its own
         datapath = resynced == null
-                ? UserspaceDatapath.start(current.memory(), pairs, settings)
-                : UserspaceDatapath.startOpened(current.memory(), pairs, settings, served);
+                ? UserspaceDatapath.start(current.memory(), pairs, settings, threads)
+                : UserspaceDatapath.startOpened(current.memory(), pairs, settings, served, threads);
+        if (threads != null) {
+            threads.release();
+        }
         datapath.setLargeReceiveFrames((tunOffloadFlags & LARGE_TUN_OFFLOADS) != 0);
     }
 
@@ -308,6 +337,7 @@ public final class UserspaceNetBackend implements NetBackend {
         if (current == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
         }
+        releaseParked();
         collect();
         current = null;
         prestartedQueues = null;
@@ -432,6 +462,7 @@ public final class UserspaceNetBackend implements NetBackend {
             return;
         }
         closed = true;
+        releaseParked();
         collect();
         if (current != null) {
             current.listener().backendClosed(this); // a device still relied on it
