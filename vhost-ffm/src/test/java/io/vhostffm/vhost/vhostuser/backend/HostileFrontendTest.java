@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.vhost.os.EventFd;
-import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
@@ -33,14 +32,15 @@ import org.junit.jupiter.api.Test;
  * must end the session with an error naming the request and the field, leaving nothing open.
  */
 class HostileFrontendTest {
-    private static final long FRONTEND_VA = 0x7f00_0000_0000L;
-    private static final long MEMORY = 1 << 20;
+    private static final long FRONTEND_VA = HandWrittenFrontend.FRONTEND_VA;
+    private static final long MEMORY = HandWrittenFrontend.MEMORY;
 
     private Map<Integer, String> before;
     private TapDevice tap;
     private VhostUserNetBackend backend;
     private StatusLog status;
     private VhostUserConnection frontend;
+    private HandWrittenFrontend client;
     private CompletableFuture<String> session;
     private MemfdGuestMemory guest;
 
@@ -62,6 +62,7 @@ class HostileFrontendTest {
             }
         });
         frontend = VhostUserConnection.frontend(pair.second());
+        client = new HandWrittenFrontend(frontend);
     }
 
     @AfterEach
@@ -74,17 +75,6 @@ class HostileFrontendTest {
         assertEquals(before, PeerTools.sessionDescriptors(), "descriptors left open");
     }
 
-    private void send(VhostUserRequest r, byte[] payload, List<FileDescriptor> fds) throws Exception {
-        frontend.send(VhostUserMessage.request(r, false, payload, fds));
-    }
-
-    private VhostUserMessage ask(VhostUserRequest r, byte[] payload) throws Exception {
-        frontend.send(VhostUserMessage.request(r, false, payload, List.of()));
-        VhostUserMessage reply = frontend.receive();
-        assertEquals(r.code(), reply.code(), "reply to " + r);
-        return reply;
-    }
-
     /** The session ends with a protocol error naming request and field. */
     private void sessionEndsWith(String request, String field) throws Exception {
         String end = session.get(10, TimeUnit.SECONDS);
@@ -92,48 +82,23 @@ class HostileFrontendTest {
         assertNull(frontend.receive(), "the backend closes the connection");
     }
 
-    private void negotiate() throws Exception {
-        long offered = VhostUserCodec.u64(ask(VhostUserRequest.GET_FEATURES, new byte[0]));
-        assertEquals(VhostUserNetBackend.DEFAULT_FEATURES, offered);
-        send(VhostUserRequest.SET_FEATURES, VhostUserCodec.u64(VirtioFeature.VERSION_1.mask() | VirtioFeature.MRG_RXBUF.mask()
-                | VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT), List.of());
-        send(VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserCodec.u64(VhostUserProtocolFeature.REPLY_ACK.mask()), List.of());
-    }
-
-    private void memTable() throws Exception {
-        send(VhostUserRequest.SET_MEM_TABLE, VhostUserCodec.memoryTable(List.of(new MemoryRegion(0, MEMORY, FRONTEND_VA, 0))),
-                List.of(guest.memfdRegions().get(0).fd()));
-    }
-
-    /** Ring {@code index} at guest 0x10000 * (index + 1), split, 256 entries. */
-    private void ring(int index, EventFd kick, EventFd call) throws Exception {
-        long base = FRONTEND_VA + 0x10000L * (index + 1);
-        send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(index, 256), List.of());
-        send(VhostUserRequest.SET_VRING_BASE, VhostUserCodec.vringState(index, 0), List.of());
-        send(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.vringAddress(new VringAddress(index, 0, base, base + 0x2000,
-                base + 0x1000, 0)), List.of());
-        send(VhostUserRequest.SET_VRING_KICK, VhostUserCodec.vringFd(index, false), List.of(kick.fd()));
-        send(VhostUserRequest.SET_VRING_CALL, VhostUserCodec.vringFd(index, false), List.of(call.fd()));
-        send(VhostUserRequest.SET_VRING_ENABLE, VhostUserCodec.vringState(index, 1), List.of());
-    }
-
     @Test
     void aWellFormedFrontendStartsAndStopsAQueuePair() throws Exception {
-        negotiate();
-        assertEquals(1, VhostUserCodec.u64(ask(VhostUserRequest.GET_QUEUE_NUM, new byte[0])));
+        client.negotiate();
+        assertEquals(1, VhostUserCodec.u64(client.ask(VhostUserRequest.GET_QUEUE_NUM, new byte[0])));
         assertEquals(VhostUserNetBackend.DEFAULT_PROTOCOL_FEATURES,
-                VhostUserCodec.u64(ask(VhostUserRequest.GET_PROTOCOL_FEATURES, new byte[0])));
+                VhostUserCodec.u64(client.ask(VhostUserRequest.GET_PROTOCOL_FEATURES, new byte[0])));
         frontend.send(VhostUserMessage.request(VhostUserRequest.SET_OWNER, true, new byte[0], List.of()));
         assertEquals(0, VhostUserCodec.u64(frontend.receive()), "REPLY_ACK of SET_OWNER");
-        memTable();
+        client.memTable(guest);
         try (EventFd kick0 = EventFd.create(); EventFd call0 = EventFd.create(); EventFd kick1 = EventFd.create();
              EventFd call1 = EventFd.create()) {
-            ring(0, kick0, call0);
-            ring(1, kick1, call1);
+            client.ring(0, kick0, call0);
+            client.ring(1, kick1, call1);
             status.await("the pair started", l -> l.startsWith("queue pair 0 started: split"), 1, Duration.ofSeconds(10));
-            assertEquals(new VringState(0, 0), VhostUserCodec.vringState(ask(VhostUserRequest.GET_VRING_BASE,
+            assertEquals(new VringState(0, 0), VhostUserCodec.vringState(client.ask(VhostUserRequest.GET_VRING_BASE,
                     VhostUserCodec.vringState(0, 0))));
-            assertEquals(new VringState(1, 0), VhostUserCodec.vringState(ask(VhostUserRequest.GET_VRING_BASE,
+            assertEquals(new VringState(1, 0), VhostUserCodec.vringState(client.ask(VhostUserRequest.GET_VRING_BASE,
                     VhostUserCodec.vringState(1, 0))));
             status.await("the pair stopped", l -> l.startsWith("queue pair 0 stopped"), 1, Duration.ofSeconds(10));
         }
@@ -143,10 +108,10 @@ class HostileFrontendTest {
 
     @Test
     void withLogAllTheDatapathMarksTheUsedRingsInTheFrontendsLog() throws Exception {
-        send(VhostUserRequest.SET_FEATURES, VhostUserCodec.u64(VirtioFeature.VERSION_1.mask() | VirtioFeature.LOG_ALL.mask()
+        client.send(VhostUserRequest.SET_FEATURES, VhostUserCodec.u64(VirtioFeature.VERSION_1.mask() | VirtioFeature.LOG_ALL.mask()
                 | VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT), List.of());
-        send(VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserCodec.u64(VhostUserProtocolFeature.LOG_SHMFD.mask()), List.of());
-        memTable();
+        client.send(VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserCodec.u64(VhostUserProtocolFeature.LOG_SHMFD.mask()), List.of());
+        client.memTable(guest);
         try (MemfdGuestMemory logMemory = MemfdGuestMemory.create("frontend-log",
                 List.of(new MemfdGuestMemory.RegionSpec(0, 4096)))) {
             frontend.send(VhostUserMessage.request(VhostUserRequest.SET_LOG_BASE, false,
@@ -155,8 +120,8 @@ class HostileFrontendTest {
             status.await("the log", l -> l.startsWith("dirty log: 4096 bytes"), 1, Duration.ofSeconds(10));
             try (EventFd kick0 = EventFd.create(); EventFd call0 = EventFd.create(); EventFd kick1 = EventFd.create();
                  EventFd call1 = EventFd.create()) {
-                ring(0, kick0, call0);
-                ring(1, kick1, call1);
+                client.ring(0, kick0, call0);
+                client.ring(1, kick1, call1);
                 status.await("the pair started", l -> l.startsWith("queue pair 0 started"), 1, Duration.ofSeconds(10));
                 // With empty rings each path asks for notifications: used.flags, in the used ring's page.
                 java.lang.foreign.MemorySegment bitmap = logMemory.memfdRegions().get(0).segment();
@@ -168,7 +133,7 @@ class HostileFrontendTest {
                         Thread.onSpinWait();
                     }
                 }
-                ask(VhostUserRequest.GET_VRING_BASE, VhostUserCodec.vringState(0, 0));
+                client.ask(VhostUserRequest.GET_VRING_BASE, VhostUserCodec.vringState(0, 0));
             }
         }
         frontend.close();
@@ -179,7 +144,7 @@ class HostileFrontendTest {
     void aLogBaseWithoutLogShmfdIsOutOfOrder() throws Exception {
         try (MemfdGuestMemory logMemory = MemfdGuestMemory.create("frontend-log",
                 List.of(new MemfdGuestMemory.RegionSpec(0, 4096)))) {
-            send(VhostUserRequest.SET_LOG_BASE, VhostUserCodec.logArea(new io.vhostffm.vhost.vhostuser.LogArea(4096, 0)),
+            client.send(VhostUserRequest.SET_LOG_BASE, VhostUserCodec.logArea(new io.vhostffm.vhost.vhostuser.LogArea(4096, 0)),
                     List.of(logMemory.memfdRegions().get(0).fd()));
         }
         sessionEndsWith("SET_LOG_BASE(6)", "order");
@@ -187,10 +152,10 @@ class HostileFrontendTest {
 
     @Test
     void aLogLargerThanItsFileIsNotMapped() throws Exception {
-        send(VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserCodec.u64(VhostUserProtocolFeature.LOG_SHMFD.mask()), List.of());
+        client.send(VhostUserRequest.SET_PROTOCOL_FEATURES, VhostUserCodec.u64(VhostUserProtocolFeature.LOG_SHMFD.mask()), List.of());
         try (MemfdGuestMemory logMemory = MemfdGuestMemory.create("frontend-log",
                 List.of(new MemfdGuestMemory.RegionSpec(0, 4096)))) {
-            send(VhostUserRequest.SET_LOG_BASE, VhostUserCodec.logArea(new io.vhostffm.vhost.vhostuser.LogArea(8192, 0)),
+            client.send(VhostUserRequest.SET_LOG_BASE, VhostUserCodec.logArea(new io.vhostffm.vhost.vhostuser.LogArea(8192, 0)),
                     List.of(logMemory.memfdRegions().get(0).fd()));
         }
         sessionEndsWith("SET_LOG_BASE(6)", "mmap_size");
@@ -204,53 +169,53 @@ class HostileFrontendTest {
 
     @Test
     void aRingBeyondGetQueueNumIsRefused() throws Exception {
-        send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(2, 256), List.of());
+        client.send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(2, 256), List.of());
         sessionEndsWith("SET_VRING_NUM(8)", "index");
     }
 
     @Test
     void aSplitRingSizeNotAPowerOfTwoIsRefused() throws Exception {
-        negotiate();
-        send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 1000), List.of());
+        client.negotiate();
+        client.send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 1000), List.of());
         sessionEndsWith("SET_VRING_NUM(8)", "num");
     }
 
     @Test
     void aRingOver32768IsRefused() throws Exception {
-        send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 65536), List.of());
+        client.send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 65536), List.of());
         sessionEndsWith("SET_VRING_NUM(8)", "num");
     }
 
     @Test
     void ringAddressesBeforeAMemoryTableAreOutOfOrder() throws Exception {
-        negotiate();
-        send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 256), List.of());
-        send(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.vringAddress(new VringAddress(0, 0, FRONTEND_VA, FRONTEND_VA,
+        client.negotiate();
+        client.send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 256), List.of());
+        client.send(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.vringAddress(new VringAddress(0, 0, FRONTEND_VA, FRONTEND_VA,
                 FRONTEND_VA, 0)), List.of());
         sessionEndsWith("SET_VRING_ADDR(9)", "order");
     }
 
     @Test
     void aRingAddressOutsideEveryRegionIsRefused() throws Exception {
-        negotiate();
-        memTable();
-        send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 256), List.of());
-        send(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.vringAddress(new VringAddress(0, 0, FRONTEND_VA + MEMORY,
+        client.negotiate();
+        client.memTable(guest);
+        client.send(VhostUserRequest.SET_VRING_NUM, VhostUserCodec.vringState(0, 256), List.of());
+        client.send(VhostUserRequest.SET_VRING_ADDR, VhostUserCodec.vringAddress(new VringAddress(0, 0, FRONTEND_VA + MEMORY,
                 FRONTEND_VA, FRONTEND_VA, 0)), List.of());
         sessionEndsWith("SET_VRING_ADDR(9)", "desc_user_addr");
     }
 
     @Test
     void aRegionLargerThanItsFileIsNotMapped() throws Exception {
-        negotiate();
-        send(VhostUserRequest.SET_MEM_TABLE, VhostUserCodec.memoryTable(List.of(new MemoryRegion(0, 2 * MEMORY, FRONTEND_VA, 0))),
+        client.negotiate();
+        client.send(VhostUserRequest.SET_MEM_TABLE, VhostUserCodec.memoryTable(List.of(new MemoryRegion(0, 2 * MEMORY, FRONTEND_VA, 0))),
                 List.of(guest.memfdRegions().get(0).fd()));
         sessionEndsWith("SET_MEM_TABLE(5)", "regions[0].memory_size");
     }
 
     @Test
     void overlappingRegionsAreRefused() throws Exception {
-        send(VhostUserRequest.SET_MEM_TABLE, VhostUserCodec.memoryTable(List.of(new MemoryRegion(0, MEMORY, FRONTEND_VA, 0),
+        client.send(VhostUserRequest.SET_MEM_TABLE, VhostUserCodec.memoryTable(List.of(new MemoryRegion(0, MEMORY, FRONTEND_VA, 0),
                 new MemoryRegion(MEMORY / 2, MEMORY / 2, FRONTEND_VA + 2 * MEMORY, 0))),
                 List.of(guest.memfdRegions().get(0).fd(), guest.memfdRegions().get(0).fd()));
         sessionEndsWith("SET_MEM_TABLE(5)", "regions[1].guest_phys_addr");
@@ -259,7 +224,7 @@ class HostileFrontendTest {
     @Test
     void tooManyDescriptorsAreRefused() throws Exception {
         try (EventFd a = EventFd.create(); EventFd b = EventFd.create()) {
-            send(VhostUserRequest.SET_VRING_CALL, VhostUserCodec.vringFd(0, false), List.of(a.fd(), b.fd()));
+            client.send(VhostUserRequest.SET_VRING_CALL, VhostUserCodec.vringFd(0, false), List.of(a.fd(), b.fd()));
         }
         sessionEndsWith("SET_VRING_CALL(13)", "fds");
     }
@@ -271,7 +236,7 @@ class HostileFrontendTest {
             for (int i = 0; i < 9; i++) {
                 fds.add(EventFd.create());
             }
-            send(VhostUserRequest.SET_MEM_TABLE, VhostUserCodec.memoryTable(List.of(new MemoryRegion(0, MEMORY, FRONTEND_VA, 0))),
+            client.send(VhostUserRequest.SET_MEM_TABLE, VhostUserCodec.memoryTable(List.of(new MemoryRegion(0, MEMORY, FRONTEND_VA, 0))),
                     fds.stream().map(EventFd::fd).toList());
         } finally {
             fds.forEach(EventFd::close);
@@ -281,7 +246,7 @@ class HostileFrontendTest {
 
     @Test
     void featuresNeverOfferedAreRefused() throws Exception {
-        send(VhostUserRequest.SET_FEATURES, VhostUserCodec.u64(VirtioFeature.VERSION_1.mask() | (1L << 63)), List.of());
+        client.send(VhostUserRequest.SET_FEATURES, VhostUserCodec.u64(VirtioFeature.VERSION_1.mask() | (1L << 63)), List.of());
         sessionEndsWith("SET_FEATURES(2)", "features");
     }
 
@@ -295,8 +260,8 @@ class HostileFrontendTest {
 
     @Test
     void aFrontendThatGoesAwayEndsTheSessionCleanly() throws Exception {
-        negotiate();
-        memTable();
+        client.negotiate();
+        client.memTable(guest);
         frontend.close();
         assertEquals("the peer closed the connection", session.get(10, TimeUnit.SECONDS));
     }

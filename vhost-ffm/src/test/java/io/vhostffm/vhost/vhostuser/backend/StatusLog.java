@@ -11,13 +11,16 @@ final class StatusLog implements Consumer<String> {
     private final String prefix;
     private final List<String> lines = new ArrayList<>();
 
+    /** Prints every line after {@code prefix}; null keeps them without printing (a soak's thousands). */
     StatusLog(String prefix) {
         this.prefix = prefix;
     }
 
     @Override
     public synchronized void accept(String line) {
-        System.out.println(prefix + line);
+        if (prefix != null) {
+            System.out.println(prefix + line);
+        }
         lines.add(line);
         notifyAll();
     }
