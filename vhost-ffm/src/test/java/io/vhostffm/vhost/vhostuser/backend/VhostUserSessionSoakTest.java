@@ -47,7 +47,8 @@ import org.junit.jupiter.api.io.TempDir;
  * the queue count), and the backend must report the matching end.
  *
  * <p>After {@value #WARM_UP} cycles (class loading, the JDK's own lazily opened files and threads)
- * the {@link SessionLedger} is taken, and after the last it must be equal: descriptors by kind,
+ * the {@link SessionLedger} is taken, and after the last it must be equal (and so must the ledgers
+ * taken in the middle of the first session after warm-up and of the last): descriptors by kind,
  * threads by name prefix, memfd mappings and their bytes. A session that leaves one eventfd, memfd
  * mapping or datapath thread behind fails naming the kind and both counts.
  *
@@ -77,6 +78,9 @@ class VhostUserSessionSoakTest {
     private Path socketPath;
     private int framesNumbered;
     private int pairsStarted;
+    /** The ledger in the middle of a session (after its traffic): the first after warm-up, and the last. */
+    private SessionLedger warmSession;
+    private SessionLedger lastSession;
     private volatile boolean closing;
 
     @Test
@@ -106,8 +110,10 @@ class VhostUserSessionSoakTest {
                 SessionLedger after = SessionLedger.take();
                 SessionLedger.requireFlat("vhost-user sessions (" + (CYCLES - WARM_UP) + " cycles after " + WARM_UP
                         + " to warm up)", warm, after);
-                System.out.println("vhost-user session soak: ledger after " + WARM_UP + " and after " + CYCLES + " cycles: "
-                        + after.counts());
+                SessionLedger.requireFlat("a vhost-user session in progress (cycle " + (CYCLES - 1) + " against cycle "
+                        + WARM_UP + ")", warmSession, lastSession);
+                System.out.println("vhost-user session soak: ledger between sessions after " + WARM_UP + " and after " + CYCLES
+                        + " cycles: " + after.counts() + "; during a session: " + lastSession.counts());
             } finally {
                 closing = true;
                 backend.close();
@@ -156,6 +162,11 @@ class VhostUserSessionSoakTest {
                 MemorySegment memory = guest.memfdRegions().get(0).segment();
                 toGuest(what, rx, rxCall, memory);
                 fromGuest(what, tx, txKick, txCall, memory);
+                if (cycle == WARM_UP) {
+                    warmSession = SessionLedger.take();
+                } else if (cycle == CYCLES - 1) {
+                    lastSession = SessionLedger.take();
+                }
                 switch (ending) {
                     case CLEAN_CLOSE -> {
                         assertEquals(new VringState(0, FRAMES), VhostUserCodec.vringState(frontend.ask(
