@@ -54,7 +54,7 @@ import org.junit.jupiter.api.io.TempDir;
  *
  * <p>{@value #CYCLES} cycles, as many as the other soaks run: each costs a connection, about 20
  * messages, the start and stop of a datapath (its thread) and a 1 MiB memfd mapped and unmapped,
- * about 6 ms on a 2-core machine shared with other builds (500 cycles took 6 s there), so the soak
+ * about 5 to 9 ms on a 2-core machine shared with other builds (1,000 cycles took 5 to 9 s), so the soak
  * stays well under half a minute even when the machine is twice as loaded, and a leak of one
  * resource per session shows as hundreds.
  */
