@@ -5,6 +5,7 @@
 # host test checks (its negotiated feature bits, ping's summary, its interface counters), each on
 # a line starting "peer-guest:", and powers off. Parameters come on the kernel command line:
 #   peer.ip=ADDR/PREFIX  peer.host=ADDR  peer.count=N
+#   peer.mtu=N (optional: eth0's MTU)  peer.size=N (optional: ping's payload bytes, -s)
 
 /bin/busybox mkdir -p /proc /sys /dev /sbin /usr/bin /usr/sbin /tmp
 /bin/busybox --install -s
@@ -17,7 +18,7 @@ say() { echo "peer-guest: $*"; }
 finish() { say "done $1"; poweroff -f; sleep 60; }
 
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -1; }
-IP=$(arg peer.ip); HOST=$(arg peer.host); COUNT=$(arg peer.count)
+IP=$(arg peer.ip); HOST=$(arg peer.host); COUNT=$(arg peer.count); MTU=$(arg peer.mtu); SIZE=$(arg peer.size)
 [ -n "$IP" ] && [ -n "$HOST" ] && [ -n "$COUNT" ] || { say "missing peer.ip, peer.host or peer.count"; finish 2; }
 
 while read -r module; do
@@ -31,9 +32,15 @@ done
 ip link set lo up
 ip link set eth0 up || { say "no eth0"; finish 4; }
 ip addr add "$IP" dev eth0
+if [ -n "$MTU" ]; then
+    ip link set eth0 mtu "$MTU" || { say "ip link set eth0 mtu $MTU failed"; finish 5; }
+fi
+say "mtu $(cat /sys/class/net/eth0/mtu)"
+# The queues the driver brought up (one rx-N and tx-N per queue pair in use).
+say "queues $(ls /sys/class/net/eth0/queues | tr '\n' ' ')"
 # ping waits up to 1 s per reply; TCG and the first ARP round make the first one slow.
 say "pinging $HOST"
-ping -c "$COUNT" -i 0.2 -W 5 "$HOST" > /tmp/ping.txt 2>&1
+ping -c "$COUNT" -i 0.2 -W 5 ${SIZE:+-s "$SIZE"} "$HOST" > /tmp/ping.txt 2>&1
 status=$?
 sed 's/^/peer-guest: ping: /' /tmp/ping.txt
 say "counters $(grep 'eth0:' /proc/net/dev | tr -s ' ')"

@@ -28,11 +28,22 @@ final class ServedBackend implements AutoCloseable {
     private volatile boolean accepted;
 
     ServedBackend(String tapTemplate, int queuePairs, int mtu, Path socket) throws Exception {
-        this(TapDevice.create(tapTemplate, queuePairs, TapDevice.VHOST_FLAGS), queuePairs, mtu, socket, "backend: ");
+        this(tapTemplate, queuePairs, mtu, 0, socket);
+    }
+
+    /** As above, offering {@code extraFeatures} beyond the backend's defaults (e.g. VIRTIO_NET_F_MTU). */
+    ServedBackend(String tapTemplate, int queuePairs, int mtu, long extraFeatures, Path socket) throws Exception {
+        this(TapDevice.create(tapTemplate, queuePairs, TapDevice.VHOST_FLAGS), queuePairs, mtu, extraFeatures, socket,
+                "backend: ");
     }
 
     /** A backend on {@code tap} (owned from here: closed with this, or at once if setting up fails). */
     ServedBackend(TapDevice tap, int queuePairs, int mtu, Path socket, String statusPrefix) throws Exception {
+        this(tap, queuePairs, mtu, 0, socket, statusPrefix);
+    }
+
+    private ServedBackend(TapDevice tap, int queuePairs, int mtu, long extraFeatures, Path socket, String statusPrefix)
+            throws Exception {
         this.socket = socket;
         this.status = new StatusLog(statusPrefix);
         this.tap = tap;
@@ -44,7 +55,7 @@ final class ServedBackend implements AutoCloseable {
             }
             tap.setLinkUp(true);
             this.backend = new VhostUserNetBackend(new VhostUserNetBackend.Config(tap, queuePairs, mtu,
-                    VhostUserNetBackend.defaultFeatures(queuePairs), VhostUserNetBackend.DEFAULT_PROTOCOL_FEATURES, status));
+                    VhostUserNetBackend.defaultFeatures(queuePairs) | extraFeatures, VhostUserNetBackend.DEFAULT_PROTOCOL_FEATURES, status));
             Files.deleteIfExists(socket);
             this.listener = UnixSocketListener.bind(socket);
         } catch (Exception | Error e) {
