@@ -12,12 +12,20 @@ import io.vhostffm.migration.MigrationPhase;
 import io.vhostffm.migration.net.MigrationDeadlines;
 import io.vhostffm.testkit.OpenDescriptors;
 import java.io.PrintStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * One fault of the migration demo: the destination child kills itself (SIGKILL), stops itself
@@ -110,18 +118,46 @@ record FaultCase(String side, String point, String action, boolean copyRam) {
         }
     }
 
-    /** Until /proc says the process is stopped (state T), at most 30 s. */
+    /** waitid(2): the kernel's own event for a child that stopped or exited, without reaping it. */
+    private static final MethodHandle WAITID = Linker.nativeLinker().downcallHandle(
+            Linker.nativeLinker().defaultLookup().find("waitid").orElseThrow(),
+            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                    ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+    private static final int P_PID = 1;
+    private static final int WEXITED = 4;
+    private static final int WSTOPPED = 2;
+    private static final int WNOWAIT = 0x0100_0000;
+    private static final int CLD_STOPPED = 5;
+    /** sizeof(siginfo_t) and where si_code lives in it (after si_signo and si_errno). */
+    private static final int SIGINFO_BYTES = 128;
+    private static final int SI_CODE_OFFSET = 8;
+
+    /**
+     * Waits until the child stops (SIGSTOP), at most 30 s: waitid(P_PID, WSTOPPED | WEXITED |
+     * WNOWAIT) blocks until the kernel reports the child stopped or exited and reaps nothing, so
+     * the JDK's own reaper still collects the exit later. It runs on a thread of its own so the
+     * deadline holds even if the child does neither.
+     */
     private static void awaitStopped(Process child) throws Exception {
-        Path stat = Path.of("/proc", String.valueOf(child.pid()), "stat");
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (System.nanoTime() < deadline && child.isAlive()) {
-            String s = Files.readString(stat);
-            if (s.substring(s.lastIndexOf(')') + 2).startsWith("T")) {
-                return;
+        CompletableFuture<Integer> code = CompletableFuture.supplyAsync(() -> {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment info = arena.allocate(SIGINFO_BYTES);
+                int rc = (int) WAITID.invokeExact(P_PID, (int) child.pid(), info, WSTOPPED | WEXITED | WNOWAIT);
+                return rc == 0 ? info.get(ValueLayout.JAVA_INT, SI_CODE_OFFSET) : -1;
+            } catch (Throwable e) {
+                throw new IllegalStateException("waitid on the destination " + child.pid(), e);
             }
-            Thread.sleep(10); // a state of another process: no event announces it
+        }, runnable -> Thread.ofPlatform().daemon().name("await-stopped-" + child.pid()).start(runnable));
+        int siCode;
+        try {
+            siCode = code.get(30, TimeUnit.SECONDS);
+        } catch (TimeoutException e) {
+            throw new AssertionError("the destination neither stopped nor exited within 30 s");
         }
-        throw new AssertionError("the destination never stopped");
+        if (siCode != CLD_STOPPED) {
+            throw new AssertionError("the destination never stopped: waitid reported si_code " + siCode
+                    + " (it exited first)");
+        }
     }
 
     private static String lastOutcome(String log) {
