@@ -50,8 +50,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 @Tag("peer")
 class QemuLinuxGuestPeerTest {
     private static final int PINGS = 20;
-    private static final String GUEST_IP = "10.77.0.2";
-    private static final String HOST_IP = "10.77.0.1";
+    // Link-local addresses: the guest and the TAP talk on this one link, nothing can route further.
+    private static final String GUEST_IP = "169.254.77.2";
+    private static final String HOST_IP = "169.254.77.1";
     private static final Duration GUEST_RUN = Duration.ofSeconds(180);
     /** Ethernet (14), IPv4 (20) and ICMP (8) headers around a ping's payload. */
     private static final int PING_OVERHEAD = 42;

@@ -28,8 +28,9 @@ import org.junit.jupiter.params.provider.ValueSource;
 @Tag("peer")
 class QemuLiveMigrationPeerTest {
     private static final int PINGS = 60;
-    private static final String GUEST_IP = "10.78.0.2";
-    private static final String HOST_IP = "10.78.0.1";
+    // Link-local addresses: the guest and the TAP talk on this one link, nothing can route further.
+    private static final String GUEST_IP = "169.254.78.2";
+    private static final String HOST_IP = "169.254.78.1";
 
     @TempDir
     Path dir;
