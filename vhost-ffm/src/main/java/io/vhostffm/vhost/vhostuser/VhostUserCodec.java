@@ -90,6 +90,33 @@ public final class VhostUserCodec {
         return request;
     }
 
+    /**
+     * Checks a received reply (its header passed {@link #checkHeader} with {@code expectReply})
+     * against the request it answers: the same request number, no descriptors (no reply a net
+     * frontend asks for carries one), and the 8 bytes every such reply has (a u64, or the vring
+     * state of GET_VRING_BASE). Decode it then with {@link #u64(VhostUserMessage)} or
+     * {@link #vringState(VhostUserMessage)}.
+     *
+     * @param asked the request sent: one that answers, or one sent with need_reply (REPLY_ACK)
+     */
+    public static void checkReply(VhostUserMessage m, VhostUserRequest asked) {
+        String name = m.requestName();
+        if (!m.isReply()) {
+            throw new VhostUserProtocolException(name, "flags", "a request where a reply was expected");
+        }
+        if (m.code() != asked.code()) {
+            throw new VhostUserProtocolException(name, "request", "a reply to " + name + " where one to " + asked
+                    + " was awaited");
+        }
+        if (asked.payload() == VhostUserRequest.Payload.UNSUPPORTED) {
+            throw new VhostUserProtocolException(name, "request", "not asked by this implementation");
+        }
+        if (m.fdCount() != 0) {
+            throw new VhostUserProtocolException(name, "fds", m.fdCount() + " descriptors; this reply carries none");
+        }
+        expectSize(m, 8);
+    }
+
     // ---------------------------------------------------------------------------------------
     // Decoders (each assumes checkRequest passed, and checks its own fields).
 
