@@ -172,8 +172,8 @@ public final class VhostUserCodec {
     }
 
     /**
-     * SET_MEM_TABLE: 1 to 8 regions, one descriptor per region, the size the count calls for (or
-     * the full 8-region table some frontends always send), and regions that are non-empty, do not
+     * SET_MEM_TABLE: 1 to 8 regions, zero padding, one descriptor per region, the size the count
+     * calls for (or the full 8-region table some frontends always send), and regions that are non-empty, do not
      * wrap, and overlap neither in guest-physical nor in frontend-virtual space.
      */
     public static List<MemoryRegion> memoryTable(VhostUserMessage m) {
@@ -183,6 +183,7 @@ public final class VhostUserCodec {
             throw new VhostUserProtocolException(name, "size", m.size() + " bytes, shorter than 8");
         }
         int count = b.getInt(0);
+        int padding = b.getInt(4);
         if (count < 1 || count > MAX_MEMORY_REGIONS) {
             throw new VhostUserProtocolException(name, "nregions", Integer.toUnsignedString(count)
                     + "; must be 1 to " + MAX_MEMORY_REGIONS);
@@ -192,6 +193,10 @@ public final class VhostUserCodec {
         if (m.size() != exact && m.size() != full) {
             throw new VhostUserProtocolException(name, "size", m.size() + " bytes for " + count
                     + " regions; expected " + exact + " (or " + full + ")");
+        }
+        if (padding != 0) {
+            // Every frontend zeroes it; a byte that means nothing must not vary (one encoding per table).
+            throw new VhostUserProtocolException(name, "padding", String.format("0x%x; must be 0", padding));
         }
         if (m.fdCount() != count) {
             throw new VhostUserProtocolException(name, "fds", m.fdCount() + " descriptors for " + count
