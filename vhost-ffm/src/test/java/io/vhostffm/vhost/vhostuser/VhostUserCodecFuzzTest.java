@@ -39,7 +39,7 @@ import java.util.List;
  */
 class VhostUserCodecFuzzTest {
     /** A memfd whose duplicates are the memfds the inputs send (made once: not counted as a leak). */
-    private static final MemfdGuestMemory MEMFD = memfd();
+    static final MemfdGuestMemory MEMFD = memfd();
 
     @FuzzTest
     void requests(byte[] input) throws Exception {
