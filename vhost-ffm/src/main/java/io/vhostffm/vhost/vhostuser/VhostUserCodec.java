@@ -173,8 +173,8 @@ public final class VhostUserCodec {
 
     /**
      * SET_MEM_TABLE: 1 to 8 regions, zero padding, one descriptor per region, the size the count
-     * calls for (or the full 8-region table some frontends always send), and regions that are non-empty, do not
-     * wrap, and overlap neither in guest-physical nor in frontend-virtual space.
+     * calls for (or the full 8-region table some frontends always send), and regions that are
+     * non-empty, do not wrap, and overlap neither in guest-physical nor in frontend-virtual space.
      */
     public static List<MemoryRegion> memoryTable(VhostUserMessage m) {
         String name = m.requestName();
