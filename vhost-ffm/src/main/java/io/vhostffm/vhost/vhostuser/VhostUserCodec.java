@@ -90,6 +90,33 @@ public final class VhostUserCodec {
         return request;
     }
 
+    /**
+     * Checks a received reply (its header passed {@link #checkHeader} with {@code expectReply})
+     * against the request it answers: the same request number, no descriptors (no reply a net
+     * frontend asks for carries one), and the 8 bytes every such reply has (a u64, or the vring
+     * state of GET_VRING_BASE). Decode it then with {@link #u64(VhostUserMessage)} or
+     * {@link #vringState(VhostUserMessage)}.
+     *
+     * @param asked the request sent: one that answers, or one sent with need_reply (REPLY_ACK)
+     */
+    public static void checkReply(VhostUserMessage m, VhostUserRequest asked) {
+        String name = m.requestName();
+        if (!m.isReply()) {
+            throw new VhostUserProtocolException(name, "flags", "a request where a reply was expected");
+        }
+        if (m.code() != asked.code()) {
+            throw new VhostUserProtocolException(name, "request", "a reply to " + name + " where one to " + asked
+                    + " was awaited");
+        }
+        if (asked.payload() == VhostUserRequest.Payload.UNSUPPORTED) {
+            throw new VhostUserProtocolException(name, "request", "not asked by this implementation");
+        }
+        if (m.fdCount() != 0) {
+            throw new VhostUserProtocolException(name, "fds", m.fdCount() + " descriptors; this reply carries none");
+        }
+        expectSize(m, 8);
+    }
+
     // ---------------------------------------------------------------------------------------
     // Decoders (each assumes checkRequest passed, and checks its own fields).
 
@@ -145,9 +172,9 @@ public final class VhostUserCodec {
     }
 
     /**
-     * SET_MEM_TABLE: 1 to 8 regions, one descriptor per region, the size the count calls for (or
-     * the full 8-region table some frontends always send), and regions that are non-empty, do not
-     * wrap, and overlap neither in guest-physical nor in frontend-virtual space.
+     * SET_MEM_TABLE: 1 to 8 regions, zero padding, one descriptor per region, the size the count
+     * calls for (or the full 8-region table some frontends always send), and regions that are
+     * non-empty, do not wrap, and overlap neither in guest-physical nor in frontend-virtual space.
      */
     public static List<MemoryRegion> memoryTable(VhostUserMessage m) {
         String name = m.requestName();
@@ -156,6 +183,7 @@ public final class VhostUserCodec {
             throw new VhostUserProtocolException(name, "size", m.size() + " bytes, shorter than 8");
         }
         int count = b.getInt(0);
+        int padding = b.getInt(4);
         if (count < 1 || count > MAX_MEMORY_REGIONS) {
             throw new VhostUserProtocolException(name, "nregions", Integer.toUnsignedString(count)
                     + "; must be 1 to " + MAX_MEMORY_REGIONS);
@@ -165,6 +193,10 @@ public final class VhostUserCodec {
         if (m.size() != exact && m.size() != full) {
             throw new VhostUserProtocolException(name, "size", m.size() + " bytes for " + count
                     + " regions; expected " + exact + " (or " + full + ")");
+        }
+        if (padding != 0) {
+            // Every frontend zeroes it; a byte that means nothing must not vary (one encoding per table).
+            throw new VhostUserProtocolException(name, "padding", String.format("0x%x; must be 0", padding));
         }
         if (m.fdCount() != count) {
             throw new VhostUserProtocolException(name, "fds", m.fdCount() + " descriptors for " + count

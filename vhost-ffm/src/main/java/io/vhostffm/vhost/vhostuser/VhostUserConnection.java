@@ -94,7 +94,7 @@ public final class VhostUserConnection implements AutoCloseable {
     public VhostUserMessage receive() throws NativeCallException {
         List<FileDescriptor> fds = new ArrayList<>();
         try {
-            long got = read(headerBuffer, VhostUserMessage.HEADER_SIZE, fds, "header", true);
+            long got = read(headerBuffer, VhostUserMessage.HEADER_SIZE, fds, "message", "header", true);
             if (got == 0) {
                 return null;
             }
@@ -102,7 +102,7 @@ public final class VhostUserConnection implements AutoCloseable {
             int flags = headerBuffer.get(LE_INT, 4);
             int size = headerBuffer.get(LE_INT, 8);
             VhostUserCodec.checkHeader(code, flags, size, expectReplies);
-            if (size > 0 && read(payloadBuffer, size, fds, nameOf(code) + " payload", false) < size) {
+            if (size > 0 && read(payloadBuffer, size, fds, nameOf(code), "payload", false) < size) {
                 throw new VhostUserProtocolException(nameOf(code), "size", "the peer closed the connection after the header, "
                         + "before the " + size + "-byte payload");
             }
@@ -119,8 +119,11 @@ public final class VhostUserConnection implements AutoCloseable {
      * Reads exactly {@code length} bytes into {@code buffer} (descriptors collected), or returns 0
      * at a clean end of stream before the first byte. With {@code idleFirst} (a message's header)
      * the first byte waits without deadline; everything after it within the message deadline.
+     * A failure names {@code request} ({@code message} while the header is incomplete, the
+     * request once it has come) and {@code what} (header or payload).
      */
-    private long read(MemorySegment buffer, int length, List<FileDescriptor> fds, String what, boolean idleFirst)
+    private long read(MemorySegment buffer, int length, List<FileDescriptor> fds, String request, String what,
+            boolean idleFirst)
             throws NativeCallException {
         long done = 0;
         long deadline = 0;
@@ -134,7 +137,7 @@ public final class VhostUserConnection implements AutoCloseable {
                 }
                 long left = deadline - System.nanoTime();
                 if (left <= 0) {
-                    throw new VhostUserProtocolException("message", what, done + " of " + length + " bytes after "
+                    throw new VhostUserProtocolException(request, what, done + " of " + length + " bytes after "
                             + messageDeadline.toMillis() + " ms; the peer stopped mid-message");
                 }
                 timeout = (int) Math.max(1, Math.min(Integer.MAX_VALUE, left / 1_000_000));
@@ -143,7 +146,7 @@ public final class VhostUserConnection implements AutoCloseable {
             if (endReason != null || (ready > 0 && poller.isReadable(1))) {
                 end(endReason != null ? endReason : "shut down");
                 if (done > 0) {
-                    throw new VhostUserProtocolException("message", what, "connection shut down mid-message");
+                    throw new VhostUserProtocolException(request, what, "connection shut down mid-message");
                 }
                 return 0;
             }
@@ -158,25 +161,25 @@ public final class VhostUserConnection implements AutoCloseable {
                 if (e.errno() == ECONNRESET) {
                     end("the peer reset the connection");
                     if (done > 0) {
-                        throw new VhostUserProtocolException("message", what, "connection reset mid-message");
+                        throw new VhostUserProtocolException(request, what, "connection reset mid-message");
                     }
                     return 0;
                 }
                 if (e.errno() == EMSGSIZE) {
-                    throw new VhostUserProtocolException("message", "fds", "more than " + VhostUserCodec.MAX_MEMORY_REGIONS
+                    throw new VhostUserProtocolException(request, "fds", "more than " + VhostUserCodec.MAX_MEMORY_REGIONS
                             + " descriptors in one message (the extra ones were closed)");
                 }
                 throw e;
             }
             fds.addAll(received.fds());
             if (fds.size() > VhostUserCodec.MAX_MEMORY_REGIONS) {
-                throw new VhostUserProtocolException("message", "fds", fds.size() + " descriptors in one message; at most "
+                throw new VhostUserProtocolException(request, "fds", fds.size() + " descriptors in one message; at most "
                         + VhostUserCodec.MAX_MEMORY_REGIONS);
             }
             if (received.bytes() == 0) {
                 end("the peer closed the connection");
                 if (done > 0) {
-                    throw new VhostUserProtocolException("message", what, done + " of " + length
+                    throw new VhostUserProtocolException(request, what, done + " of " + length
                             + " bytes, then the peer closed the connection");
                 }
                 return 0;

@@ -72,10 +72,13 @@ public final class VhostUserMessage implements AutoCloseable {
         return VhostUserRequest.forCode(code);
     }
 
-    /** The request's name for messages: {@code SET_VRING_ADDR(9)}, or {@code request 99}. */
+    /**
+     * The request's name for messages: {@code SET_VRING_ADDR(9)}, or {@code request 99}; an
+     * unknown number is the wire's u32, unsigned (as the header check names it).
+     */
     public String requestName() {
         VhostUserRequest r = request();
-        return r != null ? r.toString() : "request " + code;
+        return r != null ? r.toString() : "request " + Integer.toUnsignedString(code);
     }
 
     /** The flags word. */

@@ -202,6 +202,47 @@ class VhostUserCodecTest {
     }
 
     @Test
+    void memoryTablePaddingMustBeZero() throws Exception {
+        byte[] table = VhostUserCodec.memoryTable(List.of(region(0, 0x1000, 0x1000)));
+        table[7] = 0x19;
+        try (VhostUserMessage m = request(VhostUserRequest.SET_MEM_TABLE, table, eventFds(1))) {
+            rejected("SET_MEM_TABLE(5)", "padding", () -> VhostUserCodec.memoryTable(m));
+        }
+    }
+
+    @Test
+    void unknownRequestNumbersAreNamedUnsignedEverywhere() {
+        int code = 0xf8000001;
+        VhostUserMessage m = new VhostUserMessage(code, VhostUserMessage.VERSION, new byte[0], List.of());
+        assertEquals("request 4160749569", m.requestName());
+        rejected("request 4160749569", "request", () -> VhostUserCodec.checkRequest(m));
+        rejected("request 4160749569", "size", () -> VhostUserCodec.checkHeader(code, VhostUserMessage.VERSION, -1, false));
+    }
+
+    private static VhostUserMessage reply(int code, byte[] payload, List<FileDescriptor> fds) {
+        return new VhostUserMessage(code, VhostUserMessage.VERSION | VhostUserMessage.REPLY, payload, fds);
+    }
+
+    @Test
+    void repliesAnswerTheRequestAskedWithEightBytesAndNoDescriptor() throws Exception {
+        VhostUserCodec.checkReply(reply(1, VhostUserCodec.u64(7), List.of()), VhostUserRequest.GET_FEATURES);
+        VhostUserCodec.checkReply(reply(5, VhostUserCodec.u64(0), List.of()), VhostUserRequest.SET_MEM_TABLE);
+        rejected("GET_FEATURES(1)", "flags", () -> VhostUserCodec.checkReply(
+                request(VhostUserRequest.GET_FEATURES, VhostUserCodec.u64(7), List.of()), VhostUserRequest.GET_FEATURES));
+        rejected("GET_STATUS(40)", "request", () -> VhostUserCodec.checkReply(
+                reply(40, VhostUserCodec.u64(7), List.of()), VhostUserRequest.GET_FEATURES));
+        rejected("request 4160749569", "request", () -> VhostUserCodec.checkReply(
+                reply(0xf8000001, VhostUserCodec.u64(7), List.of()), VhostUserRequest.GET_FEATURES));
+        rejected("GET_CONFIG(24)", "request", () -> VhostUserCodec.checkReply(
+                reply(24, VhostUserCodec.u64(0), List.of()), VhostUserRequest.GET_CONFIG));
+        rejected("GET_QUEUE_NUM(17)", "size", () -> VhostUserCodec.checkReply(
+                reply(17, new byte[4], List.of()), VhostUserRequest.GET_QUEUE_NUM));
+        try (VhostUserMessage m = reply(17, VhostUserCodec.u64(2), eventFds(1))) {
+            rejected("GET_QUEUE_NUM(17)", "fds", () -> VhostUserCodec.checkReply(m, VhostUserRequest.GET_QUEUE_NUM));
+        }
+    }
+
+    @Test
     void logAreaNeedsOneDescriptorAndAPositiveSize() throws Exception {
         try (VhostUserMessage m = request(VhostUserRequest.SET_LOG_BASE, VhostUserCodec.logArea(new LogArea(8192, 0)), eventFds(1))) {
             assertEquals(new LogArea(8192, 0), VhostUserCodec.logArea(m));
