@@ -65,6 +65,16 @@ public enum VhostUserProtocolFeature {
         return mask;
     }
 
+    /** The name of bit {@code bit}, found by the bit each constant carries, not by its position. */
+    private static String named(int bit) {
+        for (VhostUserProtocolFeature f : values()) {
+            if (f.bit == bit) {
+                return f.name();
+            }
+        }
+        return "bit " + bit;
+    }
+
     /** The set bits by name, lowest first ({@code MQ|REPLY_ACK|STATUS}); unnamed ones as {@code bit N}. */
     public static String describe(long features) {
         if (features == 0) {
@@ -73,7 +83,7 @@ public enum VhostUserProtocolFeature {
         List<String> names = new ArrayList<>();
         for (int bit = 0; bit < 64; bit++) {
             if ((features & (1L << bit)) != 0) {
-                names.add(bit < values().length ? values()[bit].name() : "bit " + bit);
+                names.add(named(bit));
             }
         }
         return String.join("|", names);
