@@ -38,11 +38,22 @@ import java.util.concurrent.TimeoutException;
 record FaultCase(String side, String point, String action, boolean copyRam) {
     private static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
     /** Short: a stalled peer costs this much. */
-    static final Duration DEADLINE = Duration.ofSeconds(2);
+    static final Duration STALL_DEADLINE = Duration.ofSeconds(3);
+    /**
+     * A killed or cut peer is found by its end of file or reset, not by a deadline: the deadline
+     * then only bounds a live peer's work (a cold destination JVM applying and quickstarting on a
+     * loaded 2-core machine has taken more than 2 s), so it is generous.
+     */
+    static final Duration LIVE_PEER_DEADLINE = Duration.ofSeconds(30);
 
     @Override
     public String toString() {
         return side + " " + action + " at " + point + (copyRam ? " (--copy-ram)" : "");
+    }
+
+    /** The deadline of every blocking step: short only where the case stalls its peer. */
+    Duration deadline() {
+        return action.equals("stop") ? STALL_DEADLINE : LIVE_PEER_DEADLINE;
     }
 
     /** Whether the fault comes after the source's acknowledgement arrived (the guest has left). */

@@ -45,7 +45,7 @@ class MigrationFaultTest {
     @MethodSource("cases")
     @Timeout(120)
     void oneProcessRunsTheGuestAndEveryFrameArrivesOnce(FaultCase c) throws Exception {
-        TABLE.add(c.run(MigrationDeadlines.uniform(FaultCase.DEADLINE), Duration.ofSeconds(60)));
+        TABLE.add(c.run(MigrationDeadlines.uniform(c.deadline()), Duration.ofSeconds(60)));
     }
 
     @AfterAll
