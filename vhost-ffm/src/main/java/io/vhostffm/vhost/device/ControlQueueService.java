@@ -18,6 +18,7 @@ import io.vhostffm.vring.VirtqueueException;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Supplier;
@@ -112,6 +113,22 @@ final class ControlQueueService {
     /** Whether the serving thread has ended (it ends after {@link #stop}, or on a native error). */
     boolean ended() {
         return !thread.isAlive();
+    }
+
+    /**
+     * Waits up to {@code millis} ms for the thread to end (after {@link #stop}); true when it has.
+     * Call without the model's lock. On the serving thread itself it returns false at once.
+     */
+    boolean awaitEnd(long millis) {
+        if (Thread.currentThread() == thread) {
+            return false;
+        }
+        try {
+            return thread.join(Duration.ofMillis(millis));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
     }
 
     /** Waits for the thread to end (after {@link #stop}); call without the model's lock. */

@@ -293,7 +293,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
 
     @Override
     public int writeStatus(int value) {
-        return model.writeStatus(value);
+        int status = model.writeStatus(value);
+        awaitStoppedControls(); // a reset stops the control queue: its thread is gone when this returns
+        return status;
     }
 
     @Override
@@ -509,11 +511,43 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
      * @throws IllegalStateException when the datapath was not started
      */
     public DatapathState stopDatapath() throws IOException {
+        DatapathState stopped;
         synchronized (model) {
             if (lastStart == null) {
                 throw new IllegalStateException("the datapath is not started");
             }
-            return stopLocked();
+            stopped = stopLocked();
+        }
+        awaitStoppedControls();
+        return stopped;
+    }
+
+    /** How long a stop waits for a stopped control queue thread to end (it ends after the chain in hand). */
+    private static final long CONTROL_THREAD_END_MILLIS = 5_000;
+
+    /**
+     * Waits, at most {@value #CONTROL_THREAD_END_MILLIS} ms each, for the control queue threads
+     * stopped so far to end, so that a stop or a reset returns with their wake-up eventfds closed
+     * (a resource count taken then is exact). Never under the model's lock (a stopped thread
+     * takes it to see the stop) nor on a control queue thread itself; a thread that does not end
+     * in time is logged and left for {@link #close} to join.
+     */
+    private void awaitStoppedControls() {
+        if (Thread.holdsLock(model)) {
+            return;
+        }
+        List<ControlQueueService> stopping;
+        synchronized (model) {
+            stopping = new ArrayList<>(stoppedControls);
+        }
+        for (ControlQueueService c : stopping) {
+            if (!c.awaitEnd(CONTROL_THREAD_END_MILLIS)) {
+                LOG.log(Level.WARNING, "control queue " + c.index() + ": its stopped thread did not end within "
+                        + CONTROL_THREAD_END_MILLIS + " ms; close() joins it");
+            }
+        }
+        synchronized (model) {
+            stoppedControls.removeIf(ControlQueueService::ended);
         }
     }
 
