@@ -53,7 +53,10 @@ public final class LocalMigration {
         /** Nothing happens at any point. */
         FaultPoints NONE = point -> {};
 
-        /** The process reached {@code point} (a {@link MigrationPhase}, or {@code "ram-precopy"} on the RAM thread). */
+        /**
+         * The process reached {@code point} (a {@link MigrationPhase}, {@code "ram-precopy"} on the
+         * destination's RAM thread, or the demo's {@code MigrationDemo.ACKNOWLEDGED}).
+         */
         void reached(String point);
     }
 
