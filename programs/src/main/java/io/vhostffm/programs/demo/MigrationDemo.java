@@ -332,6 +332,7 @@ public final class MigrationDemo {
                     if (s.precopyDelta()) {
                         guest.setPromiscuous(false); // a control command while the guest runs (promiscuous after reset): a precopy delta
                         source.migration().drainPrecopy();
+                        sourceFaults.reached(PRECOPY_DELTA_SENT);
                     }
                     if (s.switchoverDelta()) {
                         // Changed with precopy deltas off (as the QEMU RFC does): the stop-and-copy finds and carries it.
@@ -408,6 +409,12 @@ public final class MigrationDemo {
             Files.deleteIfExists(dir);
         }
     }
+
+    /**
+     * The fault point after the source sent its precopy delta (the destination may be applying it),
+     * still in precopy: not a {@link MigrationPhase} of its own.
+     */
+    public static final String PRECOPY_DELTA_SENT = "PRECOPY_DELTA_SENT";
 
     /**
      * The fault point after the source read the destination's acknowledgement (the migration is

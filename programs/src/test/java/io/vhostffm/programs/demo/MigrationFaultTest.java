@@ -54,8 +54,8 @@ class MigrationFaultTest {
         for (String action : List.of("kill", "stop")) {
             cases.add(new SourceFaultCase("CONNECT", action, false)); // nothing to cut before connecting
         }
-        for (String point : List.of("HANDOFF", "SETUP", "PRECOPY", "STOP_AND_COPY", "ACKNOWLEDGEMENT", "COMPLETION",
-                MigrationDemo.ACKNOWLEDGED)) {
+        for (String point : List.of("HANDOFF", "SETUP", "PRECOPY", MigrationDemo.PRECOPY_DELTA_SENT, "STOP_AND_COPY",
+                "ACKNOWLEDGEMENT", "COMPLETION", MigrationDemo.ACKNOWLEDGED)) {
             for (String action : List.of("kill", "stop", "cut")) {
                 cases.add(new SourceFaultCase(point, action, false));
             }
