@@ -49,6 +49,7 @@ public final class MigrationDestination {
     private volatile Runnable afterEarlyLoad = () -> {};
     private volatile MigrationPhase phase = MigrationPhase.SETUP;
     private volatile java.util.function.Consumer<MigrationPhase> phaseListener = p -> {};
+    private volatile String peer = "the source";
 
     /**
      * @param sections the device's state sections; must match the source's manifest
@@ -90,6 +91,11 @@ public final class MigrationDestination {
         this.phaseListener = java.util.Objects.requireNonNull(listener, "listener");
     }
 
+    /** Who the source is, in words, for {@link MigrationPeerException}s (default "the source"). */
+    public void setPeer(String words) {
+        this.peer = java.util.Objects.requireNonNull(words, "words");
+    }
+
     private void enter(MigrationPhase next) {
         phase = next;
         phaseListener.accept(next);
@@ -108,11 +114,19 @@ public final class MigrationDestination {
     /**
      * Reads a whole migration stream and starts the device. Not reentrant: one stream at a time.
      *
+     * @throws MigrationPeerException when the source or the connection failed: a read that failed
+     *     or timed out, or the end of the channel before the end marker; names the phase it was in,
+     *     its cause the stream's failure (section and byte offset). Nothing of the switchover was
+     *     applied
      * @throws MigrationStreamException for any malformed or out-of-order stream
      * @throws MigrationException when the device fails at the switchover
      */
     public ReceivedMigration receive(MigrationStreamReader in) throws MigrationException {
-        return new Reception(in).run();
+        try {
+            return new Reception(in).run();
+        } catch (MigrationStreamException e) {
+            throw MigrationPeerException.ofStream(phase, peer, e, in);
+        }
     }
 
     /** The state of one {@link #receive}: what arrived so far, phase by phase. */
@@ -377,20 +391,35 @@ public final class MigrationDestination {
         }
     }
 
-    /** Sends the positive acknowledgement, with the destination's timings, on the return path. */
-    public static void acknowledge(MigrationStreamWriter back, ReceivedMigration received) throws IOException {
+    /**
+     * Sends the positive acknowledgement, with the destination's timings, on the return path.
+     *
+     * @throws MigrationPeerException (phase ACKNOWLEDGEMENT) when the source or the connection
+     *     failed: the source cannot have the answer, and keeps the guest unless a commit of the
+     *     caller's own already gave it away
+     */
+    public static void acknowledge(MigrationStreamWriter back, ReceivedMigration received) throws MigrationException {
         writeAck(back, new Acknowledgement(true, "", received.earlyLoadNanos(), received.switchoverNanos(),
                 received.bytesReceived(), MonotonicClock.domain(), received.firstFrameAt(), received.switchoverMarks()));
     }
 
-    /** Sends a negative acknowledgement: the source keeps the guest. */
-    public static void acknowledgeFailure(MigrationStreamWriter back, MigrationException failure) throws IOException {
+    /**
+     * Sends a negative acknowledgement: the source keeps the guest.
+     *
+     * @throws MigrationPeerException (phase ACKNOWLEDGEMENT) when the source or the connection failed
+     */
+    public static void acknowledgeFailure(MigrationStreamWriter back, MigrationException failure)
+            throws MigrationException {
         String reason = failure.getMessage() == null ? failure.toString() : failure.getMessage();
         writeAck(back, new Acknowledgement(false, reason, -1, -1, -1, MonotonicClock.domain(), -1, List.of()));
     }
 
-    private static void writeAck(MigrationStreamWriter back, Acknowledgement ack) throws IOException {
-        back.writeSection(StreamFormat.ACKNOWLEDGEMENT, StreamFormat.FLAG_END_OF_DATA, ACK.encode(ack));
-        back.writeEndOfStream();
+    private static void writeAck(MigrationStreamWriter back, Acknowledgement ack) throws MigrationException {
+        try {
+            back.writeSection(StreamFormat.ACKNOWLEDGEMENT, StreamFormat.FLAG_END_OF_DATA, ACK.encode(ack));
+            back.writeEndOfStream();
+        } catch (IOException e) {
+            throw MigrationPeerException.of(MigrationPhase.ACKNOWLEDGEMENT, "the source", e);
+        }
     }
 }

@@ -1,5 +1,6 @@
 package io.vhostffm.migration;
 
+import io.vhostffm.migration.stream.MigrationStreamReader;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.os.PeerRefusedException;
 import java.io.EOFException;
@@ -62,6 +63,23 @@ public final class MigrationPeerException extends MigrationException {
     /** A failure of the connection, classified by what its cause chain says. */
     public static MigrationPeerException of(MigrationPhase phase, String peer, Throwable cause) {
         return new MigrationPeerException(phase, peer, classify(cause), cause);
+    }
+
+    /**
+     * What a stream failure read through {@code reader} was: when the channel's read threw or met
+     * the end of the channel (the peer closed its end before the stream was complete), the peer or
+     * the connection failed, and the answer is a {@code MigrationPeerException} whose cause is
+     * {@code failure} (which names the section and byte offset); otherwise the stream itself was
+     * malformed and the answer is {@code failure}.
+     */
+    public static MigrationException ofStream(MigrationPhase phase, String peer, MigrationStreamException failure,
+            MigrationStreamReader reader) {
+        if (reader.readFailure() != null || reader.endOfStream()) {
+            Fault fault = classify(failure);
+            return new MigrationPeerException(phase, peer, fault == Fault.IO && reader.endOfStream() ? Fault.CLOSED : fault,
+                    failure);
+        }
+        return failure;
     }
 
     /**

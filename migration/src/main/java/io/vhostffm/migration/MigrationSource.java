@@ -27,8 +27,10 @@ import java.util.List;
  *     indices; then the end marker.</li>
  * <li>{@link #awaitAcknowledgement}: reads the destination's answer from the return path.</li>
  * </ol>
- * A failure at any step leaves the guest with the source: the caller resumes it. After an
- * I/O failure the stream is in an unknown state and the source refuses further steps. Not
+ * A failure at any step leaves the guest with the source: the caller resumes it. A failure of
+ * the destination or the connection (a write or read that failed or timed out, the end of the
+ * return path) is a {@link MigrationPeerException} naming the phase; no raw I/O exception escapes.
+ * After such a failure the stream is in an unknown state and the source refuses further steps. Not
  * thread-safe: drive one migration from one thread (or serialize the calls).
  */
 public final class MigrationSource {
@@ -41,6 +43,7 @@ public final class MigrationSource {
     private final MigrationStreamWriter out;
     private final List<RegisteredSection<?>> sections;
     private Phase phase = Phase.NEW;
+    private String peer = "the destination";
 
     private long setupNanos;
     private long setupBytes;
@@ -66,13 +69,27 @@ public final class MigrationSource {
         this.sections = RegisteredSection.register(sections);
     }
 
+    /** Who the destination is, in words, for {@link MigrationPeerException}s (default "the destination"). */
+    public void setPeer(String words) {
+        this.peer = java.util.Objects.requireNonNull(words, "words");
+    }
+
     /**
      * Setup phase: manifest, then the full state of every section; snapshots kept.
      *
+     * @throws MigrationPeerException (phase SETUP) when the destination or the connection failed
      * @throws IllegalArgumentException when a section's state holds a null reference (a bug in
      *         the device's {@code capture()}, named by type)
      */
-    public void setup() throws IOException {
+    public void setup() throws MigrationException {
+        try {
+            setupOrFail();
+        } catch (IOException e) {
+            throw MigrationPeerException.of(MigrationPhase.SETUP, peer, e);
+        }
+    }
+
+    private void setupOrFail() throws IOException {
         requirePhase(Phase.NEW, "setup");
         phase = Phase.FAILED; // until it completes
         MigrationPhaseEvent event = new MigrationPhaseEvent();
@@ -107,8 +124,17 @@ public final class MigrationSource {
      * takes new snapshots.
      *
      * @return the ids of the sections sent; empty when nothing differed (nothing is sent)
+     * @throws MigrationPeerException (phase PRECOPY) when the destination or the connection failed
      */
-    public List<Integer> sendPrecopyDelta() throws IOException {
+    public List<Integer> sendPrecopyDelta() throws MigrationException {
+        try {
+            return sendPrecopyDeltaOrFail();
+        } catch (IOException e) {
+            throw MigrationPeerException.of(MigrationPhase.PRECOPY, peer, e);
+        }
+    }
+
+    private List<Integer> sendPrecopyDeltaOrFail() throws IOException {
         requirePhase(Phase.PRECOPY, "a precopy delta");
         phase = Phase.FAILED; // until it completes
         MigrationPhaseEvent event = new MigrationPhaseEvent();
@@ -166,8 +192,10 @@ public final class MigrationSource {
      *
      * @return the ids of the sections sent; empty for "no delta"
      * @throws MigrationException when the backend stop fails (nothing was sent; the guest stays)
+     * @throws MigrationPeerException (phase STOP_AND_COPY) when the destination or the connection
+     *     failed (the guest stays)
      */
-    public List<Integer> stopAndCopy(BackendStop backend) throws IOException, MigrationException {
+    public List<Integer> stopAndCopy(BackendStop backend) throws MigrationException {
         requirePhase(Phase.PRECOPY, "stop-and-copy");
         MigrationPhaseEvent event = new MigrationPhaseEvent();
         event.begin();
@@ -185,11 +213,16 @@ public final class MigrationSource {
         }
         backendStopNanos = System.nanoTime() - start;
         phase = Phase.FAILED; // until it completes
-        List<Integer> sent = sendChanged(StreamFormat.FLAG_DELTA | StreamFormat.FLAG_SWITCHOVER, false);
-        int flags = StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
-                | (sent.isEmpty() ? StreamFormat.FLAG_NO_DATA : 0);
-        out.writeSection(StreamFormat.QUEUE_INDICES, flags, INDICES.encode(indices));
-        out.writeEndOfStream();
+        List<Integer> sent;
+        try {
+            sent = sendChanged(StreamFormat.FLAG_DELTA | StreamFormat.FLAG_SWITCHOVER, false);
+            int flags = StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
+                    | (sent.isEmpty() ? StreamFormat.FLAG_NO_DATA : 0);
+            out.writeSection(StreamFormat.QUEUE_INDICES, flags, INDICES.encode(indices));
+            out.writeEndOfStream();
+        } catch (IOException e) {
+            throw MigrationPeerException.of(MigrationPhase.STOP_AND_COPY, peer, e);
+        }
         phase = Phase.DONE;
         sentAt = MonotonicClock.now();
         stopAndCopyNanos = sentAt - start;
@@ -204,8 +237,18 @@ public final class MigrationSource {
      *
      * @throws MigrationException when the destination did not start (the caller resumes the
      *         guest here) or the answer is malformed
+     * @throws MigrationPeerException (phase ACKNOWLEDGEMENT) when the return path failed, timed
+     *         out or ended before the answer was complete
      */
     public void awaitAcknowledgement(MigrationStreamReader back) throws MigrationException {
+        try {
+            readAcknowledgement(back);
+        } catch (MigrationStreamException e) {
+            throw MigrationPeerException.ofStream(MigrationPhase.ACKNOWLEDGEMENT, peer, e, back);
+        }
+    }
+
+    private void readAcknowledgement(MigrationStreamReader back) throws MigrationException {
         Section s = back.next();
         if (s.id() != StreamFormat.ACKNOWLEDGEMENT) {
             throw new MigrationStreamException("expected the acknowledgement", s.id(), back.nameOf(s.id()),

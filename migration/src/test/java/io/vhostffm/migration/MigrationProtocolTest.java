@@ -2,6 +2,7 @@ package io.vhostffm.migration;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -321,7 +322,10 @@ class MigrationProtocolTest {
             }
         };
         MigrationSource source = new MigrationSource(MigrationStreamWriter.over(broken), List.of(virtio, net));
-        assertThrows(java.io.IOException.class, source::setup);
+        // the migration module names it: the destination or the connection failed during the setup
+        MigrationPeerException p = assertThrows(MigrationPeerException.class, source::setup);
+        assertEquals(MigrationPhase.SETUP, p.phase(), p.getMessage());
+        assertEquals(MigrationPeerException.Fault.IO, p.fault(), p.getMessage());
         assertThrows(IllegalStateException.class, source::sendPrecopyDelta);
         assertThrows(IllegalStateException.class, () -> source.stopAndCopy(() -> Fixtures.indices(1)));
     }
@@ -511,8 +515,13 @@ class MigrationProtocolTest {
         for (int len = 0; len < stream.length; len++) {
             DestinationDevice dst = new DestinationDevice();
             byte[] cut = Arrays.copyOf(stream, len);
-            MigrationStreamException e = assertThrows(MigrationStreamException.class, () -> dst.receive(cut),
+            // The end of the channel before the end marker is the source gone: a peer failure naming
+            // the phase, whose cause is the truncation with its offset.
+            MigrationPeerException p = assertThrows(MigrationPeerException.class, () -> dst.receive(cut),
                     "truncated at " + len);
+            assertEquals(MigrationPeerException.Fault.CLOSED, p.fault(), p.getMessage());
+            assertTrue(p.guestStaysAtSource(), p.getMessage());
+            MigrationStreamException e = assertInstanceOf(MigrationStreamException.class, p.getCause());
             assertEquals(len, e.offset(), e.getMessage());
             assertEquals(List.of(), dst.switchovers, "no switchover on a truncated stream");
         }
@@ -531,6 +540,14 @@ class MigrationProtocolTest {
                     fail("flip 0x" + Integer.toHexString(mask) + " at offset " + i + " went unnoticed");
                 } catch (MigrationStreamException expected) {
                     assertTrue(expected.offset() >= 0 && expected.offset() <= stream.length);
+                    assertEquals(List.of(), dst.switchovers);
+                } catch (MigrationPeerException waitedForMore) {
+                    // a flipped length: the reader waits for bytes the source never sends, and the
+                    // channel ends first (a peer that closed); the truncation, with its offset, is the cause
+                    assertEquals(MigrationPeerException.Fault.CLOSED, waitedForMore.fault());
+                    MigrationStreamException cause = assertInstanceOf(MigrationStreamException.class,
+                            waitedForMore.getCause());
+                    assertTrue(cause.offset() >= 0 && cause.offset() <= stream.length);
                     assertEquals(List.of(), dst.switchovers);
                 } catch (MigrationException | RuntimeException other) {
                     throw new AssertionError("flip at " + i + " gave " + other, other);

@@ -1,6 +1,8 @@
 package io.vhostffm.migration.net;
 
 import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.MigrationPeerException;
+import io.vhostffm.migration.MigrationPhase;
 import io.vhostffm.migration.schema.StateDecodeException;
 import io.vhostffm.migration.schema.StateSchema;
 import io.vhostffm.vhost.os.FileDescriptor;
@@ -59,16 +61,19 @@ public final class LocalHandoff {
     public record Received(MemfdGuestMemory memory, BackendTransfer backend) {}
 
     /** Source: sends the memfds of {@code memory} and {@code transfer}'s descriptors. */
-    public static void send(UnixSocket socket, MemfdGuestMemory memory, BackendTransfer transfer) throws IOException {
+    public static void send(UnixSocket socket, MemfdGuestMemory memory, BackendTransfer transfer)
+            throws MigrationException {
         send(socket, memory, true, transfer);
     }
 
     /**
      * Source: sends {@code transfer}'s descriptors and the shape of {@code memory}; its memfds
      * too when {@code shareMemory}, else the destination makes its own memory (RAM precopy).
+     *
+     * @throws MigrationPeerException (phase HANDOFF) when the destination or the connection failed
      */
     public static void send(UnixSocket socket, MemfdGuestMemory memory, boolean shareMemory, BackendTransfer transfer)
-            throws IOException {
+            throws MigrationException {
         List<Region> regions = new ArrayList<>();
         List<FileDescriptor> fds = new ArrayList<>();
         for (MemfdRegion r : memory.memfdRegions()) {
@@ -94,7 +99,12 @@ public final class LocalHandoff {
             int from = b * UnixSocket.MAX_FDS_PER_MESSAGE;
             List<FileDescriptor> batch = fds.subList(from, Math.min(fds.size(), from + UnixSocket.MAX_FDS_PER_MESSAGE));
             byte[] part = b < batches - 1 ? new byte[] {bytes[b]} : java.util.Arrays.copyOfRange(bytes, b, bytes.length);
-            socket.send(part, batch);
+            try {
+                socket.send(part, batch);
+            } catch (IOException e) {
+                throw MigrationPeerException.of(MigrationPhase.HANDOFF, "the destination (" + socket.fd().description()
+                        + ")", e);
+            }
         }
     }
 
@@ -113,7 +123,9 @@ public final class LocalHandoff {
      * As {@link #receive(UnixSocket)}, waiting at most {@code timeout} for each part of the
      * message.
      *
-     * @throws java.net.SocketTimeoutException when the source sent nothing in time (it stalled)
+     * @throws MigrationPeerException (phase HANDOFF) when the source sent nothing in time (it
+     *     stalled: TIMEOUT), closed the socket before the message was complete (CLOSED), or the
+     *     connection failed
      */
     public static Received receive(UnixSocket socket, Duration timeout) throws IOException, MigrationException {
         List<FileDescriptor> fds = new ArrayList<>();
@@ -175,13 +187,20 @@ public final class LocalHandoff {
     }
 
     private static void readFully(UnixSocket socket, MemorySegment into, List<FileDescriptor> fds, Duration timeout)
-            throws IOException {
+            throws MigrationException {
         long at = 0;
+        String peer = "the source (" + socket.fd().description() + ")";
         while (at < into.byteSize()) {
-            UnixSocket.Received r = socket.receive(into.asSlice(at), UnixSocket.MAX_FDS_PER_MESSAGE, timeout);
+            UnixSocket.Received r;
+            try {
+                r = socket.receive(into.asSlice(at), UnixSocket.MAX_FDS_PER_MESSAGE, timeout);
+            } catch (IOException e) {
+                throw MigrationPeerException.of(MigrationPhase.HANDOFF, peer, e);
+            }
             fds.addAll(r.fds());
             if (r.bytes() == 0) {
-                throw new EOFException("handoff: the peer closed the socket after " + at + " of " + into.byteSize() + " bytes");
+                throw MigrationPeerException.of(MigrationPhase.HANDOFF, peer, new EOFException(
+                        "handoff: the peer closed the socket after " + at + " of " + into.byteSize() + " bytes"));
             }
             at += r.bytes();
         }

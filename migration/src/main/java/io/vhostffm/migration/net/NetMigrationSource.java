@@ -3,6 +3,7 @@ package io.vhostffm.migration.net;
 import io.vhostffm.migration.DeviceStateSection;
 import io.vhostffm.migration.FinalPositions;
 import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.MigrationPeerException;
 import io.vhostffm.migration.MigrationReport;
 import io.vhostffm.migration.MigrationSource;
 import io.vhostffm.migration.stream.MigrationStreamReader;
@@ -56,7 +57,7 @@ public final class NetMigrationSource implements AutoCloseable {
     private volatile boolean precopyDeltas = true;
     // guarded by lock
     private DatapathState stopped;
-    private IOException precopyFailure;
+    private Exception precopyFailure;
     private int precopyDeltasSent;
 
     /**
@@ -102,8 +103,18 @@ public final class NetMigrationSource implements AutoCloseable {
         }
     }
 
-    /** Setup: manifest and full state; precopy deltas start flowing after it. */
-    public void setup() throws IOException {
+    /** Who the destination is, in words, for {@link io.vhostffm.migration.MigrationPeerException}s. */
+    public void setPeer(String words) {
+        source.setPeer(words);
+    }
+
+    /**
+     * Setup: manifest and full state; precopy deltas start flowing after it.
+     *
+     * @throws io.vhostffm.migration.MigrationPeerException (phase SETUP) when the destination or
+     *     the connection failed
+     */
+    public void setup() throws MigrationException {
         synchronized (lock) {
             source.setup();
             precopyActive = true;
@@ -142,9 +153,9 @@ public final class NetMigrationSource implements AutoCloseable {
                 if (!source.sendPrecopyDelta().isEmpty()) {
                     precopyDeltasSent++;
                 }
-            } catch (IOException | RuntimeException e) {
+            } catch (MigrationException | RuntimeException e) {
                 precopyActive = false;
-                precopyFailure = e instanceof IOException io ? io : new IOException(e);
+                precopyFailure = e;
                 LOG.log(Level.WARNING, "migration: precopy delta failed; the migration will fail at stop-and-copy", e);
             }
         }
@@ -178,21 +189,38 @@ public final class NetMigrationSource implements AutoCloseable {
      * @return the section ids sent; empty = no delta (only the final indices went out)
      * @throws MigrationException when the datapath could not be stopped, or a precopy delta had
      *     failed (the guest stays here: {@link #resumeAtSource()})
+     * @throws io.vhostffm.migration.MigrationPeerException when the destination or the connection
+     *     failed: in phase PRECOPY when a precopy delta could not be sent, else STOP_AND_COPY (the
+     *     guest stays here)
      */
-    public List<Integer> stopAndCopy(Runnable afterBackendStop) throws IOException, MigrationException {
+    public List<Integer> stopAndCopy(Runnable afterBackendStop) throws MigrationException {
         synchronized (lock) {
             precopyActive = false;
+            if (precopyFailure instanceof MigrationPeerException p) {
+                // the delta failed on the precopy thread: the same failure, thrown on the caller's
+                throw new MigrationPeerException(p.phase(), p.peer(), p.fault(), p.getCause());
+            }
             if (precopyFailure != null) {
                 throw new MigrationException("a precopy delta failed: " + precopyFailure.getMessage(), precopyFailure);
             }
-            return source.stopAndCopy(() -> {
-                DatapathState state = device.isDatapathRunning() ? device.stopDatapath() : null;
-                stopped = state;
-                if (afterBackendStop != null) {
-                    afterBackendStop.run();
+            try {
+                return source.stopAndCopy(() -> {
+                    DatapathState state = device.isDatapathRunning() ? device.stopDatapath() : null;
+                    stopped = state;
+                    if (afterBackendStop != null) {
+                        afterBackendStop.run();
+                    }
+                    return finalPositions(state);
+                });
+            } catch (MigrationException e) {
+                // The hook (e.g. the final RAM pass) failed on its connection: name that, not the backend.
+                for (Throwable t = e.getCause(); t != null && !(e instanceof MigrationPeerException); t = t.getCause()) {
+                    if (t instanceof MigrationPeerException p) {
+                        throw new MigrationPeerException(p.phase(), p.peer(), p.fault(), p.getCause());
+                    }
                 }
-                return finalPositions(state);
-            });
+                throw e;
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 package io.vhostffm.migration.net;
 
 import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.MigrationPeerException;
+import io.vhostffm.migration.MigrationPhase;
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vring.GuestMemory;
 import io.vhostffm.vring.GuestRegion;
@@ -25,7 +27,9 @@ import java.nio.channels.WritableByteChannel;
  *
  * <p>Wire: records of an 8-byte big-endian guest address and one 4 KiB page; the address
  * {@code -1} ends a round, {@code -2} ends the migration. The destination refuses an address
- * outside its memory or not page-aligned, naming it and the byte offset.
+ * outside its memory or not page-aligned, naming it and the byte offset. A failure of the peer or
+ * the connection (a write or read that failed or timed out, the end of the connection before the
+ * end marker) is a {@link MigrationPeerException} in phase RAM_PRECOPY on either side.
  */
 public final class RamPrecopy {
     private static final long PAGE = DirtyLog.PAGE_SIZE;
@@ -51,7 +55,19 @@ public final class RamPrecopy {
         }
 
         /** Round 0: the log is cleared, then every page that is not all zero is sent. */
-        public long sendAll() throws IOException {
+        public long sendAll() throws MigrationException {
+            try {
+                return sendAllOrFail();
+            } catch (IOException e) {
+                throw failed(e);
+            }
+        }
+
+        private static MigrationPeerException failed(IOException e) {
+            return MigrationPeerException.of(MigrationPhase.RAM_PRECOPY, "the destination's RAM connection", e);
+        }
+
+        private long sendAllOrFail() throws IOException {
             log.clear();
             long sent = 0;
             for (GuestRegion r : memory.regions()) {
@@ -72,20 +88,28 @@ public final class RamPrecopy {
          *
          * @return the pages of the last round
          */
-        public long iterate(int maxRounds, long smallEnough) throws IOException {
-            long last = Long.MAX_VALUE;
-            for (int i = 0; i < maxRounds && last > smallEnough; i++) {
-                last = sendDirty();
-                endRound(END_OF_ROUND);
+        public long iterate(int maxRounds, long smallEnough) throws MigrationException {
+            try {
+                long last = Long.MAX_VALUE;
+                for (int i = 0; i < maxRounds && last > smallEnough; i++) {
+                    last = sendDirty();
+                    endRound(END_OF_ROUND);
+                }
+                return last;
+            } catch (IOException e) {
+                throw failed(e);
             }
-            return last;
         }
 
         /** The last dirty pages (guest paused, datapath stopped), then the end. */
-        public long finalPass() throws IOException {
-            long n = sendDirty();
-            endRound(END);
-            return n;
+        public long finalPass() throws MigrationException {
+            try {
+                long n = sendDirty();
+                endRound(END);
+                return n;
+            } catch (IOException e) {
+                throw failed(e);
+            }
         }
 
         private long sendDirty() throws IOException {
@@ -155,9 +179,11 @@ public final class RamPrecopy {
         /**
          * Reads until the end marker.
          *
-         * @throws MigrationException naming the byte offset of a bad address or a truncation
+         * @throws MigrationException naming the byte offset of a bad address
+         * @throws MigrationPeerException (phase RAM_PRECOPY) when the source or the connection
+         *     failed, or the connection ended before the end marker (naming the byte offset)
          */
-        public long receiveAll() throws IOException, MigrationException {
+        public long receiveAll() throws MigrationException {
             while (true) {
                 long at = offset;
                 readFully(address);
@@ -180,13 +206,21 @@ public final class RamPrecopy {
             }
         }
 
-        private void readFully(ByteBuffer b) throws IOException, MigrationException {
+        private void readFully(ByteBuffer b) throws MigrationException {
             b.clear();
             while (b.hasRemaining()) {
-                int n = in.read(b);
+                int n;
+                try {
+                    n = in.read(b);
+                } catch (IOException e) {
+                    throw MigrationPeerException.of(MigrationPhase.RAM_PRECOPY, "the source's RAM connection",
+                            new IOException("RAM precopy: read failed at byte offset " + (offset + b.position()) + ": "
+                                    + e.getMessage(), e));
+                }
                 if (n < 0) {
-                    throw new MigrationException("RAM precopy: truncated at byte offset " + (offset + b.position()),
-                            new EOFException("the source closed the RAM connection"));
+                    throw MigrationPeerException.of(MigrationPhase.RAM_PRECOPY, "the source's RAM connection",
+                            new EOFException("RAM precopy: the source closed the connection at byte offset "
+                                    + (offset + b.position())));
                 }
             }
             offset += b.capacity();

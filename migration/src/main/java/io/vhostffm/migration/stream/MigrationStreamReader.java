@@ -35,6 +35,8 @@ public final class MigrationStreamReader {
     private boolean headerRead;
     private boolean ended;
     private boolean failed;
+    private boolean endOfStream;
+    private IOException readFailure;
 
     /**
      * @param in a blocking channel
@@ -66,6 +68,20 @@ public final class MigrationStreamReader {
     /** A reader over an InputStream. */
     public static MigrationStreamReader over(InputStream in, Map<Integer, String> deviceSections) {
         return new MigrationStreamReader(Channels.newChannel(in), deviceSections);
+    }
+
+    /**
+     * Whether a read met the end of the channel before the stream was complete: the peer closed
+     * its end (it died or gave up), so the truncation this reader reported is the connection's,
+     * not a malformed stream's.
+     */
+    public boolean endOfStream() {
+        return endOfStream;
+    }
+
+    /** The exception the channel's read threw (a timeout, ECONNRESET, ...), or null. */
+    public IOException readFailure() {
+        return readFailure;
     }
 
     /** Bytes consumed so far. */
@@ -223,10 +239,13 @@ public final class MigrationStreamReader {
         try {
             n = in.read(buffer);
         } catch (IOException e) {
+            readFailure = e;
             throw new MigrationStreamException("read failed: " + e, id, nameOf(id), offset, null, e);
         }
         if (n > 0) {
             offset += n;
+        } else if (n < 0) {
+            endOfStream = true;
         }
         return n;
     }

@@ -53,7 +53,10 @@ public final class LocalMigration {
         /** Nothing happens at any point. */
         FaultPoints NONE = point -> {};
 
-        /** The process reached {@code point} (a {@link MigrationPhase}, or {@code "ram-precopy"} on the RAM thread). */
+        /**
+         * The process reached {@code point} (a {@link MigrationPhase}, {@code "ram-precopy"} on the
+         * destination's RAM thread, or the demo's {@code MigrationDemo.ACKNOWLEDGED}).
+         */
         void reached(String point);
     }
 
@@ -141,19 +144,19 @@ public final class LocalMigration {
                 this.migration = new NetMigrationSource(device,
                         () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures())),
                         new MigrationStreamWriter(outbound.apply(channel)));
+                migration.setPeer(peer());
                 enter(MigrationPhase.SETUP);
                 migration.setup();
                 // The answers and the commit cross inside the downtime: their schemas are built now.
                 Messages.prepare(Readiness.class, FakeGuestState.class, DestinationFigures.class);
                 enter(MigrationPhase.PRECOPY);
-            } catch (IOException e) {
+            } catch (IOException | MigrationException e) {
+                // The migration module names a failure of the destination or the connection itself
+                // (a MigrationPeerException with its phase); an IOException here is this host's own.
                 if (log != null) {
                     guest.setDirtyLog(null);
                     stopDirtyLogQuietly();
                     log.close();
-                }
-                if (isConnectionFailure(e, channel, ramChannel)) {
-                    throw MigrationPeerException.of(phase, peer(), e);
                 }
                 throw e;
             }
@@ -187,9 +190,7 @@ public final class LocalMigration {
             MigrationPhase was = phase;
             enter(MigrationPhase.RAM_PRECOPY);
             try {
-                return ram.iterate(maxRounds, smallEnough);
-            } catch (IOException e) {
-                throw MigrationPeerException.of(MigrationPhase.RAM_PRECOPY, peer(), e); // the guest never paused
+                return ram.iterate(maxRounds, smallEnough); // a peer failure is named RAM_PRECOPY: the guest never paused
             } finally {
                 phase = was;
             }
@@ -228,15 +229,12 @@ public final class LocalMigration {
             enter(MigrationPhase.STOP_AND_COPY);
             try {
                 return stopAndCopy(whilePaused);
-            } catch (IOException | MigrationException | RuntimeException e) {
-                // Before the acknowledgement: the guest stays here, its datapath restarted where it stopped.
+            } catch (MigrationException | RuntimeException e) {
+                // Before the acknowledgement: the guest stays here, its datapath restarted where it
+                // stopped. A failure of the destination or the connection is already named by the
+                // migration module: PRECOPY (a delta that could not go out), RAM_PRECOPY (the final
+                // pass) or STOP_AND_COPY.
                 migration.resumeAtSource();
-                if (isConnectionFailure(e, channel, ramChannel)) {
-                    // a precopy delta that failed is reported at stop-and-copy; name the phase it failed in
-                    boolean inPrecopy = e instanceof MigrationException m && m.getMessage().startsWith("a precopy delta");
-                    throw MigrationPeerException.of(inPrecopy ? MigrationPhase.PRECOPY : MigrationPhase.STOP_AND_COPY,
-                            peer(), e);
-                }
                 throw e;
             }
         }
@@ -248,8 +246,9 @@ public final class LocalMigration {
                         long t = System.nanoTime();
                         ram.finalPass(); // the datapath is stopped and the guest paused: nothing writes any more
                         ramFinalPassNanos = System.nanoTime() - t;
-                    } catch (IOException e) {
-                        throw new UncheckedIOException(e);
+                    } catch (MigrationException e) {
+                        // NetMigrationSource finds the MigrationPeerException in the cause and throws it
+                        throw new IllegalStateException(e.getMessage(), e);
                     }
                 }
                 whilePaused.run();
@@ -300,6 +299,11 @@ public final class LocalMigration {
                 migration.awaitAcknowledgement(new MigrationStreamReader(channel, Map.of()));
                 return Messages.receive(channel, DestinationFigures.class);
             } catch (MigrationException | IOException | RuntimeException e) {
+                if (e instanceof MigrationPeerException p) {
+                    // The core names it ACKNOWLEDGEMENT: it knows no commit. The commit went out, so
+                    // the guest is the destination's: COMPLETION.
+                    throw new MigrationPeerException(MigrationPhase.COMPLETION, p.peer(), p.fault(), p.getCause());
+                }
                 if (isConnectionFailure(e, channel, null)) {
                     throw MigrationPeerException.of(MigrationPhase.COMPLETION, peer(), e);
                 }
@@ -365,6 +369,7 @@ public final class LocalMigration {
         private final List<Runnable> beforeSwitchover = new CopyOnWriteArrayList<>();
         private ReceivedMigration received;
         private DestinationFigures figures;
+        private MigrationPeerException acknowledgementLost;
 
         private final Thread ramReceiver;
         private volatile Throwable ramFailure;
@@ -375,6 +380,11 @@ public final class LocalMigration {
         private final MigrationDestination protocol;
         /** The source's commit (the paused guest's state); null until it arrived. */
         private volatile FakeGuestState committed;
+
+        /** The source, in words, for error messages. */
+        private String peer() {
+            return "the source (" + socket.fd().description() + ")";
+        }
 
         /** Receives the handoff and builds the device on the received memory and TAP. */
         public Destination(UnixSocket socket) throws IOException, MigrationException {
@@ -396,11 +406,7 @@ public final class LocalMigration {
         private static LocalHandoff.Received handoff(UnixSocket socket, MigrationDeadlines deadlines, FaultPoints faults)
                 throws IOException, MigrationException {
             faults.reached(MigrationPhase.HANDOFF.name());
-            try {
-                return LocalHandoff.receive(socket, deadlines.handoff());
-            } catch (IOException e) {
-                throw MigrationPeerException.of(MigrationPhase.HANDOFF, "the source (" + socket.fd().description() + ")", e);
-            }
+            return LocalHandoff.receive(socket, deadlines.handoff()); // names a failed source: HANDOFF
         }
 
         /**
@@ -446,6 +452,7 @@ public final class LocalMigration {
             }
             this.protocol = migration.protocol(); // one instance: its phase and listener are this migration's
             protocol.setPhaseListener(phase -> faults.reached(phase.name()));
+            protocol.setPeer(peer());
             // The commit and the answers cross inside the downtime: their schemas are built now.
             Messages.prepare(Readiness.class, FakeGuestState.class, DestinationFigures.class);
             migration.setBeforeSwitchover(() -> {
@@ -572,11 +579,25 @@ public final class LocalMigration {
             try {
                 MigrationDestination.acknowledge(back, received);
                 Messages.send(channel, DestinationFigures.class, figures);
-            } catch (IOException e) {
+            } catch (MigrationException | IOException e) {
+                // The commit arrived before the device started: the guest is ours whatever the source hears.
+                acknowledgementLost = new MigrationPeerException(MigrationPhase.COMPLETION, peer(),
+                        e instanceof MigrationPeerException p ? p.fault() : MigrationPeerException.classify(e),
+                        e instanceof MigrationPeerException ? e.getCause() : e);
                 System.getLogger(LocalMigration.class.getName()).log(System.Logger.Level.WARNING,
-                        "migration: the source did not get the acknowledgement; the guest runs here: " + e);
+                        "migration: the source did not get the acknowledgement; the guest runs here: "
+                                + acknowledgementLost.getMessage());
             }
             return guest;
+        }
+
+        /**
+         * After {@link #receive()} returned the guest: why the acknowledgement (or the figures after
+         * it) could not reach the source (phase COMPLETION: the source had committed, the guest runs
+         * here all the same), or null when it went out.
+         */
+        public MigrationPeerException acknowledgementLost() {
+            return acknowledgementLost;
         }
 
         /**
@@ -586,12 +607,18 @@ public final class LocalMigration {
          * device failed to start): the negative acknowledgement.
          */
         private MigrationException refuse(MigrationDestination protocol, MigrationStreamWriter back, MigrationException e) {
-            boolean connection = isConnectionFailure(e, channel, ramChannel) || ramFailure != null
-                    && isConnectionFailure(ramFailure, channel, ramChannel);
-            MigrationException named = connection
-                    ? MigrationPeerException.of(protocol.phase(), "the source (" + socket.fd().description() + ")",
-                            channel.failure() != null ? channel.failure() : e)
-                    : e;
+            MigrationException named;
+            if (e instanceof MigrationPeerException) {
+                named = e; // the migration module named it: the stream's connection failed
+            } else if (ramFailure instanceof MigrationPeerException ram) {
+                named = ram; // the RAM connection failed: the switchover's wait for it gave up
+            } else if (isConnectionFailure(e, channel, ramChannel)) {
+                // the harness's own messages (the readiness, the commit) on the same connection
+                named = MigrationPeerException.of(protocol.phase(), peer(), channel.failure() != null ? channel.failure() : e);
+            } else {
+                named = e;
+            }
+            boolean connection = named instanceof MigrationPeerException;
             try {
                 if (connection) {
                     shutdownQuietly(socket);
@@ -601,7 +628,7 @@ public final class LocalMigration {
                 } else {
                     MigrationDestination.acknowledgeFailure(back, e);
                 }
-            } catch (IOException | RuntimeException answerLost) {
+            } catch (IOException | MigrationException | RuntimeException answerLost) {
                 named.addSuppressed(answerLost);
             }
             return named;

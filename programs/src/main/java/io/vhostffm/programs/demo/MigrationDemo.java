@@ -139,6 +139,10 @@ public final class MigrationDemo {
             System.exit(destination(Path.of(args[1]), copyRam, deadlines, System.getenv(FAULT_ENV), announce));
             return;
         }
+        if (args.length >= 2 && args[0].equals("--source")) {
+            System.exit(sourceChild(args));
+            return;
+        }
         int pairs = 1;
         int frames = 2000;
         boolean delta = false;
@@ -211,6 +215,17 @@ public final class MigrationDemo {
      * on here (frames checked); after it the guest belongs to the destination.
      */
     public static FaultOutcome runWithFaults(Settings s, PrintStream out, FaultPlan plan) throws Exception {
+        return runSource(s, out, plan, null, null);
+    }
+
+    /**
+     * The source's side of the demo. With {@code connectTo} null it spawns the destination child
+     * and accepts its connection; else it connects to the destination listening at
+     * {@code connectTo} (this process is then the child: {@code --source}), and {@code selfFault}
+     * ({@code PHASE:kill|stop|cut}, or null) makes it fail at a phase.
+     */
+    private static FaultOutcome runSource(Settings s, PrintStream out, FaultPlan plan, Path connectTo, String selfFault)
+            throws Exception {
         int pairs = s.pairs();
         MigrationDeadlines deadlines = plan == null ? MigrationDeadlines.defaults() : plan.deadlines();
         Path dir = Files.createTempDirectory("vhostffm-demo");
@@ -236,10 +251,29 @@ public final class MigrationDemo {
                 out.println("source: traffic before the migration: " + before + " frames (" + s.frames()
                         + " each way per pair), the guest runs here");
 
-                Process child;
+                Process child = null;
                 UnixSocket socket;
                 UnixSocket ramSocket = null;
-                try (UnixSocketListener listener = UnixSocketListener.bind(socketPath)) {
+                List<UnixSocket> sockets = new ArrayList<>(); // what a fault cuts
+                LocalMigration.FaultPoints selfFaults = faultPoints("source", selfFault, sockets);
+                if (connectTo != null) {
+                    selfFaults.reached(MigrationPhase.CONNECT.name());
+                    try {
+                        socket = UnixSocket.connect(connectTo);
+                        try {
+                            ramSocket = s.copyRam() ? UnixSocket.connect(connectTo) : null;
+                        } catch (IOException e) {
+                            socket.close();
+                            throw e;
+                        }
+                    } catch (IOException e) {
+                        // the destination gave up (or never listened): nothing was sent, the guest goes on here
+                        MigrationPeerException failure = MigrationPeerException.of(MigrationPhase.CONNECT,
+                                "the destination (" + connectTo + ")", e);
+                        out.println("source: " + failure.getMessage() + "; the guest goes on here");
+                        return new FaultOutcome(failure, true, goOnHere(s, out, guest, wire, backends, null), null);
+                    }
+                } else try (UnixSocketListener listener = UnixSocketListener.bind(socketPath)) {
                     child = spawnDestination(socketPath, childLog, s.copyRam(), plan);
                     try {
                         socket = listener.accept(deadlines.connect());
@@ -258,8 +292,12 @@ public final class MigrationDemo {
                     }
                 }
                 try (socket; UnixSocket ram = ramSocket) {
+                    sockets.add(socket);
+                    if (ram != null) {
+                        sockets.add(ram);
+                    }
                     LocalMigration.FaultPoints sourceFaults = plan == null || plan.sourceCut() == null
-                            ? LocalMigration.FaultPoints.NONE
+                            ? selfFaults
                             : point -> {
                                 if (point.equals(plan.sourceCut().name())) {
                                     out.println("source: fault point " + point + ": cutting the connection");
@@ -294,6 +332,7 @@ public final class MigrationDemo {
                     if (s.precopyDelta()) {
                         guest.setPromiscuous(false); // a control command while the guest runs (promiscuous after reset): a precopy delta
                         source.migration().drainPrecopy();
+                        sourceFaults.reached(PRECOPY_DELTA_SENT);
                     }
                     if (s.switchoverDelta()) {
                         // Changed with precopy deltas off (as the QEMU RFC does): the stop-and-copy finds and carries it.
@@ -345,6 +384,49 @@ public final class MigrationDemo {
                         return new FaultOutcome(e, true, goOnHere(s, out, guest, wire, backends,
                                 source.migration().report()), child);
                     }
+                    // After the acknowledgement: a fault here leaves the guest with the destination.
+                    sourceFaults.reached(ACKNOWLEDGED);
+                    if (connectTo != null || plan != null) {
+                        try {
+                            return completed(s, out, source, guest, wire, backends, figures, before, child, childLog);
+                        } catch (IOException | RuntimeException e) {
+                            // The guest runs at the destination; the demo's traffic after the migration failed.
+                            MigrationPeerException failure = MigrationPeerException.of(MigrationPhase.COMPLETION,
+                                    "the destination (" + socket.fd().description() + ")", e);
+                            out.println("source: after the migration: " + failure.getMessage()
+                                    + "; the guest belongs to the destination, never run here again");
+                            return new FaultOutcome(failure, false, null, child);
+                        }
+                    }
+                    return completed(s, out, source, guest, wire, backends, figures, before, child, childLog);
+                }
+            }
+        } finally {
+            Files.deleteIfExists(socketPath);
+            if (plan == null) {
+                Files.deleteIfExists(childLog);
+            }
+            Files.deleteIfExists(dir);
+        }
+    }
+
+    /**
+     * The fault point after the source sent its precopy delta (the destination may be applying it),
+     * still in precopy: not a {@link MigrationPhase} of its own.
+     */
+    public static final String PRECOPY_DELTA_SENT = "PRECOPY_DELTA_SENT";
+
+    /**
+     * The fault point after the source read the destination's acknowledgement (the migration is
+     * over; the demo's traffic follows): not a {@link MigrationPhase}, the guest has left.
+     */
+    public static final String ACKNOWLEDGED = "ACKNOWLEDGED";
+
+    /** The migration completed: the guest runs at the destination, the network side here drives and checks it. */
+    private static FaultOutcome completed(Settings s, PrintStream out, LocalMigration.Source source, FakeGuest guest,
+            NetworkSide wire, Backends backends, DestinationFigures figures, long before, Process child, Path childLog)
+            throws Exception {
+                    int pairs = s.pairs();
                     out.println("destination: switchover path " + figures.path() + ", datapath " + figures.datapath()
                             + (figures.fallbackReason().isEmpty() ? "" : " (fallback: " + figures.fallbackReason() + ")"));
                     if (!figures.switchoverIoctls().isEmpty()) {
@@ -371,7 +453,7 @@ public final class MigrationDemo {
                     try {
                         after = Messages.receive(source.channel(), FakeGuestState.class);
                     } catch (IOException e) {
-                        throw new IOException(e.getMessage() + "; " + describeChild(child, childLog), e);
+                        throw new IOException(e.getMessage() + (child == null ? "" : "; " + describeChild(child, childLog)), e);
                     }
                     List<String> problems = new ArrayList<>();
                     long toGuest = 0;
@@ -396,6 +478,9 @@ public final class MigrationDemo {
                     Result result = new Result(backends.description(), report, figures, toGuest, fromGuest, before,
                             toGuest + fromGuest - before, problems);
                     print(out, result);
+                    if (child == null) {
+                        return new FaultOutcome(null, false, result, null);
+                    }
                     if (!child.waitFor(60, TimeUnit.SECONDS)) {
                         child.destroyForcibly();
                         problems.add("the destination process did not exit");
@@ -403,15 +488,6 @@ public final class MigrationDemo {
                         problems.add("the destination exited with " + child.exitValue() + ": " + Files.readString(childLog));
                     }
                     return new FaultOutcome(null, false, result, child);
-                }
-            }
-        } finally {
-            Files.deleteIfExists(socketPath);
-            if (plan == null) {
-                Files.deleteIfExists(childLog);
-            }
-            Files.deleteIfExists(dir);
-        }
     }
 
     private static boolean socketsOpen(UnixSocket socket) {
@@ -574,7 +650,7 @@ public final class MigrationDemo {
         } else {
             arguments.add("--announce-early-load");
         }
-        return spawnJava(arguments, log, plan);
+        return spawnJava(arguments, log, plan == null ? null : plan.destinationFault());
     }
 
     /**
@@ -586,7 +662,7 @@ public final class MigrationDemo {
         return spawnJava(mainAndArguments, log, null);
     }
 
-    private static Process spawnJava(List<String> mainAndArguments, Path log, FaultPlan plan) throws IOException {
+    private static Process spawnJava(List<String> mainAndArguments, Path log, String fault) throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Set<String> entries = new LinkedHashSet<>();
         for (String property : new String[] {"jdk.module.path", "java.class.path"}) {
@@ -616,8 +692,8 @@ public final class MigrationDemo {
         command.addAll(mainAndArguments);
         ProcessBuilder pb = new ProcessBuilder(command);
         pb.environment().remove(FAULT_ENV);
-        if (plan != null && plan.destinationFault() != null) {
-            pb.environment().put(FAULT_ENV, plan.destinationFault());
+        if (fault != null) {
+            pb.environment().put(FAULT_ENV, fault);
         }
         pb.redirectErrorStream(true);
         pb.redirectOutput(log.toFile());
@@ -637,19 +713,7 @@ public final class MigrationDemo {
             throws Exception {
         Map<Integer, String> before = OpenDescriptors.snapshot();
         List<UnixSocket> sockets = new ArrayList<>();
-        LocalMigration.FaultPoints faults = fault == null ? LocalMigration.FaultPoints.NONE : point -> {
-            String[] f = fault.split(":");
-            if (!point.equals(f[0])) {
-                return;
-            }
-            System.out.println("destination: fault point " + point + ": " + f[1]);
-            System.out.flush();
-            switch (f[1]) {
-                case "kill", "stop" -> signalSelf(f[1].equals("kill") ? "KILL" : "STOP");
-                case "cut" -> sockets.forEach(MigrationDemo::cut);
-                default -> throw new IllegalArgumentException("fault action " + f[1]);
-            }
-        };
+        LocalMigration.FaultPoints faults = faultPoints("destination", fault, sockets);
         int status;
         faults.reached(MigrationPhase.CONNECT.name());
         UnixSocket socket;
@@ -729,6 +793,204 @@ public final class MigrationDemo {
             Messages.send(destination.channel(), FakeGuestState.class, guest.saveState());
             return 0;
         }
+    }
+
+    /**
+     * The fault points of a child process: at the point {@code fault} names ({@code PHASE:ACTION},
+     * null for none) it kills itself (SIGKILL), stops itself (SIGSTOP) or shuts {@code sockets} down.
+     */
+    private static LocalMigration.FaultPoints faultPoints(String side, String fault, List<UnixSocket> sockets) {
+        if (fault == null) {
+            return LocalMigration.FaultPoints.NONE;
+        }
+        String[] f = fault.split(":");
+        return point -> {
+            if (!point.equals(f[0])) {
+                return;
+            }
+            System.out.println(side + ": fault point " + point + ": " + f[1]);
+            System.out.flush();
+            switch (f[1]) {
+                case "kill", "stop" -> signalSelf(f[1].equals("kill") ? "KILL" : "STOP");
+                case "cut" -> sockets.forEach(MigrationDemo::cut);
+                default -> throw new IllegalArgumentException("fault action " + f[1]);
+            }
+        };
+    }
+
+    /**
+     * How a migration from a source child ended, as this process, the destination, saw it.
+     *
+     * @param failure the destination's exception when it discarded the migration (the device never
+     *     started), or null when the guest runs here
+     * @param guestHere whether the guest runs here
+     * @param datapathRunning whether the destination's datapath ran when it decided (false when it discarded)
+     * @param afterCommit when the guest runs here: why the source could not be reached after its
+     *     commit (phase COMPLETION), or null
+     * @param problems what is wrong with the frames the guest received here (empty when nothing)
+     * @param source the source process (maybe still running, or stopped)
+     */
+    public record DestinationOutcome(MigrationException failure, boolean guestHere, boolean datapathRunning,
+            MigrationPeerException afterCommit, List<String> problems, Process source) {}
+
+    /**
+     * The demo with the roles of the processes swapped: this process is the destination, a child
+     * JVM ({@code --source}) the source, with the device, the guest and the network side of its
+     * TAP. The child connects to this process; {@code sourceFault} ({@code PHASE:kill|stop|cut}, a
+     * {@link MigrationPhase} name or {@link #ACKNOWLEDGED}) makes it fail at a phase. A failure of
+     * the source does not escape here: it is the outcome. Before the source's commit arrived this
+     * side discards everything (the device never starts); after it, the guest runs here.
+     */
+    public static DestinationOutcome receiveFromSourceChild(Settings s, PrintStream out, MigrationDeadlines deadlines,
+            String sourceFault, Path childLog) throws Exception {
+        Path dir = Files.createTempDirectory("vhostffm-demo");
+        Path socketPath = dir.resolve("migration.sock");
+        try {
+            Process child;
+            UnixSocket socket;
+            UnixSocket ramSocket = null;
+            try (UnixSocketListener listener = UnixSocketListener.bind(socketPath)) {
+                List<String> arguments = new ArrayList<>(List.of(MigrationDemo.class.getName(), "--source",
+                        socketPath.toString(), "--frames", String.valueOf(s.frames()), "--pairs", String.valueOf(s.pairs()),
+                        "--deadline-ms", String.valueOf(deadlines.streamRead().toMillis())));
+                if (s.copyRam()) {
+                    arguments.add("--copy-ram");
+                }
+                if (s.precopyDelta()) {
+                    arguments.add("--precopy-delta");
+                }
+                child = spawnJava(arguments, childLog, sourceFault);
+                try {
+                    socket = listener.accept(deadlines.connect());
+                    if (s.copyRam()) {
+                        ramSocket = listener.accept(deadlines.connect());
+                    }
+                } catch (IOException e) {
+                    MigrationPeerException failure = MigrationPeerException.of(MigrationPhase.CONNECT,
+                            "the source (process " + child.pid() + ")", e);
+                    out.println("destination: " + failure.getMessage() + "; nothing received");
+                    if (ramSocket != null) {
+                        ramSocket.close();
+                    }
+                    return new DestinationOutcome(failure, false, false, null, List.of(), child);
+                }
+            } // the listener closes: a source that comes back later finds nobody
+            try (socket; UnixSocket ram = ramSocket) {
+                LocalMigration.Destination destination;
+                try {
+                    destination = new LocalMigration.Destination(socket, ram, deadlines, LocalMigration.FaultPoints.NONE);
+                } catch (MigrationException e) {
+                    out.println("destination: " + e.getMessage() + "; discarded, nothing built");
+                    return new DestinationOutcome(e, false, false, null, List.of(), child);
+                }
+                try (destination) {
+                    FakeGuest guest;
+                    try {
+                        guest = destination.receive();
+                    } catch (MigrationException e) {
+                        boolean running = destination.device().isDatapathRunning();
+                        out.println("destination: " + e.getMessage() + "; discarded, the device never started");
+                        return new DestinationOutcome(e, false, running, null, List.of(), child);
+                    }
+                    MigrationPeerException after = destination.acknowledgementLost();
+                    try {
+                        TrafficPlan plan = Messages.receive(destination.channel(), TrafficPlan.class);
+                        destination.channel().setReadTimeout(Duration.ofMillis(plan.timeoutMillis()));
+                        try (TransmitCredits.Gate credits = new TransmitCredits.Gate(destination.channel(),
+                                plan.transmitUpTo(), Duration.ofMillis(plan.creditTimeoutMillis()))) {
+                            Traffic.run(guest, null, credits, plan.txTotal(), plan.rxTotal(),
+                                    Duration.ofMillis(plan.timeoutMillis()));
+                        }
+                        Messages.send(destination.channel(), FakeGuestState.class, guest.saveState());
+                    } catch (IOException | RuntimeException e) {
+                        if (after == null) {
+                            after = MigrationPeerException.of(MigrationPhase.COMPLETION,
+                                    "the source (process " + child.pid() + ")", e);
+                        }
+                    }
+                    // What reached the guest here: each frame once, in order, none skipped (the network
+                    // side, gone with the source, cannot say how many it sent).
+                    List<String> problems = new ArrayList<>();
+                    FakeGuestState state = guest.saveState();
+                    for (int p = 0; p < s.pairs(); p++) {
+                        List<Long> got = new ArrayList<>();
+                        for (long g : state.received().get(p).seqs()) {
+                            got.add(g);
+                        }
+                        List<Integer> on = new ArrayList<>();
+                        for (int q : state.received().get(p).arrivedOn()) {
+                            on.add(q);
+                        }
+                        addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p
+                                + " network -> guest (here)", got, on, got.size()));
+                    }
+                    out.println("destination: the guest runs here" + (after == null ? ""
+                            : "; " + after.getMessage()) + (problems.isEmpty() ? "" : "; PROBLEMS: " + problems));
+                    return new DestinationOutcome(null, true, destination.device().isDatapathRunning(), after, problems,
+                            child);
+                }
+            }
+        } finally {
+            Files.deleteIfExists(socketPath);
+            Files.deleteIfExists(dir);
+        }
+    }
+
+    /**
+     * {@code --source PATH [--pairs N] [--frames N] [--precopy-delta] [--copy-ram] [--deadline-ms N]}:
+     * this process is the source and connects to the destination listening at PATH; {@value
+     * #FAULT_ENV} makes it fail at a phase. Prints its outcome; nothing may be left open.
+     *
+     * @return the exit status: 0 when the outcome is sound, 1 when frames were lost or duplicated,
+     *     4 when a descriptor leaked
+     */
+    private static int sourceChild(String[] args) throws Exception {
+        Path path = Path.of(args[1]);
+        int pairs = 1;
+        int frames = 100;
+        boolean precopyDelta = false;
+        boolean copyRam = false;
+        MigrationDeadlines deadlines = MigrationDeadlines.defaults();
+        for (int i = 2; i < args.length; i++) {
+            switch (args[i]) {
+                case "--pairs" -> pairs = Integer.parseInt(args[++i]);
+                case "--frames" -> frames = Integer.parseInt(args[++i]);
+                case "--precopy-delta" -> precopyDelta = true;
+                case "--copy-ram" -> copyRam = true;
+                case "--deadline-ms" -> deadlines = MigrationDeadlines.uniform(Duration.ofMillis(Long.parseLong(args[++i])));
+                default -> throw new IllegalArgumentException("unknown option " + args[i]);
+            }
+        }
+        Map<Integer, String> before = OpenDescriptors.snapshot();
+        FaultOutcome o = runSource(new Settings(pairs, frames, precopyDelta, false, copyRam), System.out,
+                new FaultPlan(deadlines, null, null, null), path, System.getenv(FAULT_ENV));
+        int status;
+        if (o.failure() == null) {
+            System.out.println("source: outcome: migrated, the guest runs at the destination"
+                    + (o.result().ok() ? "" : "; PROBLEMS: " + o.result().problems()));
+            status = o.result().ok() ? 0 : 1;
+        } else if (o.guestAtSource()) {
+            System.out.println("source: outcome: resumed at source (" + named(o.failure()) + "); "
+                    + (o.result().ok() ? "none lost, none duplicated, all in order" : "PROBLEMS: " + o.result().problems()));
+            status = o.result().ok() ? 0 : 1;
+        } else {
+            System.out.println("source: outcome: guest left (" + named(o.failure()) + "), never run here again");
+            status = 0;
+        }
+        Map<Integer, String> after = OpenDescriptors.snapshot();
+        for (OpenDescriptors.Kind kind : List.of(OpenDescriptors.Kind.SOCKET, OpenDescriptors.Kind.TAP,
+                OpenDescriptors.Kind.MEMFD, OpenDescriptors.Kind.EVENTFD, OpenDescriptors.Kind.VHOST)) {
+            if (OpenDescriptors.count(after, kind) > OpenDescriptors.count(before, kind)) {
+                System.out.println("source: LEAKED " + OpenDescriptors.diff(before, after));
+                return 4;
+            }
+        }
+        return status;
+    }
+
+    /** A failure as "phase, FAULT" (or "refused" for the destination's plain refusal). */
+    static String named(MigrationException e) {
+        return e instanceof MigrationPeerException p ? p.phase() + ", " + p.fault() : "refused: " + e.getMessage();
     }
 
     /** kill -SIG this process (Java sends no signal to itself): the fault tests' SIGKILL and SIGSTOP. */

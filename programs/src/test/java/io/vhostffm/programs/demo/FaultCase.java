@@ -149,7 +149,7 @@ record FaultCase(String side, String point, String action, boolean copyRam) {
      * the JDK's own reaper still collects the exit later. It runs on a thread of its own so the
      * deadline holds even if the child does neither.
      */
-    private static void awaitStopped(Process child) throws Exception {
+    static void awaitStopped(Process child) throws Exception {
         CompletableFuture<Integer> code = CompletableFuture.supplyAsync(() -> {
             try (Arena arena = Arena.ofConfined()) {
                 MemorySegment info = arena.allocate(SIGINFO_BYTES);
@@ -171,7 +171,7 @@ record FaultCase(String side, String point, String action, boolean copyRam) {
         }
     }
 
-    private static String lastOutcome(String log) {
+    static String lastOutcome(String log) {
         for (String line : log.lines().toList().reversed()) {
             if (line.contains("outcome:")) {
                 return line.substring(line.indexOf("outcome:") + 9);

@@ -16,7 +16,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * {@link MigrationFaultTest}'s cases that matter most, with kernel vhost-net on both sides: the
  * destination killed in stop-and-copy, stalled before its answer, cut off after the commit, and
- * the source cutting its connection during precopy. Deadlines longer than on the host: the VM
+ * the source cutting its connection during precopy; and the source process ({@link SourceFaultCase})
+ * killed in stop-and-copy and stopped after its commit. Deadlines longer than on the host: the VM
  * bench emulates its CPU.
  */
 @Tag("kernel")
@@ -42,5 +43,18 @@ class MigrationFaultKernelTest {
         // applying and quickstarting, or spawning kill(1) on itself) may take far longer than on the host.
         Duration deadline = c.action().equals("stop") ? Duration.ofSeconds(20) : Duration.ofSeconds(120);
         System.out.println(c.run(MigrationDeadlines.uniform(deadline), Duration.ofSeconds(240)));
+    }
+
+    /** The source process (a child, vhost-net) killed while the guest is paused, and stopped after its commit. */
+    static Stream<SourceFaultCase> sourceProcessCases() {
+        return Stream.of(new SourceFaultCase("STOP_AND_COPY", "kill", false),
+                new SourceFaultCase("COMPLETION", "stop", false));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("sourceProcessCases")
+    @Timeout(600)
+    void theSourceProcessFailsAndOneProcessRunsTheGuestOnVhostNet(SourceFaultCase c) throws Exception {
+        System.out.println(c.run(MigrationDeadlines.uniform(Duration.ofSeconds(20)), Duration.ofSeconds(240)));
     }
 }

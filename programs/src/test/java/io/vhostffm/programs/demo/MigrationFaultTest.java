@@ -14,8 +14,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The two-process demo (source here, destination a child JVM, userspace datapath or vhost-net)
  * under every fault at every phase: the destination killed (SIGKILL), stopped (SIGSTOP) or cut
- * off, and the source cutting its connections. See {@link FaultCase} for what each case checks;
- * the table of outcomes is printed at the end.
+ * off, and the source cutting its connections ({@link FaultCase}); then the roles swapped, the
+ * source a child process killed, stopped or cut off at each phase and this JVM the destination
+ * ({@link SourceFaultCase}). The table of outcomes, one line per case, is printed at the end.
  */
 class MigrationFaultTest {
     private static final List<String> TABLE = new ArrayList<>();
@@ -48,9 +49,34 @@ class MigrationFaultTest {
         TABLE.add(c.run(MigrationDeadlines.uniform(c.deadline()), Duration.ofSeconds(60)));
     }
 
+    static Stream<SourceFaultCase> sourceProcessCases() {
+        List<SourceFaultCase> cases = new ArrayList<>();
+        for (String action : List.of("kill", "stop")) {
+            cases.add(new SourceFaultCase("CONNECT", action, false)); // nothing to cut before connecting
+        }
+        for (String point : List.of("HANDOFF", "SETUP", "PRECOPY", MigrationDemo.PRECOPY_DELTA_SENT, "STOP_AND_COPY",
+                "ACKNOWLEDGEMENT", "COMPLETION", MigrationDemo.ACKNOWLEDGED)) {
+            for (String action : List.of("kill", "stop", "cut")) {
+                cases.add(new SourceFaultCase(point, action, false));
+            }
+        }
+        for (String action : List.of("kill", "stop", "cut")) {
+            cases.add(new SourceFaultCase(MigrationPhase.RAM_PRECOPY.name(), action, true));
+        }
+        return cases.stream();
+    }
+
+    /** The source in a child process, killed, stopped or cut off at each phase; this JVM the destination. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("sourceProcessCases")
+    @Timeout(180)
+    void theSourceProcessFailsAndOneProcessRunsTheGuest(SourceFaultCase c) throws Exception {
+        TABLE.add(c.run(MigrationDeadlines.uniform(FaultCase.DEADLINE), Duration.ofSeconds(60)));
+    }
+
     @AfterAll
     static void printTable() {
-        System.out.println("phase x fault x outcome");
+        System.out.println("side x fault x phase -> outcome");
         TABLE.forEach(System.out::println);
     }
 }
