@@ -39,10 +39,7 @@ class MigrationFaultKernelTest {
     @MethodSource("cases")
     @Timeout(600)
     void oneProcessRunsTheGuestAndEveryFrameArrivesOnceOnVhostNet(FaultCase c) throws Exception {
-        // The VM emulates its CPU: a stall is found after 20 s, and a live peer (a cold JVM in the VM
-        // applying and quickstarting, or spawning kill(1) on itself) may take far longer than on the host.
-        Duration deadline = c.action().equals("stop") ? Duration.ofSeconds(20) : Duration.ofSeconds(120);
-        System.out.println(c.run(MigrationDeadlines.uniform(deadline), Duration.ofSeconds(240)));
+        System.out.println(c.run(MigrationDeadlines.uniform(vmDeadline(c.action())), Duration.ofSeconds(240)));
     }
 
     /** The source process (a child, vhost-net) killed while the guest is paused, and stopped after its commit. */
@@ -55,6 +52,15 @@ class MigrationFaultKernelTest {
     @MethodSource("sourceProcessCases")
     @Timeout(600)
     void theSourceProcessFailsAndOneProcessRunsTheGuestOnVhostNet(SourceFaultCase c) throws Exception {
-        System.out.println(c.run(MigrationDeadlines.uniform(Duration.ofSeconds(20)), Duration.ofSeconds(240)));
+        System.out.println(c.run(MigrationDeadlines.uniform(vmDeadline(c.action())), Duration.ofSeconds(240)));
+    }
+
+    /**
+     * The VM emulates its CPU: a stalled peer is found after 20 s, while a live one (a cold JVM in
+     * the VM applying and quickstarting, or spawning kill(1) on itself) may take far longer than on
+     * the host, and is found by its end of file when killed or cut anyway.
+     */
+    private static Duration vmDeadline(String action) {
+        return action.equals("stop") ? Duration.ofSeconds(20) : Duration.ofSeconds(120);
     }
 }

@@ -71,7 +71,8 @@ class MigrationFaultTest {
     @MethodSource("sourceProcessCases")
     @Timeout(180)
     void theSourceProcessFailsAndOneProcessRunsTheGuest(SourceFaultCase c) throws Exception {
-        TABLE.add(c.run(MigrationDeadlines.uniform(FaultCase.DEADLINE), Duration.ofSeconds(60)));
+        TABLE.add(c.run(MigrationDeadlines.uniform(
+                c.action().equals("stop") ? FaultCase.STALL_DEADLINE : FaultCase.LIVE_PEER_DEADLINE), Duration.ofSeconds(60)));
     }
 
     @AfterAll
