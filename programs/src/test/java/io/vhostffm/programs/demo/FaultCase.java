@@ -38,7 +38,7 @@ import java.util.concurrent.TimeoutException;
 record FaultCase(String side, String point, String action, boolean copyRam) {
     private static final PrintStream QUIET = new PrintStream(OutputStream.nullOutputStream());
     /** Short: a stalled peer costs this much. */
-    static final Duration STALL_DEADLINE = Duration.ofSeconds(3);
+    static final Duration STALL_DEADLINE = Duration.ofSeconds(5);
     /**
      * A killed or cut peer is found by its end of file or reset, not by a deadline: the deadline
      * then only bounds a live peer's work (a cold destination JVM applying and quickstarting on a
