@@ -36,6 +36,12 @@ import org.openjdk.jmh.annotations.TearDown;
  * therefore frames per second through guest ring, datapath thread, TAP and the kernel's packet
  * path together, with the guest's and the network side's own system calls included.
  *
+ * <p>{@link #impl} {@code c} is the baseline: the same work done by C ({@link DatapathBaseline}) on
+ * the same fixture, one system call per frame, with no guest and no datapath thread: TX, a writev
+ * of vnet header + frame into the TAP per frame, then the same AF_PACKET reader until the batch
+ * arrived; RX, the same AF_PACKET sends, then a readv from the TAP into a buffer per frame. The
+ * report divides the Java score by the C score per direction and frame size.
+ *
  * <p>An invocation that does not see its frames within {@value #TIMEOUT_MS} ms fails rather than
  * reporting a rate for lost frames.
  */
@@ -52,12 +58,20 @@ public class UserspaceDatapathBenchmark {
     @Param({"64", "1514"})
     public int frameSize;
 
+    /** {@code java}: the guest and the userspace datapath; {@code c}: the C baseline doing the same work. */
+    @Param({"java", "c"})
+    public String impl = "java";
+
     TapGuest guest;
     private TapGuest.Pair pair;
     private UserspaceDatapath datapath;
     private Arena arena;
     private MemorySegment frame;
     private MemorySegment wireBuffer;
+    private MemorySegment packet;
+    private DatapathBaseline baseline;
+    private int tapNumber = -1;
+    private int wireNumber = -1;
     private final long[] address = new long[1];
     private final int[] length = new int[1];
     private final int[] ids = new int[TapGuest.SIZE];
@@ -88,7 +102,18 @@ public class UserspaceDatapathBenchmark {
         for (int s = 0; s < TapGuest.SIZE; s++) {
             postRx(pair.rxSlots + s * TapGuest.SLOT);
         }
-        datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null);
+        if (impl.equals("c")) {
+            // The same header + frame the guest's transmit slots hold, in one buffer.
+            packet = arena.allocate(TapGuest.HEADER + frame.byteSize());
+            MemorySegment.copy(frame, 0, packet, TapGuest.HEADER, frame.byteSize());
+            baseline = new DatapathBaseline();
+            tapNumber = guest.tap.queue(0).acquire();
+            wireNumber = guest.wire.fd().acquire();
+        } else if (impl.equals("java")) {
+            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null);
+        } else {
+            throw new IllegalArgumentException("impl is java or c: " + impl);
+        }
     }
 
     /** Stops the datapath, removes the TAP, frees guest memory. */
@@ -98,7 +123,16 @@ public class UserspaceDatapathBenchmark {
             if (datapath != null) {
                 datapath.stop();
             }
+            if (baseline != null) {
+                baseline.close();
+            }
         } finally {
+            if (tapNumber >= 0) {
+                guest.tap.queue(0).release();
+            }
+            if (wireNumber >= 0) {
+                guest.wire.fd().release();
+            }
             guest.close();
             arena.close();
         }
@@ -125,6 +159,9 @@ public class UserspaceDatapathBenchmark {
     @Benchmark
     @OperationsPerInvocation(BATCH)
     public long transmit() throws NativeCallException {
+        if (baseline != null) {
+            return transmitC();
+        }
         DriverQueue tx = pair.tx;
         while (txInFlight > TapGuest.SIZE - BATCH) {
             collectTx(true);
@@ -177,6 +214,9 @@ public class UserspaceDatapathBenchmark {
     @Benchmark
     @OperationsPerInvocation(BATCH)
     public long receive() throws NativeCallException {
+        if (baseline != null) {
+            return receiveC();
+        }
         for (int i = 0; i < BATCH; i++) {
             guest.wire.send(frame);
         }
@@ -211,6 +251,28 @@ public class UserspaceDatapathBenchmark {
             }
             pair.rxCall.consume();
             rx.disableUsedNotifications();
+        }
+        framesArrived += arrived;
+        return framesArrived;
+    }
+
+    private long transmitC() {
+        framesSent += BATCH;
+        long arrived = baseline.transmit(tapNumber, wireNumber, packet, wireBuffer, BATCH, TIMEOUT_MS);
+        if (arrived < BATCH) {
+            throw new IllegalStateException(arrived + " of " + BATCH + " frames reached the wire in " + TIMEOUT_MS
+                    + " ms (C baseline)");
+        }
+        framesArrived += arrived;
+        return framesArrived;
+    }
+
+    private long receiveC() {
+        framesSent += BATCH;
+        long arrived = baseline.receive(wireNumber, tapNumber, frame, wireBuffer, BATCH, TIMEOUT_MS);
+        if (arrived < BATCH) {
+            throw new IllegalStateException(arrived + " of " + BATCH + " frames came out of the TAP in " + TIMEOUT_MS
+                    + " ms (C baseline)");
         }
         framesArrived += arrived;
         return framesArrived;
