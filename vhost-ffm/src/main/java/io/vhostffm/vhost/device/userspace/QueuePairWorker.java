@@ -41,15 +41,16 @@ final class QueuePairWorker implements Runnable {
     private static final int EINTR = Errno.number("EINTR").orElseThrow();
     /**
      * The busy-poll window, from the system property {@value #BUSY_POLL_PROPERTY} (microseconds;
-     * 0, the default, turns busy polling off). Off by default, as vhost-net's
-     * {@code busyloop_timeout}: it pays only where the datapath thread has a processor to itself;
-     * on a machine shared with more runnable threads than processors it measured no better than
-     * sleeping at once (docs/jmh.md has the figures).
+     * 0 turns busy polling off). The default, 50 us, covers the gap between a guest's batches in
+     * the datapath benchmark (its far side reading the previous batch): there it lifted transmit
+     * from 0.6-0.8 of C doing the same work to 1.0-1.4, on a 2-core machine shared with other
+     * work (docs/jmh.md has the figures). The thread yields between rounds, so a thread waiting
+     * for its processor is not kept out for the window.
      */
     static final long BUSY_POLL_NANOS;
     /** The system property that sets the busy-poll window in microseconds. */
     static final String BUSY_POLL_PROPERTY = "io.vhostffm.userspace.busyPollMicros";
-    private static final long DEFAULT_BUSY_POLL_MICROS = 0;
+    private static final long DEFAULT_BUSY_POLL_MICROS = 50;
 
     static {
         long micros = Long.getLong(BUSY_POLL_PROPERTY, DEFAULT_BUSY_POLL_MICROS);
