@@ -43,7 +43,7 @@ final class QueuePairWorker implements Runnable {
      * The busy-poll window, from the system property {@value #BUSY_POLL_PROPERTY} (microseconds;
      * 0 turns busy polling off). The default, 50 us, covers the gap between a guest's batches in
      * the datapath benchmark (its far side reading the previous batch): there it lifted transmit
-     * from 0.6-0.8 of C doing the same work to 1.0-1.4, on a 2-core machine shared with other
+     * from 0.6-0.8 of C doing the same work to 0.9-1.4, on a 2-core machine shared with other
      * work (docs/jmh.md has the figures). The thread yields between rounds, so a thread waiting
      * for its processor is not kept out for the window.
      */
