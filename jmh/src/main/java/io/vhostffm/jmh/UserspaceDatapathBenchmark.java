@@ -36,6 +36,12 @@ import org.openjdk.jmh.annotations.TearDown;
  * therefore frames per second through guest ring, datapath thread, TAP and the kernel's packet
  * path together, with the guest's and the network side's own system calls included.
  *
+ * <p>{@link #impl} {@code c} is the baseline: the same work done by C ({@link DatapathBaseline}) on
+ * the same fixture, one system call per frame, with no guest and no datapath thread: TX, a writev
+ * of vnet header + frame into the TAP per frame, then the same AF_PACKET reader until the batch
+ * arrived; RX, the same AF_PACKET sends, then a readv from the TAP into a buffer per frame. The
+ * report divides the Java score by the C score per direction and frame size.
+ *
  * <p>An invocation that does not see its frames within {@value #TIMEOUT_MS} ms fails rather than
  * reporting a rate for lost frames.
  */
@@ -52,17 +58,27 @@ public class UserspaceDatapathBenchmark {
     @Param({"64", "1514"})
     public int frameSize;
 
+    /** {@code java}: the guest and the userspace datapath; {@code c}: the C baseline doing the same work. */
+    @Param({"java", "c"})
+    public String impl = "java";
+
     TapGuest guest;
     private TapGuest.Pair pair;
     private UserspaceDatapath datapath;
     private Arena arena;
     private MemorySegment frame;
     private MemorySegment wireBuffer;
+    private MemorySegment packet;
+    private DatapathBaseline baseline;
+    private int tapNumber = -1;
+    private int wireNumber = -1;
     private final long[] address = new long[1];
     private final int[] length = new int[1];
     private final int[] ids = new int[TapGuest.SIZE];
     private final int[] lens = new int[TapGuest.SIZE];
-    private final long[] rxAddressOfHead = new long[TapGuest.SIZE];
+    private final int[] rxSlotOfHead = new int[TapGuest.SIZE];
+    /** Each receive slot's frame (after the vnet header), sliced once: no allocation per frame. */
+    private final MemorySegment[] rxFrames = new MemorySegment[TapGuest.SIZE];
     private int txSlot;
     private int txInFlight;
     long framesSent;
@@ -86,9 +102,21 @@ public class UserspaceDatapathBenchmark {
         }
         // One 2 KiB buffer per receive chain: a 1514-byte frame and its header fit in one.
         for (int s = 0; s < TapGuest.SIZE; s++) {
-            postRx(pair.rxSlots + s * TapGuest.SLOT);
+            rxFrames[s] = guest.at(pair.rxSlots + s * TapGuest.SLOT + TapGuest.HEADER, frame.byteSize());
+            postRx(s);
         }
-        datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null);
+        if (impl.equals("c")) {
+            // The same header + frame the guest's transmit slots hold, in one buffer.
+            packet = arena.allocate(TapGuest.HEADER + frame.byteSize());
+            MemorySegment.copy(frame, 0, packet, TapGuest.HEADER, frame.byteSize());
+            baseline = new DatapathBaseline();
+            tapNumber = guest.tap.queue(0).acquire();
+            wireNumber = guest.wire.fd().acquire();
+        } else if (impl.equals("java")) {
+            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null);
+        } else {
+            throw new IllegalArgumentException("impl is java or c: " + impl);
+        }
     }
 
     /** Stops the datapath, removes the TAP, frees guest memory. */
@@ -98,7 +126,16 @@ public class UserspaceDatapathBenchmark {
             if (datapath != null) {
                 datapath.stop();
             }
+            if (baseline != null) {
+                baseline.close();
+            }
         } finally {
+            if (tapNumber >= 0) {
+                guest.tap.queue(0).release();
+            }
+            if (wireNumber >= 0) {
+                guest.wire.fd().release();
+            }
             guest.close();
             arena.close();
         }
@@ -107,14 +144,14 @@ public class UserspaceDatapathBenchmark {
         }
     }
 
-    private void postRx(long bufferAddress) {
-        address[0] = bufferAddress;
+    private void postRx(int slot) {
+        address[0] = pair.rxSlots + slot * TapGuest.SLOT;
         length[0] = RX_BUFFER;
         int head = pair.rx.add(address, length, 0, 1);
         if (head < 0) {
             throw new IllegalStateException("receive ring full");
         }
-        rxAddressOfHead[head] = bufferAddress;
+        rxSlotOfHead[head] = slot;
     }
 
     /**
@@ -125,6 +162,9 @@ public class UserspaceDatapathBenchmark {
     @Benchmark
     @OperationsPerInvocation(BATCH)
     public long transmit() throws NativeCallException {
+        if (baseline != null) {
+            return transmitC();
+        }
         DriverQueue tx = pair.tx;
         while (txInFlight > TapGuest.SIZE - BATCH) {
             collectTx(true);
@@ -177,6 +217,9 @@ public class UserspaceDatapathBenchmark {
     @Benchmark
     @OperationsPerInvocation(BATCH)
     public long receive() throws NativeCallException {
+        if (baseline != null) {
+            return receiveC();
+        }
         for (int i = 0; i < BATCH; i++) {
             guest.wire.send(frame);
         }
@@ -187,12 +230,11 @@ public class UserspaceDatapathBenchmark {
         while (arrived < BATCH) {
             int n = rx.collectUsed(ids, lens, TapGuest.SIZE);
             for (int i = 0; i < n; i++) {
-                long buffer = rxAddressOfHead[ids[i]];
-                if (lens[i] == TapGuest.HEADER + frame.byteSize()
-                        && TapGuest.ours(guest.at(buffer + TapGuest.HEADER, frame.byteSize()))) {
+                int slot = rxSlotOfHead[ids[i]];
+                if (lens[i] == TapGuest.HEADER + frame.byteSize() && TapGuest.ours(rxFrames[slot])) {
                     arrived++;
                 }
-                postRx(buffer);
+                postRx(slot);
             }
             if (n > 0) {
                 if (rx.needsKick()) {
@@ -211,6 +253,28 @@ public class UserspaceDatapathBenchmark {
             }
             pair.rxCall.consume();
             rx.disableUsedNotifications();
+        }
+        framesArrived += arrived;
+        return framesArrived;
+    }
+
+    private long transmitC() {
+        framesSent += BATCH;
+        long arrived = baseline.transmit(tapNumber, wireNumber, packet, wireBuffer, BATCH, TIMEOUT_MS);
+        if (arrived < BATCH) {
+            throw new IllegalStateException(arrived + " of " + BATCH + " frames reached the wire in " + TIMEOUT_MS
+                    + " ms (C baseline)");
+        }
+        framesArrived += arrived;
+        return framesArrived;
+    }
+
+    private long receiveC() {
+        framesSent += BATCH;
+        long arrived = baseline.receive(wireNumber, tapNumber, frame, wireBuffer, BATCH, TIMEOUT_MS);
+        if (arrived < BATCH) {
+            throw new IllegalStateException(arrived + " of " + BATCH + " frames came out of the TAP in " + TIMEOUT_MS
+                    + " ms (C baseline)");
         }
         framesArrived += arrived;
         return framesArrived;

@@ -146,10 +146,11 @@ class BenchmarkFixturesTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {64, 1514})
-    void userspaceDatapathMovesEveryFrameThroughARealTap(int frameSize) throws Exception {
+    @CsvSource({"java, 64", "java, 1514", "c, 64", "c, 1514"})
+    void userspaceDatapathMovesEveryFrameThroughARealTap(String impl, int frameSize) throws Exception {
         UserspaceDatapathBenchmark bench = new UserspaceDatapathBenchmark();
         bench.frameSize = frameSize;
+        bench.impl = impl;
         bench.setUp();
         String tap = bench.guest.tap.name();
         assertEquals(true, java.nio.file.Files.exists(java.nio.file.Path.of("/sys/class/net", tap)), "TAP " + tap);

@@ -100,6 +100,7 @@ public final class MarkdownReport {
                 + "threads, from JMH's gc profiler; ≈ 0 means under 0.01 B/op, the profiler's own "
                 + "noise: nothing allocated per operation. Blank when the profiler did not run.\n\n");
         out.append(SwitchoverRatios.render(results));
+        out.append(DatapathRatios.render(results));
         if (chartLink != null) {
             out.append("![benchmark chart](").append(chartLink).append(")\n\n");
         }

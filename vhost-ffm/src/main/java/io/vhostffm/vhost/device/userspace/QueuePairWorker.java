@@ -20,6 +20,13 @@ import java.lang.foreign.MemorySegment;
  * work, and otherwise sleeps in one poll(2) on the stop eventfd, both kick eventfds and the TAP
  * queue (readable when receive waits for frames, writable when transmit waits for room). Kicks are
  * consumed when they wake it; while it is busy they just accumulate in their eventfds.
+ *
+ * <p>Before it sleeps it busy-polls for a bounded window ({@link #BUSY_POLL_NANOS}): it services
+ * both paths again and again with the guest's notifications left off, so that work arriving
+ * within the window is taken without a kick from the guest, a wake-up of this thread or a poll
+ * (the costs that dominate a frame here: each is a system call or two and a trip through the
+ * scheduler). Only once the window passed with nothing moved are notifications turned on (with
+ * the usual re-check) and the thread goes to sleep. Any frame moved opens a new window.
  */
 final class QueuePairWorker implements Runnable {
     /** Frames per direction before the other direction gets its turn. */
@@ -32,6 +39,26 @@ final class QueuePairWorker implements Runnable {
     private static final long EVENTS = Structs.offset(Structs.POLLFD, "events");
     private static final long REVENTS = Structs.offset(Structs.POLLFD, "revents");
     private static final int EINTR = Errno.number("EINTR").orElseThrow();
+    /**
+     * The busy-poll window, from the system property {@value #BUSY_POLL_PROPERTY} (microseconds;
+     * 0 turns busy polling off). The default, 50 us, covers the gap between a guest's batches in
+     * the datapath benchmark (its far side reading the previous batch): there it lifted transmit
+     * from 0.6-0.8 of C doing the same work to 0.9-1.4, on a 2-core machine shared with other
+     * work (docs/jmh.md has the figures). The thread yields between rounds, so a thread waiting
+     * for its processor is not kept out for the window.
+     */
+    static final long BUSY_POLL_NANOS;
+    /** The system property that sets the busy-poll window in microseconds. */
+    static final String BUSY_POLL_PROPERTY = "io.vhostffm.userspace.busyPollMicros";
+    private static final long DEFAULT_BUSY_POLL_MICROS = 50;
+
+    static {
+        long micros = Long.getLong(BUSY_POLL_PROPERTY, DEFAULT_BUSY_POLL_MICROS);
+        if (micros < 0 || micros > 1_000_000) {
+            throw new IllegalArgumentException(BUSY_POLL_PROPERTY + " is 0 to 1000000 microseconds: " + micros);
+        }
+        BUSY_POLL_NANOS = micros * 1000;
+    }
 
     private final int pair;
     private final TxPath tx;
@@ -106,10 +133,45 @@ final class QueuePairWorker implements Runnable {
 
     private void loop(int tapNumber) throws NativeCallException {
         CallState s = CallState.current();
+        boolean spinning = BUSY_POLL_NANOS > 0;
+        long idleSince = 0;
+        int rxState = RxPath.MORE;
+        boolean tapEmpty = false;
         while (!owner.stopRequested()) {
-            int txState = tx.service(BUDGET, tapNumber, s);
-            int rxState = rx.service(BUDGET, tapNumber, s);
+            boolean quiet = spinning;
+            int txState = tx.service(BUDGET, tapNumber, s, quiet);
+            // Only a readable TAP changes a receive path waiting for it: right after a poll that
+            // did not report it readable, its readv would fail with EAGAIN (a system call wasted
+            // per wake-up for transmit). Level-triggered, so the next round or poll sees a frame.
+            boolean rxSkipped = tapEmpty;
+            tapEmpty = false;
+            if (!rxSkipped) {
+                rxState = rx.service(BUDGET, tapNumber, s, quiet);
+            }
             if (txState == TxPath.MORE || rxState == RxPath.MORE) {
+                idleSince = 0;
+                continue;
+            }
+            boolean moved = tx.moved() + (rxSkipped ? 0 : rx.moved()) > 0;
+            if (quiet) {
+                long now = System.nanoTime();
+                if (moved || idleSince == 0) {
+                    idleSince = now;
+                } else if (now - idleSince >= BUSY_POLL_NANOS) {
+                    // The window passed idle: one more round turns notifications on and
+                    // re-checks, then the thread sleeps.
+                    spinning = false;
+                }
+                // A yield, not a spin hint: on a machine with more runnable threads than
+                // processors the guest's thread may be waiting for this one's processor (with
+                // Thread.onSpinWait the benchmark ran at half the rate under such load).
+                Thread.yield();
+                continue;
+            }
+            if (moved && BUSY_POLL_NANOS > 0) {
+                // Work came in as notifications went on: busy-poll again rather than sleep.
+                spinning = true;
+                idleSince = 0;
                 continue;
             }
             short tapEvents = 0;
@@ -142,6 +204,10 @@ final class QueuePairWorker implements Runnable {
             if (revents(RX_KICK) != 0) {
                 rxKick.consume();
             }
+            tapEmpty = rxState == RxPath.WAIT_TAP
+                    && (revents(TAP) & (LinuxConstants.POLLIN | LinuxConstants.POLLERR | LinuxConstants.POLLHUP)) == 0;
+            spinning = BUSY_POLL_NANOS > 0;
+            idleSince = 0;
             // STOP is left signalled: the flag ends the loop; TAP readiness is re-tested by readv/writev.
         }
     }

@@ -111,6 +111,7 @@ final class RxPath {
 
     // A frame whose tail is still in the overflow buffer, waiting for guest buffers.
     private boolean pending;
+    private int moved;
     private int pendingChains;
     private long frameLength;
     private long overflowPos;
@@ -172,9 +173,13 @@ final class RxPath {
      * asks for it.
      *
      * @param tapNumber the TAP queue's descriptor number, held open by the caller
+     * @param quiet when the guest's buffers run short, return {@link #WAIT_BUFFERS} with
+     *     notifications left off (the worker is busy-polling and looks again soon); otherwise
+     *     they are turned on first
      */
-    int service(int budget, int tapNumber, CallState s) throws NativeCallException {
+    int service(int budget, int tapNumber, CallState s, boolean quiet) throws NativeCallException {
         int result = MORE;
+        moved = 0;
         try {
             for (int frames = 0; frames < budget; frames++) {
                 if (pending) {
@@ -182,9 +187,14 @@ final class RxPath {
                         result = WAIT_BUFFERS;
                         break;
                     }
+                    moved++;
                     continue;
                 }
                 if (!gather()) {
+                    if (quiet) {
+                        result = WAIT_BUFFERS;
+                        break;
+                    }
                     // Not enough buffers for the longest frame: ask for a kick, then re-check (a
                     // full fence and a re-read of avail.idx inside), so buffers posted meanwhile
                     // are not slept on. The TAP is not read until then.
@@ -210,6 +220,7 @@ final class RxPath {
                     throw NativeErrors.failure("readv", tap, errno);
                 }
                 place(n);
+                moved++;
             }
         } finally {
             if (publishedChains > 0) {
@@ -220,6 +231,11 @@ final class RxPath {
             }
         }
         return result;
+    }
+
+    /** Frames read from the TAP (or completed) in the last {@link #service} call. */
+    int moved() {
+        return moved;
     }
 
     private boolean enableNotificationsRaced() {

@@ -50,6 +50,7 @@ final class TxPath {
 
     private boolean notificationsEnabled = true;
     private boolean held;
+    private int moved;
     private int heldBuffers;
 
     TxPath(DeviceQueue queue, Arena arena, GuestWriteLog log, EventFd call, FileDescriptor tap, Counters counters) {
@@ -80,8 +81,10 @@ final class TxPath {
      * Moves up to {@code budget} frames to the TAP and signals the guest when it asks for it.
      *
      * @param tapNumber the TAP queue's descriptor number, held open by the caller
+     * @param quiet when the ring is empty, return {@link #IDLE} with notifications left off (the
+     *     worker is busy-polling and looks again soon); otherwise they are turned on first
      */
-    int service(int budget, int tapNumber, CallState s) throws NativeCallException {
+    int service(int budget, int tapNumber, CallState s, boolean quiet) throws NativeCallException {
         if (notificationsEnabled) {
             queue.disableNotifications();
             log.notificationArea(false);
@@ -89,10 +92,16 @@ final class TxPath {
         }
         int published = 0;
         int result = MORE;
+        moved = 0;
         try {
             for (int frames = 0; frames < budget; frames++) {
                 if (!held) {
                     if (!queue.take(chain)) {
+                        if (quiet) {
+                            // No kick wanted: the worker polls the ring again before it sleeps.
+                            result = IDLE;
+                            break;
+                        }
                         // Empty: ask for kicks, then re-check (enableNotifications fences and
                         // re-reads avail.idx), so a chain added meanwhile is not slept on.
                         boolean raced = queue.enableNotifications();
@@ -136,6 +145,7 @@ final class TxPath {
                 log.usedElement(chain.descriptorCount());
                 log.usedIndex();
                 published++;
+                moved++;
             }
         } finally {
             if (published > 0 && queue.needsNotification()) {
@@ -143,6 +153,11 @@ final class TxPath {
             }
         }
         return result;
+    }
+
+    /** Frames written to the TAP or refused by it in the last {@link #service} call. */
+    int moved() {
+        return moved;
     }
 
     /** Checks the chain against virtio-net's transmit rules and points the iovecs at its buffers. */

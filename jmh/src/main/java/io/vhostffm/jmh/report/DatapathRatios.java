@@ -1,0 +1,118 @@
+package io.vhostffm.jmh.report;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The userspace datapath against C doing the same work, from {@code UserspaceDatapathBenchmark}'s
+ * results: for each direction (its {@code transmit} and {@code receive} methods) and
+ * {@code frameSize}, the score with {@code impl=java} divided by the score with {@code impl=c}
+ * (goal: at least {@value #GOAL}), with the Java side's allocation per frame. A ratio's error adds
+ * the two scores' relative errors ({@link SwitchoverRatios#ratio}).
+ */
+public final class DatapathRatios {
+    /** The section's heading in the Markdown page. */
+    static final String HEADING = "The userspace datapath against C doing the same work";
+    /** Java at least this fraction of C. */
+    static final double GOAL = 0.9;
+
+    /** One row: a direction at one frame size; any part may be null when it did not run. */
+    public record Row(String benchmarkClass, String direction, String frameSize, BenchmarkResult.Metric java,
+                      BenchmarkResult.Metric c, BenchmarkResult.Metric javaAllocation) {
+        /** java / c with its error; null when either is missing. */
+        public BenchmarkResult.Metric javaOverC() {
+            return SwitchoverRatios.ratio(java, c);
+        }
+    }
+
+    private DatapathRatios() {
+    }
+
+    /**
+     * The rows: every {@code transmit} or {@code receive} result with an {@code impl} parameter in
+     * a class named {@code ...UserspaceDatapath...}, grouped by class (with any label), method and
+     * {@code frameSize}, in the order first seen.
+     */
+    public static List<Row> rows(List<BenchmarkResult> results) {
+        Map<String, Map<String, BenchmarkResult>> groups = new LinkedHashMap<>();
+        for (BenchmarkResult r : results) {
+            String name = r.shortName();
+            int dot = name.lastIndexOf('.');
+            String impl = r.params().get("impl");
+            if (dot < 0 || impl == null || !name.substring(0, dot).contains("UserspaceDatapath")) {
+                continue;
+            }
+            String method = name.substring(dot + 1);
+            if (!method.equals("transmit") && !method.equals("receive")) {
+                continue;
+            }
+            String key = name.substring(0, dot) + "\u0000" + method + "\u0000" + r.params().getOrDefault("frameSize", "");
+            groups.computeIfAbsent(key, k -> new LinkedHashMap<>()).put(impl, r);
+        }
+        List<Row> rows = new ArrayList<>();
+        groups.forEach((key, impls) -> {
+            String[] parts = key.split("\u0000", -1);
+            BenchmarkResult java = impls.get("java");
+            BenchmarkResult c = impls.get("c");
+            rows.add(new Row(parts[0], parts[1].equals("transmit") ? "TX" : "RX", parts[2],
+                    java == null ? null : java.primary(), c == null ? null : c.primary(),
+                    java == null ? null : java.allocationPerOp()));
+        });
+        return rows;
+    }
+
+    /** The Markdown section: a table of the rows and how to read it; empty when there is no row. */
+    public static String render(List<BenchmarkResult> results) {
+        List<Row> rows = rows(results);
+        if (rows.isEmpty()) {
+            return "";
+        }
+        StringBuilder out = new StringBuilder();
+        out.append("## " + HEADING + "\n\n");
+        out.append("Frames per second (mean ± 99.9% half-width) through a real TAP: the guest and the userspace "
+                + "datapath (`impl=java`), and C doing the same work on the same TAP and AF_PACKET socket "
+                + "(`impl=c`, one system call per frame); Java / C, goal at least "
+                + Figures.format(GOAL, 1) + "; the Java side's allocation per frame (gc profiler). Ratios of the "
+                + "same run only; a ratio's error adds the two relative errors.\n\n");
+        out.append("| Benchmark | Direction | Frame size | Java | C | Java / C | Java alloc (B/op) |\n");
+        out.append("|---|---|--:|--:|--:|--:|--:|\n");
+        for (Row row : rows) {
+            out.append("| ").append(row.benchmarkClass().replace("|", "\\|"))
+                    .append(" | ").append(row.direction())
+                    .append(" | ").append(row.frameSize())
+                    .append(" | ").append(rate(row.java()))
+                    .append(" | ").append(rate(row.c()))
+                    .append(" | ").append(verdict(row.javaOverC()))
+                    .append(" | ").append(allocation(row.javaAllocation()))
+                    .append(" |\n");
+        }
+        return out.append('\n').toString();
+    }
+
+    private static String rate(BenchmarkResult.Metric m) {
+        if (m == null) {
+            return "—";
+        }
+        int decimals = Figures.decimalsFor(m.score());
+        String error = Double.isFinite(m.error()) ? " ± " + Figures.format(m.error(), decimals) : "";
+        return Figures.format(m.score(), decimals) + error + " " + m.unit();
+    }
+
+    /** "0.93 ± 0.05 (met)" or "(not met)"; "—" without a ratio. */
+    static String verdict(BenchmarkResult.Metric ratio) {
+        if (ratio == null) {
+            return "—";
+        }
+        String error = Double.isFinite(ratio.error()) ? " ± " + Figures.format(ratio.error(), 2) : "";
+        return Figures.format(ratio.score(), 2) + error + " (" + (ratio.score() >= GOAL ? "met" : "not met") + ")";
+    }
+
+    private static String allocation(BenchmarkResult.Metric m) {
+        if (m == null) {
+            return "";
+        }
+        return m.score() < MarkdownReport.NOTHING_ALLOCATED ? "≈ 0" : Figures.format(m.score());
+    }
+}
