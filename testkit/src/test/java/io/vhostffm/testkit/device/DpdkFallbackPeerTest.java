@@ -1,0 +1,270 @@
+package io.vhostffm.testkit.device;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.vhostffm.testkit.FakeGuest;
+import io.vhostffm.testkit.Frames;
+import io.vhostffm.testkit.OpenDescriptors;
+import io.vhostffm.vhost.device.BackendCapabilities;
+import io.vhostffm.vhost.device.BackendStart;
+import io.vhostffm.vhost.device.BackendTransfer;
+import io.vhostffm.vhost.device.DirtyLog;
+import io.vhostffm.vhost.device.NetBackend;
+import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
+import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
+import io.vhostffm.vring.QueuePosition;
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.BitSet;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A device on DPDK's vhost-user backend (testpmd's net_vhost, macswap) through
+ * {@link VhostUserFrontendBackend}, driven by the fake guest: frames go round through testpmd;
+ * then testpmd is killed (SIGKILL), the frontend reports it gone, and the runtime switches to its
+ * fallback, the userspace datapath on a TAP, on the same rings: the frames the guest transmits
+ * from then on (including those it queued while the switch happened) leave through the TAP
+ * exactly once, and frames from the TAP reach the guest.
+ */
+@Tag("peer")
+class DpdkFallbackPeerTest {
+    private static final int EVENT_MILLIS = 30_000;
+
+    @TempDir
+    Path dir;
+
+    /** The thread reading the last testpmd's output. */
+    private static Thread reader;
+
+    @Test
+    void killedDpdkBackendFallsBackToUserspaceWithNothingLost() throws Exception {
+        java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
+        Path socket = dir.resolve("dpdk-vhost.sock");
+        Process pmd = startTestpmd(socket);
+        Thread output = reader;
+        try {
+            CountDownLatch fellBack = new CountDownLatch(1);
+            NetBackend[] fallback = new NetBackend[1];
+            try (RuntimeRig rig = RuntimeRig.on(1,
+                    tap -> VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1))) {
+                assertTrue(rig.device.isDatapathRunning(), "the datapath runs on testpmd");
+                try (UserspaceNetBackend userspace = UserspaceNetBackend.open(rig.tap)) {
+                    fallback[0] = new Started(userspace, fellBack);
+                    rig.device.setFallbackBackend(fallback[0]);
+                    FakeGuest guest = rig.guest;
+                    guest.postRxBuffers();
+
+                    // Through testpmd: broadcast frames come back with the guest's MAC as destination.
+                    int first = 500;
+                    roundTripThroughTestpmd(guest, first);
+
+                    // Kill it; queue more frames while the device notices and switches.
+                    pmd.destroyForcibly();
+                    assertTrue(pmd.waitFor(20, TimeUnit.SECONDS), "testpmd did not die of SIGKILL");
+                    int during = guest.transmitNumbered(0, 100);
+                    assertTrue(fellBack.await(EVENT_MILLIS, TimeUnit.MILLISECONDS),
+                            "no switch to the fallback within " + EVENT_MILLIS + " ms");
+                    assertSame(fallback[0], rig.device.backend(), "the device runs on the fallback");
+                    int after = 400;
+                    int sentAfter = 0;
+                    BitSet seen = new BitSet();
+                    int out = 0;
+                    long deadline = System.nanoTime() + EVENT_MILLIS * 1_000_000L;
+                    while (out < during + after) {
+                        if (sentAfter < after) {
+                            sentAfter += guest.transmitNumbered(0, after - sentAfter);
+                        }
+                        guest.collectTx();
+                        byte[] frame = rig.network.nextFromGuest(100);
+                        if (frame != null) {
+                            long seq = Frames.sequence(frame);
+                            assertTrue(seq >= first && seq < first + during + after, "sequence " + seq + " out of range");
+                            assertTrue(!seen.get((int) seq), "frame " + seq + " left the TAP twice");
+                            seen.set((int) seq);
+                            out++;
+                        }
+                        assertTrue(System.nanoTime() < deadline, out + " of " + (during + after)
+                                + " frames left the TAP after the fallback");
+                    }
+                    // And towards the guest through the TAP.
+                    rig.network.sendToGuest(0, 200);
+                    assertTrue(rig.network.awaitDelivered(EVENT_MILLIS), "frames from the TAP delivered");
+                    while (guest.receivedCount(0) < first + 200) {
+                        if (guest.collectRx() == 0) {
+                            assertTrue(guest.awaitCall(EVENT_MILLIS, 0), (guest.receivedCount(0) - first)
+                                    + " of 200 frames from the TAP reached the guest");
+                        }
+                    }
+                    assertEquals(first + 200, guest.receivedCount(0), "frames the guest received in all");
+                    System.out.printf("fallback: %d frames through testpmd, %d queued during the switch, %d after, "
+                            + "200 from the TAP: all once%n", first, during, after);
+                    rig.device.stopDatapath();
+                }
+            }
+        } finally {
+            pmd.destroyForcibly();
+            pmd.waitFor(20, TimeUnit.SECONDS);
+            output.join(20_000); // it closes our end of testpmd's output pipe at end of stream
+        }
+        assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
+    }
+
+    /** Sends {@code count} numbered frames and waits for each to come back from testpmd. */
+    private static void roundTripThroughTestpmd(FakeGuest guest, int count) throws Exception {
+        int sent = 0;
+        long deadline = System.nanoTime() + EVENT_MILLIS * 1_000_000L;
+        while (guest.receivedCount(0) < count) {
+            if (sent < count) {
+                sent += guest.transmitNumbered(0, Math.min(64, count - sent));
+            }
+            guest.collectTx();
+            if (guest.collectRx() == 0) {
+                guest.awaitCall(100, 0, 1);
+            }
+            assertTrue(System.nanoTime() < deadline, guest.receivedCount(0) + " of " + count + " frames came back");
+        }
+        assertEquals(count, guest.receivedCount(0));
+        List<Long> order = guest.received(0);
+        for (int i = 0; i < count; i++) {
+            assertEquals(i, order.get(i).longValue(), "frame " + i + " back in order, once");
+        }
+    }
+
+    /** testpmd as vhost-user backend on {@code socket}; returns once its port is started. */
+    private static Process startTestpmd(Path socket) throws Exception {
+        String testpmd = "/usr/bin/dpdk-testpmd";
+        assertTrue(new File(testpmd).canExecute(), "dpdk-testpmd is not installed; bin/peer-bench installs it");
+        List<String> command = List.of(testpmd, "-l", "0-1", "--no-pci", "--no-huge", "-m", "512",
+                "--file-prefix=vhostffm-fallback-" + ProcessHandle.current().pid(),
+                "--vdev", "net_vhost0,iface=" + socket + ",queues=1,client=0",
+                "--", "--total-num-mbufs=16384", "--forward-mode=macswap", "--auto-start", "--stats-period=5");
+        System.out.println("testpmd: " + String.join(" ", command));
+        Process p = new ProcessBuilder(command).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                .redirectErrorStream(true).start();
+        CountDownLatch started = new CountDownLatch(1);
+        reader = Thread.ofPlatform().daemon().name("testpmd output").start(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                String line;
+                while ((line = r.readLine()) != null) {
+                    System.out.println("testpmd| " + line);
+                    if (line.contains("Start automatic packet forwarding") || line.startsWith("Port statistics")) {
+                        started.countDown();
+                    }
+                }
+            } catch (IOException e) {
+                // the process is gone
+            }
+        });
+        if (!started.await(60, TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new AssertionError("testpmd did not start forwarding within 60 s");
+        }
+        return p;
+    }
+
+    /** A backend that counts down a latch once it started: the runtime's switch to the fallback, as an event. */
+    private static final class Started implements NetBackend {
+        private final NetBackend delegate;
+        private final CountDownLatch started;
+
+        Started(NetBackend delegate, CountDownLatch started) {
+            this.delegate = delegate;
+            this.started = started;
+        }
+
+        @Override
+        public BackendCapabilities capabilities() {
+            return delegate.capabilities();
+        }
+
+        @Override
+        public int maxQueuePairs() {
+            return delegate.maxQueuePairs();
+        }
+
+        @Override
+        public void prestart(BackendStart start) throws IOException {
+            delegate.prestart(start);
+        }
+
+        @Override
+        public void quickstart(List<QueuePosition> finalPositions) throws IOException {
+            delegate.quickstart(finalPositions);
+            started.countDown();
+        }
+
+        @Override
+        public void start(BackendStart start) throws IOException {
+            delegate.start(start);
+            started.countDown();
+        }
+
+        @Override
+        public boolean isRunning() {
+            return delegate.isRunning();
+        }
+
+        @Override
+        public List<QueuePosition> stop() throws IOException {
+            return delegate.stop();
+        }
+
+        @Override
+        public void setQueuePairEnabled(int pair, boolean enabled) throws IOException {
+            delegate.setQueuePairEnabled(pair, enabled);
+        }
+
+        @Override
+        public void setOffloads(int tunOffloadFlags) throws IOException {
+            delegate.setOffloads(tunOffloadFlags);
+        }
+
+        @Override
+        public void setRxFilter(io.vhostffm.vhost.virtio.net.RxFilter filter) throws IOException {
+            delegate.setRxFilter(filter);
+        }
+
+        @Override
+        public void setRss(io.vhostffm.vhost.virtio.net.RssState rss) throws IOException {
+            delegate.setRss(rss);
+        }
+
+        @Override
+        public void startDirtyLog(DirtyLog log) throws IOException {
+            delegate.startDirtyLog(log);
+        }
+
+        @Override
+        public void stopDirtyLog() throws IOException {
+            delegate.stopDirtyLog();
+        }
+
+        @Override
+        public BackendTransfer transfer() {
+            return delegate.transfer();
+        }
+
+        @Override
+        public void close() {
+            // the delegate is closed by its owner
+        }
+
+        @Override
+        public String toString() {
+            return delegate.toString();
+        }
+    }
+}
