@@ -211,6 +211,51 @@ class DpdkVhostBackendPeerTest {
         assertEquals(before, PeerTools.sessionDescriptors(), "descriptors left open");
     }
 
+    /**
+     * A failure injected at each request of the prestart and quickstart sequences (per-ring ones on
+     * the last ring, SET_STATUS at both of its places): the start fails naming the request, the
+     * backend is left stopped, and a clean start on the same connection afterwards carries every
+     * frame. testpmd's counters show no drop.
+     */
+    @Test
+    void injectedFailureAtEveryStartRequestLeavesTheBackendStopped() throws Exception {
+        Map<Integer, String> before = PeerTools.sessionDescriptors();
+        Path socket = dir.resolve("dpdk-vhost.sock");
+        record Fault(VhostUserRequest request, int occurrence) {}
+        List<Fault> faults = List.of(new Fault(VhostUserRequest.SET_OWNER, 1), new Fault(VhostUserRequest.SET_FEATURES, 1),
+                new Fault(VhostUserRequest.SET_STATUS, 1), new Fault(VhostUserRequest.SET_MEM_TABLE, 1),
+                new Fault(VhostUserRequest.SET_VRING_NUM, 4), new Fault(VhostUserRequest.SET_VRING_ADDR, 4),
+                new Fault(VhostUserRequest.SET_VRING_KICK, 4), new Fault(VhostUserRequest.SET_VRING_CALL, 4),
+                new Fault(VhostUserRequest.SET_VRING_ERR, 4), new Fault(VhostUserRequest.SET_VRING_BASE, 4),
+                new Fault(VhostUserRequest.SET_VRING_ENABLE, 4), new Fault(VhostUserRequest.SET_STATUS, 2));
+        try (PeerProcess pmd = testpmd(socket, 2); FrontendGuest guest = new FrontendGuest(false, 2, 0, true)) {
+            try (VhostUserFrontendBackend backend = VhostUserFrontendBackend.connect(socket, REPLY, 2)) {
+                BackendStart start = guest.start();
+                for (Fault fault : faults) {
+                    int[] seen = {0};
+                    backend.setMessageObserver((r, ring) -> {
+                        if (r == fault.request() && ++seen[0] == fault.occurrence()) {
+                            throw new IOException("injected failure of " + r + " (ring " + ring + ")");
+                        }
+                    });
+                    IOException e = assertThrows(IOException.class, () -> backend.start(start), fault.toString());
+                    assertTrue(e.getMessage().startsWith("injected failure of " + fault.request()), e.getMessage());
+                    assertTrue(!backend.isRunning() && !backend.isPrestarted(), fault + ": the backend is stopped");
+                }
+                backend.setMessageObserver(null);
+                backend.start(start);
+                guest.roundTrip(2_000, PROGRESS_MILLIS);
+                guest.assertPositionsAgree(backend.stop());
+                System.out.println("injected faults survived: " + faults.size() + "; then 2000 frames round trip");
+            }
+            assertEquals(0, pmd.stop(30), "testpmd's exit status");
+            String output = pmd.output();
+            assertEquals(0, total(output, "RX-dropped") + total(output, "TX-dropped"), "testpmd drops");
+            assertEquals(2_000, total(output, "RX-packets"), "testpmd RX-packets");
+        }
+        assertEquals(before, PeerTools.sessionDescriptors(), "descriptors left open");
+    }
+
     /** A reply that never comes: the frontend's deadline names the request. */
     @Test
     void silentBackendMissesTheReplyDeadline() throws Exception {
