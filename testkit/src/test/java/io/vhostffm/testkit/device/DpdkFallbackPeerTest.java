@@ -122,6 +122,76 @@ class DpdkFallbackPeerTest {
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
     }
 
+    /**
+     * A live switch between testpmd (through the vhost-user frontend) and the userspace datapath
+     * on a TAP, both ways, every 200 frames the guest transmits, while it keeps transmitting: each
+     * frame comes back from testpmd (MAC-swapped, into the guest) or leaves through the TAP, exactly
+     * once in all.
+     */
+    @Test
+    void liveSwitchBetweenDpdkAndUserspaceLosesNothing() throws Exception {
+        java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
+        Path socket = dir.resolve("dpdk-vhost.sock");
+        Process pmd = startTestpmd(socket);
+        Thread output = reader;
+        int frames = 2_000;
+        int switches = 0;
+        try {
+            try (RuntimeRig rig = RuntimeRig.on(1,
+                    tap -> VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1));
+                    UserspaceNetBackend userspace = UserspaceNetBackend.open(rig.tap)) {
+                FakeGuest guest = rig.guest;
+                guest.postRxBuffers();
+                NetBackend other = userspace;
+                BitSet viaTap = new BitSet();
+                int sent = 0;
+                int nextSwitch = 200;
+                long deadline = System.nanoTime() + 4L * EVENT_MILLIS * 1_000_000L;
+                while (guest.receivedCount(0) + viaTap.cardinality() < frames) {
+                    if (sent < frames) {
+                        sent += guest.transmitNumbered(0, Math.min(32, frames - sent));
+                    }
+                    if (sent >= nextSwitch && nextSwitch < frames) {
+                        other = rig.device.switchBackend(other); // live, mid-stream
+                        switches++;
+                        nextSwitch += 200;
+                    }
+                    guest.collectTx();
+                    boolean progress = guest.collectRx() > 0;
+                    byte[] frame;
+                    while ((frame = rig.network.nextFromGuest(0)) != null) {
+                        int seq = (int) Frames.sequence(frame);
+                        assertTrue(seq >= 0 && seq < frames, "sequence " + seq);
+                        assertTrue(!viaTap.get(seq), "frame " + seq + " left the TAP twice");
+                        viaTap.set(seq);
+                        progress = true;
+                    }
+                    if (!progress && sent >= frames) {
+                        guest.awaitCall(20, 0, 1);
+                    }
+                    assertTrue(System.nanoTime() < deadline, guest.receivedCount(0) + " back from testpmd and "
+                            + viaTap.cardinality() + " through the TAP of " + frames + " after " + switches + " switches");
+                }
+                BitSet all = (BitSet) viaTap.clone();
+                for (long seq : guest.received(0)) {
+                    assertTrue(!all.get((int) seq), "frame " + seq + " arrived twice (testpmd and TAP, or twice from testpmd)");
+                    all.set((int) seq);
+                }
+                assertEquals(frames, all.cardinality(), "every frame once");
+                assertTrue(guest.receivedCount(0) > 0 && viaTap.cardinality() > 0, "both datapaths carried frames");
+                System.out.printf("live switch: %d switches, %d frames through testpmd, %d through the TAP, each once%n",
+                        switches, guest.receivedCount(0), viaTap.cardinality());
+                rig.device.stopDatapath();
+            }
+            assertEquals(9, switches);
+        } finally {
+            pmd.destroyForcibly();
+            pmd.waitFor(20, TimeUnit.SECONDS);
+            output.join(20_000);
+        }
+        assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
+    }
+
     /** Sends {@code count} numbered frames and waits for each to come back from testpmd. */
     private static void roundTripThroughTestpmd(FakeGuest guest, int count) throws Exception {
         int sent = 0;

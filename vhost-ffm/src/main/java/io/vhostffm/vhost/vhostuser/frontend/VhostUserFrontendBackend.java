@@ -58,7 +58,8 @@ import java.util.Objects;
  * (our mapping's addresses), SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR; the rings stay
  * disabled. {@link #quickstart}: per ring SET_VRING_BASE then SET_VRING_ENABLE(1) for the rings of
  * the active pairs, then SET_STATUS with DRIVER_OK under STATUS (DPDK starts a ring only after
- * it), nothing else. {@link #stop}: SET_VRING_ENABLE(0) per enabled ring, SET_STATUS(0) under
+ * it), nothing else. {@link #stop}: SET_VRING_ENABLE(0) per enabled ring (transmit rings first,
+ * so a frame a forwarding backend took still finds its receive ring), SET_STATUS(0) under
  * STATUS, GET_VRING_BASE per ring. A vhost-user backend forgets a ring's addresses and kick at
  * GET_VRING_BASE (DPDK does), so a start after a stop is a prestart again.
  *
@@ -417,9 +418,14 @@ public final class VhostUserFrontendBackend implements NetBackend {
             if (goneReason != null) {
                 return positionsFromMemory(stopping);
             }
-            for (int i = 0; i < ringEnabled.length; i++) {
-                if (ringEnabled[i]) {
-                    setRingEnabled(i, false);
+            // Transmit rings (odd) first: a frame the backend took from one is still forwarded
+            // into a receive ring that is enabled; then the receive rings. The acknowledgements
+            // (REPLY_ACK) order the two.
+            for (int parity = 1; parity >= 0; parity--) {
+                for (int i = parity; i < ringEnabled.length; i += 2) {
+                    if (ringEnabled[i]) {
+                        setRingEnabled(i, false);
+                    }
                 }
             }
             if (running && VhostUserProtocolFeature.STATUS.in(protocolFeatures)) {
