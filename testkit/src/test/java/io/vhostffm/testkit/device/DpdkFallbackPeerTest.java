@@ -48,6 +48,8 @@ class DpdkFallbackPeerTest {
 
     /** The thread reading the last testpmd's output. */
     private static Thread reader;
+    /** The last testpmd's output lines. */
+    private static final List<String> lines = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
 
     @Test
     void killedDpdkBackendFallsBackToUserspaceWithNothingLost() throws Exception {
@@ -147,7 +149,11 @@ class DpdkFallbackPeerTest {
                 int sent = 0;
                 int nextSwitch = 200;
                 long deadline = System.nanoTime() + 4L * EVENT_MILLIS * 1_000_000L;
-                while (guest.receivedCount(0) + viaTap.cardinality() < frames) {
+                int quietRounds = 0;
+                // Until every frame is accounted for, or every transmit chain was used and nothing
+                // arrived for 50 rounds of 20 ms (what testpmd dropped never comes).
+                while (guest.receivedCount(0) + viaTap.cardinality() < frames
+                        && !(sent >= frames && guest.txInFlight(0) == 0 && quietRounds >= 50)) {
                     if (sent < frames) {
                         sent += guest.transmitNumbered(0, Math.min(32, frames - sent));
                     }
@@ -167,21 +173,47 @@ class DpdkFallbackPeerTest {
                         progress = true;
                     }
                     if (!progress && sent >= frames) {
-                        guest.awaitCall(20, 0, 1);
+                        quietRounds = guest.awaitCall(20, 0, 1) ? 0 : quietRounds + 1;
+                    } else {
+                        quietRounds = 0;
                     }
                     assertTrue(System.nanoTime() < deadline, guest.receivedCount(0) + " back from testpmd and "
                             + viaTap.cardinality() + " through the TAP of " + frames + " after " + switches + " switches");
+                }
+                rig.device.stopDatapath();
+                // Ring level: every chain the guest made available was used once (collectTx checks ids).
+                guest.collectTx();
+                assertEquals(0, guest.txInFlight(0), "transmit chains not used");
+                guest.collectRx(); // what was used before the stop
+                byte[] late;
+                while ((late = rig.network.nextFromGuest(0)) != null) {
+                    int seq = (int) Frames.sequence(late);
+                    assertTrue(!viaTap.get(seq), "frame " + seq + " left the TAP twice");
+                    viaTap.set(seq);
                 }
                 BitSet all = (BitSet) viaTap.clone();
                 for (long seq : guest.received(0)) {
                     assertTrue(!all.get((int) seq), "frame " + seq + " arrived twice (testpmd and TAP, or twice from testpmd)");
                     all.set((int) seq);
                 }
-                assertEquals(frames, all.cardinality(), "every frame once");
                 assertTrue(guest.receivedCount(0) > 0 && viaTap.cardinality() > 0, "both datapaths carried frames");
-                System.out.printf("live switch: %d switches, %d frames through testpmd, %d through the TAP, each once%n",
-                        switches, guest.receivedCount(0), viaTap.cardinality());
-                rig.device.stopDatapath();
+                // SIGTERM: testpmd prints its final statistics.
+                pmd.toHandle().destroy();
+                assertTrue(pmd.waitFor(30, TimeUnit.SECONDS), "testpmd did not exit on SIGTERM");
+                output.join(20_000);
+                String printed = String.join("\n", lines);
+                long tookFromGuest = total(printed, "RX-packets");
+                long gaveToGuest = total(printed, "TX-packets");
+                long droppedByTestpmd = total(printed, "TX-dropped");
+                // What testpmd took from the transmit ring is what did not leave through the TAP; what
+                // it gave back is what the guest received; the difference is what its own forwarding
+                // dropped (a frame it held when the device switched away and disabled its receive ring).
+                assertEquals(frames - viaTap.cardinality(), tookFromGuest, "frames testpmd took from the transmit ring");
+                assertEquals(guest.receivedCount(0), gaveToGuest, "frames testpmd put into the receive ring");
+                assertEquals(tookFromGuest - gaveToGuest, droppedByTestpmd, "testpmd's own TX-dropped");
+                assertEquals(frames, all.cardinality() + droppedByTestpmd, "every frame once, or counted dropped by testpmd");
+                System.out.printf("live switch: %d switches, %d frames through testpmd (%d dropped by its forwarding), "
+                        + "%d through the TAP, each once%n", switches, gaveToGuest, droppedByTestpmd, viaTap.cardinality());
             }
             assertEquals(9, switches);
         } finally {
@@ -190,6 +222,15 @@ class DpdkFallbackPeerTest {
             output.join(20_000);
         }
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
+    }
+
+    /** A counter of testpmd's "Accumulated forward statistics for all ports" block. */
+    private static long total(String output, String counter) {
+        int block = output.lastIndexOf("Accumulated forward statistics for all ports");
+        assertTrue(block >= 0, "testpmd printed no final statistics");
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile(counter + ":\\s+(\\d+)").matcher(output.substring(block));
+        assertTrue(m.find(), "no " + counter + " in testpmd's final statistics");
+        return Long.parseLong(m.group(1));
     }
 
     /** Sends {@code count} numbered frames and waits for each to come back from testpmd. */
@@ -222,6 +263,7 @@ class DpdkFallbackPeerTest {
                 "--vdev", "net_vhost0,iface=" + socket + ",queues=1,client=0",
                 "--", "--total-num-mbufs=16384", "--forward-mode=macswap", "--auto-start", "--stats-period=5");
         System.out.println("testpmd: " + String.join(" ", command));
+        lines.clear();
         Process p = new ProcessBuilder(command).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                 .redirectErrorStream(true).start();
         CountDownLatch started = new CountDownLatch(1);
@@ -230,6 +272,7 @@ class DpdkFallbackPeerTest {
                 String line;
                 while ((line = r.readLine()) != null) {
                     System.out.println("testpmd| " + line);
+                    lines.add(line);
                     if (line.contains("Start automatic packet forwarding") || line.startsWith("Port statistics")) {
                         started.countDown();
                     }
