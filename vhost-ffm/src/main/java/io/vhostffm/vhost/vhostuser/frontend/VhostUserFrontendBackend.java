@@ -16,6 +16,7 @@ import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.virtio.DeviceStatus;
 import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.vhostuser.LogArea;
 import io.vhostffm.vhost.vhostuser.MemoryRegion;
 import io.vhostffm.vhost.vhostuser.VhostUserCodec;
 import io.vhostffm.vhost.vhostuser.VhostUserConnection;
@@ -88,8 +89,14 @@ import java.util.Objects;
  * the used index: what the backend had taken but not used is taken again by the next datapath,
  * nothing lost), for packed rings it fails naming the ring.
  *
+ * <h2>Dirty log</h2>
+ * Under LOG_SHMFD (with VHOST_F_LOG_ALL offered): SET_LOG_BASE hands the backend the
+ * {@link DirtyLog}'s own memfd (vhost's bitmap layout, one bit per 4 KiB guest page), so what the
+ * backend marks is in the log the other backends fill, with nothing to merge; SET_FEATURES adds
+ * VHOST_F_LOG_ALL and each SET_VRING_ADDR the log flag with the guest address of the ring the
+ * backend writes (split: the used ring; packed: the descriptor ring, where used descriptors go).
+ *
  * <h2>Not here</h2>
- * The dirty log (LOG_SHMFD): a start with a dirty log, and {@link #startDirtyLog}, are refused.
  * {@link #transfer}: nothing of a vhost-user backend moves between processes; each side of a
  * migration connects its own backend process.
  */
@@ -97,7 +104,7 @@ public final class VhostUserFrontendBackend implements NetBackend {
     private static final System.Logger LOG = System.getLogger(VhostUserFrontendBackend.class.getName());
     /** Protocol features this frontend can use. */
     private static final long OUR_PROTOCOL_FEATURES = VhostUserProtocolFeature.maskOf(VhostUserProtocolFeature.MQ,
-            VhostUserProtocolFeature.REPLY_ACK, VhostUserProtocolFeature.STATUS);
+            VhostUserProtocolFeature.REPLY_ACK, VhostUserProtocolFeature.STATUS, VhostUserProtocolFeature.LOG_SHMFD);
     private static final long LOG_ALL = 1L << VirtioFeature.LOG_ALL.bit();
     /** used.idx is 2-aligned (the used ring is 4-aligned): an aligned handle, which has acquire access. */
     private static final VarHandle U16 = ValueLayout.JAVA_SHORT.varHandle();
@@ -122,6 +129,7 @@ public final class VhostUserFrontendBackend implements NetBackend {
     private boolean[] ringEnabled = new boolean[0];
     private boolean[] pairEnabled = new boolean[0];
     private MessageObserver observer;
+    private DirtyLog dirtyLog;          // the log the backend writes into, or null
     private long sent;                  // requests sent, for counting
     private volatile String goneReason; // non-null once the backend process is gone
     private volatile BackendListener listener;
@@ -343,7 +351,7 @@ public final class VhostUserFrontendBackend implements NetBackend {
             }
         }
         if (start.dirtyLog() != null) {
-            throw new IllegalArgumentException(name + ": dirty logging (LOG_SHMFD) is not implemented by this backend");
+            checkLoggable(start.dirtyLog());
         }
         if (!(start.memory() instanceof MemfdGuestMemory)) {
             throw new IllegalArgumentException(name + ": guest memory must be memfd-backed to be shared with the backend "
@@ -378,11 +386,8 @@ public final class VhostUserFrontendBackend implements NetBackend {
             request(VhostUserRequest.SET_OWNER, RING_NONE, new byte[0]);
             owned = true;
         }
-        long features = start.ackedFeatures() & backendFeatures & ~LOG_ALL;
-        if ((backendFeatures & VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT) != 0) {
-            features |= VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT; // the rings start disabled
-        }
-        request(VhostUserRequest.SET_FEATURES, RING_NONE, VhostUserCodec.u64(features));
+        DirtyLog log = start.dirtyLog();
+        request(VhostUserRequest.SET_FEATURES, RING_NONE, VhostUserCodec.u64(featuresFor(start.ackedFeatures(), log != null)));
         if (VhostUserProtocolFeature.STATUS.in(protocolFeatures)) {
             request(VhostUserRequest.SET_STATUS, RING_NONE, VhostUserCodec.u64(DeviceStatus.ACKNOWLEDGE
                     | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK));
@@ -394,17 +399,85 @@ public final class VhostUserFrontendBackend implements NetBackend {
             fds.add(r.fd());
         }
         request(VhostUserRequest.SET_MEM_TABLE, RING_NONE, VhostUserCodec.memoryTable(table), fds);
+        if (log != null) {
+            setLogBase(log);
+        }
+        dirtyLog = log;
         for (QueueBinding q : start.queues()) {
             int i = q.index();
             QueueGeometry g = q.state().geometry();
             request(VhostUserRequest.SET_VRING_NUM, i, VhostUserCodec.vringState(i, g.size()));
-            request(VhostUserRequest.SET_VRING_ADDR, i, VhostUserCodec.vringAddress(new VringAddress(i, 0,
-                    userspaceAddress(memory, g.descTableAddress(), g.descTableBytes()),
-                    userspaceAddress(memory, g.deviceAreaAddress(), g.deviceAreaBytes()),
-                    userspaceAddress(memory, g.driverAreaAddress(), g.driverAreaBytes()), 0)));
+            setVringAddr(i, g, memory, log != null);
             request(VhostUserRequest.SET_VRING_KICK, i, VhostUserCodec.vringFd(i, false), List.of(q.kick().fd()));
             request(VhostUserRequest.SET_VRING_CALL, i, VhostUserCodec.vringFd(i, false), List.of(q.call().fd()));
             request(VhostUserRequest.SET_VRING_ERR, i, VhostUserCodec.vringFd(i, false), List.of(errors[i].fd()));
+        }
+    }
+
+    /** SET_FEATURES' value: the acked bits the backend knows, bit 30, and LOG_ALL while logging. */
+    private long featuresFor(long acked, boolean logging) {
+        long features = acked & backendFeatures & ~LOG_ALL;
+        if ((backendFeatures & VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT) != 0) {
+            features |= VhostUserProtocolFeature.PROTOCOL_FEATURES_BIT; // the rings start disabled
+        }
+        return logging ? features | LOG_ALL : features;
+    }
+
+    private void setVringAddr(int ring, QueueGeometry g, GuestMemory memory, boolean log) throws IOException {
+        // With the log flag the backend logs its used-ring writes at log_guest_addr (guest-physical)
+        // plus their offset in the ring it writes: the used ring (split), or the descriptor ring
+        // (packed: used descriptors are written there; DPDK logs them at log_guest_addr + their
+        // index times 16), so that is the address to give for a packed ring.
+        long logAddress = g.packed() ? g.descTableAddress() : g.deviceAreaAddress();
+        if (log && logAddress == 0) {
+            // DPDK takes a log address of 0 for "not mapped" and stops the ring without a word.
+            throw new IllegalArgumentException(String.format("%s: virtqueue %d's %s is at guest address 0, which a "
+                    + "vhost-user backend cannot be given as the log address (DPDK takes 0 as unmapped)", name, ring,
+                    g.packed() ? "descriptor ring" : "used ring"));
+        }
+        request(VhostUserRequest.SET_VRING_ADDR, ring, VhostUserCodec.vringAddress(new VringAddress(ring,
+                log ? VringAddress.LOG : 0,
+                userspaceAddress(memory, g.descTableAddress(), g.descTableBytes()),
+                userspaceAddress(memory, g.deviceAreaAddress(), g.deviceAreaBytes()),
+                userspaceAddress(memory, g.driverAreaAddress(), g.driverAreaBytes()),
+                log ? logAddress : 0)));
+    }
+
+    /**
+     * SET_LOG_BASE with the log's memfd: the backend maps the bitmap and marks what it writes
+     * straight into the same pages {@link DirtyLog} reads. The backend always answers it (once
+     * the log is mapped), REPLY_ACK or not.
+     */
+    private void setLogBase(DirtyLog log) throws IOException {
+        long pages = log.coveredBytes() / DirtyLog.PAGE_SIZE;
+        long bytes = (pages + 63) / 64 * 8;
+        long mapped = (bytes + DirtyLog.PAGE_SIZE - 1) / DirtyLog.PAGE_SIZE * DirtyLog.PAGE_SIZE;
+        send(VhostUserRequest.SET_LOG_BASE, RING_NONE, VhostUserCodec.logArea(new LogArea(mapped, 0)),
+                List.of(log.fd()), false);
+        // The reply's payload is empty (DPDK 22.11, as the protocol describes it) or a u64 status.
+        VhostUserMessage m = awaitMessage(VhostUserRequest.SET_LOG_BASE, RING_NONE);
+        try (m) {
+            if (!m.isReply() || m.code() != VhostUserRequest.SET_LOG_BASE.code() || m.fdCount() != 0
+                    || (m.size() != 0 && m.size() != 8)) {
+                throw new IOException(name + ": reply to SET_LOG_BASE(6) malformed: " + m);
+            }
+            if (m.size() == 8 && VhostUserCodec.u64(m) != 0) {
+                throw new IOException(name + " refused SET_LOG_BASE(6): status " + VhostUserCodec.u64(m));
+            }
+        }
+    }
+
+    /** A log this backend can hand over: LOG_SHMFD negotiated, LOG_ALL offered, the bitmap in a memfd of its own. */
+    private void checkLoggable(DirtyLog log) {
+        if (!VhostUserProtocolFeature.LOG_SHMFD.in(protocolFeatures) || (backendFeatures & LOG_ALL) == 0) {
+            throw new IllegalArgumentException(name + " cannot log dirty pages: it offers "
+                    + ((backendFeatures & LOG_ALL) == 0 ? "no VHOST_F_LOG_ALL" : "no LOG_SHMFD protocol feature"));
+        }
+        try {
+            log.fd();
+        } catch (IllegalStateException e) {
+            throw new IllegalArgumentException(name + ": the dirty log must be in a memfd of its own (DirtyLog.create), "
+                    + "to be shared with the backend process", e);
         }
     }
 
@@ -536,14 +609,43 @@ public final class VhostUserFrontendBackend implements NetBackend {
     @Override
     public void setOffloads(int tunOffloadFlags) {}
 
-    /** @throws IOException always: LOG_SHMFD dirty logging is not implemented by this backend */
+    /**
+     * Starts logging on a running or prestarted backend in QEMU's order: SET_LOG_BASE,
+     * SET_FEATURES with VHOST_F_LOG_ALL, SET_VRING_ADDR with the log flag per ring. Stopped: the
+     * next start logs (its {@link BackendStart#dirtyLog()}).
+     *
+     * @throws IllegalArgumentException when the backend cannot log (no LOG_SHMFD or LOG_ALL) or
+     *     the log has no memfd of its own
+     */
     @Override
-    public void startDirtyLog(DirtyLog log) throws IOException {
-        throw new IOException(name + ": dirty logging (LOG_SHMFD) is not implemented by this backend");
+    public synchronized void startDirtyLog(DirtyLog log) throws IOException {
+        Objects.requireNonNull(log, "log");
+        checkLoggable(log);
+        if (current == null) {
+            return;
+        }
+        setLogBase(log);
+        request(VhostUserRequest.SET_FEATURES, RING_NONE, VhostUserCodec.u64(featuresFor(current.ackedFeatures(), true)));
+        for (QueueBinding q : current.queues()) {
+            setVringAddr(q.index(), q.state().geometry(), current.memory(), true);
+        }
+        dirtyLog = log;
+        current = current.withDirtyLog(log);
     }
 
+    /** Stops logging: SET_VRING_ADDR without the log flag per ring, SET_FEATURES without LOG_ALL. */
     @Override
-    public void stopDirtyLog() {}
+    public synchronized void stopDirtyLog() throws IOException {
+        if (current != null && dirtyLog != null) {
+            for (QueueBinding q : current.queues()) {
+                setVringAddr(q.index(), q.state().geometry(), current.memory(), false);
+            }
+            request(VhostUserRequest.SET_FEATURES, RING_NONE, VhostUserCodec.u64(featuresFor(current.ackedFeatures(),
+                    false)));
+            current = current.withDirtyLog(null);
+        }
+        dirtyLog = null;
+    }
 
     /**
      * @throws UnsupportedOperationException always: a vhost-user backend is another process, which
@@ -605,6 +707,17 @@ public final class VhostUserFrontendBackend implements NetBackend {
 
     /** The reply to {@code r}, within the reply deadline, checked (request number, size, no fds). */
     private VhostUserMessage awaitReply(VhostUserRequest r, int ring) throws IOException {
+        VhostUserMessage m = awaitMessage(r, ring);
+        try (m) {
+            VhostUserCodec.checkReply(m, r);
+            return m;
+        } catch (VhostUserProtocolException e) {
+            throw new IOException(name + ": reply to " + r + ringName(ring) + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The next message, awaited as the reply to {@code r} within the reply deadline; not checked. */
+    private VhostUserMessage awaitMessage(VhostUserRequest r, int ring) throws IOException {
         if (!DescriptorPoller.awaitReadable(connection.socket().fd(), replyDeadline)) {
             throw new IOException(String.format("%s: no reply to %s%s within %d ms", name, r, ringName(ring),
                     replyDeadline.toMillis()));
@@ -620,12 +733,7 @@ public final class VhostUserFrontendBackend implements NetBackend {
             gone(why + " (awaiting the reply to " + r + ringName(ring) + ")");
             throw new IOException(name + ": " + why + " awaiting the reply to " + r + ringName(ring));
         }
-        try (m) {
-            VhostUserCodec.checkReply(m, r);
-            return m;
-        } catch (VhostUserProtocolException e) {
-            throw new IOException(name + ": reply to " + r + ringName(ring) + ": " + e.getMessage(), e);
-        }
+        return m;
     }
 
     private static String ringName(int ring) {

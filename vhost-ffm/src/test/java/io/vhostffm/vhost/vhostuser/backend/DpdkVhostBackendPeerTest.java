@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.vhost.device.BackendStart;
+import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.vhostuser.VhostUserProtocolFeature;
 import io.vhostffm.vhost.vhostuser.VhostUserRequest;
 import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
@@ -254,6 +255,63 @@ class DpdkVhostBackendPeerTest {
             assertEquals(2_000, total(output, "RX-packets"), "testpmd RX-packets");
         }
         assertEquals(before, PeerTools.sessionDescriptors(), "descriptors left open");
+    }
+
+    /**
+     * The dirty log through LOG_SHMFD: DPDK marks, in our {@link DirtyLog}'s own memfd, the pages it
+     * writes (receive buffers, used rings; packed: the descriptor ring) and never a transmit buffer
+     * (it only reads those); from a start with the log, and from {@code startDirtyLog} on a
+     * running backend; after {@code stopDirtyLog} it marks nothing more.
+     */
+    @ParameterizedTest(name = "packed={0}")
+    @CsvSource({"false", "true"})
+    void dirtyLogThroughLogShmfd(boolean packed) throws Exception {
+        Map<Integer, String> before = PeerTools.sessionDescriptors();
+        Path socket = dir.resolve("dpdk-vhost.sock");
+        try (PeerProcess pmd = testpmd(socket, 1); FrontendGuest guest = new FrontendGuest(packed, 1, 0, true);
+                DirtyLog log = DirtyLog.covering(guest.memory)) {
+            try (VhostUserFrontendBackend backend = VhostUserFrontendBackend.connect(socket, REPLY, 1)) {
+                assertTrue(VhostUserProtocolFeature.LOG_SHMFD.in(backend.protocolFeatures()),
+                        VhostUserProtocolFeature.describe(backend.protocolFeatures()));
+                // Logging from the start.
+                BackendStart start = guest.start().withDirtyLog(log);
+                backend.start(start);
+                guest.roundTrip(300, PROGRESS_MILLIS);
+                assertLogged(guest, log, packed, "from the start");
+                List<QueuePosition> positions = backend.stop();
+                guest.assertPositionsAgree(positions);
+
+                // Started without a log, then logging switched on and off while running.
+                log.clear();
+                backend.start(start.withPositions(positions).withDirtyLog(null));
+                guest.roundTrip(100, PROGRESS_MILLIS);
+                assertEquals(0, log.fetchAndClear().length, "pages marked before logging started");
+                backend.startDirtyLog(log);
+                guest.roundTrip(300, PROGRESS_MILLIS);
+                assertLogged(guest, log, packed, "after startDirtyLog");
+                backend.stopDirtyLog();
+                log.clear();
+                guest.roundTrip(100, PROGRESS_MILLIS);
+                assertEquals(0, log.fetchAndClear().length, "pages marked after stopDirtyLog");
+                guest.assertPositionsAgree(backend.stop());
+            }
+            assertEquals(0, pmd.stop(30), "testpmd's exit status");
+        }
+        assertEquals(before, PeerTools.sessionDescriptors(), "descriptors left open");
+    }
+
+    /** The receive ring's written area and first buffers and the transmit ring's are marked; no transmit buffer is. */
+    private static void assertLogged(FrontendGuest guest, DirtyLog log, boolean packed, String when) {
+        // Packed rings are written in the descriptor ring itself; split ones in the used ring.
+        long rxRing = packed ? guest.descriptors(0) : guest.deviceArea(0);
+        long txRing = packed ? guest.descriptors(1) : guest.deviceArea(1);
+        assertTrue(log.isDirty(rxRing), when + ": the receive ring's written page is not marked");
+        assertTrue(log.isDirty(txRing), when + ": the transmit ring's written page is not marked");
+        assertTrue(log.isDirty(guest.slotAddress(0, 0)), when + ": the first receive buffer's page is not marked");
+        for (int slot = 0; slot < FrontendGuest.SIZE; slot += 2) {
+            long page = guest.slotAddress(1, slot);
+            assertTrue(!log.isDirty(page), when + ": transmit buffer page 0x" + Long.toHexString(page) + " marked");
+        }
     }
 
     /** A reply that never comes: the frontend's deadline names the request. */

@@ -42,6 +42,8 @@ final class FrontendGuest implements AutoCloseable {
     /** Frames in flight per pair: fewer than the receive buffers posted, so the peer never lacks one. */
     static final int WINDOW = 128;
     private static final long RING_STRIDE = 0x4000;
+    /** Rings from 64 KiB: DPDK refuses a log address of 0 (a packed ring's at guest address 0). */
+    private static final long RINGS = 0x10000;
     private static final long BUFFERS = 0x100000;
 
     final boolean packed;
@@ -79,7 +81,7 @@ final class FrontendGuest implements AutoCloseable {
         txPerQueue = new long[n];
         try {
             for (int q = 0; q < n; q++) {
-                long base = q * RING_STRIDE;
+                long base = RINGS + q * RING_STRIDE;
                 if (packed) {
                     QueueGeometry g = QueueGeometry.packed(SIZE, base, base + 0x1000, base + 0x2000, false);
                     initial[q] = QueueState.of(g, QueuePosition.packed(start, startWrap, start, startWrap, 0));
@@ -100,6 +102,16 @@ final class FrontendGuest implements AutoCloseable {
             close();
             throw e;
         }
+    }
+
+    /** Guest address of queue {@code q}'s device area (split: used ring; packed: device event suppression). */
+    long deviceArea(int q) {
+        return RINGS + q * RING_STRIDE + 0x2000;
+    }
+
+    /** Guest address of queue {@code q}'s descriptor table (ring). */
+    long descriptors(int q) {
+        return RINGS + q * RING_STRIDE;
     }
 
     long features() {
@@ -131,7 +143,8 @@ final class FrontendGuest implements AutoCloseable {
         return new BackendStart(memory, features(), bindings, pairs, 0, null, listener);
     }
 
-    private long slotAddress(int q, int slot) {
+    /** Guest address of buffer slot {@code slot} of queue {@code q}. */
+    long slotAddress(int q, int slot) {
         return BUFFERS + ((long) q * SIZE + slot) * SLOT;
     }
 
