@@ -124,6 +124,34 @@ class DpdkFallbackPeerTest {
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
     }
 
+    /** Without a fallback, a killed testpmd puts the device in DEVICE_NEEDS_RESET naming the backend. */
+    @Test
+    void killedDpdkBackendWithoutFallbackNeedsReset() throws Exception {
+        java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
+        Path socket = dir.resolve("dpdk-vhost.sock");
+        Process pmd = startTestpmd(socket);
+        Thread output = reader;
+        try {
+            try (RuntimeRig rig = RuntimeRig.on(1,
+                    tap -> VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1))) {
+                rig.guest.postRxBuffers();
+                roundTripThroughTestpmd(rig.guest, 100);
+                pmd.destroyForcibly();
+                assertTrue(pmd.waitFor(20, TimeUnit.SECONDS), "testpmd did not die of SIGKILL");
+                rig.awaitNeedsReset();
+                String error = rig.device.lastError().orElse("");
+                assertTrue(error.contains("is gone (the peer closed the connection)")
+                        && error.contains("no fallback backend is set"), error);
+                System.out.println("without fallback: " + error);
+            }
+        } finally {
+            pmd.destroyForcibly();
+            pmd.waitFor(20, TimeUnit.SECONDS);
+            output.join(20_000);
+        }
+        assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
+    }
+
     /**
      * A live switch between testpmd (through the vhost-user frontend) and the userspace datapath
      * on a TAP, both ways, every 200 frames the guest transmits, while it keeps transmitting: each
