@@ -69,7 +69,8 @@ import java.util.Objects;
  * acknowledgement awaited, so a refusal is seen at the request that caused it, named. Every
  * reply is awaited with the reply deadline given to {@link #connect}; a reply that does not
  * come in time, a malformed one, or the connection ending is an {@link IOException} naming the
- * request and ring. Connecting to a UNIX socket does not wait (the listener's backlog takes it,
+ * request and ring, and the backend is gone from then on (a late or stray reply would otherwise be
+ * taken for the next request's): reported as below. Connecting to a UNIX socket does not wait (the listener's backlog takes it,
  * or it is refused at once), so the connect's own deadline is the first reply's.
  *
  * <h2>Positions</h2>
@@ -459,6 +460,7 @@ public final class VhostUserFrontendBackend implements NetBackend {
         try (m) {
             if (!m.isReply() || m.code() != VhostUserRequest.SET_LOG_BASE.code() || m.fdCount() != 0
                     || (m.size() != 0 && m.size() != 8)) {
+                gone("malformed reply to SET_LOG_BASE(6): " + m);
                 throw new IOException(name + ": reply to SET_LOG_BASE(6) malformed: " + m);
             }
             if (m.size() == 8 && VhostUserCodec.u64(m) != 0) {
@@ -712,6 +714,7 @@ public final class VhostUserFrontendBackend implements NetBackend {
             VhostUserCodec.checkReply(m, r);
             return m;
         } catch (VhostUserProtocolException e) {
+            gone("malformed reply to " + r + ringName(ring) + ": " + e.getMessage());
             throw new IOException(name + ": reply to " + r + ringName(ring) + ": " + e.getMessage(), e);
         }
     }
@@ -719,13 +722,16 @@ public final class VhostUserFrontendBackend implements NetBackend {
     /** The next message, awaited as the reply to {@code r} within the reply deadline; not checked. */
     private VhostUserMessage awaitMessage(VhostUserRequest r, int ring) throws IOException {
         if (!DescriptorPoller.awaitReadable(connection.socket().fd(), replyDeadline)) {
-            throw new IOException(String.format("%s: no reply to %s%s within %d ms", name, r, ringName(ring),
-                    replyDeadline.toMillis()));
+            // A late reply would be taken for the next request's: the connection is out of step for good.
+            String why = String.format("no reply to %s%s within %d ms", r, ringName(ring), replyDeadline.toMillis());
+            gone(why);
+            throw new IOException(name + ": " + why);
         }
         VhostUserMessage m;
         try {
             m = connection.receive();
         } catch (VhostUserProtocolException e) {
+            gone("malformed reply to " + r + ringName(ring) + ": " + e.getMessage());
             throw new IOException(name + ": reply to " + r + ringName(ring) + ": " + e.getMessage(), e);
         }
         if (m == null) {
