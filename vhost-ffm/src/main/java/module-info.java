@@ -13,7 +13,9 @@
  *       backend on them); {@code io.vhostffm.vhost.device.userspace}: the Java datapath.</li>
  *   <li>{@code io.vhostffm.vhost.vhostuser}: the vhost-user protocol (messages, codec,
  *       connection); {@code io.vhostffm.vhost.vhostuser.backend}: the device side serving a
- *       vhost-user frontend (QEMU, DPDK virtio-user) on the userspace datapath and a TAP.</li>
+ *       vhost-user frontend (QEMU, DPDK virtio-user) on the userspace datapath and a TAP;
+ *       {@code io.vhostffm.vhost.vhostuser.frontend}: the frontend side, a {@code NetBackend}
+ *       whose datapath is an external vhost-user backend process (DPDK's net_vhost).</li>
  * </ul>
  */
 module io.vhostffm.vhost {
@@ -28,4 +30,5 @@ module io.vhostffm.vhost {
     exports io.vhostffm.vhost.device.userspace;
     exports io.vhostffm.vhost.vhostuser;
     exports io.vhostffm.vhost.vhostuser.backend;
+    exports io.vhostffm.vhost.vhostuser.frontend;
 }

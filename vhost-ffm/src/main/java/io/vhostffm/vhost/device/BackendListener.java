@@ -27,4 +27,20 @@ public interface BackendListener {
     default void backendClosed(NetBackend backend) {
         badGuestInput(-1, backend + " was closed while the device used it");
     }
+
+    /**
+     * The process behind the backend is gone (a vhost-user backend's socket reached end of stream
+     * or was reset, or it signalled its ring error eventfd and then hung up): its datapath moves no
+     * more frames, and the backend can no longer be asked where the queues stand. Called at most
+     * once per backend, from the backend's own watcher thread. {@link NetDeviceRuntime} switches
+     * to its fallback backend when it has one ({@link NetDeviceRuntime#setFallbackBackend}), else
+     * puts the device in DEVICE_NEEDS_RESET naming the backend and the reason. The default treats
+     * it as a fault of no queue.
+     *
+     * @param backend the backend whose peer is gone
+     * @param reason what was seen, e.g. {@code the peer closed the connection}
+     */
+    default void backendGone(NetBackend backend, String reason) {
+        badGuestInput(-1, backend + " is gone: " + reason);
+    }
 }

@@ -115,6 +115,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     private int tunOffloadFlags;
     private DatapathState lastStopped;
     private boolean closed;
+    private NetBackend fallback;
 
     /**
      * A device in reset state whose offer is computed against {@code backend}'s capabilities.
@@ -685,6 +686,43 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     }
 
     /**
+     * The backend to switch to when the current one reports its process gone
+     * ({@link BackendListener#backendGone}, e.g. a vhost-user backend that died): the switch is
+     * {@link #switchBackend} from the positions the gone backend's {@link NetBackend#stop} gives,
+     * so the guest's queues continue on the same rings. Used once: afterwards it is the device's
+     * backend and no fallback is set. Without one (null, the default) a gone backend puts the
+     * device in DEVICE_NEEDS_RESET. The caller keeps owning both backends.
+     */
+    public void setFallbackBackend(NetBackend fallback) {
+        synchronized (model) {
+            this.fallback = fallback;
+        }
+    }
+
+    /** Switches to the fallback after {@code gone} reported its process gone; NEEDS_RESET when that fails. */
+    private void fallBack(NetBackend gone, String reason) {
+        synchronized (model) {
+            if (closed || backend != gone || lastStart == null) {
+                return; // no longer in use (switched away or stopped meanwhile)
+            }
+            NetBackend next = fallback;
+            if (next == null) {
+                model.reportBadGuestInput("backend " + gone + " is gone (" + reason + ") and no fallback backend is set");
+                return;
+            }
+            fallback = null;
+            try {
+                switchBackend(next);
+                LOG.log(System.Logger.Level.WARNING, "backend " + gone + " is gone (" + reason + "); the device runs on "
+                        + next + " now");
+            } catch (IOException | RuntimeException e) {
+                model.reportBadGuestInput("backend " + gone + " is gone (" + reason + ") and the switch to the fallback "
+                        + next + " failed: " + e);
+            }
+        }
+    }
+
+    /**
      * Starts dirty page logging into {@code log} (sized for this guest memory): the backend marks
      * what its datapath writes, the control queue what it writes. Works stopped or running; a
      * later start keeps logging.
@@ -856,6 +894,12 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         @Override
         public void badGuestInput(int queueIndex, String reason) {
             reportFromBackend(reason);
+        }
+
+        @Override
+        public void backendGone(NetBackend gone, String reason) {
+            // Not on the caller's thread: the switch stops the gone backend, which may wait for it.
+            Thread.ofPlatform().daemon().name("virtio-net-backend-gone").start(() -> fallBack(gone, reason));
         }
 
         @Override

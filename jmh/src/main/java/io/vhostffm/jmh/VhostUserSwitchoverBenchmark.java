@@ -1,0 +1,203 @@
+package io.vhostffm.jmh;
+
+import io.vhostffm.vhost.device.BackendListener;
+import io.vhostffm.vhost.device.BackendStart;
+import io.vhostffm.vhost.device.QueueBinding;
+import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.MemfdGuestMemory;
+import io.vhostffm.vhost.virtio.VirtioFeature;
+import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
+import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.QueueState;
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+
+/**
+ * The switchover with a vhost-user backend process: DPDK testpmd's net_vhost (started by the
+ * fixture, {@code --no-huge}), our frontend ({@link VhostUserFrontendBackend}) on memfd guest
+ * memory with {@link #pairs} split queue pairs of 256 entries. One operation is one switchover:
+ * <ul>
+ * <li>{@link #quickstart}: early migration's switchover on a connected, prestarted backend:
+ *     per ring SET_VRING_BASE and SET_VRING_ENABLE(1), then SET_STATUS with DRIVER_OK, each
+ *     acknowledged (REPLY_ACK) by testpmd.</li>
+ * <li>{@link #classic}: from no connection: connect, GET_FEATURES, GET/SET_PROTOCOL_FEATURES,
+ *     GET_QUEUE_NUM, SET_OWNER, SET_FEATURES, SET_STATUS, SET_MEM_TABLE (testpmd maps the memfd),
+ *     per ring NUM, ADDR, KICK, CALL, ERR, then what quickstart sends.</li>
+ * </ul>
+ * Set-up (prestart) and tear-down (stop: disable, SET_STATUS(0), GET_VRING_BASE per ring; for
+ * classic also closing the connection) run outside the measured time ({@code Level.Invocation}).
+ * testpmd's forwarding core polls a core at 100% throughout, for both variants alike: compare the
+ * two in the same run, not with other benchmarks. Needs {@code dpdk-testpmd} (bin/peer-bench
+ * installs it).
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Fork(1)
+public class VhostUserSwitchoverBenchmark {
+    private static final Duration REPLY = Duration.ofSeconds(10);
+
+    /** testpmd, the guest memory and the queues' eventfds, for one trial. */
+    @State(Scope.Benchmark)
+    public static class Peer {
+        /** Queue pairs of the device (and of testpmd's port). */
+        @Param({"1", "4"})
+        public int pairs;
+
+        Path dir;
+        Path socket;
+        Process testpmd;
+        MemfdGuestMemory memory;
+        final List<EventFd> eventFds = new ArrayList<>();
+        BackendStart start;
+
+        /** Starts testpmd and waits until its port (and the socket's listen) is started. */
+        @Setup(Level.Trial)
+        public void setUp() throws Exception {
+            dir = Files.createTempDirectory("vhostffm-jmh-vu");
+            socket = dir.resolve("vhost.sock");
+            List<String> command = List.of("dpdk-testpmd", "-l", "0-1", "--no-pci", "--no-huge", "-m", "512",
+                    "--file-prefix=vhostffm-jmh-" + ProcessHandle.current().pid(),
+                    "--vdev", "net_vhost0,iface=" + socket + ",queues=" + pairs + ",client=0",
+                    "--", "--total-num-mbufs=16384", "--forward-mode=macswap", "--rxq=" + pairs, "--txq=" + pairs,
+                    "--auto-start", "--stats-period=3600");
+            testpmd = new ProcessBuilder(command).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                    .redirectErrorStream(true).start();
+            CountDownLatch started = new CountDownLatch(1);
+            Thread.ofPlatform().daemon().name("testpmd output").start(() -> {
+                try (BufferedReader r = new BufferedReader(new InputStreamReader(testpmd.getInputStream(),
+                        StandardCharsets.UTF_8))) {
+                    String line;
+                    while ((line = r.readLine()) != null) {
+                        if (line.contains("Start automatic packet forwarding") || line.startsWith("Port statistics")) {
+                            started.countDown();
+                        }
+                    }
+                } catch (IOException e) {
+                    // testpmd is gone
+                }
+            });
+            if (!started.await(60, TimeUnit.SECONDS)) {
+                testpmd.destroyForcibly();
+                throw new IllegalStateException("testpmd did not start within 60 s (is dpdk-testpmd installed?)");
+            }
+            int queues = 2 * pairs;
+            memory = MemfdGuestMemory.create("jmh-vhost-user", List.of(new MemfdGuestMemory.RegionSpec(0, 1 << 20)));
+            List<QueueBinding> bindings = new ArrayList<>();
+            for (int q = 0; q < queues; q++) {
+                long base = q * 0x4000L;
+                QueueState state = QueueState.fresh(QueueGeometry.split(256, base, base + 0x1000, base + 0x2000, false));
+                EventFd kick = EventFd.create("jmh kick " + q);
+                EventFd call = EventFd.create("jmh call " + q);
+                eventFds.add(kick);
+                eventFds.add(call);
+                bindings.add(new QueueBinding(q, state, kick, call));
+            }
+            BackendListener listener = (queue, reason) -> {
+                throw new IllegalStateException("backend reported: " + reason);
+            };
+            start = new BackendStart(memory, VirtioFeature.VERSION_1.mask(), bindings, pairs, 0, null, listener);
+        }
+
+        List<QueuePosition> positions() {
+            return start.positions();
+        }
+
+        /** Stops testpmd (SIGTERM, then SIGKILL) and frees the memory and eventfds. */
+        @TearDown(Level.Trial)
+        public void tearDown() throws Exception {
+            testpmd.toHandle().destroy();
+            if (!testpmd.waitFor(30, TimeUnit.SECONDS)) {
+                testpmd.destroyForcibly();
+            }
+            eventFds.forEach(EventFd::close);
+            memory.close();
+            Files.deleteIfExists(socket);
+            Files.deleteIfExists(dir);
+        }
+    }
+
+    /** A connection made once per trial; prestarted before each operation, stopped after it. */
+    @State(Scope.Thread)
+    public static class Prestarted {
+        VhostUserFrontendBackend backend;
+
+        @Setup(Level.Trial)
+        public void connect(Peer peer) throws IOException {
+            backend = VhostUserFrontendBackend.connect(peer.socket, REPLY, peer.pairs);
+        }
+
+        @Setup(Level.Invocation)
+        public void prestart(Peer peer) throws IOException {
+            backend.prestart(peer.start);
+        }
+
+        @TearDown(Level.Invocation)
+        public void stop() throws IOException {
+            backend.stop();
+        }
+
+        @TearDown(Level.Trial)
+        public void close() {
+            backend.close();
+        }
+    }
+
+    /** No connection before the operation; the tear-down stops and closes what it made. */
+    @State(Scope.Thread)
+    public static class Unconnected {
+        VhostUserFrontendBackend backend;
+
+        @TearDown(Level.Invocation)
+        public void stopAndClose() throws IOException {
+            VhostUserFrontendBackend b = backend;
+            backend = null;
+            if (b != null) {
+                try {
+                    if (b.isPrestarted()) {
+                        b.stop();
+                    }
+                } finally {
+                    b.close();
+                }
+            }
+        }
+    }
+
+    /** Early migration's switchover: the final positions into a prestarted backend, rings enabled, DRIVER_OK. */
+    @Benchmark
+    public VhostUserFrontendBackend quickstart(Peer peer, Prestarted state) throws IOException {
+        state.backend.quickstart(peer.positions());
+        return state.backend;
+    }
+
+    /** A classic start from nothing: connect, negotiate, program every ring, enable. */
+    @Benchmark
+    public VhostUserFrontendBackend classic(Peer peer, Unconnected state) throws IOException {
+        VhostUserFrontendBackend b = VhostUserFrontendBackend.connect(peer.socket, REPLY, peer.pairs);
+        state.backend = b; // the tear-down closes it even if start fails
+        b.start(peer.start);
+        return b;
+    }
+}
