@@ -135,6 +135,10 @@ class HostileGuestTest {
             String error = awaitNeedsReset(rig, hostile);
             assertTrue(error.contains("virtqueue 3: descriptor loop or chain longer than the queue size (head " + head),
                     error);
+            // the guest goes on writing registers: refused, and the reason for the reset stays named
+            assertThrows(VirtioTransportException.class, () -> rig.device.setQueueDescTable(3, 0));
+            assertTrue(rig.device.lastError().orElseThrow().startsWith("queue 3: queue_desc write refused"));
+            assertEquals(error, "DEVICE_NEEDS_RESET: " + rig.device.model().needsResetReason().orElseThrow());
             // pair 0: exactly the frames whose chains came back arrived, once each, in order
             int used = rig.guest.collectTx(0);
             for (int k = 0; k < used; k++) {
