@@ -55,6 +55,8 @@ public final class VirtioNetDevice {
     private VirtioNetState net;
     private volatile RxFilter rxFilter;
     private String lastError;
+    /** Why DEVICE_NEEDS_RESET was entered: the first reason, kept until a reset or restore. */
+    private String needsResetReason;
 
     /**
      * A device in reset state with the link up.
@@ -236,6 +238,7 @@ public final class VirtioNetDevice {
 
     private void reset() {
         status = 0;
+        needsResetReason = null;
         driverFeatures = 0;
         net = resetNetState(net.netStatus());
         rxFilter = new RxFilter(net);
@@ -264,6 +267,7 @@ public final class VirtioNetDevice {
             return;
         }
         status |= DEVICE_NEEDS_RESET;
+        needsResetReason = reason;
         try {
             listener.needsReset(reason);
         } catch (RuntimeException e) {
@@ -296,6 +300,15 @@ public final class VirtioNetDevice {
     /** The last refused driver action or error, for logs and tests. */
     public synchronized Optional<String> lastError() {
         return Optional.ofNullable(lastError);
+    }
+
+    /**
+     * Why the device is in DEVICE_NEEDS_RESET: the reason it entered it (the first, e.g. the
+     * queue, index, address and rule of the bad guest input), which {@link #lastError()} no longer
+     * shows once the driver did something else that was refused. Empty when not in that state.
+     */
+    public synchronized Optional<String> needsResetReason() {
+        return Optional.ofNullable((status & DEVICE_NEEDS_RESET) != 0 ? needsResetReason : null);
     }
 
     // ---- config space ----
@@ -497,6 +510,7 @@ public final class VirtioNetDevice {
         status = state.virtio().status();
         driverFeatures = state.virtio().ackedFeatures();
         lastError = null;
+        needsResetReason = null;
         net = state.net();
         rxFilter = new RxFilter(net);
         // Unlike a control command, a restore is not rolled back: every group is tried, and the

@@ -1,0 +1,227 @@
+package io.vhostffm.testkit;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+
+import io.vhostffm.vhost.os.NativeCallException;
+import io.vhostffm.vring.GuestMemory;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * A guest driver that breaks the rules of its split virtqueues on purpose, for tests of what a
+ * device does with hostile input: it writes descriptors and the available ring of a
+ * {@link FakeGuest}'s queues directly in guest memory, bypassing the fake guest's own driver
+ * bookkeeping (so a queue it touched is the fake guest's no longer: reset the device and boot
+ * again afterwards).
+ *
+ * <p>What it can do: write any descriptor field ({@link #writeDescriptor}), offer any head
+ * ({@link #offer}), move the available index by any amount ({@link #moveAvailIndex}), build a
+ * chain that loops ({@link #loopChain}), and overwrite a descriptor the device was already told
+ * about ({@link #rewriteAddress}). A queue's addresses are changed through the transport's
+ * registers, which is the device's business, not this class's.
+ *
+ * <p>Canaries: {@link #paintCanaries()} fills every byte of guest memory that no area of the
+ * {@link GuestLayout} holds (the tails of the ring parts' pages, the ends of the regions) with a
+ * pattern derived from the address; {@link #damagedCanary()} names the first byte that changed.
+ * Nothing this class makes the device write points there, so a changed canary is a device write
+ * outside what the guest gave it. The hole between the regions is not mapped at all: a device
+ * access there would fault the process.
+ *
+ * <p>Ordering: descriptors and ring entries are written first, then the available index with a
+ * release fence before it, as a driver must (the device reads the index with acquire). Not
+ * thread-safe: one thread per guest.
+ */
+public final class HostileGuest {
+    /** VIRTQ_DESC_F_NEXT. */
+    public static final int F_NEXT = 1;
+    /** VIRTQ_DESC_F_WRITE. */
+    public static final int F_WRITE = 2;
+    /** VIRTQ_DESC_F_INDIRECT. */
+    public static final int F_INDIRECT = 4;
+
+    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final FakeGuest guest;
+    private final GuestLayout layout;
+    private final GuestMemory memory;
+    private final List<GuestArea> canaries;
+
+    /**
+     * A hostile driver over {@code guest}'s memory and layout.
+     *
+     * @throws IllegalArgumentException when the guest drives packed rings (only split rings here)
+     */
+    public HostileGuest(FakeGuest guest) {
+        if (guest.packed()) {
+            throw new IllegalArgumentException("a hostile guest drives split rings only");
+        }
+        this.guest = guest;
+        this.layout = guest.layout();
+        this.memory = guest.memory();
+        this.canaries = gaps(layout);
+    }
+
+    /** Every range of the two regions that no area of {@code layout} holds, in address order. */
+    public static List<GuestArea> gaps(GuestLayout layout) {
+        List<GuestArea> areas = new ArrayList<>(layout.areas());
+        areas.sort(Comparator.comparingLong(GuestArea::address));
+        List<GuestArea> gaps = new ArrayList<>();
+        for (GuestArea region : List.of(layout.ringRegion(), layout.bufferRegion())) {
+            long end = region.address() + layout.regions().get(region == layout.ringRegion() ? 0 : 1).size();
+            long at = region.address();
+            for (GuestArea a : areas) {
+                if (a.address() < region.address() || a.address() >= end) {
+                    continue;
+                }
+                if (a.address() > at) {
+                    gaps.add(new GuestArea("canary before " + a.name(), at, a.address() - at));
+                }
+                at = Math.max(at, a.end());
+            }
+            if (end > at) {
+                gaps.add(new GuestArea("canary at the end of the " + region.name(), at, end - at));
+            }
+        }
+        return List.copyOf(gaps);
+    }
+
+    /** The fake guest this driver shares memory with. */
+    public FakeGuest guest() {
+        return guest;
+    }
+
+    /** The ranges {@link #paintCanaries()} fills. */
+    public List<GuestArea> canaryAreas() {
+        return canaries;
+    }
+
+    /** Fills every canary range with its pattern. */
+    public void paintCanaries() {
+        for (GuestArea c : canaries) {
+            MemorySegment s = memory.slice(c.address(), c.size());
+            for (long i = 0; i < c.size(); i++) {
+                s.set(JAVA_BYTE, i, pattern(c.address() + i));
+            }
+        }
+    }
+
+    /** The first canary byte that is not its pattern, named with its area and address; empty when all hold. */
+    public Optional<String> damagedCanary() {
+        for (GuestArea c : canaries) {
+            MemorySegment s = memory.slice(c.address(), c.size());
+            for (long i = 0; i < c.size(); i++) {
+                byte b = s.get(JAVA_BYTE, i);
+                if (b != pattern(c.address() + i)) {
+                    return Optional.of(String.format("%s: byte at guest address 0x%x is 0x%02x, not 0x%02x", c,
+                            c.address() + i, b & 0xff, pattern(c.address() + i) & 0xff));
+                }
+            }
+        }
+        return Optional.empty();
+    }
+
+    private static byte pattern(long address) {
+        return (byte) (0xa5 ^ (address * 0x9e3779b1L >>> 24));
+    }
+
+    /** Queue size of virtqueue {@code queue}. */
+    public int size(int queue) {
+        return layout.queueSize(queue);
+    }
+
+    /**
+     * Writes descriptor {@code index} of virtqueue {@code queue}'s table: any address, length,
+     * flags and next, unchecked (index taken modulo the queue size).
+     */
+    public void writeDescriptor(int queue, int index, long address, int length, int flags, int next) {
+        long at = descriptor(queue, index);
+        memory.slice(at, 16).set(U64, 0, address);
+        memory.slice(at, 16).set(U32, 8, length);
+        memory.slice(at, 16).set(U16, 12, (short) flags);
+        memory.slice(at, 16).set(U16, 14, (short) next);
+    }
+
+    /** The address field of descriptor {@code index} of virtqueue {@code queue}. */
+    public long descriptorAddressField(int queue, int index) {
+        return memory.slice(descriptor(queue, index), 16).get(U64, 0);
+    }
+
+    /** Overwrites only the address field of a descriptor, whether or not the device was told about it. */
+    public void rewriteAddress(int queue, int index, long address) {
+        memory.slice(descriptor(queue, index), 16).set(U64, 0, address);
+    }
+
+    private long descriptor(int queue, int index) {
+        return layout.descAddress(queue) + 16L * Math.floorMod(index, size(queue));
+    }
+
+    /** The available ring's index ({@code avail->idx}) as it is in guest memory now. */
+    public int availIndex(int queue) {
+        return memory.slice(layout.driverAreaAddress(queue) + 2, 2).get(U16, 0) & 0xffff;
+    }
+
+    /** The used ring's index ({@code used->idx}) as the device last published it. */
+    public int usedIndex(int queue) {
+        short idx = memory.slice(layout.deviceAreaAddress(queue) + 2, 2).get(U16, 0);
+        VarHandle.acquireFence(); // the device's used elements before its index
+        return idx & 0xffff;
+    }
+
+    /** The head of available ring entry {@code position} (modulo the queue size). */
+    public int availEntry(int queue, int position) {
+        return memory.slice(layout.driverAreaAddress(queue) + 4 + 2L * Math.floorMod(position, size(queue)), 2)
+                .get(U16, 0) & 0xffff;
+    }
+
+    /**
+     * Makes {@code heads} available in order after the current available index, whatever they
+     * are (out of range, already in flight, the same twice), then moves the index by their count.
+     */
+    public void offer(int queue, int... heads) {
+        int idx = availIndex(queue);
+        long ring = layout.driverAreaAddress(queue) + 4;
+        for (int head : heads) {
+            memory.slice(ring + 2L * (idx % size(queue)), 2).set(U16, 0, (short) head);
+            idx = (idx + 1) & 0xffff;
+        }
+        publishAvailIndex(queue, idx);
+    }
+
+    /** Moves the available index by {@code by} (16-bit wraparound) without writing ring entries. */
+    public void moveAvailIndex(int queue, int by) {
+        publishAvailIndex(queue, (availIndex(queue) + by) & 0xffff);
+    }
+
+    private void publishAvailIndex(int queue, int idx) {
+        VarHandle.releaseFence(); // descriptors and ring entries before the index the device acquires
+        memory.slice(layout.driverAreaAddress(queue) + 2, 2).set(U16, 0, (short) idx);
+        VarHandle.fullFence(); // the index before the kick the caller sends
+    }
+
+    /**
+     * Writes a two-descriptor loop, {@code first -> second -> first}, both device-readable (or
+     * writable with {@code F_WRITE} in {@code flags}) over {@code length} bytes at {@code address},
+     * and offers {@code first}.
+     *
+     * @return the head offered
+     */
+    public int loopChain(int queue, int first, int second, long address, int length, int flags) {
+        writeDescriptor(queue, first, address, length, flags | F_NEXT, second);
+        writeDescriptor(queue, second, address, length, flags | F_NEXT, first);
+        offer(queue, first);
+        return first;
+    }
+
+    /** Rings virtqueue {@code queue}'s doorbell through the guest's transport. */
+    public void kick(int queue) throws NativeCallException {
+        guest.transport().kick(queue);
+    }
+}
