@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.vhostffm.testkit.ResourceLedger;
 import io.vhostffm.testkit.RxFrame;
 import io.vhostffm.vhost.device.BackendStart;
 import io.vhostffm.vhost.device.DatapathState;
@@ -119,6 +120,90 @@ class UserspaceBackendRuntimeTest {
             DeviceTraffic.receiveAndCheck(rig, 64, 64, null);
             assertFalse(rig.guest.needsReset());
         }
+    }
+
+    /**
+     * A migration destination's order: prestarted on states whose indices have moved on since
+     * (the datapath built then), quickstarted with the final ones. The prepared datapath serves
+     * from the final positions, and logs its writes where they land.
+     */
+    @Test
+    void prestartedOnStaleStatesQuickstartsAtTheFinalPositionsAndLogsWhereItWrites() throws Exception {
+        try (RuntimeRig rig = userspace(2); DirtyLog log = DirtyLog.covering(rig.memory)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            rig.guest.postRxBuffers();
+            DeviceTraffic.receiveAndCheck(rig, 0, 1, null);
+            DatapathState early = device.stopDatapath();
+            device.startDatapath(early);
+            assertEquals(300, DeviceTraffic.transmitAndCheck(rig, 0, 300));
+            DeviceTraffic.receiveAndCheck(rig, 1, 150, null);
+            DatapathState last = device.stopDatapath();
+
+            device.prestartDatapath(early.dataQueues());
+            assertFalse(device.isDatapathRunning());
+            device.startDirtyLog(log);
+            log.clear();
+            device.quickstartDatapath(last);
+            assertTrue(device.isDatapathRunning());
+            List<RxFrame> received = new ArrayList<>();
+            DeviceTraffic.receiveAndCheck(rig, 151, 60, received);
+            assertEquals(60, DeviceTraffic.transmitAndCheck(rig, 300, 60));
+            assertEquals(VirtioNetCtrl.OK, rig.guest.setPromiscuous(true));
+            TreeSet<Long> expected = VhostNetBackendKernelTest.expectedPages(rig, received);
+            expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(2))); // rx1 used ring
+            expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(3))); // tx1 used ring
+            expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(4))); // control used ring
+            TreeSet<Long> dirty = new TreeSet<>();
+            for (long page : log.fetchAndClear()) {
+                dirty.add(page);
+            }
+            assertEquals(VhostNetBackendKernelTest.hex(expected), VhostNetBackendKernelTest.hex(dirty));
+            DatapathState end = device.stopDatapath();
+            for (int q = 0; q < 4; q++) {
+                QueueState s = end.dataQueues().get(q);
+                assertEquals(0, s.position().inuse(), "virtqueue " + q);
+            }
+            assertEquals(360, end.dataQueues().get(1).position().usedIdx() + end.dataQueues().get(3).position().usedIdx(),
+                    "every frame sent went through the transmit queues, counted from the final positions");
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    /**
+     * A prestart the switchover never follows (a migration abandoned before its end): the stop
+     * lets go of everything the prestart made, the prepared datapath's eventfd and the parked
+     * threads included; a later start runs as usual.
+     */
+    @Test
+    void prestartThenStopWithoutQuickstartLeaksNothing() throws Exception {
+        try (RuntimeRig rig = userspace(2)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            assertEquals(20, DeviceTraffic.transmitAndCheck(rig, 0, 20));
+            DatapathState stopped = device.stopDatapath();
+            for (int i = 0; i < 3; i++) {
+                device.prestartDatapath(stopped.dataQueues());
+                device.stopDatapath();
+            }
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.Snapshot before = ResourceLedger.take();
+            for (int i = 0; i < 20; i++) {
+                device.prestartDatapath(stopped.dataQueues());
+                assertFalse(device.isDatapathRunning());
+                DatapathState again = device.stopDatapath();
+                assertEquals(positions(stopped), positions(again), "a prestart moves no index");
+            }
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.requireFlat("prestart then stop (20 times)", before, ResourceLedger.take());
+            device.startDatapath(stopped);
+            assertEquals(20, DeviceTraffic.transmitAndCheck(rig, 20, 20));
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    private static List<String> positions(DatapathState state) {
+        return state.dataQueues().stream().map(q -> q.position().toString()).toList();
     }
 
     @Test
