@@ -18,7 +18,11 @@ import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
+import io.vhostffm.vring.GuestRegion;
 import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.VirtqueueException;
+import java.lang.foreign.ValueLayout;
 import io.vhostffm.vring.QueueState;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -200,6 +204,62 @@ class UserspaceBackendRuntimeTest {
             assertEquals(20, DeviceTraffic.transmitAndCheck(rig, 20, 20));
             assertFalse(rig.guest.needsReset());
         }
+    }
+
+    /**
+     * The quickstart's rehearsal (a migration destination during precopy, the guest running on
+     * the source and sharing the rings): many rehearsals with stale and final positions, and one
+     * with a refused position, write not a byte of guest memory and start nothing; the
+     * quickstart after them continues both streams exactly.
+     */
+    @Test
+    void rehearsalWritesNothingToGuestMemoryAndTheQuickstartAfterItContinuesTheStream() throws Exception {
+        try (RuntimeRig rig = userspace(2)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            rig.guest.postRxBuffers();
+            DeviceTraffic.receiveAndCheck(rig, 0, 1, null);
+            DatapathState early = device.stopDatapath();
+            device.startDatapath(early);
+            assertEquals(200, DeviceTraffic.transmitAndCheck(rig, 0, 200));
+            DeviceTraffic.receiveAndCheck(rig, 1, 50, null);
+            DatapathState last = device.stopDatapath();
+            assertThrows(IllegalStateException.class, () -> device.rehearseQuickstart(last), "not prestarted");
+
+            device.prestartDatapath(early.dataQueues());
+            List<byte[]> memoryBefore = guestMemory(rig);
+            for (int i = 0; i < 50; i++) {
+                device.rehearseQuickstart(i % 2 == 0 ? early : last);
+            }
+            List<QueueState> refused = new ArrayList<>(last.dataQueues());
+            QueueState rx1 = refused.get(2);
+            refused.set(2, rx1.withPosition(QueuePosition.split(0, 0, rx1.geometry().size() + 1)));
+            assertThrows(VirtqueueException.class,
+                    () -> device.rehearseQuickstart(new DatapathState(refused, last.controlQueue(), last.controlQueueIndex())));
+            assertFalse(device.isDatapathRunning());
+            List<byte[]> memoryAfter = guestMemory(rig);
+            for (int r = 0; r < memoryBefore.size(); r++) {
+                assertTrue(Arrays.equals(memoryBefore.get(r), memoryAfter.get(r)),
+                        "guest memory region " + r + " changed by the rehearsals");
+            }
+
+            device.quickstartDatapath(last);
+            assertTrue(device.isDatapathRunning());
+            assertEquals(100, DeviceTraffic.transmitAndCheck(rig, 200, 100));
+            DeviceTraffic.receiveAndCheck(rig, 51, 50, null);
+            DatapathState end = device.stopDatapath();
+            assertEquals(300, end.dataQueues().get(1).position().usedIdx() + end.dataQueues().get(3).position().usedIdx());
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    /** A copy of every guest memory region's bytes. */
+    private static List<byte[]> guestMemory(RuntimeRig rig) {
+        List<byte[]> copy = new ArrayList<>();
+        for (GuestRegion region : rig.memory.regions()) {
+            copy.add(region.segment().toArray(ValueLayout.JAVA_BYTE));
+        }
+        return copy;
     }
 
     private static List<String> positions(DatapathState state) {

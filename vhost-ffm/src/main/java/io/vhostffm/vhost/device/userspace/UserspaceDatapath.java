@@ -326,17 +326,20 @@ public final class UserspaceDatapath implements AutoCloseable {
         threads.forEach(Thread::start);
     }
 
-    private void positionAndNotify(List<QueuePosition> finalPositions) throws NativeCallException {
-        if (finalPositions != null) {
-            if (finalPositions.size() != 2 * workers.size()) {
-                throw new IllegalArgumentException(finalPositions.size() + " final positions for "
-                        + 2 * workers.size() + " queues");
-            }
-            for (int p = 0; p < workers.size(); p++) {
-                workers.get(p).rx().log().startAt(finalPositions.get(2 * p).usedIdx());
-                workers.get(p).tx().log().startAt(finalPositions.get(2 * p + 1).usedIdx());
-            }
+    /**
+     * {@link #launch}'s first step alone on a prepared datapath, for a quickstart's rehearsal:
+     * the dirty-log trackers given {@code positions}, in this process's objects only (the launch
+     * gives the final ones again); nothing written, nothing started.
+     */
+    void rehearseLaunch(List<QueuePosition> positions) {
+        if (launched) {
+            throw new IllegalStateException("userspace datapath already started");
         }
+        givePositions(positions);
+    }
+
+    private void positionAndNotify(List<QueuePosition> finalPositions) throws NativeCallException {
+        givePositions(finalPositions);
         for (int p = 0; p < pairs.size(); p++) {
             pairs.get(p).tapQueue().setNonBlocking(true);
         }
@@ -346,6 +349,19 @@ public final class UserspaceDatapath implements AutoCloseable {
             QueuePairConfig pair = pairs.get(p);
             pair.rxCall().signal();
             pair.txCall().signal();
+        }
+    }
+
+    private void givePositions(List<QueuePosition> finalPositions) {
+        if (finalPositions != null) {
+            if (finalPositions.size() != 2 * workers.size()) {
+                throw new IllegalArgumentException(finalPositions.size() + " final positions for "
+                        + 2 * workers.size() + " queues");
+            }
+            for (int p = 0; p < workers.size(); p++) {
+                workers.get(p).rx().log().startAt(finalPositions.get(2 * p).usedIdx());
+                workers.get(p).tx().log().startAt(finalPositions.get(2 * p + 1).usedIdx());
+            }
         }
     }
 

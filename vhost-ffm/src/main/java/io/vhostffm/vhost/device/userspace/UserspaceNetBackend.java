@@ -316,6 +316,22 @@ public final class UserspaceNetBackend implements NetBackend {
 
     @Override
     public synchronized void quickstart(List<QueuePosition> finalPositions) throws IOException {
+        quickstart(finalPositions, false);
+    }
+
+    /**
+     * The rehearsal runs {@link #quickstart}'s code: the resync of the prestarted queues (their
+     * positions in this process's objects only; the real quickstart sets them all again), the
+     * final states, the prepared datapath's positions, and stops before the TAP queues are
+     * attached, the first write of all. Nothing is written to guest memory, the TAP or an
+     * eventfd; no thread is given work.
+     */
+    @Override
+    public synchronized void rehearseQuickstart(List<QueuePosition> positions) throws IOException {
+        quickstart(positions, true);
+    }
+
+    private void quickstart(List<QueuePosition> finalPositions, boolean rehearsal) throws IOException {
         checkOpen();
         if (current == null || resync == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not prestarted");
@@ -323,25 +339,46 @@ public final class UserspaceNetBackend implements NetBackend {
         if (datapath != null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is already running");
         }
+        if (finalPositions.size() != current.queues().size()) {
+            throw new IllegalArgumentException(finalPositions.size() + " final positions for "
+                    + current.queues().size() + " queues");
+        }
+        if (rehearsal) {
+            // Refused positions must not reach the resync, which marks a queue it refuses broken.
+            for (int q = 0; q < finalPositions.size(); q++) {
+                finalPositions.get(q).check(current.queues().get(q).index(),
+                        current.queues().get(q).state().geometry().size());
+            }
+        }
+        List<QueuePosition> positions = finalPositions;
         List<DeviceQueue> queues = prestartedQueues;
         QueueResync prestarted = resync;
-        prestartedQueues = null;
-        resync = null;
+        if (!rehearsal) {
+            prestartedQueues = null;
+            resync = null;
+        }
         try {
-            if (finalPositions.size() != current.queues().size()) {
-                throw new IllegalArgumentException(finalPositions.size() + " final positions for "
-                        + current.queues().size() + " queues");
-            }
             // Checks every position against its queue (naming queue and field) and sets it.
-            prestarted.resync(finalPositions);
-            states = current.withPositions(finalPositions).queues().stream().map(QueueBinding::state).toList();
+            prestarted.resync(positions);
+            List<QueueState> finalStates = current.withPositions(positions).queues().stream()
+                    .map(QueueBinding::state).toList();
+            if (rehearsal) {
+                if (prepared != null) {
+                    launchPrepared(positions, true);
+                }
+                return;
+            }
+            states = finalStates;
             if (prepared != null && java.util.Arrays.equals(preparedFor, pairEnabled)) {
-                launchPrepared(finalPositions);
+                launchPrepared(positions, false);
             } else {
                 discardPrepared(); // the enabled pairs changed since the prestart: build anew
                 launch(queues);
             }
         } catch (IOException | RuntimeException e) {
+            if (rehearsal) {
+                throw e;
+            }
             discardPrepared();
             releaseParked();
             current = null;
@@ -365,13 +402,21 @@ public final class UserspaceNetBackend implements NetBackend {
 
     /**
      * Starts the datapath prepared at prestart: the TAP queues attached, the final positions
-     * given, the workers handed to the parked threads. The leftover parked threads end.
+     * given, the workers handed to the parked threads. The leftover parked threads end. A
+     * {@code rehearsal} gives the positions and stops before the first write (the prepared
+     * datapath stays prepared).
      */
-    private void launchPrepared(List<QueuePosition> finalPositions) throws IOException {
+    private void launchPrepared(List<QueuePosition> finalPositions, boolean rehearsal) throws IOException {
         UserspaceDatapath ready = prepared;
         List<QueuePosition> positions = preparedPositions;
+        positions.clear();
         for (int q : preparedQueues) {
             positions.add(finalPositions.get(q));
+        }
+        if (rehearsal) {
+            ready.rehearseLaunch(positions);
+            positions.clear();
+            return;
         }
         prepared = null;
         preparedFor = null;
