@@ -72,6 +72,9 @@ public final class NetMigrationDestination {
     private final NetBackend primary;
     private final NetBackend fallback;
     private volatile Runnable beforeSwitchover = () -> {};
+    /** The system property that sets how often the quickstart is rehearsed after the prestart. */
+    public static final String REHEARSALS_PROPERTY = "io.vhostffm.migration.rehearsals";
+
     private volatile Runnable afterEarlyLoad = () -> {};
     private volatile boolean earlyStart = true;
 
@@ -183,8 +186,6 @@ public final class NetMigrationDestination {
      * early load, outside the downtime.
      */
     static final int REHEARSALS = Integer.getInteger(NetMigrationDestination.REHEARSALS_PROPERTY, 200);
-    /** The system property that sets how often the quickstart is rehearsed. */
-    public static final String REHEARSALS_PROPERTY = "io.vhostffm.migration.rehearsals";
 
     /**
      * Rehearses the switchover on the prestarted state (the guest still runs on the source): the

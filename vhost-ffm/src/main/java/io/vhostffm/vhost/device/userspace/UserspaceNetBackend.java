@@ -25,6 +25,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import io.vhostffm.vhost.os.TunOffload;
@@ -339,17 +340,6 @@ public final class UserspaceNetBackend implements NetBackend {
         if (datapath != null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is already running");
         }
-        if (finalPositions.size() != current.queues().size()) {
-            throw new IllegalArgumentException(finalPositions.size() + " final positions for "
-                    + current.queues().size() + " queues");
-        }
-        if (rehearsal) {
-            // Refused positions must not reach the resync, which marks a queue it refuses broken.
-            for (int q = 0; q < finalPositions.size(); q++) {
-                finalPositions.get(q).check(current.queues().get(q).index(),
-                        current.queues().get(q).state().geometry().size());
-            }
-        }
         List<QueuePosition> positions = finalPositions;
         List<DeviceQueue> queues = prestartedQueues;
         QueueResync prestarted = resync;
@@ -358,6 +348,17 @@ public final class UserspaceNetBackend implements NetBackend {
             resync = null;
         }
         try {
+            if (positions.size() != current.queues().size()) {
+                throw new IllegalArgumentException(positions.size() + " final positions for "
+                        + current.queues().size() + " queues");
+            }
+            if (rehearsal) {
+                // Refused positions must not reach the resync, which marks a queue it refuses broken.
+                for (int q = 0; q < positions.size(); q++) {
+                    positions.get(q).check(current.queues().get(q).index(),
+                            current.queues().get(q).state().geometry().size());
+                }
+            }
             // Checks every position against its queue (naming queue and field) and sets it.
             prestarted.resync(positions);
             List<QueueState> finalStates = current.withPositions(positions).queues().stream()
@@ -369,7 +370,7 @@ public final class UserspaceNetBackend implements NetBackend {
                 return;
             }
             states = finalStates;
-            if (prepared != null && java.util.Arrays.equals(preparedFor, pairEnabled)) {
+            if (prepared != null && Arrays.equals(preparedFor, pairEnabled)) {
                 launchPrepared(positions, false);
             } else {
                 discardPrepared(); // the enabled pairs changed since the prestart: build anew
