@@ -72,6 +72,9 @@ public final class NetMigrationDestination {
     private final NetBackend primary;
     private final NetBackend fallback;
     private volatile Runnable beforeSwitchover = () -> {};
+    /** The system property that sets how often the quickstart is rehearsed after the prestart. */
+    public static final String REHEARSALS_PROPERTY = "io.vhostffm.migration.rehearsals";
+
     private volatile Runnable afterEarlyLoad = () -> {};
     private volatile boolean earlyStart = true;
 
@@ -171,6 +174,44 @@ public final class NetMigrationDestination {
             prestartFailure = e;
             LOG.log(Level.INFO, "migration: prestart of " + primary.capabilities().name() + " failed; the switchover "
                     + "will start the fallback datapath: " + e);
+            return;
+        }
+        rehearse();
+    }
+
+    /**
+     * Times the quickstart is rehearsed after the prestart, from the system property
+     * {@value #REHEARSALS_PROPERTY} (0 turns the rehearsal off): enough for the JIT's first tier
+     * to compile the code the quickstart runs, few enough to cost a millisecond or two of the
+     * early load, outside the downtime.
+     */
+    static final int REHEARSALS = Integer.getInteger(NetMigrationDestination.REHEARSALS_PROPERTY, 200);
+
+    /**
+     * Rehearses the switchover on the prestarted state (the guest still runs on the source): the
+     * final state built from the prestart's own positions as {@link #switchover} builds it from
+     * the final ones, then {@link NetDeviceRuntime#rehearseQuickstart}, which stops before any
+     * write to guest memory, the TAP or an eventfd. A failed rehearsal is logged and changes
+     * nothing: the switchover runs the quickstart as it would have.
+     */
+    private void rehearse() {
+        if (REHEARSALS <= 0) {
+            return;
+        }
+        List<FinalPositions.Entry> entries = new ArrayList<>();
+        for (QueueLayout q : layouts.dataQueues()) {
+            entries.add(new FinalPositions.Entry(q.queue(), q.freshState().position()));
+        }
+        for (QueueLayout q : layouts.controlQueue()) {
+            entries.add(new FinalPositions.Entry(q.queue(), q.freshState().position()));
+        }
+        try {
+            FinalPositions positions = new FinalPositions(entries);
+            for (int i = 0; i < REHEARSALS; i++) {
+                device.rehearseQuickstart(finalState(positions));
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.log(Level.INFO, "migration: the quickstart's rehearsal failed (the switchover is unaffected): " + e);
         }
     }
 

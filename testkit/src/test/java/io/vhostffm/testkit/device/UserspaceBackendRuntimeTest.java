@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.vhostffm.testkit.ResourceLedger;
 import io.vhostffm.testkit.RxFrame;
 import io.vhostffm.vhost.device.BackendStart;
 import io.vhostffm.vhost.device.DatapathState;
@@ -17,7 +18,11 @@ import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
+import io.vhostffm.vring.GuestRegion;
 import io.vhostffm.vring.QueueGeometry;
+import io.vhostffm.vring.QueuePosition;
+import io.vhostffm.vring.VirtqueueException;
+import java.lang.foreign.ValueLayout;
 import io.vhostffm.vring.QueueState;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -119,6 +124,146 @@ class UserspaceBackendRuntimeTest {
             DeviceTraffic.receiveAndCheck(rig, 64, 64, null);
             assertFalse(rig.guest.needsReset());
         }
+    }
+
+    /**
+     * A migration destination's order: prestarted on states whose indices have moved on since
+     * (the datapath built then), quickstarted with the final ones. The prepared datapath serves
+     * from the final positions, and logs its writes where they land.
+     */
+    @Test
+    void prestartedOnStaleStatesQuickstartsAtTheFinalPositionsAndLogsWhereItWrites() throws Exception {
+        try (RuntimeRig rig = userspace(2); DirtyLog log = DirtyLog.covering(rig.memory)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            rig.guest.postRxBuffers();
+            DeviceTraffic.receiveAndCheck(rig, 0, 1, null);
+            DatapathState early = device.stopDatapath();
+            device.startDatapath(early);
+            assertEquals(300, DeviceTraffic.transmitAndCheck(rig, 0, 300));
+            DeviceTraffic.receiveAndCheck(rig, 1, 150, null);
+            DatapathState last = device.stopDatapath();
+
+            device.prestartDatapath(early.dataQueues());
+            assertFalse(device.isDatapathRunning());
+            device.startDirtyLog(log);
+            log.clear();
+            device.quickstartDatapath(last);
+            assertTrue(device.isDatapathRunning());
+            List<RxFrame> received = new ArrayList<>();
+            DeviceTraffic.receiveAndCheck(rig, 151, 60, received);
+            assertEquals(60, DeviceTraffic.transmitAndCheck(rig, 300, 60));
+            assertEquals(VirtioNetCtrl.OK, rig.guest.setPromiscuous(true));
+            TreeSet<Long> expected = VhostNetBackendKernelTest.expectedPages(rig, received);
+            expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(2))); // rx1 used ring
+            expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(3))); // tx1 used ring
+            expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(4))); // control used ring
+            TreeSet<Long> dirty = new TreeSet<>();
+            for (long page : log.fetchAndClear()) {
+                dirty.add(page);
+            }
+            assertEquals(VhostNetBackendKernelTest.hex(expected), VhostNetBackendKernelTest.hex(dirty));
+            DatapathState end = device.stopDatapath();
+            for (int q = 0; q < 4; q++) {
+                QueueState s = end.dataQueues().get(q);
+                assertEquals(0, s.position().inuse(), "virtqueue " + q);
+            }
+            assertEquals(360, end.dataQueues().get(1).position().usedIdx() + end.dataQueues().get(3).position().usedIdx(),
+                    "every frame sent went through the transmit queues, counted from the final positions");
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    /**
+     * A prestart the switchover never follows (a migration abandoned before its end): the stop
+     * lets go of everything the prestart made, the prepared datapath's eventfd and the parked
+     * threads included; a later start runs as usual.
+     */
+    @Test
+    void prestartThenStopWithoutQuickstartLeaksNothing() throws Exception {
+        try (RuntimeRig rig = userspace(2)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            assertEquals(20, DeviceTraffic.transmitAndCheck(rig, 0, 20));
+            DatapathState stopped = device.stopDatapath();
+            for (int i = 0; i < 3; i++) {
+                device.prestartDatapath(stopped.dataQueues());
+                device.stopDatapath();
+            }
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.Snapshot before = ResourceLedger.take();
+            for (int i = 0; i < 20; i++) {
+                device.prestartDatapath(stopped.dataQueues());
+                assertFalse(device.isDatapathRunning());
+                DatapathState again = device.stopDatapath();
+                assertEquals(positions(stopped), positions(again), "a prestart moves no index");
+            }
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.requireFlat("prestart then stop (20 times)", before, ResourceLedger.take());
+            device.startDatapath(stopped);
+            assertEquals(20, DeviceTraffic.transmitAndCheck(rig, 20, 20));
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    /**
+     * The quickstart's rehearsal (a migration destination during precopy, the guest running on
+     * the source and sharing the rings): many rehearsals with stale and final positions, and one
+     * with a refused position, write not a byte of guest memory and start nothing; the
+     * quickstart after them continues both streams exactly.
+     */
+    @Test
+    void rehearsalWritesNothingToGuestMemoryAndTheQuickstartAfterItContinuesTheStream() throws Exception {
+        try (RuntimeRig rig = userspace(2)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            rig.guest.postRxBuffers();
+            DeviceTraffic.receiveAndCheck(rig, 0, 1, null);
+            DatapathState early = device.stopDatapath();
+            device.startDatapath(early);
+            assertEquals(200, DeviceTraffic.transmitAndCheck(rig, 0, 200));
+            DeviceTraffic.receiveAndCheck(rig, 1, 50, null);
+            DatapathState last = device.stopDatapath();
+            assertThrows(IllegalStateException.class, () -> device.rehearseQuickstart(last), "not prestarted");
+
+            device.prestartDatapath(early.dataQueues());
+            List<byte[]> memoryBefore = guestMemory(rig);
+            for (int i = 0; i < 50; i++) {
+                device.rehearseQuickstart(i % 2 == 0 ? early : last);
+            }
+            List<QueueState> refused = new ArrayList<>(last.dataQueues());
+            QueueState rx1 = refused.get(2);
+            refused.set(2, rx1.withPosition(QueuePosition.split(0, 0, rx1.geometry().size() + 1)));
+            assertThrows(VirtqueueException.class,
+                    () -> device.rehearseQuickstart(new DatapathState(refused, last.controlQueue(), last.controlQueueIndex())));
+            assertFalse(device.isDatapathRunning());
+            List<byte[]> memoryAfter = guestMemory(rig);
+            for (int r = 0; r < memoryBefore.size(); r++) {
+                assertTrue(Arrays.equals(memoryBefore.get(r), memoryAfter.get(r)),
+                        "guest memory region " + r + " changed by the rehearsals");
+            }
+
+            device.quickstartDatapath(last);
+            assertTrue(device.isDatapathRunning());
+            assertEquals(100, DeviceTraffic.transmitAndCheck(rig, 200, 100));
+            DeviceTraffic.receiveAndCheck(rig, 51, 50, null);
+            DatapathState end = device.stopDatapath();
+            assertEquals(300, end.dataQueues().get(1).position().usedIdx() + end.dataQueues().get(3).position().usedIdx());
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    /** A copy of every guest memory region's bytes. */
+    private static List<byte[]> guestMemory(RuntimeRig rig) {
+        List<byte[]> copy = new ArrayList<>();
+        for (GuestRegion region : rig.memory.regions()) {
+            copy.add(region.segment().toArray(ValueLayout.JAVA_BYTE));
+        }
+        return copy;
+    }
+
+    private static List<String> positions(DatapathState state) {
+        return state.dataQueues().stream().map(q -> q.position().toString()).toList();
     }
 
     @Test

@@ -87,6 +87,20 @@ public interface NetBackend extends AutoCloseable {
     void quickstart(List<QueuePosition> finalPositions) throws IOException;
 
     /**
+     * A rehearsal of {@link #quickstart} on the prestarted state, during a migration's precopy
+     * (the guest still runs on the source and may share this process's rings and TAP): runs
+     * quickstart's own code with {@code positions} up to, not including, its first write to
+     * guest memory, a TAP, an eventfd or the kernel, so that the code is loaded, linked and warm
+     * when the switchover runs it. The backend stays prestarted; the quickstart sets every
+     * position again. The default does nothing (a backend without a rehearsal).
+     *
+     * @throws io.vhostffm.vring.VirtqueueException when a position does not fit its queue
+     * @throws IllegalStateException when not prestarted
+     */
+    default void rehearseQuickstart(List<QueuePosition> positions) throws IOException {
+    }
+
+    /**
      * A classic start: {@link #prestart} then {@link #quickstart} with the positions of
      * {@code start}, or the backend's own one sequence (kernel: QEMU's order, SET_VRING_BASE with
      * the other per-queue steps, NET_SET_BACKEND last; userspace: the queues opened with a classic

@@ -586,6 +586,27 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     }
 
     /**
+     * A rehearsal of {@link #quickstartDatapath} during a migration's precopy, after
+     * {@link #prestartDatapath}: the same code with {@code state}'s positions, through the
+     * backend's {@link NetBackend#rehearseQuickstart}, stopping before the first write to guest
+     * memory, a TAP, an eventfd or the kernel (the guest runs on the source, which may share
+     * them), so that the switchover's code is loaded and warm when it runs. The control queue is
+     * not started and no queue notified. The datapath stays prestarted.
+     *
+     * @throws IllegalStateException when not prestarted, or running
+     */
+    public void rehearseQuickstart(DatapathState state) throws IOException {
+        synchronized (model) {
+            if (lastStart == null || backend.isRunning()) {
+                throw new IllegalStateException("a rehearsal needs a prestarted, not running, datapath");
+            }
+            List<QueuePosition> positions = positionsOf(state.dataQueues());
+            backend.rehearseQuickstart(positions);
+            lastStart.withPositions(positions); // as the quickstart does; kept by the quickstart only
+        }
+    }
+
+    /**
      * Migration's switchover on the destination after {@link #prestartDatapath}: the backend's
      * {@link NetBackend#quickstart} with the final indices, then the control queue, then one
      * notification per queue (a stale avail_event under EVENT_IDX could otherwise leave the guest

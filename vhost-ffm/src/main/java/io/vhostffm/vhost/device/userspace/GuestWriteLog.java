@@ -40,6 +40,14 @@ final class GuestWriteLog {
         this.usedPosition = opened.position().usedIdx();
     }
 
+    /**
+     * Follows the used position from {@code usedIdx} (the queue's final position, set after this
+     * log was built on a prestarted queue whose indices were not known yet).
+     */
+    void startAt(int usedIdx) {
+        usedPosition = usedIdx;
+    }
+
     /** One used element was published for {@code descriptorCount} ring slots (packed) / one head (split). */
     void usedElement(int descriptorCount) {
         DirtyLog log = logs.get();

@@ -141,6 +141,11 @@ final class RxPath {
         return queue;
     }
 
+    /** What marks this path's writes in the dirty log. */
+    GuestWriteLog log() {
+        return log;
+    }
+
     /** Chains taken from the queue and not published: to be given back when the path stops. */
     int heldChains() {
         return chainCount;

@@ -67,6 +67,11 @@ final class TxPath {
         return queue;
     }
 
+    /** What marks this path's writes in the dirty log. */
+    GuestWriteLog log() {
+        return log;
+    }
+
     /** Whether a chain was taken but not yet written (the TAP was full): given back on stop. */
     boolean holdsChain() {
         return held;

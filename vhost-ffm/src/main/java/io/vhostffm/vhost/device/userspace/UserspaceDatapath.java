@@ -127,6 +127,11 @@ public final class UserspaceDatapath implements AutoCloseable {
     private final List<QueuePairWorker> workers = new ArrayList<>();
     private final List<Thread> threads = new ArrayList<>();
     private final List<Counters> counters = new ArrayList<>();
+    /** The workers' thread names, built with them (not at the start). */
+    private final List<String> names = new ArrayList<>();
+    /** The parked threads being handed their workers (filled and emptied by the launch). */
+    private final ParkedThreads.Reserved[] reserved;
+    private boolean launched;
     private final BackendListener listener;
     private final EventFd stopEvent;
     private final AtomicReference<String> failure = new AtomicReference<>();
@@ -139,6 +144,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         this.pairs = pairs;
         this.listener = listener;
         this.stopEvent = stopEvent;
+        this.reserved = new ParkedThreads.Reserved[pairs.size()];
     }
 
     /**
@@ -204,6 +210,40 @@ public final class UserspaceDatapath implements AutoCloseable {
             List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(settings, "settings");
+        checkQueues(pairs, queues);
+        return startQueues(memory, List.copyOf(pairs), settings, List.copyOf(queues), parked);
+    }
+
+    /** The workers on {@code parked} threads when not null (started at a prestart), else on new ones. */
+    private static UserspaceDatapath startQueues(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
+            List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
+        UserspaceDatapath backend = build(memory, copy, settings, queues);
+        try {
+            backend.launch(null, parked);
+        } catch (NativeCallException | RuntimeException e) {
+            backend.discard();
+            throw e;
+        }
+        return backend;
+    }
+
+    /**
+     * Builds a datapath on queues already open whose positions are not known yet (a prestarted
+     * backend: a migration destination before the switchover), without starting it: every object
+     * a pair needs (paths, workers, iovec arrays, pollfds, the stop eventfd) exists afterwards, so
+     * {@link #launch} has only the final positions to set. Nothing is written to guest memory, the
+     * TAP or an eventfd. {@code queues} as in {@link #startOpened}. A prepared datapath that is
+     * never launched is {@link #discard() discarded}.
+     */
+    static UserspaceDatapath prepare(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings,
+            List<DeviceQueue> queues) throws NativeCallException {
+        Objects.requireNonNull(memory, "memory");
+        Objects.requireNonNull(settings, "settings");
+        checkQueues(pairs, queues);
+        return build(memory, List.copyOf(pairs), settings, List.copyOf(queues));
+    }
+
+    private static void checkQueues(List<QueuePairConfig> pairs, List<DeviceQueue> queues) {
         if (pairs.isEmpty() || queues.size() != 2 * pairs.size()) {
             throw new IllegalArgumentException(pairs.size() + " queue pairs but " + queues.size() + " queues");
         }
@@ -214,12 +254,11 @@ public final class UserspaceDatapath implements AutoCloseable {
                         + queues.get(2 * p).queueIndex() + " and " + queues.get(2 * p + 1).queueIndex());
             }
         }
-        return startQueues(memory, List.copyOf(pairs), settings, List.copyOf(queues), parked);
     }
 
-    /** The workers on {@code parked} threads when not null (started at a prestart), else on new ones. */
-    private static UserspaceDatapath startQueues(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
-            List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
+    /** The datapath's objects, nothing started and nothing written. */
+    private static UserspaceDatapath build(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
+            List<DeviceQueue> queues) throws NativeCallException {
         EventFd stop = EventFd.create("userspace datapath stop");
         UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
         try {
@@ -228,7 +267,6 @@ public final class UserspaceDatapath implements AutoCloseable {
             Arena arena = Arena.ofAuto();
             for (int p = 0; p < copy.size(); p++) {
                 QueuePairConfig pair = copy.get(p);
-                pair.tapQueue().setNonBlocking(true);
                 Counters c = new Counters();
                 DeviceQueue rxQueue = queues.get(2 * p);
                 DeviceQueue txQueue = queues.get(2 * p + 1);
@@ -240,37 +278,103 @@ public final class UserspaceDatapath implements AutoCloseable {
                 backend.counters.add(c);
                 backend.workers.add(new QueuePairWorker(pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), stop,
                         pair.tapQueue(), arena, backend));
+                backend.names.add(threadName(backend.workers.get(p)));
             }
-            // After a restore a stale avail_event/used_event may leave either side waiting for
-            // the other: notify the guest once per queue; the workers look at the rings at once.
-            for (QueuePairConfig pair : copy) {
-                pair.rxCall().signal();
-                pair.txCall().signal();
-            }
-        } catch (NativeCallException | RuntimeException e) {
+        } catch (RuntimeException e) {
             stop.close();
+            throw e;
+        }
+        return backend;
+    }
+
+    /**
+     * Starts a datapath {@link #build built} (or {@link #prepare prepared}) and not yet started:
+     * with {@code finalPositions} (one per queue, in the order of the queues; null when the
+     * queues' positions were known when it was built) the dirty-log trackers follow the final
+     * used positions; then every TAP queue is made non-blocking, every queue's guest notified
+     * once and each worker handed to a thread ({@code parked} ones when not null). The only
+     * writes of a datapath happen from here on.
+     */
+    void launch(List<QueuePosition> finalPositions, ParkedThreads parked) throws NativeCallException {
+        if (launched) {
+            throw new IllegalStateException("userspace datapath already started");
+        }
+        launched = true;
+        try {
+            positionAndNotify(finalPositions);
+        } catch (NativeCallException | RuntimeException e) {
+            stopEvent.close(); // no thread runs: nothing else will close it
             throw e;
         }
         if (parked != null) {
             // Joined by stop() like any other: each parked thread runs its worker and ends. All
             // are listed before any runs: a worker's own stop() must see itself among them.
-            List<ParkedThreads.Reserved> reserved = new ArrayList<>();
-            for (QueuePairWorker worker : backend.workers) {
-                ParkedThreads.Reserved r = parked.reserve(threadName(worker));
-                reserved.add(r);
-                backend.threads.add(r.thread());
+            for (int i = 0; i < workers.size(); i++) {
+                ParkedThreads.Reserved r = parked.reserve(names.get(i));
+                reserved[i] = r;
+                threads.add(r.thread());
             }
-            for (int i = 0; i < reserved.size(); i++) {
-                reserved.get(i).run(backend.workers.get(i));
+            for (int i = 0; i < workers.size(); i++) {
+                reserved[i].run(workers.get(i));
+                reserved[i] = null;
             }
-            return backend;
+            return;
         }
-        for (QueuePairWorker worker : backend.workers) {
-            Thread thread = Thread.ofPlatform().daemon().name(threadName(worker)).unstarted(worker);
-            backend.threads.add(thread);
+        for (int i = 0; i < workers.size(); i++) {
+            threads.add(Thread.ofPlatform().daemon().name(names.get(i)).unstarted(workers.get(i)));
         }
-        backend.threads.forEach(Thread::start);
-        return backend;
+        threads.forEach(Thread::start);
+    }
+
+    /**
+     * {@link #launch}'s first step alone on a prepared datapath, for a quickstart's rehearsal:
+     * the dirty-log trackers given {@code positions}, in this process's objects only (the launch
+     * gives the final ones again); nothing written, nothing started.
+     */
+    void rehearseLaunch(List<QueuePosition> positions) {
+        if (launched) {
+            throw new IllegalStateException("userspace datapath already started");
+        }
+        givePositions(positions);
+    }
+
+    private void positionAndNotify(List<QueuePosition> finalPositions) throws NativeCallException {
+        givePositions(finalPositions);
+        for (int p = 0; p < pairs.size(); p++) {
+            pairs.get(p).tapQueue().setNonBlocking(true);
+        }
+        // After a restore a stale avail_event/used_event may leave either side waiting for
+        // the other: notify the guest once per queue; the workers look at the rings at once.
+        for (int p = 0; p < pairs.size(); p++) {
+            QueuePairConfig pair = pairs.get(p);
+            pair.rxCall().signal();
+            pair.txCall().signal();
+        }
+    }
+
+    private void givePositions(List<QueuePosition> finalPositions) {
+        if (finalPositions != null) {
+            if (finalPositions.size() != 2 * workers.size()) {
+                throw new IllegalArgumentException(finalPositions.size() + " final positions for "
+                        + 2 * workers.size() + " queues");
+            }
+            for (int p = 0; p < workers.size(); p++) {
+                workers.get(p).rx().log().startAt(finalPositions.get(2 * p).usedIdx());
+                workers.get(p).tx().log().startAt(finalPositions.get(2 * p + 1).usedIdx());
+            }
+        }
+    }
+
+    /**
+     * Lets go of a datapath {@link #prepare prepared} and never {@link #launch launched} (a
+     * prestarted backend stopped before its quickstart): its stop eventfd is closed; the queues
+     * stay as they are. Does nothing to a launched one (stop it instead).
+     */
+    void discard() {
+        if (!launched) {
+            launched = true;
+            stopEvent.close();
+        }
     }
 
     private static String threadName(QueuePairWorker worker) {

@@ -25,6 +25,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import io.vhostffm.vhost.os.TunOffload;
@@ -39,10 +40,15 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  *
  * <ul>
  * <li>{@link #prestart} checks the start (pairs, ring format, queue states against guest memory),
- *     sets the TAP's offloads and opens the device side of every queue (early restore: the
- *     guest may still run on a migration source); no thread runs yet.</li>
+ *     sets the TAP's offloads, opens the device side of every queue (early restore: the
+ *     guest may still run on a migration source), builds the datapath of the enabled pairs on
+ *     them (paths, workers, iovec arrays, pollfds; the MTU read) and starts one thread per pair,
+ *     parked. Nothing is written to guest memory, the TAP's queues or an eventfd.</li>
  * <li>{@link #quickstart} resyncs those queues to the final positions with vring's many-queue
- *     resync ({@code QueueResync}) and starts one datapath thread per enabled pair on them.</li>
+ *     resync ({@code QueueResync}), attaches the TAP queues, notifies each queue once and hands
+ *     each prepared worker to its parked thread: nothing that does not need the final indices
+ *     is left for it. (When the enabled pairs changed since the prestart, the datapath is built
+ *     there instead.)</li>
  * <li>{@link #start} (a classic start) opens the queues from the start's states with a classic
  *     restore, which checks the indices found in guest memory, and starts the threads.</li>
  * <li>{@link #setQueuePairEnabled} restarts the datapath on the new set of pairs, from the
@@ -81,6 +87,12 @@ public final class UserspaceNetBackend implements NetBackend {
     private boolean[] pairEnabled;
     private UserspaceDatapath datapath;
     private int tunOffloadFlags;
+    /**
+     * Prestarted: the datapath built on the prestarted queues for the pairs enabled at prestart
+     * ({@link #preparedFor}), waiting for the final positions; null otherwise.
+     */
+    private UserspaceDatapath prepared;
+    private boolean[] preparedFor;
     /** Prestarted datapath threads waiting for quickstart, or null. */
     private ParkedThreads parked;
     private volatile RxFilter rxFilter;
@@ -174,11 +186,82 @@ public final class UserspaceNetBackend implements NetBackend {
                 queues.add(DeviceQueues.open(q.index(), start.memory(), q.state(), RestoreMode.EARLY));
             }
         } catch (RuntimeException e) {
+            releaseParked();
             current = null;
             throw e;
         }
         prestartedQueues = List.copyOf(queues);
         resync = QueueResync.of(prestartedQueues);
+        try {
+            prepare();
+        } catch (IOException | RuntimeException e) {
+            releaseParked();
+            current = null;
+            prestartedQueues = null;
+            resync = null;
+            throw e;
+        }
+    }
+
+    /**
+     * Builds the datapath of the enabled pairs on the prestarted queues (paths, workers, iovecs,
+     * pollfds, the stop eventfd; the MTU read), so that quickstart only sets the final positions
+     * and hands the workers to the parked threads. Writes nothing to guest memory or the TAP.
+     */
+    private void prepare() throws IOException {
+        List<QueuePairConfig> pairs = new ArrayList<>();
+        List<DeviceQueue> served = new ArrayList<>();
+        for (int p = 0; p < pairEnabled.length; p++) {
+            if (pairEnabled[p]) {
+                pairs.add(pairConfig(p));
+                served.add(prestartedQueues.get(2 * p));
+                served.add(prestartedQueues.get(2 * p + 1));
+            }
+        }
+        if (pairs.isEmpty()) {
+            return;
+        }
+        prepared = UserspaceDatapath.prepare(current.memory(), pairs, settings(), served);
+        preparedFor = pairEnabled.clone();
+        int[] positions = new int[2 * pairs.size()];
+        int i = 0;
+        for (int p = 0; p < pairEnabled.length; p++) {
+            if (pairEnabled[p]) {
+                positions[i++] = 2 * p;
+                positions[i++] = 2 * p + 1;
+            }
+        }
+        preparedQueues = positions;
+        preparedPositions = new ArrayList<>(positions.length);
+    }
+
+    /** The virtqueue indices the prepared datapath serves, in its order. */
+    private int[] preparedQueues;
+    /** Reused by quickstart: the final positions of the prepared datapath's queues. */
+    private List<QueuePosition> preparedPositions;
+
+    private QueuePairConfig pairConfig(int p) {
+        QueueBinding rx = current.queues().get(2 * p);
+        QueueBinding tx = current.queues().get(2 * p + 1);
+        return new QueuePairConfig(p, states.get(2 * p), states.get(2 * p + 1), rx.kick(), rx.call(),
+                tx.kick(), tx.call(), tap.queue(p));
+    }
+
+    private UserspaceDatapath.Settings settings() throws IOException {
+        boolean mergeable = (current.ackedFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
+        return new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
+                UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
+    }
+
+    /** Lets go of the prepared datapath, if any (not launched). */
+    private void discardPrepared() {
+        if (prepared != null) {
+            prepared.discard();
+            prepared = null;
+            preparedFor = null;
+            preparedQueues = null;
+            preparedPositions = null;
+        }
     }
 
     /** A classic start: the queues opened from the start's states (classic restore), threads started. */
@@ -234,6 +317,22 @@ public final class UserspaceNetBackend implements NetBackend {
 
     @Override
     public synchronized void quickstart(List<QueuePosition> finalPositions) throws IOException {
+        quickstart(finalPositions, false);
+    }
+
+    /**
+     * The rehearsal runs {@link #quickstart}'s code: the resync of the prestarted queues (their
+     * positions in this process's objects only; the real quickstart sets them all again), the
+     * final states, the prepared datapath's positions, and stops before the TAP queues are
+     * attached, the first write of all. Nothing is written to guest memory, the TAP or an
+     * eventfd; no thread is given work.
+     */
+    @Override
+    public synchronized void rehearseQuickstart(List<QueuePosition> positions) throws IOException {
+        quickstart(positions, true);
+    }
+
+    private void quickstart(List<QueuePosition> finalPositions, boolean rehearsal) throws IOException {
         checkOpen();
         if (current == null || resync == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not prestarted");
@@ -241,20 +340,48 @@ public final class UserspaceNetBackend implements NetBackend {
         if (datapath != null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is already running");
         }
+        List<QueuePosition> positions = finalPositions;
         List<DeviceQueue> queues = prestartedQueues;
         QueueResync prestarted = resync;
-        prestartedQueues = null;
-        resync = null;
+        if (!rehearsal) {
+            prestartedQueues = null;
+            resync = null;
+        }
         try {
-            if (finalPositions.size() != current.queues().size()) {
-                throw new IllegalArgumentException(finalPositions.size() + " final positions for "
+            if (positions.size() != current.queues().size()) {
+                throw new IllegalArgumentException(positions.size() + " final positions for "
                         + current.queues().size() + " queues");
             }
+            if (rehearsal) {
+                // Refused positions must not reach the resync, which marks a queue it refuses broken.
+                for (int q = 0; q < positions.size(); q++) {
+                    positions.get(q).check(current.queues().get(q).index(),
+                            current.queues().get(q).state().geometry().size());
+                }
+            }
             // Checks every position against its queue (naming queue and field) and sets it.
-            prestarted.resync(finalPositions);
-            states = current.withPositions(finalPositions).queues().stream().map(QueueBinding::state).toList();
-            launch(queues);
+            prestarted.resync(positions);
+            List<QueueState> finalStates = current.withPositions(positions).queues().stream()
+                    .map(QueueBinding::state).toList();
+            if (rehearsal) {
+                if (prepared != null) {
+                    launchPrepared(positions, true);
+                }
+                return;
+            }
+            states = finalStates;
+            if (prepared != null && Arrays.equals(preparedFor, pairEnabled)) {
+                launchPrepared(positions, false);
+            } else {
+                discardPrepared(); // the enabled pairs changed since the prestart: build anew
+                launch(queues);
+            }
         } catch (IOException | RuntimeException e) {
+            if (rehearsal) {
+                throw e;
+            }
+            discardPrepared();
+            releaseParked();
             current = null;
             throw e;
         }
@@ -274,6 +401,43 @@ public final class UserspaceNetBackend implements NetBackend {
         }
     }
 
+    /**
+     * Starts the datapath prepared at prestart: the TAP queues attached, the final positions
+     * given, the workers handed to the parked threads. The leftover parked threads end. A
+     * {@code rehearsal} gives the positions and stops before the first write (the prepared
+     * datapath stays prepared).
+     */
+    private void launchPrepared(List<QueuePosition> finalPositions, boolean rehearsal) throws IOException {
+        UserspaceDatapath ready = prepared;
+        List<QueuePosition> positions = preparedPositions;
+        positions.clear();
+        for (int q : preparedQueues) {
+            positions.add(finalPositions.get(q));
+        }
+        if (rehearsal) {
+            ready.rehearseLaunch(positions);
+            positions.clear();
+            return;
+        }
+        prepared = null;
+        preparedFor = null;
+        preparedQueues = null;
+        preparedPositions = null;
+        try {
+            for (int p = 0; p < pairEnabled.length; p++) {
+                setTapQueueAttached(p, pairEnabled[p]);
+            }
+            ready.launch(positions, parked);
+        } catch (IOException | RuntimeException e) {
+            ready.discard();
+            throw e;
+        } finally {
+            releaseParked();
+        }
+        datapath = ready;
+        datapath.setLargeReceiveFrames((tunOffloadFlags & LARGE_TUN_OFFLOADS) != 0);
+    }
+
     /** Ends the parked threads nobody took (a stop or failure before quickstart). */
     private void releaseParked() {
         if (parked != null) {
@@ -290,10 +454,7 @@ public final class UserspaceNetBackend implements NetBackend {
         List<DeviceQueue> served = new ArrayList<>();
         for (int p = 0; p < pairEnabled.length; p++) {
             if (pairEnabled[p]) {
-                QueueBinding rx = current.queues().get(2 * p);
-                QueueBinding tx = current.queues().get(2 * p + 1);
-                pairs.add(new QueuePairConfig(p, states.get(2 * p), states.get(2 * p + 1), rx.kick(), rx.call(),
-                        tx.kick(), tx.call(), tap.queue(p)));
+                pairs.add(pairConfig(p));
                 if (resynced != null) {
                     served.add(resynced.get(2 * p));
                     served.add(resynced.get(2 * p + 1));
@@ -303,9 +464,7 @@ public final class UserspaceNetBackend implements NetBackend {
         if (pairs.isEmpty()) {
             return;
         }
-        boolean mergeable = (current.ackedFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
-        var settings = new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
-                UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
+        var settings = settings();
         ParkedThreads threads = parked;
         parked = null; // a later launch (a pair change while running) starts threads of its own
         datapath = resynced == null
@@ -338,6 +497,7 @@ public final class UserspaceNetBackend implements NetBackend {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
         }
         releaseParked();
+        discardPrepared();
         collect();
         current = null;
         prestartedQueues = null;
@@ -463,6 +623,7 @@ public final class UserspaceNetBackend implements NetBackend {
         }
         closed = true;
         releaseParked();
+        discardPrepared();
         collect();
         if (current != null) {
             current.listener().backendClosed(this); // a device still relied on it
