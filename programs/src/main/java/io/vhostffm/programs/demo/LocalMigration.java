@@ -143,7 +143,8 @@ public final class LocalMigration {
                 dirtyLog = log;
                 GuestLayout layout = guest.layout();
                 this.migration = new NetMigrationSource(device,
-                        () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures())),
+                        () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures()),
+                                VirtioFeature.RING_PACKED.in(device.model().driverFeatures())),
                         new MigrationStreamWriter(outbound.apply(channel)));
                 migration.setPeer(peer());
                 enter(MigrationPhase.SETUP);

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.OpenDescriptors;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.vhostuser.VhostUserRequest;
 import java.io.BufferedReader;
 import java.io.File;
@@ -25,7 +26,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -42,8 +44,8 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @Tag("peer")
 class DpdkMigrationPeerTest {
-    /** Migrations back and forth in the suite; {@code -Dvhostffm.peer.dpdkMigrations=100} for the count. */
-    static final int MIGRATIONS = Integer.getInteger("vhostffm.peer.dpdkMigrations", 20);
+    /** Migrations back and forth per ring format ({@code -Dvhostffm.peer.dpdkMigrations=N} for another count). */
+    static final int MIGRATIONS = Integer.getInteger("vhostffm.peer.dpdkMigrations", 100);
     /** Frames the guest sends between two migrations. */
     static final int FRAMES = 200;
     private static final int EVENT_MILLIS = 30_000;
@@ -53,8 +55,9 @@ class DpdkMigrationPeerTest {
     Path dir;
 
     /** Two-side migrations A -> B -> A ..., no delta: the quickstart, counted. */
-    @Test
-    void migrationsBackAndForthThroughTwoTestpmds() throws Exception {
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    void migrationsBackAndForthThroughTwoTestpmds(boolean packed) throws Exception {
         Map<Integer, String> before = OpenDescriptors.snapshot();
         Path a = dir.resolve("a.sock");
         Path b = dir.resolve("b.sock");
@@ -63,9 +66,10 @@ class DpdkMigrationPeerTest {
         List<Long> deviceStart = new ArrayList<>();
         List<Long> stopAndCopy = new ArrayList<>();
         try (Testpmd pmdA = Testpmd.start(a, "a"); Testpmd pmdB = Testpmd.start(b, "b")) {
-            try (MigrationRig rig = MigrationRig.boot(1, true, Backends.vhostUser(a, REPLY))) {
+            try (MigrationRig rig = MigrationRig.boot(1, wanted(packed), Backends.vhostUser(a, REPLY))) {
                 rig.wireDuringDowntime = false; // no side serves the TAP: testpmd is the network
                 count = new Accounting(rig);
+                assertEquals(packed, rig.guest.packed(), "packed rings");
                 count.roundTrip(FRAMES);
                 for (int i = 0; i < MIGRATIONS; i++) {
                     rig.destinationBackends = Backends.vhostUser(i % 2 == 0 ? b : a, REPLY);
@@ -84,9 +88,10 @@ class DpdkMigrationPeerTest {
             pmdA.stop();
             pmdB.stop();
             count.check(List.of(pmdA, pmdB));
-            System.out.printf("dpdk migrations: %d back and forth, %d frames sent, %d back through testpmd once each "
+            System.out.printf("dpdk migrations (%s): %d back and forth, %d frames sent, %d back through testpmd once each "
                     + "and in order, %d dropped by testpmd (a %d, b %d); switchover requests %s; medians: "
-                    + "stop-and-copy %d us, switchover %d us, device start %d us%n", MIGRATIONS, count.sent(),
+                    + "stop-and-copy %d us, switchover %d us, device start %d us%n", packed ? "packed" : "split", MIGRATIONS,
+                    count.sent(),
                     count.back(), pmdA.dropped + pmdB.dropped, pmdA.dropped, pmdB.dropped, "2 x SET_VRING_BASE, "
                     + "2 x SET_VRING_ENABLE, SET_STATUS", median(stopAndCopy) / 1000, median(switchover) / 1000,
                     median(deviceStart) / 1000);
@@ -99,8 +104,9 @@ class DpdkMigrationPeerTest {
      * destination falls back to the userspace datapath (frames leave through the TAP), then moves
      * back to its testpmd ({@code retryPrimary}); the next migration goes back the other way.
      */
-    @Test
-    void injectedFailuresFallBackToUserspace() throws Exception {
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    void injectedFailuresFallBackToUserspace(boolean packed) throws Exception {
         record Fault(VhostUserRequest request, int occurrence) {}
         // One pair: two rings; the second ring's request, or the only one (SET_STATUS: 1 prestart, 2 DRIVER_OK).
         List<Fault> faults = List.of(new Fault(VhostUserRequest.SET_OWNER, 1), new Fault(VhostUserRequest.SET_FEATURES, 1),
@@ -115,9 +121,10 @@ class DpdkMigrationPeerTest {
         Accounting count;
         List<String> outcomes = new ArrayList<>();
         try (Testpmd pmdA = Testpmd.start(a, "fa"); Testpmd pmdB = Testpmd.start(b, "fb")) {
-            try (MigrationRig rig = MigrationRig.boot(1, true, Backends.vhostUser(a, REPLY))) {
+            try (MigrationRig rig = MigrationRig.boot(1, wanted(packed), Backends.vhostUser(a, REPLY))) {
                 rig.wireDuringDowntime = false;
                 count = new Accounting(rig);
+                assertEquals(packed, rig.guest.packed(), "packed rings");
                 count.roundTrip(FRAMES);
                 for (int i = 0; i < faults.size(); i++) {
                     Fault fault = faults.get(i);
@@ -141,11 +148,16 @@ class DpdkMigrationPeerTest {
             pmdB.stop();
             count.check(List.of(pmdA, pmdB));
             outcomes.forEach(o -> System.out.println("dpdk migration fault: " + o));
-            System.out.printf("dpdk migration faults: %d injected, each fell back; %d frames sent, %d back through "
-                    + "testpmd, %d through the TAP, %d dropped by testpmd%n", faults.size(), count.sent(), count.back(),
+            System.out.printf("dpdk migration faults (%s): %d injected, each fell back; %d frames sent, %d back through "
+                    + "testpmd, %d through the TAP, %d dropped by testpmd%n", packed ? "packed" : "split", faults.size(), count.sent(), count.back(),
                     count.viaTap(), pmdA.dropped + pmdB.dropped);
         }
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
+    }
+
+    /** What the guest acknowledges: the demo's features, with packed rings or without. */
+    private static long wanted(boolean packed) {
+        return packed ? DemoDevice.FEATURES | VirtioFeature.RING_PACKED.mask() : DemoDevice.FEATURES;
     }
 
     /** The switchover's requests: per ring SET_VRING_BASE and SET_VRING_ENABLE, one SET_STATUS; nothing else. */

@@ -69,10 +69,11 @@ final class MigrationRig implements AutoCloseable {
     boolean wireDuringDowntime = true;
 
     private MigrationRig(int pairs, boolean eventIdx) throws Exception {
-        this(pairs, eventIdx, Backends.DEFAULT);
+        this(pairs, eventIdx ? DemoDevice.FEATURES : DemoDevice.FEATURES & ~VirtioFeature.EVENT_IDX.mask(),
+                Backends.DEFAULT);
     }
 
-    private MigrationRig(int pairs, boolean eventIdx, Backends.Opener opener) throws Exception {
+    private MigrationRig(int pairs, long wanted, Backends.Opener opener) throws Exception {
         this.pairs = pairs;
         this.layout = DemoDevice.layout(pairs);
         this.firstMemory = DemoDevice.memory(layout);
@@ -82,7 +83,6 @@ final class MigrationRig implements AutoCloseable {
         this.firstBackends = opener.open(tap);
         this.device = new NetDeviceRuntime(DemoDevice.options(pairs), firstBackends.offerAgainst(), firstMemory,
                 firstBackends.primary());
-        long wanted = eventIdx ? DemoDevice.FEATURES : DemoDevice.FEATURES & ~VirtioFeature.EVENT_IDX.mask();
         this.guest = bootGuest(wanted);
     }
 
@@ -91,12 +91,15 @@ final class MigrationRig implements AutoCloseable {
     }
 
     static MigrationRig boot(int pairs, boolean eventIdx) throws Exception {
-        return new MigrationRig(pairs, eventIdx, Backends.DEFAULT);
+        return new MigrationRig(pairs, eventIdx);
     }
 
-    /** The first side's backends opened by {@code opener} (e.g. {@link Backends#vhostUser}). */
-    static MigrationRig boot(int pairs, boolean eventIdx, Backends.Opener opener) throws Exception {
-        return new MigrationRig(pairs, eventIdx, opener);
+    /**
+     * The guest acknowledging {@code wanted} (e.g. {@link DemoDevice#FEATURES} with packed rings),
+     * the first side's backends opened by {@code opener} (e.g. {@link Backends#vhostUser}).
+     */
+    static MigrationRig boot(int pairs, long wanted, Backends.Opener opener) throws Exception {
+        return new MigrationRig(pairs, wanted, opener);
     }
 
     /**
