@@ -15,7 +15,10 @@ import java.util.List;
 public final class DemoDevice {
     private DemoDevice() {}
 
-    /** The features the demo's device offers and its guest acks (split rings, no indirect tables). */
+    /**
+     * The features the demo's guest acks by default (split rings, no indirect tables); the device
+     * offers {@link #OFFERED}.
+     */
     public static final long FEATURES = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MAC,
             VirtioFeature.STATUS, VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.CTRL_VLAN,
             VirtioFeature.CTRL_MAC_ADDR, VirtioFeature.CTRL_GUEST_OFFLOADS, VirtioFeature.MQ,
