@@ -5,9 +5,11 @@ import io.vhostffm.vhost.device.kernel.VhostNet;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
 import io.vhostffm.vhost.device.BackendCapabilities;
+import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 
 /**
  * The backends of one device on one TAP: the primary (kernel vhost-net when {@code /dev/vhost-net}
@@ -22,6 +24,49 @@ import java.nio.file.Path;
  */
 public record Backends(NetBackend primary, NetBackend fallback, BackendCapabilities offerAgainst, String description)
         implements AutoCloseable {
+
+    /** How a side of a migration opens its backends on the TAP it was given (or made). */
+    @FunctionalInterface
+    public interface Opener {
+        /** The backends of one side on {@code tap} (not owned). */
+        Backends open(TapDevice tap) throws IOException;
+    }
+
+    /** The default choice: {@link #open(TapDevice)}. */
+    public static final Opener DEFAULT = Backends::open;
+
+    /**
+     * A vhost-user backend process (DPDK's {@code net_vhost}, listening on {@code socket}) as the
+     * primary, the userspace datapath on {@code tap} as the fallback: each side of a migration
+     * connects its own backend process, and the TAP still moves between the sides so the
+     * destination has its fallback.
+     *
+     * @param replyDeadline how long each reply of the backend process may take
+     */
+    public static Opener vhostUser(Path socket, Duration replyDeadline) {
+        return tap -> {
+            NetBackend userspace = Userspace.open(tap);
+            VhostUserFrontendBackend frontend;
+            try {
+                frontend = VhostUserFrontendBackend.connect(socket, replyDeadline, tap.queues().size());
+            } catch (IOException | RuntimeException e) {
+                userspace.close();
+                throw e;
+            }
+            long both = frontend.capabilities().supportedFeatures() & userspace.capabilities().supportedFeatures();
+            return new Backends(frontend, userspace, BackendCapabilities.of("vhost-user and userspace", both),
+                    "vhost-user backend process on " + socket + ", userspace datapath as fallback");
+        };
+    }
+
+    /**
+     * The backend whose {@link NetBackend#transfer()} carries this side's endpoint to a
+     * destination: the primary's, except for a vhost-user primary (each side connects its own
+     * backend process), whose fallback's TAP moves instead.
+     */
+    public NetBackend endpoint() {
+        return primary instanceof VhostUserFrontendBackend && fallback != null ? fallback : primary;
+    }
 
     /** Opens the backends on {@code tap} (not owned). */
     public static Backends open(TapDevice tap) throws IOException {

@@ -15,15 +15,24 @@ import java.util.List;
 public final class DemoDevice {
     private DemoDevice() {}
 
-    /** The features the demo's device offers and its guest acks (split rings, no indirect tables). */
+    /**
+     * The features the demo's guest acks by default (split rings, no indirect tables); the device
+     * offers {@link #OFFERED}.
+     */
     public static final long FEATURES = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MAC,
             VirtioFeature.STATUS, VirtioFeature.CTRL_VQ, VirtioFeature.CTRL_RX, VirtioFeature.CTRL_VLAN,
             VirtioFeature.CTRL_MAC_ADDR, VirtioFeature.CTRL_GUEST_OFFLOADS, VirtioFeature.MQ,
             VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.CSUM, VirtioFeature.GUEST_CSUM);
 
+    /**
+     * What the device offers: {@link #FEATURES} and packed rings, which a guest gets only when it
+     * asks for them (and the backends carry them: not kernel vhost-net).
+     */
+    public static final long OFFERED = FEATURES | VirtioFeature.RING_PACKED.mask();
+
     /** The virtio-net options for {@code pairs} queue pairs (both ends must agree). */
     public static VirtioNetOptions options(int pairs) {
-        return VirtioNetOptions.builder(FakeGuest.MAC).featureBits(FEATURES).maxQueuePairs(pairs).build();
+        return VirtioNetOptions.builder(FakeGuest.MAC).featureBits(OFFERED).maxQueuePairs(pairs).build();
     }
 
     /** The guest's layout for {@code pairs} pairs (both ends compute the same). */
@@ -38,15 +47,20 @@ public final class DemoDevice {
 
     /** The transport's queue registers as the hypervisor knows them (the migration's queue layout section). */
     public static QueueLayouts queueLayouts(GuestLayout layout, boolean eventIdx) {
-        List<QueueLayout> data = new ArrayList<>();
-        for (int q = 0; q < 2 * layout.pairs(); q++) {
-            data.add(queueLayout(layout, q, eventIdx));
-        }
-        return new QueueLayouts(data, List.of(queueLayout(layout, layout.controlQueue(), eventIdx)));
+        return queueLayouts(layout, eventIdx, false);
     }
 
-    private static QueueLayout queueLayout(GuestLayout layout, int q, boolean eventIdx) {
+    /** As above, the rings packed or split as the driver acknowledged. */
+    public static QueueLayouts queueLayouts(GuestLayout layout, boolean eventIdx, boolean packed) {
+        List<QueueLayout> data = new ArrayList<>();
+        for (int q = 0; q < 2 * layout.pairs(); q++) {
+            data.add(queueLayout(layout, q, eventIdx, packed));
+        }
+        return new QueueLayouts(data, List.of(queueLayout(layout, layout.controlQueue(), eventIdx, packed)));
+    }
+
+    private static QueueLayout queueLayout(GuestLayout layout, int q, boolean eventIdx, boolean packed) {
         return new QueueLayout(q, layout.queueSize(q), layout.descAddress(q), layout.driverAreaAddress(q),
-                layout.deviceAreaAddress(q), eventIdx, false);
+                layout.deviceAreaAddress(q), eventIdx, packed);
     }
 }

@@ -20,6 +20,7 @@ import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
+import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.FakeGuestState;
 import io.vhostffm.testkit.GuestLayout;
@@ -142,7 +143,8 @@ public final class LocalMigration {
                 dirtyLog = log;
                 GuestLayout layout = guest.layout();
                 this.migration = new NetMigrationSource(device,
-                        () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures())),
+                        () -> DemoDevice.queueLayouts(layout, VirtioFeature.EVENT_IDX.in(device.model().driverFeatures()),
+                                VirtioFeature.RING_PACKED.in(device.model().driverFeatures())),
                         new MigrationStreamWriter(outbound.apply(channel)));
                 migration.setPeer(peer());
                 enter(MigrationPhase.SETUP);
@@ -366,6 +368,8 @@ public final class LocalMigration {
         private final NetDeviceRuntime device;
         private final NetMigrationDestination migration;
         private final IoctlRecorder ioctls;
+        /** The requests of a vhost-user primary (counting, fault injection), or null. */
+        private final VhostUserMessages messages;
         private final List<Runnable> beforeSwitchover = new CopyOnWriteArrayList<>();
         private ReceivedMigration received;
         private DestinationFigures figures;
@@ -400,7 +404,16 @@ public final class LocalMigration {
          */
         public Destination(UnixSocket socket, UnixSocket ramSocket, MigrationDeadlines deadlines, FaultPoints faults)
                 throws IOException, MigrationException {
-            this(socket, ramSocket, deadlines, faults, handoff(socket, deadlines, faults));
+            this(socket, ramSocket, deadlines, faults, Backends.DEFAULT);
+        }
+
+        /**
+         * As above, the backends opened on the received TAP by {@code opener} (e.g. {@link
+         * Backends#vhostUser}: this side's own vhost-user backend process).
+         */
+        public Destination(UnixSocket socket, UnixSocket ramSocket, MigrationDeadlines deadlines, FaultPoints faults,
+                Backends.Opener opener) throws IOException, MigrationException {
+            this(socket, ramSocket, deadlines, faults, handoff(socket, deadlines, faults), opener);
         }
 
         private static LocalHandoff.Received handoff(UnixSocket socket, MigrationDeadlines deadlines, FaultPoints faults)
@@ -418,7 +431,7 @@ public final class LocalMigration {
         }
 
         private Destination(UnixSocket socket, UnixSocket ramSocket, MigrationDeadlines deadlines, FaultPoints faults,
-                LocalHandoff.Received handoff) throws IOException, MigrationException {
+                LocalHandoff.Received handoff, Backends.Opener opener) throws IOException, MigrationException {
             this.socket = socket;
             this.ramSocket = ramSocket;
             this.deadlines = deadlines;
@@ -426,15 +439,21 @@ public final class LocalMigration {
             this.channel = new UnixSocketChannel(socket, deadlines);
             this.memory = handoff.memory();
             this.tap = TapDevice.fromQueues(handoff.backend().name(), handoff.backend().fds());
-            this.backends = Backends.open(tap);
+            this.backends = opener.open(tap);
             int pairs = tap.queues().size();
             this.device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory, backends.primary());
             this.migration = new NetMigrationDestination(device, backends.fallback());
             if (backends.primary() instanceof VhostNetBackend kernel) {
                 this.ioctls = new IoctlRecorder();
                 ioctls.attach(kernel, pairs);
+                this.messages = null;
+            } else if (backends.primary() instanceof VhostUserFrontendBackend frontend) {
+                this.ioctls = null;
+                this.messages = new VhostUserMessages();
+                frontend.setMessageObserver(messages);
             } else {
                 this.ioctls = null;
+                this.messages = null;
             }
             if (ramSocket != null) {
                 ramChannel = new UnixSocketChannel(ramSocket, deadlines);
@@ -461,6 +480,9 @@ public final class LocalMigration {
                 beforeSwitchover.forEach(Runnable::run);
                 if (ioctls != null) {
                     ioctls.clear();
+                }
+                if (messages != null) {
+                    messages.clear();
                 }
             });
         }
@@ -524,6 +546,11 @@ public final class LocalMigration {
             }
         }
 
+        /** The request recorder of a vhost-user primary (fault injection, counting), or null. */
+        public VhostUserMessages messages() {
+            return messages;
+        }
+
         /** The ioctl recorder of a kernel primary (fault injection, counting), or null. */
         public IoctlRecorder ioctls() {
             return ioctls;
@@ -569,7 +596,9 @@ public final class LocalMigration {
                 throw refuse(protocol, back, e);
             }
             // The device runs and the guest is ours: a source that vanishes now changes nothing here.
-            List<String> switchoverIoctls = ioctls == null ? List.of() : ioctls.names();
+            // The switchover's work on the primary: vhost ioctls, or vhost-user requests.
+            List<String> switchoverIoctls = ioctls != null ? ioctls.names()
+                    : messages != null ? messages.names() : List.of();
             String fallbackReason = migration.fallbackReason();
             figures = new DestinationFigures(String.valueOf(migration.path()), datapath(), fallbackReason == null ? ""
                     : fallbackReason, received.earlyLoadNanos(), received.switchoverNanos(), migration.deviceStartNanos(),
@@ -636,7 +665,9 @@ public final class LocalMigration {
 
         /** The datapath running now, in plain words. */
         public String datapath() {
-            return device.backend() instanceof VhostNetBackend ? "kernel vhost-net" : "userspace datapath";
+            return device.backend() instanceof VhostNetBackend ? "kernel vhost-net"
+                    : device.backend() instanceof VhostUserFrontendBackend ? "vhost-user backend process"
+                    : "userspace datapath";
         }
 
         /** What the core received. */

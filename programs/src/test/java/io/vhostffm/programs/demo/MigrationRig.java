@@ -63,17 +63,26 @@ final class MigrationRig implements AutoCloseable {
     /** Pages the last RAM precopy sent, all rounds. */
     long lastRamPages;
 
+    /** How the next destination opens its backends (e.g. its own vhost-user backend process). */
+    Backends.Opener destinationBackends = Backends.DEFAULT;
+    /** Whether the network side sends into the TAP during each downtime (not when no side serves the TAP). */
+    boolean wireDuringDowntime = true;
+
     private MigrationRig(int pairs, boolean eventIdx) throws Exception {
+        this(pairs, eventIdx ? DemoDevice.FEATURES : DemoDevice.FEATURES & ~VirtioFeature.EVENT_IDX.mask(),
+                Backends.DEFAULT);
+    }
+
+    private MigrationRig(int pairs, long wanted, Backends.Opener opener) throws Exception {
         this.pairs = pairs;
         this.layout = DemoDevice.layout(pairs);
         this.firstMemory = DemoDevice.memory(layout);
         this.tap = TapDevice.create("vffmmig%d", pairs, TapDevice.VHOST_FLAGS);
         tap.setLinkUp(true);
         this.wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize());
-        this.firstBackends = Backends.open(tap);
+        this.firstBackends = opener.open(tap);
         this.device = new NetDeviceRuntime(DemoDevice.options(pairs), firstBackends.offerAgainst(), firstMemory,
                 firstBackends.primary());
-        long wanted = eventIdx ? DemoDevice.FEATURES : DemoDevice.FEATURES & ~VirtioFeature.EVENT_IDX.mask();
         this.guest = bootGuest(wanted);
     }
 
@@ -83,6 +92,14 @@ final class MigrationRig implements AutoCloseable {
 
     static MigrationRig boot(int pairs, boolean eventIdx) throws Exception {
         return new MigrationRig(pairs, eventIdx);
+    }
+
+    /**
+     * The guest acknowledging {@code wanted} (e.g. {@link DemoDevice#FEATURES} with packed rings),
+     * the first side's backends opened by {@code opener} (e.g. {@link Backends#vhostUser}).
+     */
+    static MigrationRig boot(int pairs, long wanted, Backends.Opener opener) throws Exception {
+        return new MigrationRig(pairs, wanted, opener);
     }
 
     /**
@@ -164,7 +181,8 @@ final class MigrationRig implements AutoCloseable {
             Thread destinationThread = Thread.ofPlatform().name("destination").start(() -> {
                 try {
                     LocalMigration.Destination d = new LocalMigration.Destination(pair.second(),
-                            ramCopy ? ramPair.second() : null);
+                            ramCopy ? ramPair.second() : null, io.vhostffm.migration.net.MigrationDeadlines.defaults(),
+                            LocalMigration.FaultPoints.NONE, destinationBackends);
                     configure.accept(d);
                     built.complete(d);
                     resumed.complete(d.receive());
@@ -174,7 +192,7 @@ final class MigrationRig implements AutoCloseable {
                 }
             });
             LocalMigration.Source source = new LocalMigration.Source(pair.first(), ramCopy ? ramPair.first() : null, device,
-                    memory(), backends().primary(), guest, java.util.function.UnaryOperator.identity());
+                    memory(), backends().endpoint(), guest, java.util.function.UnaryOperator.identity());
             source.migration().setPrecopyDeltas(precopyDeltas);
             if (ramCopy) {
                 traffic(64); // the guest and the datapath dirty pages during the RAM precopy
@@ -188,7 +206,7 @@ final class MigrationRig implements AutoCloseable {
             }
             List<Integer> sections = source.pauseAndStopAndCopy(() -> {
                 try {
-                    for (int p = 0; p < activePairs; p++) {
+                    for (int p = 0; p < activePairs && wireDuringDowntime; p++) {
                         wire.sendWithinWindow(p, 16); // queued in the TAP while nobody serves it
                     }
                 } catch (Exception e) {
