@@ -4,6 +4,7 @@ import io.vhostffm.migration.net.QueueLayout;
 import io.vhostffm.migration.net.QueueLayouts;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.GuestLayout;
+import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.virtio.VirtioFeature;
@@ -25,14 +26,18 @@ public final class DemoDevice {
             VirtioFeature.MRG_RXBUF, VirtioFeature.EVENT_IDX, VirtioFeature.CSUM, VirtioFeature.GUEST_CSUM);
 
     /**
-     * What the device offers: {@link #FEATURES} and packed rings, which a guest gets only when it
-     * asks for them (and the backends carry them: not kernel vhost-net).
+     * What the device may offer: {@link #FEATURES} and packed rings, which a guest gets only when
+     * it asks for them, and only where the backends carry them (not kernel vhost-net).
      */
     public static final long OFFERED = FEATURES | VirtioFeature.RING_PACKED.mask();
 
-    /** The virtio-net options for {@code pairs} queue pairs (both ends must agree). */
-    public static VirtioNetOptions options(int pairs) {
-        return VirtioNetOptions.builder(FakeGuest.MAC).featureBits(OFFERED).maxQueuePairs(pairs).build();
+    /**
+     * The virtio-net options for {@code pairs} queue pairs (both ends must agree): {@link #OFFERED}
+     * less packed rings when {@code backends} have none.
+     */
+    public static VirtioNetOptions options(int pairs, BackendCapabilities backends) {
+        long offer = backends.packedRings() ? OFFERED : OFFERED & ~VirtioFeature.RING_PACKED.mask();
+        return VirtioNetOptions.builder(FakeGuest.MAC).featureBits(offer).maxQueuePairs(pairs).build();
     }
 
     /** The guest's layout for {@code pairs} pairs (both ends compute the same). */

@@ -150,7 +150,8 @@ public final class DowntimeBench {
             TapDevice tap = TapDevice.create("vffmdt%d", pairs, TapDevice.VHOST_FLAGS);
             tap.setLinkUp(true);
             Backends backends = Backends.open(tap);
-            NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory,
+            NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs, backends.offerAgainst()),
+                    backends.offerAgainst(), memory,
                     backends.primary());
             home = new Holder(memory, tap, backends, device, null);
             try (NetworkSide wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize())) {

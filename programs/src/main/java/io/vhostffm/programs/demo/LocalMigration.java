@@ -441,7 +441,8 @@ public final class LocalMigration {
             this.tap = TapDevice.fromQueues(handoff.backend().name(), handoff.backend().fds());
             this.backends = opener.open(tap);
             int pairs = tap.queues().size();
-            this.device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory, backends.primary());
+            this.device = new NetDeviceRuntime(DemoDevice.options(pairs, backends.offerAgainst()),
+                    backends.offerAgainst(), memory, backends.primary());
             this.migration = new NetMigrationDestination(device, backends.fallback());
             if (backends.primary() instanceof VhostNetBackend kernel) {
                 this.ioctls = new IoctlRecorder();

@@ -238,7 +238,8 @@ public final class MigrationDemo {
                 NetworkSide wire = new NetworkSide(tap.name(), pairs, toGuestWindow(layout))) {
             out.println("source: TAP " + tap.name() + ", " + pairs + " queue pair(s)");
             out.println("source: datapath: " + backends.description());
-            try (NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs), backends.offerAgainst(), memory,
+            try (NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs, backends.offerAgainst()),
+                    backends.offerAgainst(), memory,
                     backends.primary())) {
                 FakeGuest guest = FakeGuest.boot(GuestTransport.of(device), memory, layout, DemoDevice.FEATURES);
                 guest.postRxBuffers();

@@ -81,7 +81,8 @@ final class MigrationRig implements AutoCloseable {
         tap.setLinkUp(true);
         this.wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize());
         this.firstBackends = opener.open(tap);
-        this.device = new NetDeviceRuntime(DemoDevice.options(pairs), firstBackends.offerAgainst(), firstMemory,
+        this.device = new NetDeviceRuntime(DemoDevice.options(pairs, firstBackends.offerAgainst()),
+                firstBackends.offerAgainst(), firstMemory,
                 firstBackends.primary());
         this.guest = bootGuest(wanted);
     }
