@@ -35,7 +35,7 @@ import java.util.function.Supplier;
  * it never waits for the thread, because it may be called from the thread itself (bad input on
  * this queue puts the device into NEEDS_RESET, which stops the datapath). {@link #join} waits.
  */
-final class ControlQueueService {
+final class ControlQueueService implements Runnable {
     private static final System.Logger LOG = System.getLogger(ControlQueueService.class.getName());
 
     private final VirtioNetDevice model;
@@ -85,12 +85,12 @@ final class ControlQueueService {
             this.wake = prepared.wake;
             this.poller = prepared.poller;
             this.thread = reserved.thread();
-            reserved.run(this::run); // every field is set: the volatile hand-over publishes them
+            reserved.run(this); // every field is set: the volatile hand-over publishes them
             return;
         }
         this.wake = EventFd.create("control queue " + index + " wake-up");
         this.poller = new DescriptorPoller(List.of(kick.fd(), wake.fd()));
-        this.thread = Thread.ofPlatform().daemon().name("virtio-net-ctrl-vq-" + index).unstarted(this::run);
+        this.thread = Thread.ofPlatform().daemon().name("virtio-net-ctrl-vq-" + index).unstarted(this);
         thread.start();
     }
 
@@ -215,7 +215,12 @@ final class ControlQueueService {
         thread.join();
     }
 
-    private void run() {
+    /**
+     * The serving thread's body (the service is its own {@link Runnable}: no lambda is made, and
+     * no class loaded for one, when a migration's switchover starts it).
+     */
+    @Override
+    public void run() {
         try (DescriptorPoller p = poller) {
             for (;;) {
                 synchronized (model) {

@@ -29,6 +29,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Supplier;
 
 /**
  * A whole virtio-net device as a hypervisor runs it: the device model ({@link VirtioNetDevice}),
@@ -90,6 +91,8 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     private volatile long lastNotificationAt = -1;
     /** The control queue's thread, started parked at a prestart; guarded by the model's monitor. */
     private ControlQueueService.Prepared preparedControl; // made at prestart, taken or closed by the next start or stop
+    /** The control queue's view of the dirty log, made once (not at each start: no lambda in a switchover). */
+    private final Supplier<DirtyLog> dirtyLogSource = this::currentDirtyLog;
     private final EventFd[] calls;
     private final EventFd configInterrupt;
     // The transport's queue registers per virtqueue index; guarded by the model's monitor.
@@ -871,7 +874,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         }
         int index = state.controlQueueIndex();
         control = new ControlQueueService(model, memory, index, state.controlQueue(), mode, kicks[index], calls[index],
-                this::currentDirtyLog, prepared);
+                dirtyLogSource, prepared);
     }
 
     /** Closes the control queue's prepared parts (eventfd, poller, parked thread) if quickstart did not take them. */
