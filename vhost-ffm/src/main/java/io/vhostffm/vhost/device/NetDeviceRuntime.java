@@ -959,6 +959,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         @Override
         public void driverOk(NetDeviceState state) throws IOException {
             requireStopped();
+            discardPreparedControl(); // a failed quickstart's: this start makes its own
             DatapathState fresh = configuredState(state);
             BackendStart start = startFor(fresh.dataQueues());
             backend.start(start);
