@@ -207,6 +207,52 @@ class UserspaceBackendRuntimeTest {
     }
 
     /**
+     * The control queue prepared at prestart (its wake-up eventfd, poller and parked thread):
+     * prestarts left without quickstart close all of it at the stop, classic starts between them
+     * make and end their own, and the prestart whose quickstart follows serves the control queue from it, at the
+     * final position: promiscuous mode and the number of queue pairs are answered, traffic runs
+     * on both pairs after them, and the device's resources are where they were once it stops.
+     */
+    @Test
+    void controlQueuePreparedAtPrestartIsReleasedWithoutQuickstartAndServesAfterIt() throws Exception {
+        try (RuntimeRig rig = userspace(2)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            assertEquals(20, DeviceTraffic.transmitAndCheck(rig, 0, 20));
+            DatapathState stopped = device.stopDatapath();
+            device.prestartDatapath(stopped.dataQueues());
+            device.stopDatapath();
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.Snapshot before = ResourceLedger.take();
+            for (int i = 0; i < 10; i++) {
+                device.prestartDatapath(stopped.dataQueues());
+                device.stopDatapath();
+                device.startDatapath(stopped); // a classic start makes its own control queue parts
+                stopped = device.stopDatapath();
+            }
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.requireFlat("prestart then stop, classic start then stop (10 times each)", before,
+                    ResourceLedger.take());
+
+            device.prestartDatapath(stopped.dataQueues());
+            device.quickstartDatapath(stopped);
+            assertTrue(device.isDatapathRunning());
+            assertEquals(VirtioNetCtrl.OK, rig.guest.setPromiscuous(true), () -> "RX_PROMISC: " + device.model().lastError());
+            rig.setQueuePairs(1);
+            rig.setQueuePairs(2);
+            assertEquals(20, DeviceTraffic.transmitAndCheck(rig, 20, 20));
+            DatapathState end = device.stopDatapath();
+            QueueState control = end.controlQueue();
+            assertEquals(stopped.controlQueue().position().usedIdx() + 3, control.position().usedIdx(),
+                    "three commands answered from the final position");
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.requireFlat("after a quickstart from the prepared control queue, stopped", before,
+                    ResourceLedger.take());
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    /**
      * The quickstart's rehearsal (a migration destination during precopy, the guest running on
      * the source and sharing the rings): many rehearsals with stale and final positions, and one
      * with a refused position, write not a byte of guest memory and start nothing; the

@@ -35,7 +35,7 @@ import java.util.function.Supplier;
  * it never waits for the thread, because it may be called from the thread itself (bad input on
  * this queue puts the device into NEEDS_RESET, which stops the datapath). {@link #join} waits.
  */
-final class ControlQueueService {
+final class ControlQueueService implements Runnable {
     private static final System.Logger LOG = System.getLogger(ControlQueueService.class.getName());
 
     private final VirtioNetDevice model;
@@ -45,6 +45,7 @@ final class ControlQueueService {
     private final EventFd kick;
     private final EventFd call;
     private final EventFd wake;
+    private final DescriptorPoller poller;
     private final Supplier<DirtyLog> dirtyLog;
     private final Thread thread;
     private final DescriptorChain chain;
@@ -58,15 +59,18 @@ final class ControlQueueService {
      */
     ControlQueueService(VirtioNetDevice model, GuestMemory memory, int index, QueueState state, RestoreMode mode,
             EventFd kick, EventFd call, Supplier<DirtyLog> dirtyLog) throws NativeCallException {
-        this(model, memory, index, state, mode, kick, call, dirtyLog, null);
+        this(model, memory, index, state, mode, kick, call, dirtyLog, (Prepared) null);
     }
 
     /**
-     * As above, serving on {@code parked} (a thread started at a prestart) when not null, so no
-     * thread starts inside a migration's downtime.
+     * As above, from {@code prepared} (made at a prestart by {@link #prepare}) when it was made
+     * for this queue index and kick eventfd: its wake-up eventfd, poller and parked thread are
+     * taken over, so no thread starts, no eventfd is created and no class of this service loads
+     * inside a migration's downtime. Otherwise (null, or made for another index) the service
+     * makes its own and {@code prepared} is left to its owner to {@link Prepared#close}.
      */
     ControlQueueService(VirtioNetDevice model, GuestMemory memory, int index, QueueState state, RestoreMode mode,
-            EventFd kick, EventFd call, Supplier<DirtyLog> dirtyLog, ParkedThreads parked)
+            EventFd kick, EventFd call, Supplier<DirtyLog> dirtyLog, Prepared prepared)
             throws NativeCallException {
         this.model = model;
         this.memory = memory;
@@ -76,15 +80,90 @@ final class ControlQueueService {
         this.call = call;
         this.dirtyLog = dirtyLog;
         this.chain = queue.newChain();
-        this.wake = EventFd.create("control queue " + index + " wake-up");
-        if (parked != null) {
-            ParkedThreads.Reserved reserved = parked.reserve("virtio-net-ctrl-vq-" + index);
+        if (prepared != null && prepared.fits(index, kick)) {
+            ParkedThreads.Reserved reserved = prepared.take().reserve("virtio-net-ctrl-vq-" + index);
+            this.wake = prepared.wake;
+            this.poller = prepared.poller;
             this.thread = reserved.thread();
-            reserved.run(this::run); // every field is set: the volatile hand-over publishes them
+            reserved.run(this); // every field is set: the volatile hand-over publishes them
             return;
         }
-        this.thread = Thread.ofPlatform().daemon().name("virtio-net-ctrl-vq-" + index).unstarted(this::run);
+        this.wake = EventFd.create("control queue " + index + " wake-up");
+        this.poller = new DescriptorPoller(List.of(kick.fd(), wake.fd()));
+        this.thread = Thread.ofPlatform().daemon().name("virtio-net-ctrl-vq-" + index).unstarted(this);
         thread.start();
+    }
+
+    /**
+     * What a control queue service needs that does not depend on the queue's position, made at
+     * a prestart: the wake-up eventfd, the poller over kick and wake-up, and a parked thread.
+     * Making it also loads this service's class and runs, once, the native calls the serving
+     * thread starts with (a non-blocking read of its own fresh wake-up eventfd, which finds it
+     * empty, and a zero-timeout poll, which changes nothing), so their call paths are linked
+     * before a switchover. Either a service takes it over or {@link #close} releases it.
+     */
+    static final class Prepared implements AutoCloseable {
+        private final int index;
+        private final EventFd kick;
+        private final EventFd wake;
+        private final DescriptorPoller poller;
+        private ParkedThreads parked; // null once taken or closed
+
+        private Prepared(int index, EventFd kick, EventFd wake, DescriptorPoller poller, ParkedThreads parked) {
+            this.index = index;
+            this.kick = kick;
+            this.wake = wake;
+            this.poller = poller;
+            this.parked = parked;
+        }
+
+        private boolean fits(int queueIndex, EventFd queueKick) {
+            return parked != null && index == queueIndex && kick == queueKick;
+        }
+
+        private ParkedThreads take() {
+            ParkedThreads p = parked;
+            parked = null;
+            return p;
+        }
+
+        /** Whether a service took it over or it was closed. */
+        boolean released() {
+            return parked == null;
+        }
+
+        /** Ends the parked thread and closes the eventfd and poller, unless a service took them. */
+        @Override
+        public void close() {
+            ParkedThreads p = take();
+            if (p == null) {
+                return;
+            }
+            poller.close();
+            wake.close();
+            p.release(); // the parked thread ends
+        }
+    }
+
+    /**
+     * Prepares a service for queue {@code index} with kick eventfd {@code kick} (see
+     * {@link Prepared}); nothing is read from or written to guest memory or {@code kick}.
+     */
+    static Prepared prepare(int index, EventFd kick) throws NativeCallException {
+        EventFd wake = EventFd.create("control queue " + index + " wake-up");
+        DescriptorPoller poller = null;
+        try {
+            poller = new DescriptorPoller(List.of(kick.fd(), wake.fd()));
+            wake.consume(); // fresh: reads nothing; the serving thread's first call has this shape (kick.consume)
+            poller.poll(0); // does not consume: the thread's wait, with no wait
+            return new Prepared(index, kick, wake, poller, ParkedThreads.start(1, "virtio-net-ctrl-vq"));
+        } catch (NativeCallException | RuntimeException e) {
+            if (poller != null) {
+                poller.close();
+            }
+            wake.close();
+            throw e;
+        }
     }
 
     /** The virtqueue index. */
@@ -136,8 +215,13 @@ final class ControlQueueService {
         thread.join();
     }
 
-    private void run() {
-        try (DescriptorPoller poller = new DescriptorPoller(List.of(kick.fd(), wake.fd()))) {
+    /**
+     * The serving thread's body (the service is its own {@link Runnable}: no lambda is made, and
+     * no class loaded for one, when a migration's switchover starts it).
+     */
+    @Override
+    public void run() {
+        try (DescriptorPoller p = poller) {
             for (;;) {
                 synchronized (model) {
                     if (stopped) {

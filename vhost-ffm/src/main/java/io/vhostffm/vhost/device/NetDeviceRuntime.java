@@ -1,6 +1,5 @@
 package io.vhostffm.vhost.device;
 
-import io.vhostffm.vhost.internal.ParkedThreads;
 
 import io.vhostffm.vhost.os.EventFd;
 import io.vhostffm.vhost.os.NativeCallException;
@@ -30,6 +29,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Supplier;
 
 /**
  * A whole virtio-net device as a hypervisor runs it: the device model ({@link VirtioNetDevice}),
@@ -90,7 +90,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     private final EventFd[] kicks;
     private volatile long lastNotificationAt = -1;
     /** The control queue's thread, started parked at a prestart; guarded by the model's monitor. */
-    private ParkedThreads parkedControl;
+    private ControlQueueService.Prepared preparedControl; // made at prestart, taken or closed by the next start or stop
+    /** The control queue's view of the dirty log, made once (not at each start: no lambda in a switchover). */
+    private final Supplier<DirtyLog> dirtyLogSource = this::currentDirtyLog;
     private final EventFd[] calls;
     private final EventFd configInterrupt;
     // The transport's queue registers per virtqueue index; guarded by the model's monitor.
@@ -560,7 +562,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     public void startDatapath(DatapathState state) throws IOException {
         synchronized (model) {
             requireStopped();
-            releaseParkedControl(); // a failed quickstart's: this start makes its own thread
+            discardPreparedControl(); // a failed quickstart's: this start makes its own
             BackendStart start = startFor(state.dataQueues());
             backend.start(start);
             lastStart = start;
@@ -580,8 +582,16 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             BackendStart start = startFor(dataQueues);
             backend.prestart(start); // a failure leaves the backend stopped, lastStart null
             lastStart = start;
-            releaseParkedControl();
-            parkedControl = ParkedThreads.start(1, "virtio-net-ctrl-vq"); // quickstart serves the control queue on it
+            discardPreparedControl();
+            // Quickstart serves the control queue from it: its eventfd, poller and thread made now
+            // (closed again when the final state has no control queue).
+            int index = controlQueueIndex();
+            try {
+                preparedControl = ControlQueueService.prepare(index, kicks[index]);
+            } catch (NativeCallException | RuntimeException e) {
+                // Not fatal: quickstart makes its own, as a classic start does.
+                LOG.log(Level.WARNING, "control queue " + index + ": could not be prepared at prestart", e);
+            }
         }
     }
 
@@ -626,9 +636,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             }
             lastStart = lastStart.withPositions(finalPositions);
             try {
-                startControl(finalState, RestoreMode.CLASSIC, parkedControl);
+                startControl(finalState, RestoreMode.CLASSIC, preparedControl);
             } finally {
-                releaseParkedControl();
+                discardPreparedControl(); // taken by the service, or (another index, a failure) closed
             }
             lastNotificationAt = System.nanoTime();
             notifyAllQueues();
@@ -854,29 +864,30 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     }
 
     private void startControl(DatapathState state, RestoreMode mode) throws NativeCallException {
-        startControl(state, mode, null);
+        startControl(state, mode, (ControlQueueService.Prepared) null);
     }
 
-    private void startControl(DatapathState state, RestoreMode mode, ParkedThreads parked) throws NativeCallException {
+    private void startControl(DatapathState state, RestoreMode mode, ControlQueueService.Prepared prepared)
+            throws NativeCallException {
         if (state.controlQueue() == null) {
             return;
         }
         int index = state.controlQueueIndex();
         control = new ControlQueueService(model, memory, index, state.controlQueue(), mode, kicks[index], calls[index],
-                this::currentDirtyLog, parked);
+                dirtyLogSource, prepared);
     }
 
-    /** Ends the control queue's parked thread if quickstart did not take it. */
-    private void releaseParkedControl() {
-        if (parkedControl != null) {
-            parkedControl.release();
-            parkedControl = null;
+    /** Closes the control queue's prepared parts (eventfd, poller, parked thread) if quickstart did not take them. */
+    private void discardPreparedControl() {
+        if (preparedControl != null) {
+            preparedControl.close();
+            preparedControl = null;
         }
     }
 
     /** Stops backend and control queue; returns their states. Caller holds the model's monitor. */
     private DatapathState stopLocked() throws IOException {
-        releaseParkedControl();
+        discardPreparedControl();
         QueueState controlState = null;
         int controlIndex = -1;
         if (control != null) {
@@ -948,6 +959,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         @Override
         public void driverOk(NetDeviceState state) throws IOException {
             requireStopped();
+            discardPreparedControl(); // a failed quickstart's: this start makes its own
             DatapathState fresh = configuredState(state);
             BackendStart start = startFor(fresh.dataQueues());
             backend.start(start);
@@ -1048,7 +1060,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
                 return;
             }
             closed = true;
-            releaseParkedControl();
+            discardPreparedControl();
             stopQuietly();
             toJoin = new ArrayList<>(stoppedControls);
             stoppedControls.clear();
