@@ -23,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -72,6 +73,19 @@ static int wait_any(const int *fds, int n, int timeout_ms, const char **failed_c
             return -errno;
         }
     }
+}
+
+/*
+ * Makes fd non-blocking (for more than one queue: a blocking readv on an empty queue would wait
+ * while the frames sit on another); 0, or -errno with the failed call's name in *failed_call.
+ */
+long vffm_baseline_nonblocking(int fd, const char **failed_call) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        *failed_call = "fcntl";
+        return -errno;
+    }
+    return 0;
 }
 
 long vffm_baseline_transmit(const int *taps, int queues, int sock, const unsigned char *packet, long packet_len,

@@ -44,6 +44,7 @@ final class DatapathBaseline implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MethodHandle transmit;
     private final MethodHandle receive;
+    private final MethodHandle nonblocking;
     private final MemorySegment failedCall;
 
     DatapathBaseline() throws IOException {
@@ -62,6 +63,8 @@ final class DatapathBaseline implements AutoCloseable {
             Linker linker = Linker.nativeLinker();
             transmit = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_transmit"), TRANSMIT);
             receive = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_receive"), RECEIVE);
+            nonblocking = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_nonblocking"),
+                    FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS));
             failedCall = arena.allocate(ADDRESS);
         } catch (IOException | RuntimeException e) {
             close();
@@ -131,6 +134,20 @@ final class DatapathBaseline implements AutoCloseable {
         try {
             return check((long) receive.invokeExact(socket, taps, queues, frames, frameLength, flows, buffer,
                     buffer.byteSize(), batch, timeoutMillis, perQueue, failedCall));
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Sets O_NONBLOCK on {@code fd}: with more than one TAP queue the receive loop reads each in
+     * turn, and a blocking read on an empty one would wait while the frames sit on another.
+     */
+    void nonblocking(int fd) {
+        try {
+            check((long) nonblocking.invokeExact(fd, failedCall));
         } catch (RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
