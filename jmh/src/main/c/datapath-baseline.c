@@ -1,14 +1,17 @@
 /*
  * The C baseline of UserspaceDatapathBenchmark: the same work as the benchmark's Java side, done
- * by C on the same TAP queue and the same AF_PACKET socket, one system call per frame.
+ * by C on the same TAP queues and the same AF_PACKET socket, one system call per frame, on one
+ * thread over all the queues (as the benchmark's guest side is one thread over all its pairs).
  *
- * transmit: a batch of writev calls into the TAP, each of one buffer holding the 12-byte vnet
+ * transmit: a batch of writev calls into the TAP, taking the queues in turn, each of one buffer holding the 12-byte vnet
  *   header and the frame (what the datapath's writev gets from a guest's one-descriptor chain);
  *   then the far side receives from the packet socket (recv MSG_DONTWAIT | MSG_TRUNC, poll when
  *   it is empty, as PacketSocket.receive does) until the whole batch has arrived.
  * receive: the far side sends a batch of frames into the TAP from the packet socket (send, as
- *   PacketSocket.send does); then readv from the TAP into a buffer until the whole batch has
- *   arrived (poll when the TAP is empty; its queue may be non-blocking).
+ *   PacketSocket.send does), taking the flows (UDP frames that differ in their source port) in
+ *   turn, so that the TAP's flow hash spreads them over its queues; then readv from the queues in
+ *   turn into a buffer until the whole batch has arrived (poll on all of them when every queue is
+ *   empty; they may be non-blocking), counting in per_queue[q] the frames each queue gave.
  *
  * A frame counts as arrived when it has the expected length and the same bytes as the one sent
  * from the EtherType on (at most 20 bytes: the numbered frame's type and magic), as the Java side
@@ -20,6 +23,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,6 +33,7 @@
 #define VNET_HEADER 12
 #define COMPARED 20
 #define ETHERTYPE_AT 12
+#define MAX_QUEUES 16
 
 static int compared(long frame_len) {
     long n = frame_len - ETHERTYPE_AT;
@@ -50,14 +55,52 @@ static int wait_for(int fd, short events, int timeout_ms, const char **failed_ca
     }
 }
 
-long vffm_baseline_transmit(int tap, int sock, const unsigned char *packet, long packet_len,
+/* Waits for POLLIN on any of n fds (at most MAX_QUEUES); 1 when one is ready, 0 on timeout, -errno on failure. */
+static int wait_any(const int *fds, int n, int timeout_ms, const char **failed_call) {
+    struct pollfd p[MAX_QUEUES];
+    for (int q = 0; q < n; q++) {
+        p[q].fd = fds[q];
+        p[q].events = POLLIN;
+        p[q].revents = 0;
+    }
+    for (;;) {
+        int ready = poll(p, (nfds_t) n, timeout_ms);
+        if (ready >= 0) {
+            return ready > 0 ? 1 : 0;
+        }
+        if (errno != EINTR) {
+            *failed_call = "poll";
+            return -errno;
+        }
+    }
+}
+
+/*
+ * Makes fd non-blocking (for more than one queue: a blocking readv on an empty queue would wait
+ * while the frames sit on another); 0, or -errno with the failed call's name in *failed_call.
+ */
+long vffm_baseline_nonblocking(int fd, const char **failed_call) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        *failed_call = "fcntl";
+        return -errno;
+    }
+    return 0;
+}
+
+long vffm_baseline_transmit(const int *taps, int queues, int sock, const unsigned char *packet, long packet_len,
                             unsigned char *buffer, long buffer_len, int batch, int timeout_ms,
                             const char **failed_call) {
     struct iovec iov = { .iov_base = (void *) packet, .iov_len = (size_t) packet_len };
     long frame_len = packet_len - VNET_HEADER;
     const unsigned char *frame = packet + VNET_HEADER;
     int cmp = compared(frame_len);
+    if (queues < 1 || queues > MAX_QUEUES) {
+        *failed_call = "queues";
+        return -EINVAL;
+    }
     for (int i = 0; i < batch; i++) {
+        int tap = taps[i % queues];
         ssize_t n = writev(tap, &iov, 1);
         if (n < 0) {
             if (errno == EINTR) {
@@ -100,12 +143,16 @@ long vffm_baseline_transmit(int tap, int sock, const unsigned char *packet, long
     return arrived;
 }
 
-long vffm_baseline_receive(int sock, int tap, const unsigned char *frame, long frame_len,
-                           unsigned char *buffer, long buffer_len, int batch, int timeout_ms,
-                           const char **failed_call) {
+long vffm_baseline_receive(int sock, const int *taps, int queues, const unsigned char *frames, long frame_len,
+                           int flows, unsigned char *buffer, long buffer_len, int batch, int timeout_ms,
+                           long *per_queue, const char **failed_call) {
     int cmp = compared(frame_len);
+    if (queues < 1 || queues > MAX_QUEUES || flows < 1) {
+        *failed_call = "queues";
+        return -EINVAL;
+    }
     for (int i = 0; i < batch; i++) {
-        ssize_t n = send(sock, frame, (size_t) frame_len, 0);
+        ssize_t n = send(sock, frames + (long) (i % flows) * frame_len, (size_t) frame_len, 0);
         if (n < 0) {
             if (errno == EINTR) {
                 i--;
@@ -117,8 +164,10 @@ long vffm_baseline_receive(int sock, int tap, const unsigned char *frame, long f
     }
     struct iovec iov = { .iov_base = buffer, .iov_len = (size_t) buffer_len };
     int arrived = 0;
+    int empty = 0; /* queues found empty in a row: all of them, and it is time to poll */
+    int q = 0;
     while (arrived < batch) {
-        ssize_t n = readv(tap, &iov, 1);
+        ssize_t n = readv(taps[q], &iov, 1);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -127,15 +176,22 @@ long vffm_baseline_receive(int sock, int tap, const unsigned char *frame, long f
                 *failed_call = "readv";
                 return -errno;
             }
-            int r = wait_for(tap, POLLIN, timeout_ms, failed_call);
+            q = (q + 1) % queues;
+            if (++empty < queues) {
+                continue;
+            }
+            empty = 0;
+            int r = wait_any(taps, queues, timeout_ms, failed_call);
             if (r <= 0) {
                 return r < 0 ? r : arrived;
             }
             continue;
         }
+        empty = 0;
         if (n == VNET_HEADER + frame_len
-                && memcmp(buffer + VNET_HEADER + ETHERTYPE_AT, frame + ETHERTYPE_AT, (size_t) cmp) == 0) {
+                && memcmp(buffer + VNET_HEADER + ETHERTYPE_AT, frames + ETHERTYPE_AT, (size_t) cmp) == 0) {
             arrived++;
+            per_queue[q]++;
         }
     }
     return arrived;

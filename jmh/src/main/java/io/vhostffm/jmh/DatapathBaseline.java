@@ -27,20 +27,24 @@ import java.util.stream.Stream;
  * The C baseline of {@link UserspaceDatapathBenchmark}: {@code datapath-baseline.c} (a resource of
  * this jar, from {@code jmh/src/main/c}), compiled with gcc {@code -O2} into a shared library in
  * a temporary directory when a trial starts, and called through FFM with the descriptors the
- * benchmark's fixture opened (the TAP queue and the AF_PACKET socket), so that both sides of the
+ * benchmark's fixture opened (the TAP queues and the AF_PACKET socket), so that both sides of the
  * ratio run on the same set-up in the same JVM run. Needs gcc (or cc) on the PATH.
  */
 final class DatapathBaseline implements AutoCloseable {
     static final String SOURCE = "datapath-baseline.c";
     private static final AddressLayout CSTRING_POINTER = ADDRESS.withTargetLayout(
             java.lang.foreign.MemoryLayout.sequenceLayout(64, java.lang.foreign.ValueLayout.JAVA_BYTE));
-    private static final FunctionDescriptor BATCH = FunctionDescriptor.of(JAVA_LONG,
-            JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS);
+    private static final FunctionDescriptor TRANSMIT = FunctionDescriptor.of(JAVA_LONG,
+            ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS);
+    private static final FunctionDescriptor RECEIVE = FunctionDescriptor.of(JAVA_LONG,
+            JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT,
+            ADDRESS, ADDRESS);
 
     private final Path directory;
     private final Arena arena = Arena.ofShared();
     private final MethodHandle transmit;
     private final MethodHandle receive;
+    private final MethodHandle nonblocking;
     private final MemorySegment failedCall;
 
     DatapathBaseline() throws IOException {
@@ -57,8 +61,10 @@ final class DatapathBaseline implements AutoCloseable {
             compile(source, library);
             SymbolLookup lookup = SymbolLookup.libraryLookup(library, arena);
             Linker linker = Linker.nativeLinker();
-            transmit = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_transmit"), BATCH);
-            receive = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_receive"), BATCH);
+            transmit = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_transmit"), TRANSMIT);
+            receive = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_receive"), RECEIVE);
+            nonblocking = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_nonblocking"),
+                    FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS));
             failedCall = arena.allocate(ADDRESS);
         } catch (IOException | RuntimeException e) {
             close();
@@ -97,15 +103,17 @@ final class DatapathBaseline implements AutoCloseable {
     }
 
     /**
-     * {@code batch} writevs of {@code packet} (vnet header + frame) into {@code tap}, then receives
-     * from {@code socket} until all of them arrived.
+     * {@code batch} writevs of {@code packet} (vnet header + frame) into the TAP queues
+     * ({@code queues} ints at {@code taps}), taking them in turn, then receives from {@code socket}
+     * until all of them arrived.
      *
      * @return the frames that arrived (fewer than {@code batch}: timed out)
      */
-    long transmit(int tap, int socket, MemorySegment packet, MemorySegment buffer, int batch, int timeoutMillis) {
+    long transmit(MemorySegment taps, int queues, int socket, MemorySegment packet, MemorySegment buffer, int batch,
+            int timeoutMillis) {
         try {
-            return check((long) transmit.invokeExact(tap, socket, packet, packet.byteSize(), buffer, buffer.byteSize(),
-                    batch, timeoutMillis, failedCall));
+            return check((long) transmit.invokeExact(taps, queues, socket, packet, packet.byteSize(), buffer,
+                    buffer.byteSize(), batch, timeoutMillis, failedCall));
         } catch (RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
@@ -114,15 +122,32 @@ final class DatapathBaseline implements AutoCloseable {
     }
 
     /**
-     * {@code batch} sends of {@code frame} from {@code socket}, then readv from {@code tap} until
-     * all of them arrived.
+     * {@code batch} sends from {@code socket}, taking the {@code flows} frames of {@code frameLength}
+     * bytes at {@code frames} in turn, then readv from the TAP queues ({@code queues} ints at
+     * {@code taps}) in turn until all of them arrived, adding to {@code perQueue} (a long per queue)
+     * the frames each queue gave.
      *
      * @return the frames that arrived (fewer than {@code batch}: timed out)
      */
-    long receive(int socket, int tap, MemorySegment frame, MemorySegment buffer, int batch, int timeoutMillis) {
+    long receive(int socket, MemorySegment taps, int queues, MemorySegment frames, long frameLength, int flows,
+            MemorySegment buffer, int batch, int timeoutMillis, MemorySegment perQueue) {
         try {
-            return check((long) receive.invokeExact(socket, tap, frame, frame.byteSize(), buffer, buffer.byteSize(),
-                    batch, timeoutMillis, failedCall));
+            return check((long) receive.invokeExact(socket, taps, queues, frames, frameLength, flows, buffer,
+                    buffer.byteSize(), batch, timeoutMillis, perQueue, failedCall));
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Sets O_NONBLOCK on {@code fd}: with more than one TAP queue the receive loop reads each in
+     * turn, and a blocking read on an empty one would wait while the frames sit on another.
+     */
+    void nonblocking(int fd) {
+        try {
+            check((long) nonblocking.invokeExact(fd, failedCall));
         } catch (RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {

@@ -110,6 +110,15 @@ final class TapGuest implements AutoCloseable {
         return Frames.frame(destination, Frames.NETWORK_MAC, 0, 0, length, -1);
     }
 
+    /**
+     * An Ethernet frame of {@code length} bytes to {@code destination}: a numbered IPv4/UDP frame
+     * of stream 0 whose source port is set by {@code flow}, so that a multi-queue TAP hashes
+     * frames of different flows to (possibly) different queues.
+     */
+    static byte[] flowFrame(byte[] destination, int length, int flow) {
+        return Frames.frame(destination, Frames.NETWORK_MAC, 0, 0, length, flow);
+    }
+
     /** Whether the frame at {@code frame} is a numbered one. */
     static boolean ours(MemorySegment frame) {
         return Frames.isNumbered(frame, Math.min(frame.byteSize(), Frames.MIN_LENGTH));

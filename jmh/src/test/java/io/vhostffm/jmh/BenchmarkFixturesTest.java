@@ -3,6 +3,7 @@ package io.vhostffm.jmh;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.vring.DeviceQueue;
 import io.vhostffm.vring.QueuePosition;
@@ -146,11 +147,13 @@ class BenchmarkFixturesTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"java, 64", "java, 1514", "c, 64", "c, 1514"})
-    void userspaceDatapathMovesEveryFrameThroughARealTap(String impl, int frameSize) throws Exception {
+    @CsvSource({"java, 64, 1", "java, 1514, 1", "c, 64, 1", "c, 1514, 1", "java, 64, 2", "java, 1514, 2",
+            "c, 64, 2", "c, 1514, 2"})
+    void userspaceDatapathMovesEveryFrameThroughARealTap(String impl, int frameSize, int pairs) throws Exception {
         UserspaceDatapathBenchmark bench = new UserspaceDatapathBenchmark();
         bench.frameSize = frameSize;
         bench.impl = impl;
+        bench.pairs = pairs;
         bench.setUp();
         String tap = bench.guest.tap.name();
         assertEquals(true, java.nio.file.Files.exists(java.nio.file.Path.of("/sys/class/net", tap)), "TAP " + tap);
@@ -164,6 +167,23 @@ class BenchmarkFixturesTest {
             }
             assertEquals(bench.framesSent, bench.framesArrived, "every frame arrived");
             assertEquals(40L * UserspaceDatapathBenchmark.BATCH, bench.framesArrived);
+            assertEquals(pairs, bench.guest.tap.queues().size());
+            assertEquals(pairs, bench.rxPerQueue.length);
+            long received = 0;
+            for (int q = 0; q < pairs; q++) {
+                // The flows spread over every TAP queue, so every pair's receive ring carried frames.
+                assertTrue(bench.rxPerQueue[q] > 0, "frames out of TAP queue " + q + ": "
+                        + java.util.Arrays.toString(bench.rxPerQueue));
+                received += bench.rxPerQueue[q];
+            }
+            assertEquals(20L * UserspaceDatapathBenchmark.BATCH, received);
+            if (impl.equals("java")) {
+                for (int p = 0; p < pairs; p++) {
+                    // Each transmit queue got its share back used from the datapath (the last batch may be in flight).
+                    assertTrue(bench.txCompleted[p] >= 19L * UserspaceDatapathBenchmark.BATCH / pairs,
+                            "frames completed on transmit queue " + p + ": " + java.util.Arrays.toString(bench.txCompleted));
+                }
+            }
         } finally {
             bench.tearDown();
         }

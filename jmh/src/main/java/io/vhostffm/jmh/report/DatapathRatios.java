@@ -8,7 +8,7 @@ import java.util.Map;
 /**
  * The userspace datapath against C doing the same work, from {@code UserspaceDatapathBenchmark}'s
  * results: for each direction (its {@code transmit} and {@code receive} methods) and
- * {@code frameSize}, the score with {@code impl=java} divided by the score with {@code impl=c}
+ * {@code frameSize} and {@code pairs} (1 when the run has no such parameter), the score with {@code impl=java} divided by the score with {@code impl=c}
  * (goal: at least {@value #GOAL}), with the Java side's allocation per frame. A ratio's error adds
  * the two scores' relative errors ({@link SwitchoverRatios#ratio}).
  */
@@ -19,7 +19,7 @@ public final class DatapathRatios {
     static final double GOAL = 0.9;
 
     /** One row: a direction at one frame size; any part may be null when it did not run. */
-    public record Row(String benchmarkClass, String direction, String frameSize, BenchmarkResult.Metric java,
+    public record Row(String benchmarkClass, String direction, String frameSize, String pairs, BenchmarkResult.Metric java,
                       BenchmarkResult.Metric c, BenchmarkResult.Metric javaAllocation) {
         /** java / c with its error; null when either is missing. */
         public BenchmarkResult.Metric javaOverC() {
@@ -32,8 +32,8 @@ public final class DatapathRatios {
 
     /**
      * The rows: every {@code transmit} or {@code receive} result with an {@code impl} parameter in
-     * a class named {@code ...UserspaceDatapath...}, grouped by class (with any label), method and
-     * {@code frameSize}, in the order first seen.
+     * a class named {@code ...UserspaceDatapath...}, grouped by class (with any label), method,
+     * {@code frameSize} and {@code pairs}, in the order first seen.
      */
     public static List<Row> rows(List<BenchmarkResult> results) {
         Map<String, Map<String, BenchmarkResult>> groups = new LinkedHashMap<>();
@@ -48,7 +48,8 @@ public final class DatapathRatios {
             if (!method.equals("transmit") && !method.equals("receive")) {
                 continue;
             }
-            String key = name.substring(0, dot) + "\u0000" + method + "\u0000" + r.params().getOrDefault("frameSize", "");
+            String key = name.substring(0, dot) + "\u0000" + method + "\u0000" + r.params().getOrDefault("frameSize", "")
+                    + "\u0000" + r.params().getOrDefault("pairs", "1");
             groups.computeIfAbsent(key, k -> new LinkedHashMap<>()).put(impl, r);
         }
         List<Row> rows = new ArrayList<>();
@@ -56,7 +57,7 @@ public final class DatapathRatios {
             String[] parts = key.split("\u0000", -1);
             BenchmarkResult java = impls.get("java");
             BenchmarkResult c = impls.get("c");
-            rows.add(new Row(parts[0], parts[1].equals("transmit") ? "TX" : "RX", parts[2],
+            rows.add(new Row(parts[0], parts[1].equals("transmit") ? "TX" : "RX", parts[2], parts[3],
                     java == null ? null : java.primary(), c == null ? null : c.primary(),
                     java == null ? null : java.allocationPerOp()));
         });
@@ -73,15 +74,16 @@ public final class DatapathRatios {
         out.append("## " + HEADING + "\n\n");
         out.append("Frames per second (mean ± 99.9% half-width) through a real TAP: the guest and the userspace "
                 + "datapath (`impl=java`), and C doing the same work on the same TAP and AF_PACKET socket "
-                + "(`impl=c`, one system call per frame); Java / C, goal at least "
+                + "(`impl=c`, one system call per frame), over 1 or more queue pairs; Java / C, goal at least "
                 + Figures.format(GOAL, 1) + "; the Java side's allocation per frame (gc profiler). Ratios of the "
                 + "same run only; a ratio's error adds the two relative errors.\n\n");
-        out.append("| Benchmark | Direction | Frame size | Java | C | Java / C | Java alloc (B/op) |\n");
-        out.append("|---|---|--:|--:|--:|--:|--:|\n");
+        out.append("| Benchmark | Direction | Frame size | Pairs | Java | C | Java / C | Java alloc (B/op) |\n");
+        out.append("|---|---|--:|--:|--:|--:|--:|--:|\n");
         for (Row row : rows) {
             out.append("| ").append(row.benchmarkClass().replace("|", "\\|"))
                     .append(" | ").append(row.direction())
                     .append(" | ").append(row.frameSize())
+                    .append(" | ").append(row.pairs())
                     .append(" | ").append(rate(row.java()))
                     .append(" | ").append(rate(row.c()))
                     .append(" | ").append(verdict(row.javaOverC()))

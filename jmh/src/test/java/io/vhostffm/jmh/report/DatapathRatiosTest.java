@@ -12,18 +12,24 @@ class DatapathRatiosTest {
 
     /** One JMH JSON entry of the datapath benchmark: thrpt in ops/s, with the gc profiler's B/op. */
     static String entry(String method, String impl, int frameSize, double score, double error, double bytesPerOp) {
+        return entry(method, impl, frameSize, 1, score, error, bytesPerOp);
+    }
+
+    /** The same with a {@code pairs} parameter. */
+    static String entry(String method, String impl, int frameSize, int pairs, double score, double error,
+            double bytesPerOp) {
         return String.format(Locale.ROOT, """
                 {"jmhVersion": "1.37", "benchmark": "io.vhostffm.jmh.UserspaceDatapathBenchmark.%s", "mode": "thrpt",
                  "threads": 1, "forks": 1, "jvm": "java", "jvmArgs": [], "jdkVersion": "25.0.3",
                  "vmName": "OpenJDK 64-Bit Server VM", "vmVersion": "25.0.3+9-LTS",
                  "warmupIterations": 3, "warmupTime": "1 s", "warmupBatchSize": 1,
                  "measurementIterations": 5, "measurementTime": "1 s", "measurementBatchSize": 1,
-                 "params": {"frameSize": "%d", "impl": "%s"},
+                 "params": {"frameSize": "%d", "impl": "%s", "pairs": "%d"},
                  "primaryMetric": {"score": %s, "scoreError": %s, "scoreConfidence": [0, 0],
                    "scorePercentiles": {}, "scoreUnit": "ops/s", "rawData": [[1, 2]]},
                  "secondaryMetrics": {"gc.alloc.rate.norm": {"score": %s, "scoreError": 0,
                    "scoreConfidence": [0, 0], "scorePercentiles": {}, "scoreUnit": "B/op", "rawData": [[0]]}}}""",
-                method, frameSize, impl, score, error, bytesPerOp);
+                method, frameSize, impl, pairs, score, error, bytesPerOp);
     }
 
     static String run() {
@@ -54,10 +60,26 @@ class DatapathRatiosTest {
     void saysWhetherTheGoalIsMet() {
         String table = DatapathRatios.render(BenchmarkResult.parseAll(run()));
         assertTrue(table.startsWith("## The userspace datapath against C doing the same work\n"), table);
-        assertTrue(table.contains("| UserspaceDatapathBenchmark | RX | 64 | 400,000 ± 40,000 ops/s | "
+        assertTrue(table.contains("| UserspaceDatapathBenchmark | RX | 64 | 1 | 400,000 ± 40,000 ops/s | "
                 + "500,000 ± 50,000 ops/s | 0.80 ± 0.16 (not met) | ≈ 0 |"), table);
-        assertTrue(table.contains("| TX | 64 | 475,000 ± 0 ops/s | 500,000 ± 0 ops/s | 0.95 ± 0.00 (met) | 3.50 |"), table);
-        assertTrue(table.contains("| TX | 1514 | 300,000 ± 0 ops/s | — | — | ≈ 0 |"), table);
+        assertTrue(table.contains("| TX | 64 | 1 | 475,000 ± 0 ops/s | 500,000 ± 0 ops/s | 0.95 ± 0.00 (met) | 3.50 |"), table);
+        assertTrue(table.contains("| TX | 1514 | 1 | 300,000 ± 0 ops/s | — | — | ≈ 0 |"), table);
+    }
+
+    @Test
+    void keepsOneAndTwoPairsApart() {
+        String json = "[" + String.join(",",
+                entry("receive", "java", 64, 1, 400_000, 0, 0),
+                entry("receive", "c", 64, 1, 500_000, 0, 0),
+                entry("receive", "java", 64, 2, 600_000, 0, 0),
+                entry("receive", "c", 64, 2, 500_000, 0, 0)) + "]";
+        List<DatapathRatios.Row> rows = DatapathRatios.rows(BenchmarkResult.parseAll(json));
+        assertEquals(2, rows.size());
+        assertEquals("1", rows.get(0).pairs());
+        assertEquals(0.8, rows.get(0).javaOverC().score(), 1e-9);
+        assertEquals("2", rows.get(1).pairs());
+        assertEquals(1.2, rows.get(1).javaOverC().score(), 1e-9);
+        assertTrue(DatapathRatios.render(BenchmarkResult.parseAll(json)).contains("| RX | 64 | 2 | 600,000"));
     }
 
     @Test
