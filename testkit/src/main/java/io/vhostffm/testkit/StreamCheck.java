@@ -68,4 +68,20 @@ public final class StreamCheck {
         sorted.sort(null);
         return exactlyOnceInOrder(what, sorted, count);
     }
+
+    /**
+     * As {@link #exactlyOnceInOrderPerQueue(String, List, List, long)}, over one stream of a saved
+     * guest's record ({@link FakeGuestState#received()}).
+     */
+    public static String exactlyOnceInOrderPerQueue(String what, FakeGuestState.Stream stream, long count) {
+        List<Long> seqs = new ArrayList<>(stream.seqs().length);
+        for (long seq : stream.seqs()) {
+            seqs.add(seq);
+        }
+        List<Integer> arrivedOn = new ArrayList<>(stream.arrivedOn().length);
+        for (int queue : stream.arrivedOn()) {
+            arrivedOn.add(queue);
+        }
+        return exactlyOnceInOrderPerQueue(what, seqs, arrivedOn, count);
+    }
 }

@@ -330,15 +330,8 @@ public final class DowntimeBench {
         FakeGuestState state = guest.saveState();
         List<String> problems = new ArrayList<>();
         for (int p = 0; p < pairs; p++) {
-            List<Long> got = new ArrayList<>();
-            for (long g : state.received().get(p).seqs()) {
-                got.add(g);
-            }
-            List<Integer> on = new ArrayList<>();
-            for (int q : state.received().get(p).arrivedOn()) {
-                on.add(q);
-            }
-            String a = StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", got, on, rx[p]);
+            String a = StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest",
+                    state.received().get(p), rx[p]);
             String b = StreamCheck.exactlyOnceInOrder("pair " + p + " guest -> network", wire.fromGuest(p), tx[p]);
             if (a != null) {
                 problems.add(a);

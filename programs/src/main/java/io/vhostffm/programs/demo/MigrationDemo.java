@@ -286,7 +286,7 @@ public final class MigrationDemo {
                         MigrationPeerException failure = MigrationPeerException.of(MigrationPhase.CONNECT,
                                 "the destination (process " + child.pid() + ")", e);
                         out.println("source: " + failure.getMessage() + "; the guest goes on here");
-                        if (socketsOpen(ramSocket)) {
+                        if (ramSocket != null) {
                             ramSocket.close();
                         }
                         return new FaultOutcome(failure, true, goOnHere(s, out, guest, wire, backends, null), child);
@@ -427,72 +427,59 @@ public final class MigrationDemo {
     private static FaultOutcome completed(Settings s, PrintStream out, LocalMigration.Source source, FakeGuest guest,
             NetworkSide wire, Backends backends, DestinationFigures figures, long before, Process child, Path childLog)
             throws Exception {
-                    int pairs = s.pairs();
-                    out.println("destination: switchover path " + figures.path() + ", datapath " + figures.datapath()
-                            + (figures.fallbackReason().isEmpty() ? "" : " (fallback: " + figures.fallbackReason() + ")"));
-                    if (!figures.switchoverIoctls().isEmpty()) {
-                        out.println("destination: switchover vhost ioctls: " + figures.switchoverIoctls());
-                    }
-                    // The guest runs on the destination now; the network side stays here.
-                    long[] txTotal = new long[pairs];
-                    long[] rxTotal = new long[pairs];
-                    for (int p = 0; p < pairs; p++) {
-                        txTotal[p] = guest.transmitted(p) + s.frames();
-                        rxTotal[p] = wire.sentToGuest(p) + s.frames();
-                    }
-                    long wanted = 0;
-                    for (long t : txTotal) {
-                        wanted += t;
-                    }
-                    // The guest's transmit there is paced by credits from the network side here.
-                    TransmitCredits.Grantor credits = new TransmitCredits.Grantor(wire, source.channel(),
-                            NetworkSide.FROM_GUEST_WINDOW, wanted);
-                    Messages.send(source.channel(), TrafficPlan.class, new TrafficPlan(txTotal, rxTotal, trafficTimeout(s).toMillis(),
-                            credits.firstCredit(), CREDIT_TIMEOUT_MILLIS));
-                    credits.run(rxTotal, Duration.ofMillis(CREDIT_TIMEOUT_MILLIS));
-                    FakeGuestState after;
-                    try {
-                        after = Messages.receive(source.channel(), FakeGuestState.class);
-                    } catch (IOException e) {
-                        throw new IOException(e.getMessage() + (child == null ? "" : "; " + describeChild(child, childLog)), e);
-                    }
-                    List<String> problems = new ArrayList<>();
-                    long toGuest = 0;
-                    long fromGuest = 0;
-                    for (int p = 0; p < pairs; p++) {
-                        long[] got = after.received().get(p).seqs();
-                        List<Long> rx = new ArrayList<>();
-                        for (long g : got) {
-                            rx.add(g);
-                        }
-                        List<Integer> on = new ArrayList<>();
-                        for (int q : after.received().get(p).arrivedOn()) {
-                            on.add(q);
-                        }
-                        addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", rx,
-                                on, rxTotal[p]));
-                        addIfProblem(problems, wire.checkFromGuest("pair " + p + " guest -> network", p, txTotal[p]));
-                        toGuest += rxTotal[p];
-                        fromGuest += txTotal[p];
-                    }
-                    MigrationReport report = source.migration().report();
-                    Result result = new Result(backends.description(), report, figures, toGuest, fromGuest, before,
-                            toGuest + fromGuest - before, problems);
-                    print(out, result);
-                    if (child == null) {
-                        return new FaultOutcome(null, false, result, null);
-                    }
-                    if (!child.waitFor(60, TimeUnit.SECONDS)) {
-                        child.destroyForcibly();
-                        problems.add("the destination process did not exit");
-                    } else if (child.exitValue() != 0) {
-                        problems.add("the destination exited with " + child.exitValue() + ": " + Files.readString(childLog));
-                    }
-                    return new FaultOutcome(null, false, result, child);
-    }
-
-    private static boolean socketsOpen(UnixSocket socket) {
-        return socket != null;
+        int pairs = s.pairs();
+        out.println("destination: switchover path " + figures.path() + ", datapath " + figures.datapath()
+                + (figures.fallbackReason().isEmpty() ? "" : " (fallback: " + figures.fallbackReason() + ")"));
+        if (!figures.switchoverIoctls().isEmpty()) {
+            out.println("destination: switchover vhost ioctls: " + figures.switchoverIoctls());
+        }
+        // The guest runs on the destination now; the network side stays here.
+        long[] txTotal = new long[pairs];
+        long[] rxTotal = new long[pairs];
+        for (int p = 0; p < pairs; p++) {
+            txTotal[p] = guest.transmitted(p) + s.frames();
+            rxTotal[p] = wire.sentToGuest(p) + s.frames();
+        }
+        long wanted = 0;
+        for (long t : txTotal) {
+            wanted += t;
+        }
+        // The guest's transmit there is paced by credits from the network side here.
+        TransmitCredits.Grantor credits = new TransmitCredits.Grantor(wire, source.channel(),
+                NetworkSide.FROM_GUEST_WINDOW, wanted);
+        Messages.send(source.channel(), TrafficPlan.class, new TrafficPlan(txTotal, rxTotal, trafficTimeout(s).toMillis(),
+                credits.firstCredit(), CREDIT_TIMEOUT_MILLIS));
+        credits.run(rxTotal, Duration.ofMillis(CREDIT_TIMEOUT_MILLIS));
+        FakeGuestState after;
+        try {
+            after = Messages.receive(source.channel(), FakeGuestState.class);
+        } catch (IOException e) {
+            throw new IOException(e.getMessage() + (child == null ? "" : "; " + describeChild(child, childLog)), e);
+        }
+        List<String> problems = new ArrayList<>();
+        long toGuest = 0;
+        long fromGuest = 0;
+        for (int p = 0; p < pairs; p++) {
+            addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest",
+                    after.received().get(p), rxTotal[p]));
+            addIfProblem(problems, wire.checkFromGuest("pair " + p + " guest -> network", p, txTotal[p]));
+            toGuest += rxTotal[p];
+            fromGuest += txTotal[p];
+        }
+        MigrationReport report = source.migration().report();
+        Result result = new Result(backends.description(), report, figures, toGuest, fromGuest, before,
+                toGuest + fromGuest - before, problems);
+        print(out, result);
+        if (child == null) {
+            return new FaultOutcome(null, false, result, null);
+        }
+        if (!child.waitFor(60, TimeUnit.SECONDS)) {
+            child.destroyForcibly();
+            problems.add("the destination process did not exit");
+        } else if (child.exitValue() != 0) {
+            problems.add("the destination exited with " + child.exitValue() + ": " + Files.readString(childLog));
+        }
+        return new FaultOutcome(null, false, result, child);
     }
 
     /** shutdown(2) of a connection, as a fault. */
@@ -528,16 +515,8 @@ public final class MigrationDemo {
         long fromGuest = 0;
         FakeGuestState state = guest.saveState();
         for (int p = 0; p < pairs; p++) {
-            List<Long> got = new ArrayList<>();
-            for (long g : state.received().get(p).seqs()) {
-                got.add(g);
-            }
-            List<Integer> on = new ArrayList<>();
-            for (int q : state.received().get(p).arrivedOn()) {
-                on.add(q);
-            }
-            addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest", got, on,
-                    wire.sentToGuest(p)));
+            addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p + " network -> guest",
+                    state.received().get(p), wire.sentToGuest(p)));
             addIfProblem(problems, wire.checkFromGuest("pair " + p + " guest -> network", p, guest.transmitted(p)));
             toGuest += wire.sentToGuest(p);
             fromGuest += guest.transmitted(p);
@@ -914,16 +893,9 @@ public final class MigrationDemo {
                     List<String> problems = new ArrayList<>();
                     FakeGuestState state = guest.saveState();
                     for (int p = 0; p < s.pairs(); p++) {
-                        List<Long> got = new ArrayList<>();
-                        for (long g : state.received().get(p).seqs()) {
-                            got.add(g);
-                        }
-                        List<Integer> on = new ArrayList<>();
-                        for (int q : state.received().get(p).arrivedOn()) {
-                            on.add(q);
-                        }
+                        FakeGuestState.Stream got = state.received().get(p);
                         addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p
-                                + " network -> guest (here)", got, on, got.size()));
+                                + " network -> guest (here)", got, got.seqs().length));
                     }
                     out.println("destination: the guest runs here" + (after == null ? ""
                             : "; " + after.getMessage()) + (problems.isEmpty() ? "" : "; PROBLEMS: " + problems));

@@ -63,14 +63,24 @@ public record BackendStart(GuestMemory memory, long ackedFeatures, List<QueueBin
      * backend stopped or the final ones of a migration.
      */
     public BackendStart withPositions(List<QueuePosition> positions) {
-        if (positions.size() != queues.size()) {
-            throw new IllegalArgumentException(positions.size() + " positions for " + queues.size() + " queues");
-        }
+        requireOnePositionPerQueue(positions);
         List<QueueBinding> rebound = new ArrayList<>(queues.size());
         for (int i = 0; i < queues.size(); i++) {
             rebound.add(queues.get(i).withPosition(positions.get(i)));
         }
         return new BackendStart(memory, ackedFeatures, rebound, activePairs, tunOffloadFlags, dirtyLog, listener);
+    }
+
+    /**
+     * Checks that {@code positions} has one position per queue of this start, in order (a
+     * quickstart's final positions, a resumed stop's): the same check for every backend.
+     *
+     * @throws IllegalArgumentException when the counts differ
+     */
+    public void requireOnePositionPerQueue(List<QueuePosition> positions) {
+        if (positions.size() != queues.size()) {
+            throw new IllegalArgumentException(positions.size() + " positions for " + queues.size() + " queues");
+        }
     }
 
     /** This start with another dirty log (null: none). */

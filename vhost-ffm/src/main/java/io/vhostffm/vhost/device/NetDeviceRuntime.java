@@ -612,7 +612,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             }
             List<QueuePosition> positions = positionsOf(state.dataQueues());
             backend.rehearseQuickstart(positions);
-            lastStart.withPositions(positions); // as the quickstart does; kept by the quickstart only
+            // The quickstart's next step, run for its code alone (loaded and compiled before the
+            // switchover); the start it makes is dropped: only the quickstart keeps one.
+            lastStart.withPositions(positions);
         }
     }
 
@@ -744,7 +746,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             fallback = null;
             try {
                 switchBackend(next);
-                LOG.log(System.Logger.Level.WARNING, "backend " + gone + " is gone (" + reason + "); the device runs on "
+                LOG.log(Level.WARNING, "backend " + gone + " is gone (" + reason + "); the device runs on "
                         + next + " now");
             } catch (IOException | RuntimeException e) {
                 model.reportBadGuestInput("backend " + gone + " is gone (" + reason + ") and the switch to the fallback "

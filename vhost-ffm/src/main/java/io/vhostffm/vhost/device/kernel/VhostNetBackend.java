@@ -259,10 +259,7 @@ public final class VhostNetBackend implements NetBackend {
         if (current == null || running) {
             throw new IllegalStateException(NAME + ": quickstart needs a prestarted, not running, backend");
         }
-        if (finalPositions.size() != current.queues().size()) {
-            throw new IllegalArgumentException(finalPositions.size() + " final positions for " + current.queues().size()
-                    + " queues");
-        }
+        current.requireOnePositionPerQueue(finalPositions);
         try {
             // Checks every position against its queue before the first ioctl; the bases are ready after it.
             int[] bases = resync.resync(finalPositions);

@@ -348,10 +348,7 @@ public final class UserspaceNetBackend implements NetBackend {
             resync = null;
         }
         try {
-            if (positions.size() != current.queues().size()) {
-                throw new IllegalArgumentException(positions.size() + " final positions for "
-                        + current.queues().size() + " queues");
-            }
+            current.requireOnePositionPerQueue(positions);
             if (rehearsal) {
                 // Refused positions must not reach the resync, which marks a queue it refuses broken.
                 for (int q = 0; q < positions.size(); q++) {

@@ -272,10 +272,7 @@ public final class VhostUserFrontendBackend implements NetBackend {
         if (current == null || running) {
             throw new IllegalStateException(name + ": quickstart needs a prestarted, not running, backend");
         }
-        if (finalPositions.size() != current.queues().size()) {
-            throw new IllegalArgumentException(finalPositions.size() + " final positions for " + current.queues().size()
-                    + " queues");
-        }
+        current.requireOnePositionPerQueue(finalPositions);
         try {
             // Every position checked before the first request: a refused one sends nothing.
             int[] bases = new int[finalPositions.size()];
