@@ -92,7 +92,8 @@ record SourceFaultCase(String point, String action, boolean copyRam) {
                 detail = "guest runs at the destination (" + after.phase() + ", " + after.fault() + ")";
             } else {
                 MigrationPeerException p = assertInstanceOf(MigrationPeerException.class, o.failure(),
-                        () -> this + ": " + o.failure());
+                        () -> this + ": " + o.failure() + " (guest here: " + o.guestHere() + "); the source's log:\n"
+                                + childLog);
                 assertNotEquals(MigrationPhase.COMPLETION, p.phase(), p.getMessage());
                 assertTrue(p.guestStaysAtSource(), p.getMessage());
                 assertFalse(o.guestHere(), this + ": the destination ran the guest");
