@@ -1,5 +1,6 @@
 package io.vhostffm.vhost.internal;
 
+import java.time.Duration;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -85,12 +86,40 @@ public final class ParkedThreads {
         return new Reserved(s);
     }
 
-    /** Ends the threads not given work. */
-    public synchronized void release() {
-        while (next < slots.length) {
-            Slot s = slots[next++];
-            s.work = NOTHING;
-            LockSupport.unpark(s.thread);
+    /** How long {@link #release} waits for each released thread to end (it has nothing to run). */
+    private static final Duration RELEASED_THREAD_END = Duration.ofSeconds(2);
+
+    /**
+     * Ends the threads not given work, and returns once they have ended (each within a bounded
+     * wait; they run nothing and take no lock, so only a starved scheduler delays them), so a
+     * stop or reset that releases them leaves no thread behind for a resource count to see.
+     */
+    public void release() {
+        int from;
+        int to;
+        synchronized (this) {
+            from = next;
+            to = slots.length;
+            next = slots.length;
+        }
+        for (int i = from; i < to; i++) {
+            slots[i].work = NOTHING;
+            LockSupport.unpark(slots[i].thread);
+        }
+        for (int i = from; i < to; i++) {
+            Thread t = slots[i].thread;
+            if (t == Thread.currentThread()) {
+                continue;
+            }
+            try {
+                if (!t.join(RELEASED_THREAD_END)) {
+                    System.getLogger(ParkedThreads.class.getName()).log(System.Logger.Level.WARNING,
+                            "released parked thread " + t.getName() + " did not end within " + RELEASED_THREAD_END);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
         }
     }
 }
