@@ -9,8 +9,9 @@ import java.util.List;
  *
  * <p>On one host both processes read the same CLOCK_MONOTONIC ({@link MonotonicClock}): the
  * total is one subtraction and the parts are consecutive: source stop and compare (backend stop,
- * compare, encode and write of the switchover message), the stream (from the source's last
- * write to the destination having read and validated the message), then the destination's
+ * compare, encode and write of any changed section), the stream (from the start of the source's
+ * final write, the queue indices and the end marker, to the destination having read and
+ * validated the message), then the destination's
  * steps (apply, quickstart, first notification, or whatever its device marked). Between hosts
  * the total is unknown (-1) and the parts are those each side measured on its own clock; the
  * stream part is then the destination's, from the first switchover frame's arrival.
@@ -43,7 +44,7 @@ public record DeviceDowntime(boolean sameClock, long totalNanos, List<Part> part
      * Combines the source's timestamps with the destination's timeline.
      *
      * @param pausedAt the source's stop-and-copy start
-     * @param sentAt the source's last switchover byte written
+     * @param sentAt when the source began its final switchover write (the queue indices)
      * @param sameClock whether the destination's timestamps compare with the source's
      * @param firstFrameAt the destination's first switchover frame
      * @param marks the destination's marks, the first being the stream's end

@@ -218,14 +218,18 @@ public final class MigrationSource {
             sent = sendChanged(StreamFormat.FLAG_DELTA | StreamFormat.FLAG_SWITCHOVER, false);
             int flags = StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA
                     | (sent.isEmpty() ? StreamFormat.FLAG_NO_DATA : 0);
-            out.writeSection(StreamFormat.QUEUE_INDICES, flags, INDICES.encode(indices));
+            byte[] finalIndices = INDICES.encode(indices);
+            // The source's part of the downtime ends as its final write begins: the destination
+            // may read that write before the call returns here, so a mark taken after it could
+            // fall after the destination's own marks.
+            sentAt = MonotonicClock.now();
+            out.writeSection(StreamFormat.QUEUE_INDICES, flags, finalIndices);
             out.writeEndOfStream();
         } catch (IOException e) {
             throw MigrationPeerException.of(MigrationPhase.STOP_AND_COPY, peer, e);
         }
         phase = Phase.DONE;
-        sentAt = MonotonicClock.now();
-        stopAndCopyNanos = sentAt - start;
+        stopAndCopyNanos = MonotonicClock.now() - start;
         stopAndCopyBytes = out.bytesWritten() - bytesBefore;
         switchoverSections = sent.size();
         commit(event, MigrationPhaseEvent.STOP_AND_COPY, stopAndCopyBytes);

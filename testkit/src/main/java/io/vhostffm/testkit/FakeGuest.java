@@ -192,9 +192,11 @@ public final class FakeGuest {
             guest.rxSlots[p].restore(state.rxSlots().get(p));
             guest.txSlots[p].restore(state.txSlots().get(p));
             FakeGuestState.Stream stream = state.received().get(p);
-            for (int i = 0; i < stream.seqs().length; i++) {
-                guest.received[p].add(stream.seqs()[i]);
-                guest.arrivedOn[p].add(stream.arrivedOn()[i]);
+            long[] seqs = stream.seqs();
+            int[] arrivedOn = stream.arrivedOn();
+            for (int i = 0; i < seqs.length; i++) {
+                guest.received[p].add(seqs[i]);
+                guest.arrivedOn[p].add(arrivedOn[i]);
             }
         }
         System.arraycopy(state.nextTxSeq(), 0, guest.nextTxSeq, 0, guest.pairs);
@@ -216,7 +218,7 @@ public final class FakeGuest {
         for (int p = 0; p < pairs; p++) {
             rx.add(rxSlots[p].save());
             tx.add(txSlots[p].save());
-            streams.add(new FakeGuestState.Stream(received[p].toArray(), arrivedOn[p].toArray()));
+            streams.add(FakeGuestState.Stream.of(received[p].toArray(), arrivedOn[p].toArray()));
         }
         return new FakeGuestState(states, rx, tx, nextTxSeq.clone(), streams, foreignFrames, rxBufferBytes,
                 rxChainShape.ordinal());

@@ -29,10 +29,79 @@ public record FakeGuestState(List<DriverState> queues, List<Slots> rxSlots, List
     public record Slots(int[] ofId, int[] free) {}
 
     /**
-     * One stream's numbered frames as they arrived.
+     * One stream's numbered frames as they arrived, run-length encoded: a run is consecutive
+     * sequence numbers that arrived one after the other on one queue pair. Traffic that arrives
+     * exactly once and in order on each pair is one run per pair, however long the guest ran, so
+     * the state a hypervisor carries at each migration (as it carries vCPU state) stays small; a
+     * duplicate, a gap or a reordering starts a new run, so nothing the checks look at is lost.
      *
-     * @param seqs sequence numbers in arrival order
-     * @param arrivedOn for each, the queue pair it arrived on
+     * @param runFirst per run, its first sequence number
+     * @param runLength per run, how many frames (at least 1)
+     * @param runPair per run, the queue pair its frames arrived on
      */
-    public record Stream(long[] seqs, int[] arrivedOn) {}
+    public record Stream(long[] runFirst, int[] runLength, int[] runPair) {
+
+        /** The record of {@code seqs} in arrival order, {@code arrivedOn} the pair of each. */
+        public static Stream of(long[] seqs, int[] arrivedOn) {
+            if (seqs.length != arrivedOn.length) {
+                throw new IllegalArgumentException(seqs.length + " sequence numbers but " + arrivedOn.length + " pairs");
+            }
+            int runs = 0;
+            for (int i = 0; i < seqs.length; i++) {
+                if (startsRun(seqs, arrivedOn, i)) {
+                    runs++;
+                }
+            }
+            long[] first = new long[runs];
+            int[] length = new int[runs];
+            int[] pair = new int[runs];
+            int r = -1;
+            for (int i = 0; i < seqs.length; i++) {
+                if (startsRun(seqs, arrivedOn, i)) {
+                    r++;
+                    first[r] = seqs[i];
+                    pair[r] = arrivedOn[i];
+                }
+                length[r]++;
+            }
+            return new Stream(first, length, pair);
+        }
+
+        private static boolean startsRun(long[] seqs, int[] arrivedOn, int i) {
+            return i == 0 || seqs[i] != seqs[i - 1] + 1 || arrivedOn[i] != arrivedOn[i - 1];
+        }
+
+        /** Frames received. */
+        public int count() {
+            long n = 0;
+            for (int length : runLength) {
+                n += length;
+            }
+            return Math.toIntExact(n);
+        }
+
+        /** The sequence numbers in arrival order. */
+        public long[] seqs() {
+            long[] seqs = new long[count()];
+            int i = 0;
+            for (int r = 0; r < runFirst.length; r++) {
+                for (int k = 0; k < runLength[r]; k++) {
+                    seqs[i++] = runFirst[r] + k;
+                }
+            }
+            return seqs;
+        }
+
+        /** For each of {@link #seqs()}, the queue pair it arrived on. */
+        public int[] arrivedOn() {
+            int[] on = new int[count()];
+            int i = 0;
+            for (int r = 0; r < runPair.length; r++) {
+                for (int k = 0; k < runLength[r]; k++) {
+                    on[i++] = runPair[r];
+                }
+            }
+            return on;
+        }
+    }
 }

@@ -74,11 +74,11 @@ public final class StreamCheck {
      * guest's record ({@link FakeGuestState#received()}).
      */
     public static String exactlyOnceInOrderPerQueue(String what, FakeGuestState.Stream stream, long count) {
-        List<Long> seqs = new ArrayList<>(stream.seqs().length);
+        List<Long> seqs = new ArrayList<>(stream.count());
         for (long seq : stream.seqs()) {
             seqs.add(seq);
         }
-        List<Integer> arrivedOn = new ArrayList<>(stream.arrivedOn().length);
+        List<Integer> arrivedOn = new ArrayList<>(stream.count());
         for (int queue : stream.arrivedOn()) {
             arrivedOn.add(queue);
         }

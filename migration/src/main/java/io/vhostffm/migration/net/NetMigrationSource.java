@@ -205,7 +205,9 @@ public final class NetMigrationSource implements AutoCloseable {
             }
             try {
                 return source.stopAndCopy(() -> {
-                    DatapathState state = device.isDatapathRunning() ? device.stopDatapath() : null;
+                    // Quiesced, not joined: inside the downtime only the queues' final state
+                    // matters; the threads end meanwhile and are waited for after the stream.
+                    DatapathState state = device.isDatapathRunning() ? device.quiesceDatapath() : null;
                     stopped = state;
                     if (afterBackendStop != null) {
                         afterBackendStop.run();
@@ -251,7 +253,13 @@ public final class NetMigrationSource implements AutoCloseable {
 
     /** Reads the destination's answer; a {@link MigrationException} means the guest stays here. */
     public void awaitAcknowledgement(MigrationStreamReader back) throws MigrationException {
-        source.awaitAcknowledgement(back);
+        try {
+            source.awaitAcknowledgement(back);
+        } finally {
+            // The stop-and-copy quiesced the datapath; its threads have had the destination's
+            // whole switchover to end. Waiting here (bounded) leaves the device with none.
+            device.awaitDatapathStopped();
+        }
     }
 
     /**

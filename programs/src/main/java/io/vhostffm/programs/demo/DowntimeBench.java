@@ -23,7 +23,11 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import org.HdrHistogram.Histogram;
 
 /**
@@ -154,7 +158,10 @@ public final class DowntimeBench {
                     backends.offerAgainst(), memory,
                     backends.primary());
             home = new Holder(memory, tap, backends, device, null);
-            try (NetworkSide wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize())) {
+            try (NetworkSide wire = new NetworkSide(tap.name(), pairs, layout.spec().queueSize());
+                    ExecutorService network = Executors.newSingleThreadExecutor(
+                            r -> Thread.ofPlatform().daemon().name("network-side").unstarted(r))) {
+                network.submit(() -> { }).get(); // its thread started before the first pause
                 FakeGuest guest = FakeGuest.boot(GuestTransport.of(device), memory, layout, DemoDevice.FEATURES);
                 guest.postRxBuffers();
                 if (pairs > 1 && guest.setQueuePairs(pairs) != 0) {
@@ -169,7 +176,7 @@ public final class DowntimeBench {
                 for (int i = 0; i < s.migrations(); i++) {
                     try (UnixSocket socket = listener.accept()) {
                         if (i % 2 == 0) {
-                            SampleMessage m = migrateAway(socket, home, i, s.delta(), wire);
+                            SampleMessage m = migrateAway(socket, home, i, s.delta(), wire, network);
                             home = null;
                             samples.add(new Sample(i, true, m.totalNanos(), m.parts(), m.path()));
                             // The guest runs in the child now: drive the network side while it runs its traffic.
@@ -238,7 +245,7 @@ public final class DowntimeBench {
                         Traffic.run(here.guest, null, tx, round.rxTotal(), Duration.ofMillis(round.timeoutMillis()));
                         Messages.send(here.destination.channel(), TrafficDone.class, new TrafficDone(total));
                     } else {
-                        migrateAway(socket, here, i, delta, null);
+                        migrateAway(socket, here, i, delta, null, null);
                         here = null;
                     }
                 }
@@ -256,7 +263,7 @@ public final class DowntimeBench {
      * paused guest.
      */
     private static SampleMessage migrateAway(UnixSocket socket, Holder from, int index, boolean delta,
-            NetworkSide wire) throws Exception {
+            NetworkSide wire, ExecutorService network) throws Exception {
         FakeGuest guest = from.guest;
         int pairs = guest.pairs();
         LocalMigration.Source source = new LocalMigration.Source(socket, from.device, from.memory,
@@ -270,18 +277,24 @@ public final class DowntimeBench {
             for (int p = 0; p < pairs; p++) {
                 guest.transmitNumbered(p, IN_FLIGHT);
             }
+            // The network keeps sending towards the paused guest, on its own thread as a real
+            // network would: the frames wait in the TAP for the destination, and the source's
+            // stop does not wait for their system calls.
+            AtomicReference<Future<?>> arrivals = new AtomicReference<>();
             source.pauseAndStopAndCopy(() -> {
                 if (wire != null) {
-                    try {
+                    arrivals.set(network.submit(() -> {
                         for (int p = 0; p < pairs; p++) {
                             wire.sendWithinWindow(p, IN_FLIGHT);
                         }
-                    } catch (Exception e) {
-                        throw new IllegalStateException(e);
-                    }
+                        return null;
+                    }));
                 }
             });
             DestinationFigures figures = source.awaitDestination();
+            if (arrivals.get() != null) {
+                arrivals.get().get(TRAFFIC_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            }
             DeviceDowntime d = source.migration().report().downtime();
             SampleMessage m = new SampleMessage(d.totalNanos(), d.parts(), figures.path());
             Messages.send(source.channel(), SampleMessage.class, m);

@@ -28,6 +28,7 @@ import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.IoctlRecorder;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.channels.WritableByteChannel;
 import java.util.List;
 import java.util.Map;
@@ -281,12 +282,15 @@ public final class LocalMigration {
          */
         public DestinationFigures awaitDestination() throws IOException, MigrationException {
             enter(MigrationPhase.ACKNOWLEDGEMENT);
+            // Encoded while the destination reads and validates the stream, not after its answer:
+            // the commit then goes out with one write.
+            ByteBuffer commit = Messages.encode(FakeGuestState.class, paused); // the vCPU state
             Readiness readiness;
             try {
                 channel.setReadTimeout(deadlines.acknowledgement());
                 readiness = Messages.receive(channel, Readiness.class);
                 if (readiness.ready()) {
-                    Messages.send(channel, FakeGuestState.class, paused); // the vCPU state: the commit
+                    Messages.write(channel, commit);
                 }
             } catch (IOException | RuntimeException e) {
                 migration.resumeAtSource();

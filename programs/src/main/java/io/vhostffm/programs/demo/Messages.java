@@ -33,10 +33,22 @@ final class Messages {
     }
 
     static <R extends Record> void send(ByteChannel channel, Class<R> type, R record) throws IOException {
+        write(channel, encode(type, record));
+    }
+
+    /**
+     * {@code record} as it goes on the wire (length, then the encoding), for {@link #write} later:
+     * a message whose content is known before the moment it must go out is encoded ahead.
+     */
+    static <R extends Record> ByteBuffer encode(Class<R> type, R record) {
         byte[] bytes = StateSchema.of(type, LOOKUP).encode(record);
-        ByteBuffer b = ByteBuffer.allocate(4 + bytes.length).putInt(bytes.length).put(bytes).flip();
-        while (b.hasRemaining()) {
-            channel.write(b);
+        return ByteBuffer.allocate(4 + bytes.length).putInt(bytes.length).put(bytes).flip();
+    }
+
+    /** Writes a message {@link #encode encoded} before, in full. */
+    static void write(ByteChannel channel, ByteBuffer message) throws IOException {
+        while (message.hasRemaining()) {
+            channel.write(message);
         }
     }
 

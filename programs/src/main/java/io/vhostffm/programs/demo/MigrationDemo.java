@@ -895,7 +895,7 @@ public final class MigrationDemo {
                     for (int p = 0; p < s.pairs(); p++) {
                         FakeGuestState.Stream got = state.received().get(p);
                         addIfProblem(problems, StreamCheck.exactlyOnceInOrderPerQueue("pair " + p
-                                + " network -> guest (here)", got, got.seqs().length));
+                                + " network -> guest (here)", got, got.count()));
                     }
                     out.println("destination: the guest runs here" + (after == null ? ""
                             : "; " + after.getMessage()) + (problems.isEmpty() ? "" : "; PROBLEMS: " + problems));

@@ -127,6 +127,44 @@ class UserspaceBackendRuntimeTest {
     }
 
     /**
+     * A migration source's stop: quiesced, not joined ({@link NetDeviceRuntime#quiesceDatapath}).
+     * It comes while a round of frames is in flight both ways, and the queues are kicked again
+     * right after it, so the workers it claimed wake on the stop and on those kicks: they take
+     * and complete nothing more, for the datapath restarted from the quiesced states sends and
+     * delivers every frame exactly once, in order. Once {@link
+     * NetDeviceRuntime#awaitDatapathStopped awaited}, no thread or descriptor of the stopped
+     * datapath is left (the ledger of a classic stop).
+     */
+    @Test
+    void quiescedStopTakesNothingAfterItAndLeavesNothingOnceAwaited() throws Exception {
+        try (RuntimeRig rig = userspace(2)) {
+            NetDeviceRuntime device = rig.device;
+            rig.setQueuePairs(2);
+            rig.guest.postRxBuffers();
+            assertEquals(100, DeviceTraffic.transmitAndCheck(rig, 0, 100));
+            DatapathState classic = device.stopDatapath();
+            RuntimeRig.awaitThreadsEnd("(parked)");
+            ResourceLedger.Snapshot stopped = ResourceLedger.take();
+            device.startDatapath(classic);
+            DeviceTraffic.MidStream quiesceAndRestart = () -> {
+                DatapathState quiesced = device.quiesceDatapath();
+                assertFalse(device.isDatapathRunning());
+                for (int q = 0; q < 4; q++) {
+                    device.notifyQueue(q); // a kick a claimed worker must leave alone
+                }
+                device.awaitDatapathStopped();
+                ResourceLedger.requireFlat("quiesced, then awaited", stopped, ResourceLedger.take());
+                device.startDatapath(quiesced);
+            };
+            for (int round = 0; round < 10; round++) {
+                assertEquals(100, DeviceTraffic.transmitAndCheck(rig, 100 + 100 * round, 100, quiesceAndRestart));
+                DeviceTraffic.receiveAndCheck(rig, 64 * round, 64, null, quiesceAndRestart);
+            }
+            assertFalse(rig.guest.needsReset());
+        }
+    }
+
+    /**
      * A migration destination's order: prestarted on states whose indices have moved on since
      * (the datapath built then), quickstarted with the final ones. The prepared datapath serves
      * from the final positions, and logs its writes where they land.

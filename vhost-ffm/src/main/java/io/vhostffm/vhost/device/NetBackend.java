@@ -127,6 +127,25 @@ public interface NetBackend extends AutoCloseable {
     List<QueuePosition> stop() throws IOException;
 
     /**
+     * Stops as {@link #stop()} does, but may return before the backend's own threads have ended:
+     * as soon as nothing of it touches the rings, guest memory or the TAP any more. For a stop
+     * inside a migration's downtime, where a thread's exit is not worth waiting for.
+     * {@link #awaitStopped()} waits for what is left, and every other method of the backend
+     * waits for it first. The default is {@link #stop()}.
+     *
+     * @throws IOException as {@link #stop()}
+     */
+    default List<QueuePosition> quiesce() throws IOException {
+        return stop();
+    }
+
+    /**
+     * Waits (bounded) for the threads a {@link #quiesce()} left running to end, and closes what
+     * they used; nothing when nothing is left. The default does nothing.
+     */
+    default void awaitStopped() {}
+
+    /**
      * Turns a queue pair on or off while running or prestarted (VQ_PAIRS_SET): a disabled pair
      * moves no frame and its TAP queue is detached (TUNSETQUEUE), so the host does not steer
      * frames to it; its ring state is kept for when it is enabled again.

@@ -519,10 +519,42 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             if (lastStart == null) {
                 throw new IllegalStateException("the datapath is not started");
             }
-            stopped = stopLocked();
+            stopped = stopLocked(false);
         }
         awaitStoppedControls();
         return stopped;
+    }
+
+    /**
+     * Stops the datapath as {@link #stopDatapath} does, but returns as soon as nothing touches
+     * the queues any more, without waiting for threads to end: the backend's {@link
+     * NetBackend#quiesce} (a userspace worker asleep is claimed where it sleeps), and the control
+     * queue's thread, which sees the stop under the model's lock before it could touch its
+     * queue, left to end by itself. For a migration source inside the downtime; {@link
+     * #awaitDatapathStopped} (or any later start, reset or close) waits for the threads.
+     *
+     * @throws IllegalStateException when the datapath is not started
+     */
+    public DatapathState quiesceDatapath() throws IOException {
+        synchronized (model) {
+            if (lastStart == null) {
+                throw new IllegalStateException("the datapath is not started");
+            }
+            return stopLocked(true);
+        }
+    }
+
+    /**
+     * Waits (bounded) for the threads a {@link #quiesceDatapath} left to end: the backend's,
+     * then the stopped control queue's; a resource count taken afterwards is exact.
+     */
+    public void awaitDatapathStopped() {
+        NetBackend quiesced;
+        synchronized (model) {
+            quiesced = backend;
+        }
+        quiesced.awaitStopped(); // not under the model's lock: an ending worker may report through it
+        awaitStoppedControls();
     }
 
     /** How long a stop waits for a stopped control queue thread to end (it ends after the chain in hand). */
@@ -888,7 +920,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     }
 
     /** Stops backend and control queue; returns their states. Caller holds the model's monitor. */
-    private DatapathState stopLocked() throws IOException {
+    private DatapathState stopLocked(boolean quiesce) throws IOException {
         discardPreparedControl();
         QueueState controlState = null;
         int controlIndex = -1;
@@ -906,7 +938,8 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         try {
             // A backend closed under us stopped itself and has nothing to give back.
             if (lastStart != null && backend != closedUnderUs) {
-                data = lastStart.withPositions(backend.stop()).queues().stream().map(QueueBinding::state).toList();
+                List<QueuePosition> positions = quiesce ? backend.quiesce() : backend.stop();
+                data = lastStart.withPositions(positions).queues().stream().map(QueueBinding::state).toList();
             }
         } finally {
             lastStart = null;
@@ -1047,7 +1080,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             return;
         }
         try {
-            stopLocked();
+            stopLocked(false);
         } catch (IOException | RuntimeException e) {
             LOG.log(Level.WARNING, "virtio-net: stopping the datapath failed", e);
         }

@@ -88,6 +88,8 @@ public final class ParkedThreads {
 
     /** How long {@link #release} waits for each released thread to end (it has nothing to run). */
     private static final Duration RELEASED_THREAD_END = Duration.ofSeconds(2);
+    /** The first slot released and not yet waited for, or -1 (guarded by this). */
+    private int releasedFrom = -1;
 
     /**
      * Ends the threads not given work, and returns once they have ended (each within a bounded
@@ -95,18 +97,42 @@ public final class ParkedThreads {
      * stop or reset that releases them leaves no thread behind for a resource count to see.
      */
     public void release() {
+        releaseLater();
+        awaitReleased();
+    }
+
+    /**
+     * Ends the threads not given work without waiting for them: a stop inside a migration's
+     * downtime does not wait for threads that never ran anything. {@link #awaitReleased} waits.
+     */
+    public void releaseLater() {
         int from;
         int to;
         synchronized (this) {
             from = next;
             to = slots.length;
             next = slots.length;
+            if (releasedFrom < 0) {
+                releasedFrom = from;
+            }
         }
         for (int i = from; i < to; i++) {
             slots[i].work = NOTHING;
             LockSupport.unpark(slots[i].thread);
         }
-        for (int i = from; i < to; i++) {
+    }
+
+    /** Waits (bounded, each) for the threads {@link #releaseLater} released to end. */
+    public void awaitReleased() {
+        int from;
+        synchronized (this) {
+            from = releasedFrom;
+            releasedFrom = -1;
+        }
+        if (from < 0) {
+            return;
+        }
+        for (int i = from; i < slots.length; i++) {
             Thread t = slots[i].thread;
             if (t == Thread.currentThread()) {
                 continue;

@@ -14,6 +14,9 @@ import io.vhostffm.vhost.internal.NativeErrors;
 import io.vhostffm.vhost.internal.Structs;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * The thread body of one queue pair: services the transmit and receive paths while they have
@@ -27,6 +30,15 @@ import java.lang.foreign.MemorySegment;
  * (the costs that dominate a frame here: each is a system call or two and a trip through the
  * scheduler). Only once the window passed with nothing moved are notifications turned on (with
  * the usual re-check) and the thread goes to sleep. Any frame moved opens a new window.
+ *
+ * <p>Its {@linkplain #phase phase} lets a stop take a sleeping worker without waking it: the
+ * worker is {@link #SLEEPING} only while it touches nothing (no ring, no guest memory, no kick or
+ * TAP read) and takes itself back to {@link #RUNNING} with a compare-and-set after every poll, so
+ * the stopper's compare-and-set from {@link #SLEEPING} to {@link #STOPPED} ({@link
+ * #claimIfSleeping}) ends it for good: when it wakes it finds the claim and leaves, touching
+ * nothing. A running worker sees the stop flag and sets {@link #STOPPED} itself as it leaves.
+ * Either way the compare-and-set or the volatile write orders everything the worker did before
+ * it (ring indices, chains in hand) before the stopper's reads of the queue state.
  */
 final class QueuePairWorker implements Runnable {
     /** Frames per direction before the other direction gets its turn. */
@@ -60,6 +72,24 @@ final class QueuePairWorker implements Runnable {
         BUSY_POLL_NANOS = micros * 1000;
     }
 
+    /** Not started yet, or in poll(2): touches nothing; a stop may claim it. */
+    static final int SLEEPING = 0;
+    /** Servicing its queues (or busy-polling them): a stop waits for it to leave. */
+    static final int RUNNING = 1;
+    /** Gone for good from its queues: claimed by a stop, or left its loop. */
+    static final int STOPPED = 2;
+    private static final VarHandle PHASE;
+
+    static {
+        try {
+            PHASE = MethodHandles.lookup().findVarHandle(QueuePairWorker.class, "phase", int.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    @SuppressWarnings("unused") // through PHASE
+    private volatile int phase = SLEEPING;
     private final int pair;
     private final TxPath tx;
     private final RxPath rx;
@@ -99,8 +129,42 @@ final class QueuePairWorker implements Runnable {
         return rx;
     }
 
+    /**
+     * Ends a worker that is not running: not started yet or asleep in poll(2). True when it is
+     * now {@link #STOPPED} (claimed here or stopped before); false when it is running, and will
+     * set {@link #STOPPED} itself once it sees the stop.
+     */
+    boolean claimIfSleeping() {
+        return PHASE.compareAndSet(this, SLEEPING, STOPPED) || (int) PHASE.getVolatile(this) == STOPPED;
+    }
+
+    /** Whether it is gone from its queues for good (see {@link #claimIfSleeping}). */
+    boolean stopped() {
+        return (int) PHASE.getVolatile(this) == STOPPED;
+    }
+
+    /** Leaves the queues for good and wakes a stopper waiting for that. */
+    private void leave() {
+        PHASE.setVolatile(this, STOPPED);
+        Thread stopper = owner.stopper();
+        if (stopper != null) {
+            LockSupport.unpark(stopper);
+        }
+    }
+
     @Override
     public void run() {
+        if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
+            return; // stopped before it ever ran: nothing taken, nothing to give back
+        }
+        try {
+            serve();
+        } finally {
+            leave();
+        }
+    }
+
+    private void serve() {
         // Hold every descriptor open for the whole run: a close elsewhere waits for our release,
         // so its number cannot be reused under a pending poll, readv or writev.
         int tapNumber = tap.acquire();
@@ -164,8 +228,14 @@ final class QueuePairWorker implements Runnable {
                 }
                 // A yield, not a spin hint: on a machine with more runnable threads than
                 // processors the guest's thread may be waiting for this one's processor (with
-                // Thread.onSpinWait the benchmark ran at half the rate under such load).
+                // Thread.onSpinWait the benchmark ran at half the rate under such load). While it
+                // waits for a processor it touches nothing, so a stop may claim it there as in
+                // poll(2) (release here; the compare-and-set after takes it back).
+                PHASE.setVolatile(this, SLEEPING);
                 Thread.yield();
+                if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
+                    return; // claimed by a stop between two rounds
+                }
                 continue;
             }
             if (moved && BUSY_POLL_NANOS > 0) {
@@ -190,7 +260,14 @@ final class QueuePairWorker implements Runnable {
             if (owner.stopRequested()) {
                 break;
             }
+            // From here to the compare-and-set after the poll this thread touches nothing a
+            // stopper reads: it may be claimed meanwhile (release: every ring write above is
+            // visible to the stopper whose claim reads this phase).
+            PHASE.setVolatile(this, SLEEPING);
             int ready = Libc.poll(s, pollfds, 4, -1);
+            if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
+                return; // claimed by a stop while asleep: leave without consuming a kick
+            }
             if (ready < 0) {
                 int errno = s.errno();
                 if (errno == EINTR) {

@@ -25,6 +25,7 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.Supplier;
 
 /**
@@ -136,6 +137,10 @@ public final class UserspaceDatapath implements AutoCloseable {
     private final EventFd stopEvent;
     private final AtomicReference<String> failure = new AtomicReference<>();
     private volatile boolean stopRequested;
+    /** The thread waiting in {@link #quiesce} for running workers to leave, unparked by each. */
+    private volatile Thread stopper;
+    /** The states {@link #quiesce} collected; {@link #stop} returns them once the threads ended. */
+    private List<QueueState> quiescedStates;
     private volatile boolean largeFrames;
     private volatile boolean reported;
     private List<QueueState> finalStates;
@@ -452,6 +457,57 @@ public final class UserspaceDatapath implements AutoCloseable {
         return stopAndCollect();
     }
 
+    /** How long {@link #quiesce} waits for a running worker to leave its queues. */
+    static final long QUIESCE_TIMEOUT_MILLIS = 10_000;
+
+    /**
+     * Stops the datapath as {@link #stop()} does, but returns as soon as no worker touches its
+     * queues, the guest's memory or the TAP any more, without waiting for the threads to end: a
+     * worker asleep in poll(2) is claimed where it sleeps (no wake-up, no scheduling round trip),
+     * a running one is waited for until it leaves its loop. The threads end on their own (the
+     * stop eventfd wakes them); {@link #stop()} afterwards waits for them, closes what they used
+     * and returns the same states. For a stop inside a migration's downtime, where only the
+     * queues' final state matters.
+     *
+     * @return as {@link #stop()}
+     * @throws IllegalStateException when a running worker did not leave within {@value
+     *     #QUIESCE_TIMEOUT_MILLIS} ms (named by its queue pair; the stop flag stays set)
+     */
+    public synchronized List<QueueState> quiesce() {
+        if (finalStates != null) {
+            return finalStates;
+        }
+        if (quiescedStates != null) {
+            return quiescedStates;
+        }
+        stopper = Thread.currentThread();
+        try {
+            requestStop();
+            long deadline = System.nanoTime() + QUIESCE_TIMEOUT_MILLIS * 1_000_000L;
+            for (QueuePairWorker worker : workers) {
+                // Acquire: the claim's compare-and-set (or the worker's own STOPPED) orders its
+                // ring writes and chains in hand before the reads of collect().
+                while (!worker.claimIfSleeping()) {
+                    long left = deadline - System.nanoTime();
+                    if (left <= 0) {
+                        throw new IllegalStateException("userspace datapath, queue pair " + worker.pair()
+                                + ": its worker did not leave its queues within " + QUIESCE_TIMEOUT_MILLIS + " ms of the stop");
+                    }
+                    LockSupport.parkNanos(this, left);
+                }
+            }
+        } finally {
+            stopper = null;
+        }
+        quiescedStates = collect();
+        return quiescedStates;
+    }
+
+    /** The thread waiting in {@link #quiesce}, if any: a worker leaving its queues unparks it. */
+    Thread stopper() {
+        return stopper;
+    }
+
     private synchronized List<QueueState> stopAndCollect() {
         if (finalStates != null) {
             return finalStates;
@@ -470,6 +526,14 @@ public final class UserspaceDatapath implements AutoCloseable {
         if (interrupted) {
             Thread.currentThread().interrupt();
         }
+        List<QueueState> states = quiescedStates != null ? quiescedStates : collect();
+        stopEvent.close();
+        finalStates = states;
+        return finalStates;
+    }
+
+    /** Every queue's state, chains in hand given back; only once no worker touches them. */
+    private List<QueueState> collect() {
         List<QueueState> states = new ArrayList<>();
         for (QueuePairWorker worker : workers) {
             RxPath rx = worker.rx();
@@ -478,9 +542,7 @@ public final class UserspaceDatapath implements AutoCloseable {
             TxPath tx = worker.tx();
             states.add(giveBack(tx.queue().saveState(), tx.holdsChain() ? 1 : 0, tx.heldSlots()));
         }
-        stopEvent.close();
-        finalStates = List.copyOf(states);
-        return finalStates;
+        return List.copyOf(states);
     }
 
     /** Same as {@link #stop()}. */

@@ -95,6 +95,10 @@ public final class UserspaceNetBackend implements NetBackend {
     private boolean[] preparedFor;
     /** Prestarted datapath threads waiting for quickstart, or null. */
     private ParkedThreads parked;
+    /** The datapath {@link #quiesce} left with threads still ending, for {@link #awaitStopped}; or null. */
+    private UserspaceDatapath ending;
+    /** Spare parked threads {@link #quiesce} told to end, for {@link #awaitStopped}; or null. */
+    private ParkedThreads releasing;
     private volatile RxFilter rxFilter;
     private volatile DirtyLog dirtyLog;
     private boolean closed;
@@ -280,6 +284,7 @@ public final class UserspaceNetBackend implements NetBackend {
     private void accept(BackendStart start) throws IOException {
         Objects.requireNonNull(start, "start");
         checkOpen();
+        awaitStopped(); // a quiesced datapath's threads end before new ones serve the same queues
         if (datapath != null || current != null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is already started; stop it first");
         }
@@ -490,24 +495,70 @@ public final class UserspaceNetBackend implements NetBackend {
      */
     @Override
     public synchronized List<QueuePosition> stop() {
+        awaitStopped();
         if (current == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
         }
         releaseParked();
         discardPrepared();
-        collect();
+        collect(false);
         current = null;
         prestartedQueues = null;
         resync = null;
         return states.stream().map(QueueState::position).toList();
     }
 
-    /** Stops the running datapath, if any, and merges its queues' states into {@link #states}. */
-    private void collect() {
+    /**
+     * As {@link #stop()}, returning once no worker touches its queues: sleeping workers are
+     * claimed where they sleep, running ones waited for until they leave their loop, spare
+     * parked threads told to end; none of them is waited for to end ({@link #awaitStopped}).
+     */
+    @Override
+    public synchronized List<QueuePosition> quiesce() {
+        awaitStopped();
+        if (current == null) {
+            throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
+        }
+        if (parked != null) {
+            parked.releaseLater();
+            releasing = parked;
+            parked = null;
+        }
+        discardPrepared();
+        collect(true);
+        current = null;
+        prestartedQueues = null;
+        resync = null;
+        return states.stream().map(QueueState::position).toList();
+    }
+
+    @Override
+    public synchronized void awaitStopped() {
+        if (ending != null) {
+            ending.stop(); // the threads end, the stop eventfd closes; the states are quiesce()'s
+            ending = null;
+        }
+        if (releasing != null) {
+            releasing.awaitReleased();
+            releasing = null;
+        }
+    }
+
+    /**
+     * Stops the running datapath, if any, and merges its queues' states into {@link #states};
+     * with {@code quiesce} its threads are left to end ({@link #ending}).
+     */
+    private void collect(boolean quiesce) {
         if (datapath == null) {
             return;
         }
-        List<QueueState> served = datapath.stop();
+        List<QueueState> served;
+        if (quiesce) {
+            served = datapath.quiesce();
+            ending = datapath;
+        } else {
+            served = datapath.stop();
+        }
         List<QueueState> merged = new ArrayList<>(states);
         int i = 0;
         for (int p = 0; p < pairEnabled.length; p++) {
@@ -527,7 +578,7 @@ public final class UserspaceNetBackend implements NetBackend {
             return; // not set up: the next start decides from its activePairs
         }
         boolean running = datapath != null;
-        collect();
+        collect(false);
         pairEnabled[pair] = enabled;
         if (running) {
             launch(null); // attaches/detaches the TAP queues; a prestarted backend leaves them for quickstart
@@ -549,7 +600,7 @@ public final class UserspaceNetBackend implements NetBackend {
             return;
         }
         boolean running = datapath != null;
-        collect();
+        collect(false);
         for (int p = 0; p < last; p++) {
             pairEnabled[p] = p < active;
         }
@@ -598,7 +649,7 @@ public final class UserspaceNetBackend implements NetBackend {
     public synchronized void stopDirtyLog() throws IOException {
         dirtyLog = null;
         if (datapath != null) {
-            collect();
+            collect(false);
             launch(null);
         }
     }
@@ -619,9 +670,10 @@ public final class UserspaceNetBackend implements NetBackend {
             return;
         }
         closed = true;
+        awaitStopped();
         releaseParked();
         discardPrepared();
-        collect();
+        collect(false);
         if (current != null) {
             current.listener().backendClosed(this); // a device still relied on it
         }
