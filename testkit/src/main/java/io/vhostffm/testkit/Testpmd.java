@@ -144,6 +144,23 @@ public final class Testpmd implements AutoCloseable {
                 counter(statistics, "TX-dropped"));
     }
 
+    /**
+     * SIGKILL, as a crashed backend process: no statistics, its connections closed by the kernel.
+     *
+     * @throws IOException when it did not exit within {@code deadline}
+     */
+    public void kill(Duration deadline) throws IOException {
+        process.destroyForcibly();
+        try {
+            if (!process.waitFor(deadline.toMillis(), TimeUnit.MILLISECONDS)) {
+                throw new IOException("testpmd " + name + " did not die of SIGKILL within " + deadline.toSeconds() + " s");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted waiting for testpmd " + name + " to die", e);
+        }
+    }
+
     /** What it printed so far (its last lines). */
     public String output() {
         synchronized (lines) {
@@ -151,14 +168,10 @@ public final class Testpmd implements AutoCloseable {
         }
     }
 
-    private IOException missing(String counter) {
-        return new IOException("no " + counter + " in testpmd " + name + "'s final statistics");
-    }
-
     private long counter(String statistics, String counter) throws IOException {
         Matcher m = Pattern.compile(counter + ":\\s+(\\d+)").matcher(statistics);
         if (!m.find()) {
-            throw missing(counter);
+            throw new IOException("no " + counter + " in testpmd " + name + "'s final statistics");
         }
         return Long.parseLong(m.group(1));
     }
