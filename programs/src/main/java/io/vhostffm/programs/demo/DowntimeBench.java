@@ -66,6 +66,8 @@ public final class DowntimeBench {
     private static final Duration TESTPMD = Duration.ofSeconds(60);
     /** How long each reply of a backend process may take. */
     private static final Duration REPLY = Duration.ofSeconds(10);
+    /** The child's testpmd's socket, next to the migration socket. */
+    private static final String PEER_BACKEND_SOCKET = "peer-backend.sock";
 
     private DowntimeBench() {}
 
@@ -304,6 +306,7 @@ public final class DowntimeBench {
             }
             Files.deleteIfExists(socketPath);
             Files.deleteIfExists(backendSocket);
+            Files.deleteIfExists(dir.resolve(PEER_BACKEND_SOCKET)); // a child that failed left it
             Files.deleteIfExists(childLog);
             Files.deleteIfExists(dir);
         }
@@ -349,7 +352,7 @@ public final class DowntimeBench {
     private static void peer(Path socketPath, int pairs, int migrations, boolean delta, boolean vhostUser)
             throws Exception {
         Map<Integer, String> before = OpenDescriptors.snapshot();
-        Path backendSocket = socketPath.resolveSibling("peer-backend.sock");
+        Path backendSocket = socketPath.resolveSibling(PEER_BACKEND_SOCKET);
         Testpmd testpmd = vhostUser ? Testpmd.start(backendSocket, "downtime-peer", pairs, TESTPMD, System.out) : null;
         Backends.Opener opener = vhostUser ? Backends.vhostUser(backendSocket, REPLY) : Backends.DEFAULT;
         Holder here = null;

@@ -27,7 +27,7 @@ class DpdkTwoProcessMigrationPeerTest {
     /** Migrations of the long configuration ({@code -Dvhostffm.peer.twoProcessMigrations=N} for another count). */
     static final int MIGRATIONS = Integer.getInteger("vhostffm.peer.twoProcessMigrations", 100);
     /** Migrations of the shorter configurations. */
-    static final int SHORT = 10;
+    static final int SHORT = 6;
     /** Frames per pair the guest sends between two migrations. */
     static final int FRAMES = 64;
 
