@@ -153,7 +153,8 @@ public final class Testpmd implements AutoCloseable {
         process.destroyForcibly();
         try {
             if (!process.waitFor(deadline.toMillis(), TimeUnit.MILLISECONDS)) {
-                throw new IOException("testpmd " + name + " did not die of SIGKILL within " + deadline.toSeconds() + " s");
+                throw new IOException("testpmd " + name + " did not die of SIGKILL within " + deadline.toSeconds()
+                        + " s");
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();

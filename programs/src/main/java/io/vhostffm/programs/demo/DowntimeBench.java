@@ -164,8 +164,8 @@ public final class DowntimeBench {
         if (matrix) { // 1, 4, 16 pairs, without and with a delta
             for (int p : new int[] {1, 4, 16}) {
                 for (boolean d : new boolean[] {false, true}) {
-                    configurations.add(new Settings(p, migrations, frames, d, defaultLabel(p, d, vhostUser, packed), out, packed,
-                            vhostUser));
+                    String l = defaultLabel(p, d, vhostUser, packed);
+                    configurations.add(new Settings(p, migrations, frames, d, l, out, packed, vhostUser));
                 }
             }
         } else {
@@ -340,7 +340,8 @@ public final class DowntimeBench {
         if (!there.leaked().isEmpty()) {
             problems.add("the peer process left descriptors open: " + there.leaked());
         }
-        Testpmd.Counters both = here.plus(new Testpmd.Counters(there.rxPackets(), there.txPackets(), there.txDropped()));
+        Testpmd.Counters both = here.plus(
+                new Testpmd.Counters(there.rxPackets(), there.txPackets(), there.txDropped()));
         problems.addAll(EchoTraffic.check(guest, both));
         log.printf(Locale.ROOT, "  frames: %d sent, %d back through testpmd (MAC-swapped), %d counted TX-dropped by "
                 + "the testpmds (this process's %d, the peer's %d)%n", both.rxPackets(), both.txPackets(),
@@ -369,10 +370,11 @@ public final class DowntimeBench {
                             tx[p] = here.guest.transmitted(p) + round.transmit();
                             total += tx[p];
                         }
+                        Duration timeout = Duration.ofMillis(round.timeoutMillis());
                         if (vhostUser) {
-                            EchoTraffic.roundTrip(here.guest, round.transmit(), Duration.ofMillis(round.timeoutMillis()));
+                            EchoTraffic.roundTrip(here.guest, round.transmit(), timeout);
                         } else {
-                            Traffic.run(here.guest, null, tx, round.rxTotal(), Duration.ofMillis(round.timeoutMillis()));
+                            Traffic.run(here.guest, null, tx, round.rxTotal(), timeout);
                         }
                         Messages.send(here.destination.channel(), TrafficDone.class, new TrafficDone(total));
                     } else {
@@ -456,7 +458,10 @@ public final class DowntimeBench {
         }
     }
 
-    /** Receives the device from the peer on {@code socket}, its backends opened by {@code opener}; the guest resumes here. */
+    /**
+     * Receives the device from the peer on {@code socket}, its backends opened by {@code opener};
+     * the guest resumes here.
+     */
     private static Holder migrateHere(UnixSocket socket, Backends.Opener opener) throws Exception {
         LocalMigration.Destination destination = new LocalMigration.Destination(socket, null,
                 MigrationDeadlines.defaults(), LocalMigration.FaultPoints.NONE, opener);

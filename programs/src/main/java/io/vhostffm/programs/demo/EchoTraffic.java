@@ -101,7 +101,8 @@ final class EchoTraffic {
             problems.add("the backend processes took " + counted.rxPackets() + " frames; the guest sent " + sent);
         }
         if (counted.txPackets() != back) {
-            problems.add("the backend processes gave back " + counted.txPackets() + " frames; the guest received " + back);
+            problems.add("the backend processes gave back " + counted.txPackets() + " frames; the guest received "
+                    + back);
         }
         if (sent - back != counted.txDropped()) {
             problems.add((sent - back) + " frames did not come back; the backend processes counted "

@@ -68,8 +68,9 @@ class DpdkTwoProcessMigrationPeerTest {
     private List<DowntimeBench.Sample> run(int pairs, int migrations, boolean delta, boolean packed) throws Exception {
         Map<Integer, String> before = OpenDescriptors.snapshot();
         String label = "vhost-user-" + pairs + "p-" + (delta ? "delta" : "nodelta") + (packed ? "-packed" : "");
-        List<DowntimeBench.Sample> samples = DowntimeBench.run(new DowntimeBench.Settings(pairs, migrations, FRAMES, delta,
-                label, out, packed, true), System.out);
+        DowntimeBench.Settings settings = new DowntimeBench.Settings(pairs, migrations, FRAMES, delta, label, out,
+                packed, true);
+        List<DowntimeBench.Sample> samples = DowntimeBench.run(settings, System.out);
         assertEquals(migrations, samples.size(), "migrations");
         assertEquals(List.of(), DowntimeBench.leaked(before, OpenDescriptors.snapshot()), "descriptors left open");
         return samples;
