@@ -2,19 +2,23 @@ package io.vhostffm.programs.demo;
 
 import io.vhostffm.migration.DeviceDowntime;
 import io.vhostffm.migration.MigrationException;
+import io.vhostffm.migration.net.MigrationDeadlines;
 import io.vhostffm.migration.net.UnixSocketChannel;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.FakeGuestState;
 import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.NetworkSide;
+import io.vhostffm.testkit.OpenDescriptors;
 import io.vhostffm.testkit.StreamCheck;
+import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.testkit.Traffic;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
 import io.vhostffm.vhost.os.UnixSocketListener;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -23,6 +27,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -38,7 +43,8 @@ import org.HdrHistogram.Histogram;
  * process) on its own line. Every frame is checked at the end: exactly once, in order.
  *
  * <pre>
- * java ... DowntimeBench [--pairs N] [--migrations N] [--frames N] [--delta] [--label L] [--out DIR]
+ * java ... DowntimeBench [--pairs N] [--migrations N] [--frames N] [--delta] [--packed]
+ *     [--backend default|vhost-user] [--label L] [--out DIR]
  * </pre>
  *
  * <p>This process owns the TAP's network side and starts as the source; migration {@code i}
@@ -47,22 +53,61 @@ import org.HdrHistogram.Histogram;
  * early load ({@link LocalMigration.Source#awaitEarlyLoad}) before it pauses the guest, as a
  * hypervisor's RAM precopy would give it time to. With {@code --delta} the guest adds a VLAN
  * just before each pause with precopy deltas off, so every stop-and-copy carries a delta.
+ *
+ * <p>With {@code --backend vhost-user} each process starts its own DPDK testpmd ({@link Testpmd}:
+ * {@code net_vhost}, macswap) and the device's primary is our vhost-user frontend on it ({@link
+ * Backends#vhostUser}; the TAP still moves, for the userspace fallback). The destination prestarts
+ * against its testpmd while the guest runs at the source, and the switchover is the quickstart.
+ * The guest's frames go out to testpmd and come back MAC-swapped ({@link EchoTraffic}): each comes
+ * back once and in order, or is counted in a testpmd's own TX-dropped, read from both testpmds'
+ * final statistics (the child sends its own at the end, with any descriptor it left open).
  */
 public final class DowntimeBench {
     private static final Duration TRAFFIC_TIMEOUT = Duration.ofSeconds(60);
     /** Frames the guest transmits right before each pause, per pair: in flight at the stop. */
     private static final int IN_FLIGHT = 16;
+    /** How long a testpmd may take to start forwarding, or to exit on SIGTERM. */
+    private static final Duration TESTPMD = Duration.ofSeconds(60);
+    /** How long each reply of a backend process may take. */
+    private static final Duration REPLY = Duration.ofSeconds(10);
+    /** The child's testpmd's socket, next to the migration socket. */
+    private static final String PEER_BACKEND_SOCKET = "peer-backend.sock";
 
     private DowntimeBench() {}
 
-    /** The settings of one configuration. */
-    record Settings(int pairs, int migrations, int frames, boolean delta, String label, Path out) {}
+    /**
+     * The settings of one configuration.
+     *
+     * @param packed whether the guest acknowledges packed rings
+     * @param vhostUser whether each process's primary is its own testpmd through our vhost-user frontend
+     */
+    record Settings(int pairs, int migrations, int frames, boolean delta, String label, Path out, boolean packed,
+            boolean vhostUser) {
+        Settings(int pairs, int migrations, int frames, boolean delta, String label, Path out) {
+            this(pairs, migrations, frames, delta, label, out, false, false);
+        }
+    }
 
-    /** One migration's downtime, as the source measured it with the destination's timeline. */
-    public record Sample(int index, boolean toChild, long totalNanos, List<DeviceDowntime.Part> parts, String path) {}
+    /**
+     * One migration's downtime, as the source measured it with the destination's timeline.
+     *
+     * @param prestarted whether the destination's early load prestarted its primary
+     * @param switchoverRequests the switchover's work on the destination's primary (vhost ioctls or
+     *     vhost-user requests), in order
+     * @param fineChanges the stop-and-copy's changes the destination applied without a full reload
+     */
+    public record Sample(int index, boolean toChild, long totalNanos, List<DeviceDowntime.Part> parts, String path,
+            boolean prestarted, List<String> switchoverRequests, List<String> fineChanges) {}
 
     /** What the source tells the destination after a migration (the downtime is known at the source). */
-    public record SampleMessage(long totalNanos, List<DeviceDowntime.Part> parts, String path) {}
+    public record SampleMessage(long totalNanos, List<DeviceDowntime.Part> parts, String path, boolean prestarted,
+            List<String> switchoverRequests, List<String> fineChanges) {}
+
+    /**
+     * The child's last word with a vhost-user backend: its testpmd's final counters, and the
+     * descriptors it left open (sockets, TAPs, memfds, eventfds, pipes).
+     */
+    public record PeerEnd(long rxPackets, long txPackets, long txDropped, List<String> leaked) {}
 
     /**
      * The traffic the guest runs in the child after a migration.
@@ -78,13 +123,16 @@ public final class DowntimeBench {
 
     public static void main(String[] args) throws Exception {
         if (args.length >= 1 && args[0].equals("--peer")) {
-            peer(Path.of(args[1]), Integer.parseInt(args[2]), Integer.parseInt(args[3]), Boolean.parseBoolean(args[4]));
+            peer(Path.of(args[1]), Integer.parseInt(args[2]), Integer.parseInt(args[3]), Boolean.parseBoolean(args[4]),
+                    Boolean.parseBoolean(args[5]));
             return;
         }
         int pairs = 1;
         int migrations = 100;
         int frames = 64;
         boolean delta = false;
+        boolean packed = false;
+        boolean vhostUser = false;
         boolean matrix = false;
         String label = null;
         Path out = Path.of("results", "downtime");
@@ -95,6 +143,12 @@ public final class DowntimeBench {
                 case "--migrations" -> migrations = Integer.parseInt(args[++i]);
                 case "--frames" -> frames = Integer.parseInt(args[++i]);
                 case "--delta" -> delta = true;
+                case "--packed" -> packed = true;
+                case "--backend" -> vhostUser = switch (args[++i]) {
+                    case "vhost-user" -> true;
+                    case "default" -> false;
+                    default -> throw new IllegalArgumentException("--backend " + args[i] + ": default or vhost-user");
+                };
                 case "--matrix" -> matrix = true;
                 case "--label" -> label = args[++i];
                 case "--out" -> out = Path.of(args[++i]);
@@ -103,7 +157,8 @@ public final class DowntimeBench {
                 case "-rff" -> summaryJson = Path.of(args[++i]);
                 default -> {
                     System.err.println("usage: DowntimeBench [--pairs N | --matrix] [--migrations N] [--frames N] "
-                            + "[--delta] [--label L] [--out DIR] [-rff SUMMARY.json]");
+                            + "[--delta] [--packed] [--backend default|vhost-user] [--label L] [--out DIR] "
+                            + "[-rff SUMMARY.json]");
                     System.exit(2);
                 }
             }
@@ -113,12 +168,13 @@ public final class DowntimeBench {
         if (matrix) { // 1, 4, 16 pairs, without and with a delta
             for (int p : new int[] {1, 4, 16}) {
                 for (boolean d : new boolean[] {false, true}) {
-                    configurations.add(new Settings(p, migrations, frames, d, defaultLabel(p, d), out));
+                    String l = defaultLabel(p, d, vhostUser, packed);
+                    configurations.add(new Settings(p, migrations, frames, d, l, out, packed, vhostUser));
                 }
             }
         } else {
             configurations.add(new Settings(pairs, migrations, frames, delta,
-                    label != null ? label : defaultLabel(pairs, delta), out));
+                    label != null ? label : defaultLabel(pairs, delta, vhostUser, packed), out, packed, vhostUser));
         }
         StringBuilder json = new StringBuilder("[");
         boolean ok = true;
@@ -133,10 +189,13 @@ public final class DowntimeBench {
         System.exit(ok ? 0 : 1);
     }
 
-    /** {@code kernel-4p-nodelta}: the datapath this host gives, pairs, delta or not. */
-    private static String defaultLabel(int pairs, boolean delta) {
-        String datapath = Files.exists(Path.of("/dev/vhost-net")) ? "kernel" : "userspace";
-        return datapath + "-" + pairs + "p-" + (delta ? "delta" : "nodelta");
+    /**
+     * {@code kernel-4p-nodelta}: the datapath this host gives (or vhost-user), pairs, delta or not
+     * ({@code -packed} appended for packed rings).
+     */
+    private static String defaultLabel(int pairs, boolean delta, boolean vhostUser, boolean packed) {
+        String datapath = vhostUser ? "vhost-user" : Files.exists(Path.of("/dev/vhost-net")) ? "kernel" : "userspace";
+        return datapath + "-" + pairs + "p-" + (delta ? "delta" : "nodelta") + (packed ? "-packed" : "");
     }
 
     /** Runs one configuration; returns the samples (also written under {@code out}). */
@@ -145,15 +204,22 @@ public final class DowntimeBench {
         Path dir = Files.createTempDirectory("vhostffm-downtime");
         Path socketPath = dir.resolve("migration.sock");
         Path childLog = dir.resolve("peer.log");
+        Path backendSocket = dir.resolve("backend.sock");
         GuestLayout layout = DemoDevice.layout(pairs);
         List<Sample> samples = new ArrayList<>();
         Process child = null;
         Holder home = null;
+        Testpmd testpmd = null;
         try (UnixSocketListener listener = UnixSocketListener.bind(socketPath)) {
+            Backends.Opener opener = Backends.DEFAULT;
+            if (s.vhostUser()) {
+                testpmd = Testpmd.start(backendSocket, "downtime-" + s.label(), pairs, TESTPMD, null);
+                opener = Backends.vhostUser(backendSocket, REPLY);
+            }
             MemfdGuestMemory memory = DemoDevice.memory(layout);
             TapDevice tap = TapDevice.create("vffmdt%d", pairs, TapDevice.VHOST_FLAGS);
             tap.setLinkUp(true);
-            Backends backends = Backends.open(tap);
+            Backends backends = opener.open(tap);
             NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs, backends.offerAgainst()),
                     backends.offerAgainst(), memory,
                     backends.primary());
@@ -162,45 +228,62 @@ public final class DowntimeBench {
                     ExecutorService network = Executors.newSingleThreadExecutor(
                             r -> Thread.ofPlatform().daemon().name("network-side").unstarted(r))) {
                 network.submit(() -> { }).get(); // its thread started before the first pause
-                FakeGuest guest = FakeGuest.boot(GuestTransport.of(device), memory, layout, DemoDevice.FEATURES);
+                long wanted = s.packed() ? DemoDevice.FEATURES | VirtioFeature.RING_PACKED.mask() : DemoDevice.FEATURES;
+                FakeGuest guest = FakeGuest.boot(GuestTransport.of(device), memory, layout, wanted);
+                if (guest.packed() != s.packed()) {
+                    throw new IllegalStateException("the device offered " + (s.packed() ? "no" : "") + " packed rings");
+                }
                 guest.postRxBuffers();
                 if (pairs > 1 && guest.setQueuePairs(pairs) != 0) {
                     throw new IllegalStateException("VQ_PAIRS_SET " + pairs + " refused");
                 }
                 home.guest = guest;
-                traffic(guest, wire, s.frames());
+                traffic(guest, s.vhostUser() ? null : wire, s.frames());
                 log.println(s.label() + ": " + backends.description() + "; " + s.migrations()
-                        + " migrations back and forth");
+                        + " migrations back and forth" + (s.packed() ? ", packed rings" : ""));
                 child = MigrationDemo.spawnJava(List.of(DowntimeBench.class.getName(), "--peer", socketPath.toString(),
-                        Integer.toString(pairs), Integer.toString(s.migrations()), Boolean.toString(s.delta())), childLog);
+                        Integer.toString(pairs), Integer.toString(s.migrations()), Boolean.toString(s.delta()),
+                        Boolean.toString(s.vhostUser())), childLog);
+                // With a vhost-user backend testpmd is the network: nothing passes the TAP.
+                NetworkSide tapWire = s.vhostUser() ? null : wire;
                 for (int i = 0; i < s.migrations(); i++) {
                     try (UnixSocket socket = listener.accept()) {
                         if (i % 2 == 0) {
-                            SampleMessage m = migrateAway(socket, home, i, s.delta(), wire, network);
+                            SampleMessage m = migrateAway(socket, home, i, s.delta(), tapWire, network);
                             home = null;
-                            samples.add(new Sample(i, true, m.totalNanos(), m.parts(), m.path()));
+                            samples.add(new Sample(i, true, m.totalNanos(), m.parts(), m.path(), m.prestarted(),
+                                    m.switchoverRequests(), m.fineChanges()));
                             // The guest runs in the child now: drive the network side while it runs its traffic.
                             UnixSocketChannel channel = new UnixSocketChannel(socket);
                             long[] rx = new long[pairs];
                             for (int p = 0; p < pairs; p++) {
-                                rx[p] = wire.sentToGuest(p) + s.frames();
+                                rx[p] = wire.sentToGuest(p) + (tapWire == null ? 0 : s.frames());
                             }
                             Messages.send(channel, TrafficRound.class,
                                     new TrafficRound(s.frames(), rx, TRAFFIC_TIMEOUT.toMillis()));
-                            for (int p = 0; p < pairs; p++) {
+                            for (int p = 0; p < pairs && tapWire != null; p++) {
                                 wire.sendToGuest(p, s.frames());
                             }
                             TrafficDone done = Messages.receive(channel, TrafficDone.class);
-                            wire.receiveFromGuest(done.transmitted(), (int) TRAFFIC_TIMEOUT.toMillis());
+                            if (tapWire != null) {
+                                wire.receiveFromGuest(done.transmitted(), (int) TRAFFIC_TIMEOUT.toMillis());
+                            }
                         } else {
-                            home = migrateHere(socket);
+                            home = migrateHere(socket, opener);
                             SampleMessage m = Messages.receive(home.destination.channel(), SampleMessage.class);
-                            samples.add(new Sample(i, false, m.totalNanos(), m.parts(), m.path()));
-                            traffic(home.guest, wire, s.frames());
+                            samples.add(new Sample(i, false, m.totalNanos(), m.parts(), m.path(), m.prestarted(),
+                                    m.switchoverRequests(), m.fineChanges()));
+                            traffic(home.guest, tapWire, s.frames());
                         }
                     }
                 }
-                List<String> problems = check(home.guest, wire, pairs);
+                List<String> problems;
+                if (s.vhostUser()) {
+                    problems = endWithBackendProcesses(home, testpmd, listener, log);
+                    home = null;
+                } else {
+                    problems = check(home.guest, wire, pairs);
+                }
                 if (!problems.isEmpty()) {
                     throw new IllegalStateException("frames lost, duplicated or reordered: " + problems);
                 }
@@ -215,25 +298,77 @@ public final class DowntimeBench {
                 child.destroyForcibly();
             }
             String tail = Files.exists(childLog) ? Files.readString(childLog) : "";
-            throw new IllegalStateException(s.label() + ": " + e + (tail.isEmpty() ? "" : "\npeer:\n" + tail), e);
+            String backend = testpmd == null ? "" : testpmd.output();
+            throw new IllegalStateException(s.label() + ": " + e + (tail.isEmpty() ? "" : "\npeer:\n" + tail)
+                    + (backend.isEmpty() ? "" : "\ntestpmd:\n" + backend), e);
         } finally {
             if (home != null) {
                 home.close();
             }
+            if (testpmd != null) {
+                testpmd.close();
+            }
+            if (child != null) {
+                child.waitFor(60, TimeUnit.SECONDS); // its log is deleted below
+            }
             Files.deleteIfExists(socketPath);
+            Files.deleteIfExists(backendSocket);
+            Files.deleteIfExists(dir.resolve(PEER_BACKEND_SOCKET)); // a child that failed left it
             Files.deleteIfExists(childLog);
             Files.deleteIfExists(dir);
         }
     }
 
+    /**
+     * The end of a run with vhost-user backends, the guest home: its datapath stops for good, both
+     * testpmds exit (the child's sends its counters on one more connection), and every frame is
+     * accounted for against their counters. Closes {@code home}.
+     *
+     * @return problems, none when empty
+     */
+    private static List<String> endWithBackendProcesses(Holder home, Testpmd testpmd, UnixSocketListener listener,
+            PrintStream log) throws Exception {
+        FakeGuest guest = home.guest;
+        List<String> problems = new ArrayList<>();
+        try {
+            home.device.stopDatapath(); // testpmd drops (and counts) what it holds now
+            problems.addAll(EchoTraffic.drain(guest));
+        } finally {
+            home.close();
+        }
+        Testpmd.Counters here = testpmd.stop(TESTPMD);
+        PeerEnd there;
+        // The child stops its testpmd once its last migration left, as this one just did.
+        try (UnixSocket socket = listener.accept(TESTPMD.plus(TESTPMD))) {
+            UnixSocketChannel channel = new UnixSocketChannel(socket);
+            channel.setReadTimeout(TESTPMD.plus(TESTPMD));
+            there = Messages.receive(channel, PeerEnd.class);
+        }
+        if (!there.leaked().isEmpty()) {
+            problems.add("the peer process left descriptors open: " + there.leaked());
+        }
+        Testpmd.Counters both = here.plus(
+                new Testpmd.Counters(there.rxPackets(), there.txPackets(), there.txDropped()));
+        problems.addAll(EchoTraffic.check(guest, both));
+        log.printf(Locale.ROOT, "  frames: %d sent, %d back through testpmd (MAC-swapped), %d counted TX-dropped by "
+                + "the testpmds (this process's %d, the peer's %d)%n", both.rxPackets(), both.txPackets(),
+                both.txDropped(), here.txDropped(), there.txDropped());
+        return problems;
+    }
+
     /** The child: migration i arrives when i is even and leaves when odd. */
-    private static void peer(Path socketPath, int pairs, int migrations, boolean delta) throws Exception {
+    private static void peer(Path socketPath, int pairs, int migrations, boolean delta, boolean vhostUser)
+            throws Exception {
+        Map<Integer, String> before = OpenDescriptors.snapshot();
+        Path backendSocket = socketPath.resolveSibling(PEER_BACKEND_SOCKET);
+        Testpmd testpmd = vhostUser ? Testpmd.start(backendSocket, "downtime-peer", pairs, TESTPMD, System.out) : null;
+        Backends.Opener opener = vhostUser ? Backends.vhostUser(backendSocket, REPLY) : Backends.DEFAULT;
         Holder here = null;
         try {
             for (int i = 0; i < migrations; i++) {
                 try (UnixSocket socket = UnixSocket.connect(socketPath)) {
                     if (i % 2 == 0) {
-                        here = migrateHere(socket);
+                        here = migrateHere(socket, opener);
                         Messages.receive(here.destination.channel(), SampleMessage.class);
                         TrafficRound round = Messages.receive(here.destination.channel(), TrafficRound.class);
                         long[] tx = new long[pairs];
@@ -242,7 +377,12 @@ public final class DowntimeBench {
                             tx[p] = here.guest.transmitted(p) + round.transmit();
                             total += tx[p];
                         }
-                        Traffic.run(here.guest, null, tx, round.rxTotal(), Duration.ofMillis(round.timeoutMillis()));
+                        Duration timeout = Duration.ofMillis(round.timeoutMillis());
+                        if (vhostUser) {
+                            EchoTraffic.roundTrip(here.guest, round.transmit(), timeout);
+                        } else {
+                            Traffic.run(here.guest, null, tx, round.rxTotal(), timeout);
+                        }
                         Messages.send(here.destination.channel(), TrafficDone.class, new TrafficDone(total));
                     } else {
                         migrateAway(socket, here, i, delta, null, null);
@@ -250,11 +390,35 @@ public final class DowntimeBench {
                     }
                 }
             }
+            if (testpmd != null) {
+                Testpmd.Counters counted = testpmd.stop(TESTPMD);
+                testpmd = null;
+                Files.deleteIfExists(backendSocket);
+                List<String> leaked = leaked(before, OpenDescriptors.snapshot());
+                try (UnixSocket socket = UnixSocket.connect(socketPath)) {
+                    Messages.send(new UnixSocketChannel(socket), PeerEnd.class,
+                            new PeerEnd(counted.rxPackets(), counted.txPackets(), counted.txDropped(), leaked));
+                }
+            }
         } finally {
             if (here != null) {
                 here.close();
             }
+            if (testpmd != null) {
+                testpmd.close();
+            }
         }
+    }
+
+    /**
+     * The descriptors open in {@code after} and not in {@code before} that a run must have closed:
+     * sockets, TAPs, memfds, eventfds, vhost-net, pipes (a testpmd's output). Other files (a jar
+     * the class loader opened meanwhile) are the JVM's own.
+     */
+    static List<String> leaked(Map<Integer, String> before, Map<Integer, String> after) {
+        return OpenDescriptors.opened(before, after).stream()
+                .filter(d -> d.kind() != OpenDescriptors.Kind.OTHER || d.target().startsWith("pipe:"))
+                .map(OpenDescriptors.Descriptor::toString).toList();
     }
 
     /**
@@ -266,10 +430,11 @@ public final class DowntimeBench {
             NetworkSide wire, ExecutorService network) throws Exception {
         FakeGuest guest = from.guest;
         int pairs = guest.pairs();
+        // A vhost-user primary stays with this process's backend process: the fallback's TAP moves.
         LocalMigration.Source source = new LocalMigration.Source(socket, from.device, from.memory,
-                from.backends.primary(), guest);
+                from.backends.endpoint(), guest);
         try {
-            source.awaitEarlyLoad();
+            boolean prestarted = source.awaitEarlyLoad();
             if (delta) {
                 source.migration().setPrecopyDeltas(false); // found and carried by the stop-and-copy
                 guest.addVlan(1 + index % 4000);
@@ -296,7 +461,8 @@ public final class DowntimeBench {
                 arrivals.get().get(TRAFFIC_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
             }
             DeviceDowntime d = source.migration().report().downtime();
-            SampleMessage m = new SampleMessage(d.totalNanos(), d.parts(), figures.path());
+            SampleMessage m = new SampleMessage(d.totalNanos(), d.parts(), figures.path(), prestarted,
+                    figures.switchoverIoctls(), figures.fineChanges());
             Messages.send(source.channel(), SampleMessage.class, m);
             return m;
         } finally {
@@ -305,9 +471,13 @@ public final class DowntimeBench {
         }
     }
 
-    /** Receives the device from the peer on {@code socket}; the guest resumes here. */
-    private static Holder migrateHere(UnixSocket socket) throws Exception {
-        LocalMigration.Destination destination = new LocalMigration.Destination(socket);
+    /**
+     * Receives the device from the peer on {@code socket}, its backends opened by {@code opener};
+     * the guest resumes here.
+     */
+    private static Holder migrateHere(UnixSocket socket, Backends.Opener opener) throws Exception {
+        LocalMigration.Destination destination = new LocalMigration.Destination(socket, null,
+                MigrationDeadlines.defaults(), LocalMigration.FaultPoints.NONE, opener);
         try {
             destination.announceEarlyLoad();
             FakeGuest guest = destination.receive();
@@ -318,8 +488,15 @@ public final class DowntimeBench {
         }
     }
 
-    /** {@code frames} more each way per pair, with the network side in this process. */
+    /**
+     * {@code frames} more each way per pair, with the network side in this process; with no
+     * {@code wire} (a vhost-user backend), {@code frames} per pair out to the backend process and back.
+     */
     private static void traffic(FakeGuest guest, NetworkSide wire, int frames) throws Exception {
+        if (wire == null) {
+            EchoTraffic.roundTrip(guest, frames, TRAFFIC_TIMEOUT);
+            return;
+        }
         int pairs = guest.pairs();
         long[] tx = new long[pairs];
         long[] rx = new long[pairs];

@@ -7,13 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.OpenDescriptors;
+import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.vhostuser.VhostUserRequest;
-import java.io.BufferedReader;
-import java.io.File;
-import java.io.IOException;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -21,10 +17,6 @@ import java.util.BitSet;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -50,6 +42,7 @@ class DpdkMigrationPeerTest {
     static final int FRAMES = 200;
     private static final int EVENT_MILLIS = 30_000;
     private static final Duration REPLY = Duration.ofSeconds(10);
+    private static final Duration START = Duration.ofSeconds(60);
 
     @TempDir
     Path dir;
@@ -65,7 +58,8 @@ class DpdkMigrationPeerTest {
         List<Long> switchover = new ArrayList<>();
         List<Long> deviceStart = new ArrayList<>();
         List<Long> stopAndCopy = new ArrayList<>();
-        try (Testpmd pmdA = Testpmd.start(a, "a"); Testpmd pmdB = Testpmd.start(b, "b")) {
+        try (Testpmd pmdA = Testpmd.start(a, "migration-a", 1, START, System.out);
+                Testpmd pmdB = Testpmd.start(b, "migration-b", 1, START, System.out)) {
             try (MigrationRig rig = MigrationRig.boot(1, wanted(packed), Backends.vhostUser(a, REPLY))) {
                 rig.wireDuringDowntime = false; // no side serves the TAP: testpmd is the network
                 count = new Accounting(rig);
@@ -85,14 +79,15 @@ class DpdkMigrationPeerTest {
                 rig.device().stopDatapath();
                 count.drain();
             }
-            pmdA.stop();
-            pmdB.stop();
-            count.check(List.of(pmdA, pmdB));
+            Testpmd.Counters countedA = pmdA.stop(START);
+            Testpmd.Counters countedB = pmdB.stop(START);
+            count.check(countedA.plus(countedB));
             System.out.printf("dpdk migrations (%s): %d back and forth, %d frames sent, %d back through testpmd once each "
                     + "and in order, %d dropped by testpmd (a %d, b %d); switchover requests %s; medians: "
                     + "stop-and-copy %d us, switchover %d us, device start %d us%n", packed ? "packed" : "split", MIGRATIONS,
                     count.sent(),
-                    count.back(), pmdA.dropped + pmdB.dropped, pmdA.dropped, pmdB.dropped, "2 x SET_VRING_BASE, "
+                    count.back(), countedA.txDropped() + countedB.txDropped(), countedA.txDropped(),
+                    countedB.txDropped(), "2 x SET_VRING_BASE, "
                     + "2 x SET_VRING_ENABLE, SET_STATUS", median(stopAndCopy) / 1000, median(switchover) / 1000,
                     median(deviceStart) / 1000);
         }
@@ -120,7 +115,8 @@ class DpdkMigrationPeerTest {
         Path b = dir.resolve("b.sock");
         Accounting count;
         List<String> outcomes = new ArrayList<>();
-        try (Testpmd pmdA = Testpmd.start(a, "fa"); Testpmd pmdB = Testpmd.start(b, "fb")) {
+        try (Testpmd pmdA = Testpmd.start(a, "migration-fa", 1, START, System.out);
+                Testpmd pmdB = Testpmd.start(b, "migration-fb", 1, START, System.out)) {
             try (MigrationRig rig = MigrationRig.boot(1, wanted(packed), Backends.vhostUser(a, REPLY))) {
                 rig.wireDuringDowntime = false;
                 count = new Accounting(rig);
@@ -144,13 +140,13 @@ class DpdkMigrationPeerTest {
                 rig.device().stopDatapath();
                 count.drain();
             }
-            pmdA.stop();
-            pmdB.stop();
-            count.check(List.of(pmdA, pmdB));
+            Testpmd.Counters countedA = pmdA.stop(START);
+            Testpmd.Counters countedB = pmdB.stop(START);
+            count.check(countedA.plus(countedB));
             outcomes.forEach(o -> System.out.println("dpdk migration fault: " + o));
             System.out.printf("dpdk migration faults (%s): %d injected, each fell back; %d frames sent, %d back through "
                     + "testpmd, %d through the TAP, %d dropped by testpmd%n", packed ? "packed" : "split", faults.size(), count.sent(), count.back(),
-                    count.viaTap(), pmdA.dropped + pmdB.dropped);
+                    count.viaTap(), countedA.txDropped() + countedB.txDropped());
         }
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
     }
@@ -270,96 +266,15 @@ class DpdkMigrationPeerTest {
          * through the TAP; what they gave back is what the guest received; the difference is their
          * own TX-dropped; every frame once, or dropped by a testpmd.
          */
-        void check(List<Testpmd> pmds) {
+        void check(Testpmd.Counters pmds) {
             checkBack();
-            long took = pmds.stream().mapToLong(p -> p.rx).sum();
-            long gave = pmds.stream().mapToLong(p -> p.tx).sum();
-            long dropped = pmds.stream().mapToLong(p -> p.dropped).sum();
+            long took = pmds.rxPackets();
+            long gave = pmds.txPackets();
+            long dropped = pmds.txDropped();
             assertEquals(sent() - viaTap(), took, "frames the testpmds took from the transmit rings");
             assertEquals(back(), gave, "frames the testpmds put into the receive rings");
             assertEquals(took - gave, dropped, "the testpmds' own TX-dropped");
             assertEquals(sent(), back() + viaTap() + dropped, "every frame once, or counted dropped by a testpmd");
-        }
-    }
-
-    /** testpmd as vhost-user backend (net_vhost, server, macswap), and its final counters. */
-    private static final class Testpmd implements AutoCloseable {
-        private final Process process;
-        private final Thread reader;
-        private final List<String> lines;
-        long rx;
-        long tx;
-        long dropped;
-
-        private Testpmd(Process process, Thread reader, List<String> lines) {
-            this.process = process;
-            this.reader = reader;
-            this.lines = lines;
-        }
-
-        static Testpmd start(Path socket, String name) throws Exception {
-            String testpmd = "/usr/bin/dpdk-testpmd";
-            assertTrue(new File(testpmd).canExecute(), "dpdk-testpmd is not installed; bin/peer-bench installs it");
-            List<String> command = List.of(testpmd, "-l", "0-1", "--no-pci", "--no-huge", "-m", "512",
-                    "--file-prefix=vhostffm-migration-" + name + "-" + ProcessHandle.current().pid(),
-                    "--vdev", "net_vhost0,iface=" + socket + ",queues=1,client=0",
-                    "--", "--total-num-mbufs=16384", "--forward-mode=macswap", "--auto-start", "--stats-period=5");
-            System.out.println("testpmd " + name + ": " + String.join(" ", command));
-            Process p = new ProcessBuilder(command).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-                    .redirectErrorStream(true).start();
-            CountDownLatch started = new CountDownLatch(1);
-            List<String> lines = Collections.synchronizedList(new ArrayList<>());
-            Thread reader = Thread.ofPlatform().daemon().name("testpmd " + name).start(() -> {
-                try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                    String line;
-                    while ((line = r.readLine()) != null) {
-                        System.out.println("testpmd " + name + "| " + line);
-                        lines.add(line);
-                        if (line.contains("Start automatic packet forwarding") || line.startsWith("Port statistics")) {
-                            started.countDown();
-                        }
-                    }
-                } catch (IOException e) {
-                    // the process is gone
-                }
-            });
-            Testpmd pmd = new Testpmd(p, reader, lines);
-            if (!started.await(60, TimeUnit.SECONDS)) {
-                pmd.close();
-                throw new AssertionError("testpmd " + name + " did not start forwarding within 60 s");
-            }
-            return pmd;
-        }
-
-        /** SIGTERM (not closing its output first: it would die of SIGPIPE); reads its final counters. */
-        void stop() throws Exception {
-            process.toHandle().destroy();
-            assertTrue(process.waitFor(30, TimeUnit.SECONDS), "testpmd did not exit on SIGTERM");
-            reader.join(20_000);
-            String printed = String.join("\n", lines);
-            rx = total(printed, "RX-packets");
-            tx = total(printed, "TX-packets");
-            dropped = total(printed, "TX-dropped");
-        }
-
-        @Override
-        public void close() {
-            process.destroyForcibly();
-            try {
-                process.waitFor(20, TimeUnit.SECONDS);
-                reader.join(20_000); // closes our end of its output pipe at end of stream
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
-
-        /** A counter of testpmd's "Accumulated forward statistics for all ports" block. */
-        private static long total(String output, String counter) {
-            int block = output.lastIndexOf("Accumulated forward statistics for all ports");
-            assertTrue(block >= 0, "testpmd printed no final statistics");
-            Matcher m = Pattern.compile(counter + ":\\s+(\\d+)").matcher(output.substring(block));
-            assertTrue(m.find(), "no " + counter + " in testpmd's final statistics");
-            return Long.parseLong(m.group(1));
         }
     }
 }

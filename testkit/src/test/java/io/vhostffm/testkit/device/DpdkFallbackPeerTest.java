@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.OpenDescriptors;
+import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.vhost.device.BackendCapabilities;
 import io.vhostffm.vhost.device.BackendStart;
 import io.vhostffm.vhost.device.BackendTransfer;
@@ -16,11 +17,7 @@ import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
 import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
 import io.vhostffm.vring.QueuePosition;
-import java.io.BufferedReader;
-import java.io.File;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.BitSet;
@@ -46,18 +43,13 @@ class DpdkFallbackPeerTest {
     @TempDir
     Path dir;
 
-    /** The thread reading the last testpmd's output. */
-    private static Thread reader;
-    /** The last testpmd's output lines. */
-    private static final List<String> lines = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+    private static final Duration TESTPMD = Duration.ofSeconds(60);
 
     @Test
     void killedDpdkBackendFallsBackToUserspaceWithNothingLost() throws Exception {
         java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
         Path socket = dir.resolve("dpdk-vhost.sock");
-        Process pmd = startTestpmd(socket);
-        Thread output = reader;
-        try {
+        try (Testpmd pmd = Testpmd.start(socket, "fallback", 1, TESTPMD, System.out)) {
             CountDownLatch fellBack = new CountDownLatch(1);
             NetBackend[] fallback = new NetBackend[1];
             try (RuntimeRig rig = RuntimeRig.on(1,
@@ -74,8 +66,7 @@ class DpdkFallbackPeerTest {
                     roundTripThroughTestpmd(guest, first);
 
                     // Kill it; queue more frames while the device notices and switches.
-                    pmd.destroyForcibly();
-                    assertTrue(pmd.waitFor(20, TimeUnit.SECONDS), "testpmd did not die of SIGKILL");
+                    pmd.kill(Duration.ofSeconds(20));
                     int during = guest.transmitNumbered(0, 100);
                     assertTrue(fellBack.await(EVENT_MILLIS, TimeUnit.MILLISECONDS),
                             "no switch to the fallback within " + EVENT_MILLIS + " ms");
@@ -116,11 +107,7 @@ class DpdkFallbackPeerTest {
                     rig.device.stopDatapath();
                 }
             }
-        } finally {
-            pmd.destroyForcibly();
-            pmd.waitFor(20, TimeUnit.SECONDS);
-            output.join(20_000); // it closes our end of testpmd's output pipe at end of stream
-        }
+        } // closing it waits for its output's end: our end of its pipe is closed then
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
     }
 
@@ -129,25 +116,18 @@ class DpdkFallbackPeerTest {
     void killedDpdkBackendWithoutFallbackNeedsReset() throws Exception {
         java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
         Path socket = dir.resolve("dpdk-vhost.sock");
-        Process pmd = startTestpmd(socket);
-        Thread output = reader;
-        try {
+        try (Testpmd pmd = Testpmd.start(socket, "fallback", 1, TESTPMD, System.out)) {
             try (RuntimeRig rig = RuntimeRig.on(1,
                     tap -> VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1))) {
                 rig.guest.postRxBuffers();
                 roundTripThroughTestpmd(rig.guest, 100);
-                pmd.destroyForcibly();
-                assertTrue(pmd.waitFor(20, TimeUnit.SECONDS), "testpmd did not die of SIGKILL");
+                pmd.kill(Duration.ofSeconds(20));
                 rig.awaitNeedsReset();
                 String error = rig.device.lastError().orElse("");
                 assertTrue(error.contains("is gone (the peer closed the connection)")
                         && error.contains("no fallback backend is set"), error);
                 System.out.println("without fallback: " + error);
             }
-        } finally {
-            pmd.destroyForcibly();
-            pmd.waitFor(20, TimeUnit.SECONDS);
-            output.join(20_000);
         }
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
     }
@@ -162,11 +142,9 @@ class DpdkFallbackPeerTest {
     void liveSwitchBetweenDpdkAndUserspaceLosesNothing() throws Exception {
         java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
         Path socket = dir.resolve("dpdk-vhost.sock");
-        Process pmd = startTestpmd(socket);
-        Thread output = reader;
         int frames = 2_000;
         int switches = 0;
-        try {
+        try (Testpmd pmd = Testpmd.start(socket, "fallback", 1, TESTPMD, System.out)) {
             try (RuntimeRig rig = RuntimeRig.on(1,
                     tap -> VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1));
                     UserspaceNetBackend userspace = UserspaceNetBackend.open(rig.tap)) {
@@ -226,13 +204,10 @@ class DpdkFallbackPeerTest {
                 }
                 assertTrue(guest.receivedCount(0) > 0 && viaTap.cardinality() > 0, "both datapaths carried frames");
                 // SIGTERM: testpmd prints its final statistics.
-                pmd.toHandle().destroy();
-                assertTrue(pmd.waitFor(30, TimeUnit.SECONDS), "testpmd did not exit on SIGTERM");
-                output.join(20_000);
-                String printed = String.join("\n", lines);
-                long tookFromGuest = total(printed, "RX-packets");
-                long gaveToGuest = total(printed, "TX-packets");
-                long droppedByTestpmd = total(printed, "TX-dropped");
+                Testpmd.Counters counted = pmd.stop(Duration.ofSeconds(30));
+                long tookFromGuest = counted.rxPackets();
+                long gaveToGuest = counted.txPackets();
+                long droppedByTestpmd = counted.txDropped();
                 // What testpmd took from the transmit ring is what did not leave through the TAP; what
                 // it gave back is what the guest received; the difference is what its own forwarding
                 // dropped (a frame it held when the device switched away and disabled its receive ring).
@@ -244,21 +219,8 @@ class DpdkFallbackPeerTest {
                         + "%d through the TAP, each once%n", switches, gaveToGuest, droppedByTestpmd, viaTap.cardinality());
             }
             assertEquals(9, switches);
-        } finally {
-            pmd.destroyForcibly();
-            pmd.waitFor(20, TimeUnit.SECONDS);
-            output.join(20_000);
         }
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
-    }
-
-    /** A counter of testpmd's "Accumulated forward statistics for all ports" block. */
-    private static long total(String output, String counter) {
-        int block = output.lastIndexOf("Accumulated forward statistics for all ports");
-        assertTrue(block >= 0, "testpmd printed no final statistics");
-        java.util.regex.Matcher m = java.util.regex.Pattern.compile(counter + ":\\s+(\\d+)").matcher(output.substring(block));
-        assertTrue(m.find(), "no " + counter + " in testpmd's final statistics");
-        return Long.parseLong(m.group(1));
     }
 
     /** Sends {@code count} numbered frames and waits for each to come back from testpmd. */
@@ -280,40 +242,6 @@ class DpdkFallbackPeerTest {
         for (int i = 0; i < count; i++) {
             assertEquals(i, order.get(i).longValue(), "frame " + i + " back in order, once");
         }
-    }
-
-    /** testpmd as vhost-user backend on {@code socket}; returns once its port is started. */
-    private static Process startTestpmd(Path socket) throws Exception {
-        String testpmd = "/usr/bin/dpdk-testpmd";
-        assertTrue(new File(testpmd).canExecute(), "dpdk-testpmd is not installed; bin/peer-bench installs it");
-        List<String> command = List.of(testpmd, "-l", "0-1", "--no-pci", "--no-huge", "-m", "512",
-                "--file-prefix=vhostffm-fallback-" + ProcessHandle.current().pid(),
-                "--vdev", "net_vhost0,iface=" + socket + ",queues=1,client=0",
-                "--", "--total-num-mbufs=16384", "--forward-mode=macswap", "--auto-start", "--stats-period=5");
-        System.out.println("testpmd: " + String.join(" ", command));
-        lines.clear();
-        Process p = new ProcessBuilder(command).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-                .redirectErrorStream(true).start();
-        CountDownLatch started = new CountDownLatch(1);
-        reader = Thread.ofPlatform().daemon().name("testpmd output").start(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                String line;
-                while ((line = r.readLine()) != null) {
-                    System.out.println("testpmd| " + line);
-                    lines.add(line);
-                    if (line.contains("Start automatic packet forwarding") || line.startsWith("Port statistics")) {
-                        started.countDown();
-                    }
-                }
-            } catch (IOException e) {
-                // the process is gone
-            }
-        });
-        if (!started.await(60, TimeUnit.SECONDS)) {
-            p.destroyForcibly();
-            throw new AssertionError("testpmd did not start forwarding within 60 s");
-        }
-        return p;
     }
 
     /** A backend that counts down a latch once it started: the runtime's switch to the fallback, as an event. */
