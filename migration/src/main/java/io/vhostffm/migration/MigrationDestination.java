@@ -416,8 +416,7 @@ public final class MigrationDestination {
 
     private static void writeAck(MigrationStreamWriter back, Acknowledgement ack) throws MigrationException {
         try {
-            back.writeSection(StreamFormat.ACKNOWLEDGEMENT, StreamFormat.FLAG_END_OF_DATA, ACK.encode(ack));
-            back.writeEndOfStream();
+            back.writeLastSectionAndEnd(StreamFormat.ACKNOWLEDGEMENT, StreamFormat.FLAG_END_OF_DATA, ACK.encode(ack));
         } catch (IOException e) {
             throw MigrationPeerException.of(MigrationPhase.ACKNOWLEDGEMENT, "the source", e);
         }

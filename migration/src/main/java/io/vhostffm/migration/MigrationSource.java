@@ -223,8 +223,8 @@ public final class MigrationSource {
             // may read that write before the call returns here, so a mark taken after it could
             // fall after the destination's own marks.
             sentAt = MonotonicClock.now();
-            out.writeSection(StreamFormat.QUEUE_INDICES, flags, finalIndices);
-            out.writeEndOfStream();
+            // One write for both: the destination wakes once for the end of the switchover.
+            out.writeLastSectionAndEnd(StreamFormat.QUEUE_INDICES, flags, finalIndices);
         } catch (IOException e) {
             throw MigrationPeerException.of(MigrationPhase.STOP_AND_COPY, peer, e);
         }

@@ -86,21 +86,53 @@ public final class MigrationStreamWriter implements Flushable {
         flush();
     }
 
+    /**
+     * Writes one last section and the end marker in a single write, so a reader blocked on the
+     * stream wakes once for both (two writes may wake it twice: once for the section, and again,
+     * after it read and went back to wait, for the marker). Nothing may follow.
+     *
+     * @param id as {@link #writeSection}
+     * @param flags as {@link #writeSection}
+     * @param payload as {@link #writeSection}
+     */
+    public void writeLastSectionAndEnd(int id, int flags, byte[] payload) throws IOException {
+        if (id <= StreamFormat.END_OF_STREAM || id > 0xFFFF) {
+            throw new IllegalArgumentException(String.format("section id 0x%x is not writable", id));
+        }
+        StreamFrameEvent event = new StreamFrameEvent();
+        event.begin();
+        ByteBuffer section = frame(id, flags, payload);
+        ByteBuffer end = frame(StreamFormat.END_OF_STREAM, 0, new byte[0]);
+        writeHeader();
+        writeFully(ByteBuffer.allocate(section.remaining() + end.remaining()).put(section).put(end).flip());
+        event.end();
+        commitWrite(event, id, flags, payload.length);
+        ended = true;
+        flush();
+    }
+
     private void writeFrame(int id, int flags, byte[] payload) throws IOException {
         StreamFrameEvent event = new StreamFrameEvent(); // scalar-replaced by the JIT: no allocation without a recording
         event.begin();
-        writeFrameBytes(id, flags, payload);
+        ByteBuffer frame = frame(id, flags, payload);
+        writeHeader();
+        writeFully(frame);
         event.end();
+        commitWrite(event, id, flags, payload.length);
+    }
+
+    private static void commitWrite(StreamFrameEvent event, int id, int flags, int payloadBytes) {
         if (event.shouldCommit()) {
             event.direction = "write";
             event.sectionId = id;
             event.flags = flags;
-            event.payloadBytes = payload.length;
+            event.payloadBytes = payloadBytes;
             event.commit();
         }
     }
 
-    private void writeFrameBytes(int id, int flags, byte[] payload) throws IOException {
+    /** One frame: id, flags, length, payload, CRC-32C of them; checked before anything is written. */
+    private ByteBuffer frame(int id, int flags, byte[] payload) {
         Objects.requireNonNull(payload, "payload");
         if (ended) {
             throw new IllegalStateException("the stream has ended");
@@ -111,14 +143,13 @@ public final class MigrationStreamWriter implements Flushable {
         if (payload.length > maxPayload) {
             throw new IllegalArgumentException("payload of " + payload.length + " bytes exceeds the limit " + maxPayload);
         }
-        writeHeader();
         ByteBuffer frame = ByteBuffer.allocate(StreamFormat.FRAME_HEADER_SIZE + payload.length
                 + StreamFormat.CHECKSUM_SIZE);
         frame.putShort((short) id).putShort((short) flags).putInt(payload.length).put(payload);
         crc.reset();
         crc.update(frame.array(), 0, frame.position());
         frame.putInt((int) crc.getValue()).flip();
-        writeFully(frame);
+        return frame;
     }
 
     private void writeFully(ByteBuffer buffer) throws IOException {

@@ -63,6 +63,46 @@ class MigrationStreamTest {
         assertTrue(sections.get(3).isEndOfStream());
     }
 
+    /**
+     * The last section and the end marker in one write: the same bytes as two writes, in one
+     * call on the channel (the destination wakes once), and nothing may follow.
+     */
+    @Test
+    void lastSectionAndEndGoOutInOneWriteWithTheSameBytes() throws Exception {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        List<Integer> writes = new ArrayList<>();
+        java.nio.channels.WritableByteChannel counting = new java.nio.channels.WritableByteChannel() {
+            private final java.nio.channels.WritableByteChannel inner = Channels.newChannel(bytes);
+
+            @Override
+            public int write(ByteBuffer src) throws IOException {
+                int n = inner.write(src);
+                writes.add(n);
+                return n;
+            }
+
+            @Override
+            public boolean isOpen() {
+                return true;
+            }
+
+            @Override
+            public void close() {}
+        };
+        MigrationStreamWriter w = new MigrationStreamWriter(counting);
+        w.writeSection(1, StreamFormat.FLAG_INIT_STATE, new byte[] {1, 2, 3});
+        w.writeSection(2, StreamFormat.FLAG_INIT_STATE | StreamFormat.FLAG_END_OF_DATA, new byte[100]);
+        writes.clear();
+        w.writeLastSectionAndEnd(StreamFormat.QUEUE_INDICES,
+                StreamFormat.FLAG_NO_DATA | StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA, new byte[0]);
+        assertEquals(List.of(12 + 12), writes, "one write: the indices frame and the end marker");
+        assertArrayEquals(validStream(), bytes.toByteArray());
+        assertEquals(bytes.size(), w.bytesWritten());
+        assertThrows(IllegalStateException.class, () -> w.writeSection(1, 0, new byte[0]));
+        assertThrows(IllegalArgumentException.class,
+                () -> new MigrationStreamWriter(counting).writeLastSectionAndEnd(StreamFormat.END_OF_STREAM, 0, new byte[0]));
+    }
+
     @Test
     void wrongMagic() throws Exception {
         byte[] s = validStream();
