@@ -9,6 +9,9 @@ import io.vhostffm.migration.stream.MigrationStreamReader;
 import io.vhostffm.migration.stream.MigrationStreamWriter;
 import io.vhostffm.migration.stream.Section;
 import io.vhostffm.migration.stream.StreamFormat;
+import io.vhostffm.vring.QueuePosition;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.channels.ReadableByteChannel;
 import java.util.ArrayList;
@@ -41,6 +44,13 @@ public final class MigrationDestination {
     private static final StateSchema<Manifest> MANIFEST = StateSchema.of(Manifest.class);
     private static final StateSchema<FinalPositions> INDICES = StateSchema.of(FinalPositions.class);
     private static final StateSchema<Acknowledgement> ACK = StateSchema.of(Acknowledgement.class);
+
+    /**
+     * The system property that sets how often the destination rehearses its switchover during the
+     * early load (0 turns it off; default 200): here the switchover's read, in the network
+     * device's destination its quickstart too.
+     */
+    public static final String REHEARSALS_PROPERTY = "io.vhostffm.migration.rehearsals";
 
     private final List<RegisteredSection<?>> sections;
     private final Map<Integer, RegisteredSection<?>> byId = new HashMap<>();
@@ -150,6 +160,7 @@ public final class MigrationDestination {
             MigrationPhaseEvent earlyEvent = new MigrationPhaseEvent();
             earlyEvent.begin();
             loadEarly();
+            rehearseSwitchoverRead();
             MigrationSource.commit(earlyEvent, MigrationPhaseEvent.EARLY_LOAD, in.offset());
             try {
                 afterEarlyLoad.run(); // e.g. tell the source the switchover may come: nothing is loading any more
@@ -273,6 +284,37 @@ public final class MigrationDestination {
          * nothing applied yet.
          */
         private FinalPositions readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
+            return readSwitchover(in, first, batch);
+        }
+
+        /**
+         * Reads a switchover without a delta through the same code the real one takes ({@link
+         * #readSwitchover(MigrationStreamReader, Section, Map)}, the stream reader's framing and
+         * checksum, the indices' decoder) as many times as the system property {@value
+         * MigrationDestination#REHEARSALS_PROPERTY} says, over a stream held in memory: the first switchover a fresh destination process reads then runs
+         * compiled code, not the interpreter. Inside the early load, before the source is told it
+         * may pause; it touches no connection, no section and no device. A rehearsal that fails
+         * is logged and changes nothing.
+         */
+        private void rehearseSwitchoverRead() {
+            int times = rehearsals();
+            if (times <= 0) {
+                return;
+            }
+            try {
+                byte[] stream = rehearsalStream();
+                for (int i = 0; i < times; i++) {
+                    MigrationStreamReader r = MigrationStreamReader.over(new ByteArrayInputStream(stream), names);
+                    readSwitchover(r, r.next(), new LinkedHashMap<>());
+                }
+            } catch (IOException | MigrationStreamException | RuntimeException e) {
+                System.getLogger(MigrationDestination.class.getName()).log(System.Logger.Level.INFO,
+                        "migration: the switchover read's rehearsal failed (the switchover is unaffected): " + e);
+            }
+        }
+
+        private FinalPositions readSwitchover(MigrationStreamReader in, Section first, Map<Integer, Record> batch)
+                throws MigrationStreamException {
             Section s = first;
             while (s.id() != StreamFormat.QUEUE_INDICES) {
                 if (!StreamFormat.isDeviceSection(s.id())
@@ -379,6 +421,28 @@ public final class MigrationDestination {
     private static MigrationStreamException violation(MigrationStreamReader in, Section s, String reason) {
         return new MigrationStreamException("protocol violation: " + reason + ", got flags "
                 + StreamFormat.flagNames(s.flags()), s.id(), in.nameOf(s.id()), s.offset(), null);
+    }
+
+    /** {@value #REHEARSALS_PROPERTY}, read at each migration (a test may change it). */
+    private static int rehearsals() {
+        return Integer.getInteger(REHEARSALS_PROPERTY, 200);
+    }
+
+    /**
+     * A switchover without a delta as a source writes it, held in memory: the stream header,
+     * queue indices flagged NO_DATA | SWITCHOVER | END_OF_DATA, the end marker. The positions
+     * are arbitrary (two queues, split and packed); the decoder runs the same code for any.
+     */
+    private static byte[] rehearsalStream() throws IOException {
+        FinalPositions positions = new FinalPositions(List.of(
+                new FinalPositions.Entry(0, QueuePosition.split(0, 0, 0)),
+                new FinalPositions.Entry(1, QueuePosition.packed(0, true, 0, true, 0))));
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        MigrationStreamWriter w = MigrationStreamWriter.over(bytes);
+        w.writeLastSectionAndEnd(StreamFormat.QUEUE_INDICES,
+                StreamFormat.FLAG_NO_DATA | StreamFormat.FLAG_SWITCHOVER | StreamFormat.FLAG_END_OF_DATA,
+                INDICES.encode(positions));
+        return bytes.toByteArray();
     }
 
     private static <R extends Record> R decode(MigrationStreamReader in, Section s, StateSchema<R> schema)

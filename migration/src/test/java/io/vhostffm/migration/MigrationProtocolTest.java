@@ -107,6 +107,55 @@ class MigrationProtocolTest {
         assertEquals(src.bytes.size(), received.bytesReceived());
     }
 
+    /**
+     * The destination rehearses its switchover's read during the early load, through the
+     * stream reader (each rehearsal reads a queue-indices frame and an end marker, as the
+     * recording of the reader's frame events shows), as often as the property says and not at
+     * all at 0; the real switchover after it is received as without.
+     */
+    @Test
+    void theSwitchoverReadIsRehearsedDuringTheEarlyLoadAsOftenAsTheProperty() throws Exception {
+        String was = System.getProperty(MigrationDestination.REHEARSALS_PROPERTY);
+        try {
+            for (int rehearsals : new int[] {3, 0}) {
+                System.setProperty(MigrationDestination.REHEARSALS_PROPERTY, Integer.toString(rehearsals));
+                SourceDevice src = new SourceDevice();
+                src.source.setup();
+                src.source.stopAndCopy(() -> Fixtures.indices(7));
+                DestinationDevice dst = new DestinationDevice();
+                java.nio.file.Path file = java.nio.file.Files.createTempFile("rehearsal", ".jfr");
+                try (jdk.jfr.Recording recording = new jdk.jfr.Recording()) {
+                    recording.enable("io.vhostffm.StreamFrame").withoutThreshold();
+                    recording.start();
+                    ReceivedMigration received = dst.receive(src.bytes.toByteArray());
+                    recording.stop();
+                    recording.dump(file);
+                    assertEquals(Fixtures.indices(7), received.switchover().finalPositions());
+                }
+                long queueIndices = 0;
+                long ends = 0;
+                for (jdk.jfr.consumer.RecordedEvent e : jdk.jfr.consumer.RecordingFile.readAllEvents(file)) {
+                    if (!e.getEventType().getName().equals("io.vhostffm.StreamFrame") || !"read".equals(e.getString("direction"))) {
+                        continue;
+                    }
+                    int id = e.getInt("sectionId");
+                    queueIndices += id == StreamFormat.QUEUE_INDICES ? 1 : 0;
+                    ends += id == StreamFormat.END_OF_STREAM ? 1 : 0;
+                }
+                java.nio.file.Files.delete(file);
+                assertEquals(rehearsals + 1, queueIndices, "queue-indices frames read with " + rehearsals + " rehearsals");
+                assertEquals(rehearsals + 1, ends, "end markers read with " + rehearsals + " rehearsals");
+                assertEquals(1, dst.switchovers.size());
+            }
+        } finally {
+            if (was == null) {
+                System.clearProperty(MigrationDestination.REHEARSALS_PROPERTY);
+            } else {
+                System.setProperty(MigrationDestination.REHEARSALS_PROPERTY, was);
+            }
+        }
+    }
+
     @Test
     void aPrecopyDeltaIsSentAtOnceAndTheSwitchoverStaysDeltaFree() throws Exception {
         SourceDevice src = new SourceDevice();

@@ -72,8 +72,12 @@ public final class NetMigrationDestination {
     private final NetBackend primary;
     private final NetBackend fallback;
     private volatile Runnable beforeSwitchover = () -> {};
-    /** The system property that sets how often the quickstart is rehearsed after the prestart. */
-    public static final String REHEARSALS_PROPERTY = "io.vhostffm.migration.rehearsals";
+    /**
+     * The system property that sets how often the quickstart is rehearsed after the prestart:
+     * the core's ({@link MigrationDestination#REHEARSALS_PROPERTY}), which also rehearses the
+     * switchover's read.
+     */
+    public static final String REHEARSALS_PROPERTY = MigrationDestination.REHEARSALS_PROPERTY;
 
     private volatile Runnable afterEarlyLoad = () -> {};
     private volatile boolean earlyStart = true;
