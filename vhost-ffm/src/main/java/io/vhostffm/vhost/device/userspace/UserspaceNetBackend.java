@@ -495,17 +495,7 @@ public final class UserspaceNetBackend implements NetBackend {
      */
     @Override
     public synchronized List<QueuePosition> stop() {
-        awaitStopped();
-        if (current == null) {
-            throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
-        }
-        releaseParked();
-        discardPrepared();
-        collect(false);
-        current = null;
-        prestartedQueues = null;
-        resync = null;
-        return states.stream().map(QueueState::position).toList();
+        return stop(false);
     }
 
     /**
@@ -515,17 +505,23 @@ public final class UserspaceNetBackend implements NetBackend {
      */
     @Override
     public synchronized List<QueuePosition> quiesce() {
+        return stop(true);
+    }
+
+    private List<QueuePosition> stop(boolean quiesce) {
         awaitStopped();
         if (current == null) {
             throw new IllegalStateException(NAME + " on " + tap.name() + " is not started");
         }
-        if (parked != null) {
+        if (!quiesce) {
+            releaseParked();
+        } else if (parked != null) {
             parked.releaseLater();
             releasing = parked;
             parked = null;
         }
         discardPrepared();
-        collect(true);
+        collect(quiesce);
         current = null;
         prestartedQueues = null;
         resync = null;
