@@ -87,6 +87,10 @@ public class VhostUserDatapathBenchmark {
     private long expectedSeq;
     /** Frames that came back, all invocations. */
     long framesBack;
+    /** Waits for a used buffer that ended at their 50 ms deadline instead of a notification. */
+    long waitsTimedOut;
+    /** Waits for a used buffer, all invocations. */
+    long waits;
 
     /** Starts the backend (testpmd, or the TAP and its reflector), the device, and boots the guest. */
     @Setup(Level.Trial)
@@ -154,7 +158,10 @@ public class VhostUserDatapathBenchmark {
                                     ? "; reflector failed: " + reflector.failure() : ""));
                 }
                 // Frames out and not back: wait for the receive ring; all back: for the transmit ring's chains.
-                guest.awaitUsed(back < sent ? 0 : 1, WAIT_MILLIS);
+                waits++;
+                if (!guest.awaitUsed(back < sent ? 0 : 1, WAIT_MILLIS)) {
+                    waitsTimedOut++;
+                }
             }
         }
         framesBack += back;
@@ -202,6 +209,8 @@ public class VhostUserDatapathBenchmark {
     /** Stops and closes everything the set-up made, in reverse. */
     @TearDown(Level.Trial)
     public void tearDown() throws Exception {
+        System.err.printf("%s, %s, %d bytes: %d frames back; %d waits for a used buffer, %d of them ended by "
+                + "their %d ms deadline%n", backend, format, frameSize, framesBack, waits, waitsTimedOut, WAIT_MILLIS);
         if (reflector != null) {
             reflector.close();
         }
