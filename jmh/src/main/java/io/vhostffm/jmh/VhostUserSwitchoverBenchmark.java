@@ -45,9 +45,10 @@ import org.openjdk.jmh.annotations.TearDown;
  *     checks of the positions), each acknowledgement read and checked before the next request.</li>
  * </ul>
  * Set-up (prestart) and tear-down (stop: disable, SET_STATUS(0), GET_VRING_BASE per ring; for
- * classic also closing the connection) run outside the measured time ({@code Level.Invocation});
- * the bare frontend's set-up and tear-down send exactly the backend's prestart and stop requests,
- * so testpmd is in the same state around every operation of quickstart and bareMessages.
+ * classic also closing the connection) run outside the measured time ({@code Level.Invocation}),
+ * their CPU time declared to {@link CpuTimeProfiler#excludeSetup}; the bare frontend's set-up and
+ * tear-down send exactly the backend's prestart and stop requests, so testpmd is in the same state
+ * around every operation of quickstart and bareMessages.
  * testpmd's forwarding core polls a core at 100% throughout, for both variants alike: compare the
  * two in the same run, not with other benchmarks. Needs {@code dpdk-testpmd} (bin/peer-bench
  * installs it).
@@ -119,12 +120,22 @@ public class VhostUserSwitchoverBenchmark {
 
         @Setup(Level.Invocation)
         public void prestart(Peer peer) throws IOException {
-            backend.prestart(peer.start);
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                backend.prestart(peer.start);
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
         }
 
         @TearDown(Level.Invocation)
         public void stop() throws IOException {
-            backend.stop();
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                backend.stop();
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
         }
 
         @TearDown(Level.Trial)
@@ -142,6 +153,7 @@ public class VhostUserSwitchoverBenchmark {
         public void stopAndClose() throws IOException {
             VhostUserFrontendBackend b = backend;
             backend = null;
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
             if (b != null) {
                 try {
                     if (b.isPrestarted()) {
@@ -149,6 +161,7 @@ public class VhostUserSwitchoverBenchmark {
                     }
                 } finally {
                     b.close();
+                    CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
                 }
             }
         }
@@ -170,12 +183,22 @@ public class VhostUserSwitchoverBenchmark {
 
         @Setup(Level.Invocation)
         public void prestart(Peer peer) throws IOException {
-            frontend.prestart(peer.start);
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                frontend.prestart(peer.start);
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
         }
 
         @TearDown(Level.Invocation)
         public void stop() throws IOException {
-            frontend.stop();
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                frontend.stop();
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
         }
 
         @TearDown(Level.Trial)
