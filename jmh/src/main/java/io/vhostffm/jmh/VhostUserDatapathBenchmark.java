@@ -91,6 +91,12 @@ public class VhostUserDatapathBenchmark {
     long waitsTimedOut;
     /** Waits for a used buffer, all invocations. */
     long waits;
+    /**
+     * Of {@link #waitsTimedOut}, those after which used buffers were waiting on the ring: the
+     * backend had used them but no notification woke the guest (a late or lost one), as opposed
+     * to a backend that had not got to them.
+     */
+    long timedOutWithUsedWaiting;
 
     /** Starts the backend (testpmd, or the TAP and its reflector), the device, and boots the guest. */
     @Setup(Level.Trial)
@@ -158,9 +164,13 @@ public class VhostUserDatapathBenchmark {
                                     ? "; reflector failed: " + reflector.failure() : ""));
                 }
                 // Frames out and not back: wait for the receive ring; all back: for the transmit ring's chains.
+                int queue = back < sent ? 0 : 1;
                 waits++;
-                if (!guest.awaitUsed(back < sent ? 0 : 1, WAIT_MILLIS)) {
+                if (!guest.awaitUsed(queue, WAIT_MILLIS)) {
                     waitsTimedOut++;
+                    if (guest.queue(queue).enableUsedNotifications()) {
+                        timedOutWithUsedWaiting++;
+                    }
                 }
             }
         }
@@ -210,7 +220,8 @@ public class VhostUserDatapathBenchmark {
     @TearDown(Level.Trial)
     public void tearDown() throws Exception {
         System.err.printf("%s, %s, %d bytes: %d frames back; %d waits for a used buffer, %d of them ended by "
-                + "their %d ms deadline%n", backend, format, frameSize, framesBack, waits, waitsTimedOut, WAIT_MILLIS);
+                + "their %d ms deadline, %d of those with used buffers waiting (no notification)%n", backend, format,
+                frameSize, framesBack, waits, waitsTimedOut, WAIT_MILLIS, timedOutWithUsedWaiting);
         if (reflector != null) {
             reflector.close();
         }
