@@ -10,17 +10,11 @@ import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
 import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
-import java.io.BufferedReader;
-import java.io.File;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -45,9 +39,16 @@ import org.openjdk.jmh.annotations.TearDown;
  * <li>{@link #classic}: from no connection: connect, GET_FEATURES, GET/SET_PROTOCOL_FEATURES,
  *     GET_QUEUE_NUM, SET_OWNER, SET_FEATURES, SET_STATUS, SET_MEM_TABLE (testpmd maps the memfd),
  *     per ring NUM, ADDR, KICK, CALL, ERR, then what quickstart sends.</li>
+ * <li>{@link #bareMessages}: the protocol's floor under quickstart: the same requests, encoded
+ *     before the operation into native memory, written straight on the socket of a
+ *     {@link BareVhostUserFrontend} (no backend object, no observer, no watcher thread, no
+ *     checks of the positions), each acknowledgement read and checked before the next request.</li>
  * </ul>
  * Set-up (prestart) and tear-down (stop: disable, SET_STATUS(0), GET_VRING_BASE per ring; for
- * classic also closing the connection) run outside the measured time ({@code Level.Invocation}).
+ * classic also closing the connection) run outside the measured time ({@code Level.Invocation}),
+ * their CPU time declared to {@link CpuTimeProfiler#excludeSetup}; the bare frontend's set-up and
+ * tear-down send exactly the backend's prestart and stop requests, so testpmd is in the same state
+ * around every operation of quickstart and bareMessages.
  * testpmd's forwarding core polls a core at 100% throughout, for both variants alike: compare the
  * two in the same run, not with other benchmarks. Needs {@code dpdk-testpmd} (bin/peer-bench
  * installs it).
@@ -62,12 +63,11 @@ public class VhostUserSwitchoverBenchmark {
     @State(Scope.Benchmark)
     public static class Peer {
         /** Queue pairs of the device (and of testpmd's port). */
-        @Param({"1", "4"})
+        @Param({"1", "4", "16"})
         public int pairs;
 
-        Path dir;
+        DpdkTestpmd testpmd;
         Path socket;
-        Process testpmd;
         MemfdGuestMemory memory;
         final List<EventFd> eventFds = new ArrayList<>();
         BackendStart start;
@@ -75,33 +75,8 @@ public class VhostUserSwitchoverBenchmark {
         /** Starts testpmd and waits until its port (and the socket's listen) is started. */
         @Setup(Level.Trial)
         public void setUp() throws Exception {
-            dir = Files.createTempDirectory("vhostffm-jmh-vu");
-            socket = dir.resolve("vhost.sock");
-            List<String> command = List.of("dpdk-testpmd", "-l", "0-1", "--no-pci", "--no-huge", "-m", "512",
-                    "--file-prefix=vhostffm-jmh-" + ProcessHandle.current().pid(),
-                    "--vdev", "net_vhost0,iface=" + socket + ",queues=" + pairs + ",client=0",
-                    "--", "--total-num-mbufs=16384", "--forward-mode=macswap", "--rxq=" + pairs, "--txq=" + pairs,
-                    "--auto-start", "--stats-period=3600");
-            testpmd = new ProcessBuilder(command).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-                    .redirectErrorStream(true).start();
-            CountDownLatch started = new CountDownLatch(1);
-            Thread.ofPlatform().daemon().name("testpmd output").start(() -> {
-                try (BufferedReader r = new BufferedReader(new InputStreamReader(testpmd.getInputStream(),
-                        StandardCharsets.UTF_8))) {
-                    String line;
-                    while ((line = r.readLine()) != null) {
-                        if (line.contains("Start automatic packet forwarding") || line.startsWith("Port statistics")) {
-                            started.countDown();
-                        }
-                    }
-                } catch (IOException e) {
-                    // testpmd is gone
-                }
-            });
-            if (!started.await(60, TimeUnit.SECONDS)) {
-                testpmd.destroyForcibly();
-                throw new IllegalStateException("testpmd did not start within 60 s (is dpdk-testpmd installed?)");
-            }
+            testpmd = DpdkTestpmd.start("vu", pairs);
+            socket = testpmd.socket();
             int queues = 2 * pairs;
             memory = MemfdGuestMemory.create("jmh-vhost-user", List.of(new MemfdGuestMemory.RegionSpec(0, 1 << 20)));
             List<QueueBinding> bindings = new ArrayList<>();
@@ -127,14 +102,9 @@ public class VhostUserSwitchoverBenchmark {
         /** Stops testpmd (SIGTERM, then SIGKILL) and frees the memory and eventfds. */
         @TearDown(Level.Trial)
         public void tearDown() throws Exception {
-            testpmd.toHandle().destroy();
-            if (!testpmd.waitFor(30, TimeUnit.SECONDS)) {
-                testpmd.destroyForcibly();
-            }
+            testpmd.close();
             eventFds.forEach(EventFd::close);
             memory.close();
-            Files.deleteIfExists(socket);
-            Files.deleteIfExists(dir);
         }
     }
 
@@ -150,12 +120,22 @@ public class VhostUserSwitchoverBenchmark {
 
         @Setup(Level.Invocation)
         public void prestart(Peer peer) throws IOException {
-            backend.prestart(peer.start);
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                backend.prestart(peer.start);
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
         }
 
         @TearDown(Level.Invocation)
         public void stop() throws IOException {
-            backend.stop();
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                backend.stop();
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
         }
 
         @TearDown(Level.Trial)
@@ -173,6 +153,7 @@ public class VhostUserSwitchoverBenchmark {
         public void stopAndClose() throws IOException {
             VhostUserFrontendBackend b = backend;
             backend = null;
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
             if (b != null) {
                 try {
                     if (b.isPrestarted()) {
@@ -180,8 +161,49 @@ public class VhostUserSwitchoverBenchmark {
                     }
                 } finally {
                     b.close();
+                    CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
                 }
             }
+        }
+    }
+
+    /**
+     * The floor: a bare frontend on its own connection (made once per trial), programmed before
+     * each operation and stopped after it with exactly the backend's requests, so testpmd is in
+     * the same state around each operation as for {@link #quickstart}.
+     */
+    @State(Scope.Thread)
+    public static class Bare {
+        BareVhostUserFrontend frontend;
+
+        @Setup(Level.Trial)
+        public void connect(Peer peer) throws IOException {
+            frontend = BareVhostUserFrontend.connect(peer.socket, REPLY, peer.pairs);
+        }
+
+        @Setup(Level.Invocation)
+        public void prestart(Peer peer) throws IOException {
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                frontend.prestart(peer.start);
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
+        }
+
+        @TearDown(Level.Invocation)
+        public void stop() throws IOException {
+            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
+            try {
+                frontend.stop();
+            } finally {
+                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
+            }
+        }
+
+        @TearDown(Level.Trial)
+        public void close() {
+            frontend.close();
         }
     }
 
@@ -190,6 +212,17 @@ public class VhostUserSwitchoverBenchmark {
     public VhostUserFrontendBackend quickstart(Peer peer, Prestarted state) throws IOException {
         state.backend.quickstart(peer.positions());
         return state.backend;
+    }
+
+    /**
+     * The protocol's floor: quickstart's requests (per ring SET_VRING_BASE and SET_VRING_ENABLE(1),
+     * then SET_STATUS with DRIVER_OK), encoded before, written straight on the socket, each
+     * acknowledgement read and checked before the next request.
+     */
+    @Benchmark
+    public BareVhostUserFrontend bareMessages(Bare state) throws IOException {
+        state.frontend.quickstart();
+        return state.frontend;
     }
 
     /** A classic start from nothing: connect, negotiate, program every ring, enable. */

@@ -102,9 +102,10 @@ public final class ChartMain {
         String vmNote = vmJsons.isEmpty() ? "" : "  ·  " + MarkdownReport.VM_LABEL + ": " + MarkdownReport.VM_NOTE;
         write(svg, SvgChart.render(results, "vhost-ffm benchmarks (JMH), " + MarkdownReport.formatDate(runDate),
                 machine.describe() + "  ·  JDK " + jdk + load + vmNote));
-        String datapath = DatapathRatios.render(results);
-        if (!datapath.isEmpty()) {
-            System.out.print(datapath);
+        // The ratio tables go to the terminal too (bin/bench prints them at the end of a run).
+        for (String ratios : List.of(SwitchoverRatios.render(results), DatapathRatios.render(results),
+                VhostUserDatapathRatios.render(results))) {
+            System.out.print(ratios);
         }
         System.err.println("ChartMain: " + results.size() + " results -> " + markdown + ", " + svg);
     }

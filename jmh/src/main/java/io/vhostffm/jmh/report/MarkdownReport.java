@@ -101,6 +101,7 @@ public final class MarkdownReport {
                 + "noise: nothing allocated per operation. Blank when the profiler did not run.\n\n");
         out.append(SwitchoverRatios.render(results));
         out.append(DatapathRatios.render(results));
+        out.append(VhostUserDatapathRatios.render(results));
         if (chartLink != null) {
             out.append("![benchmark chart](").append(chartLink).append(")\n\n");
         }

@@ -71,10 +71,25 @@ class SwitchoverRatiosTest {
                 entry("IndexResyncBenchmark", "queueResync", 4, 2, 0)) + "]";
         List<SwitchoverRatios.Row> rows = SwitchoverRatios.rows(BenchmarkResult.parseAll(json));
         assertEquals(1, rows.size());
-        assertNull(rows.get(0).bareIoctls());
+        assertNull(rows.get(0).bare());
         assertNull(rows.get(0).quickstartOverBare());
         assertTrue(SwitchoverRatios.render(BenchmarkResult.parseAll(json))
                 .contains("| UserspaceSwitchoverBenchmark | 4 | 200 ± 20 us | 800 ± 0 us | — | 4.00 ± 0.40x (not met) | — |"));
+    }
+
+    @Test
+    void theVhostUserFrontendsFloorIsItsBareMessages() {
+        String json = "[" + String.join(",",
+                entry("VhostUserSwitchoverBenchmark", "quickstart", 16, 3000, 300),
+                entry("VhostUserSwitchoverBenchmark", "classic", 16, 9000, 0),
+                entry("VhostUserSwitchoverBenchmark", "bareMessages", 16, 2500, 250)) + "]";
+        List<SwitchoverRatios.Row> rows = SwitchoverRatios.rows(BenchmarkResult.parseAll(json));
+        assertEquals(1, rows.size());
+        assertEquals(1.2, rows.get(0).quickstartOverBare().score(), 1e-9);
+        // 10% + 10% relative error
+        assertEquals(0.24, rows.get(0).quickstartOverBare().error(), 1e-9);
+        assertTrue(SwitchoverRatios.render(BenchmarkResult.parseAll(json)).contains("| VhostUserSwitchoverBenchmark | 16 | "
+                + "3,000 ± 300 us | 9,000 ± 0 us | 2,500 ± 250 us | 3.00 ± 0.30x (not met) | 1.20 ± 0.24x (met) |"));
     }
 
     @Test
