@@ -6,6 +6,7 @@ import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.NetworkSide;
 import io.vhostffm.testkit.RxFrame;
+import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.testkit.TxShape;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
@@ -17,6 +18,8 @@ import io.vhostffm.vhost.virtio.net.VirtioNetOptions;
 import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -60,6 +63,10 @@ public class VhostUserDatapathBenchmark {
     static final int BATCH = 32;
     private static final long DEADLINE_NANOS = TimeUnit.SECONDS.toNanos(5);
     private static final int WAIT_MILLIS = 50;
+    private static final Duration TESTPMD_START = Duration.ofSeconds(60);
+    private static final Duration TESTPMD_STOP = Duration.ofSeconds(30);
+    /** Longer than a trial: testpmd prints no port statistics during one. */
+    private static final Duration TESTPMD_STATISTICS = Duration.ofHours(1);
 
     /** {@code split} or {@code packed} rings. */
     @Param({"split", "packed"})
@@ -74,7 +81,9 @@ public class VhostUserDatapathBenchmark {
     public String backend;
 
     MemfdGuestMemory memory;
-    DpdkTestpmd testpmd;
+    Path socketDirectory;
+    Path socket;
+    Testpmd testpmd;
     TapDevice tap;
     TapReflector reflector;
     NetBackend datapath;
@@ -106,8 +115,10 @@ public class VhostUserDatapathBenchmark {
         try {
             switch (backend) {
                 case "dpdk" -> {
-                    testpmd = DpdkTestpmd.start("vud", 1);
-                    datapath = VhostUserFrontendBackend.connect(testpmd.socket(), Duration.ofSeconds(10), 1);
+                    socketDirectory = Files.createTempDirectory("vhostffm-jmh-vud");
+                    socket = socketDirectory.resolve("vhost.sock");
+                    testpmd = Testpmd.start(socket, "jmh-vud", 1, TESTPMD_STATISTICS, TESTPMD_START, null);
+                    datapath = VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1);
                 }
                 case "userspace" -> {
                     tap = TapDevice.create("vffu%d", 1, TapDevice.VHOST_FLAGS);
@@ -232,7 +243,11 @@ public class VhostUserDatapathBenchmark {
             datapath.close();
         }
         if (testpmd != null) {
-            testpmd.close();
+            testpmd.terminate(TESTPMD_STOP);
+        }
+        if (socketDirectory != null) {
+            Files.deleteIfExists(socket);
+            Files.deleteIfExists(socketDirectory);
         }
         if (tap != null) {
             tap.close();

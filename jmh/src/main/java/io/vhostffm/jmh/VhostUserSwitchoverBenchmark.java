@@ -1,5 +1,6 @@
 package io.vhostffm.jmh;
 
+import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.vhost.device.BackendListener;
 import io.vhostffm.vhost.device.BackendStart;
 import io.vhostffm.vhost.device.QueueBinding;
@@ -11,6 +12,7 @@ import io.vhostffm.vring.QueueGeometry;
 import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -58,6 +60,10 @@ import org.openjdk.jmh.annotations.TearDown;
 @Fork(1)
 public class VhostUserSwitchoverBenchmark {
     private static final Duration REPLY = Duration.ofSeconds(10);
+    private static final Duration TESTPMD_START = Duration.ofSeconds(60);
+    private static final Duration TESTPMD_STOP = Duration.ofSeconds(30);
+    /** Longer than a trial: testpmd prints no port statistics during one. */
+    private static final Duration TESTPMD_STATISTICS = Duration.ofHours(1);
 
     /** testpmd, the guest memory and the queues' eventfds, for one trial. */
     @State(Scope.Benchmark)
@@ -66,17 +72,28 @@ public class VhostUserSwitchoverBenchmark {
         @Param({"1", "4", "16"})
         public int pairs;
 
-        DpdkTestpmd testpmd;
+        Testpmd testpmd;
+        Path socketDirectory;
         Path socket;
         MemfdGuestMemory memory;
         final List<EventFd> eventFds = new ArrayList<>();
         BackendStart start;
 
-        /** Starts testpmd and waits until its port (and the socket's listen) is started. */
+        /**
+         * Starts testpmd on a socket in a new temporary directory and waits until its port (and
+         * the socket's listen) is started.
+         */
         @Setup(Level.Trial)
         public void setUp() throws Exception {
-            testpmd = DpdkTestpmd.start("vu", pairs);
-            socket = testpmd.socket();
+            socketDirectory = Files.createTempDirectory("vhostffm-jmh-vu");
+            socket = socketDirectory.resolve("vhost.sock");
+            try {
+                testpmd = Testpmd.start(socket, "jmh-vu", pairs, TESTPMD_STATISTICS, TESTPMD_START, null);
+            } catch (IOException | RuntimeException e) {
+                Files.deleteIfExists(socket); // made by testpmd if it got as far as its port
+                Files.deleteIfExists(socketDirectory);
+                throw e;
+            }
             int queues = 2 * pairs;
             memory = MemfdGuestMemory.create("jmh-vhost-user", List.of(new MemfdGuestMemory.RegionSpec(0, 1 << 20)));
             List<QueueBinding> bindings = new ArrayList<>();
@@ -99,30 +116,37 @@ public class VhostUserSwitchoverBenchmark {
             return start.positions();
         }
 
-        /** Stops testpmd (SIGTERM, then SIGKILL) and frees the memory and eventfds. */
+        /**
+         * Stops testpmd (SIGTERM, then SIGKILL), removes its socket and directory, and frees the
+         * memory and eventfds.
+         */
         @TearDown(Level.Trial)
         public void tearDown() throws Exception {
-            testpmd.close();
+            testpmd.terminate(TESTPMD_STOP);
+            Files.deleteIfExists(socket);
+            Files.deleteIfExists(socketDirectory);
             eventFds.forEach(EventFd::close);
             memory.close();
         }
     }
 
-    /** A connection made once per trial; prestarted before each operation, stopped after it. */
+    /**
+     * A connection to testpmd made once per trial, prestarted before each operation and stopped
+     * after it, outside the measured time, the CPU time of both declared to
+     * {@link CpuTimeProfiler#excludeSetup}; the subclass says what the connection is.
+     */
     @State(Scope.Thread)
-    public static class Prestarted {
-        VhostUserFrontendBackend backend;
-
+    public abstract static class PrestartedConnection {
         @Setup(Level.Trial)
         public void connect(Peer peer) throws IOException {
-            backend = VhostUserFrontendBackend.connect(peer.socket, REPLY, peer.pairs);
+            open(peer);
         }
 
         @Setup(Level.Invocation)
         public void prestart(Peer peer) throws IOException {
             long cpu = CpuTimeProfiler.currentThreadCpuNanos();
             try {
-                backend.prestart(peer.start);
+                prestartConnection(peer.start);
             } finally {
                 CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
             }
@@ -132,7 +156,7 @@ public class VhostUserSwitchoverBenchmark {
         public void stop() throws IOException {
             long cpu = CpuTimeProfiler.currentThreadCpuNanos();
             try {
-                backend.stop();
+                stopConnection();
             } finally {
                 CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
             }
@@ -140,6 +164,41 @@ public class VhostUserSwitchoverBenchmark {
 
         @TearDown(Level.Trial)
         public void close() {
+            closeConnection();
+        }
+
+        /** Connects to {@code peer}'s testpmd. */
+        abstract void open(Peer peer) throws IOException;
+
+        abstract void prestartConnection(BackendStart start) throws IOException;
+
+        abstract void stopConnection() throws IOException;
+
+        abstract void closeConnection();
+    }
+
+    /** Our frontend's connection; prestarted before each operation, stopped after it. */
+    @State(Scope.Thread)
+    public static class Prestarted extends PrestartedConnection {
+        VhostUserFrontendBackend backend;
+
+        @Override
+        void open(Peer peer) throws IOException {
+            backend = VhostUserFrontendBackend.connect(peer.socket, REPLY, peer.pairs);
+        }
+
+        @Override
+        void prestartConnection(BackendStart start) throws IOException {
+            backend.prestart(start);
+        }
+
+        @Override
+        void stopConnection() throws IOException {
+            backend.stop();
+        }
+
+        @Override
+        void closeConnection() {
             backend.close();
         }
     }
@@ -173,36 +232,26 @@ public class VhostUserSwitchoverBenchmark {
      * the same state around each operation as for {@link #quickstart}.
      */
     @State(Scope.Thread)
-    public static class Bare {
+    public static class Bare extends PrestartedConnection {
         BareVhostUserFrontend frontend;
 
-        @Setup(Level.Trial)
-        public void connect(Peer peer) throws IOException {
+        @Override
+        void open(Peer peer) throws IOException {
             frontend = BareVhostUserFrontend.connect(peer.socket, REPLY, peer.pairs);
         }
 
-        @Setup(Level.Invocation)
-        public void prestart(Peer peer) throws IOException {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            try {
-                frontend.prestart(peer.start);
-            } finally {
-                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
-            }
+        @Override
+        void prestartConnection(BackendStart start) throws IOException {
+            frontend.prestart(start);
         }
 
-        @TearDown(Level.Invocation)
-        public void stop() throws IOException {
-            long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            try {
-                frontend.stop();
-            } finally {
-                CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
-            }
+        @Override
+        void stopConnection() throws IOException {
+            frontend.stop();
         }
 
-        @TearDown(Level.Trial)
-        public void close() {
+        @Override
+        void closeConnection() {
             frontend.close();
         }
     }

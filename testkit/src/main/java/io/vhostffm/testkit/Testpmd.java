@@ -22,11 +22,15 @@ import java.util.regex.Pattern;
  * receive ring with its MAC addresses swapped), no hugepages ({@code --no-huge}: runs on any
  * host and in containers). {@link #stop} ends it with SIGTERM and reads its own final counters;
  * frames it held when a frontend disabled its rings it counts as TX-dropped, and that counter is
- * the only account of them.
+ * the only account of them. {@link #terminate} ends it the same way for a tear-down that wants no
+ * counters (the benchmarks').
  */
 public final class Testpmd implements AutoCloseable {
     /** Where Debian's {@code dpdk} package installs it. */
     public static final String EXECUTABLE = "/usr/bin/dpdk-testpmd";
+
+    /** How often it prints its port statistics while it runs, unless its start says otherwise. */
+    public static final Duration STATISTICS_PERIOD = Duration.ofSeconds(5);
 
     private static final int KEPT_LINES = 2000;
 
@@ -48,8 +52,11 @@ public final class Testpmd implements AutoCloseable {
     private final Process process;
     private final Thread reader;
     private final List<String> lines = new ArrayList<>();
+    /** It said it started forwarding; set before the start's latch is counted down. */
+    private volatile boolean forwarding;
 
-    private Testpmd(String name, Process process, PrintStream echo, CountDownLatch forwarding) {
+    /** {@code started} is counted down when it starts forwarding or its output ends, whichever is first. */
+    private Testpmd(String name, Process process, PrintStream echo, CountDownLatch started) {
         this.name = name;
         this.process = process;
         this.reader = Thread.ofPlatform().daemon().name("testpmd " + name).start(() -> {
@@ -67,13 +74,27 @@ public final class Testpmd implements AutoCloseable {
                         }
                     }
                     if (line.contains("Start automatic packet forwarding") || line.startsWith("Port statistics")) {
-                        forwarding.countDown();
+                        forwarding = true;
+                        started.countDown();
                     }
                 }
             } catch (IOException e) {
                 // the process is gone: its output ends here
+            } finally {
+                started.countDown(); // an exit before forwarding ends the start's wait at once
             }
         });
+    }
+
+    /**
+     * Starts testpmd with {@code pairs} queue pairs on {@code socket}, its port statistics printed
+     * every {@link #STATISTICS_PERIOD}; returns once it forwards.
+     *
+     * @see #start(Path, String, int, Duration, Duration, PrintStream)
+     */
+    public static Testpmd start(Path socket, String name, int pairs, Duration deadline, PrintStream echo)
+            throws IOException {
+        return start(socket, name, pairs, STATISTICS_PERIOD, deadline, echo);
     }
 
     /**
@@ -81,12 +102,19 @@ public final class Testpmd implements AutoCloseable {
      * (its port, and with it the socket's listen, is started before forwarding is).
      *
      * @param name names its DPDK runtime files (with this process's pid) and its output lines
+     * @param statisticsPeriod how often it prints its port statistics while it runs (whole
+     *     seconds, at least one); a benchmark gives one longer than its run, so none is printed
+     *     during it
      * @param echo where its output lines go as they come, or null to keep them only
-     * @throws IOException when it is not installed, failed to start, or did not forward within
-     *     {@code deadline} (its output is in the message)
+     * @throws IOException when it is not installed, failed to start, exited before forwarding, or
+     *     did not forward within {@code deadline} (its output is in the message)
      */
-    public static Testpmd start(Path socket, String name, int pairs, Duration deadline, PrintStream echo)
-            throws IOException {
+    public static Testpmd start(Path socket, String name, int pairs, Duration statisticsPeriod, Duration deadline,
+            PrintStream echo) throws IOException {
+        if (statisticsPeriod.toSeconds() < 1) {
+            // with no period testpmd waits for Enter on its standard input, /dev/null, and exits at once
+            throw new IllegalArgumentException("statistics period " + statisticsPeriod + ": at least 1 s");
+        }
         if (!new File(EXECUTABLE).canExecute()) {
             throw new IOException(EXECUTABLE + " is not installed; bin/peer-bench installs it");
         }
@@ -94,23 +122,28 @@ public final class Testpmd implements AutoCloseable {
                 "--file-prefix=vhostffm-" + name + "-" + ProcessHandle.current().pid(),
                 "--vdev", "net_vhost0,iface=" + socket + ",queues=" + pairs + ",client=0",
                 "--", "--total-num-mbufs=16384", "--forward-mode=macswap", "--rxq=" + pairs, "--txq=" + pairs,
-                "--auto-start", "--stats-period=5");
+                "--auto-start", "--stats-period=" + statisticsPeriod.toSeconds());
         if (echo != null) {
             echo.println("testpmd " + name + ": " + String.join(" ", command));
         }
         Process p = new ProcessBuilder(command).redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                 .redirectErrorStream(true).start();
-        CountDownLatch forwarding = new CountDownLatch(1);
-        Testpmd pmd = new Testpmd(name, p, echo, forwarding);
-        boolean started;
+        CountDownLatch started = new CountDownLatch(1);
+        Testpmd pmd = new Testpmd(name, p, echo, started);
+        boolean forwardingOrEnded;
         try {
-            started = forwarding.await(deadline.toMillis(), TimeUnit.MILLISECONDS);
+            forwardingOrEnded = started.await(deadline.toMillis(), TimeUnit.MILLISECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            started = false;
+            forwardingOrEnded = false;
         }
-        if (!started) {
+        if (!pmd.forwarding) {
             pmd.close();
+            if (forwardingOrEnded) {
+                throw new IOException("testpmd " + name + "'s output ended before it forwarded"
+                        + (p.isAlive() ? "" : " (exit status " + p.exitValue() + ")") + "; its output:\n"
+                        + pmd.output());
+            }
             throw new IOException("testpmd " + name + " did not start forwarding within " + deadline.toSeconds()
                     + " s; its output:\n" + pmd.output());
         }
@@ -142,6 +175,24 @@ public final class Testpmd implements AutoCloseable {
         String statistics = printed.substring(block);
         return new Counters(counter(statistics, "RX-packets"), counter(statistics, "TX-packets"),
                 counter(statistics, "TX-dropped"));
+    }
+
+    /**
+     * SIGTERM, as {@link #stop}, for a tear-down that wants no counters: SIGKILL if it has not
+     * exited within {@code grace}; then waits for its exit and its output's end (at most
+     * {@code grace} each). Throws nothing: an interrupt ends the waits and stays set.
+     */
+    public void terminate(Duration grace) {
+        process.toHandle().destroy();
+        try {
+            if (!process.waitFor(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+                process.destroyForcibly();
+                process.waitFor(grace.toMillis(), TimeUnit.MILLISECONDS);
+            }
+            reader.join(grace.toMillis()); // closes our end of its output pipe at end of stream
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     /**
