@@ -10,9 +10,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.HostileGuest;
+import io.vhostffm.testkit.HostileGuest.PackedDescriptor;
 import io.vhostffm.testkit.ResourceLedger;
 import io.vhostffm.testkit.TxShape;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.VirtioTransportException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -25,6 +27,8 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * A hostile guest ({@link HostileGuest}) against a {@link io.vhostffm.vhost.device.NetDeviceRuntime}
@@ -491,6 +495,72 @@ class HostileGuestTest {
             assertFalse(rig.guest.needsReset());
             assertEquals(40, DeviceTraffic.transmitAndCheck(rig, 200, 40));
             assertEquals(Optional.empty(), hostile.damagedCanary());
+            resetBootAndCheck(rig, hostile, before);
+        }
+    }
+
+    /** What a hostile packed-ring driver does on pair 0's transmit queue. */
+    enum PackedAttack { OVERLONG_CHAIN, ID_OUT_OF_RANGE, OUTSIDE_GUEST_MEMORY, OTHER_LAP }
+
+    static RuntimeRig packed(int pairs) throws Exception {
+        RuntimeRig rig = RuntimeRig.on(pairs, UserspaceNetBackend::open, 0, VirtioFeature.RING_PACKED);
+        if (!rig.guest.packed()) {
+            rig.close();
+            throw new AssertionError("RING_PACKED not negotiated");
+        }
+        return rig;
+    }
+
+    /**
+     * Packed rings, pair 0's transmit queue, while pair 1 has frames in flight: a chain of NEXT
+     * descriptors round the whole ring (a loop), a buffer id past the queue size, a buffer in the
+     * hole between the regions, a chain whose second descriptor carries the other lap's avail/used
+     * bits. Each: NEEDS_RESET naming virtqueue 1, the rule, the head and what was wrong; pair 1
+     * carries its frames both ways, during and after; canaries intact; everything released after
+     * the driver's reset.
+     */
+    @ParameterizedTest
+    @EnumSource(PackedAttack.class)
+    void aPackedRingAttackStopsOnlyItsPair(PackedAttack attack) throws Exception {
+        try (RuntimeRig rig = packed(2)) {
+            HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
+            ResourceLedger.Snapshot before = ResourceLedger.take();
+            int size = hostile.size(1);
+            long slot = rig.layout.txSlot(0, 10);
+            int length = placeFrame(rig, slot, 0, 9);
+            long inHole = rig.layout.hole().address() + 0x3000;
+            int[] head = new int[1];
+            pairOneCarries(rig, steering, 100, 40, () -> {
+                head[0] = switch (attack) {
+                    case OVERLONG_CHAIN -> hostile.overlongPackedChain(1, slot, length, 3);
+                    case ID_OUT_OF_RANGE -> hostile.offerPacked(1, PackedDescriptor.of(slot, length, size + 3, 0));
+                    case OUTSIDE_GUEST_MEMORY -> hostile.offerPacked(1, PackedDescriptor.of(inHole, length, 3, 0));
+                    case OTHER_LAP -> hostile.offerPacked(1, PackedDescriptor.of(slot, 12, 3, HostileGuest.F_NEXT),
+                            new PackedDescriptor(slot + 12, length - 12, 3, 0, true));
+                };
+                hostile.kick(1);
+            });
+            String error = awaitNeedsReset(rig, hostile);
+            int h = head[0];
+            String expected = switch (attack) {
+                case OVERLONG_CHAIN -> "virtqueue 1: descriptor loop or chain longer than the queue size (head " + h;
+                case ID_OUT_OF_RANGE -> "virtqueue 1: buffer id not below the queue size or already in flight (head "
+                        + h + ", descriptor " + h;
+                case OUTSIDE_GUEST_MEMORY -> "virtqueue 1: buffer not inside guest memory (head " + h + ", descriptor "
+                        + h + ", addr 0x" + Long.toHexString(inHole);
+                case OTHER_LAP -> "virtqueue 1: descriptor of a chain not marked available (head " + h
+                        + ", descriptor " + ((h + 1) % size);
+            };
+            assertTrue(error.contains(expected), error);
+            String detail = switch (attack) {
+                case OVERLONG_CHAIN -> "VIRTQ_DESC_F_NEXT on descriptor " + size + " of a queue of " + size;
+                case ID_OUT_OF_RANGE -> "buffer id " + (size + 3) + " not below the queue size " + size;
+                case OUTSIDE_GUEST_MEMORY -> "falls in a hole of guest memory";
+                case OTHER_LAP -> "in a NEXT chain, wrap counter";
+            };
+            assertTrue(error.contains(detail), error);
+            pairOneCarries(rig, steering, 200, 40, null);
             resetBootAndCheck(rig, hostile, before);
         }
     }
