@@ -4,27 +4,33 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vring.GuestMemory;
+import io.vhostffm.vring.PackedDriverQueue;
+import io.vhostffm.vring.PackedRing;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
 
 /**
- * A guest driver that breaks the rules of its split virtqueues on purpose, for tests of what a
- * device does with hostile input: it writes descriptors and the available ring of a
- * {@link FakeGuest}'s queues directly in guest memory, bypassing the fake guest's own driver
- * bookkeeping (so a queue it touched is the fake guest's no longer: reset the device and boot
- * again afterwards).
+ * A guest driver that breaks the rules of its virtqueues on purpose, for tests of what a device
+ * does with hostile input: it writes descriptors and the available ring of a {@link FakeGuest}'s
+ * queues directly in guest memory, bypassing the fake guest's own driver bookkeeping (so a queue
+ * it touched is the fake guest's no longer: reset the device and boot again afterwards).
  *
- * <p>What it can do: write any descriptor field ({@link #writeDescriptor}), offer any head
+ * <p>Split rings: write any descriptor field ({@link #writeDescriptor}), offer any head
  * ({@link #offer}), move the available index by any amount ({@link #moveAvailIndex}), build a
  * chain that loops ({@link #loopChain}), and overwrite a descriptor the device was already told
- * about ({@link #rewriteAddress}). A queue's addresses are changed through the transport's
- * registers, which is the device's business, not this class's.
+ * about ({@link #rewriteAddress}). Packed rings ({@link #offerPacked}): descriptors with any
+ * address, length, buffer id and flags made available at the driver's position, each with the
+ * avail/used bits of its lap or of the other lap (wrap-counter abuse); {@link #overlongPackedChain}
+ * builds a chain of NEXT descriptors that runs round the whole ring to its own head. A queue's
+ * addresses are changed through the transport's registers, which is the device's business, not
+ * this class's.
  *
  * <p>Canaries: {@link #paintCanaries()} fills every byte of guest memory that no area of the
  * {@link GuestLayout} holds (the tails of the ring parts' pages, the ends of the regions) with a
@@ -49,24 +55,42 @@ public final class HostileGuest {
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
+    /** VIRTQ_DESC_F_AVAIL (packed). */
+    public static final int F_AVAIL = PackedRing.VIRTQ_DESC_F_AVAIL;
+    /** VIRTQ_DESC_F_USED (packed). */
+    public static final int F_USED = PackedRing.VIRTQ_DESC_F_USED;
+
+    /**
+     * One packed ring descriptor as {@link #offerPacked} writes it.
+     *
+     * @param flags     NEXT, WRITE, INDIRECT as wanted; the avail/used bits are replaced
+     * @param otherLap  true: the avail/used bits of the other lap than the descriptor's slot is on
+     *                  (wrap-counter abuse), false: those of its own lap
+     */
+    public record PackedDescriptor(long address, int length, int id, int flags, boolean otherLap) {
+        /** A descriptor of its own lap. */
+        public static PackedDescriptor of(long address, int length, int id, int flags) {
+            return new PackedDescriptor(address, length, id, flags, false);
+        }
+    }
+
     private final FakeGuest guest;
     private final GuestLayout layout;
     private final GuestMemory memory;
     private final List<GuestArea> canaries;
+    /** Packed: where the next {@link #offerPacked} writes per queue, and its lap; -1 until first used. */
+    private final int[] packedNext;
+    private final boolean[] packedWrap;
 
-    /**
-     * A hostile driver over {@code guest}'s memory and layout.
-     *
-     * @throws IllegalArgumentException when the guest drives packed rings (only split rings here)
-     */
+    /** A hostile driver over {@code guest}'s memory and layout (split or packed rings, as the guest drives). */
     public HostileGuest(FakeGuest guest) {
-        if (guest.packed()) {
-            throw new IllegalArgumentException("a hostile guest drives split rings only");
-        }
         this.guest = guest;
         this.layout = guest.layout();
         this.memory = guest.memory();
         this.canaries = gaps(layout);
+        this.packedNext = new int[layout.queueCount()];
+        this.packedWrap = new boolean[layout.queueCount()];
+        Arrays.fill(packedNext, -1);
     }
 
     /** Every range of the two regions that no area of {@code layout} holds, in address order. */
@@ -142,6 +166,7 @@ public final class HostileGuest {
      * flags and next, unchecked (index taken modulo the queue size).
      */
     public void writeDescriptor(int queue, int index, long address, int length, int flags, int next) {
+        requireSplit();
         long at = descriptor(queue, index);
         memory.slice(at, 16).set(U64, 0, address);
         memory.slice(at, 16).set(U32, 8, length);
@@ -151,11 +176,13 @@ public final class HostileGuest {
 
     /** The address field of descriptor {@code index} of virtqueue {@code queue}. */
     public long descriptorAddressField(int queue, int index) {
+        requireSplit();
         return memory.slice(descriptor(queue, index), 16).get(U64, 0);
     }
 
     /** Overwrites only the address field of a descriptor, whether or not the device was told about it. */
     public void rewriteAddress(int queue, int index, long address) {
+        requireSplit();
         memory.slice(descriptor(queue, index), 16).set(U64, 0, address);
     }
 
@@ -165,11 +192,13 @@ public final class HostileGuest {
 
     /** The available ring's index ({@code avail->idx}) as it is in guest memory now. */
     public int availIndex(int queue) {
+        requireSplit();
         return memory.slice(layout.driverAreaAddress(queue) + 2, 2).get(U16, 0) & 0xffff;
     }
 
     /** The used ring's index ({@code used->idx}) as the device last published it. */
     public int usedIndex(int queue) {
+        requireSplit();
         short idx = memory.slice(layout.deviceAreaAddress(queue) + 2, 2).get(U16, 0);
         VarHandle.acquireFence(); // the device's used elements before its index
         return idx & 0xffff;
@@ -177,6 +206,7 @@ public final class HostileGuest {
 
     /** The head of available ring entry {@code position} (modulo the queue size). */
     public int availEntry(int queue, int position) {
+        requireSplit();
         return memory.slice(layout.driverAreaAddress(queue) + 4 + 2L * Math.floorMod(position, size(queue)), 2)
                 .get(U16, 0) & 0xffff;
     }
@@ -186,6 +216,7 @@ public final class HostileGuest {
      * are (out of range, already in flight, the same twice), then moves the index by their count.
      */
     public void offer(int queue, int... heads) {
+        requireSplit();
         int idx = availIndex(queue);
         long ring = layout.driverAreaAddress(queue) + 4;
         for (int head : heads) {
@@ -197,6 +228,7 @@ public final class HostileGuest {
 
     /** Moves the available index by {@code by} (16-bit wraparound) without writing ring entries. */
     public void moveAvailIndex(int queue, int by) {
+        requireSplit();
         publishAvailIndex(queue, (availIndex(queue) + by) & 0xffff);
     }
 
@@ -214,10 +246,77 @@ public final class HostileGuest {
      * @return the head offered
      */
     public int loopChain(int queue, int first, int second, long address, int length, int flags) {
+        requireSplit();
         writeDescriptor(queue, first, address, length, flags | F_NEXT, second);
         writeDescriptor(queue, second, address, length, flags | F_NEXT, first);
         offer(queue, first);
         return first;
+    }
+
+    private void requireSplit() {
+        if (guest.packed()) {
+            throw new IllegalStateException("a split ring operation on a guest that drives packed rings");
+        }
+    }
+
+    /**
+     * Packed: writes {@code descriptors} into virtqueue {@code queue}'s descriptor ring from the
+     * driver's next available slot on (the fake guest's position the first time, then where the
+     * previous call stopped), wrapping round the ring and flipping the lap as a driver does; each
+     * descriptor's avail/used bits those of its slot's lap, or of the other lap where it says so.
+     * The head's flags are stored last, after a release fence, so a device sees the chain whole
+     * or not at all. The fake guest's driver is not told. Does not kick.
+     *
+     * @return the ring slot of the head
+     * @throws IllegalStateException when the guest drives split rings
+     */
+    public int offerPacked(int queue, PackedDescriptor... descriptors) {
+        if (!guest.packed()) {
+            throw new IllegalStateException("a packed ring operation on a guest that drives split rings");
+        }
+        if (packedNext[queue] < 0) {
+            PackedDriverQueue driver = (PackedDriverQueue) guest.queue(queue);
+            packedNext[queue] = driver.nextAvail();
+            packedWrap[queue] = driver.availWrapCounter();
+        }
+        int head = packedNext[queue];
+        int headFlags = 0;
+        for (int i = 0; i < descriptors.length; i++) {
+            PackedDescriptor d = descriptors[i];
+            int slot = packedNext[queue];
+            boolean lap = packedWrap[queue] ^ d.otherLap();
+            int flags = (d.flags() & ~(F_AVAIL | F_USED)) | PackedRing.availFlags(lap);
+            MemorySegment at = memory.slice(layout.descAddress(queue) + 16L * slot, 16);
+            at.set(U64, 0, d.address());
+            at.set(U32, 8, d.length());
+            at.set(U16, 12, (short) d.id());
+            if (i == 0) {
+                headFlags = flags;
+            } else {
+                at.set(U16, 14, (short) flags);
+            }
+            if (++packedNext[queue] == size(queue)) {
+                packedNext[queue] = 0;
+                packedWrap[queue] = !packedWrap[queue];
+            }
+        }
+        VarHandle.releaseFence(); // the chain's descriptors before the head's flags the device acquires
+        memory.slice(layout.descAddress(queue) + 16L * head, 16).set(U16, 14, (short) headFlags);
+        VarHandle.fullFence(); // the head's flags before the kick the caller sends
+        return head;
+    }
+
+    /**
+     * Packed: a chain of as many descriptors as the queue has slots, each with NEXT, over
+     * {@code length} bytes at {@code address}, buffer id {@code id}: it runs round the whole ring
+     * to its own head (the packed form of a loop). Does not kick.
+     *
+     * @return the ring slot of the head
+     */
+    public int overlongPackedChain(int queue, long address, int length, int id) {
+        PackedDescriptor[] chain = new PackedDescriptor[size(queue)];
+        Arrays.fill(chain, PackedDescriptor.of(address, length, id, F_NEXT));
+        return offerPacked(queue, chain);
     }
 
     /** Rings virtqueue {@code queue}'s doorbell through the guest's transport. */

@@ -3,7 +3,6 @@ package io.vhostffm.vring;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -12,6 +11,11 @@ import java.util.List;
  * A device that wrote outside the guest's regions would overwrite a canary; {@link #checkGuards}
  * fails when one changed. {@link #checkInside} checks that a host segment handed out for a guest
  * buffer lies inside the region that holds it.
+ *
+ * <p>Made once and {@link #reset} for each fuzz execution (the regions loaded afresh, the canaries
+ * painted again): the memory, its mapping and the guard layout are the same for every input, so
+ * nothing per execution depends on a new allocation. {@link #save} and {@link #unchangedSinceSave}
+ * compare guest memory with a copy taken before a step, without allocating.
  *
  * <pre>
  * host:  [guard][region 0][guard][region 1][guard]
@@ -26,13 +30,19 @@ final class GuardedGuestMemory implements AutoCloseable {
     static final long GUARD = 0x100;
     private static final byte CANARY = (byte) 0xA5;
 
-    private final Arena arena = Arena.ofConfined();
+    private final Arena arena = Arena.ofShared();
     private final MemorySegment host;
     private final MemorySegment[] guards;
+    /** GUARD canary bytes: what every guard must equal. */
+    private final MemorySegment canaries;
+    /** The regions' bytes at the last {@link #save}, region after region. */
+    private final MemorySegment saved;
     final GuestMemory memory;
 
     GuardedGuestMemory() {
         host = arena.allocate(3 * GUARD + LOW_SIZE + HIGH_SIZE, 16);
+        canaries = arena.allocate(GUARD, 16).fill(CANARY);
+        saved = arena.allocate(LOW_SIZE + HIGH_SIZE, 16);
         MemorySegment low = host.asSlice(GUARD, LOW_SIZE);
         MemorySegment high = host.asSlice(2 * GUARD + LOW_SIZE, HIGH_SIZE);
         guards = new MemorySegment[] {
@@ -45,6 +55,15 @@ final class GuardedGuestMemory implements AutoCloseable {
         memory = GuestMemory.of(List.of(new GuestRegion(LOW, low), new GuestRegion(HIGH, high)));
     }
 
+    /** Loads both regions from the images (zero past their ends) and paints every canary again. */
+    void reset(byte[] low, byte[] high) {
+        for (MemorySegment guard : guards) {
+            guard.fill(CANARY);
+        }
+        load(0, low);
+        load(1, high);
+    }
+
     /** Fills region {@code index} from {@code image} (zero past its end). */
     void load(int index, byte[] image) {
         MemorySegment segment = memory.region(index).segment();
@@ -52,23 +71,33 @@ final class GuardedGuestMemory implements AutoCloseable {
         MemorySegment.copy(image, 0, segment, ValueLayout.JAVA_BYTE, 0, (int) Math.min(image.length, segment.byteSize()));
     }
 
-    /** Every byte of guest memory, region after region. */
-    byte[] snapshot() {
-        byte[] low = memory.region(0).segment().toArray(ValueLayout.JAVA_BYTE);
-        byte[] high = memory.region(1).segment().toArray(ValueLayout.JAVA_BYTE);
-        byte[] all = Arrays.copyOf(low, low.length + high.length);
-        System.arraycopy(high, 0, all, low.length, high.length);
-        return all;
+    /** Copies every byte of guest memory aside, for {@link #unchangedSinceSave}. */
+    void save() {
+        MemorySegment.copy(memory.region(0).segment(), 0, saved, 0, LOW_SIZE);
+        MemorySegment.copy(memory.region(1).segment(), 0, saved, LOW_SIZE, HIGH_SIZE);
+    }
+
+    /**
+     * The first guest address whose byte differs from the last {@link #save}, or -1 when none
+     * does: byte for byte the same comparison as of two snapshots.
+     */
+    long changedSinceSave() {
+        long low = MemorySegment.mismatch(memory.region(0).segment(), 0, LOW_SIZE, saved, 0, LOW_SIZE);
+        if (low >= 0) {
+            return LOW + low;
+        }
+        long high = MemorySegment.mismatch(memory.region(1).segment(), 0, HIGH_SIZE, saved, LOW_SIZE,
+                LOW_SIZE + HIGH_SIZE);
+        return high >= 0 ? HIGH + high : -1;
     }
 
     /** Fails when a canary byte around or between the regions changed. */
     void checkGuards() {
         for (MemorySegment guard : guards) {
-            for (long i = 0; i < guard.byteSize(); i++) {
-                if (guard.get(ValueLayout.JAVA_BYTE, i) != CANARY) {
-                    throw new AssertionError("guard byte at host offset " + (guard.address() - host.address() + i)
-                            + " overwritten: the device wrote outside guest memory");
-                }
+            long at = MemorySegment.mismatch(guard, 0, GUARD, canaries, 0, GUARD);
+            if (at >= 0) {
+                throw new AssertionError("guard byte at host offset " + (guard.address() - host.address() + at)
+                        + " overwritten: the device wrote outside guest memory");
             }
         }
     }

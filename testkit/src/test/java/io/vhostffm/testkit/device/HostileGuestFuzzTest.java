@@ -1,7 +1,6 @@
 package io.vhostffm.testkit.device;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -11,6 +10,7 @@ import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.GuestArea;
 import io.vhostffm.testkit.HostileGuest;
 import io.vhostffm.testkit.ResourceLedger;
+import io.vhostffm.testkit.TxShape;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
 import io.vhostffm.vhost.virtio.VirtioTransportException;
 import io.vhostffm.vring.VirtqueueException;
@@ -23,9 +23,10 @@ import org.junit.jupiter.api.BeforeAll;
 
 /**
  * Coverage-guided fuzzing of a hostile guest against the running userspace datapath: one
- * {@link io.vhostffm.vhost.device.NetDeviceRuntime} with the userspace backend on a real TAP (one
- * queue pair), kept across executions; each execution resets it and boots the guest again, then
- * runs 1 to 12 operations the fuzzer chooses on virtqueue 0 (receive) or 1 (transmit): post a
+ * {@link io.vhostffm.vhost.device.NetDeviceRuntime} with the userspace backend on a real TAP (two
+ * queue pairs), kept across executions; each execution resets it, boots the guest again with both
+ * pairs on, then runs 1 to 12 operations the fuzzer chooses on pair 0's virtqueue 0 (receive) or
+ * 1 (transmit): post a
  * valid frame, write one descriptor field (addresses from a menu: a transmit or receive slot, the
  * hole between the regions, the last bytes of a region, a canary gap, the top of the address
  * space, the rings themselves, or any value), offer any heads, move the available index by any
@@ -35,8 +36,10 @@ import org.junit.jupiter.api.BeforeAll;
  * refused naming the queue and the register, and changes nothing; after the operations two
  * marker frames on the transmit queue either arrive (the device works) or the device is in
  * DEVICE_NEEDS_RESET with a reason ({@code needsResetReason}) that names virtqueue 0 or 1 and one of the rules a guest can
- * break (a {@link VirtqueueException.Rule} or virtio-net's transmit/receive chain rules), its
- * datapath stopped; never neither within the deadline. Every canary (each byte of guest memory no
+ * break (a {@link VirtqueueException.Rule} or virtio-net's transmit/receive chain rules), pair 0's
+ * thread ended and the datapath still running; never neither within the deadline. Either way a
+ * marker frame pair 1 transmits then arrives once and its chain comes back: bad input on pair 0
+ * never stops pair 1. Every canary (each byte of guest memory no
  * area of the layout holds; nothing a writable buffer may name here) is intact. After the reset
  * that ends each execution, the resource ledger (descriptors, threads, mappings) is what it was
  * before the first, for what the device owns (eventfds, memfds, TAP and vhost descriptors, the
@@ -70,7 +73,7 @@ class HostileGuestFuzzTest {
 
     @BeforeAll
     static void open() throws Exception {
-        rig = RuntimeRig.on(1, UserspaceNetBackend::open);
+        rig = RuntimeRig.on(2, UserspaceNetBackend::open);
         hostile = new HostileGuest(rig.guest);
         gaps = hostile.canaryAreas();
         hostile.paintCanaries();
@@ -99,6 +102,7 @@ class HostileGuestFuzzTest {
     @FuzzTest
     void hostileGuest(FuzzedDataProvider data) throws Exception {
         rig.resetAndBoot();
+        rig.setQueuePairs(2);
         HostileGuest h = new HostileGuest(rig.guest);
         int size = h.size(1);
         int ops = data.consumeInt(1, 12);
@@ -136,9 +140,10 @@ class HostileGuestFuzzTest {
             assertTrue(error.startsWith("userspace datapath, queue pair 0: virtqueue 0")
                     || error.startsWith("userspace datapath, queue pair 0: virtqueue 1"), error);
             assertTrue(NAMED.stream().anyMatch(error::contains), () -> "no rule named: " + error);
-            rig.awaitDatapathThreadsEnd();
-            assertFalse(rig.device.isDatapathRunning());
+            RuntimeRig.awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+            assertTrue(rig.device.isDatapathRunning(), "pair 1 stopped with pair 0");
         }
+        pairOneMarkerArrives();
         assertEquals(Optional.empty(), hostile.damagedCanary());
         rig.device.writeStatus(0);
         rig.awaitDatapathThreadsEnd();
@@ -178,6 +183,30 @@ class HostileGuestFuzzTest {
         fail("marker " + seq + " neither arrived nor did the device need a reset within " + DEADLINE_MILLIS
                 + " ms; status " + rig.guest.status() + ", last error " + rig.device.model().lastError());
         return false;
+    }
+
+    /**
+     * Pair 1 transmits a marker frame (its driver state is the fake guest's: the operations touch
+     * pair 0 only): it must arrive within the deadline, and its chain come back.
+     */
+    private static void pairOneMarkerArrives() throws Exception {
+        long seq = marker++;
+        assertTrue(rig.guest.transmit(1, DeviceTraffic.txFrame(1, seq), TxShape.SINGLE) >= 0, "pair 1 tx room");
+        rig.guest.kickIfNeeded(3);
+        long deadline = System.nanoTime() + DEADLINE_MILLIS * 1_000_000L;
+        while (true) {
+            assertTrue(System.nanoTime() < deadline, () -> "pair 1's marker " + seq + " did not arrive within "
+                    + DEADLINE_MILLIS + " ms; status " + rig.guest.status() + ", reason "
+                    + rig.device.model().needsResetReason());
+            byte[] frame = rig.network.nextFromGuest(20);
+            if (frame != null && Frames.stream(frame) == 1 && Frames.sequence(frame) == seq) {
+                break;
+            }
+        }
+        while (rig.guest.collectTx(1) == 0) {
+            assertTrue(System.nanoTime() < deadline, "pair 1's marker chain did not come back");
+            rig.guest.awaitCall(20, 3);
+        }
     }
 
     /** Writes one field of descriptor {@code d} of {@code queue}. */

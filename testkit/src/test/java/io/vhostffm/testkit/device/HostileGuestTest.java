@@ -10,16 +10,25 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.HostileGuest;
+import io.vhostffm.testkit.HostileGuest.PackedDescriptor;
 import io.vhostffm.testkit.ResourceLedger;
 import io.vhostffm.testkit.TxShape;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
+import io.vhostffm.vhost.virtio.VirtioFeature;
 import io.vhostffm.vhost.virtio.VirtioTransportException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import io.vhostffm.testkit.RxFrame;
+import io.vhostffm.vhost.virtio.net.VirtioNetCtrl;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * A hostile guest ({@link HostileGuest}) against a {@link io.vhostffm.vhost.device.NetDeviceRuntime}
@@ -27,15 +36,18 @@ import org.junit.jupiter.api.Test;
  * guest memory, a head offered twice, an available index moved by more than the ring size,
  * descriptors rewritten after the kick, a queue's addresses changed while it runs.
  *
- * <p>Each case checks: the device's error names the queue, the rule and (where there is one) the
- * index or address; the device is in DEVICE_NEEDS_RESET; the canaries around every area of guest
- * memory are intact; frames of the other pair that the device sent arrived exactly once; after
- * the driver resets the device and boots again, frames flow on every pair and the resource ledger
- * (descriptors, threads, mappings) is what it was before the attack.
+ * <p>Each case attacks pair 0 of a two-pair device and checks: the device's error names the
+ * queue, the rule and (where there is one) the index or address; the device is in
+ * DEVICE_NEEDS_RESET; pair 0's datapath thread ended and the datapath runs on; the canaries around
+ * every area of guest memory are intact; frames pair 0 sent before arrived exactly once; pair 1
+ * carries numbered frames both ways exactly once, in order, through the attack and after it, and
+ * the control queue keeps answering, until the driver resets; after the driver resets the device
+ * and boots again, frames flow on every pair and the resource ledger (descriptors, threads,
+ * mappings) is what it was before the attack.
  *
- * <p>Per queue isolation: the userspace datapath stops all of a device's queue pairs on bad input
- * in any of them (DEVICE_NEEDS_RESET is a device status, and the datapath serves one device), so
- * the other pair of the attacked device stops too; other devices carry on
+ * <p>Per pair isolation: the userspace datapath stops only the pair whose guest input broke a
+ * rule (virtio leaves the device in DEVICE_NEEDS_RESET until the driver resets it, and nothing
+ * requires the healthy queues to stop meanwhile); other devices carry on
  * ({@link #aLoopedChainNeedsResetNamingQueueAndHead} runs a second device through the attack).
  */
 class HostileGuestTest {
@@ -72,18 +84,129 @@ class HostileGuestTest {
     }
 
     /**
-     * Waits for NEEDS_RESET and the datapath's threads to end; checks the canaries; returns the
-     * device's error.
+     * Waits for NEEDS_RESET and pair 0's datapath thread to end; checks the canaries and that the
+     * datapath still runs when the device has another pair; returns the device's error.
      */
     private static String awaitNeedsReset(RuntimeRig rig, HostileGuest hostile) throws Exception {
         rig.awaitNeedsReset();
-        String error = rig.device.model().lastError().orElseThrow();
-        assertTrue(error.startsWith("DEVICE_NEEDS_RESET: userspace datapath, queue pair "), error);
-        rig.awaitDatapathThreadsEnd();
-        // the whole device stops: every pair, not only the one attacked
-        assertFalse(rig.device.isDatapathRunning());
+        // the reason kept, not lastError(): the control queue's refusals since replace that
+        String error = "DEVICE_NEEDS_RESET: " + rig.device.model().needsResetReason().orElseThrow();
+        assertTrue(error.startsWith("DEVICE_NEEDS_RESET: userspace datapath, queue pair 0: "), error);
+        RuntimeRig.awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+        // only the pair attacked stops: the others run on until the driver resets
+        assertEquals(rig.layout.pairs() > 1, rig.device.isDatapathRunning());
         assertEquals(Optional.empty(), hostile.damagedCanary());
         return error;
+    }
+
+    /** A step a test runs while pair 1's frames are in flight. */
+    interface Attack {
+        void run() throws Exception;
+    }
+
+    /**
+     * The steering the TAP applies to {@link DeviceTraffic#rxFrame}'s flows, learnt from 64
+     * frames before the attack (it picks a queue per flow): the flows it sent to pair 1 only, and
+     * those it sent to pair 0 only.
+     */
+    record Steering(Set<Integer> pairOne, Set<Integer> pairZero) {}
+
+    private static Steering steering(RuntimeRig rig) throws Exception {
+        List<RxFrame> all = new ArrayList<>();
+        DeviceTraffic.receiveAndCheck(rig, 0, 4 * DeviceTraffic.FLOWS, all);
+        Set<Integer> one = new TreeSet<>();
+        Set<Integer> zero = new TreeSet<>();
+        for (RxFrame r : all) {
+            if (Frames.isNumbered(r.frame())) {
+                (r.pair() == 1 ? one : zero).add(Frames.stream(r.frame()));
+            }
+        }
+        Set<Integer> both = new TreeSet<>(one);
+        both.retainAll(zero);
+        one.removeAll(both); // a flow seen on both is not steered reliably
+        zero.removeAll(both);
+        assertFalse(one.isEmpty(), "no flow steered to pair 1 alone: " + all.size() + " frames");
+        return new Steering(one, zero);
+    }
+
+    /**
+     * Pair 1 transmits frames {@code first .. first+count-1} of stream 1 and receives as many of
+     * the flows in {@code flows}; each must arrive exactly once, in order, intact, the transmit
+     * chains all come back, the receive frames all on pair 1. Then the control queue answers
+     * (ERR once the device needs a reset).
+     * {@code attack} (when not null) runs after the transmit frames are kicked, before any is
+     * checked.
+     */
+    private static void pairOneCarries(RuntimeRig rig, Steering steering, long first, int count, Attack attack)
+            throws Exception {
+        FakeGuest guest = rig.guest;
+        for (long seq = first; seq < first + count; seq++) {
+            assertTrue(guest.transmit(1, DeviceTraffic.txFrame(1, seq), TxShape.cycle(seq)) >= 0,
+                    "pair 1 tx room");
+        }
+        guest.kickIfNeeded(3);
+        if (attack != null) {
+            attack.run();
+        }
+        long next = first;
+        while (next < first + count) {
+            byte[] frame = rig.network.nextFromGuest(EVENT);
+            assertNotNull(frame, "pair 1: frame " + next + " never arrived; " + rig.device.model().lastError());
+            if (!Arrays.equals(FakeGuest.MAC, Arrays.copyOfRange(frame, 6, 12))) {
+                continue; // the network side's own frames
+            }
+            assertEquals(1, Frames.stream(frame), "a frame of pair 0 after it stopped");
+            assertEquals(next, Frames.sequence(frame), "pair 1: frames exactly once, in order");
+            assertNull(Frames.damage(frame));
+            next++;
+        }
+        long deadline = System.nanoTime() + EVENT * 1_000_000L;
+        for (int back = 0; back < count; ) {
+            back += guest.collectTx(1);
+            if (back < count) {
+                assertTrue(System.nanoTime() < deadline, (count - back) + " pair 1 tx chains not returned");
+                guest.awaitCall(20, 3);
+            }
+        }
+        List<Long> sent = new ArrayList<>();
+        for (long seq = first; sent.size() < count; seq++) {
+            if (steering.pairOne().contains((int) (seq % DeviceTraffic.FLOWS))) {
+                rig.network.send(DeviceTraffic.rxFrame(seq));
+                sent.add(seq);
+            }
+        }
+        List<RxFrame> frames = new ArrayList<>();
+        int got = 0;
+        deadline = System.nanoTime() + EVENT * 1_000_000L;
+        while (got < count) {
+            frames.clear();
+            guest.receive(1, frames);
+            for (RxFrame r : frames) {
+                if (!Frames.isNumbered(r.frame())) {
+                    continue; // host chatter
+                }
+                assertEquals(1, r.pair());
+                assertTrue(got < count, "pair 1: more frames than sent");
+                assertEquals(sent.get(got), Frames.sequence(r.frame()), "pair 1: received exactly once, in order");
+                assertNull(Frames.damage(r.frame()));
+                got++;
+            }
+            if (got < count) {
+                assertTrue(System.nanoTime() < deadline, "pair 1: " + (count - got) + " frames not received; "
+                        + rig.device.model().lastError());
+                guest.awaitCall(20, 2);
+            }
+        }
+        // The control queue keeps answering (an ack within its deadline, or control() throws):
+        // OK while the device runs; ERR once it needs a reset, as the model then changes no state
+        // (a VQ_PAIRS_SET cannot restart the stopped pair either).
+        for (boolean on : new boolean[] {true, false}) {
+            int ack = guest.setPromiscuous(on);
+            if (ack != VirtioNetCtrl.OK) {
+                assertEquals(VirtioNetCtrl.ERR, ack);
+                assertTrue(guest.needsReset(), "ERR from a device that runs: " + rig.device.model().lastError());
+            }
+        }
     }
 
     /** The driver resets and boots again: canaries hold, frames flow on every pair, nothing leaked. */
@@ -114,40 +237,34 @@ class HostileGuestTest {
     }
 
     /**
-     * Pair 1 offers a chain whose two descriptors point at each other while pair 0 transmits 10
-     * frames: NEEDS_RESET naming virtqueue 3, the loop rule and the head; the frames pair 0's
-     * chains came back for arrived exactly once, none more; a second device keeps moving.
+     * While pair 1 has 40 frames in flight, pair 0 offers a chain whose two descriptors point at
+     * each other: NEEDS_RESET naming virtqueue 1, the loop rule and the head; register writes
+     * after it are refused and the reason stays named; pair 1 carries its frames both ways, during
+     * and after; a second device keeps moving.
      */
     @Test
     void aLoopedChainNeedsResetNamingQueueAndHead() throws Exception {
         try (RuntimeRig rig = userspace(2); RuntimeRig other = userspace(1)) {
             HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
             other.guest.postRxBuffers();
             ResourceLedger.Snapshot before = ResourceLedger.take();
-            for (int seq = 100; seq < 110; seq++) {
-                assertTrue(rig.guest.transmit(0, DeviceTraffic.txFrame(0, seq), TxShape.SINGLE) >= 0);
-            }
-            rig.guest.kickIfNeeded(1);
-            long buffer = rig.layout.txSlot(1, 200);
-            int length = placeFrame(rig, buffer, 1, 7);
-            int head = hostile.loopChain(3, 250, 251, buffer, length, 0);
-            hostile.kick(3);
+            int[] head = new int[1];
+            pairOneCarries(rig, steering, 100, 40, () -> {
+                long buffer = rig.layout.txSlot(0, 200);
+                int length = placeFrame(rig, buffer, 0, 7);
+                head[0] = hostile.loopChain(1, 250, 251, buffer, length, 0);
+                hostile.kick(1);
+            });
             String error = awaitNeedsReset(rig, hostile);
-            assertTrue(error.contains("virtqueue 3: descriptor loop or chain longer than the queue size (head " + head),
-                    error);
+            assertTrue(error.contains("virtqueue 1: descriptor loop or chain longer than the queue size (head "
+                    + head[0]), error);
             // the guest goes on writing registers: refused, and the reason for the reset stays named
-            assertThrows(VirtioTransportException.class, () -> rig.device.setQueueDescTable(3, 0));
-            assertTrue(rig.device.lastError().orElseThrow().startsWith("queue 3: queue_desc write refused"));
+            assertThrows(VirtioTransportException.class, () -> rig.device.setQueueDescTable(1, 0));
+            assertTrue(rig.device.lastError().orElseThrow().startsWith("queue 1: queue_desc write refused"));
             assertEquals(error, "DEVICE_NEEDS_RESET: " + rig.device.model().needsResetReason().orElseThrow());
-            // pair 0: exactly the frames whose chains came back arrived, once each, in order
-            int used = rig.guest.collectTx(0);
-            for (int k = 0; k < used; k++) {
-                byte[] frame = rig.network.nextFromGuest(EVENT);
-                assertNotNull(frame, "frame " + k + " of the " + used + " pair 0 got back");
-                assertEquals(0, Frames.stream(frame));
-                assertEquals(100 + k, Frames.sequence(frame));
-            }
-            assertNull(rig.network.nextFromGuest(0), "a frame beyond those whose chains came back");
+            pairOneCarries(rig, steering, 200, 40, null);
+            assertEquals(Optional.empty(), hostile.damagedCanary());
             // another device is not disturbed
             assertEquals(30, DeviceTraffic.transmitAndCheck(other, 0, 30));
             assertFalse(other.guest.needsReset());
@@ -155,27 +272,31 @@ class HostileGuestTest {
         }
     }
 
-    /** A transmit buffer that starts in guest memory and runs past the end of the buffer region. */
+    /** A transmit buffer of pair 0 that starts in guest memory and runs past the end of the buffer region. */
     @Test
     void aBufferOverlappingTheEndOfGuestMemoryNeedsResetNamingItsAddress() throws Exception {
         try (RuntimeRig rig = userspace(2)) {
             HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
             ResourceLedger.Snapshot before = ResourceLedger.take();
             long end = rig.layout.regions().get(1).guestAddress() + rig.layout.regions().get(1).size();
             long straddling = end - 32;
-            hostile.writeDescriptor(1, 200, straddling, 64, 0, 0);
-            hostile.offer(1, 200);
-            hostile.kick(1);
+            pairOneCarries(rig, steering, 100, 40, () -> {
+                hostile.writeDescriptor(1, 200, straddling, 64, 0, 0);
+                hostile.offer(1, 200);
+                hostile.kick(1);
+            });
             String error = awaitNeedsReset(rig, hostile);
             assertTrue(error.contains("virtqueue 1: buffer not inside guest memory (head 200, descriptor 200, addr 0x"
                     + Long.toHexString(straddling) + ", len 64)"), error);
+            pairOneCarries(rig, steering, 200, 40, null);
             resetBootAndCheck(rig, hostile, before);
         }
     }
 
     /**
-     * The available index of pair 1's transmit queue moved by the queue size plus one:
-     * NEEDS_RESET naming virtqueue 3, the rule, the field and both indices. (A receive queue's
+     * The available index of pair 0's transmit queue moved by the queue size plus one:
+     * NEEDS_RESET naming virtqueue 1, the rule, the field and both indices. (A receive queue's
      * index is read only when the device needs buffers for a frame: a jump there is named when
      * the next frame arrives, as {@link #aReceiveDescriptorRewrittenAfterTheKickNeedsResetNamingTheAddress}
      * shows for a bad buffer.)
@@ -184,66 +305,82 @@ class HostileGuestTest {
     void anAvailIndexMovedByMoreThanTheRingSizeNeedsResetNamingTheField() throws Exception {
         try (RuntimeRig rig = userspace(2)) {
             HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
             ResourceLedger.Snapshot before = ResourceLedger.take();
-            int size = hostile.size(3);
-            int from = hostile.availIndex(3);
-            hostile.moveAvailIndex(3, size + 1);
-            hostile.kick(3);
+            int size = hostile.size(1);
+            int from = hostile.availIndex(1);
+            pairOneCarries(rig, steering, 100, 40, () -> {
+                hostile.moveAvailIndex(1, size + 1);
+                hostile.kick(1);
+            });
             String error = awaitNeedsReset(rig, hostile);
             int to = (from + size + 1) & 0xffff;
-            assertTrue(error.contains("virtqueue 3: ring index moved by more than the queue size: avail.idx " + to
+            assertTrue(error.contains("virtqueue 1: ring index moved by more than the queue size: avail.idx " + to
                     + " is " + (size + 1) + " ahead of our " + from + ", more than the queue size " + size), error);
+            pairOneCarries(rig, steering, 200, 40, null);
             resetBootAndCheck(rig, hostile, before);
         }
     }
 
     /**
-     * A receive chain posted and kicked, its descriptor then rewritten to point into the hole
-     * between the regions (the last chain posted, which the device takes only when the frames
-     * before have used the ones ahead of it): NEEDS_RESET naming virtqueue 0 and the address;
-     * every frame the guest got before arrived exactly once, in order.
+     * A receive chain of pair 0 posted and kicked, its descriptor then rewritten to point into the
+     * hole between the regions (the last chain posted, which the device takes only when the
+     * frames before have used the ones ahead of it), while frames of a flow the TAP steers to pair
+     * 0 come in: NEEDS_RESET naming virtqueue 0 and the address; every frame pair 0 got before
+     * arrived exactly once, in order; pair 1 carries its frames both ways, during and after.
      */
     @Test
     void aReceiveDescriptorRewrittenAfterTheKickNeedsResetNamingTheAddress() throws Exception {
-        try (RuntimeRig rig = userspace(1)) {
+        try (RuntimeRig rig = userspace(2)) {
             HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
+            assertFalse(steering.pairZero().isEmpty(), "no flow steered to pair 0 alone");
+            int flow = steering.pairZero().iterator().next();
             ResourceLedger.Snapshot before = ResourceLedger.take();
             int last = hostile.availEntry(0, hostile.availIndex(0) - 1);
             long inHole = rig.layout.hole().address() + 0x1000;
-            hostile.rewriteAddress(0, last, inHole);
-            long deadline = System.nanoTime() + EVENT * 1_000_000L;
-            long seq = 0;
-            while (!rig.guest.needsReset()) {
-                assertTrue(System.nanoTime() < deadline, "no NEEDS_RESET after " + seq + " frames");
-                rig.network.send(Frames.frame(FakeGuest.MAC, Frames.NETWORK_MAC, 0, seq, Frames.variedLength(seq), 0));
-                seq++;
-                rig.guest.collectRx();
-                rig.guest.awaitCall(5, 0);
-            }
+            long[] sent = new long[1];
+            List<RxFrame> pairZero = new ArrayList<>();
+            pairOneCarries(rig, steering, 100, 40, () -> {
+                hostile.rewriteAddress(0, last, inHole);
+                long deadline = System.nanoTime() + EVENT * 1_000_000L;
+                // frames of the flow, numbered from 0 in stream = flow, until pair 0 stops
+                for (long seq = 0; !rig.guest.needsReset(); seq++) {
+                    assertTrue(System.nanoTime() < deadline, "no NEEDS_RESET after " + seq + " frames");
+                    rig.network.send(Frames.frame(FakeGuest.MAC, Frames.NETWORK_MAC, flow, seq,
+                            Frames.variedLength(seq), flow));
+                    sent[0] = seq + 1;
+                    rig.guest.receive(0, pairZero);
+                    rig.guest.awaitCall(5, 0);
+                }
+            });
             String error = awaitNeedsReset(rig, hostile);
             assertTrue(error.contains("virtqueue 0: buffer not inside guest memory (head " + last + ", descriptor "
                     + last + ", addr 0x" + Long.toHexString(inHole)), error);
-            rig.guest.collectRx();
-            List<Long> received = rig.guest.received(0);
+            rig.guest.receive(0, pairZero);
+            List<Long> received = pairZero.stream().filter(r -> Frames.isNumbered(r.frame()))
+                    .map(r -> Frames.sequence(r.frame())).toList();
             for (int i = 0; i < received.size(); i++) {
                 assertEquals(i, received.get(i), "frames received exactly once, in order");
             }
             long got = received.size();
-            assertTrue(got > 0 && got <= seq, got + " of " + seq + " frames received before the bad chain");
+            assertTrue(got > 0 && got <= sent[0], got + " of " + sent[0] + " frames received before the bad chain");
+            pairOneCarries(rig, steering, 200, 40, null);
             resetBootAndCheck(rig, hostile, before);
         }
     }
 
     /**
-     * A transmit descriptor rewritten into the hole right after the kick, 200 times: each time
-     * either the device took the chain first (the frame arrives once, intact, and the chain comes
-     * back) or it read the rewritten descriptor (NEEDS_RESET naming the address; the frame never
-     * arrives). Never both, never neither.
+     * A transmit descriptor of pair 0 rewritten into the hole right after the kick, 200 times:
+     * each time either the device took the chain first (the frame arrives once, intact, and the
+     * chain comes back) or it read the rewritten descriptor (NEEDS_RESET naming the address; the
+     * frame never arrives). Never both, never neither. Pair 1 carries its frames both ways after.
      */
     @Test
     void aTransmitDescriptorRewrittenRightAfterTheKickIsSentOnceOrNamed() throws Exception {
-        try (RuntimeRig rig = userspace(1)) {
+        try (RuntimeRig rig = userspace(2)) {
             HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
             ResourceLedger.Snapshot before = ResourceLedger.take();
             long inHole = rig.layout.hole().address() + 0x2000;
             int used = hostile.usedIndex(1);
@@ -278,6 +415,7 @@ class HostileGuestTest {
             }
             System.out.println("rewrite after kick: " + sent + " frames sent before the device saw a rewrite"
                     + (error == null ? " (never saw one)" : ""));
+            pairOneCarries(rig, steering, 1000, 40, null);
             if (error == null) {
                 rig.device.writeStatus(0); // the guest's own driver state is stale either way
             }
@@ -320,39 +458,109 @@ class HostileGuestTest {
     }
 
     /**
-     * The guest writes new addresses for a running queue: each register write is refused naming
-     * the queue and the register, the device keeps the addresses it had, and both pairs keep
-     * moving (no NEEDS_RESET: the registers are read-only, nothing reached the rings).
+     * The guest writes new addresses for pair 0's running queues while pair 1 has frames in
+     * flight: each register write is refused naming the queue and the register, the device keeps
+     * the addresses it had, and both pairs keep moving (no NEEDS_RESET: the registers are
+     * read-only, nothing reached the rings).
      */
     @Test
     void aRunningQueuesAddressesCannotBeChanged() throws Exception {
         try (RuntimeRig rig = userspace(2)) {
             HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
             ResourceLedger.Snapshot before = ResourceLedger.take();
             long elsewhere = rig.layout.txSlot(1, 0);
             List<String> refusals = new ArrayList<>();
-            for (int q : new int[] {1, 2}) {
-                refusals.add(assertThrows(VirtioTransportException.class,
-                        () -> rig.device.setQueueDescTable(q, elsewhere)).getMessage());
-                refusals.add(assertThrows(VirtioTransportException.class,
-                        () -> rig.device.setQueueDriverArea(q, elsewhere)).getMessage());
-                refusals.add(assertThrows(VirtioTransportException.class,
-                        () -> rig.device.setQueueDeviceArea(q, elsewhere)).getMessage());
-                refusals.add(assertThrows(VirtioTransportException.class,
-                        () -> rig.device.setQueueSize(q, 128)).getMessage());
-                assertEquals(rig.layout.descAddress(q), rig.device.queueDescTable(q));
-                assertEquals(rig.layout.driverAreaAddress(q), rig.device.queueDriverArea(q));
-                assertEquals(rig.layout.deviceAreaAddress(q), rig.device.queueDeviceArea(q));
-            }
+            pairOneCarries(rig, steering, 100, 40, () -> {
+                for (int q : new int[] {0, 1}) {
+                    refusals.add(assertThrows(VirtioTransportException.class,
+                            () -> rig.device.setQueueDescTable(q, elsewhere)).getMessage());
+                    refusals.add(assertThrows(VirtioTransportException.class,
+                            () -> rig.device.setQueueDriverArea(q, elsewhere)).getMessage());
+                    refusals.add(assertThrows(VirtioTransportException.class,
+                            () -> rig.device.setQueueDeviceArea(q, elsewhere)).getMessage());
+                    refusals.add(assertThrows(VirtioTransportException.class,
+                            () -> rig.device.setQueueSize(q, 128)).getMessage());
+                    assertEquals(rig.layout.descAddress(q), rig.device.queueDescTable(q));
+                    assertEquals(rig.layout.driverAreaAddress(q), rig.device.queueDriverArea(q));
+                    assertEquals(rig.layout.deviceAreaAddress(q), rig.device.queueDeviceArea(q));
+                }
+            });
             String[] registers = {"queue_desc", "queue_driver", "queue_device", "queue_size"};
             for (int i = 0; i < refusals.size(); i++) {
-                int q = i < 4 ? 1 : 2;
+                int q = i < 4 ? 0 : 1;
                 assertTrue(refusals.get(i).startsWith("queue " + q + ": " + registers[i % 4] + " write refused"),
                         refusals.get(i));
             }
             assertFalse(rig.guest.needsReset());
-            assertEquals(40, DeviceTraffic.transmitAndCheck(rig, 100, 40));
+            assertEquals(40, DeviceTraffic.transmitAndCheck(rig, 200, 40));
             assertEquals(Optional.empty(), hostile.damagedCanary());
+            resetBootAndCheck(rig, hostile, before);
+        }
+    }
+
+    /** What a hostile packed-ring driver does on pair 0's transmit queue. */
+    enum PackedAttack { OVERLONG_CHAIN, ID_OUT_OF_RANGE, OUTSIDE_GUEST_MEMORY, OTHER_LAP }
+
+    static RuntimeRig packed(int pairs) throws Exception {
+        RuntimeRig rig = RuntimeRig.on(pairs, UserspaceNetBackend::open, 0, VirtioFeature.RING_PACKED);
+        if (!rig.guest.packed()) {
+            rig.close();
+            throw new AssertionError("RING_PACKED not negotiated");
+        }
+        return rig;
+    }
+
+    /**
+     * Packed rings, pair 0's transmit queue, while pair 1 has frames in flight: a chain of NEXT
+     * descriptors round the whole ring (a loop), a buffer id past the queue size, a buffer in the
+     * hole between the regions, a chain whose second descriptor carries the other lap's avail/used
+     * bits. Each: NEEDS_RESET naming virtqueue 1, the rule, the head and what was wrong; pair 1
+     * carries its frames both ways, during and after; canaries intact; everything released after
+     * the driver's reset.
+     */
+    @ParameterizedTest
+    @EnumSource(PackedAttack.class)
+    void aPackedRingAttackStopsOnlyItsPair(PackedAttack attack) throws Exception {
+        try (RuntimeRig rig = packed(2)) {
+            HostileGuest hostile = ready(rig);
+            Steering steering = steering(rig);
+            ResourceLedger.Snapshot before = ResourceLedger.take();
+            int size = hostile.size(1);
+            long slot = rig.layout.txSlot(0, 10);
+            int length = placeFrame(rig, slot, 0, 9);
+            long inHole = rig.layout.hole().address() + 0x3000;
+            int[] head = new int[1];
+            pairOneCarries(rig, steering, 100, 40, () -> {
+                head[0] = switch (attack) {
+                    case OVERLONG_CHAIN -> hostile.overlongPackedChain(1, slot, length, 3);
+                    case ID_OUT_OF_RANGE -> hostile.offerPacked(1, PackedDescriptor.of(slot, length, size + 3, 0));
+                    case OUTSIDE_GUEST_MEMORY -> hostile.offerPacked(1, PackedDescriptor.of(inHole, length, 3, 0));
+                    case OTHER_LAP -> hostile.offerPacked(1, PackedDescriptor.of(slot, 12, 3, HostileGuest.F_NEXT),
+                            new PackedDescriptor(slot + 12, length - 12, 3, 0, true));
+                };
+                hostile.kick(1);
+            });
+            String error = awaitNeedsReset(rig, hostile);
+            int h = head[0];
+            String expected = switch (attack) {
+                case OVERLONG_CHAIN -> "virtqueue 1: descriptor loop or chain longer than the queue size (head " + h;
+                case ID_OUT_OF_RANGE -> "virtqueue 1: buffer id not below the queue size or already in flight (head "
+                        + h + ", descriptor " + h;
+                case OUTSIDE_GUEST_MEMORY -> "virtqueue 1: buffer not inside guest memory (head " + h + ", descriptor "
+                        + h + ", addr 0x" + Long.toHexString(inHole);
+                case OTHER_LAP -> "virtqueue 1: descriptor of a chain not marked available (head " + h
+                        + ", descriptor " + ((h + 1) % size);
+            };
+            assertTrue(error.contains(expected), error);
+            String detail = switch (attack) {
+                case OVERLONG_CHAIN -> "VIRTQ_DESC_F_NEXT on descriptor " + size + " of a queue of " + size;
+                case ID_OUT_OF_RANGE -> "buffer id " + (size + 3) + " not below the queue size " + size;
+                case OUTSIDE_GUEST_MEMORY -> "falls in a hole of guest memory";
+                case OTHER_LAP -> "in a NEXT chain, wrap counter";
+            };
+            assertTrue(error.contains(detail), error);
+            pairOneCarries(rig, steering, 200, 40, null);
             resetBootAndCheck(rig, hostile, before);
         }
     }

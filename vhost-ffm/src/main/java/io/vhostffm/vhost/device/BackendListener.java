@@ -2,8 +2,9 @@ package io.vhostffm.vhost.device;
 
 /**
  * How a backend's datapath reports what it cannot handle itself. {@link NetDeviceRuntime}
- * implements it: bad guest input puts the device into DEVICE_NEEDS_RESET and stops its datapath;
- * the process and other devices carry on.
+ * implements it: bad guest input puts the device into DEVICE_NEEDS_RESET and stops its datapath
+ * (or, when the backend stopped only the queue pair at fault, leaves the other pairs moving until
+ * the driver resets); the process and other devices carry on.
  */
 public interface BackendListener {
 
@@ -16,6 +17,20 @@ public interface BackendListener {
      * @param reason what was wrong, naming queue, index, address as far as known
      */
     void badGuestInput(int queueIndex, String reason);
+
+    /**
+     * The guest broke the rules on a queue and the backend stopped that queue's pair alone (its
+     * thread ended, nothing more is read from or written to its rings); the backend's other pairs
+     * keep carrying frames. The device still goes to DEVICE_NEEDS_RESET (virtio: the driver must
+     * reset it), but need not stop the backend for it: the driver's reset does. May be called from
+     * any thread, once per pair stopped. The default treats it as {@link #badGuestInput}.
+     *
+     * @param queueIndex the virtqueue at fault, or -1 when the backend cannot tell which
+     * @param reason what was wrong, naming queue, index, address and rule as far as known
+     */
+    default void queuePairStopped(int queueIndex, String reason) {
+        badGuestInput(queueIndex, reason);
+    }
 
     /**
      * The backend was closed while a device still used it (started or prestarted): its datapath

@@ -60,8 +60,11 @@ import java.util.function.Supplier;
  * <h2>Bad guest input</h2>
  * Reported by a backend ({@link BackendListener}) or met on the control queue: the model enters
  * DEVICE_NEEDS_RESET (the driver gets a config interrupt), the datapath stops, and nothing else
- * happens to the process or other devices. Backend reports are handed to a short-lived thread so
- * that a datapath thread never waits on the lock it may itself be stopped under.
+ * happens to the process or other devices. A backend that stopped only the queue pair at fault
+ * ({@link BackendListener#queuePairStopped}, the userspace datapath) is left running: its other
+ * pairs and the control queue keep serving the driver until it resets the device. Backend reports
+ * are handed to a short-lived thread so that a datapath thread never waits on the lock it may
+ * itself be stopped under.
  *
  * <h2>Locking</h2>
  * One lock: the device model's monitor. The model holds it while it calls its listener; the
@@ -104,6 +107,12 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     private final List<VirtioDeviceListener> listeners = new CopyOnWriteArrayList<>();
     /** A backend that told us it was closed while in use: never stopped again. */
     private volatile NetBackend closedUnderUs;
+    /**
+     * The reason being reported for a queue pair the backend stopped alone, while the model
+     * enters DEVICE_NEEDS_RESET for it (the datapath is then not stopped); guarded by the model's
+     * monitor.
+     */
+    private String pairStoppedAlone;
     private int configGeneration;
     private byte[] lastConfig;
 
@@ -964,6 +973,21 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         }
 
         @Override
+        public void queuePairStopped(int queueIndex, String reason) {
+            // As above, but the model's needsReset leaves the backend's other pairs running.
+            Thread.ofPlatform().daemon().name("virtio-net-bad-input").start(() -> {
+                synchronized (model) {
+                    pairStoppedAlone = reason;
+                    try {
+                        model.reportBadGuestInput(reason);
+                    } finally {
+                        pairStoppedAlone = null;
+                    }
+                }
+            });
+        }
+
+        @Override
         public void backendGone(NetBackend gone, String reason) {
             // Not on the caller's thread: the switch stops the gone backend, which may wait for it.
             Thread.ofPlatform().daemon().name("virtio-net-backend-gone").start(() -> fallBack(gone, reason));
@@ -1020,7 +1044,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
 
         @Override
         public void needsReset(String reason) {
-            stopQuietly();
+            if (!reason.equals(pairStoppedAlone)) {
+                stopQuietly();
+            }
             for (VirtioDeviceListener l : listeners) {
                 try {
                     l.needsReset(reason);

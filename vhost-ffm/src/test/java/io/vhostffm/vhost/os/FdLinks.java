@@ -1,5 +1,6 @@
 package io.vhostffm.vhost.os;
 
+import java.io.File;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -15,6 +16,21 @@ import java.util.stream.Stream;
  */
 public final class FdLinks {
     private FdLinks() {}
+
+    /**
+     * How many entries /proc/self/fd lists now, the listing's own descriptor included: one
+     * directory read, no link read, for a leak check run millions of times (a fuzz target's).
+     * Two counts compare like two {@link #snapshot()} sizes (the listing's descriptor is in both).
+     */
+    public static int count() {
+        String[] names = FD_DIRECTORY.list();
+        if (names == null) {
+            throw new UncheckedIOException(new IOException("cannot list " + FD_DIRECTORY));
+        }
+        return names.length;
+    }
+
+    private static final File FD_DIRECTORY = new File("/proc/self/fd");
 
     /** Number to link target of every descriptor open now (one closed while listed is left out). */
     public static Map<Integer, String> snapshot() {

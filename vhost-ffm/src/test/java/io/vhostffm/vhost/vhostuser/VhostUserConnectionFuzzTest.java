@@ -42,7 +42,7 @@ class VhostUserConnectionFuzzTest {
 
         // The memfd the sent memfds duplicate is opened once, before the count (not a leak of a run).
         assertNotNull(VhostUserCodecFuzzTest.MEMFD);
-        int before = FdLinks.snapshot().size();
+        int before = FdLinks.count();
         try (UnixSocket.Pair pair = UnixSocket.pair()) {
             List<FileDescriptor> fds = VhostUserCodecFuzzTest.descriptors(input[0]);
             try {
@@ -56,7 +56,7 @@ class VhostUserConnectionFuzzTest {
                 receiveAll(connection, stream, asked);
             }
         }
-        assertEquals(before, FdLinks.snapshot().size(), "descriptors leaked by a connection");
+        assertEquals(before, FdLinks.count(), "descriptors leaked by a connection");
     }
 
     private static void receiveAll(VhostUserConnection connection, byte[] stream, VhostUserRequest asked)

@@ -167,6 +167,33 @@ class UserspaceDatapathStateTest {
         }
     }
 
+    /**
+     * Two pairs, a transmit buffer of pair 0 outside guest memory: pair 0's thread ends and
+     * {@code stoppedPairs()} names it with the reason the device got; the datapath still runs and
+     * pair 1 transmits 100 frames, each arriving once, in order; stop reports all four queues.
+     */
+    @Test
+    void badGuestInputStopsOnlyThatPair() throws Exception {
+        try (DatapathRig rig = new DatapathRig(2, true)) {
+            rig.guest.tx(0).add(new long[] {rig.layout.txSlot(0, 0), 0x7000_0000_0000L}, new int[] {12, 100}, 2, 0);
+            UserspaceDatapath datapath = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
+            try {
+                rig.awaitNeedsReset();
+                awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+                assertTrue(datapath.isRunning(), "pair 1 still runs");
+                String reason = rig.needsResetReasons.getFirst();
+                assertTrue(reason.startsWith("userspace datapath, queue pair 0: virtqueue 1: buffer not inside guest memory"),
+                        reason);
+                assertEquals(java.util.Map.of(0, reason), datapath.stoppedPairs());
+                rig.transmitAndCheck(new int[] {1}, 0, 100, UserspaceDatapathTest.lengths(new Random(7), 100), 50);
+                assertEquals(java.util.Map.of(0, reason), datapath.stoppedPairs());
+            } finally {
+                assertEquals(4, datapath.stop().size(), "stop reports every queue");
+            }
+            assertFalse(datapath.isRunning());
+        }
+    }
+
     /** Joins, with a deadline, every live thread whose name contains {@code marker}. */
     static void awaitThreadsEnd(String marker) throws InterruptedException {
         long deadline = System.nanoTime() + DatapathRig.TIMEOUT_MILLIS * 1_000_000L;

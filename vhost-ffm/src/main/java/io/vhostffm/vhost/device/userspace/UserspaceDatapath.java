@@ -22,9 +22,13 @@ import java.lang.System.Logger.Level;
 import java.lang.foreign.Arena;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.TreeMap;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.Supplier;
 
@@ -46,9 +50,13 @@ import java.util.function.Supplier;
  * <li>{@link #stop()} ends the threads and returns each queue's state, with chains taken but not
  *     used given back, so another backend (kernel vhost-net, a new userspace datapath,
  *     migration) continues exactly where this one stopped: no frame lost or sent twice.</li>
- * <li>Bad guest input on any queue (a malformed chain, a buffer outside guest memory, a chain
- *     that breaks virtio-net's rules) stops this datapath and puts the device in
- *     DEVICE_NEEDS_RESET; nothing outside guest memory is touched, other devices carry on.</li>
+ * <li>Bad guest input on a queue (a malformed chain, a buffer outside guest memory, a chain
+ *     that breaks virtio-net's rules) stops that queue's pair only: its thread ends, nothing more
+ *     is read from or written to its rings, and the listener hears
+ *     {@link BackendListener#queuePairStopped} naming the queue, index, address and rule (the
+ *     device goes to DEVICE_NEEDS_RESET). The other pairs keep carrying frames until the datapath
+ *     is stopped (the driver's reset). Nothing outside guest memory is touched. Any other failure
+ *     of a pair (a TAP or poll error) stops every pair.</li>
  * </ul>
  *
  * <h2>Usage</h2>
@@ -92,8 +100,9 @@ public final class UserspaceDatapath implements AutoCloseable {
      *
      * @param filter             the receive filter now in force, read once per frame without a
      *                           lock; null (or a null filter) accepts every frame
-     * @param listener           told (once, from a datapath thread, after the datapath stopped)
-     *                           about bad guest input, with the virtqueue (-1 when unknown)
+     * @param listener           told (from the datapath thread of the pair at fault, after that
+     *                           pair stopped; once per pair) about bad guest input through
+     *                           {@link BackendListener#queuePairStopped}, with the virtqueue
      * @param dirtyLog           the dirty log now in force, read at every write into guest memory
      *                           (after the write); null or a null log: not logging
      * @param opener             opens each queue from its state (ring format)
@@ -136,13 +145,16 @@ public final class UserspaceDatapath implements AutoCloseable {
     private final BackendListener listener;
     private final EventFd stopEvent;
     private final AtomicReference<String> failure = new AtomicReference<>();
+    /** Per pair served (in the order given): why it stopped on bad guest input, null while it runs. */
+    private final AtomicReferenceArray<String> stoppedPairs;
+    /** Pairs stopped on bad guest input whose report to the listener is done. */
+    private final AtomicInteger reportedPairs = new AtomicInteger();
     private volatile boolean stopRequested;
     /** The thread waiting in {@link #quiesce} for running workers to leave, unparked by each. */
     private volatile Thread stopper;
     /** The states {@link #quiesce} collected; {@link #stop} returns them once the threads ended. */
     private List<QueueState> quiescedStates;
     private volatile boolean largeFrames;
-    private volatile boolean reported;
     private List<QueueState> finalStates;
 
     private UserspaceDatapath(List<QueuePairConfig> pairs, BackendListener listener, EventFd stopEvent) {
@@ -150,6 +162,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         this.listener = listener;
         this.stopEvent = stopEvent;
         this.reserved = new ParkedThreads.Reserved[pairs.size()];
+        this.stoppedPairs = new AtomicReferenceArray<>(pairs.size());
     }
 
     /**
@@ -406,16 +419,32 @@ public final class UserspaceDatapath implements AutoCloseable {
     }
 
     /**
-     * Whether the datapath runs: false once a stop was requested or a worker failed and, after
-     * bad guest input, the device was told.
+     * Whether the datapath runs: false once a stop was requested (a worker's failure other than
+     * bad guest input requests one), or once every pair stopped on bad guest input and the
+     * listener was told. True while at least one pair still carries frames.
      */
     public boolean isRunning() {
-        return !stopRequested || (failure.get() != null && !reported);
+        return !stopRequested && reportedPairs.get() < workers.size();
     }
 
-    /** Why the datapath stopped by itself (bad guest input, a TAP error), if it did. */
+    /** Why the datapath (or its first pair to stop) stopped by itself (bad guest input, a TAP error), if it did. */
     public Optional<String> failure() {
         return Optional.ofNullable(failure.get());
+    }
+
+    /**
+     * The pairs stopped on bad guest input, while the others run on: pair number ({@link
+     * QueuePairConfig#pair()}) to the reason (queue, index, address, rule), in pair order.
+     */
+    public Map<Integer, String> stoppedPairs() {
+        Map<Integer, String> stopped = new TreeMap<>();
+        for (int i = 0; i < stoppedPairs.length(); i++) {
+            String reason = stoppedPairs.get(i);
+            if (reason != null) {
+                stopped.put(pairs.get(i).pair(), reason);
+            }
+        }
+        return stopped;
     }
 
     /** The counters of the {@code index}-th queue pair served (in the order they were given) now. */
@@ -588,27 +617,33 @@ public final class UserspaceDatapath implements AutoCloseable {
                 p.inuse() - chains));
     }
 
-    /** A worker ended with an exception: stop everything; tell the device when the guest is at fault. */
+    /**
+     * A worker ended with an exception (its thread ends with it). Bad guest input: that pair alone
+     * stops, and the listener hears which queue and why; the other pairs run on. Anything else (a
+     * TAP or poll failure, a defect): every pair stops.
+     */
     void workerFailed(QueuePairWorker worker, Throwable t) {
         boolean guestFault = t instanceof VirtqueueException || t instanceof GuestMemoryException
                 || t instanceof BadGuestInputException;
         int queueIndex = t instanceof VirtqueueException v ? v.queueIndex()
                 : t instanceof BadGuestInputException b ? b.queueIndex() : -1;
         String reason = "userspace datapath, queue pair " + worker.pair() + ": " + t.getMessage();
-        if (!failure.compareAndSet(null, reason)) {
-            return; // another worker failed first and reported
+        if (guestFault) {
+            failure.compareAndSet(null, reason);
+            stoppedPairs.set(workers.indexOf(worker), reason);
+            LOG.log(Level.WARNING, "{0}", reason);
+            try {
+                // Outside every lock of ours: the device may call stop() back on this thread.
+                listener.queuePairStopped(queueIndex, reason);
+            } finally {
+                reportedPairs.incrementAndGet();
+            }
+            return;
+        }
+        if (!failure.compareAndSet(null, reason) && stopRequested) {
+            return; // stopping already (asked, or another worker failed first)
         }
         requestStop();
-        try {
-            if (guestFault) {
-                LOG.log(Level.WARNING, "{0}", reason);
-                // Outside every lock of ours: the device may call stop() back on this thread.
-                listener.badGuestInput(queueIndex, reason);
-            } else {
-                LOG.log(Level.ERROR, "userspace datapath failed: " + reason, t);
-            }
-        } finally {
-            reported = true;
-        }
+        LOG.log(Level.ERROR, "userspace datapath failed: " + reason, t);
     }
 }
