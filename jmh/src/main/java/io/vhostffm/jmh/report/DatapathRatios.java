@@ -1,9 +1,7 @@
 package io.vhostffm.jmh.report;
 
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * The userspace datapath against C doing the same work, from {@code UserspaceDatapathBenchmark}'s
@@ -36,31 +34,23 @@ public final class DatapathRatios {
      * {@code frameSize} and {@code pairs}, in the order first seen.
      */
     public static List<Row> rows(List<BenchmarkResult> results) {
-        Map<String, Map<String, BenchmarkResult>> groups = new LinkedHashMap<>();
-        for (BenchmarkResult r : results) {
-            String name = r.shortName();
-            int dot = name.lastIndexOf('.');
-            String impl = r.params().get("impl");
-            if (dot < 0 || impl == null || !name.substring(0, dot).contains("UserspaceDatapath")) {
-                continue;
-            }
-            String method = name.substring(dot + 1);
-            if (!method.equals("transmit") && !method.equals("receive")) {
-                continue;
-            }
-            String key = name.substring(0, dot) + "\u0000" + method + "\u0000" + r.params().getOrDefault("frameSize", "")
-                    + "\u0000" + r.params().getOrDefault("pairs", "1");
-            groups.computeIfAbsent(key, k -> new LinkedHashMap<>()).put(impl, r);
-        }
         List<Row> rows = new ArrayList<>();
-        groups.forEach((key, impls) -> {
-            String[] parts = key.split("\u0000", -1);
-            BenchmarkResult java = impls.get("java");
-            BenchmarkResult c = impls.get("c");
-            rows.add(new Row(parts[0], parts[1].equals("transmit") ? "TX" : "RX", parts[2], parts[3],
+        for (ResultGroups.Group g : ResultGroups.of(results, (r, benchmarkClass, method) -> {
+            String impl = r.params().get("impl");
+            if (impl == null || !benchmarkClass.contains("UserspaceDatapath")
+                    || !method.equals("transmit") && !method.equals("receive")) {
+                return null;
+            }
+            return new ResultGroups.Place(ResultGroups.key(benchmarkClass, method,
+                    r.params().getOrDefault("frameSize", ""), r.params().getOrDefault("pairs", "1")), impl);
+        })) {
+            List<String> k = g.key();
+            BenchmarkResult java = g.bySide().get("java");
+            BenchmarkResult c = g.bySide().get("c");
+            rows.add(new Row(k.get(0), k.get(1).equals("transmit") ? "TX" : "RX", k.get(2), k.get(3),
                     java == null ? null : java.primary(), c == null ? null : c.primary(),
                     java == null ? null : java.allocationPerOp()));
-        });
+        }
         return rows;
     }
 
@@ -84,22 +74,13 @@ public final class DatapathRatios {
                     .append(" | ").append(row.direction())
                     .append(" | ").append(row.frameSize())
                     .append(" | ").append(row.pairs())
-                    .append(" | ").append(rate(row.java()))
-                    .append(" | ").append(rate(row.c()))
+                    .append(" | ").append(Figures.withError(row.java(), ""))
+                    .append(" | ").append(Figures.withError(row.c(), ""))
                     .append(" | ").append(verdict(row.javaOverC()))
                     .append(" | ").append(allocation(row.javaAllocation()))
                     .append(" |\n");
         }
         return out.append('\n').toString();
-    }
-
-    private static String rate(BenchmarkResult.Metric m) {
-        if (m == null) {
-            return "—";
-        }
-        int decimals = Figures.decimalsFor(m.score());
-        String error = Double.isFinite(m.error()) ? " ± " + Figures.format(m.error(), decimals) : "";
-        return Figures.format(m.score(), decimals) + error + " " + m.unit();
     }
 
     /** "0.93 ± 0.05 (met)" or "(not met)"; "—" without a ratio. */

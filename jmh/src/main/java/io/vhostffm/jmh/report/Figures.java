@@ -37,4 +37,17 @@ final class Figures {
     static String format(double value) {
         return format(value, decimalsFor(value));
     }
+
+    /**
+     * "score ± error unit" with about three significant digits ("—" for none), the unit as the
+     * metric gives it with {@code dropFromUnit} removed (e.g. "/op" for a time per operation).
+     */
+    static String withError(BenchmarkResult.Metric m, String dropFromUnit) {
+        if (m == null) {
+            return "—";
+        }
+        int decimals = decimalsFor(m.score());
+        String error = Double.isFinite(m.error()) ? " ± " + format(m.error(), decimals) : "";
+        return format(m.score(), decimals) + error + " " + m.unit().replace(dropFromUnit, "");
+    }
 }

@@ -1,9 +1,7 @@
 package io.vhostffm.jmh.report;
 
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * The switchover goals, from the switchover benchmarks' results: for each backend (and
@@ -58,30 +56,24 @@ public final class SwitchoverRatios {
      * first seen.
      */
     public static List<Row> rows(List<BenchmarkResult> results) {
-        Map<String, Map<String, BenchmarkResult.Metric>> groups = new LinkedHashMap<>();
-        for (BenchmarkResult r : results) {
-            String name = r.shortName();
-            int dot = name.lastIndexOf('.');
-            if (dot < 0 || !name.substring(0, dot).contains("Switchover")) {
-                continue;
-            }
-            String method = name.substring(dot + 1);
-            if (!List.of("quickstart", "classic", "bareIoctls", "bareMessages").contains(method)) {
-                continue;
-            }
-            if (method.startsWith("bare")) {
-                method = "bare";
-            }
-            String key = name.substring(0, dot) + "\u0000" + r.params().getOrDefault("pairs", "");
-            groups.computeIfAbsent(key, k -> new LinkedHashMap<>()).put(method, r.primary());
-        }
         List<Row> rows = new ArrayList<>();
-        groups.forEach((key, methods) -> {
-            String[] parts = key.split("\u0000", -1);
-            rows.add(new Row(parts[0], parts[1], methods.get("quickstart"), methods.get("classic"),
-                    methods.get("bare")));
-        });
+        for (ResultGroups.Group g : ResultGroups.of(results, (r, benchmarkClass, method) -> {
+            if (!benchmarkClass.contains("Switchover")
+                    || !List.of("quickstart", "classic", "bareIoctls", "bareMessages").contains(method)) {
+                return null;
+            }
+            return new ResultGroups.Place(ResultGroups.key(benchmarkClass, r.params().getOrDefault("pairs", "")),
+                    method.startsWith("bare") ? "bare" : method);
+        })) {
+            List<String> k = g.key();
+            rows.add(new Row(k.get(0), k.get(1), primary(g, "quickstart"), primary(g, "classic"), primary(g, "bare")));
+        }
         return rows;
+    }
+
+    private static BenchmarkResult.Metric primary(ResultGroups.Group g, String side) {
+        BenchmarkResult r = g.bySide().get(side);
+        return r == null ? null : r.primary();
     }
 
     /** The Markdown section: a table of the rows and how to read it; empty when there is no row. */
@@ -104,23 +96,14 @@ public final class SwitchoverRatios {
         for (Row row : rows) {
             out.append("| ").append(row.benchmarkClass().replace("|", "\\|"))
                     .append(" | ").append(row.pairs())
-                    .append(" | ").append(time(row.quickstart()))
-                    .append(" | ").append(time(row.classic()))
-                    .append(" | ").append(time(row.bare()))
+                    .append(" | ").append(Figures.withError(row.quickstart(), "/op"))
+                    .append(" | ").append(Figures.withError(row.classic(), "/op"))
+                    .append(" | ").append(Figures.withError(row.bare(), "/op"))
                     .append(" | ").append(verdict(row.classicOverQuickstart(), true, CLASSIC_GOAL))
                     .append(" | ").append(verdict(row.quickstartOverBare(), false, BARE_GOAL))
                     .append(" |\n");
         }
         return out.append('\n').toString();
-    }
-
-    private static String time(BenchmarkResult.Metric m) {
-        if (m == null) {
-            return "—";
-        }
-        int decimals = Figures.decimalsFor(m.score());
-        String error = Double.isFinite(m.error()) ? " ± " + Figures.format(m.error(), decimals) : "";
-        return Figures.format(m.score(), decimals) + error + " " + m.unit().replace("/op", "");
     }
 
     /** "31.2 ± 4.0x (met)" or "(not met)"; "—" without a ratio. */

@@ -1,9 +1,7 @@
 package io.vhostffm.jmh.report;
 
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * The guest's frames per second through DPDK's vhost-user backend (our frontend on testpmd's
@@ -36,24 +34,18 @@ public final class VhostUserDatapathRatios {
      * {@code frameSize}, in the order first seen.
      */
     public static List<Row> rows(List<BenchmarkResult> results) {
-        Map<String, Map<String, BenchmarkResult>> groups = new LinkedHashMap<>();
-        for (BenchmarkResult r : results) {
-            String name = r.shortName();
-            int dot = name.lastIndexOf('.');
-            String backend = r.params().get("backend");
-            if (dot < 0 || backend == null || !name.substring(0, dot).contains("VhostUserDatapath")
-                    || !name.substring(dot + 1).equals("roundTrip")) {
-                continue;
-            }
-            String key = name.substring(0, dot) + "\u0000" + r.params().getOrDefault("format", "") + "\u0000"
-                    + r.params().getOrDefault("frameSize", "");
-            groups.computeIfAbsent(key, k -> new LinkedHashMap<>()).put(backend, r);
-        }
         List<Row> rows = new ArrayList<>();
-        groups.forEach((key, backends) -> {
-            String[] parts = key.split("\u0000", -1);
-            rows.add(new Row(parts[0], parts[1], parts[2], backends.get("dpdk"), backends.get("userspace")));
-        });
+        for (ResultGroups.Group g : ResultGroups.of(results, (r, benchmarkClass, method) -> {
+            String backend = r.params().get("backend");
+            if (backend == null || !benchmarkClass.contains("VhostUserDatapath") || !method.equals("roundTrip")) {
+                return null;
+            }
+            return new ResultGroups.Place(ResultGroups.key(benchmarkClass, r.params().getOrDefault("format", ""),
+                    r.params().getOrDefault("frameSize", "")), backend);
+        })) {
+            List<String> k = g.key();
+            rows.add(new Row(k.get(0), k.get(1), k.get(2), g.bySide().get("dpdk"), g.bySide().get("userspace")));
+        }
         return rows;
     }
 
@@ -77,22 +69,12 @@ public final class VhostUserDatapathRatios {
             out.append("| ").append(row.benchmarkClass().replace("|", "\\|"))
                     .append(" | ").append(row.format())
                     .append(" | ").append(row.frameSize())
-                    .append(" | ").append(rate(row.dpdk()))
-                    .append(" | ").append(rate(row.userspace()))
+                    .append(" | ").append(Figures.withError(row.dpdk() == null ? null : row.dpdk().primary(), ""))
+                    .append(" | ").append(Figures.withError(row.userspace() == null ? null : row.userspace().primary(), ""))
                     .append(" | ").append(ratio(row.dpdkOverUserspace()))
                     .append(" |\n");
         }
         return out.append('\n').toString();
-    }
-
-    private static String rate(BenchmarkResult r) {
-        if (r == null) {
-            return "—";
-        }
-        BenchmarkResult.Metric m = r.primary();
-        int decimals = Figures.decimalsFor(m.score());
-        String error = Double.isFinite(m.error()) ? " ± " + Figures.format(m.error(), decimals) : "";
-        return Figures.format(m.score(), decimals) + error + " " + m.unit();
     }
 
     private static String ratio(BenchmarkResult.Metric ratio) {
