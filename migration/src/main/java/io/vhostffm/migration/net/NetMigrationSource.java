@@ -23,6 +23,7 @@ import java.util.concurrent.Executors;
 import java.util.function.Supplier;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeUnit;
 
 /**
  * The source side of a virtio-net early live migration, on top of the generic {@link
@@ -269,6 +270,9 @@ public final class NetMigrationSource implements AutoCloseable {
     public void resumeAtSource() throws IOException {
         synchronized (lock) {
             if (stopped != null && !device.isDatapathRunning()) {
+                // The stop-and-copy quiesced the datapath: its threads (the control queue's
+                // among them) end before the new ones start, so nothing of them outlives the resume.
+                device.awaitDatapathStopped();
                 device.startDatapath(stopped);
             }
             stopped = null;
@@ -287,5 +291,17 @@ public final class NetMigrationSource implements AutoCloseable {
             precopyActive = false;
         }
         precopy.shutdownNow();
+        try {
+            // Bounded: the precopy thread only encodes and writes a delta, each write with its deadline.
+            if (!precopy.awaitTermination(PRECOPY_THREAD_END_SECONDS, TimeUnit.SECONDS)) {
+                LOG.log(Level.WARNING, "migration: the precopy thread did not end within "
+                        + PRECOPY_THREAD_END_SECONDS + " s of close");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
+
+    /** How long {@link #close} waits for the precopy thread to end. */
+    private static final long PRECOPY_THREAD_END_SECONDS = 10;
 }
