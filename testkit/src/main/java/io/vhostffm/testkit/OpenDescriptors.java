@@ -82,6 +82,48 @@ public final class OpenDescriptors {
         return open;
     }
 
+    /**
+     * The other processes that hold a descriptor to {@code target} (a {@code pipe:[inode]} or
+     * {@code socket:[inode]} link, which names one kernel object host-wide), as "pid (command)
+     * fd N": who keeps a pipe's end open when it should have ended. Processes whose descriptors
+     * this one may not read are not listed.
+     */
+    public static List<String> holders(String target) {
+        List<String> out = new ArrayList<>();
+        long self = ProcessHandle.current().pid();
+        String[] pids = new File("/proc").list((dir, name) -> name.chars().allMatch(Character::isDigit));
+        if (pids == null) {
+            return out;
+        }
+        for (String pid : pids) {
+            if (Long.parseLong(pid) == self) {
+                continue;
+            }
+            String[] fds = new File("/proc/" + pid + "/fd").list();
+            if (fds == null) {
+                continue; // gone, or not ours to read
+            }
+            for (String fd : fds) {
+                try {
+                    if (Files.readSymbolicLink(Path.of("/proc", pid, "fd", fd)).toString().equals(target)) {
+                        out.add(pid + " (" + command(pid) + ") fd " + fd);
+                    }
+                } catch (IOException e) {
+                    // closed meanwhile
+                }
+            }
+        }
+        return out;
+    }
+
+    private static String command(String pid) {
+        try {
+            return Files.readString(Path.of("/proc", pid, "comm")).strip();
+        } catch (IOException e) {
+            return "?";
+        }
+    }
+
     /** How many descriptors of {@code kind} {@code snapshot} holds. */
     public static long count(Map<Integer, String> snapshot, Kind kind) {
         return snapshot.values().stream().filter(t -> Kind.of(t) == kind).count();

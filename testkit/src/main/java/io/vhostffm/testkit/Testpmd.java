@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -51,6 +52,8 @@ public final class Testpmd implements AutoCloseable {
     private final String name;
     private final Process process;
     private final Thread reader;
+    /** Its output pipe's {@code pipe:[inode]}, read at its start; names who else holds it. */
+    private final String outputPipe;
     private final List<String> lines = new ArrayList<>();
     /** It said it started forwarding; set before the start's latch is counted down. */
     private volatile boolean forwarding;
@@ -59,6 +62,13 @@ public final class Testpmd implements AutoCloseable {
     private Testpmd(String name, Process process, PrintStream echo, CountDownLatch started) {
         this.name = name;
         this.process = process;
+        String pipe;
+        try {
+            pipe = Files.readSymbolicLink(Path.of("/proc", Long.toString(process.pid()), "fd", "1")).toString();
+        } catch (IOException e) {
+            pipe = "its output pipe (unknown: " + e.getMessage() + ")";
+        }
+        this.outputPipe = pipe;
         this.reader = Thread.ofPlatform().daemon().name("testpmd " + name).start(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(process.getInputStream(),
                     StandardCharsets.UTF_8))) {
@@ -163,6 +173,13 @@ public final class Testpmd implements AutoCloseable {
                         + " s of SIGTERM");
             }
             reader.join(deadline.toMillis()); // its output ends with the process
+            if (reader.isAlive()) {
+                // Some other process holds the pipe's write end: the end of stream never comes,
+                // and our read end would stay open. Name them rather than leave a descriptor.
+                throw new IOException("testpmd " + name + " exited, but its output (" + outputPipe
+                        + ") did not end within " + deadline.toSeconds() + " s; also held by "
+                        + OpenDescriptors.holders(outputPipe));
+            }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted waiting for testpmd " + name + " to exit", e);

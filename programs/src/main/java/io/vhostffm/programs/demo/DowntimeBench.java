@@ -418,7 +418,9 @@ public final class DowntimeBench {
     static List<String> leaked(Map<Integer, String> before, Map<Integer, String> after) {
         return OpenDescriptors.opened(before, after).stream()
                 .filter(d -> d.kind() != OpenDescriptors.Kind.OTHER || d.target().startsWith("pipe:"))
-                .map(OpenDescriptors.Descriptor::toString).toList();
+                .map(d -> d.target().startsWith("pipe:") ? d + " (also held by " + OpenDescriptors.holders(d.target())
+                        + ")" : d.toString())
+                .toList();
     }
 
     /**
