@@ -92,8 +92,8 @@ import java.util.Objects;
  * only in the backend process: the device writes a used element over the head of the chain it
  * used and skips the rest of the chain, so the descriptor ring does not tell how long the last
  * used chain was (its tail and a chain the driver made available after it, under a reused buffer
- * id, look alike), and a batch whose flags were not all written yet leaves used elements the
- * driver may not take. (DPDK's net datapath keeps no INFLIGHT_SHMFD record that would tell.)
+ * id, look alike); DPDK's net datapath keeps no INFLIGHT_SHMFD record that would tell.
+ * {@code NetDeviceRuntime} then needs a reset and starts its fallback on fresh rings.
  *
  * <h2>Dirty log</h2>
  * Under LOG_SHMFD (with VHOST_F_LOG_ALL offered): SET_LOG_BASE hands the backend the
