@@ -126,7 +126,7 @@ public final class Testpmd implements AutoCloseable {
             throw new IllegalArgumentException("statistics period " + statisticsPeriod + ": at least 1 s");
         }
         if (!new File(EXECUTABLE).canExecute()) {
-            throw new IOException(EXECUTABLE + " is not installed; bin/peer-bench installs it");
+            throw new IOException(EXECUTABLE + " is not installed; bin/peer-bench and bin/kernel-bench install it");
         }
         List<String> command = List.of(EXECUTABLE, "-l", "0-1", "--no-pci", "--no-huge", "-m", "512",
                 "--file-prefix=vhostffm-" + name + "-" + ProcessHandle.current().pid(),

@@ -765,7 +765,10 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
      * {@link #switchBackend} from the positions the gone backend's {@link NetBackend#stop} gives,
      * so the guest's queues continue on the same rings. Used once: afterwards it is the device's
      * backend and no fallback is set. Without one (null, the default) a gone backend puts the
-     * device in DEVICE_NEEDS_RESET. The caller keeps owning both backends.
+     * device in DEVICE_NEEDS_RESET. When the switch fails (the gone backend cannot say where its
+     * rings stopped, as for packed rings, or the fallback does not start) the device enters
+     * DEVICE_NEEDS_RESET too, but with the fallback as its backend: the driver's reset and
+     * DRIVER_OK start the fallback on fresh rings. The caller keeps owning both backends.
      */
     public void setFallbackBackend(NetBackend fallback) {
         synchronized (model) {
@@ -786,12 +789,26 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             }
             fallback = null;
             try {
+                checkCanServe(next);
+            } catch (IllegalArgumentException e) {
+                model.reportBadGuestInput("backend " + gone + " is gone (" + reason + ") and the fallback " + next
+                        + " cannot serve this device: " + e.getMessage());
+                return;
+            }
+            try {
                 switchBackend(next);
                 LOG.log(Level.WARNING, "backend " + gone + " is gone (" + reason + "); the device runs on "
                         + next + " now");
             } catch (IOException | RuntimeException e) {
+                // The gone backend can never serve again; the fallback can, from fresh rings: it
+                // becomes the device's backend, stopped, and the driver's reset and DRIVER_OK start
+                // it. (Packed rings end here: where a dead backend left them is not in guest memory.)
+                if (backend == gone) {
+                    lastStart = null; // the gone backend stopped itself in the failed switch
+                    backend = next;
+                }
                 model.reportBadGuestInput("backend " + gone + " is gone (" + reason + ") and the switch to the fallback "
-                        + next + " failed: " + e);
+                        + next + " failed: " + e + "; the device starts on the fallback after the driver resets it");
             }
         }
     }

@@ -88,7 +88,12 @@ import java.util.Objects;
  * {@link BackendListener#badGuestInput} naming the ring. Once gone, {@link #stop} cannot ask for
  * the rings' bases: for split rings it returns the positions the guest memory shows (last avail =
  * the used index: what the backend had taken but not used is taken again by the next datapath,
- * nothing lost), for packed rings it fails naming the ring.
+ * nothing lost), for packed rings it fails naming the ring. A packed ring's used position lives
+ * only in the backend process: the device writes a used element over the head of the chain it
+ * used and skips the rest of the chain, so the descriptor ring does not tell how long the last
+ * used chain was (its tail and a chain the driver made available after it, under a reused buffer
+ * id, look alike); DPDK's net datapath keeps no INFLIGHT_SHMFD record that would tell.
+ * {@code NetDeviceRuntime} then needs a reset and starts its fallback on fresh rings.
  *
  * <h2>Dirty log</h2>
  * Under LOG_SHMFD (with VHOST_F_LOG_ALL offered): SET_LOG_BASE hands the backend the
@@ -545,7 +550,8 @@ public final class VhostUserFrontendBackend implements NetBackend {
     /**
      * The positions guest memory shows once the backend is gone: split, last avail = used =
      * used.idx (whatever the backend took but did not use is taken again by the next datapath);
-     * packed rings keep no index a frontend could read, so that is an error naming the ring.
+     * packed rings keep no index a frontend could read (see the class comment), so that is an
+     * error naming the ring.
      */
     private List<QueuePosition> positionsFromMemory(BackendStart stopping) throws IOException {
         List<QueuePosition> positions = new ArrayList<>();
@@ -553,7 +559,8 @@ public final class VhostUserFrontendBackend implements NetBackend {
             QueueGeometry g = q.state().geometry();
             if (g.packed()) {
                 throw new IOException(String.format("%s is gone (%s): packed virtqueue %d's position cannot be read back "
-                        + "from guest memory", name, goneReason, q.index()));
+                        + "from guest memory (a packed ring keeps its used position in the backend only)", name, goneReason,
+                        q.index()));
             }
             int used = usedIdx(stopping.memory(), g);
             positions.add(QueuePosition.split(used, used, 0));
