@@ -118,6 +118,76 @@ class DpdkFallbackPeerTest {
     }
 
     /**
+     * The backend process comes back: testpmd killed, the device on its userspace fallback (the
+     * frames of that time leave through the TAP), then a new testpmd on the same socket path and a
+     * new frontend connection, and a live switch back to it on the same rings: the guest's frames
+     * go round through the new testpmd again, continuing the sequence, each once and in order, and
+     * the new testpmd's own counters hold exactly those frames.
+     */
+    @Test
+    void aReturnedDpdkBackendTakesTheRingsBack() throws Exception {
+        java.util.Map<Integer, String> before = OpenDescriptors.snapshot();
+        Path socket = dir.resolve("dpdk-vhost.sock");
+        int first = 300;
+        int onTap = 100;
+        int back = 300;
+        Testpmd.Counters returned;
+        try (Testpmd pmd = Testpmd.start(socket, "fallback", 1, TESTPMD, System.out)) {
+            CountDownLatch fellBack = new CountDownLatch(1);
+            try (RuntimeRig rig = RuntimeRig.on(1,
+                    tap -> VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1));
+                    UserspaceNetBackend userspace = UserspaceNetBackend.open(rig.tap)) {
+                NetBackend fallback = new Started(userspace, fellBack);
+                rig.device.setFallbackBackend(fallback);
+                FakeGuest guest = rig.guest;
+                guest.postRxBuffers();
+                roundTripThroughTestpmd(guest, first, 0);
+
+                pmd.kill(Duration.ofSeconds(20));
+                assertTrue(fellBack.await(EVENT_MILLIS, TimeUnit.MILLISECONDS),
+                        "no switch to the fallback within " + EVENT_MILLIS + " ms");
+                assertSame(fallback, rig.device.backend(), "the device runs on the fallback");
+                BitSet seen = new BitSet();
+                int sent = 0;
+                long deadline = System.nanoTime() + EVENT_MILLIS * 1_000_000L;
+                while (seen.cardinality() < onTap) {
+                    if (sent < onTap) {
+                        sent += guest.transmitNumbered(0, onTap - sent);
+                    }
+                    guest.collectTx();
+                    byte[] frame = rig.network.nextFromGuest(100);
+                    if (frame != null) {
+                        int seq = (int) Frames.sequence(frame);
+                        assertTrue(seq >= first && seq < first + onTap, "sequence " + seq + " out of range");
+                        assertFalse(seen.get(seq), "frame " + seq + " left the TAP twice");
+                        seen.set(seq);
+                    }
+                    assertTrue(System.nanoTime() < deadline, seen.cardinality() + " of " + onTap
+                            + " frames left the TAP on the fallback");
+                }
+
+                // The backend process returns: a killed testpmd leaves its socket file behind.
+                java.nio.file.Files.deleteIfExists(socket);
+                try (Testpmd again = Testpmd.start(socket, "returned", 1, TESTPMD, System.out);
+                        VhostUserFrontendBackend returning = VhostUserFrontendBackend.connect(socket,
+                                Duration.ofSeconds(10), 1)) {
+                    NetBackend previous = rig.device.switchBackend(returning);
+                    assertSame(fallback, previous, "the switch left the fallback");
+                    assertSame(returning, rig.device.backend(), "the device runs on the returned testpmd");
+                    roundTripThroughTestpmd(guest, back, first + onTap);
+                    assertEquals(null, rig.network.nextFromGuest(0), "no frame left the TAP after the switch back");
+                    rig.device.stopDatapath();
+                    returned = again.stop(TESTPMD);
+                }
+            }
+        }
+        assertEquals(new Testpmd.Counters(back, back, 0), returned, "the returned testpmd's counters");
+        System.out.printf("return: %d frames through testpmd, %d through the TAP on the fallback, %d through the "
+                + "returned testpmd: all once, in order%n", first, onTap, back);
+        assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
+    }
+
+    /**
      * Packed rings (RING_PACKED negotiated with testpmd): where a dead backend left a packed ring is
      * not in guest memory (VhostUserFrontendBackend), so the rings cannot go on. A killed testpmd
      * puts the device in DEVICE_NEEDS_RESET naming the ring, with the fallback as its backend but
@@ -290,10 +360,16 @@ class DpdkFallbackPeerTest {
      * once did not come back: testpmd counted 500 received and 499 transmitted.)
      */
     private static void roundTripThroughTestpmd(FakeGuest guest, int count) throws Exception {
+        roundTripThroughTestpmd(guest, count, 0);
+    }
+
+    /** As above, the guest's next {@code count} frames being numbered from {@code firstSequence}. */
+    private static void roundTripThroughTestpmd(FakeGuest guest, int count, long firstSequence) throws Exception {
+        int already = guest.receivedCount(0);
         int sent = 0;
         long deadline = System.nanoTime() + EVENT_MILLIS * 1_000_000L;
-        while (guest.receivedCount(0) < count) {
-            int room = ROUND_TRIP_WINDOW - (sent - guest.receivedCount(0));
+        while (guest.receivedCount(0) - already < count) {
+            int room = ROUND_TRIP_WINDOW - (sent - (guest.receivedCount(0) - already));
             if (sent < count && room > 0) {
                 sent += guest.transmitNumbered(0, Math.min(room, count - sent));
             }
@@ -301,12 +377,14 @@ class DpdkFallbackPeerTest {
             if (guest.collectRx() == 0) {
                 guest.awaitCall(100, 0, 1);
             }
-            assertTrue(System.nanoTime() < deadline, guest.receivedCount(0) + " of " + count + " frames came back");
+            assertTrue(System.nanoTime() < deadline, (guest.receivedCount(0) - already) + " of " + count
+                    + " frames came back");
         }
-        assertEquals(count, guest.receivedCount(0));
+        assertEquals(already + count, guest.receivedCount(0));
         List<Long> order = guest.received(0);
         for (int i = 0; i < count; i++) {
-            assertEquals(i, order.get(i).longValue(), "frame " + i + " back in order, once");
+            assertEquals(firstSequence + i, order.get(already + i).longValue(), "frame " + (firstSequence + i)
+                    + " back in order, once");
         }
     }
 
