@@ -278,75 +278,13 @@ class DpdkFallbackPeerTest {
             try (RuntimeRig rig = RuntimeRig.on(1,
                     tap -> VhostUserFrontendBackend.connect(socket, Duration.ofSeconds(10), 1));
                     UserspaceNetBackend userspace = UserspaceNetBackend.open(rig.tap)) {
-                FakeGuest guest = rig.guest;
-                guest.postRxBuffers();
-                NetBackend other = userspace;
-                BitSet viaTap = new BitSet();
-                int sent = 0;
-                int nextSwitch = 200;
-                long deadline = System.nanoTime() + 4L * EVENT_MILLIS * 1_000_000L;
-                int quietRounds = 0;
-                // Until every frame is accounted for, or every transmit chain was used and nothing
-                // arrived for 50 rounds of 20 ms (what testpmd dropped never comes).
-                while (guest.receivedCount(0) + viaTap.cardinality() < frames
-                        && !(sent >= frames && guest.txInFlight(0) == 0 && quietRounds >= 50)) {
-                    if (sent < frames) {
-                        sent += guest.transmitNumbered(0, Math.min(32, frames - sent));
-                    }
-                    if (sent >= nextSwitch && nextSwitch < frames) {
-                        other = rig.device.switchBackend(other); // live, mid-stream
-                        switches++;
-                        nextSwitch += 200;
-                    }
-                    guest.collectTx();
-                    boolean progress = guest.collectRx() > 0;
-                    byte[] frame;
-                    while ((frame = rig.network.nextFromGuest(0)) != null) {
-                        int seq = (int) Frames.sequence(frame);
-                        assertTrue(seq >= 0 && seq < frames, "sequence " + seq);
-                        assertTrue(!viaTap.get(seq), "frame " + seq + " left the TAP twice");
-                        viaTap.set(seq);
-                        progress = true;
-                    }
-                    if (!progress && sent >= frames) {
-                        quietRounds = guest.awaitCall(20, 0, 1) ? 0 : quietRounds + 1;
-                    } else {
-                        quietRounds = 0;
-                    }
-                    assertTrue(System.nanoTime() < deadline, guest.receivedCount(0) + " back from testpmd and "
-                            + viaTap.cardinality() + " through the TAP of " + frames + " after " + switches + " switches");
-                }
-                rig.device.stopDatapath();
-                // Ring level: every chain the guest made available was used once (collectTx checks ids).
-                guest.collectTx();
-                assertEquals(0, guest.txInFlight(0), "transmit chains not used");
-                guest.collectRx(); // what was used before the stop
-                byte[] late;
-                while ((late = rig.network.nextFromGuest(0)) != null) {
-                    int seq = (int) Frames.sequence(late);
-                    assertTrue(!viaTap.get(seq), "frame " + seq + " left the TAP twice");
-                    viaTap.set(seq);
-                }
-                BitSet all = (BitSet) viaTap.clone();
-                for (long seq : guest.received(0)) {
-                    assertTrue(!all.get((int) seq), "frame " + seq + " arrived twice (testpmd and TAP, or twice from testpmd)");
-                    all.set((int) seq);
-                }
-                assertTrue(guest.receivedCount(0) > 0 && viaTap.cardinality() > 0, "both datapaths carried frames");
-                // SIGTERM: testpmd prints its final statistics.
-                Testpmd.Counters counted = pmd.stop(Duration.ofSeconds(30));
-                long tookFromGuest = counted.rxPackets();
-                long gaveToGuest = counted.txPackets();
-                long droppedByTestpmd = counted.txDropped();
-                // What testpmd took from the transmit ring is what did not leave through the TAP; what
-                // it gave back is what the guest received; the difference is what its own forwarding
-                // dropped (a frame it held when the device switched away and disabled its receive ring).
-                assertEquals(frames - viaTap.cardinality(), tookFromGuest, "frames testpmd took from the transmit ring");
-                assertEquals(guest.receivedCount(0), gaveToGuest, "frames testpmd put into the receive ring");
-                assertEquals(tookFromGuest - gaveToGuest, droppedByTestpmd, "testpmd's own TX-dropped");
-                assertEquals(frames, all.cardinality() + droppedByTestpmd, "every frame once, or counted dropped by testpmd");
+                rig.guest.postRxBuffers();
+                EchoSwitching.Result r = EchoSwitching.streamWhileSwitching(rig, pmd, List.of(rig.backend, userspace),
+                        frames, 200, Duration.ofMillis(4L * EVENT_MILLIS), Duration.ofSeconds(30));
+                switches = r.switches();
                 System.out.printf("live switch: %d switches, %d frames through testpmd (%d dropped by its forwarding), "
-                        + "%d through the TAP, each once%n", switches, gaveToGuest, droppedByTestpmd, viaTap.cardinality());
+                        + "%d through the TAP, each once%n", switches, r.counted().txPackets(), r.counted().txDropped(),
+                        r.viaTap().cardinality());
             }
             assertEquals(9, switches);
         }

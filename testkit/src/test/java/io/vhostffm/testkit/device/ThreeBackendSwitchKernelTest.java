@@ -1,11 +1,7 @@
 package io.vhostffm.testkit.device;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.vhostffm.testkit.FakeGuest;
-import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.OpenDescriptors;
 import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.vhost.device.NetBackend;
@@ -15,7 +11,6 @@ import io.vhostffm.vhost.vhostuser.frontend.VhostUserFrontendBackend;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.BitSet;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Tag;
@@ -71,88 +66,20 @@ class ThreeBackendSwitchKernelTest {
                     UserspaceNetBackend userspace = UserspaceNetBackend.open(rig.tap)) {
                 NetBackend vhostUser = rig.backend;
                 List<NetBackend> cycle = reverse ? List.of(vhostUser, userspace, kernel) : List.of(vhostUser, kernel, userspace);
-                FakeGuest guest = rig.guest;
-                guest.postRxBuffers();
-                order.add(label(rig.device.backend(), vhostUser, kernel));
-
-                BitSet viaTap = new BitSet();
-                int sent = 0;
-                int switches = 0;
-                int nextSwitch = PER_BACKEND;
-                long deadline = System.nanoTime() + STREAM_NANOS;
-                int quietRounds = 0;
-                // Until every frame is accounted for, or every transmit chain was used and nothing
-                // arrived for 50 rounds of 20 ms (what testpmd dropped never comes).
-                while (guest.receivedCount(0) + viaTap.cardinality() < FRAMES
-                        && !(sent >= FRAMES && guest.txInFlight(0) == 0 && quietRounds >= 50)) {
-                    if (sent < FRAMES) {
-                        sent += guest.transmitNumbered(0, Math.min(32, FRAMES - sent));
-                    }
-                    if (sent >= nextSwitch && nextSwitch < FRAMES) {
-                        NetBackend next = cycle.get((switches + 1) % cycle.size());
-                        rig.device.switchBackend(next); // live, mid-stream
-                        switches++;
-                        order.add(label(next, vhostUser, kernel));
-                        nextSwitch += PER_BACKEND;
-                    }
-                    guest.collectTx();
-                    boolean progress = guest.collectRx() > 0;
-                    progress |= drainTap(rig, viaTap);
-                    if (!progress && sent >= FRAMES) {
-                        quietRounds = guest.awaitCall(20, 0, 1) ? 0 : quietRounds + 1;
-                    } else {
-                        quietRounds = 0;
-                    }
-                    assertTrue(System.nanoTime() < deadline, guest.receivedCount(0) + " back from testpmd and "
-                            + viaTap.cardinality() + " through the TAP of " + FRAMES + " after " + switches
-                            + " switches (" + order + ")");
-                }
-                assertFalse(guest.needsReset(), () -> "NEEDS_RESET: " + rig.device.model().lastError());
-                rig.device.stopDatapath();
-                // Ring level: every chain the guest made available was used once (collectTx checks ids).
-                guest.collectTx();
-                assertEquals(0, guest.txInFlight(0), "transmit chains not used");
-                guest.collectRx(); // what was used before the stop
-                drainTap(rig, viaTap);
-                BitSet all = (BitSet) viaTap.clone();
-                for (long seq : guest.received(0)) {
-                    assertTrue(!all.get((int) seq), "frame " + seq + " arrived twice (testpmd and TAP, or twice from testpmd)");
-                    all.set((int) seq);
-                }
-                assertTrue(guest.receivedCount(0) > 0 && viaTap.cardinality() > 0, "both ways out carried frames");
-                // SIGTERM: testpmd prints its final statistics.
-                Testpmd.Counters counted = pmd.stop(Duration.ofSeconds(60));
-                // What testpmd took from the transmit ring is what did not leave through the TAP; what
-                // it gave back is what the guest received; the difference is what its forwarding
-                // dropped (frames it held when the device switched away and disabled its receive ring).
-                assertEquals(FRAMES - viaTap.cardinality(), counted.rxPackets(), "frames testpmd took from the transmit ring");
-                assertEquals(guest.receivedCount(0), counted.txPackets(), "frames testpmd put into the receive ring");
-                assertEquals(counted.rxPackets() - counted.txPackets(), counted.txDropped(), "testpmd's own TX-dropped");
-                assertEquals(FRAMES, all.cardinality() + counted.txDropped(), "every frame once, or counted dropped by testpmd");
-                assertEquals(6, switches);
+                rig.guest.postRxBuffers();
+                EchoSwitching.Result r = EchoSwitching.streamWhileSwitching(rig, pmd, cycle, FRAMES, PER_BACKEND,
+                        Duration.ofNanos(STREAM_NANOS), TESTPMD);
+                r.order().forEach(b -> order.add(label(b, vhostUser, kernel)));
+                assertEquals(6, r.switches());
                 System.out.printf("three backends (%s): %d frames, %d switches %s in %d ms: %d back from testpmd "
                                 + "(%d dropped by its forwarding), %d through the TAP, each once%n",
-                        reverse ? "reverse" : "forward", FRAMES, switches, order,
-                        (System.nanoTime() - began) / 1_000_000, counted.txPackets(), counted.txDropped(),
-                        viaTap.cardinality());
+                        reverse ? "reverse" : "forward", FRAMES, r.switches(), order,
+                        (System.nanoTime() - began) / 1_000_000, r.counted().txPackets(), r.counted().txDropped(),
+                        r.viaTap().cardinality());
             }
         }
         assertEquals(List.of(), OpenDescriptors.opened(before, OpenDescriptors.snapshot()), "descriptors left open");
         return order;
-    }
-
-    /** Takes every frame the TAP has from the guest into {@code viaTap}; true when there was one. */
-    private static boolean drainTap(RuntimeRig rig, BitSet viaTap) throws Exception {
-        boolean any = false;
-        byte[] frame;
-        while ((frame = rig.network.nextFromGuest(0)) != null) {
-            int seq = (int) Frames.sequence(frame);
-            assertTrue(seq >= 0 && seq < FRAMES, "sequence " + seq);
-            assertTrue(!viaTap.get(seq), "frame " + seq + " left the TAP twice");
-            viaTap.set(seq);
-            any = true;
-        }
-        return any;
     }
 
     private static String label(NetBackend backend, NetBackend vhostUser, NetBackend kernel) {
