@@ -102,6 +102,16 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, ADDRESS));
     private static final MethodHandle FCNTL = capturing("fcntl",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    /**
+     * {@code syscall(2)} for the two io_uring calls glibc has no wrapper for. Every argument is
+     * passed as a long: syscall reads its variadic arguments as longs, and an int would leave the
+     * register's upper half undefined.
+     */
+    private static final MethodHandle SYSCALL_2 = capturing("syscall",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS), Linker.Option.firstVariadicArg(1));
+    private static final MethodHandle SYSCALL_6 = capturing("syscall",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, JAVA_LONG),
+            Linker.Option.firstVariadicArg(1));
     /** geteuid and getegid cannot fail: no errno to capture. */
     private static final MethodHandle GETEUID = LINKER.downcallHandle(find("geteuid"), FunctionDescriptor.of(JAVA_INT));
     private static final MethodHandle GETEGID = LINKER.downcallHandle(find("getegid"), FunctionDescriptor.of(JAVA_INT));
@@ -177,6 +187,22 @@ public final class Libc {
         try {
             MemorySegment result = (MemorySegment) MMAP.invokeExact(s.capture, MemorySegment.ofAddress(addr), length, prot, flags, fd, offset);
             return result.address();
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** {@code io_uring_setup(entries, params)}: the ring's descriptor, or -1. */
+    public static int ioUringSetup(CallState s, int entries, MemorySegment params) {
+        try {
+            return (int) (long) SYSCALL_2.invokeExact(s.capture, (long) LinuxConstants.SYS_IO_URING_SETUP, (long) entries,
+                    params);
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** {@code io_uring_enter(fd, toSubmit, minComplete, flags, NULL, 0)}: how many it submitted, or -1. */
+    public static int ioUringEnter(CallState s, int fd, int toSubmit, int minComplete, int flags) {
+        try {
+            return (int) (long) SYSCALL_6.invokeExact(s.capture, (long) LinuxConstants.SYS_IO_URING_ENTER, (long) fd,
+                    (long) toSubmit, (long) minComplete, (long) flags, MemorySegment.NULL, 0L);
         } catch (Throwable t) { throw unexpected(t); }
     }
 

@@ -40,6 +40,19 @@ public final class LinuxConstants {
     public static final int PROT_WRITE = 2;
     public static final int MAP_SHARED = 1;
 
+    public static final int MAP_POPULATE = 0x8000;
+
+    // <linux/io_uring.h>, <asm/unistd_64.h>
+    public static final int SYS_IO_URING_SETUP = 425;
+    public static final int SYS_IO_URING_ENTER = 426;
+    public static final long IORING_OFF_SQ_RING = 0L;
+    public static final long IORING_OFF_CQ_RING = 0x8000000L;
+    public static final long IORING_OFF_SQES = 0x10000000L;
+    public static final int IORING_FEAT_SINGLE_MMAP = 1;
+    public static final int IORING_ENTER_GETEVENTS = 1;
+    public static final byte IORING_OP_READV = 1;
+    public static final byte IORING_OP_WRITEV = 2;
+
     // <sys/socket.h>, <sys/un.h>
     public static final int AF_UNIX = 1;
     public static final int AF_INET = 2;
