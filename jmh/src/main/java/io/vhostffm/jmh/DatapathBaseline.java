@@ -4,102 +4,37 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
-import io.vhostffm.vhost.os.Errno;
 import java.io.IOException;
-import java.io.InputStream;
-import java.lang.foreign.AddressLayout;
-import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.Comparator;
-import java.util.List;
-import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 /**
- * The C baseline of {@link UserspaceDatapathBenchmark}: {@code datapath-baseline.c} (a resource of
- * this jar, from {@code jmh/src/main/c}), compiled with gcc {@code -O2} into a shared library in
- * a temporary directory when a trial starts, and called through FFM with the descriptors the
- * benchmark's fixture opened (the TAP queues and the AF_PACKET socket), so that both sides of the
- * ratio run on the same set-up in the same JVM run. Needs gcc (or cc) on the PATH.
+ * The C baseline of {@link UserspaceDatapathBenchmark}: {@code datapath-baseline.c}, compiled when
+ * a trial starts ({@link CompiledC}) and called through FFM with the descriptors the benchmark's
+ * fixture opened (the TAP queues and the AF_PACKET socket), so that both sides of the ratio run
+ * on the same set-up in the same JVM run.
  */
 final class DatapathBaseline implements AutoCloseable {
     static final String SOURCE = "datapath-baseline.c";
-    private static final AddressLayout CSTRING_POINTER = ADDRESS.withTargetLayout(
-            java.lang.foreign.MemoryLayout.sequenceLayout(64, java.lang.foreign.ValueLayout.JAVA_BYTE));
     private static final FunctionDescriptor TRANSMIT = FunctionDescriptor.of(JAVA_LONG,
             ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, ADDRESS);
     private static final FunctionDescriptor RECEIVE = FunctionDescriptor.of(JAVA_LONG,
             JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT,
             ADDRESS, ADDRESS);
 
-    private final Path directory;
-    private final Arena arena = Arena.ofShared();
+    private final CompiledC library;
     private final MethodHandle transmit;
     private final MethodHandle receive;
     private final MethodHandle nonblocking;
     private final MemorySegment failedCall;
 
     DatapathBaseline() throws IOException {
-        directory = Files.createTempDirectory("vffm-datapath-baseline");
-        try {
-            Path source = directory.resolve(SOURCE);
-            try (InputStream in = DatapathBaseline.class.getResourceAsStream(SOURCE)) {
-                if (in == null) {
-                    throw new IllegalStateException(SOURCE + " is not on the class path next to " + DatapathBaseline.class);
-                }
-                Files.copy(in, source);
-            }
-            Path library = directory.resolve("libvffm-datapath-baseline.so");
-            compile(source, library);
-            SymbolLookup lookup = SymbolLookup.libraryLookup(library, arena);
-            Linker linker = Linker.nativeLinker();
-            transmit = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_transmit"), TRANSMIT);
-            receive = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_receive"), RECEIVE);
-            nonblocking = linker.downcallHandle(lookup.findOrThrow("vffm_baseline_nonblocking"),
-                    FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS));
-            failedCall = arena.allocate(ADDRESS);
-        } catch (IOException | RuntimeException e) {
-            close();
-            throw e;
-        }
-    }
-
-    private static void compile(Path source, Path library) throws IOException {
-        List<String> command = new ArrayList<>(List.of(compiler(), "-std=gnu11", "-O2", "-Wall", "-Werror",
-                "-shared", "-fPIC", "-o", library.toString(), source.toString()));
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        byte[] out = p.getInputStream().readAllBytes();
-        try {
-            if (!p.waitFor(60, TimeUnit.SECONDS)) {
-                p.destroyForcibly();
-                throw new IllegalStateException("gcc did not finish in 60 s: " + command);
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted compiling " + source, e);
-        }
-        if (p.exitValue() != 0) {
-            throw new IllegalStateException("gcc could not compile " + source + ":\n" + new String(out, StandardCharsets.UTF_8));
-        }
-    }
-
-    private static String compiler() {
-        for (String candidate : List.of("gcc", "cc")) {
-            for (String dir : System.getenv().getOrDefault("PATH", "/usr/bin:/bin").split(":")) {
-                if (Files.isExecutable(Path.of(dir, candidate))) {
-                    return Path.of(dir, candidate).toString();
-                }
-            }
-        }
-        throw new IllegalStateException("no C compiler (gcc) on the PATH for the datapath's C baseline: apt-get install gcc");
+        library = new CompiledC(SOURCE);
+        transmit = library.function("vffm_baseline_transmit", TRANSMIT);
+        receive = library.function("vffm_baseline_receive", RECEIVE);
+        nonblocking = library.function("vffm_baseline_nonblocking", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS));
+        failedCall = library.failedCall();
     }
 
     /**
@@ -156,23 +91,12 @@ final class DatapathBaseline implements AutoCloseable {
     }
 
     private long check(long result) {
-        if (result >= 0) {
-            return result;
-        }
-        String call = failedCall.get(CSTRING_POINTER, 0).getString(0, StandardCharsets.US_ASCII);
-        throw new IllegalStateException("C baseline: " + call + ": " + Errno.describe((int) -result));
+        return library.check(result);
     }
 
-    /** Unloads the library and removes the temporary directory. */
+    /** Unloads the library and removes its temporary directory. */
     @Override
     public void close() {
-        arena.close();
-        try (Stream<Path> files = Files.walk(directory)) {
-            for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        } catch (IOException e) {
-            throw new IllegalStateException("could not remove " + directory, e);
-        }
+        library.close();
     }
 }

@@ -191,6 +191,46 @@ class BenchmarkFixturesTest {
                 "TAP " + tap + " removed");
     }
 
+    @ParameterizedTest
+    @CsvSource({"java-write, 64", "java-io_uring, 64", "c-writev, 64", "c-io_uring, 64", "java-write, 1514",
+            "java-io_uring, 1514", "c-writev, 1514", "c-io_uring, 1514"})
+    void tapBatchWritesPutEveryFrameOnTheTap(String impl, int frameSize) throws Exception {
+        TapBatchWriteBenchmark bench = new TapBatchWriteBenchmark();
+        bench.frameSize = frameSize;
+        bench.impl = impl;
+        bench.setUp();
+        String tap = bench.tapName();
+        int batches = 5;
+        try (io.vhostffm.vhost.os.PacketSocket socket = io.vhostffm.vhost.os.PacketSocket.bind(tap);
+                java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            socket.setReceiveBuffer(1 << 22);
+            long packet = io.vhostffm.testkit.FakeGuest.HEADER + frameSize - 4;
+            for (int i = 0; i < batches; i++) {
+                long result = bench.write();
+                // Java returns the bytes written, C the frames.
+                assertEquals(impl.startsWith("java") ? TapBatchWriteBenchmark.BATCH * packet : TapBatchWriteBenchmark.BATCH,
+                        result, impl + " batch " + i);
+            }
+            java.lang.foreign.MemorySegment buffer = arena.allocate(2048);
+            int ours = 0;
+            long n;
+            while ((n = socket.receive(buffer, 1000)) >= 0) {
+                if (n == frameSize - 4 && buffer.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 12) == (byte) 0x88
+                        && buffer.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13) == (byte) 0xb5) {
+                    ours++;
+                }
+                if (ours == batches * TapBatchWriteBenchmark.BATCH) {
+                    break;
+                }
+            }
+            assertEquals(batches * TapBatchWriteBenchmark.BATCH, ours, impl + ": frames that left the TAP");
+        } finally {
+            bench.tearDown();
+        }
+        assertEquals(false, java.nio.file.Files.exists(java.nio.file.Path.of("/sys/class/net", tap)),
+                "TAP " + tap + " removed");
+    }
+
     @SuppressWarnings("unchecked")
     private static <T> T field(Object target, String name) throws ReflectiveOperationException {
         Field field = target.getClass().getDeclaredField(name);
