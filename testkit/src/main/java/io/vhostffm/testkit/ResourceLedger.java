@@ -36,7 +36,7 @@ public final class ResourceLedger {
     public enum ThreadKind {
         /** {@code virtio-net-ctrl-vq-N}: serves the control virtqueue while the datapath runs. */
         CONTROL_QUEUE("virtio-net-ctrl-vq-"),
-        /** {@code vhost-ffm userspace datapath pair N (...)}: one per running queue pair. */
+        /** {@code vhost-ffm userspace datapath pair N (...)[, pair M (...)]}: one per running worker. */
         USERSPACE_DATAPATH("vhost-ffm userspace datapath pair "),
         /** {@code vhost-net-ring-errors TAP}: waits on vhost-net's ring error eventfds. */
         VHOST_NET_ERROR_WATCHER("vhost-net-ring-errors "),

@@ -12,7 +12,8 @@ import java.lang.reflect.Method;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * What the datapath thread allocates per frame in steady state, transmit and receive, with the
@@ -34,11 +35,16 @@ class UserspaceDatapathAllocationTest {
     private static final int ROUNDS = 16;
     private static final int PER_ROUND = 2000;
 
-    @Test
-    void steadyStateAllocationIsOnlyTheJdksErrnoCaptureSlice() throws Exception {
-        try (DatapathRig rig = new DatapathRig(1, true); DirtyLog log = DirtyLog.covering(rig.memory)) {
+    /**
+     * One pair on its worker, and two pairs sharing one worker (the measured pair 0 carries the
+     * frames; the worker services both in every round and polls both).
+     */
+    @ParameterizedTest(name = "{0} pairs on one worker thread")
+    @ValueSource(ints = {1, 2})
+    void steadyStateAllocationIsOnlyTheJdksErrnoCaptureSlice(int pairs) throws Exception {
+        try (DatapathRig rig = new DatapathRig(pairs, true); DirtyLog log = DirtyLog.covering(rig.memory)) {
             rig.guest.postRxBuffers();
-            UserspaceDatapath datapath = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, log);
+            UserspaceDatapath datapath = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, log, 1);
             try {
                 Thread worker = Thread.getAllStackTraces().keySet().stream()
                         .filter(t -> t.getName().startsWith("vhost-ffm userspace datapath pair 0 (tap " + rig.tap.name()))

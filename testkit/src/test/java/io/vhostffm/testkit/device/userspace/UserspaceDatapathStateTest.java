@@ -168,18 +168,25 @@ class UserspaceDatapathStateTest {
     }
 
     /**
-     * Two pairs, a transmit buffer of pair 0 outside guest memory: pair 0's thread ends and
-     * {@code stoppedPairs()} names it with the reason the device got; the datapath still runs and
-     * pair 1 transmits 100 frames, each arriving once, in order; stop reports all four queues.
+     * Two pairs, a transmit buffer of pair 0 outside guest memory: pair 0 stops (on a worker of
+     * its own, that thread ends; on a shared one, the thread goes on) and {@code stoppedPairs()}
+     * names it with the reason the device got; the datapath still runs and pair 1 transmits 100
+     * frames, each arriving once, in order; stop reports all four queues.
      */
-    @Test
-    void badGuestInputStopsOnlyThatPair() throws Exception {
+    @ParameterizedTest(name = "{0} worker threads")
+    @ValueSource(ints = {1, 2})
+    void badGuestInputStopsOnlyThatPair(int workers) throws Exception {
         try (DatapathRig rig = new DatapathRig(2, true)) {
             rig.guest.tx(0).add(new long[] {rig.layout.txSlot(0, 0), 0x7000_0000_0000L}, new int[] {12, 100}, 2, 0);
-            UserspaceDatapath datapath = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
+            UserspaceDatapath datapath = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null, workers);
             try {
+                assertEquals(workers, datapath.workerThreads());
                 rig.awaitNeedsReset();
-                awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+                if (workers == 2) {
+                    awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+                } else {
+                    assertTrue(sharedWorker(rig).isAlive(), "the shared worker serves pair 1 on");
+                }
                 assertTrue(datapath.isRunning(), "pair 1 still runs");
                 String reason = rig.needsResetReasons.getFirst();
                 assertTrue(reason.startsWith("userspace datapath, queue pair 0: virtqueue 1: buffer not inside guest memory"),
@@ -192,6 +199,60 @@ class UserspaceDatapathStateTest {
             }
             assertFalse(datapath.isRunning());
         }
+    }
+
+    /**
+     * Two pairs on one worker thread, pair 1 carrying a stream of frames: between two stretches
+     * of it the guest puts a chain with a buffer outside guest memory on pair 0 and kicks, and
+     * pair 1's stream goes straight on, not waiting for the report. Pair 0 stops alone (the
+     * device hears of it once, {@code stoppedPairs()} names it), the shared thread keeps
+     * running, every frame of pair 1 arrives once and in order, before, across and after the
+     * stop, and stop reports all four queues, pair 0's transmit queue with the bad chain not
+     * completed (given back: its used index did not move).
+     */
+    @Test
+    void sharedWorkerServesTheOtherPairOnWhenOnePairStopsOnBadInput() throws Exception {
+        try (DatapathRig rig = new DatapathRig(2, true)) {
+            UserspaceDatapath datapath = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null, 1);
+            List<QueueState> states = List.of();
+            try {
+                assertEquals(1, datapath.workerThreads());
+                Thread shared = sharedWorker(rig);
+                Random random = new Random(21);
+                rig.transmitAndCheck(new int[] {1}, 0, 300, UserspaceDatapathTest.lengths(random, 300), 50);
+
+                rig.guest.tx(0).add(new long[] {rig.layout.txSlot(0, 0), 0x7000_0000_0000L}, new int[] {12, 100}, 2, 0);
+                rig.guest.kickIfNeeded(1);
+                rig.transmitAndCheck(new int[] {1}, 300, 300, UserspaceDatapathTest.lengths(random, 300), 50);
+
+                rig.awaitNeedsReset();
+                String reason = rig.needsResetReasons.getFirst();
+                assertTrue(reason.startsWith("userspace datapath, queue pair 0: virtqueue 1: buffer not inside guest memory"),
+                        reason);
+                assertEquals(java.util.Map.of(0, reason), datapath.stoppedPairs());
+                rig.transmitAndCheck(new int[] {1}, 600, 300, UserspaceDatapathTest.lengths(random, 300), 50);
+                assertTrue(shared.isAlive(), "the shared worker serves pair 1 on");
+                assertTrue(datapath.isRunning(), "pair 1 still runs");
+                assertEquals(java.util.Map.of(0, reason), datapath.stoppedPairs());
+                assertEquals(1, rig.needsResetReasons.size(), "pair 0 reported once");
+                assertEquals(900, datapath.stats(1).txFrames());
+                assertEquals(0, datapath.stats(0).txFrames());
+            } finally {
+                states = datapath.stop();
+            }
+            assertEquals(4, states.size(), "stop reports every queue");
+            assertEquals(0, states.get(1).position().usedIdx(), "pair 0's bad chain never completed");
+            assertFalse(datapath.isRunning());
+            awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+        }
+    }
+
+    /** The one worker thread serving both pairs of {@code rig}'s TAP. */
+    private static Thread sharedWorker(DatapathRig rig) {
+        String name = "vhost-ffm userspace datapath pair 0 (tap " + rig.tap.name();
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith(name) && t.getName().contains(", pair 1 (tap " + rig.tap.name()))
+                .findFirst().orElseThrow(() -> new AssertionError("no worker thread serves pairs 0 and 1"));
     }
 
     /** Joins, with a deadline, every live thread whose name contains {@code marker}. */

@@ -118,12 +118,15 @@ class UserspaceDatapathTest {
         }
     }
 
-    @Test
-    void twoQueuePairsCarryTrafficBothWays() throws Exception {
+    /** Both pairs on one shared worker thread, and each on its own. */
+    @ParameterizedTest(name = "{0} worker threads")
+    @ValueSource(ints = {1, 2})
+    void twoQueuePairsCarryTrafficBothWays(int workers) throws Exception {
         try (DatapathRig rig = new DatapathRig(2, true)) {
             rig.guest.postRxBuffers();
-            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null);
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null, workers);
             try {
+                assertEquals(workers, backend.workerThreads());
                 int perQueue = FRAMES / 2;
                 // TX: both queues at once, each its own stream, checked in order per stream.
                 rig.transmitAndCheck(new int[] {0, 1}, 0, perQueue, lengths(new Random(10), perQueue), 500);

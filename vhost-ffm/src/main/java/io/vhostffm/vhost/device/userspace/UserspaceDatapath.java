@@ -43,18 +43,21 @@ import java.util.function.Supplier;
  * <li>Receive: mergeable receive buffers; one readv straight into the guest's posted buffers,
  *     {@code num_buffers} set in the first header, the receive filter applied, no frame dropped
  *     for lack of buffers (the TAP is not read until the guest posts some).</li>
- * <li>One thread per queue pair sleeps in poll(2) on the kick eventfds, the TAP queue and a stop
- *     eventfd; call eventfds are signalled only when the ring says so (event idx or flags).</li>
+ * <li>Worker threads ({@link #workerThreads(int, int) how many}), each serving one or more queue
+ *     pairs (assigned round-robin), sleep in one poll(2) on their pairs' kick eventfds and TAP
+ *     queues and a stop eventfd; call eventfds are signalled only when the ring says so (event
+ *     idx or flags).</li>
  * <li>Every page it writes in guest memory (used elements, used index, notification area,
  *     receive buffers) is marked in the {@link DirtyLog}, if one is given.</li>
  * <li>{@link #stop()} ends the threads and returns each queue's state, with chains taken but not
  *     used given back, so another backend (kernel vhost-net, a new userspace datapath,
  *     migration) continues exactly where this one stopped: no frame lost or sent twice.</li>
  * <li>Bad guest input on a queue (a malformed chain, a buffer outside guest memory, a chain
- *     that breaks virtio-net's rules) stops that queue's pair only: its thread ends, nothing more
- *     is read from or written to its rings, and the listener hears
+ *     that breaks virtio-net's rules) stops that queue's pair only: nothing more is read from or
+ *     written to its rings (its worker goes on with its other pairs, or ends if it has none), and the listener hears
  *     {@link BackendListener#queuePairStopped} naming the queue, index, address and rule (the
- *     device goes to DEVICE_NEEDS_RESET). The other pairs keep carrying frames until the datapath
+ *     device goes to DEVICE_NEEDS_RESET). The other pairs, on the same worker or another, keep
+ *     carrying frames until the datapath
  *     is stopped (the driver's reset). Nothing outside guest memory is touched. Any other failure
  *     of a pair (a TAP or poll error) stops every pair.</li>
  * </ul>
@@ -111,9 +114,11 @@ public final class UserspaceDatapath implements AutoCloseable {
      *                           while {@link #setLargeReceiveFrames large frames} are on)
      * @param mergeableRxBuffers VIRTIO_NET_F_MRG_RXBUF negotiated: a frame may span chains; else
      *                           each frame goes into one chain and one that does not fit is dropped
+     * @param workerThreads      worker threads to serve the pairs (at most one per pair); 0: the
+     *                           default ({@link #workerThreads(int, int)})
      */
     public record Settings(Supplier<RxFilter> filter, BackendListener listener, Supplier<DirtyLog> dirtyLog,
-            QueueOpener opener, int mtu, boolean mergeableRxBuffers) {
+            QueueOpener opener, int mtu, boolean mergeableRxBuffers, int workerThreads) {
         public Settings {
             Objects.requireNonNull(listener, "listener");
             Objects.requireNonNull(opener, "opener");
@@ -126,7 +131,60 @@ public final class UserspaceDatapath implements AutoCloseable {
             if (mtu < 68 || mtu > 65535) {
                 throw new IllegalArgumentException("mtu must be in 68..65535: " + mtu);
             }
+            if (workerThreads < 0) {
+                throw new IllegalArgumentException("workerThreads must be 0 (the default) or more: " + workerThreads);
+            }
         }
+
+        /** With the default number of worker threads. */
+        public Settings(Supplier<RxFilter> filter, BackendListener listener, Supplier<DirtyLog> dirtyLog,
+                QueueOpener opener, int mtu, boolean mergeableRxBuffers) {
+            this(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, 0);
+        }
+
+        /** The same with {@code threads} worker threads (0: the default). */
+        public Settings withWorkerThreads(int threads) {
+            return new Settings(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, threads);
+        }
+    }
+
+    /**
+     * The system property that sets the default number of worker threads (1 or more; capped at
+     * the number of pairs), for datapaths whose {@link Settings#workerThreads()} is 0.
+     */
+    public static final String WORKER_THREADS_PROPERTY = "io.vhostffm.userspace.workerThreads";
+
+    /**
+     * How many worker threads serve {@code pairs} queue pairs: {@code requested} when above 0,
+     * else the system property {@value #WORKER_THREADS_PROPERTY} when set, else one processor
+     * short of the host's, {@code max(1, availableProcessors - 1)}; never more than one per pair.
+     * Each worker busy-polls (a processor while traffic flows): the processor left over is for
+     * the guest (its vCPU threads) and the rest of the host. On a 2-core host every pair shares
+     * one worker, as a C datapath serving all queues from one thread does.
+     *
+     * @throws IllegalArgumentException when the property is not a number of 1 or more
+     */
+    public static int workerThreads(int requested, int pairs) {
+        if (pairs < 1) {
+            throw new IllegalArgumentException("no queue pair to serve");
+        }
+        int threads = requested;
+        if (threads <= 0) {
+            String property = System.getProperty(WORKER_THREADS_PROPERTY);
+            if (property != null) {
+                try {
+                    threads = Integer.parseInt(property.strip());
+                } catch (NumberFormatException e) {
+                    threads = 0;
+                }
+                if (threads < 1) {
+                    throw new IllegalArgumentException(WORKER_THREADS_PROPERTY + " is 1 or more: " + property);
+                }
+            } else {
+                threads = Math.max(1, Runtime.getRuntime().availableProcessors() - 1);
+            }
+        }
+        return Math.min(threads, pairs);
     }
 
     private static final long LARGE_RECEIVE_OFFLOADS = VirtioFeature.GUEST_TSO4.mask()
@@ -134,7 +192,9 @@ public final class UserspaceDatapath implements AutoCloseable {
             | VirtioFeature.GUEST_USO4.mask() | VirtioFeature.GUEST_USO6.mask();
 
     private final List<QueuePairConfig> pairs;
-    private final List<QueuePairWorker> workers = new ArrayList<>();
+    private final List<DatapathWorker> workers = new ArrayList<>();
+    /** Every pair served, in the order given. */
+    private final List<ServedPair> served = new ArrayList<>();
     private final List<Thread> threads = new ArrayList<>();
     private final List<Counters> counters = new ArrayList<>();
     /** The workers' thread names, built with them (not at the start). */
@@ -161,7 +221,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         this.pairs = pairs;
         this.listener = listener;
         this.stopEvent = stopEvent;
-        this.reserved = new ParkedThreads.Reserved[pairs.size()];
+        this.reserved = new ParkedThreads.Reserved[pairs.size()]; // at most one worker per pair
         this.stoppedPairs = new AtomicReferenceArray<>(pairs.size());
     }
 
@@ -175,10 +235,19 @@ public final class UserspaceDatapath implements AutoCloseable {
      */
     public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
             DirtyLog log) throws NativeCallException {
+        return start(memory, pairs, device, log, 0);
+    }
+
+    /**
+     * As above, on {@code workerThreads} worker threads (0: the default, {@link
+     * #workerThreads(int, int)}).
+     */
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
+            DirtyLog log, int workerThreads) throws NativeCallException {
         boolean mergeable = (device.driverFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         UserspaceDatapath datapath = start(memory, pairs, new Settings(device::rxFilter,
                 (queue, reason) -> device.reportBadGuestInput(reason), () -> log, DEVICE_QUEUES,
-                device.options().mtu(), mergeable));
+                device.options().mtu(), mergeable, workerThreads));
         datapath.setLargeReceiveFrames((device.netState().guestOffloads() & LARGE_RECEIVE_OFFLOADS) != 0);
         return datapath;
     }
@@ -294,9 +363,18 @@ public final class UserspaceDatapath implements AutoCloseable {
                 TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(settings.dirtyLog(), txQueue.saveState()),
                         pair.txCall(), pair.tapQueue(), c);
                 backend.counters.add(c);
-                backend.workers.add(new QueuePairWorker(pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), stop,
-                        pair.tapQueue(), arena, backend));
-                backend.names.add(threadName(backend.workers.get(p)));
+                backend.served.add(new ServedPair(p, pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), pair.tapQueue()));
+            }
+            // Round-robin: worker w serves pairs w, w + n, w + 2n, ... (in the order given).
+            int threads = workerThreads(settings.workerThreads(), copy.size());
+            for (int w = 0; w < threads; w++) {
+                ServedPair[] mine = new ServedPair[(copy.size() - w + threads - 1) / threads];
+                for (int i = 0; i < mine.length; i++) {
+                    mine[i] = backend.served.get(w + i * threads);
+                }
+                DatapathWorker worker = new DatapathWorker(mine, stop, arena, backend);
+                backend.workers.add(worker);
+                backend.names.add(threadName(worker));
             }
         } catch (RuntimeException e) {
             stop.close();
@@ -372,13 +450,13 @@ public final class UserspaceDatapath implements AutoCloseable {
 
     private void givePositions(List<QueuePosition> finalPositions) {
         if (finalPositions != null) {
-            if (finalPositions.size() != 2 * workers.size()) {
+            if (finalPositions.size() != 2 * served.size()) {
                 throw new IllegalArgumentException(finalPositions.size() + " final positions for "
-                        + 2 * workers.size() + " queues");
+                        + 2 * served.size() + " queues");
             }
-            for (int p = 0; p < workers.size(); p++) {
-                workers.get(p).rx().log().startAt(finalPositions.get(2 * p).usedIdx());
-                workers.get(p).tx().log().startAt(finalPositions.get(2 * p + 1).usedIdx());
+            for (int p = 0; p < served.size(); p++) {
+                served.get(p).rx.log().startAt(finalPositions.get(2 * p).usedIdx());
+                served.get(p).tx.log().startAt(finalPositions.get(2 * p + 1).usedIdx());
             }
         }
     }
@@ -395,8 +473,15 @@ public final class UserspaceDatapath implements AutoCloseable {
         }
     }
 
-    private static String threadName(QueuePairWorker worker) {
-        return "vhost-ffm userspace datapath pair " + worker.pair() + " (" + worker.tapDescription() + ")";
+    /** "vhost-ffm userspace datapath pair 0 (tap ... queue 0), pair 2 (...)": the pairs it serves. */
+    private static String threadName(DatapathWorker worker) {
+        StringBuilder name = new StringBuilder("vhost-ffm userspace datapath ");
+        String separator = "";
+        for (ServedPair p : worker.pairs()) {
+            name.append(separator).append("pair ").append(p.pair).append(" (").append(p.tap.description()).append(')');
+            separator = ", ";
+        }
+        return name.toString();
     }
 
     /**
@@ -418,13 +503,18 @@ public final class UserspaceDatapath implements AutoCloseable {
         return pairs.size();
     }
 
+    /** Worker threads serving them (each serves one or more pairs). */
+    public int workerThreads() {
+        return workers.size();
+    }
+
     /**
      * Whether the datapath runs: false once a stop was requested (a worker's failure other than
      * bad guest input requests one), or once every pair stopped on bad guest input and the
      * listener was told. True while at least one pair still carries frames.
      */
     public boolean isRunning() {
-        return !stopRequested && reportedPairs.get() < workers.size();
+        return !stopRequested && reportedPairs.get() < served.size();
     }
 
     /** Why the datapath (or its first pair to stop) stopped by itself (bad guest input, a TAP error), if it did. */
@@ -513,13 +603,13 @@ public final class UserspaceDatapath implements AutoCloseable {
         try {
             requestStop();
             long deadline = System.nanoTime() + QUIESCE_TIMEOUT_MILLIS * 1_000_000L;
-            for (QueuePairWorker worker : workers) {
+            for (DatapathWorker worker : workers) {
                 // Acquire: the claim's compare-and-set (or the worker's own STOPPED) orders its
                 // ring writes and chains in hand before the reads of collect().
                 while (!worker.claimIfSleeping()) {
                     long left = deadline - System.nanoTime();
                     if (left <= 0) {
-                        throw new IllegalStateException("userspace datapath, queue pair " + worker.pair()
+                        throw new IllegalStateException("userspace datapath, " + pairNames(worker)
                                 + ": its worker did not leave its queues within " + QUIESCE_TIMEOUT_MILLIS + " ms of the stop");
                     }
                     LockSupport.parkNanos(this, left);
@@ -564,11 +654,11 @@ public final class UserspaceDatapath implements AutoCloseable {
     /** Every queue's state, chains in hand given back; only once no worker touches them. */
     private List<QueueState> collect() {
         List<QueueState> states = new ArrayList<>();
-        for (QueuePairWorker worker : workers) {
-            RxPath rx = worker.rx();
+        for (ServedPair pair : served) {
+            RxPath rx = pair.rx;
             rx.abandonPendingFrame();
             states.add(giveBack(rx.queue().saveState(), rx.heldChains(), rx.heldSlots()));
-            TxPath tx = worker.tx();
+            TxPath tx = pair.tx;
             states.add(giveBack(tx.queue().saveState(), tx.holdsChain() ? 1 : 0, tx.heldSlots()));
         }
         return List.copyOf(states);
@@ -617,29 +707,49 @@ public final class UserspaceDatapath implements AutoCloseable {
                 p.inuse() - chains));
     }
 
-    /**
-     * A worker ended with an exception (its thread ends with it). Bad guest input: that pair alone
-     * stops, and the listener hears which queue and why; the other pairs run on. Anything else (a
-     * TAP or poll failure, a defect): every pair stops.
-     */
-    void workerFailed(QueuePairWorker worker, Throwable t) {
-        boolean guestFault = t instanceof VirtqueueException || t instanceof GuestMemoryException
+    /** Whether {@code t} is the guest's doing (bad rings or buffers): its pair stops alone. */
+    static boolean isGuestFault(Throwable t) {
+        return t instanceof VirtqueueException || t instanceof GuestMemoryException
                 || t instanceof BadGuestInputException;
+    }
+
+    /** "queue pair 0" or "queue pairs 0, 2": the pairs a worker serves. */
+    private static String pairNames(DatapathWorker worker) {
+        ServedPair[] mine = worker.pairs();
+        StringBuilder names = new StringBuilder(mine.length == 1 ? "queue pair " : "queue pairs ");
+        for (int i = 0; i < mine.length; i++) {
+            names.append(i == 0 ? "" : ", ").append(mine[i].pair);
+        }
+        return names.toString();
+    }
+
+    /**
+     * A pair stopped on bad guest input (on its worker's thread, which goes on with its other
+     * pairs): recorded in {@link #stoppedPairs()}, and the listener hears which queue and why.
+     */
+    void pairStopped(ServedPair pair, Throwable t) {
         int queueIndex = t instanceof VirtqueueException v ? v.queueIndex()
                 : t instanceof BadGuestInputException b ? b.queueIndex() : -1;
-        String reason = "userspace datapath, queue pair " + worker.pair() + ": " + t.getMessage();
-        if (guestFault) {
-            failure.compareAndSet(null, reason);
-            stoppedPairs.set(workers.indexOf(worker), reason);
-            LOG.log(Level.WARNING, "{0}", reason);
-            try {
-                // Outside every lock of ours: the device may call stop() back on this thread.
-                listener.queuePairStopped(queueIndex, reason);
-            } finally {
-                reportedPairs.incrementAndGet();
-            }
-            return;
+        String reason = "userspace datapath, queue pair " + pair.pair + ": " + t.getMessage();
+        failure.compareAndSet(null, reason);
+        stoppedPairs.set(pair.index, reason);
+        LOG.log(Level.WARNING, "{0}", reason);
+        try {
+            // Outside every lock of ours: the device may call stop() back on this thread.
+            listener.queuePairStopped(queueIndex, reason);
+        } finally {
+            reportedPairs.incrementAndGet();
         }
+    }
+
+    /**
+     * A worker ended with an exception other than bad guest input (a TAP or poll failure, a
+     * defect; its thread ends with it): every pair stops.
+     */
+    void workerFailed(DatapathWorker worker, Throwable t) {
+        ServedPair at = worker.current();
+        String reason = "userspace datapath, " + (at != null ? "queue pair " + at.pair : pairNames(worker)) + ": "
+                + t.getMessage();
         if (!failure.compareAndSet(null, reason) && stopRequested) {
             return; // stopping already (asked, or another worker failed first)
         }

@@ -42,8 +42,8 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  * <li>{@link #prestart} checks the start (pairs, ring format, queue states against guest memory),
  *     sets the TAP's offloads, opens the device side of every queue (early restore: the
  *     guest may still run on a migration source), builds the datapath of the enabled pairs on
- *     them (paths, workers, iovec arrays, pollfds; the MTU read) and starts one thread per pair,
- *     parked. Nothing is written to guest memory, the TAP's queues or an eventfd.</li>
+ *     them (paths, workers, iovec arrays, pollfds; the MTU read) and starts its worker threads
+ *     ({@link UserspaceDatapath#workerThreads(int, int)}), parked. Nothing is written to guest memory, the TAP's queues or an eventfd.</li>
  * <li>{@link #quickstart} resyncs those queues to the final positions with vring's many-queue
  *     resync ({@code QueueResync}), attaches the TAP queues, notifies each queue once and hands
  *     each prepared worker to its parked thread: nothing that does not need the final indices
@@ -316,8 +316,10 @@ public final class UserspaceNetBackend implements NetBackend {
         states = start.queues().stream().map(QueueBinding::state).toList();
         current = start;
         // The datapath threads start now, parked: quickstart hands them their work (no thread
-        // start inside the downtime). As many as pairs could run; unused ones end at stop.
-        parked = ParkedThreads.start(enabled.length, NAME + " on " + tap.name());
+        // start inside the downtime). As many as the pairs' workers could be (the default
+        // count for every pair); unused ones end at stop.
+        parked = ParkedThreads.start(UserspaceDatapath.workerThreads(0, Math.max(1, enabled.length)),
+                NAME + " on " + tap.name());
     }
 
     @Override

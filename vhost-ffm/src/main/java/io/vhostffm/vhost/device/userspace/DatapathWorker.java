@@ -5,7 +5,6 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import io.vhostffm.vhost.os.Errno;
 import io.vhostffm.vhost.os.EventFd;
-import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
@@ -19,34 +18,42 @@ import java.lang.invoke.VarHandle;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * The thread body of one queue pair: services the transmit and receive paths while they have
- * work, and otherwise sleeps in one poll(2) on the stop eventfd, both kick eventfds and the TAP
- * queue (readable when receive waits for frames, writable when transmit waits for room). Kicks are
+ * The thread body of one worker: serves one or more queue pairs ({@link ServedPair}), each round
+ * servicing every pair's transmit and receive paths in turn, and when none has work sleeps in one
+ * poll(2) on the stop eventfd and, for each pair, both kick eventfds and the TAP queue (readable
+ * when its receive waits for frames, writable when its transmit waits for room). Kicks are
  * consumed when they wake it; while it is busy they just accumulate in their eventfds.
  *
  * <p>Before it sleeps it busy-polls for a bounded window ({@link #BUSY_POLL_NANOS}): it services
- * both paths again and again with the guest's notifications left off, so that work arriving
+ * all its pairs again and again with the guest's notifications left off, so that work arriving
  * within the window is taken without a kick from the guest, a wake-up of this thread or a poll
  * (the costs that dominate a frame here: each is a system call or two and a trip through the
- * scheduler). Only once the window passed with nothing moved are notifications turned on (with
- * the usual re-check) and the thread goes to sleep. Any frame moved opens a new window.
+ * scheduler). Only once the window passed with nothing moved on any pair are notifications
+ * turned on (with the usual re-check) and the thread goes to sleep. Any frame moved opens a new
+ * window. One thread busy-polling several pairs keeps one processor busy, not one per pair.
+ *
+ * <p>A pair that meets bad guest input stops alone: it is never serviced again, its descriptors
+ * leave the poll set and are let go, the datapath hears of it ({@link
+ * UserspaceDatapath#pairStopped}), and the worker goes on with its other pairs; it leaves once
+ * none is left. Any other failure (a TAP or poll error) ends the worker and stops the datapath.
  *
  * <p>Its {@linkplain #phase phase} lets a stop take a sleeping worker without waking it: the
  * worker is {@link #SLEEPING} only while it touches nothing (no ring, no guest memory, no kick or
- * TAP read) and takes itself back to {@link #RUNNING} with a compare-and-set after every poll, so
- * the stopper's compare-and-set from {@link #SLEEPING} to {@link #STOPPED} ({@link
- * #claimIfSleeping}) ends it for good: when it wakes it finds the claim and leaves, touching
- * nothing. A running worker sees the stop flag and sets {@link #STOPPED} itself as it leaves.
- * Either way the compare-and-set or the volatile write orders everything the worker did before
- * it (ring indices, chains in hand) before the stopper's reads of the queue state.
+ * TAP read, of any of its pairs) and takes itself back to {@link #RUNNING} with a
+ * compare-and-set after every poll, so the stopper's compare-and-set from {@link #SLEEPING} to
+ * {@link #STOPPED} ({@link #claimIfSleeping}) ends it for good: when it wakes it finds the claim
+ * and leaves, touching nothing. A running worker sees the stop flag and sets {@link #STOPPED}
+ * itself as it leaves. Either way the compare-and-set or the volatile write orders everything the
+ * worker did before it (ring indices, chains in hand) before the stopper's reads of the queue
+ * states.
  */
-final class QueuePairWorker implements Runnable {
-    /** Frames per direction before the other direction gets its turn. */
-    private static final int BUDGET = 64;
+final class DatapathWorker implements Runnable {
     private static final int STOP = 0;
-    private static final int TX_KICK = 1;
-    private static final int RX_KICK = 2;
-    private static final int TAP = 3;
+    /** Poll slots per pair, after the stop eventfd's: transmit kick, receive kick, TAP. */
+    private static final int SLOTS_PER_PAIR = 3;
+    private static final int TX_KICK = 0;
+    private static final int RX_KICK = 1;
+    private static final int TAP = 2;
     private static final long POLLFD_BYTES = Structs.POLLFD.byteSize();
     private static final long EVENTS = Structs.offset(Structs.POLLFD, "events");
     private static final long REVENTS = Structs.offset(Structs.POLLFD, "revents");
@@ -82,7 +89,7 @@ final class QueuePairWorker implements Runnable {
 
     static {
         try {
-            PHASE = MethodHandles.lookup().findVarHandle(QueuePairWorker.class, "phase", int.class);
+            PHASE = MethodHandles.lookup().findVarHandle(DatapathWorker.class, "phase", int.class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
@@ -90,43 +97,38 @@ final class QueuePairWorker implements Runnable {
 
     @SuppressWarnings("unused") // through PHASE
     private volatile int phase = SLEEPING;
-    private final int pair;
-    private final TxPath tx;
-    private final RxPath rx;
-    private final EventFd txKick;
-    private final EventFd rxKick;
+    private final ServedPair[] pairs;
     private final EventFd stop;
-    private final FileDescriptor tap;
     private final UserspaceDatapath owner;
     private final MemorySegment pollfds;
+    /** Pairs not stopped on bad guest input. */
+    private int active;
+    /** The pair being serviced, for naming it when it fails; null between pairs. */
+    private ServedPair current;
 
-    QueuePairWorker(int pair, TxPath tx, RxPath rx, EventFd txKick, EventFd rxKick, EventFd stop, FileDescriptor tap,
-            Arena arena, UserspaceDatapath owner) {
-        this.pair = pair;
-        this.tx = tx;
-        this.rx = rx;
-        this.txKick = txKick;
-        this.rxKick = rxKick;
+    DatapathWorker(ServedPair[] pairs, EventFd stop, Arena arena, UserspaceDatapath owner) {
+        if (pairs.length == 0) {
+            throw new IllegalArgumentException("a worker serves at least one queue pair");
+        }
+        this.pairs = pairs.clone();
         this.stop = stop;
-        this.tap = tap;
         this.owner = owner;
-        this.pollfds = arena.allocate(POLLFD_BYTES * 4, 8);
+        this.active = pairs.length;
+        this.pollfds = arena.allocate(POLLFD_BYTES * slots(), 8);
     }
 
-    int pair() {
-        return pair;
+    /** The pairs it serves, in the order it services them. */
+    ServedPair[] pairs() {
+        return pairs.clone();
     }
 
-    String tapDescription() {
-        return tap.description();
+    /** The pair being serviced when it failed, or null (failed in poll(2) or before it served). */
+    ServedPair current() {
+        return current;
     }
 
-    TxPath tx() {
-        return tx;
-    }
-
-    RxPath rx() {
-        return rx;
+    private int slots() {
+        return 1 + SLOTS_PER_PAIR * pairs.length;
     }
 
     /**
@@ -165,58 +167,84 @@ final class QueuePairWorker implements Runnable {
     }
 
     private void serve() {
-        // Hold every descriptor open for the whole run: a close elsewhere waits for our release,
-        // so its number cannot be reused under a pending poll, readv or writev.
-        int tapNumber = tap.acquire();
+        // Hold every descriptor open for the whole run (a stopped pair's until it stops): a close
+        // elsewhere waits for our release, so its number cannot be reused under a pending poll,
+        // readv or writev.
+        int acquired = 0;
         try {
-            int txKickNumber = txKick.fd().acquire();
+            int stopNumber = stop.fd().acquire();
             try {
-                int rxKickNumber = rxKick.fd().acquire();
+                setFd(STOP, stopNumber);
+                setEvents(STOP, LinuxConstants.POLLIN);
+                for (ServedPair p : pairs) {
+                    p.acquire();
+                    acquired++;
+                    int base = base(p);
+                    setFd(base + TX_KICK, p.txKickNumber);
+                    setFd(base + RX_KICK, p.rxKickNumber);
+                    setFd(base + TAP, -1);
+                }
+                loop();
+            } finally {
                 try {
-                    int stopNumber = stop.fd().acquire();
-                    try {
-                        setFd(STOP, stopNumber);
-                        setFd(TX_KICK, txKickNumber);
-                        setFd(RX_KICK, rxKickNumber);
-                        loop(tapNumber);
-                    } finally {
-                        stop.fd().release();
+                    for (int i = 0; i < acquired; i++) {
+                        pairs[i].release();
                     }
                 } finally {
-                    rxKick.fd().release();
+                    stop.fd().release();
                 }
-            } finally {
-                txKick.fd().release();
             }
         } catch (Throwable t) {
             owner.workerFailed(this, t);
-        } finally {
-            tap.release();
         }
     }
 
-    private void loop(int tapNumber) throws NativeCallException {
+    /** The first poll slot of {@code p}. */
+    private int base(ServedPair p) {
+        for (int i = 0; i < pairs.length; i++) {
+            if (pairs[i] == p) {
+                return 1 + SLOTS_PER_PAIR * i;
+            }
+        }
+        throw new IllegalArgumentException("queue pair " + p.pair + " is not served here");
+    }
+
+    private void loop() throws NativeCallException {
         CallState s = CallState.current();
         boolean spinning = BUSY_POLL_NANOS > 0;
         long idleSince = 0;
-        int rxState = RxPath.MORE;
-        boolean tapEmpty = false;
         while (!owner.stopRequested()) {
             boolean quiet = spinning;
-            int txState = tx.service(BUDGET, tapNumber, s, quiet);
-            // Only a readable TAP changes a receive path waiting for it: right after a poll that
-            // did not report it readable, its readv would fail with EAGAIN (a system call wasted
-            // per wake-up for transmit). Level-triggered, so the next round or poll sees a frame.
-            boolean rxSkipped = tapEmpty;
-            tapEmpty = false;
-            if (!rxSkipped) {
-                rxState = rx.service(BUDGET, tapNumber, s, quiet);
+            boolean more = false;
+            boolean moved = false;
+            for (int i = 0; i < pairs.length; i++) {
+                ServedPair p = pairs[i];
+                if (p.stopped) {
+                    continue;
+                }
+                current = p;
+                try {
+                    more |= p.service(s, quiet);
+                } catch (RuntimeException e) {
+                    if (!UserspaceDatapath.isGuestFault(e)) {
+                        throw e;
+                    }
+                    stopPair(p, e);
+                    continue;
+                }
+                current = null;
+                moved |= p.moved;
             }
-            if (txState == TxPath.MORE || rxState == RxPath.MORE) {
+            current = null;
+            if (active == 0) {
+                return; // every pair stopped on bad guest input
+            }
+            if (more) {
+                // A budget ran out: go round again at once; work in hand opens a new window.
+                spinning = BUSY_POLL_NANOS > 0;
                 idleSince = 0;
                 continue;
             }
-            boolean moved = tx.moved() + (rxSkipped ? 0 : rx.moved()) > 0;
             if (quiet) {
                 long now = System.nanoTime();
                 if (moved || idleSince == 0) {
@@ -244,27 +272,34 @@ final class QueuePairWorker implements Runnable {
                 idleSince = 0;
                 continue;
             }
-            short tapEvents = 0;
-            if (rxState == RxPath.WAIT_TAP) {
-                tapEvents |= LinuxConstants.POLLIN;
-            }
-            if (txState == TxPath.BLOCKED) {
-                tapEvents |= LinuxConstants.POLLOUT;
+            for (int i = 0; i < pairs.length; i++) {
+                ServedPair p = pairs[i];
+                if (p.stopped) {
+                    continue; // its slots hold -1: poll ignores them
+                }
+                int base = 1 + SLOTS_PER_PAIR * i;
+                short tapEvents = 0;
+                if (p.rxState == RxPath.WAIT_TAP) {
+                    tapEvents |= LinuxConstants.POLLIN;
+                }
+                if (p.txState == TxPath.BLOCKED) {
+                    tapEvents |= LinuxConstants.POLLOUT;
+                }
+                setEvents(base + TX_KICK, LinuxConstants.POLLIN);
+                setEvents(base + RX_KICK, LinuxConstants.POLLIN);
+                // poll ignores a negative fd: a TAP nobody waits on must not wake us with POLLERR/POLLHUP.
+                setFd(base + TAP, tapEvents == 0 ? -1 : p.tapNumber);
+                setEvents(base + TAP, tapEvents);
             }
             setEvents(STOP, LinuxConstants.POLLIN);
-            setEvents(TX_KICK, LinuxConstants.POLLIN);
-            setEvents(RX_KICK, LinuxConstants.POLLIN);
-            // poll ignores a negative fd: a TAP nobody waits on must not wake us with POLLERR/POLLHUP.
-            setFd(TAP, tapEvents == 0 ? -1 : tapNumber);
-            setEvents(TAP, tapEvents);
             if (owner.stopRequested()) {
                 break;
             }
             // From here to the compare-and-set after the poll this thread touches nothing a
-            // stopper reads: it may be claimed meanwhile (release: every ring write above is
-            // visible to the stopper whose claim reads this phase).
+            // stopper reads: it may be claimed meanwhile (release: every ring write above, of
+            // every pair, is visible to the stopper whose claim reads this phase).
             PHASE.setVolatile(this, SLEEPING);
-            int ready = Libc.poll(s, pollfds, 4, -1);
+            int ready = Libc.poll(s, pollfds, slots(), -1);
             if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
                 return; // claimed by a stop while asleep: leave without consuming a kick
             }
@@ -275,18 +310,43 @@ final class QueuePairWorker implements Runnable {
                 }
                 throw NativeErrors.failure("poll", stop.fd(), errno);
             }
-            if (revents(TX_KICK) != 0) {
-                txKick.consume();
+            for (int i = 0; i < pairs.length; i++) {
+                ServedPair p = pairs[i];
+                if (p.stopped) {
+                    continue;
+                }
+                int base = 1 + SLOTS_PER_PAIR * i;
+                if (revents(base + TX_KICK) != 0) {
+                    p.txKick.consume();
+                }
+                if (revents(base + RX_KICK) != 0) {
+                    p.rxKick.consume();
+                }
+                p.tapEmpty = p.rxState == RxPath.WAIT_TAP && (revents(base + TAP)
+                        & (LinuxConstants.POLLIN | LinuxConstants.POLLERR | LinuxConstants.POLLHUP)) == 0;
             }
-            if (revents(RX_KICK) != 0) {
-                rxKick.consume();
-            }
-            tapEmpty = rxState == RxPath.WAIT_TAP
-                    && (revents(TAP) & (LinuxConstants.POLLIN | LinuxConstants.POLLERR | LinuxConstants.POLLHUP)) == 0;
             spinning = BUSY_POLL_NANOS > 0;
             idleSince = 0;
             // STOP is left signalled: the flag ends the loop; TAP readiness is re-tested by readv/writev.
         }
+    }
+
+    /**
+     * Stops {@code p} alone after bad guest input: it leaves the poll set, its descriptors are
+     * let go, and the datapath records and reports it (the listener may request a stop of the
+     * whole datapath from here; the loop sees the flag). Its rings stay as they are: the datapath
+     * gives their state when it stops.
+     */
+    private void stopPair(ServedPair p, RuntimeException fault) {
+        current = null;
+        p.stopped = true;
+        active--;
+        int base = base(p);
+        setFd(base + TX_KICK, -1);
+        setFd(base + RX_KICK, -1);
+        setFd(base + TAP, -1);
+        p.release();
+        owner.pairStopped(p, fault);
     }
 
     private void setFd(int slot, int fd) {
