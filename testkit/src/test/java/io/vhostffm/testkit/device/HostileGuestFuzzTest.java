@@ -140,7 +140,7 @@ class HostileGuestFuzzTest {
             assertTrue(error.startsWith("userspace datapath, queue pair 0: virtqueue 0")
                     || error.startsWith("userspace datapath, queue pair 0: virtqueue 1"), error);
             assertTrue(NAMED.stream().anyMatch(error::contains), () -> "no rule named: " + error);
-            RuntimeRig.awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+            RuntimeRig.awaitPairLeftItsWorker(rig, 0);
             assertTrue(rig.device.isDatapathRunning(), "pair 1 stopped with pair 0");
         }
         pairOneMarkerArrives();

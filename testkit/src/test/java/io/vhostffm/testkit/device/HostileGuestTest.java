@@ -84,7 +84,8 @@ class HostileGuestTest {
     }
 
     /**
-     * Waits for NEEDS_RESET and pair 0's datapath thread to end; checks the canaries and that the
+     * Waits for NEEDS_RESET and pair 0 to leave its worker (a worker of its own ends, a shared one
+     * serves the other pairs on); checks the canaries and that the
      * datapath still runs when the device has another pair; returns the device's error.
      */
     private static String awaitNeedsReset(RuntimeRig rig, HostileGuest hostile) throws Exception {
@@ -92,7 +93,7 @@ class HostileGuestTest {
         // the reason kept, not lastError(): the control queue's refusals since replace that
         String error = "DEVICE_NEEDS_RESET: " + rig.device.model().needsResetReason().orElseThrow();
         assertTrue(error.startsWith("DEVICE_NEEDS_RESET: userspace datapath, queue pair 0: "), error);
-        RuntimeRig.awaitThreadsEnd("pair 0 (tap " + rig.tap.name());
+        RuntimeRig.awaitPairLeftItsWorker(rig, 0);
         // only the pair attacked stops: the others run on until the driver resets
         assertEquals(rig.layout.pairs() > 1, rig.device.isDatapathRunning());
         assertEquals(Optional.empty(), hostile.damagedCanary());

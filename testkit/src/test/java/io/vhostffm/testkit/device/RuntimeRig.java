@@ -139,6 +139,28 @@ final class RuntimeRig implements AutoCloseable {
     }
 
     /** Joins, with a deadline, every live thread whose name contains {@code marker}. */
+    /**
+     * Waits, with a deadline, for the end of a userspace datapath worker serving pair {@code pair}
+     * of {@code rig}'s TAP alone (a pair stopped on bad guest input takes such a thread with it);
+     * a worker that also serves other pairs goes on serving them, and must still run.
+     */
+    static void awaitPairLeftItsWorker(RuntimeRig rig, int pair) throws InterruptedException {
+        String marker = "userspace datapath pair " + pair + " (tap " + rig.tap.name() + " ";
+        String shared = "userspace datapath pair " + pair + " (tap " + rig.tap.name() + " queue " + pair + "), ";
+        long deadline = System.nanoTime() + EVENT_TIMEOUT_MILLIS * 1_000_000L;
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            String name = t.getName();
+            boolean sharedWorker = name.contains(", pair " + pair + " (tap " + rig.tap.name() + " ") || name.contains(shared);
+            if (sharedWorker) {
+                assertTrue(t.isAlive(), () -> name + " ended: it serves other pairs");
+            } else if (name.contains(marker)) {
+                long left = Math.max(1, (deadline - System.nanoTime()) / 1_000_000L);
+                t.join(left);
+                assertTrue(!t.isAlive(), () -> name + " still runs after " + EVENT_TIMEOUT_MILLIS + " ms");
+            }
+        }
+    }
+
     static void awaitThreadsEnd(String marker) throws InterruptedException {
         long deadline = System.nanoTime() + EVENT_TIMEOUT_MILLIS * 1_000_000L;
         for (Thread t : Thread.getAllStackTraces().keySet()) {

@@ -29,6 +29,8 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * The userspace datapath as the device's backend ({@link NetDeviceRuntime} with
@@ -43,9 +45,15 @@ class UserspaceBackendRuntimeTest {
         return RuntimeRig.on(pairs, UserspaceNetBackend::open);
     }
 
-    @Test
-    void transmitsTenThousandFramesByteForByteInOrderPerQueue() throws Exception {
-        try (RuntimeRig rig = userspace(2)) {
+    /** On a backend whose datapaths run {@code workers} worker threads. */
+    static RuntimeRig userspace(int pairs, int workers) throws Exception {
+        return RuntimeRig.on(pairs, tap -> UserspaceNetBackend.open(tap, workers));
+    }
+
+    @ParameterizedTest(name = "{0} worker threads")
+    @ValueSource(ints = {1, 2})
+    void transmitsTenThousandFramesByteForByteInOrderPerQueue(int workers) throws Exception {
+        try (RuntimeRig rig = userspace(2, workers)) {
             rig.setQueuePairs(2);
             assertEquals(FRAMES, DeviceTraffic.transmitAndCheck(rig, 0, FRAMES));
             assertFalse(rig.guest.needsReset());
@@ -133,11 +141,13 @@ class UserspaceBackendRuntimeTest {
      * and complete nothing more, for the datapath restarted from the quiesced states sends and
      * delivers every frame exactly once, in order. Once {@link
      * NetDeviceRuntime#awaitDatapathStopped awaited}, no thread or descriptor of the stopped
-     * datapath is left (the ledger of a classic stop).
+     * datapath is left (the ledger of a classic stop). Both pairs on one shared worker, and each
+     * on its own.
      */
-    @Test
-    void quiescedStopTakesNothingAfterItAndLeavesNothingOnceAwaited() throws Exception {
-        try (RuntimeRig rig = userspace(2)) {
+    @ParameterizedTest(name = "{0} worker threads")
+    @ValueSource(ints = {1, 2})
+    void quiescedStopTakesNothingAfterItAndLeavesNothingOnceAwaited(int workers) throws Exception {
+        try (RuntimeRig rig = userspace(2, workers)) {
             NetDeviceRuntime device = rig.device;
             rig.setQueuePairs(2);
             rig.guest.postRxBuffers();

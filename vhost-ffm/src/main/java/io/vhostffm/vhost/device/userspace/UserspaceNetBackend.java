@@ -102,10 +102,13 @@ public final class UserspaceNetBackend implements NetBackend {
     private volatile RxFilter rxFilter;
     private volatile DirtyLog dirtyLog;
     private boolean closed;
+    /** Worker threads of each datapath it starts; 0: {@link UserspaceDatapath#workerThreads(int, int)}'s default. */
+    private final int workerThreads;
 
-    private UserspaceNetBackend(TapDevice tap, boolean ownsTap, int supportedTunFlags) {
+    private UserspaceNetBackend(TapDevice tap, boolean ownsTap, int supportedTunFlags, int workerThreads) {
         this.tap = tap;
         this.ownsTap = ownsTap;
+        this.workerThreads = workerThreads;
         long datapath = VirtioFeature.maskOf(VirtioFeature.VERSION_1, VirtioFeature.MRG_RXBUF,
                 VirtioFeature.EVENT_IDX, VirtioFeature.INDIRECT_DESC, VirtioFeature.RING_PACKED);
         this.capabilities = BackendCapabilities.of(NAME, datapath | TunOffloads.virtioFeaturesFor(true, supportedTunFlags));
@@ -117,7 +120,19 @@ public final class UserspaceNetBackend implements NetBackend {
      * header size is set to 12.
      */
     public static UserspaceNetBackend open(TapDevice tap) throws IOException {
-        return open(tap, false);
+        return open(tap, false, 0);
+    }
+
+    /**
+     * As {@link #open(TapDevice)}, its datapaths on {@code workerThreads} worker threads (each
+     * serving one or more queue pairs; never more than one per pair); 0: the default, {@link
+     * UserspaceDatapath#workerThreads(int, int)}.
+     */
+    public static UserspaceNetBackend open(TapDevice tap, int workerThreads) throws IOException {
+        if (workerThreads < 0) {
+            throw new IllegalArgumentException("workerThreads must be 0 (the default) or more: " + workerThreads);
+        }
+        return open(tap, false, workerThreads);
     }
 
     /**
@@ -131,19 +146,19 @@ public final class UserspaceNetBackend implements NetBackend {
         }
         TapDevice tap = TapDevice.fromQueues(received.name(), received.fds());
         try {
-            return open(tap, true);
+            return open(tap, true, 0);
         } catch (IOException | RuntimeException e) {
             tap.close();
             throw e;
         }
     }
 
-    private static UserspaceNetBackend open(TapDevice tap, boolean ownsTap) throws IOException {
+    private static UserspaceNetBackend open(TapDevice tap, boolean ownsTap, int workerThreads) throws IOException {
         if (!tap.flags().containsAll(TapDevice.VHOST_FLAGS)) {
             throw new IllegalArgumentException(tap + " lacks " + TapDevice.VHOST_FLAGS + " (has " + tap.flags() + ")");
         }
         tap.setVnetHeaderSize(VirtioNetHeader.SIZE);
-        return new UserspaceNetBackend(tap, ownsTap, probeTunOffloads(tap));
+        return new UserspaceNetBackend(tap, ownsTap, probeTunOffloads(tap), workerThreads);
     }
 
     /** The TUN_F_* flags this kernel's TAP accepts, the optional groups tried one at a time. */
@@ -254,7 +269,7 @@ public final class UserspaceNetBackend implements NetBackend {
     private UserspaceDatapath.Settings settings() throws IOException {
         boolean mergeable = (current.ackedFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         return new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
-                UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable);
+                UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable, workerThreads);
     }
 
     /** Lets go of the prepared datapath, if any (not launched). */
@@ -318,7 +333,7 @@ public final class UserspaceNetBackend implements NetBackend {
         // The datapath threads start now, parked: quickstart hands them their work (no thread
         // start inside the downtime). As many as the pairs' workers could be (the default
         // count for every pair); unused ones end at stop.
-        parked = ParkedThreads.start(UserspaceDatapath.workerThreads(0, Math.max(1, enabled.length)),
+        parked = ParkedThreads.start(UserspaceDatapath.workerThreads(workerThreads, Math.max(1, enabled.length)),
                 NAME + " on " + tap.name());
     }
 
