@@ -81,6 +81,15 @@ public class UserspaceDatapathBenchmark {
     @Param({"1", "2"})
     public int pairs = 1;
 
+    /**
+     * The datapath's worker threads ({@code impl=java}): {@code shared}, one thread serving every
+     * pair; {@code per-pair}, a thread per pair (with one pair both are one thread). The C
+     * baseline is one thread either way; it runs under both so that each Java figure has its C
+     * figure from the same stretch of the run.
+     */
+    @Param({"shared", "per-pair"})
+    public String workers = "shared";
+
     TapGuest guest;
     private TapGuest.Pair[] pairList;
     private UserspaceDatapath datapath;
@@ -179,7 +188,12 @@ public class UserspaceDatapathBenchmark {
                 calls.add(pair.rxCall.fd());
             }
             rxCalls = new DescriptorPoller(calls);
-            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null);
+            int threads = switch (workers) {
+                case "shared" -> 1;
+                case "per-pair" -> pairs;
+                default -> throw new IllegalArgumentException("workers is shared or per-pair: " + workers);
+            };
+            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null, threads);
         } else {
             throw new IllegalArgumentException("impl is java or c: " + impl);
         }

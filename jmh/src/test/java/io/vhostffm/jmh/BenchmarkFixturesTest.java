@@ -147,13 +147,16 @@ class BenchmarkFixturesTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"java, 64, 1", "java, 1514, 1", "c, 64, 1", "c, 1514, 1", "java, 64, 2", "java, 1514, 2",
-            "c, 64, 2", "c, 1514, 2"})
-    void userspaceDatapathMovesEveryFrameThroughARealTap(String impl, int frameSize, int pairs) throws Exception {
+    @CsvSource({"java, 64, 1, shared", "java, 1514, 1, shared", "c, 64, 1, shared", "c, 1514, 1, shared",
+            "java, 64, 2, shared", "java, 1514, 2, shared", "java, 64, 2, per-pair", "java, 1514, 2, per-pair",
+            "c, 64, 2, shared", "c, 1514, 2, shared"})
+    void userspaceDatapathMovesEveryFrameThroughARealTap(String impl, int frameSize, int pairs, String workers)
+            throws Exception {
         UserspaceDatapathBenchmark bench = new UserspaceDatapathBenchmark();
         bench.frameSize = frameSize;
         bench.impl = impl;
         bench.pairs = pairs;
+        bench.workers = workers;
         bench.setUp();
         String tap = bench.guest.tap.name();
         assertEquals(true, java.nio.file.Files.exists(java.nio.file.Path.of("/sys/class/net", tap)), "TAP " + tap);

@@ -6,7 +6,9 @@ import java.util.List;
 /**
  * The userspace datapath against C doing the same work, from {@code UserspaceDatapathBenchmark}'s
  * results: for each direction (its {@code transmit} and {@code receive} methods) and
- * {@code frameSize} and {@code pairs} (1 when the run has no such parameter), the score with {@code impl=java} divided by the score with {@code impl=c}
+ * {@code frameSize}, {@code pairs} (1 when the run has no such parameter) and {@code workers}
+ * (the datapath's worker threads: {@code shared} or {@code per-pair}; none in older runs), the
+ * score with {@code impl=java} divided by the score with {@code impl=c} of the same parameters
  * (goal: at least {@value #GOAL}), with the Java side's allocation per frame. A ratio's error adds
  * the two scores' relative errors ({@link SwitchoverRatios#ratio}).
  */
@@ -16,9 +18,12 @@ public final class DatapathRatios {
     /** Java at least this fraction of C. */
     static final double GOAL = 0.9;
 
-    /** One row: a direction at one frame size; any part may be null when it did not run. */
-    public record Row(String benchmarkClass, String direction, String frameSize, String pairs, BenchmarkResult.Metric java,
-                      BenchmarkResult.Metric c, BenchmarkResult.Metric javaAllocation) {
+    /**
+     * One row: a direction at one frame size, pairs and worker threads ("" when the run had no
+     * {@code workers} parameter); any metric may be null when it did not run.
+     */
+    public record Row(String benchmarkClass, String direction, String frameSize, String pairs, String workers,
+                      BenchmarkResult.Metric java, BenchmarkResult.Metric c, BenchmarkResult.Metric javaAllocation) {
         /** java / c with its error; null when either is missing. */
         public BenchmarkResult.Metric javaOverC() {
             return SwitchoverRatios.ratio(java, c);
@@ -31,7 +36,7 @@ public final class DatapathRatios {
     /**
      * The rows: every {@code transmit} or {@code receive} result with an {@code impl} parameter in
      * a class named {@code ...UserspaceDatapath...}, grouped by class (with any label), method,
-     * {@code frameSize} and {@code pairs}, in the order first seen.
+     * {@code frameSize}, {@code pairs} and {@code workers}, in the order first seen.
      */
     public static List<Row> rows(List<BenchmarkResult> results) {
         List<Row> rows = new ArrayList<>();
@@ -42,12 +47,13 @@ public final class DatapathRatios {
                 return null;
             }
             return new ResultGroups.Place(ResultGroups.key(benchmarkClass, method,
-                    r.params().getOrDefault("frameSize", ""), r.params().getOrDefault("pairs", "1")), impl);
+                    r.params().getOrDefault("frameSize", ""), r.params().getOrDefault("pairs", "1"),
+                    r.params().getOrDefault("workers", "")), impl);
         })) {
             List<String> k = g.key();
             BenchmarkResult java = g.bySide().get("java");
             BenchmarkResult c = g.bySide().get("c");
-            rows.add(new Row(k.get(0), k.get(1).equals("transmit") ? "TX" : "RX", k.get(2), k.get(3),
+            rows.add(new Row(k.get(0), k.get(1).equals("transmit") ? "TX" : "RX", k.get(2), k.get(3), k.get(4),
                     java == null ? null : java.primary(), c == null ? null : c.primary(),
                     java == null ? null : java.allocationPerOp()));
         }
@@ -64,7 +70,8 @@ public final class DatapathRatios {
         out.append("## " + HEADING + "\n\n");
         out.append("Frames per second (mean ± 99.9% half-width) through a real TAP: the guest and the userspace "
                 + "datapath (`impl=java`), and C doing the same work on the same TAP and AF_PACKET socket "
-                + "(`impl=c`, one system call per frame), over 1 or more queue pairs; Java / C, goal at least "
+                + "(`impl=c`, one system call per frame), over 1 or more queue pairs (with `workers`: the "
+                + "datapath's pairs on one `shared` worker thread, or a worker `per-pair`); Java / C, goal at least "
                 + Figures.format(GOAL, 1) + "; the Java side's allocation per frame (gc profiler). Ratios of the "
                 + "same run only; a ratio's error adds the two relative errors.\n\n");
         out.append("| Benchmark | Direction | Frame size | Pairs | Java | C | Java / C | Java alloc (B/op) |\n");
@@ -73,7 +80,7 @@ public final class DatapathRatios {
             out.append("| ").append(row.benchmarkClass().replace("|", "\\|"))
                     .append(" | ").append(row.direction())
                     .append(" | ").append(row.frameSize())
-                    .append(" | ").append(row.pairs())
+                    .append(" | ").append(row.pairs()).append(row.workers().isEmpty() ? "" : ", " + row.workers())
                     .append(" | ").append(Figures.withError(row.java(), ""))
                     .append(" | ").append(Figures.withError(row.c(), ""))
                     .append(" | ").append(verdict(row.javaOverC()))

@@ -83,6 +83,24 @@ class DatapathRatiosTest {
     }
 
     @Test
+    void keepsSharedAndPerPairWorkersApart() {
+        String json = "[" + String.join(",",
+                entry("transmit", "java", 64, 2, 450_000, 0, 0).replace("\"pairs\": \"2\"", "\"pairs\": \"2\", \"workers\": \"shared\""),
+                entry("transmit", "c", 64, 2, 500_000, 0, 0).replace("\"pairs\": \"2\"", "\"pairs\": \"2\", \"workers\": \"shared\""),
+                entry("transmit", "java", 64, 2, 350_000, 0, 0).replace("\"pairs\": \"2\"", "\"pairs\": \"2\", \"workers\": \"per-pair\""),
+                entry("transmit", "c", 64, 2, 500_000, 0, 0).replace("\"pairs\": \"2\"", "\"pairs\": \"2\", \"workers\": \"per-pair\"")) + "]";
+        List<DatapathRatios.Row> rows = DatapathRatios.rows(BenchmarkResult.parseAll(json));
+        assertEquals(2, rows.size());
+        assertEquals("shared", rows.get(0).workers());
+        assertEquals(0.9, rows.get(0).javaOverC().score(), 1e-9);
+        assertEquals("per-pair", rows.get(1).workers());
+        assertEquals(0.7, rows.get(1).javaOverC().score(), 1e-9);
+        String table = DatapathRatios.render(BenchmarkResult.parseAll(json));
+        assertTrue(table.contains("| TX | 64 | 2, shared | 450,000"), table);
+        assertTrue(table.contains("| TX | 64 | 2, per-pair | 350,000"), table);
+    }
+
+    @Test
     void nothingWithoutDatapathResults() {
         assertEquals("", DatapathRatios.render(BenchmarkResult.parseAll(SwitchoverRatiosTest.kernelRun())));
     }
