@@ -737,6 +737,9 @@ public final class UserspaceDatapath implements AutoCloseable {
         try {
             // Outside every lock of ours: the device may call stop() back on this thread.
             listener.queuePairStopped(queueIndex, reason);
+        } catch (RuntimeException e) {
+            // The worker serves other pairs: a listener's defect must not stop them.
+            LOG.log(Level.ERROR, "userspace datapath: the listener failed on " + reason, e);
         } finally {
             reportedPairs.incrementAndGet();
         }
