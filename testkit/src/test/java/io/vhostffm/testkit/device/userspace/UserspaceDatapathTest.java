@@ -3,6 +3,7 @@ package io.vhostffm.testkit.device.userspace;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.vhostffm.testkit.FakeGuest;
@@ -161,6 +162,49 @@ class UserspaceDatapathTest {
                 backend.stop();
             }
         }
+    }
+
+    /**
+     * Three pairs on two workers, dealt round-robin: one thread serves pairs 0 and 2, the other
+     * pair 1 (named so); all three carry their streams at once, each frame once and in order.
+     */
+    @Test
+    void threeQueuePairsOnTwoWorkersAreDealtRoundRobin() throws Exception {
+        try (DatapathRig rig = new DatapathRig(3, true)) {
+            UserspaceDatapath backend = UserspaceDatapath.start(rig.memory, rig.configs(), rig.device, null, 2);
+            try {
+                assertEquals(2, backend.workerThreads());
+                String tap = rig.tap.name();
+                List<String> names = Thread.getAllStackTraces().keySet().stream().map(Thread::getName)
+                        .filter(n -> n.startsWith("vhost-ffm userspace datapath ") && n.contains("(tap " + tap + " "))
+                        .sorted().toList();
+                assertEquals(List.of(
+                        "vhost-ffm userspace datapath pair 0 (tap " + tap + " queue 0), pair 2 (tap " + tap + " queue 2)",
+                        "vhost-ffm userspace datapath pair 1 (tap " + tap + " queue 1)"), names);
+                int perQueue = FRAMES / 4;
+                rig.transmitAndCheck(new int[] {0, 1, 2}, 0, perQueue, lengths(new Random(13), perQueue), 300);
+                for (int p = 0; p < 3; p++) {
+                    assertEquals(perQueue, backend.stats(p).txFrames(), "pair " + p);
+                }
+            } finally {
+                backend.stop();
+            }
+        }
+    }
+
+    /** How many workers a start runs: the request when given, else one processor short of the host's; never more than the pairs. */
+    @Test
+    void workerThreadsAreTheRequestOrTheHostsProcessorsLessOneAtMostOnePerPair() {
+        assertEquals(2, UserspaceDatapath.workerThreads(3, 2));
+        assertEquals(1, UserspaceDatapath.workerThreads(1, 4));
+        assertEquals(3, UserspaceDatapath.workerThreads(3, 8));
+        if (System.getProperty(UserspaceDatapath.WORKER_THREADS_PROPERTY) == null) {
+            int host = Math.max(1, Runtime.getRuntime().availableProcessors() - 1);
+            assertEquals(Math.min(host, 64), UserspaceDatapath.workerThreads(0, 64));
+            assertEquals(1, UserspaceDatapath.workerThreads(0, 1));
+        }
+        assertThrows(IllegalArgumentException.class,
+                () -> UserspaceDatapath.workerThreads(1, 0));
     }
 
     @Test
