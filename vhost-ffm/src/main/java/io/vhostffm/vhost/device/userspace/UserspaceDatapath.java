@@ -54,12 +54,12 @@ import java.util.function.Supplier;
  *     migration) continues exactly where this one stopped: no frame lost or sent twice.</li>
  * <li>Bad guest input on a queue (a malformed chain, a buffer outside guest memory, a chain
  *     that breaks virtio-net's rules) stops that queue's pair only: nothing more is read from or
- *     written to its rings (its worker goes on with its other pairs, or ends if it has none), and the listener hears
- *     {@link BackendListener#queuePairStopped} naming the queue, index, address and rule (the
- *     device goes to DEVICE_NEEDS_RESET). The other pairs, on the same worker or another, keep
- *     carrying frames until the datapath
- *     is stopped (the driver's reset). Nothing outside guest memory is touched. Any other failure
- *     of a pair (a TAP or poll error) stops every pair.</li>
+ *     written to its rings (its worker goes on with its other pairs, or ends if it has none),
+ *     and the listener hears {@link BackendListener#queuePairStopped} naming the queue, index,
+ *     address and rule (the device goes to DEVICE_NEEDS_RESET). The other pairs, on the same
+ *     worker or another, keep carrying frames until the datapath is stopped (the driver's
+ *     reset). Nothing outside guest memory is touched. Any other failure of a pair (a TAP or
+ *     poll error) stops every pair.</li>
  * </ul>
  *
  * <h2>Usage</h2>
