@@ -193,7 +193,7 @@ public final class Libc {
     /** {@code io_uring_setup(entries, params)}: the ring's descriptor, or -1. */
     public static int ioUringSetup(CallState s, int entries, MemorySegment params) {
         try {
-            return (int) (long) SYSCALL_2.invokeExact(s.capture, (long) LinuxConstants.SYS_IO_URING_SETUP, (long) entries,
+            return (int) (long) SYSCALL_2.invokeExact(s.capture, (long) LinuxConstants.SYS_io_uring_setup, (long) entries,
                     params);
         } catch (Throwable t) { throw unexpected(t); }
     }
@@ -201,7 +201,7 @@ public final class Libc {
     /** {@code io_uring_enter(fd, toSubmit, minComplete, flags, NULL, 0)}: how many it submitted, or -1. */
     public static int ioUringEnter(CallState s, int fd, int toSubmit, int minComplete, int flags) {
         try {
-            return (int) (long) SYSCALL_6.invokeExact(s.capture, (long) LinuxConstants.SYS_IO_URING_ENTER, (long) fd,
+            return (int) (long) SYSCALL_6.invokeExact(s.capture, (long) LinuxConstants.SYS_io_uring_enter, (long) fd,
                     (long) toSubmit, (long) minComplete, (long) flags, MemorySegment.NULL, 0L);
         } catch (Throwable t) { throw unexpected(t); }
     }

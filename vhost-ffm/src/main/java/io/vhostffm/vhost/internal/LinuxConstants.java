@@ -42,9 +42,11 @@ public final class LinuxConstants {
 
     public static final int MAP_POPULATE = 0x8000;
 
-    // <linux/io_uring.h>, <asm/unistd_64.h>
-    public static final int SYS_IO_URING_SETUP = 425;
-    public static final int SYS_IO_URING_ENTER = 426;
+    // <sys/syscall.h>: the C names, as the ABI test compares each field with the macro of its name
+    public static final int SYS_io_uring_setup = 425;
+    public static final int SYS_io_uring_enter = 426;
+
+    // <linux/io_uring.h>
     public static final long IORING_OFF_SQ_RING = 0L;
     public static final long IORING_OFF_CQ_RING = 0x8000000L;
     public static final long IORING_OFF_SQES = 0x10000000L;

@@ -119,10 +119,83 @@ public final class Structs {
             JAVA_INT.withName("uid"),
             JAVA_INT.withName("gid")).withName("ucred");
 
+    // --- <linux/io_uring.h> ---
+
+    /**
+     * {@code struct io_sqring_offsets}: where the submission ring's fields are in its mapping. The
+     * last 8 bytes are {@code resv2} in older headers, {@code user_addr} in newer: not named here.
+     */
+    public static final StructLayout IO_SQRING_OFFSETS = MemoryLayout.structLayout(
+            JAVA_INT.withName("head"),
+            JAVA_INT.withName("tail"),
+            JAVA_INT.withName("ring_mask"),
+            JAVA_INT.withName("ring_entries"),
+            JAVA_INT.withName("flags"),
+            JAVA_INT.withName("dropped"),
+            JAVA_INT.withName("array"),
+            JAVA_INT.withName("resv1"),
+            MemoryLayout.paddingLayout(8)).withName("io_sqring_offsets");
+
+    /** {@code struct io_cqring_offsets}: where the completion ring's fields are in its mapping. */
+    public static final StructLayout IO_CQRING_OFFSETS = MemoryLayout.structLayout(
+            JAVA_INT.withName("head"),
+            JAVA_INT.withName("tail"),
+            JAVA_INT.withName("ring_mask"),
+            JAVA_INT.withName("ring_entries"),
+            JAVA_INT.withName("overflow"),
+            JAVA_INT.withName("cqes"),
+            JAVA_INT.withName("flags"),
+            JAVA_INT.withName("resv1"),
+            MemoryLayout.paddingLayout(8)).withName("io_cqring_offsets");
+
+    /** {@code struct io_uring_params}: what io_uring_setup takes and fills in. */
+    public static final StructLayout IO_URING_PARAMS = MemoryLayout.structLayout(
+            JAVA_INT.withName("sq_entries"),
+            JAVA_INT.withName("cq_entries"),
+            JAVA_INT.withName("flags"),
+            JAVA_INT.withName("sq_thread_cpu"),
+            JAVA_INT.withName("sq_thread_idle"),
+            JAVA_INT.withName("features"),
+            JAVA_INT.withName("wq_fd"),
+            MemoryLayout.sequenceLayout(3, JAVA_INT).withName("resv"),
+            // as bytes: a nested group's members would be checked as the outer struct's own (the
+            // ABI test's rule for anonymous unions); the two structs are checked on their own
+            MemoryLayout.sequenceLayout(IO_SQRING_OFFSETS.byteSize(), JAVA_BYTE).withName("sq_off"),
+            MemoryLayout.sequenceLayout(IO_CQRING_OFFSETS.byteSize(), JAVA_BYTE).withName("cq_off"))
+            .withName("io_uring_params");
+
+    /**
+     * {@code struct io_uring_sqe}: one submission entry. Its unions are named by the member this
+     * library writes ({@code off}, {@code addr}, {@code rw_flags}, {@code buf_index},
+     * {@code splice_fd_in}, {@code addr3}); C reaches each through its anonymous union.
+     */
+    public static final StructLayout IO_URING_SQE = MemoryLayout.structLayout(
+            JAVA_BYTE.withName("opcode"),
+            JAVA_BYTE.withName("flags"),
+            JAVA_SHORT.withName("ioprio"),
+            JAVA_INT.withName("fd"),
+            JAVA_LONG.withName("off"),
+            JAVA_LONG.withName("addr"),
+            JAVA_INT.withName("len"),
+            JAVA_INT.withName("rw_flags"),
+            JAVA_LONG.withName("user_data"),
+            JAVA_SHORT.withName("buf_index"),
+            JAVA_SHORT.withName("personality"),
+            JAVA_INT.withName("splice_fd_in"),
+            JAVA_LONG.withName("addr3"),
+            MemoryLayout.paddingLayout(8)).withName("io_uring_sqe");
+
+    /** {@code struct io_uring_cqe}: one completion entry (without IORING_SETUP_CQE32's extra 16 bytes). */
+    public static final StructLayout IO_URING_CQE = MemoryLayout.structLayout(
+            JAVA_LONG.withName("user_data"),
+            JAVA_INT.withName("res"),
+            JAVA_INT.withName("flags")).withName("io_uring_cqe");
+
     /** Every layout above: the ABI test checks each one's size and every named field. */
     public static final List<StructLayout> ALL = List.of(
             VHOST_VRING_STATE, VHOST_VRING_FILE, VHOST_VRING_ADDR, VHOST_MEMORY_REGION, VHOST_MEMORY,
-            POLLFD, IOVEC, MSGHDR, CMSGHDR, SOCKADDR_UN, IFREQ, SOCKADDR_LL, UCRED);
+            POLLFD, IOVEC, MSGHDR, CMSGHDR, SOCKADDR_UN, IFREQ, SOCKADDR_LL, UCRED,
+            IO_SQRING_OFFSETS, IO_CQRING_OFFSETS, IO_URING_PARAMS, IO_URING_SQE, IO_URING_CQE);
 
     /** A VarHandle for a top-level field, taking only the segment (base offset 0). */
     public static VarHandle field(StructLayout layout, String name) {

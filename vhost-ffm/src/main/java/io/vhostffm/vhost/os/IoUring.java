@@ -4,6 +4,7 @@ import io.vhostffm.vhost.internal.CallState;
 import io.vhostffm.vhost.internal.Libc;
 import io.vhostffm.vhost.internal.LinuxConstants;
 import io.vhostffm.vhost.internal.NativeErrors;
+import io.vhostffm.vhost.internal.Structs;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -29,9 +30,25 @@ import java.lang.invoke.VarHandle;
 public final class IoUring implements AutoCloseable {
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT;
     private static final VarHandle INT = U32.varHandle();
-    private static final long PARAMS_SIZE = 120;
-    private static final long SQE_SIZE = 64;
-    private static final long CQE_SIZE = 16;
+    private static final long PARAMS_SIZE = Structs.IO_URING_PARAMS.byteSize();
+    private static final long SQE_SIZE = Structs.IO_URING_SQE.byteSize();
+    private static final long CQE_SIZE = Structs.IO_URING_CQE.byteSize();
+    // io_uring_params
+    private static final long SQ_ENTRIES = Structs.offset(Structs.IO_URING_PARAMS, "sq_entries");
+    private static final long CQ_ENTRIES = Structs.offset(Structs.IO_URING_PARAMS, "cq_entries");
+    private static final long FEATURES = Structs.offset(Structs.IO_URING_PARAMS, "features");
+    private static final long SQ_OFF = Structs.offset(Structs.IO_URING_PARAMS, "sq_off");
+    private static final long CQ_OFF = Structs.offset(Structs.IO_URING_PARAMS, "cq_off");
+    // io_uring_sqe
+    private static final long SQE_OPCODE = Structs.offset(Structs.IO_URING_SQE, "opcode");
+    private static final long SQE_FD = Structs.offset(Structs.IO_URING_SQE, "fd");
+    private static final long SQE_OFF = Structs.offset(Structs.IO_URING_SQE, "off");
+    private static final long SQE_ADDR = Structs.offset(Structs.IO_URING_SQE, "addr");
+    private static final long SQE_LEN = Structs.offset(Structs.IO_URING_SQE, "len");
+    private static final long SQE_USER_DATA = Structs.offset(Structs.IO_URING_SQE, "user_data");
+    // io_uring_cqe
+    private static final long CQE_USER_DATA = Structs.offset(Structs.IO_URING_CQE, "user_data");
+    private static final long CQE_RES = Structs.offset(Structs.IO_URING_CQE, "res");
 
     private final FileDescriptor ring;
     private final Arena arena = Arena.ofShared();
@@ -58,19 +75,17 @@ public final class IoUring implements AutoCloseable {
 
     private IoUring(FileDescriptor ring, MemorySegment params) throws NativeCallException {
         this.ring = ring;
-        sqEntries = params.get(U32, 0);
-        int cqEntries = params.get(U32, 4);
-        int features = params.get(U32, 20);
-        long sqOff = 40;
-        long cqOff = 80;
-        sqHead = params.get(U32, sqOff);
-        sqTail = params.get(U32, sqOff + 4);
-        long sqMaskAt = params.get(U32, sqOff + 8);
-        sqArray = params.get(U32, sqOff + 24);
-        cqHead = params.get(U32, cqOff);
-        cqTail = params.get(U32, cqOff + 4);
-        long cqMaskAt = params.get(U32, cqOff + 8);
-        cqes = params.get(U32, cqOff + 20);
+        sqEntries = params.get(U32, SQ_ENTRIES);
+        int cqEntries = params.get(U32, CQ_ENTRIES);
+        int features = params.get(U32, FEATURES);
+        sqHead = params.get(U32, SQ_OFF + Structs.offset(Structs.IO_SQRING_OFFSETS, "head"));
+        sqTail = params.get(U32, SQ_OFF + Structs.offset(Structs.IO_SQRING_OFFSETS, "tail"));
+        long sqMaskAt = params.get(U32, SQ_OFF + Structs.offset(Structs.IO_SQRING_OFFSETS, "ring_mask"));
+        sqArray = params.get(U32, SQ_OFF + Structs.offset(Structs.IO_SQRING_OFFSETS, "array"));
+        cqHead = params.get(U32, CQ_OFF + Structs.offset(Structs.IO_CQRING_OFFSETS, "head"));
+        cqTail = params.get(U32, CQ_OFF + Structs.offset(Structs.IO_CQRING_OFFSETS, "tail"));
+        long cqMaskAt = params.get(U32, CQ_OFF + Structs.offset(Structs.IO_CQRING_OFFSETS, "ring_mask"));
+        cqes = params.get(U32, CQ_OFF + Structs.offset(Structs.IO_CQRING_OFFSETS, "cqes"));
         long sqSize = sqArray + 4L * sqEntries;
         long cqSize = cqes + CQE_SIZE * cqEntries;
         if ((features & LinuxConstants.IORING_FEAT_SINGLE_MMAP) != 0) {
@@ -174,12 +189,12 @@ public final class IoUring implements AutoCloseable {
         for (long word = 0; word < SQE_SIZE; word += 8) {
             sqes.set(ValueLayout.JAVA_LONG, at + word, 0L); // flags, ioprio, rw_flags, buf_index ... all 0
         }
-        sqes.set(ValueLayout.JAVA_BYTE, at, opcode);
-        sqes.set(U32, at + 4, number); // fd
-        sqes.set(ValueLayout.JAVA_LONG, at + 8, -1L); // off: the file's current position (a TAP has none)
-        sqes.set(ValueLayout.JAVA_LONG, at + 16, iovecs.address()); // addr
-        sqes.set(U32, at + 24, count); // len: iovecs
-        sqes.set(ValueLayout.JAVA_LONG, at + 32, slot); // user_data
+        sqes.set(ValueLayout.JAVA_BYTE, at + SQE_OPCODE, opcode);
+        sqes.set(U32, at + SQE_FD, number);
+        sqes.set(ValueLayout.JAVA_LONG, at + SQE_OFF, -1L); // the file's current position (a TAP has none)
+        sqes.set(ValueLayout.JAVA_LONG, at + SQE_ADDR, iovecs.address());
+        sqes.set(U32, at + SQE_LEN, count); // iovecs
+        sqes.set(ValueLayout.JAVA_LONG, at + SQE_USER_DATA, slot);
         sqRing.set(U32, sqArray + 4L * index, index);
         tail++;
         return true;
@@ -230,8 +245,8 @@ public final class IoUring implements AutoCloseable {
         int taken = Math.min(ready, Math.min(tags.length, results.length));
         for (int i = 0; i < taken; i++) {
             long at = cqes + (long) ((head + i) & cqMask) * CQE_SIZE;
-            int slot = (int) cqRing.get(ValueLayout.JAVA_LONG, at);
-            results[i] = cqRing.get(U32, at + 8);
+            int slot = (int) cqRing.get(ValueLayout.JAVA_LONG, at + CQE_USER_DATA);
+            results[i] = cqRing.get(U32, at + CQE_RES);
             tags[i] = slotTags[slot];
             slotFds[slot].release();
             slotFds[slot] = null;

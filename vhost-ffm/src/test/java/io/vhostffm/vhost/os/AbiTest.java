@@ -39,7 +39,8 @@ class AbiTest {
             "stddef.h", "stdio.h", "errno.h", "fcntl.h", "unistd.h", "poll.h", "sys/eventfd.h", "sys/mman.h",
             "sys/socket.h", "sys/uio.h", "sys/un.h", "net/if.h",
             "linux/vhost.h", "linux/vhost_types.h", "linux/if_tun.h", "linux/virtio_ring.h", "linux/virtio_net.h",
-            "linux/virtio_config.h", "linux/sockios.h", "linux/if_packet.h", "linux/if_ether.h");
+            "linux/virtio_config.h", "linux/sockios.h", "linux/if_packet.h", "linux/if_ether.h", "sys/syscall.h",
+            "linux/io_uring.h");
     private static final String INSTALL_HINT =
             "install a C compiler and the kernel UAPI headers: apt-get install gcc linux-libc-dev (Debian/Ubuntu)";
 
