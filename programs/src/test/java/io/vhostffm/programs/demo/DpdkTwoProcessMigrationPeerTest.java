@@ -72,7 +72,7 @@ class DpdkTwoProcessMigrationPeerTest {
                 packed, true);
         List<DowntimeBench.Sample> samples = DowntimeBench.run(settings, System.out);
         assertEquals(migrations, samples.size(), "migrations");
-        assertEquals(List.of(), DowntimeBench.leaked(before, OpenDescriptors.snapshot()), "descriptors left open");
+        assertEquals(List.of(), DowntimeBench.leaked(before), "descriptors left open");
         return samples;
     }
 
