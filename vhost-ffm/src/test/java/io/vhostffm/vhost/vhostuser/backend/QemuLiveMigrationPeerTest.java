@@ -50,12 +50,18 @@ class QemuLiveMigrationPeerTest {
             // oops right after the switchover (local APIC timer or scheduler code, either ring
             // format); oops=panic turns it into a panic that ends QEMU at once. That one case is
             // run once more, with the first failure printed; any other failure, or a second
-            // panic, fails the test.
-            if (e.getMessage() == null || !e.getMessage().contains("Kernel panic")) {
+            // panic, fails the test. So is a destination that printed nothing at all after the
+            // migration completed: its emulated guest hung silently (our backend cannot keep the
+            // guest's own console quiet: its ping times out and it prints its end regardless).
+            String message = e.getMessage() == null ? "" : e.getMessage();
+            boolean panicked = message.contains("Kernel panic");
+            boolean silent = message.strip().startsWith("qemu-dst did not report the guest's end")
+                    && message.strip().endsWith("its output ends:");
+            if (!panicked && !silent) {
                 throw e;
             }
-            System.out.println("packed=" + packed + ": the destination guest's kernel panicked; once more:\n"
-                    + e.getMessage());
+            System.out.println("packed=" + packed + ": the destination guest " + (panicked ? "panicked" : "printed nothing")
+                    + "; once more:\n" + message);
             migrateOnce(packed);
         }
     }
