@@ -32,7 +32,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.atomic.AtomicReference;
 import org.HdrHistogram.Histogram;
 
@@ -416,26 +415,15 @@ public final class DowntimeBench {
     /**
      * The descriptors open now and not in {@code before} that a run must have closed: sockets,
      * TAPs, memfds, eventfds, vhost-net, pipes (a testpmd's output). Other files (a jar the class
-     * loader opened meanwhile) are the JVM's own. A pipe is looked at again until it stays open
-     * for {@link #PIPE_SETTLE}: right after a child process ends the JDK holds the read end of a
-     * pipe of its own for a few milliseconds more and then closes it (seen with any child, no
-     * code of ours involved; no event tells when), which is not a leak.
+     * loader opened meanwhile) are the JVM's own. Pipes get {@link #PIPE_SETTLE} to be closed by
+     * the JDK itself ({@link OpenDescriptors#openedAfterSettling}).
      */
     static List<String> leaked(Map<Integer, String> before) {
-        long deadline = System.nanoTime() + PIPE_SETTLE.toNanos();
-        while (true) {
-            List<OpenDescriptors.Descriptor> open = OpenDescriptors.opened(before, OpenDescriptors.snapshot()).stream()
-                    .filter(d -> d.kind() != OpenDescriptors.Kind.OTHER || d.target().startsWith("pipe:"))
-                    .toList();
-            boolean pipes = open.stream().anyMatch(d -> d.target().startsWith("pipe:"));
-            if (!pipes || System.nanoTime() > deadline) {
-                return open.stream()
-                        .map(d -> d.target().startsWith("pipe:")
-                                ? d + " (also held by " + OpenDescriptors.holders(d.target()) + ")" : d.toString())
-                        .toList();
-            }
-            LockSupport.parkNanos(1_000_000);
-        }
+        return OpenDescriptors.openedAfterSettling(before, PIPE_SETTLE).stream()
+                .filter(d -> d.kind() != OpenDescriptors.Kind.OTHER || d.target().startsWith("pipe:"))
+                .map(d -> d.target().startsWith("pipe:")
+                        ? d + " (also held by " + OpenDescriptors.holders(d.target()) + ")" : d.toString())
+                .toList();
     }
 
     /**

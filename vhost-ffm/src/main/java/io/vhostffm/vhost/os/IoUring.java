@@ -30,6 +30,7 @@ import java.lang.invoke.VarHandle;
 public final class IoUring implements AutoCloseable {
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT;
     private static final VarHandle INT = U32.varHandle();
+    private static final int EINTR = Errno.number("EINTR").orElseThrow();
     private static final long PARAMS_SIZE = Structs.IO_URING_PARAMS.byteSize();
     private static final long SQE_SIZE = Structs.IO_URING_SQE.byteSize();
     private static final long CQE_SIZE = Structs.IO_URING_CQE.byteSize();
@@ -222,7 +223,7 @@ public final class IoUring implements AutoCloseable {
                 if (r >= 0) {
                     return r;
                 }
-                if (s.errno() != Errno.number("EINTR").orElseThrow()) {
+                if (s.errno() != EINTR) {
                     throw NativeErrors.failure("io_uring_enter", ring, s.errno(),
                             toSubmit + " to submit, waiting for " + minCompletions);
                 }
