@@ -5,6 +5,7 @@
 module io.vhostffm.migration {
     requires transitive io.vhostffm.vhost;
     requires jdk.jfr; // the events of io.vhostffm.migration.jfr
+    requires java.management; // the JIT's compilation time, after the destination's rehearsals
 
     exports io.vhostffm.migration;
     exports io.vhostffm.migration.schema;

@@ -14,6 +14,7 @@ import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.channels.ReadableByteChannel;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -51,6 +52,13 @@ public final class MigrationDestination {
      * device's destination its quickstart too.
      */
     public static final String REHEARSALS_PROPERTY = "io.vhostffm.migration.rehearsals";
+
+    /**
+     * The system property that bounds, in milliseconds, the wait after the rehearsals for the JIT
+     * compiler to finish what they queued (default 500; 0 turns the wait off): see
+     * {@link CompilerSettle}.
+     */
+    public static final String COMPILER_SETTLE_PROPERTY = "io.vhostffm.migration.compilerSettleMillis";
 
     private final List<RegisteredSection<?>> sections;
     private final Map<Integer, RegisteredSection<?>> byId = new HashMap<>();
@@ -161,6 +169,7 @@ public final class MigrationDestination {
             earlyEvent.begin();
             loadEarly();
             rehearseSwitchoverRead();
+            settleCompiler();
             MigrationSource.commit(earlyEvent, MigrationPhaseEvent.EARLY_LOAD, in.offset());
             try {
                 afterEarlyLoad.run(); // e.g. tell the source the switchover may come: nothing is loading any more
@@ -285,6 +294,15 @@ public final class MigrationDestination {
          */
         private FinalPositions readSwitchover(Section first, Map<Integer, Record> batch) throws MigrationStreamException {
             return readSwitchover(in, first, batch);
+        }
+
+        /** After the rehearsals: their compilations finish now, not inside the downtime. */
+        private void settleCompiler() {
+            if (rehearsals() > 0) {
+                long waited = CompilerSettle.await(compilerSettle());
+                System.getLogger(MigrationDestination.class.getName()).log(System.Logger.Level.DEBUG,
+                        "migration: waited " + waited + " ms for the rehearsals' compilations");
+            }
         }
 
         /**
@@ -421,6 +439,11 @@ public final class MigrationDestination {
     private static MigrationStreamException violation(MigrationStreamReader in, Section s, String reason) {
         return new MigrationStreamException("protocol violation: " + reason + ", got flags "
                 + StreamFormat.flagNames(s.flags()), s.id(), in.nameOf(s.id()), s.offset(), null);
+    }
+
+    /** {@value #COMPILER_SETTLE_PROPERTY}, read at each migration. */
+    private static Duration compilerSettle() {
+        return Duration.ofMillis(Math.max(0, Long.getLong(COMPILER_SETTLE_PROPERTY, 500)));
     }
 
     /** {@value #REHEARSALS_PROPERTY}, read at each migration (a test may change it). */

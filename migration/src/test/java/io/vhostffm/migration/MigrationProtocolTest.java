@@ -26,9 +26,30 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 class MigrationProtocolTest {
+    private static String compilerSettle;
+
+    /**
+     * Thousands of receptions here (every flipped byte, every truncation): the wait for the
+     * rehearsals' compilations, which only matters for a downtime, is turned off.
+     */
+    @BeforeAll
+    static void noCompilerSettle() {
+        compilerSettle = System.setProperty(MigrationDestination.COMPILER_SETTLE_PROPERTY, "0");
+    }
+
+    @AfterAll
+    static void restoreCompilerSettle() {
+        if (compilerSettle == null) {
+            System.clearProperty(MigrationDestination.COMPILER_SETTLE_PROPERTY);
+        } else {
+            System.setProperty(MigrationDestination.COMPILER_SETTLE_PROPERTY, compilerSettle);
+        }
+    }
 
     /** A source device: two sections, the state settable between phases. */
     static final class SourceDevice {

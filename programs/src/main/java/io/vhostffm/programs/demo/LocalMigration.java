@@ -1,5 +1,6 @@
 package io.vhostffm.programs.demo;
 
+import io.vhostffm.migration.CompilerSettle;
 import io.vhostffm.migration.MigrationDestination;
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.MigrationPeerException;
@@ -30,6 +31,7 @@ import io.vhostffm.vhost.virtio.VirtioFeature;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.WritableByteChannel;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -267,7 +269,26 @@ public final class LocalMigration {
          * @return whether the destination's prestart succeeded
          */
         public boolean awaitEarlyLoad() throws IOException {
-            return Messages.receive(channel, EarlyLoaded.class).prestarted();
+            boolean prestarted = Messages.receive(channel, EarlyLoaded.class).prestarted();
+            rehearseCommit();
+            return prestarted;
+        }
+
+        /**
+         * The source's side of the commit, rehearsed before the pause as the destination rehearses
+         * its switchover: the readiness decoded and the guest's state encoded as often as
+         * {@link MigrationDestination#REHEARSALS_PROPERTY} says, then the compilations that queued
+         * are waited for ({@link CompilerSettle}), so the first commit of this process does not run
+         * its code for the first time inside the downtime.
+         */
+        private void rehearseCommit() {
+            int times = Integer.getInteger(MigrationDestination.REHEARSALS_PROPERTY, 200);
+            if (times <= 0) {
+                return;
+            }
+            Messages.rehearse(Readiness.class, new Readiness(true, ""), times);
+            Messages.rehearse(FakeGuestState.class, guest.saveState(), times);
+            CompilerSettle.await(Duration.ofMillis(Long.getLong(MigrationDestination.COMPILER_SETTLE_PROPERTY, 500)));
         }
 
         /**

@@ -32,6 +32,22 @@ final class Messages {
         }
     }
 
+    /**
+     * Encodes {@code sample} and decodes the bytes {@code times} times, through the code a message
+     * of its type takes on the wire: a message that crosses inside the downtime is then compiled
+     * before it (a rehearsal, as the destination's of its switchover).
+     */
+    static <R extends Record> void rehearse(Class<R> type, R sample, int times) {
+        StateSchema<R> schema = StateSchema.of(type, LOOKUP);
+        try {
+            for (int i = 0; i < times; i++) {
+                schema.decode(schema.encode(sample));
+            }
+        } catch (StateDecodeException e) {
+            throw new IllegalStateException(type.getSimpleName() + ": its own encoding does not decode: " + e.getMessage(), e);
+        }
+    }
+
     static <R extends Record> void send(ByteChannel channel, Class<R> type, R record) throws IOException {
         write(channel, encode(type, record));
     }
