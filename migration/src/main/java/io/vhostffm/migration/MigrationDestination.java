@@ -49,7 +49,8 @@ public final class MigrationDestination {
     /**
      * The system property that sets how often the destination rehearses its switchover during the
      * early load (0 turns it off; default 200): here the switchover's read, in the network
-     * device's destination its quickstart too.
+     * device's destination its quickstart too; and how often a network device's source rehearses
+     * its stop-and-copy ({@code NetMigrationSource.rehearseStopAndCopy}).
      */
     public static final String REHEARSALS_PROPERTY = "io.vhostffm.migration.rehearsals";
 

@@ -153,6 +153,35 @@ public final class MigrationSource {
         return sent;
     }
 
+    /**
+     * Rehearses stop-and-copy's own work {@code times} times, during precopy and with nothing
+     * sent or remembered: every section captured and compared with what was last sent (as
+     * {@link #stopAndCopy} compares), the changed ones encoded, and {@code indices} encoded as the
+     * final queue indices are. Stop-and-copy runs once per migration, so without this its compare
+     * and encode run interpreted inside the downtime, at every migration of the process: each
+     * section's capture and comparison took 0.1-0.8 ms there. Not with the stop-and-copy or a
+     * precopy delta at the same time (the caller serialises them, as {@code NetMigrationSource}
+     * does under its lock).
+     *
+     * @throws IllegalStateException outside precopy
+     */
+    public void rehearseStopAndCopy(int times, FinalPositions indices) {
+        requirePhase(Phase.PRECOPY, "a stop-and-copy rehearsal");
+        for (int i = 0; i < times; i++) {
+            for (RegisteredSection<?> s : sections) {
+                rehearseSection(s);
+            }
+            INDICES.encode(indices);
+        }
+    }
+
+    private static <R extends Record> void rehearseSection(RegisteredSection<R> s) {
+        R live = captureIfChanged(s);
+        if (live != null) {
+            s.encode(live);
+        }
+    }
+
     /** Captures all sections, then sends the changed ones with {@code flags}. */
     private List<Integer> sendChanged(int flags, boolean endOfDataOnLast) throws IOException {
         List<RegisteredSection<?>> changed = new ArrayList<>();

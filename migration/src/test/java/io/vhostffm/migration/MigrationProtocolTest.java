@@ -243,6 +243,25 @@ class MigrationProtocolTest {
     }
 
     @Test
+    void aStopAndCopyRehearsalSendsAndRemembersNothing() throws Exception {
+        ByteArrayOutputStream wire = new ByteArrayOutputStream();
+        NetState[] live = {Fixtures.net()};
+        MigrationSource source = new MigrationSource(MigrationStreamWriter.over(wire), List.of(
+                DeviceStateSection.onSource(2, "net", NetState.class, () -> live[0])));
+        assertThrows(IllegalStateException.class, () -> source.rehearseStopAndCopy(1, Fixtures.indices(2)),
+                "before the setup");
+        source.setup();
+        int afterSetup = wire.size();
+        live[0] = withMacTable(live[0], new byte[] {1, 0, 0x5e, 0, 0, 0x42}); // changed: the rehearsal encodes it
+        source.rehearseStopAndCopy(50, Fixtures.indices(2));
+        assertEquals(afterSetup, wire.size(), "a rehearsal wrote to the stream");
+        // Nothing was remembered either: the change still goes out, at stop-and-copy here.
+        assertEquals(List.of(2), source.stopAndCopy(() -> Fixtures.indices(2)));
+        assertThrows(IllegalStateException.class, () -> source.rehearseStopAndCopy(1, Fixtures.indices(2)),
+                "after the stop-and-copy");
+    }
+
+    @Test
     void aSwitchoverDeltaCarriesTheChangedSectionsOnly() throws Exception {
         SourceDevice src = new SourceDevice();
         src.source.setup();

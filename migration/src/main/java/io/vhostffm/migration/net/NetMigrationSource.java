@@ -1,7 +1,9 @@
 package io.vhostffm.migration.net;
 
+import io.vhostffm.migration.CompilerSettle;
 import io.vhostffm.migration.DeviceStateSection;
 import io.vhostffm.migration.FinalPositions;
+import io.vhostffm.migration.MigrationDestination;
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.MigrationPeerException;
 import io.vhostffm.migration.MigrationReport;
@@ -12,9 +14,11 @@ import io.vhostffm.vhost.device.DatapathState;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.virtio.net.VirtioNetState;
 import io.vhostffm.vhost.virtio.net.VirtioState;
+import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -169,6 +173,42 @@ public final class NetMigrationSource implements AutoCloseable {
         synchronized (lock) {
             return precopyDeltasSent;
         }
+    }
+
+    /**
+     * Rehearses the stop-and-copy's compare and encode during precopy, as often as
+     * {@link MigrationDestination#REHEARSALS_PROPERTY} says ({@link MigrationSource#rehearseStopAndCopy}:
+     * nothing is sent, remembered or stopped; the final indices encoded are the queues' initial
+     * positions, the encoder's code is the same for any), then waits for the compilations it
+     * queued ({@link CompilerSettle}, bounded by {@link MigrationDestination#COMPILER_SETTLE_PROPERTY}).
+     * Call it shortly before the pause (e.g. once the destination's early load is done): the
+     * stop-and-copy then runs compiled code inside the downtime. Without effect outside precopy.
+     */
+    public void rehearseStopAndCopy() {
+        int times = Integer.getInteger(MigrationDestination.REHEARSALS_PROPERTY, 200);
+        if (times <= 0) {
+            return;
+        }
+        synchronized (lock) {
+            if (!precopyActive) {
+                return;
+            }
+            source.rehearseStopAndCopy(times, initialPositions(transportQueues.get()));
+        }
+        CompilerSettle.await(Duration.ofMillis(Math.max(0,
+                Long.getLong(MigrationDestination.COMPILER_SETTLE_PROPERTY, 500))));
+    }
+
+    /** Every queue of {@code layouts} at its initial position: a rehearsal's final indices. */
+    private static FinalPositions initialPositions(QueueLayouts layouts) {
+        List<FinalPositions.Entry> queues = new ArrayList<>();
+        for (QueueLayout q : layouts.dataQueues()) {
+            queues.add(new FinalPositions.Entry(q.queue(), QueuePosition.initial(q.packed())));
+        }
+        for (QueueLayout q : layouts.controlQueue()) {
+            queues.add(new FinalPositions.Entry(q.queue(), QueuePosition.initial(q.packed())));
+        }
+        return new FinalPositions(queues);
     }
 
     /**

@@ -1,6 +1,5 @@
 package io.vhostffm.programs.demo;
 
-import io.vhostffm.migration.CompilerSettle;
 import io.vhostffm.migration.MigrationDestination;
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.MigrationPeerException;
@@ -31,7 +30,6 @@ import io.vhostffm.vhost.virtio.VirtioFeature;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.WritableByteChannel;
-import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -277,9 +275,10 @@ public final class LocalMigration {
         /**
          * The source's side of the commit, rehearsed before the pause as the destination rehearses
          * its switchover: the readiness decoded and the guest's state encoded as often as
-         * {@link MigrationDestination#REHEARSALS_PROPERTY} says, then the compilations that queued
-         * are waited for ({@link CompilerSettle}), so the first commit of this process does not run
-         * its code for the first time inside the downtime.
+         * {@link MigrationDestination#REHEARSALS_PROPERTY} says, with the library's rehearsal of
+         * the stop-and-copy ({@link NetMigrationSource#rehearseStopAndCopy}), which then waits for
+         * the compilations of both: the first commit of this process and every stop-and-copy then
+         * run compiled code inside the downtime.
          */
         private void rehearseCommit() {
             int times = Integer.getInteger(MigrationDestination.REHEARSALS_PROPERTY, 200);
@@ -288,7 +287,7 @@ public final class LocalMigration {
             }
             Messages.rehearse(Readiness.class, new Readiness(true, ""), times);
             Messages.rehearse(FakeGuestState.class, guest.saveState(), times);
-            CompilerSettle.await(Duration.ofMillis(Long.getLong(MigrationDestination.COMPILER_SETTLE_PROPERTY, 500)));
+            migration.rehearseStopAndCopy(); // and then waits for the compilations of both
         }
 
         /**
