@@ -324,7 +324,12 @@ public final class MigrationDestination {
                 byte[] stream = rehearsalStream();
                 for (int i = 0; i < times; i++) {
                     MigrationStreamReader r = MigrationStreamReader.over(new ByteArrayInputStream(stream), names);
+                    // The switchover's clock and step marks too: the clock's first use reads this
+                    // process's clock domain from /proc, the first mark loads its event class.
+                    SwitchoverSteps steps = SwitchoverSteps.rehearsal();
+                    steps.firstFrame(MonotonicClock.now());
                     readSwitchover(r, r.next(), new LinkedHashMap<>());
+                    steps.mark(SwitchoverSteps.STREAM);
                 }
             } catch (IOException | MigrationStreamException | RuntimeException e) {
                 System.getLogger(MigrationDestination.class.getName()).log(System.Logger.Level.INFO,

@@ -23,6 +23,17 @@ public final class SwitchoverSteps {
     private final long[] at = new long[MAX];
     private int count;
     private long firstFrameAt = -1;
+    private boolean rehearsal;
+
+    /**
+     * Steps of a rehearsal: marked through the same code, their flight-recorder events never
+     * committed (a recording shows real switchovers only).
+     */
+    static SwitchoverSteps rehearsal() {
+        SwitchoverSteps steps = new SwitchoverSteps();
+        steps.rehearsal = true;
+        return steps;
+    }
 
     /** A named timestamp. */
     public record Mark(String name, long at) {}
@@ -49,7 +60,7 @@ public final class SwitchoverSteps {
             count++;
         }
         SwitchoverStepEvent event = new SwitchoverStepEvent(); // scalar-replaced: no allocation without a recording
-        if (event.shouldCommit()) {
+        if (!rehearsal && event.shouldCommit()) {
             event.step = name;
             event.stepNanos = when - (count >= 2 ? at[count - 2] : firstFrameAt);
             event.commit();

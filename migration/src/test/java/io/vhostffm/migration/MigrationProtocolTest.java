@@ -147,6 +147,7 @@ class MigrationProtocolTest {
                 java.nio.file.Path file = java.nio.file.Files.createTempFile("rehearsal", ".jfr");
                 try (jdk.jfr.Recording recording = new jdk.jfr.Recording()) {
                     recording.enable("io.vhostffm.StreamFrame").withoutThreshold();
+                    recording.enable("io.vhostffm.SwitchoverStep").withoutThreshold();
                     recording.start();
                     ReceivedMigration received = dst.receive(src.bytes.toByteArray());
                     recording.stop();
@@ -155,7 +156,12 @@ class MigrationProtocolTest {
                 }
                 long queueIndices = 0;
                 long ends = 0;
+                long streamSteps = 0;
                 for (jdk.jfr.consumer.RecordedEvent e : jdk.jfr.consumer.RecordingFile.readAllEvents(file)) {
+                    if (e.getEventType().getName().equals("io.vhostffm.SwitchoverStep")) {
+                        streamSteps += SwitchoverSteps.STREAM.equals(e.getString("step")) ? 1 : 0;
+                        continue;
+                    }
                     if (!e.getEventType().getName().equals("io.vhostffm.StreamFrame") || !"read".equals(e.getString("direction"))) {
                         continue;
                     }
@@ -167,6 +173,9 @@ class MigrationProtocolTest {
                 assertEquals(rehearsals + 1, queueIndices, "queue-indices frames read with " + rehearsals + " rehearsals");
                 assertEquals(rehearsals + 1, ends, "end markers read with " + rehearsals + " rehearsals");
                 assertEquals(1, dst.switchovers.size());
+                // The rehearsals mark their steps through the same code, but a recording shows
+                // the real switchover's only.
+                assertEquals(1, streamSteps, "stream steps recorded with " + rehearsals + " rehearsals");
             }
         } finally {
             if (was == null) {

@@ -213,10 +213,16 @@ public final class NetMigrationDestination {
             FinalPositions positions = new FinalPositions(entries);
             for (int i = 0; i < REHEARSALS; i++) {
                 device.rehearseQuickstart(finalState(positions));
+                quickstartPath(); // the path's type loads here, not in the first switchover's window
             }
         } catch (IOException | RuntimeException e) {
             LOG.log(Level.INFO, "migration: the quickstart's rehearsal failed (the switchover is unaffected): " + e);
         }
+    }
+
+    /** The path a quickstart that succeeded took: with or without fine deltas applied before it. */
+    private SwitchoverPath quickstartPath() {
+        return fineChanges.isEmpty() ? SwitchoverPath.QUICKSTART : SwitchoverPath.QUICKSTART_AFTER_FINE_DELTAS;
     }
 
     /** Restores the model from the newest records; an invalid combination is retried at the switchover. */
@@ -341,7 +347,7 @@ public final class NetMigrationDestination {
                 device.quickstartDatapath(fin);
                 s.steps().markAt(STEP_QUICKSTART, device.lastNotificationAt());
                 s.steps().mark(STEP_FIRST_NOTIFICATION);
-                path = fineChanges.isEmpty() ? SwitchoverPath.QUICKSTART : SwitchoverPath.QUICKSTART_AFTER_FINE_DELTAS;
+                path = quickstartPath();
             } catch (IOException | RuntimeException e) {
                 startFallback(fin, "quickstart failed: " + e);
             }

@@ -502,7 +502,9 @@ public final class LocalMigration {
             migration.setBeforeSwitchover(() -> {
                 awaitRam();
                 awaitCommit();
-                beforeSwitchover.forEach(Runnable::run);
+                for (Runnable hook : beforeSwitchover) { // a loop: a method reference would link in the window
+                    hook.run();
+                }
                 if (ioctls != null) {
                     ioctls.clear();
                 }
