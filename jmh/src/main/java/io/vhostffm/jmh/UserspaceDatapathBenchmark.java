@@ -203,12 +203,12 @@ public class UserspaceDatapathBenchmark {
                 case "per-pair" -> pairs;
                 default -> throw new IllegalArgumentException("workers is shared or per-pair: " + workers);
             };
-            // Read when the datapath is built; this trial's JVM (one fork per parameter set) only.
-            System.setProperty(UserspaceDatapath.TRANSMIT_IO_PROPERTY, switch (io) {
-                case "writev", "io_uring" -> io;
+            UserspaceDatapath.TransmitIo transmitIo = switch (io) {
+                case "writev" -> UserspaceDatapath.TransmitIo.WRITEV;
+                case "io_uring" -> UserspaceDatapath.TransmitIo.IO_URING;
                 default -> throw new IllegalArgumentException("io is writev or io_uring: " + io);
-            });
-            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null, threads);
+            };
+            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null, threads, transmitIo);
         } else {
             throw new IllegalArgumentException("impl is java or c: " + impl);
         }

@@ -302,10 +302,19 @@ public final class UserspaceDatapath implements AutoCloseable {
      */
     public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
             DirtyLog log, int workerThreads) throws NativeCallException {
+        return start(memory, pairs, device, log, workerThreads, null);
+    }
+
+    /**
+     * As above, transmit through {@code transmitIo} (null: the default, {@link
+     * #transmitIo(TransmitIo)}).
+     */
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
+            DirtyLog log, int workerThreads, TransmitIo transmitIo) throws NativeCallException {
         boolean mergeable = (device.driverFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         UserspaceDatapath datapath = start(memory, pairs, new Settings(device::rxFilter,
                 (queue, reason) -> device.reportBadGuestInput(reason), () -> log, DEVICE_QUEUES,
-                device.options().mtu(), mergeable, workerThreads));
+                device.options().mtu(), mergeable, workerThreads, transmitIo));
         datapath.setLargeReceiveFrames((device.netState().guestOffloads() & LARGE_RECEIVE_OFFLOADS) != 0);
         return datapath;
     }
