@@ -40,7 +40,9 @@ import java.util.function.Supplier;
  *
  * <ul>
  * <li>Transmit: each chain's readable buffers ({@code virtio_net_hdr_v1} + frame) go to the TAP in
- *     one writev whose iovecs point into guest memory; the chain completes with length 0.</li>
+ *     one writev whose iovecs point into guest memory; the chain completes with length 0. The
+ *     writevs are system calls of their own, or a round's go through one io_uring enter
+ *     ({@link TransmitIo}).</li>
  * <li>Receive: mergeable receive buffers; one readv straight into the guest's posted buffers,
  *     {@code num_buffers} set in the first header, the receive filter applied, no frame dropped
  *     for lack of buffers (the TAP is not read until the guest posts some).</li>
