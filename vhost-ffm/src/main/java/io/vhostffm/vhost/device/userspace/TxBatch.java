@@ -1,5 +1,6 @@
 package io.vhostffm.vhost.device.userspace;
 
+import io.vhostffm.vhost.internal.Structs;
 import io.vhostffm.vhost.os.Errno;
 import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.IoUring;
@@ -27,12 +28,13 @@ final class TxBatch {
     /** Chains taken and written per io_uring_enter at most: a round's budget. */
     static final int CHAINS = ServedPair.BUDGET;
     static final int ECANCELED = Errno.number("ECANCELED").orElseThrow();
-    private static final long IOVEC_BYTES = 16;
+    private static final long IOVEC_BYTES = Structs.IOVEC.byteSize();
 
     private final IoUring ring;
     private final Iovecs iovecs;
     /** The chains taken, oldest first: {@code chains[0 .. taken)}; holders beyond are free. */
     private final DescriptorChain[] chains = new DescriptorChain[CHAINS];
+    /** Scratch for {@link #removeFront}: holders are moved, never made anew. */
     private final DescriptorChain[] spare = new DescriptorChain[CHAINS];
     private final int[] headIds = new int[CHAINS];
     private final int[] zeroLengths = new int[CHAINS];
@@ -58,7 +60,7 @@ final class TxBatch {
         return taken;
     }
 
-    /** Their ring slots (a packed ring's descriptors; a split ring's heads count one each there too). */
+    /** Their descriptors, summed: how far a packed ring's position steps back when they are given back. */
     int takenSlots() {
         int slots = 0;
         for (int i = 0; i < taken; i++) {
