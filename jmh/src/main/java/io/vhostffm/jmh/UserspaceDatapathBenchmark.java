@@ -90,6 +90,16 @@ public class UserspaceDatapathBenchmark {
     @Param({"shared", "per-pair"})
     public String workers = "shared";
 
+    /**
+     * How the datapath's transmit hands its writevs to the kernel ({@code impl=java}):
+     * {@code writev}, one system call per chain; {@code io_uring}, a round's chains with one
+     * io_uring_enter ({@code UserspaceDatapath.TransmitIo}). Receive is the same under both. The
+     * C baseline (one writev per frame) runs under both, so each Java figure has its C figure
+     * from the same stretch of the run.
+     */
+    @Param({"writev", "io_uring"})
+    public String io = "writev";
+
     TapGuest guest;
     private TapGuest.Pair[] pairList;
     private UserspaceDatapath datapath;
@@ -193,7 +203,12 @@ public class UserspaceDatapathBenchmark {
                 case "per-pair" -> pairs;
                 default -> throw new IllegalArgumentException("workers is shared or per-pair: " + workers);
             };
-            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null, threads);
+            UserspaceDatapath.TransmitIo transmitIo = switch (io) {
+                case "writev" -> UserspaceDatapath.TransmitIo.WRITEV;
+                case "io_uring" -> UserspaceDatapath.TransmitIo.IO_URING;
+                default -> throw new IllegalArgumentException("io is writev or io_uring: " + io);
+            };
+            datapath = UserspaceDatapath.start(guest.memory, guest.configs(), guest.device, null, threads, transmitIo);
         } else {
             throw new IllegalArgumentException("impl is java or c: " + impl);
         }

@@ -147,16 +147,19 @@ class BenchmarkFixturesTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"java, 64, 1, shared", "java, 1514, 1, shared", "c, 64, 1, shared", "c, 1514, 1, shared",
-            "java, 64, 2, shared", "java, 1514, 2, shared", "java, 64, 2, per-pair", "java, 1514, 2, per-pair",
-            "c, 64, 2, shared", "c, 1514, 2, shared"})
-    void userspaceDatapathMovesEveryFrameThroughARealTap(String impl, int frameSize, int pairs, String workers)
-            throws Exception {
+    @CsvSource({"java, 64, 1, shared, writev", "java, 1514, 1, shared, writev", "c, 64, 1, shared, writev",
+            "c, 1514, 1, shared, writev", "java, 64, 2, shared, writev", "java, 1514, 2, shared, writev",
+            "java, 64, 2, per-pair, writev", "java, 1514, 2, per-pair, writev", "c, 64, 2, shared, writev",
+            "c, 1514, 2, shared, writev", "java, 64, 1, shared, io_uring", "java, 1514, 2, shared, io_uring",
+            "java, 64, 2, per-pair, io_uring"})
+    void userspaceDatapathMovesEveryFrameThroughARealTap(String impl, int frameSize, int pairs, String workers,
+            String io) throws Exception {
         UserspaceDatapathBenchmark bench = new UserspaceDatapathBenchmark();
         bench.frameSize = frameSize;
         bench.impl = impl;
         bench.pairs = pairs;
         bench.workers = workers;
+        bench.io = io;
         bench.setUp();
         String tap = bench.guest.tap.name();
         assertEquals(true, java.nio.file.Files.exists(java.nio.file.Path.of("/sys/class/net", tap)), "TAP " + tap);
@@ -195,7 +198,7 @@ class BenchmarkFixturesTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"java-write, 64", "java-io_uring, 64", "c-writev, 64", "c-io_uring, 64", "java-write, 1514",
+    @CsvSource({"java-write, 64", "java-io_uring, 64", "java-io_uring-linked, 64", "c-writev, 64", "c-io_uring, 64", "java-write, 1514",
             "java-io_uring, 1514", "c-writev, 1514", "c-io_uring, 1514"})
     void tapBatchWritesPutEveryFrameOnTheTap(String impl, int frameSize) throws Exception {
         TapBatchWriteBenchmark bench = new TapBatchWriteBenchmark();

@@ -101,6 +101,25 @@ class DatapathRatiosTest {
     }
 
     @Test
+    void keepsTheTransmitSystemCallsApart() {
+        String shared = "\"pairs\": \"1\", \"workers\": \"shared\"";
+        String json = "[" + String.join(",",
+                entry("transmit", "java", 64, 1, 450_000, 0, 0).replace("\"pairs\": \"1\"", shared + ", \"io\": \"writev\""),
+                entry("transmit", "c", 64, 1, 500_000, 0, 0).replace("\"pairs\": \"1\"", shared + ", \"io\": \"writev\""),
+                entry("transmit", "java", 64, 1, 300_000, 0, 0).replace("\"pairs\": \"1\"", shared + ", \"io\": \"io_uring\""),
+                entry("transmit", "c", 64, 1, 400_000, 0, 0).replace("\"pairs\": \"1\"", shared + ", \"io\": \"io_uring\"")) + "]";
+        List<DatapathRatios.Row> rows = DatapathRatios.rows(BenchmarkResult.parseAll(json));
+        assertEquals(2, rows.size());
+        assertEquals("writev", rows.get(0).io());
+        assertEquals(0.9, rows.get(0).javaOverC().score(), 1e-9);
+        assertEquals("io_uring", rows.get(1).io());
+        assertEquals(0.75, rows.get(1).javaOverC().score(), 1e-9, "divided by the C figure of its own stretch");
+        String table = DatapathRatios.render(BenchmarkResult.parseAll(json));
+        assertTrue(table.contains("| TX | 64 | 1, shared, writev | 450,000"), table);
+        assertTrue(table.contains("| TX | 64 | 1, shared, io_uring | 300,000"), table);
+    }
+
+    @Test
     void nothingWithoutDatapathResults() {
         assertEquals("", DatapathRatios.render(BenchmarkResult.parseAll(SwitchoverRatiosTest.kernelRun())));
     }

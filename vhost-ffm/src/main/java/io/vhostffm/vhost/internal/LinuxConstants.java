@@ -54,6 +54,9 @@ public final class LinuxConstants {
     public static final int IORING_ENTER_GETEVENTS = 1;
     public static final byte IORING_OP_READV = 1;
     public static final byte IORING_OP_WRITEV = 2;
+    public static final byte IOSQE_IO_LINK = 4;
+    // <linux/fs.h>
+    public static final int RWF_NOWAIT = 8;
 
     // <sys/socket.h>, <sys/un.h>
     public static final int AF_UNIX = 1;

@@ -9,6 +9,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
+import java.util.Objects;
 
 /**
  * An io_uring instance through raw system calls ({@code io_uring_setup}, {@code io_uring_enter};
@@ -28,12 +29,27 @@ import java.lang.invoke.VarHandle;
  * One thread at a time.
  */
 public final class IoUring implements AutoCloseable {
+    /**
+     * Flag of {@link #queueWritev(FileDescriptor, MemorySegment, long, int, long, int)}: the operation
+     * queued next starts only once this one has moved all its bytes ({@code IOSQE_IO_LINK}); if
+     * this one fails or moves fewer, every later operation of the link completes with
+     * {@code -ECANCELED} without being started. How a batch of writes keeps its order.
+     */
+    public static final int LINK_NEXT = 1;
+    /**
+     * Flag: when the descriptor is not ready (a full TAP), complete with {@code -EAGAIN} at once
+     * ({@code RWF_NOWAIT}) instead of waiting in the kernel until it is; then nothing is left in
+     * flight that only a later readiness would complete.
+     */
+    public static final int NO_WAIT = 2;
+
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT;
     private static final VarHandle INT = U32.varHandle();
     private static final int EINTR = Errno.number("EINTR").orElseThrow();
     private static final long PARAMS_SIZE = Structs.IO_URING_PARAMS.byteSize();
     private static final long SQE_SIZE = Structs.IO_URING_SQE.byteSize();
     private static final long CQE_SIZE = Structs.IO_URING_CQE.byteSize();
+    private static final long IOVEC_SIZE = Structs.IOVEC.byteSize();
     // io_uring_params
     private static final long SQ_ENTRIES = Structs.offset(Structs.IO_URING_PARAMS, "sq_entries");
     private static final long CQ_ENTRIES = Structs.offset(Structs.IO_URING_PARAMS, "cq_entries");
@@ -42,6 +58,8 @@ public final class IoUring implements AutoCloseable {
     private static final long CQ_OFF = Structs.offset(Structs.IO_URING_PARAMS, "cq_off");
     // io_uring_sqe
     private static final long SQE_OPCODE = Structs.offset(Structs.IO_URING_SQE, "opcode");
+    private static final long SQE_FLAGS = Structs.offset(Structs.IO_URING_SQE, "flags");
+    private static final long SQE_RW_FLAGS = Structs.offset(Structs.IO_URING_SQE, "rw_flags");
     private static final long SQE_FD = Structs.offset(Structs.IO_URING_SQE, "fd");
     private static final long SQE_OFF = Structs.offset(Structs.IO_URING_SQE, "off");
     private static final long SQE_ADDR = Structs.offset(Structs.IO_URING_SQE, "addr");
@@ -167,15 +185,31 @@ public final class IoUring implements AutoCloseable {
      * @return false, queuing nothing, when the submission queue or the in-flight slots are full
      */
     public boolean queueWritev(FileDescriptor fd, MemorySegment iovecs, int count, long tag) {
-        return queue(LinuxConstants.IORING_OP_WRITEV, fd, iovecs, count, tag);
+        return queue(LinuxConstants.IORING_OP_WRITEV, fd, iovecs, 0, count, tag, 0);
+    }
+
+    /**
+     * As {@link #queueWritev(FileDescriptor, MemorySegment, int, long)}, the {@code count} iovecs
+     * from byte {@code offset} of {@code iovecs} (one array for a whole batch, no slice per
+     * operation), with {@code flags}: 0 or any of {@link #LINK_NEXT} and {@link #NO_WAIT}.
+     *
+     * @throws IndexOutOfBoundsException when the iovecs are not all inside {@code iovecs}
+     */
+    public boolean queueWritev(FileDescriptor fd, MemorySegment iovecs, long offset, int count, long tag, int flags) {
+        return queue(LinuxConstants.IORING_OP_WRITEV, fd, iovecs, offset, count, tag, flags);
     }
 
     /** As {@link #queueWritev}, a {@code readv} from {@code fd} into the buffers the iovecs name. */
     public boolean queueReadv(FileDescriptor fd, MemorySegment iovecs, int count, long tag) {
-        return queue(LinuxConstants.IORING_OP_READV, fd, iovecs, count, tag);
+        return queue(LinuxConstants.IORING_OP_READV, fd, iovecs, 0, count, tag, 0);
     }
 
-    private boolean queue(byte opcode, FileDescriptor fd, MemorySegment iovecs, int count, long tag) {
+    private boolean queue(byte opcode, FileDescriptor fd, MemorySegment iovecs, long offset, int count, long tag,
+            int flags) {
+        if ((flags & ~(LINK_NEXT | NO_WAIT)) != 0) {
+            throw new IllegalArgumentException("io_uring operation flags: LINK_NEXT, NO_WAIT; not 0x" + Integer.toHexString(flags));
+        }
+        Objects.checkFromIndexSize(offset, IOVEC_SIZE * count, iovecs.byteSize());
         // Acquire: the kernel's head, so a slot it has not consumed yet is not overwritten.
         int head = (int) INT.getAcquire(sqRing, sqHead);
         if (tail - head >= sqEntries || free == 0) {
@@ -191,9 +225,15 @@ public final class IoUring implements AutoCloseable {
             sqes.set(ValueLayout.JAVA_LONG, at + word, 0L); // flags, ioprio, rw_flags, buf_index ... all 0
         }
         sqes.set(ValueLayout.JAVA_BYTE, at + SQE_OPCODE, opcode);
+        if ((flags & LINK_NEXT) != 0) {
+            sqes.set(ValueLayout.JAVA_BYTE, at + SQE_FLAGS, LinuxConstants.IOSQE_IO_LINK);
+        }
+        if ((flags & NO_WAIT) != 0) {
+            sqes.set(U32, at + SQE_RW_FLAGS, LinuxConstants.RWF_NOWAIT);
+        }
         sqes.set(U32, at + SQE_FD, number);
         sqes.set(ValueLayout.JAVA_LONG, at + SQE_OFF, -1L); // the file's current position (a TAP has none)
-        sqes.set(ValueLayout.JAVA_LONG, at + SQE_ADDR, iovecs.address());
+        sqes.set(ValueLayout.JAVA_LONG, at + SQE_ADDR, iovecs.address() + offset);
         sqes.set(U32, at + SQE_LEN, count); // iovecs
         sqes.set(ValueLayout.JAVA_LONG, at + SQE_USER_DATA, slot);
         sqRing.set(U32, sqArray + 4L * index, index);

@@ -127,6 +127,29 @@ class IoUringTest {
     }
 
     @Test
+    void iovecsOutsideTheirArrayAndUnknownFlagsAreRefusedQueuingNothing() throws Exception {
+        try (Arena arena = Arena.ofConfined(); IoUring ring = IoUring.open(2);
+                FileDescriptor devNull = FileDescriptor.openReadWrite("/dev/null")) {
+            MemorySegment iovecs = arena.allocate(32, 8);
+            assertThrows(IndexOutOfBoundsException.class, () -> ring.queueWritev(devNull, iovecs, 16, 2, 1, 0),
+                    "the second iovec would end past the array");
+            assertThrows(IllegalArgumentException.class,
+                    () -> ring.queueWritev(devNull, iovecs, 0, 1, 1, 4), "not LINK_NEXT or NO_WAIT");
+            assertEquals(0, ring.inFlight(), "nothing queued, no descriptor held");
+            MemorySegment data = arena.allocate(8);
+            iovecs.set(JAVA_LONG, 16, data.address());
+            iovecs.set(JAVA_LONG, 24, data.byteSize());
+            assertTrue(ring.queueWritev(devNull, iovecs, 16, 1, 7, IoUring.NO_WAIT), "the second iovec alone");
+            assertEquals(1, ring.submit(1));
+            long[] tags = new long[1];
+            int[] results = new int[1];
+            assertEquals(1, ring.completions(tags, results));
+            assertEquals(7, tags[0]);
+            assertEquals(8, results[0], "its 8 bytes written");
+        }
+    }
+
+    @Test
     void entriesOutOfRangeAreRefused() {
         assertThrows(IllegalArgumentException.class, () -> IoUring.open(0));
         assertThrows(IllegalArgumentException.class, () -> IoUring.open(8192));

@@ -4,6 +4,7 @@ import io.vhostffm.vhost.internal.ParkedThreads;
 
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.os.EventFd;
+import io.vhostffm.vhost.os.IoUring;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.virtio.net.RxFilter;
 import io.vhostffm.vhost.virtio.net.VirtioNetDevice;
@@ -39,7 +40,9 @@ import java.util.function.Supplier;
  *
  * <ul>
  * <li>Transmit: each chain's readable buffers ({@code virtio_net_hdr_v1} + frame) go to the TAP in
- *     one writev whose iovecs point into guest memory; the chain completes with length 0.</li>
+ *     one writev whose iovecs point into guest memory; the chain completes with length 0. The
+ *     writevs are system calls of their own, or a round's go through one io_uring enter
+ *     ({@link TransmitIo}).</li>
  * <li>Receive: mergeable receive buffers; one readv straight into the guest's posted buffers,
  *     {@code num_buffers} set in the first header, the receive filter applied, no frame dropped
  *     for lack of buffers (the TAP is not read until the guest posts some).</li>
@@ -116,9 +119,11 @@ public final class UserspaceDatapath implements AutoCloseable {
      *                           each frame goes into one chain and one that does not fit is dropped
      * @param workerThreads      worker threads to serve the pairs (at most one per pair); 0: the
      *                           default ({@link #workerThreads(int, int)})
+     * @param transmitIo         how transmit hands its writevs to the kernel; null: the default
+     *                           ({@link #transmitIo(TransmitIo)})
      */
     public record Settings(Supplier<RxFilter> filter, BackendListener listener, Supplier<DirtyLog> dirtyLog,
-            QueueOpener opener, int mtu, boolean mergeableRxBuffers, int workerThreads) {
+            QueueOpener opener, int mtu, boolean mergeableRxBuffers, int workerThreads, TransmitIo transmitIo) {
         public Settings {
             Objects.requireNonNull(listener, "listener");
             Objects.requireNonNull(opener, "opener");
@@ -136,15 +141,26 @@ public final class UserspaceDatapath implements AutoCloseable {
             }
         }
 
-        /** With the default number of worker threads. */
+        /** With the default transmit system calls. */
+        public Settings(Supplier<RxFilter> filter, BackendListener listener, Supplier<DirtyLog> dirtyLog,
+                QueueOpener opener, int mtu, boolean mergeableRxBuffers, int workerThreads) {
+            this(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, workerThreads, null);
+        }
+
+        /** With the default number of worker threads and transmit system calls. */
         public Settings(Supplier<RxFilter> filter, BackendListener listener, Supplier<DirtyLog> dirtyLog,
                 QueueOpener opener, int mtu, boolean mergeableRxBuffers) {
-            this(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, 0);
+            this(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, 0, null);
         }
 
         /** The same with {@code threads} worker threads (0: the default). */
         public Settings withWorkerThreads(int threads) {
-            return new Settings(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, threads);
+            return new Settings(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, threads, transmitIo);
+        }
+
+        /** The same with transmit through {@code io} (null: the default). */
+        public Settings withTransmitIo(TransmitIo io) {
+            return new Settings(filter, listener, dirtyLog, opener, mtu, mergeableRxBuffers, workerThreads, io);
         }
     }
 
@@ -187,6 +203,48 @@ public final class UserspaceDatapath implements AutoCloseable {
         return Math.min(threads, pairs);
     }
 
+    /** How the transmit paths hand their writevs (one per chain) to the kernel. */
+    public enum TransmitIo {
+        /** One writev system call per chain. */
+        WRITEV,
+        /**
+         * A round's chains (up to 64 per queue) as linked writevs in an io_uring per transmit
+         * queue, handed over with one io_uring_enter; their used elements published with one
+         * used-index update.
+         */
+        IO_URING
+    }
+
+    /**
+     * The system property that sets the default {@link TransmitIo} ({@code writev} or
+     * {@code io_uring}), for datapaths whose {@link Settings#transmitIo()} is null.
+     */
+    public static final String TRANSMIT_IO_PROPERTY = "io.vhostffm.userspace.transmitIo";
+
+    /** Without the property: what measured better (docs/jmh.md). */
+    static final TransmitIo DEFAULT_TRANSMIT_IO = TransmitIo.WRITEV;
+
+    /**
+     * How transmit goes: {@code requested} when not null, else the system property {@value
+     * #TRANSMIT_IO_PROPERTY} when set, else the built-in default.
+     *
+     * @throws IllegalArgumentException when the property names neither
+     */
+    public static TransmitIo transmitIo(TransmitIo requested) {
+        if (requested != null) {
+            return requested;
+        }
+        String property = System.getProperty(TRANSMIT_IO_PROPERTY);
+        if (property == null) {
+            return DEFAULT_TRANSMIT_IO;
+        }
+        return switch (property.strip()) {
+            case "writev" -> TransmitIo.WRITEV;
+            case "io_uring" -> TransmitIo.IO_URING;
+            default -> throw new IllegalArgumentException(TRANSMIT_IO_PROPERTY + " is writev or io_uring: " + property);
+        };
+    }
+
     private static final long LARGE_RECEIVE_OFFLOADS = VirtioFeature.GUEST_TSO4.mask()
             | VirtioFeature.GUEST_TSO6.mask() | VirtioFeature.GUEST_UFO.mask()
             | VirtioFeature.GUEST_USO4.mask() | VirtioFeature.GUEST_USO6.mask();
@@ -197,6 +255,8 @@ public final class UserspaceDatapath implements AutoCloseable {
     private final List<ServedPair> served = new ArrayList<>();
     private final List<Thread> threads = new ArrayList<>();
     private final List<Counters> counters = new ArrayList<>();
+    /** The transmit queues' io_urings ({@link TransmitIo#IO_URING}); closed once no worker runs. */
+    private final List<IoUring> rings = new ArrayList<>();
     /** The workers' thread names, built with them (not at the start). */
     private final List<String> names = new ArrayList<>();
     /** The parked threads being handed their workers (filled and emptied by the launch). */
@@ -244,10 +304,19 @@ public final class UserspaceDatapath implements AutoCloseable {
      */
     public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
             DirtyLog log, int workerThreads) throws NativeCallException {
+        return start(memory, pairs, device, log, workerThreads, null);
+    }
+
+    /**
+     * As above, transmit through {@code transmitIo} (null: the default, {@link
+     * #transmitIo(TransmitIo)}).
+     */
+    public static UserspaceDatapath start(GuestMemory memory, List<QueuePairConfig> pairs, VirtioNetDevice device,
+            DirtyLog log, int workerThreads, TransmitIo transmitIo) throws NativeCallException {
         boolean mergeable = (device.driverFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
         UserspaceDatapath datapath = start(memory, pairs, new Settings(device::rxFilter,
                 (queue, reason) -> device.reportBadGuestInput(reason), () -> log, DEVICE_QUEUES,
-                device.options().mtu(), mergeable, workerThreads));
+                device.options().mtu(), mergeable, workerThreads, transmitIo));
         datapath.setLargeReceiveFrames((device.netState().guestOffloads() & LARGE_RECEIVE_OFFLOADS) != 0);
         return datapath;
     }
@@ -348,6 +417,7 @@ public final class UserspaceDatapath implements AutoCloseable {
             List<DeviceQueue> queues) throws NativeCallException {
         EventFd stop = EventFd.create("userspace datapath stop");
         UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
+        boolean uring = transmitIo(settings.transmitIo()) == TransmitIo.IO_URING;
         try {
             // Iovec arrays, overflow buffers and pollfds live as long as the workers use them;
             // an automatic arena frees them once the backend is gone.
@@ -360,8 +430,13 @@ public final class UserspaceDatapath implements AutoCloseable {
                 RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(settings.dirtyLog(), rxQueue.saveState()),
                         pair.rxCall(), pair.tapQueue(), c, settings.filter(), () -> backend.largeFrames, settings.mtu(),
                         settings.mergeableRxBuffers());
+                IoUring ring = null;
+                if (uring) {
+                    ring = IoUring.open(TxBatch.CHAINS);
+                    backend.rings.add(ring);
+                }
                 TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(settings.dirtyLog(), txQueue.saveState()),
-                        pair.txCall(), pair.tapQueue(), c);
+                        pair.txCall(), pair.tapQueue(), c, ring);
                 backend.counters.add(c);
                 backend.served.add(new ServedPair(p, pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), pair.tapQueue()));
             }
@@ -376,11 +451,19 @@ public final class UserspaceDatapath implements AutoCloseable {
                 backend.workers.add(worker);
                 backend.names.add(threadName(worker));
             }
-        } catch (RuntimeException e) {
+        } catch (NativeCallException | RuntimeException e) {
+            backend.closeRings();
             stop.close();
             throw e;
         }
         return backend;
+    }
+
+    /** Closes the transmit io_urings (each once; nothing is in flight between rounds). No worker may run. */
+    private void closeRings() {
+        for (IoUring ring : rings) {
+            ring.close();
+        }
     }
 
     /**
@@ -399,6 +482,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         try {
             positionAndNotify(finalPositions);
         } catch (NativeCallException | RuntimeException e) {
+            closeRings();
             stopEvent.close(); // no thread runs: nothing else will close it
             throw e;
         }
@@ -469,6 +553,7 @@ public final class UserspaceDatapath implements AutoCloseable {
     void discard() {
         if (!launched) {
             launched = true;
+            closeRings();
             stopEvent.close();
         }
     }
@@ -646,6 +731,7 @@ public final class UserspaceDatapath implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         List<QueueState> states = quiescedStates != null ? quiescedStates : collect();
+        closeRings();
         stopEvent.close();
         finalStates = states;
         return finalStates;
@@ -659,7 +745,7 @@ public final class UserspaceDatapath implements AutoCloseable {
             rx.abandonPendingFrame();
             states.add(giveBack(rx.queue().saveState(), rx.heldChains(), rx.heldSlots()));
             TxPath tx = pair.tx;
-            states.add(giveBack(tx.queue().saveState(), tx.holdsChain() ? 1 : 0, tx.heldSlots()));
+            states.add(giveBack(tx.queue().saveState(), tx.heldChains(), tx.heldSlots()));
         }
         return List.copyOf(states);
     }
