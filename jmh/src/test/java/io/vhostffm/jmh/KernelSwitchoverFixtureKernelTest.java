@@ -45,6 +45,7 @@ class KernelSwitchoverFixtureKernelTest {
         try {
             // quickstart
             var pre = new KernelSwitchoverBenchmark.Prestarted();
+            pre.quickstartThreads = 1;
             pre.open(guest);
             recorder.attach(pre.backend, pairs);
             long fdsOpen = OpenDescriptors.snapshot().size();
