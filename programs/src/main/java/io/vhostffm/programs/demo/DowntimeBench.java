@@ -56,6 +56,13 @@ import org.HdrHistogram.Histogram;
  * hypervisor's RAM precopy would give it time to. With {@code --delta} the guest adds a VLAN
  * just before each pause with precopy deltas off, so every stop-and-copy carries a delta.
  *
+ * <p>On the kernel's vhost-net the baseline is measured in the same run: after the migrations,
+ * the floor of a quickstart ({@code QuickstartFloor}: SET_VRING_BASE per virtqueue, TUNSETQUEUE
+ * per pair, NET_SET_BACKEND per virtqueue) timed in this process on prestarted vhost-net devices
+ * of the same shape ({@link QuickstartFloorTiming}), as many rounds as migrations; its p50 and p99
+ * and the ratios downtime / floor and quickstart part / floor are printed and written beside the
+ * downtime's.
+ *
  * <p>With {@code --backend vhost-user} each process starts its own DPDK testpmd ({@link Testpmd}:
  * {@code net_vhost}, macswap) and the device's primary is our vhost-user frontend on it ({@link
  * Backends#vhostUser}; the TAP still moves, for the userspace fallback). The destination prestarts
