@@ -53,19 +53,20 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  * quickstart come from vring's many-queue resync ({@link QueueResync}) over a device-side view of
  * each queue, made at prestart: it checks every final position against its queue, naming queue and
  * field, before any ioctl, and encodes the bases in the same pass. {@link #start}: the prestart
- * sequence, then NET_SET_BACKEND.
+ * sequence, then NET_SET_BACKEND. {@link #stop}: NET_SET_BACKEND(-1) per bound queue, then
+ * GET_VRING_BASE per queue; the used index is read from the used ring in guest memory (the
+ * kernel keeps it there).
  *
  * <h2>Per-pair quickstart steps in parallel</h2>
  * Each pair has its own {@code /dev/vhost-net}, so with {@link #setQuickstartThreads} above 1
  * (default: the system property {@value #QUICKSTART_THREADS_PROPERTY}, else
  * {@value #DEFAULT_QUICKSTART_THREADS}) a quickstart of several pairs issues each pair's steps
  * (SET_VRING_BASE rx and tx, TUNSETQUEUE, NET_SET_BACKEND rx and tx) on one of that many threads,
- * the quickstart's own included ({@link ParallelQuickstart}); the other threads are started and
+ * the quickstart's own included ({@code ParallelQuickstart}); the other threads are started and
  * parked at prestart. The failure rules are the serial ones: the first failed pair's error names
  * the pair, the ioctl and the errno, and every queue bound is unbound. The serial order is as
- * above: every SET_VRING_BASE, the TAP queues, then every NET_SET_BACKEND. {@link #stop}: NET_SET_BACKEND(-1) per bound queue, then
- * GET_VRING_BASE per queue; the used index is read from the used ring in guest memory (the
- * kernel keeps it there).
+ * above: every SET_VRING_BASE, the TAP queues, then every NET_SET_BACKEND. Off by default: in the
+ * emulated VM it measured slower than the serial order (docs/migration.md, "The levers").
  *
  * <h2>TAP</h2>
  * IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, TUNSETVNETHDRSZ 12 ({@code virtio_net_hdr_mrg_rxbuf}: the
