@@ -1,14 +1,10 @@
 package io.vhostffm.jmh;
 
-import io.vhostffm.vhost.os.FileDescriptor;
 import io.vhostffm.vhost.os.IoctlObserver;
-import io.vhostffm.vhost.os.TapDevice;
+import io.vhostffm.vhost.device.kernel.QuickstartFloor;
 import io.vhostffm.vhost.device.kernel.VhostNet;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
-import io.vhostffm.vring.QueuePosition;
-import io.vhostffm.vring.VhostVringBase;
 import java.io.IOException;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.IntFunction;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -17,6 +13,7 @@ import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -31,7 +28,8 @@ import org.openjdk.jmh.annotations.TearDown;
  *     prestarted before the operation; measured is {@code VhostNetBackend.quickstart(finalPositions)}
  *     (vring's many-queue resync, {@code QueueResync}, checks the positions and encodes the bases):
  *     per virtqueue VHOST_SET_VRING_BASE, TUNSETQUEUE per pair on a multi-queue TAP, then
- *     VHOST_NET_SET_BACKEND on both queues of every pair.</li>
+ *     VHOST_NET_SET_BACKEND on both queues of every pair; with {@link Prestarted#quickstartThreads}
+ *     above 1 each pair's steps on one of that many threads (parked at prestart).</li>
  * <li>{@link #classic}: what a classic migration does while the guest is paused, from no backend
  *     at all: {@code VhostNetBackend.open(tap)} (per pair open /dev/vhost-net and VHOST_SET_OWNER,
  *     VHOST_GET_FEATURES once, TUNSETVNETHDRSZ, 2 x pairs + 1 eventfds and the ring-error
@@ -42,7 +40,8 @@ import org.openjdk.jmh.annotations.TearDown;
  * <li>{@link #bareIoctls}: the switchover's floor: on the same prestarted descriptors, only the
  *     ioctls quickstart must issue (SET_VRING_BASE per virtqueue; on a multi-queue TAP, TUNSETQUEUE
  *     attaching each pair's queue, since the source may have left it detached; NET_SET_BACKEND per
- *     virtqueue), straight through {@link VhostNet} and {@code TapDevice}, nothing else.</li>
+ *     virtqueue), straight through {@link VhostNet} and {@code TapDevice}, nothing else
+ *     ({@link QuickstartFloor}, which the downtime benchmark times too).</li>
  * </ul>
  * {@code KernelSwitchoverFixtureKernelTest} counts each variant's ioctls with an
  * {@code IoctlObserver} and checks frames flow afterwards.
@@ -64,12 +63,20 @@ public class KernelSwitchoverBenchmark {
     /** A backend opened once per trial and prestarted before each operation; stopped after it. */
     @State(Scope.Thread)
     public static class Prestarted {
+        /**
+         * The threads a quickstart issues the pairs' steps from ({@link VhostNetBackend#setQuickstartThreads}):
+         * 1 serial; 2 (the VM's vCPUs); 16 (one per pair, at most the pairs).
+         */
+        @Param({"1", "2", "16"})
+        public int quickstartThreads;
+
         VhostNetBackend backend;
 
         /** Opens the backend on the guest's TAP (its cost is classic's, not quickstart's). */
         @Setup(Level.Trial)
         public void open(SwitchoverGuest guest) throws IOException {
             backend = VhostNetBackend.open(guest.guest.tap);
+            backend.setQuickstartThreads(quickstartThreads);
         }
 
         /** Prestarts from the states the last stop left (outside the measured time). */
@@ -99,19 +106,13 @@ public class KernelSwitchoverBenchmark {
     @State(Scope.Thread)
     public static class BarePrestarted {
         VhostNetBackend backend;
-        VhostNet[] vhosts;
-        FileDescriptor[] tapQueues;
+        QuickstartFloor floor;
 
-        /** Opens the backend; keeps each pair's {@link VhostNet} and TAP queue at hand. */
+        /** Opens the backend; the floor keeps each pair's {@link VhostNet} and TAP queue at hand. */
         @Setup(Level.Trial)
         public void open(SwitchoverGuest guest) throws IOException {
             backend = VhostNetBackend.open(guest.guest.tap);
-            vhosts = new VhostNet[guest.pairs];
-            tapQueues = new FileDescriptor[guest.pairs];
-            for (int p = 0; p < guest.pairs; p++) {
-                vhosts[p] = backend.vhost(p);
-                tapQueues[p] = guest.guest.tap.queue(p);
-            }
+            floor = new QuickstartFloor(backend, guest.pairs);
         }
 
         /** Prestarts (outside the measured time). */
@@ -124,10 +125,7 @@ public class KernelSwitchoverBenchmark {
         @TearDown(Level.Invocation)
         public void unbindAndStop(SwitchoverGuest guest) throws IOException {
             long cpu = CpuTimeProfiler.currentThreadCpuNanos();
-            for (VhostNet v : vhosts) {
-                v.clearBackend(VhostNet.RX_QUEUE);
-                v.clearBackend(VhostNet.TX_QUEUE);
-            }
+            floor.unbind();
             guest.stopped(backend.stop());
             CpuTimeProfiler.excludeSetup(CpuTimeProfiler.currentThreadCpuNanos() - cpu);
         }
@@ -192,22 +190,8 @@ public class KernelSwitchoverBenchmark {
      * NET_SET_BACKEND per virtqueue.
      */
     @Benchmark
-    public VhostNet[] bareIoctls(SwitchoverGuest guest, BarePrestarted state) throws IOException {
-        VhostNet[] vhosts = state.vhosts;
-        List<QueuePosition> finals = guest.finalPositions();
-        for (int i = 0; i < finals.size(); i++) {
-            vhosts[i / 2].setVringBase(i % 2, VhostVringBase.encodeSplit(finals.get(i).lastAvailIdx()));
-        }
-        TapDevice tap = guest.guest.tap;
-        if (tap.queues().size() > 1) {
-            for (int p = 0; p < vhosts.length; p++) {
-                tap.setQueueAttached(p, true);
-            }
-        }
-        for (int p = 0; p < vhosts.length; p++) {
-            vhosts[p].setBackend(VhostNet.RX_QUEUE, state.tapQueues[p]);
-            vhosts[p].setBackend(VhostNet.TX_QUEUE, state.tapQueues[p]);
-        }
-        return vhosts;
+    public QuickstartFloor bareIoctls(SwitchoverGuest guest, BarePrestarted state) throws IOException {
+        state.floor.issue(guest.finalPositions());
+        return state.floor;
     }
 }

@@ -22,7 +22,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * Runs {@link KernelSwitchoverBenchmark}'s fixtures and operations directly, without JMH, on the
  * real kernel vhost-net (bin/kernel-bench: in its VM, or where /dev/vhost-net opens; elsewhere it
- * FAILS): each variant issues exactly the vhost ioctls its Javadoc names, in that order; frames
+ * FAILS): each variant issues exactly the vhost ioctls its Javadoc names, in that order (the
+ * quickstart with each pair's steps on its own thread too: each pair's in that order); frames
  * flow after each switchover (a probe frame from the guest on every pair's transmit queue reaches
  * the TAP); no descriptor leaks from one operation to the next or out of the trial. What each
  * variant costs is KernelSwitchoverBenchmark's to measure, not this test's.
@@ -43,23 +44,31 @@ class KernelSwitchoverFixtureKernelTest {
         KernelSwitchoverBenchmark bench = new KernelSwitchoverBenchmark();
         IoctlRecorder recorder = new IoctlRecorder();
         try {
-            // quickstart
-            var pre = new KernelSwitchoverBenchmark.Prestarted();
-            pre.open(guest);
-            recorder.attach(pre.backend, pairs);
-            long fdsOpen = OpenDescriptors.snapshot().size();
-            for (int round = 0; round < ROUNDS; round++) {
-                pre.prestart(guest);
-                assertEquals(prestartSequence(pairs), names(recorder.take()), "prestart");
-                bench.quickstart(guest, pre);
-                List<IoctlRecorder.Call> calls = recorder.take();
-                assertEquals(quickstartSequence(pairs), names(calls), "quickstart");
-                probeEveryPair(guest);
-                pre.stop(guest);
-                assertEquals(stopSequence(pairs), names(recorder.take()), "stop");
-                assertEquals(fdsOpen, OpenDescriptors.snapshot().size(), "descriptors after quickstart round " + round);
+            // quickstart: serial, then (several pairs) each pair's steps on its own thread
+            long fdsOpen = 0;
+            for (int threads : pairs == 1 ? new int[] {1} : new int[] {1, pairs}) {
+                var pre = new KernelSwitchoverBenchmark.Prestarted();
+                pre.quickstartThreads = threads;
+                pre.open(guest);
+                recorder.attach(pre.backend, pairs);
+                fdsOpen = OpenDescriptors.snapshot().size();
+                for (int round = 0; round < ROUNDS; round++) {
+                    pre.prestart(guest);
+                    assertEquals(prestartSequence(pairs), names(recorder.take()), "prestart");
+                    bench.quickstart(guest, pre);
+                    List<IoctlRecorder.Call> calls = recorder.take();
+                    if (threads == 1) {
+                        assertEquals(quickstartSequence(pairs), names(calls), "quickstart");
+                    } else { // the pairs interleave; each pair's own order is the serial one
+                        assertEquals(byPair(quickstartSequence(pairs)), byPair(names(calls)), "parallel quickstart");
+                    }
+                    probeEveryPair(guest);
+                    pre.stop(guest);
+                    assertEquals(stopSequence(pairs), names(recorder.take()), "stop");
+                    assertEquals(fdsOpen, OpenDescriptors.snapshot().size(), "descriptors after quickstart round " + round);
+                }
+                pre.close();
             }
-            pre.close();
 
             // bare ioctls
             var bare = new KernelSwitchoverBenchmark.BarePrestarted();
@@ -127,6 +136,16 @@ class KernelSwitchoverFixtureKernelTest {
         for (int p = 0; p < guest.pairs; p++) {
             guest.transmitProbe(p);
         }
+    }
+
+    /** The calls grouped by pair, pair 0's first, each pair's in the order issued. */
+    private static List<String> byPair(List<String> names) {
+        List<String> out = new ArrayList<>();
+        for (int p = 0; p < 64; p++) {
+            String prefix = p + ":";
+            names.stream().filter(n -> n.startsWith(prefix)).forEach(out::add);
+        }
+        return out;
     }
 
     private static List<String> names(List<IoctlRecorder.Call> calls) {

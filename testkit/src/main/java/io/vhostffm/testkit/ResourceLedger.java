@@ -40,6 +40,8 @@ public final class ResourceLedger {
         USERSPACE_DATAPATH("vhost-ffm userspace datapath pair "),
         /** {@code vhost-net-ring-errors TAP}: waits on vhost-net's ring error eventfds. */
         VHOST_NET_ERROR_WATCHER("vhost-net-ring-errors "),
+        /** {@code vhost-net quickstart TAP ...}: parked at prestart for a parallel kernel quickstart. */
+        KERNEL_QUICKSTART("vhost-net quickstart "),
         /** {@code virtio-net-backend-closed}: tells the device its backend went away. */
         BACKEND_CLOSED_NOTICE("virtio-net-backend-closed"),
         /** {@code virtio-net-bad-input}: puts the device into NEEDS_RESET after bad guest input. */

@@ -53,7 +53,8 @@ public final class SwitchoverRatios {
      * The rows: every result whose method is {@code quickstart}, {@code classic},
      * {@code bareIoctls} or {@code bareMessages} in a class named {@code ...Switchover...}, grouped
      * by class (with any label the report gave it) and the {@code pairs} parameter, in the order
-     * first seen.
+     * first seen. A kernel quickstart with {@code quickstartThreads} other than 1 (pairs' steps in
+     * parallel, not the default) is left out.
      */
     public static List<Row> rows(List<BenchmarkResult> results) {
         List<Row> rows = new ArrayList<>();
@@ -61,6 +62,9 @@ public final class SwitchoverRatios {
             if (!benchmarkClass.contains("Switchover")
                     || !List.of("quickstart", "classic", "bareIoctls", "bareMessages").contains(method)) {
                 return null;
+            }
+            if (!r.params().getOrDefault("quickstartThreads", "1").equals("1")) {
+                return null; // the goals are the default (serial) quickstart's; the others are in the chart
             }
             return new ResultGroups.Place(ResultGroups.key(benchmarkClass, r.params().getOrDefault("pairs", "")),
                     method.startsWith("bare") ? "bare" : method);

@@ -54,6 +54,20 @@ class SwitchoverRatiosTest {
     }
 
     @Test
+    void aParallelQuickstartIsNotTheRowsQuickstart() {
+        String serial = entry("KernelSwitchoverBenchmark", "quickstart", 4, 500, 0)
+                .replace("{\"pairs\": \"4\"}", "{\"pairs\": \"4\", \"quickstartThreads\": \"1\"}");
+        String parallel = entry("KernelSwitchoverBenchmark", "quickstart", 4, 9000, 0)
+                .replace("{\"pairs\": \"4\"}", "{\"pairs\": \"4\", \"quickstartThreads\": \"16\"}");
+        String json = "[" + String.join(",", serial, parallel,
+                entry("KernelSwitchoverBenchmark", "bareIoctls", 4, 400, 0)) + "]";
+        List<SwitchoverRatios.Row> rows = SwitchoverRatios.rows(BenchmarkResult.parseAll(json));
+        assertEquals(1, rows.size());
+        assertEquals(500, rows.get(0).quickstart().score(), 1e-9);
+        assertEquals(1.25, rows.get(0).quickstartOverBare().score(), 1e-9);
+    }
+
+    @Test
     void saysWhichGoalIsMetAndWhichNot() {
         String table = SwitchoverRatios.render(BenchmarkResult.parseAll(kernelRun()));
         assertTrue(table.startsWith("## The switchover: quickstart against a classic start\n"), table);

@@ -3,6 +3,7 @@ package io.vhostffm.programs.demo;
 import io.vhostffm.migration.DeviceDowntime;
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.net.MigrationDeadlines;
+import io.vhostffm.migration.net.NetMigrationDestination;
 import io.vhostffm.migration.net.UnixSocketChannel;
 import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.FakeGuestState;
@@ -10,6 +11,7 @@ import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.NetworkSide;
 import io.vhostffm.testkit.OpenDescriptors;
+import io.vhostffm.testkit.QuickstartFloorTiming;
 import io.vhostffm.testkit.StreamCheck;
 import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.testkit.Traffic;
@@ -53,6 +55,13 @@ import org.HdrHistogram.Histogram;
  * early load ({@link LocalMigration.Source#awaitEarlyLoad}) before it pauses the guest, as a
  * hypervisor's RAM precopy would give it time to. With {@code --delta} the guest adds a VLAN
  * just before each pause with precopy deltas off, so every stop-and-copy carries a delta.
+ *
+ * <p>On the kernel's vhost-net the baseline is measured in the same run: after the migrations,
+ * the floor of a quickstart ({@code QuickstartFloor}: SET_VRING_BASE per virtqueue, TUNSETQUEUE
+ * per pair, NET_SET_BACKEND per virtqueue) timed in this process on prestarted vhost-net devices
+ * of the same shape ({@link QuickstartFloorTiming}), as many rounds as migrations; its p50 and p99
+ * and the ratios downtime / floor and quickstart part / floor are printed and written beside the
+ * downtime's.
  *
  * <p>With {@code --backend vhost-user} each process starts its own DPDK testpmd ({@link Testpmd}:
  * {@code net_vhost}, macswap) and the device's primary is our vhost-user frontend on it ({@link
@@ -181,9 +190,9 @@ public final class DowntimeBench {
         StringBuilder json = new StringBuilder("[");
         boolean ok = true;
         for (Settings s : configurations) {
-            List<Sample> samples = run(s, System.out);
-            ok &= samples.size() == s.migrations();
-            json.append(json.length() > 1 ? ",\n" : "\n").append(Report.json(s, samples));
+            Result r = measure(s, System.out);
+            ok &= r.samples().size() == s.migrations();
+            json.append(json.length() > 1 ? ",\n" : "\n").append(Report.json(s, r.samples(), r.floorNanos()));
         }
         if (summaryJson != null) {
             Files.writeString(summaryJson, json.append("\n]\n"));
@@ -200,8 +209,24 @@ public final class DowntimeBench {
         return datapath + "-" + pairs + "p-" + (delta ? "delta" : "nodelta") + (packed ? "-packed" : "");
     }
 
+    /**
+     * One configuration's figures.
+     *
+     * @param floorNanos on the kernel's vhost-net, the quickstart floor timed in this process after
+     *     the migrations ({@link QuickstartFloorTiming}), one round per migration; otherwise null
+     */
+    record Result(List<Sample> samples, long[] floorNanos) {}
+
     /** Runs one configuration; returns the samples (also written under {@code out}). */
     static List<Sample> run(Settings s, PrintStream log) throws Exception {
+        return measure(s, log).samples();
+    }
+
+    /**
+     * Runs one configuration; returns the samples and, on the kernel's vhost-net, the quickstart
+     * floor measured in the same run (all also written under {@code out}).
+     */
+    static Result measure(Settings s, PrintStream log) throws Exception {
         int pairs = s.pairs();
         Path dir = Files.createTempDirectory("vhostffm-downtime");
         Path socketPath = dir.resolve("migration.sock");
@@ -212,6 +237,7 @@ public final class DowntimeBench {
         Process child = null;
         Holder home = null;
         Testpmd testpmd = null;
+        boolean kernel = false;
         try (UnixSocketListener listener = UnixSocketListener.bind(socketPath)) {
             Backends.Opener opener = Backends.DEFAULT;
             if (s.vhostUser()) {
@@ -222,6 +248,7 @@ public final class DowntimeBench {
             TapDevice tap = TapDevice.create("vffmdt%d", pairs, TapDevice.VHOST_FLAGS);
             tap.setLinkUp(true);
             Backends backends = opener.open(tap);
+            kernel = backends.kernel();
             NetDeviceRuntime device = new NetDeviceRuntime(DemoDevice.options(pairs, backends.offerAgainst()),
                     backends.offerAgainst(), memory,
                     backends.primary());
@@ -293,8 +320,9 @@ public final class DowntimeBench {
             if (!child.waitFor(60, TimeUnit.SECONDS) || child.exitValue() != 0) {
                 throw new IllegalStateException("the peer process failed: " + Files.readString(childLog));
             }
-            Report.write(s, samples, log);
-            return samples;
+            long[] floor = kernel ? quickstartFloor(layout, s.migrations()) : null;
+            Report.write(s, samples, floor, log);
+            return new Result(samples, floor);
         } catch (Exception | Error e) {
             if (child != null && child.isAlive()) {
                 child.destroyForcibly();
@@ -318,6 +346,18 @@ public final class DowntimeBench {
             Files.deleteIfExists(dir.resolve(PEER_BACKEND_SOCKET)); // a child that failed left it
             Files.deleteIfExists(childLog);
             Files.deleteIfExists(dir);
+        }
+    }
+
+    /**
+     * The baseline of a kernel configuration, in the same run: the floor of a quickstart
+     * ({@code QuickstartFloor}: SET_VRING_BASE per virtqueue, TUNSETQUEUE per pair,
+     * NET_SET_BACKEND per virtqueue) on prestarted vhost-net devices shaped as the migrated one,
+     * in this process, {@code rounds} times.
+     */
+    private static long[] quickstartFloor(GuestLayout layout, int rounds) throws IOException {
+        try (QuickstartFloorTiming timing = QuickstartFloorTiming.open(layout, DemoDevice.FEATURES)) {
+            return timing.time(rounds);
         }
     }
 
@@ -583,11 +623,18 @@ public final class DowntimeBench {
     static final class Report {
         private Report() {}
 
-        static void write(Settings s, List<Sample> samples, PrintStream log) throws IOException {
+        /**
+         * Writes the figures; {@code floor}, when not null, is the same run's quickstart floor
+         * (one round per migration): its percentiles and the ratios go beside the downtime's.
+         */
+        static void write(Settings s, List<Sample> samples, long[] floor, PrintStream log) throws IOException {
             Histogram all = new Histogram(3_600_000_000_000L, 3);
             StringBuilder csv = new StringBuilder("index,direction,path,total_ns");
             for (DeviceDowntime.Part p : samples.get(0).parts()) {
                 csv.append(',').append(p.name().replaceAll("[^A-Za-z0-9]+", "_")).append("_ns");
+            }
+            if (floor != null) {
+                csv.append(",bare_ioctls_ns"); // round i of the floor, not a part of migration i
             }
             csv.append('\n');
             for (Sample x : samples) {
@@ -599,6 +646,9 @@ public final class DowntimeBench {
                 for (DeviceDowntime.Part p : x.parts()) {
                     csv.append(',').append(p.nanos());
                 }
+                if (floor != null) {
+                    csv.append(',').append(x.index() < floor.length ? floor[x.index()] : -1);
+                }
                 csv.append('\n');
             }
             Sample first = samples.get(0);
@@ -609,19 +659,24 @@ public final class DowntimeBench {
                     first.totalNanos() / (double) Math.max(1, all.getValueAtPercentile(50)));
             log.print(summary);
             log.println(partsLine("  median parts", samples));
+            FloorFigures bare = floor == null ? null : FloorFigures.of(samples, floor);
+            if (bare != null) {
+                log.println(bare.line());
+            }
             Files.createDirectories(s.out());
             Files.writeString(s.out().resolve(s.label() + ".csv"), csv);
             Files.writeString(s.out().resolve(s.label() + ".summary"), String.format(Locale.ROOT,
                     "label=%s%nmigrations=%d%np50_ns=%d%np90_ns=%d%np99_ns=%d%nmax_ns=%d%nfirst_ns=%d%n", s.label(),
                     all.getTotalCount(), all.getValueAtPercentile(50), all.getValueAtPercentile(90),
-                    all.getValueAtPercentile(99), all.getMaxValue(), first.totalNanos()));
+                    all.getValueAtPercentile(99), all.getMaxValue(), first.totalNanos())
+                    + (bare == null ? "" : bare.summaryLines()));
             try (PrintStream h = new PrintStream(s.out().resolve(s.label() + ".hgrm").toFile())) {
                 all.outputPercentileDistribution(h, 1000.0); // microseconds
             }
         }
 
-        /** One configuration's figures as a JSON object. */
-        static String json(Settings s, List<Sample> samples) {
+        /** One configuration's figures as a JSON object; {@code floor} as for {@link #write}. */
+        static String json(Settings s, List<Sample> samples, long[] floor) {
             Histogram all = new Histogram(3_600_000_000_000L, 3);
             for (Sample x : samples) {
                 if (x.index() > 0) {
@@ -641,9 +696,73 @@ public final class DowntimeBench {
                         samples.get(0).parts().get(k).name(), h.getValueAtPercentile(50)));
             }
             return String.format(Locale.ROOT, "  {\"label\": \"%s\", \"pairs\": %d, \"delta\": %b, \"migrations\": %d, "
-                    + "\"p50_ns\": %d, \"p99_ns\": %d, \"max_ns\": %d, \"first_ns\": %d, \"median_parts_ns\": {%s}}",
+                    + "\"p50_ns\": %d, \"p99_ns\": %d, \"max_ns\": %d, \"first_ns\": %d, \"median_parts_ns\": {%s}%s}",
                     s.label(), s.pairs(), s.delta(), samples.size(), all.getValueAtPercentile(50),
-                    all.getValueAtPercentile(99), all.getMaxValue(), samples.get(0).totalNanos(), parts);
+                    all.getValueAtPercentile(99), all.getMaxValue(), samples.get(0).totalNanos(), parts,
+                    floor == null ? "" : ", " + FloorFigures.of(samples, floor).jsonFields());
+        }
+
+        /**
+         * The same run's quickstart floor beside the downtime, each over all but the first
+         * migration (and all but the floor's first round): p50 and p99 of the floor, of the
+         * downtime and of the destination's quickstart part (migrations without one left out),
+         * and the ratios downtime / floor and quickstart part / floor at each percentile.
+         */
+        record FloorFigures(long n, long p50, long p99, long downtimeP50, long downtimeP99, long quickstartP50,
+                long quickstartP99) {
+            static FloorFigures of(List<Sample> samples, long[] floor) {
+                Histogram bare = new Histogram(3_600_000_000_000L, 3);
+                for (int i = 1; i < floor.length; i++) {
+                    bare.recordValue(Math.max(0, floor[i]));
+                }
+                Histogram downtime = new Histogram(3_600_000_000_000L, 3);
+                Histogram quickstart = new Histogram(3_600_000_000_000L, 3);
+                for (Sample x : samples) {
+                    if (x.index() == 0) {
+                        continue;
+                    }
+                    downtime.recordValue(Math.max(0, x.totalNanos()));
+                    for (DeviceDowntime.Part p : x.parts()) {
+                        if (p.name().equals(NetMigrationDestination.STEP_QUICKSTART)) {
+                            quickstart.recordValue(Math.max(0, p.nanos()));
+                        }
+                    }
+                }
+                return new FloorFigures(bare.getTotalCount(), bare.getValueAtPercentile(50),
+                        bare.getValueAtPercentile(99), downtime.getValueAtPercentile(50),
+                        downtime.getValueAtPercentile(99), quickstart.getValueAtPercentile(50),
+                        quickstart.getValueAtPercentile(99));
+            }
+
+            private static double ratio(long a, long b) {
+                return a / (double) Math.max(1, b);
+            }
+
+            /** The printed line. */
+            String line() {
+                return String.format(Locale.ROOT, "  bare ioctls (quickstart floor, same run, n=%d): p50 %.3f ms  p99 %.3f ms;"
+                        + " downtime / bare: p50 %.1fx  p99 %.1fx; quickstart part / bare: p50 %.1fx  p99 %.1fx",
+                        n, ms(p50), ms(p99), ratio(downtimeP50, p50), ratio(downtimeP99, p99),
+                        ratio(quickstartP50, p50), ratio(quickstartP99, p99));
+            }
+
+            /** Lines of the summary file. */
+            String summaryLines() {
+                return String.format(Locale.ROOT, "bare_rounds=%d%nbare_p50_ns=%d%nbare_p99_ns=%d%nquickstart_p50_ns=%d%n"
+                        + "quickstart_p99_ns=%d%ndowntime_over_bare_p50=%.2f%ndowntime_over_bare_p99=%.2f%n"
+                        + "quickstart_over_bare_p50=%.2f%nquickstart_over_bare_p99=%.2f%n", n, p50, p99,
+                        quickstartP50, quickstartP99, ratio(downtimeP50, p50), ratio(downtimeP99, p99),
+                        ratio(quickstartP50, p50), ratio(quickstartP99, p99));
+            }
+
+            /** Fields of the JSON object. */
+            String jsonFields() {
+                return String.format(Locale.ROOT, "\"bare_p50_ns\": %d, \"bare_p99_ns\": %d, \"quickstart_p50_ns\": %d, "
+                        + "\"quickstart_p99_ns\": %d, \"downtime_over_bare_p50\": %.2f, \"downtime_over_bare_p99\": %.2f, "
+                        + "\"quickstart_over_bare_p50\": %.2f, \"quickstart_over_bare_p99\": %.2f", p50, p99,
+                        quickstartP50, quickstartP99, ratio(downtimeP50, p50), ratio(downtimeP99, p99),
+                        ratio(quickstartP50, p50), ratio(quickstartP99, p99));
+            }
         }
 
         /** The median of each part over all but the first migration. */

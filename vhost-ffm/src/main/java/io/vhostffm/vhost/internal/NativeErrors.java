@@ -27,6 +27,17 @@ public final class NativeErrors {
         return new NativeCallException(call, null, errno, null, detail);
     }
 
+    /**
+     * {@code failure} again with {@code context} (e.g. which queue pair of a device) before its
+     * message, the original as its cause: the call, request and errno stay as they were.
+     */
+    public static NativeCallException inContext(String context, NativeCallException failure) {
+        NativeCallException e = new NativeCallException(failure.call(), failure.request(), failure.errno(),
+                context + ": " + failure.getMessage());
+        e.initCause(failure);
+        return e;
+    }
+
     /** A failed ioctl on a descriptor. */
     public static NativeCallException ioctlFailure(IoctlRequest request, FileDescriptor fd, int errno, String detail) {
         return new NativeCallException("ioctl", request.name(), errno, fd == null ? null : fd.toString(), detail);

@@ -57,6 +57,17 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  * GET_VRING_BASE per queue; the used index is read from the used ring in guest memory (the
  * kernel keeps it there).
  *
+ * <h2>Per-pair quickstart steps in parallel</h2>
+ * Each pair has its own {@code /dev/vhost-net}, so with {@link #setQuickstartThreads} above 1
+ * (default: the system property {@value #QUICKSTART_THREADS_PROPERTY}, else
+ * {@value #DEFAULT_QUICKSTART_THREADS}) a quickstart of several pairs issues each pair's steps
+ * (SET_VRING_BASE rx and tx, TUNSETQUEUE, NET_SET_BACKEND rx and tx) on one of that many threads,
+ * the quickstart's own included ({@code ParallelQuickstart}); the other threads are started and
+ * parked at prestart. The failure rules are the serial ones: the first failed pair's error names
+ * the pair, the ioctl and the errno, and every queue bound is unbound. The serial order is as
+ * above: every SET_VRING_BASE, the TAP queues, then every NET_SET_BACKEND. Off by default: in the
+ * emulated VM it measured slower than the serial order (docs/migration.md, "The levers").
+ *
  * <h2>TAP</h2>
  * IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, TUNSETVNETHDRSZ 12 ({@code virtio_net_hdr_mrg_rxbuf}: the
  * device is VERSION_1 only), TUNSETOFFLOAD from the guest's offloads. vhost passes the header
@@ -83,6 +94,10 @@ public final class VhostNetBackend implements NetBackend {
     private static final long VHOST_NET_F_VIRTIO_NET_HDR = 1L << 27;
     /** used.idx is 2-aligned (the used ring is 4-aligned): an aligned handle, which has acquire access. */
     private static final VarHandle U16 = ValueLayout.JAVA_SHORT.varHandle();
+    /** The system property that sets {@link #setQuickstartThreads}'s default (1: serial). */
+    public static final String QUICKSTART_THREADS_PROPERTY = "io.vhostffm.kernel.quickstartThreads";
+    /** Quickstart threads when {@value #QUICKSTART_THREADS_PROPERTY} is not set. */
+    public static final int DEFAULT_QUICKSTART_THREADS = 1;
 
     private final TapDevice tap;
     private final boolean ownsTap;
@@ -101,6 +116,8 @@ public final class VhostNetBackend implements NetBackend {
     private final boolean[] bound;      // per pair: NET_SET_BACKEND done on both queues
     private DirtyLog dirtyLog;
     private int tunOffloadFlags;
+    private int quickstartThreads = Math.max(1, Integer.getInteger(QUICKSTART_THREADS_PROPERTY, DEFAULT_QUICKSTART_THREADS));
+    private ParallelQuickstart parallel; // non-null while prestarted for a parallel quickstart
     private volatile BackendListener listener;
     private volatile boolean closed;
 
@@ -231,6 +248,23 @@ public final class VhostNetBackend implements NetBackend {
         vhosts.forEach(v -> v.setObserver(observer));
     }
 
+    /**
+     * How many threads a quickstart of several pairs issues the pairs' steps from (at most one per
+     * pair; 1: serial, on the quickstart's thread). Takes effect at the next prestart, which
+     * starts and parks the extra threads.
+     */
+    public synchronized void setQuickstartThreads(int threads) {
+        if (threads < 1) {
+            throw new IllegalArgumentException("quickstart threads: at least 1, not " + threads);
+        }
+        quickstartThreads = threads;
+    }
+
+    /** See {@link #setQuickstartThreads}. */
+    public synchronized int quickstartThreads() {
+        return quickstartThreads;
+    }
+
     @Override
     public synchronized boolean isRunning() {
         return running;
@@ -248,6 +282,10 @@ public final class VhostNetBackend implements NetBackend {
         checkStart(start);
         try {
             programRings(start);
+            int threads = Math.min(quickstartThreads, start.pairs());
+            if (threads > 1) {
+                parallel = new ParallelQuickstart(NAME + " on " + tap.name(), vhosts, tap, start.pairs(), threads);
+            }
         } catch (IOException | RuntimeException e) {
             abandon();
             throw e;
@@ -263,11 +301,16 @@ public final class VhostNetBackend implements NetBackend {
         try {
             // Checks every position against its queue before the first ioctl; the bases are ready after it.
             int[] bases = resync.resync(finalPositions);
-            for (int i = 0; i < bases.length; i++) {
-                vhosts.get(i / 2).setVringBase(i % 2, bases[i]);
+            if (parallel != null) {
+                current = current.withPositions(finalPositions);
+                quickstartInParallel(bases);
+            } else {
+                for (int i = 0; i < bases.length; i++) {
+                    vhosts.get(i / 2).setVringBase(i % 2, bases[i]);
+                }
+                current = current.withPositions(finalPositions);
+                bindEnabledPairs();
             }
-            current = current.withPositions(finalPositions);
-            bindEnabledPairs();
             running = true;
         } catch (IOException | RuntimeException e) {
             abandon();
@@ -354,6 +397,23 @@ public final class VhostNetBackend implements NetBackend {
         // drops the frames it holds.
     }
 
+    /**
+     * Every pair's steps on the prestarted threads; then the TAP queues beyond the start's pairs
+     * detached, as {@link #bindEnabledPairs} does.
+     */
+    private void quickstartInParallel(int[] bases) throws IOException {
+        try {
+            parallel.run(bases, pairEnabled);
+        } finally {
+            for (int pair = 0; pair < current.pairs(); pair++) {
+                bound[pair] |= parallel.bound(pair);
+            }
+        }
+        for (int pair = current.pairs(); pair < vhosts.size(); pair++) {
+            setTapQueueAttached(pair, false);
+        }
+    }
+
     private void bindEnabledPairs() throws NativeCallException {
         // TAP queues: the enabled pairs attached, the others detached so nothing is steered there.
         for (int pair = 0; pair < vhosts.size(); pair++) {
@@ -421,6 +481,7 @@ public final class VhostNetBackend implements NetBackend {
             current = null;
             resync = null;
             running = false;
+            closeParallel();
         }
         if (failure != null) {
             throw failure;
@@ -457,6 +518,15 @@ public final class VhostNetBackend implements NetBackend {
         current = null;
         resync = null;
         running = false;
+        closeParallel();
+    }
+
+    /** Ends a parallel quickstart's threads (it ran, or it never will). */
+    private void closeParallel() {
+        if (parallel != null) {
+            parallel.close();
+            parallel = null;
+        }
     }
 
     @Override
