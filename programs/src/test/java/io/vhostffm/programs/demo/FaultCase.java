@@ -100,7 +100,7 @@ record FaultCase(String side, String point, String action, boolean copyRam) {
                     assertEquals(0, child.exitValue(), childLog);
                 }
             } else {
-                assertTrue(o.guestAtSource(), this + ": " + named);
+                assertTrue(o.guestAtSource(), this + ": " + named + "; destination:\n" + childLog);
                 if (o.failure() instanceof MigrationPeerException p) {
                     assertTrue(p.guestStaysAtSource(), named);
                     if (action.equals("stop")) {
