@@ -39,19 +39,34 @@ class ParallelQuickstartKernelTest {
     private static final int PAIRS = 4;
     private static final String THREAD_MARKER = "vhost-net quickstart ";
 
+    /** The backend, its stopped state and the recorder attached, after a prestart from that state. */
+    private record Prestarted(VhostNetBackend kernel, DatapathState stopped, Recorder recorder) {}
+
+    /**
+     * Every pair on, {@code frames} through them, the quickstart set to {@code threads}, the
+     * datapath stopped and prestarted again from where it stopped, the recorder cleared.
+     */
+    private static Prestarted prestart(RuntimeRig rig, int threads, int frames) throws Exception {
+        rig.setQueuePairs(PAIRS);
+        assertEquals(frames, DeviceTraffic.transmitAndCheck(rig, 0, frames));
+        VhostNetBackend kernel = (VhostNetBackend) rig.backend;
+        kernel.setQuickstartThreads(threads);
+        DatapathState stopped = rig.device.stopDatapath();
+        Recorder recorder = new Recorder();
+        recorder.attach(kernel);
+        rig.device.prestartDatapath(stopped.dataQueues());
+        recorder.clear();
+        return new Prestarted(kernel, stopped, recorder);
+    }
+
     @ParameterizedTest
     @ValueSource(ints = {2, 4})
     void framesFlowOnEveryPairAfterAParallelQuickstart(int threads) throws Exception {
         try (RuntimeRig rig = RuntimeRig.kernel(PAIRS)) {
-            rig.setQueuePairs(PAIRS);
-            assertEquals(200, DeviceTraffic.transmitAndCheck(rig, 0, 200));
-            VhostNetBackend kernel = (VhostNetBackend) rig.backend;
-            kernel.setQuickstartThreads(threads);
-            DatapathState stopped = rig.device.stopDatapath();
-            Recorder recorder = new Recorder();
-            recorder.attach(kernel);
-            rig.device.prestartDatapath(stopped.dataQueues());
-            recorder.clear();
+            Prestarted ready = prestart(rig, threads, 200);
+            VhostNetBackend kernel = ready.kernel();
+            DatapathState stopped = ready.stopped();
+            Recorder recorder = ready.recorder();
 
             rig.device.quickstartDatapath(stopped);
             kernel.setIoctlObserver(null);
@@ -90,15 +105,10 @@ class ParallelQuickstartKernelTest {
     @CsvSource({"2, VHOST_NET_SET_BACKEND, 1", "3, VHOST_SET_VRING_BASE, 0", "0, VHOST_NET_SET_BACKEND, 0"})
     void aFailedPairIsNamedAndLeavesNoQueueBound(int pair, IoctlRequest request, int queue) throws Exception {
         try (RuntimeRig rig = RuntimeRig.kernel(PAIRS)) {
-            rig.setQueuePairs(PAIRS);
-            assertEquals(100, DeviceTraffic.transmitAndCheck(rig, 0, 100));
-            VhostNetBackend kernel = (VhostNetBackend) rig.backend;
-            kernel.setQuickstartThreads(PAIRS);
-            DatapathState stopped = rig.device.stopDatapath();
-            Recorder recorder = new Recorder();
-            recorder.attach(kernel);
-            rig.device.prestartDatapath(stopped.dataQueues());
-            recorder.clear();
+            Prestarted ready = prestart(rig, PAIRS, 100);
+            VhostNetBackend kernel = ready.kernel();
+            DatapathState stopped = ready.stopped();
+            Recorder recorder = ready.recorder();
             recorder.failOnce(pair, request, queue);
 
             NativeCallException e = assertThrows(NativeCallException.class, () -> rig.device.quickstartDatapath(stopped));
