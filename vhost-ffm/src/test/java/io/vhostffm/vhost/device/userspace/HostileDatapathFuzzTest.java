@@ -250,10 +250,16 @@ class HostileDatapathFuzzTest {
                 }
                 case 7 -> {
                     int d = data.consumeInt(0, MAX_SIZE - 1);
-                    int length = rings.length(queue, d);
                     long address = address(queue, d, data);
+                    int flags = rings.flags(queue, d);
                     if (queue == 0) {
-                        address = receiveSafe(address, length, rings.flags(queue, d)).address;
+                        Safe safe = receiveSafe(address, rings.length(queue, d), flags);
+                        address = safe.address;
+                        if (safe.flags != flags) {
+                            // INDIRECT over a table the target did not write: the flags lose it too
+                            rings.writeDescriptor(queue, d, address, rings.length(queue, d), safe.flags,
+                                    rings.next(queue, d));
+                        }
                     }
                     rings.rewriteAddress(queue, d, address);
                 }
