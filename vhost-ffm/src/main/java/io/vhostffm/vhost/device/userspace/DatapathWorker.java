@@ -105,6 +105,10 @@ final class DatapathWorker implements Runnable {
     private int active;
     /** The pair being serviced, for naming it when it fails; null between pairs. */
     private ServedPair current;
+    /** Pairs whose descriptors {@link #hold} acquired; -1 while the stop eventfd is not held. */
+    private int held = -1;
+    /** Whether the last {@link #round} moved a frame on any pair. */
+    private boolean roundMoved;
 
     DatapathWorker(ServedPair[] pairs, EventFd stop, Arena arena, UserspaceDatapath owner) {
         if (pairs.length == 0) {
@@ -181,9 +185,6 @@ final class DatapathWorker implements Runnable {
             owner.workerFailed(this, t);
         }
     }
-
-    /** Pairs whose descriptors {@link #hold} acquired; -1 while the stop eventfd is not held. */
-    private int held = -1;
 
     /**
      * Acquires the stop eventfd and every pair's descriptors and puts them in the poll set; on
@@ -337,9 +338,6 @@ final class DatapathWorker implements Runnable {
             // STOP is left signalled: the flag ends the loop; TAP readiness is re-tested by readv/writev.
         }
     }
-
-    /** Whether the last {@link #round} moved a frame on any pair. */
-    private boolean roundMoved;
 
     /**
      * One round over every pair not stopped: each pair's transmit then receive path, up to its

@@ -296,8 +296,8 @@ final class HostileDatapathRig implements AutoCloseable {
     }
 
     /**
-     * Waits up to {@code millis} for a frame pair {@code p} transmitted with sequence {@code seq};
-     * other frames are dropped.
+     * Waits until {@code deadlineNanos} ({@link System#nanoTime}) for a frame pair {@code p}
+     * transmitted with sequence {@code seq}; other frames are dropped.
      */
     boolean awaitTransmitted(int p, long seq, long deadlineNanos) throws NativeCallException {
         while (true) {
