@@ -61,6 +61,8 @@ final class HostileDatapathRig implements AutoCloseable {
     static final int INDIRECT_TABLES = 4;
     static final int INDIRECT_BYTES = 16 * MAX_SIZE;
     static final long TX1_SLOT = REGION1 + 0x11000;
+    /** Each network-side socket's receive buffer. */
+    static final int RECEIVE_BUFFER = 32 << 20;
     static final long RX1_SLOT = REGION1 + 0x12000;
     /** Host offsets of the regions in the mapping: a guard page before each and after the last. */
     private static final long HOST0 = PAGE;
@@ -137,6 +139,10 @@ final class HostileDatapathRig implements AutoCloseable {
                 taps[p].setLinkUp(true);
                 taps[p].queue(0).setNonBlocking(true);
                 sockets[p] = PacketSocket.bind(taps[p].name());
+                // Room for what pair 0 may transmit ahead of its marker in the final rounds: up to
+                // a queue's worth of chains of up to 64 KiB each (the default buffer, about
+                // 200 KiB, dropped the marker behind a few dozen large frames).
+                sockets[p].setReceiveBuffer(RECEIVE_BUFFER);
             }
             for (int i = 0; i < eventFds.length; i++) {
                 eventFds[i] = EventFd.create("hostile-datapath " + i);
@@ -269,6 +275,11 @@ final class HostileDatapathRig implements AutoCloseable {
         } finally {
             taps[p].queue(0).release();
         }
+        drainSocket(p);
+    }
+
+    /** Reads and drops every frame waiting on pair {@code p}'s socket (what the pair transmitted so far). */
+    void drainSocket(int p) throws NativeCallException {
         while (sockets[p].receive(drain, 0) >= 0) {
             // dropped
         }
@@ -310,6 +321,15 @@ final class HostileDatapathRig implements AutoCloseable {
                     && sequenceAt(drain, 14) == seq) {
                 return true;
             }
+        }
+    }
+
+    /** What pair {@code p}'s socket counted since the last call, for a failure's message. */
+    String socketStatistics(int p) {
+        try {
+            return "network side " + sockets[p].statistics();
+        } catch (NativeCallException e) {
+            return "network side statistics unreadable: " + e.getMessage();
         }
     }
 
