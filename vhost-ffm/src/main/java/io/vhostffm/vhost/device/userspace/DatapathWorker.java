@@ -105,6 +105,10 @@ final class DatapathWorker implements Runnable {
     private int active;
     /** The pair being serviced, for naming it when it fails; null between pairs. */
     private ServedPair current;
+    /** Pairs whose descriptors {@link #hold} acquired; -1 while the stop eventfd is not held. */
+    private int held = -1;
+    /** Whether the last {@link #round} moved a frame on any pair. */
+    private boolean roundMoved;
 
     DatapathWorker(ServedPair[] pairs, EventFd stop, Arena arena, UserspaceDatapath owner) {
         if (pairs.length == 0) {
@@ -170,32 +174,55 @@ final class DatapathWorker implements Runnable {
         // Hold every descriptor open for the whole run (a stopped pair's until it stops): a close
         // elsewhere waits for our release, so its number cannot be reused under a pending poll,
         // readv or writev.
-        int acquired = 0;
         try {
-            int stopNumber = stop.fd().acquire();
+            hold();
             try {
-                setFd(STOP, stopNumber);
-                setEvents(STOP, LinuxConstants.POLLIN);
-                for (ServedPair p : pairs) {
-                    p.acquire();
-                    acquired++;
-                    int base = base(p);
-                    setFd(base + TX_KICK, p.txKickNumber);
-                    setFd(base + RX_KICK, p.rxKickNumber);
-                    setFd(base + TAP, -1);
-                }
                 loop();
             } finally {
-                try {
-                    for (int i = 0; i < acquired; i++) {
-                        pairs[i].release();
-                    }
-                } finally {
-                    stop.fd().release();
-                }
+                letGo();
             }
         } catch (Throwable t) {
             owner.workerFailed(this, t);
+        }
+    }
+
+    /**
+     * Acquires the stop eventfd and every pair's descriptors and puts them in the poll set; on
+     * failure nothing stays held. The worker's thread does this once before its loop; {@link
+     * UserspaceDatapath#workers() a caller} running the rounds itself before its first {@link #round}.
+     */
+    void hold() {
+        int stopNumber = stop.fd().acquire();
+        held = 0;
+        try {
+            setFd(STOP, stopNumber);
+            setEvents(STOP, LinuxConstants.POLLIN);
+            for (ServedPair p : pairs) {
+                p.acquire();
+                held++;
+                int base = base(p);
+                setFd(base + TX_KICK, p.txKickNumber);
+                setFd(base + RX_KICK, p.rxKickNumber);
+                setFd(base + TAP, -1);
+            }
+        } catch (RuntimeException e) {
+            letGo();
+            throw e;
+        }
+    }
+
+    /** Lets go of what {@link #hold} acquired (a stopped pair's descriptors were let go already). */
+    void letGo() {
+        if (held < 0) {
+            return;
+        }
+        try {
+            for (int i = 0; i < held; i++) {
+                pairs[i].release();
+            }
+        } finally {
+            held = -1;
+            stop.fd().release();
         }
     }
 
@@ -215,27 +242,8 @@ final class DatapathWorker implements Runnable {
         long idleSince = 0;
         while (!owner.stopRequested()) {
             boolean quiet = spinning;
-            boolean more = false;
-            boolean moved = false;
-            for (int i = 0; i < pairs.length; i++) {
-                ServedPair p = pairs[i];
-                if (p.stopped) {
-                    continue;
-                }
-                current = p;
-                try {
-                    more |= p.service(s, quiet);
-                } catch (RuntimeException e) {
-                    if (!UserspaceDatapath.isGuestFault(e)) {
-                        throw e;
-                    }
-                    stopPair(p, e);
-                    continue;
-                }
-                current = null;
-                moved |= p.moved;
-            }
-            current = null;
+            boolean more = round(s, quiet);
+            boolean moved = roundMoved;
             if (active == 0) {
                 return; // every pair stopped on bad guest input
             }
@@ -329,6 +337,50 @@ final class DatapathWorker implements Runnable {
             idleSince = 0;
             // STOP is left signalled: the flag ends the loop; TAP readiness is re-tested by readv/writev.
         }
+    }
+
+    /**
+     * One round over every pair not stopped: each pair's transmit then receive path, up to its
+     * budget; a pair that meets bad guest input is stopped alone ({@link #stopPair}) and the
+     * round goes on with the others. Any other exception leaves the round (and ends the worker).
+     *
+     * @param quiet busy-polling: empty rings leave notifications off
+     * @return whether a pair has more work right away
+     */
+    boolean round(CallState s, boolean quiet) throws NativeCallException {
+        boolean more = false;
+        boolean moved = false;
+        for (int i = 0; i < pairs.length; i++) {
+            ServedPair p = pairs[i];
+            if (p.stopped) {
+                continue;
+            }
+            current = p;
+            try {
+                more |= p.service(s, quiet);
+            } catch (RuntimeException e) {
+                if (!UserspaceDatapath.isGuestFault(e)) {
+                    throw e;
+                }
+                stopPair(p, e);
+                continue;
+            }
+            current = null;
+            moved |= p.moved;
+        }
+        current = null;
+        roundMoved = moved;
+        return more;
+    }
+
+    /** Whether the last {@link #round} moved a frame on any pair. */
+    boolean roundMoved() {
+        return roundMoved;
+    }
+
+    /** Pairs not stopped on bad guest input. */
+    int activePairs() {
+        return active;
     }
 
     /**

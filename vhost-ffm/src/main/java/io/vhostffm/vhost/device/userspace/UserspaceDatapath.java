@@ -373,7 +373,7 @@ public final class UserspaceDatapath implements AutoCloseable {
     /** The workers on {@code parked} threads when not null (started at a prestart), else on new ones. */
     private static UserspaceDatapath startQueues(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
             List<DeviceQueue> queues, ParkedThreads parked) throws NativeCallException {
-        UserspaceDatapath backend = build(memory, copy, settings, queues);
+        UserspaceDatapath backend = build(memory, copy, settings, queues, Arena.ofAuto());
         try {
             backend.launch(null, parked);
         } catch (NativeCallException | RuntimeException e) {
@@ -395,8 +395,31 @@ public final class UserspaceDatapath implements AutoCloseable {
             List<DeviceQueue> queues) throws NativeCallException {
         Objects.requireNonNull(memory, "memory");
         Objects.requireNonNull(settings, "settings");
+        return prepare(memory, pairs, settings, queues, Arena.ofAuto());
+    }
+
+    /**
+     * As above, with the iovec arrays, overflow buffers and pollfds allocated in {@code arena},
+     * which the caller closes once the datapath is discarded or stopped: for a caller that
+     * builds one datapath after another (a fuzz target running the rounds on its own thread,
+     * {@link #workers()}), whose native memory must not wait for the garbage collector.
+     */
+    static UserspaceDatapath prepare(GuestMemory memory, List<QueuePairConfig> pairs, Settings settings,
+            List<DeviceQueue> queues, Arena arena) throws NativeCallException {
+        Objects.requireNonNull(memory, "memory");
+        Objects.requireNonNull(settings, "settings");
         checkQueues(pairs, queues);
-        return build(memory, List.copyOf(pairs), settings, List.copyOf(queues));
+        return build(memory, List.copyOf(pairs), settings, List.copyOf(queues), arena);
+    }
+
+    /**
+     * The workers, each serving its pairs in {@link DatapathWorker#round rounds}: a datapath
+     * {@link #prepare prepared} and never launched may have them run on the caller's thread
+     * ({@link DatapathWorker#hold}, rounds, {@link DatapathWorker#letGo}, then {@link #discard}),
+     * the very code the worker threads run, without their poll(2) and without threads.
+     */
+    List<DatapathWorker> workers() {
+        return List.copyOf(workers);
     }
 
     private static void checkQueues(List<QueuePairConfig> pairs, List<DeviceQueue> queues) {
@@ -414,14 +437,13 @@ public final class UserspaceDatapath implements AutoCloseable {
 
     /** The datapath's objects, nothing started and nothing written. */
     private static UserspaceDatapath build(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
-            List<DeviceQueue> queues) throws NativeCallException {
+            List<DeviceQueue> queues, Arena arena) throws NativeCallException {
         EventFd stop = EventFd.create("userspace datapath stop");
         UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
         boolean uring = transmitIo(settings.transmitIo()) == TransmitIo.IO_URING;
         try {
-            // Iovec arrays, overflow buffers and pollfds live as long as the workers use them;
-            // an automatic arena frees them once the backend is gone.
-            Arena arena = Arena.ofAuto();
+            // Iovec arrays, overflow buffers and pollfds live as long as the workers use them:
+            // an automatic arena (frees them once the backend is gone) unless the caller's.
             for (int p = 0; p < copy.size(); p++) {
                 QueuePairConfig pair = copy.get(p);
                 Counters c = new Counters();
