@@ -447,13 +447,19 @@ public final class MigrationDestination {
                 + StreamFormat.flagNames(s.flags()), s.id(), in.nameOf(s.id()), s.offset(), null);
     }
 
-    /** {@value #COMPILER_SETTLE_PROPERTY}, read at each migration. */
-    private static Duration compilerSettle() {
+    /**
+     * The longest wait for the rehearsals' compilations, from {@value #COMPILER_SETTLE_PROPERTY}
+     * (default 500 ms), read at each call: for a source's or a hypervisor's own rehearsals too.
+     */
+    public static Duration compilerSettle() {
         return Duration.ofMillis(Math.max(0, Long.getLong(COMPILER_SETTLE_PROPERTY, 500)));
     }
 
-    /** {@value #REHEARSALS_PROPERTY}, read at each migration (a test may change it). */
-    private static int rehearsals() {
+    /**
+     * How often a switchover (or a source's stop-and-copy) is rehearsed, from {@value
+     * #REHEARSALS_PROPERTY} (default 200), read at each call (a test may change it).
+     */
+    public static int rehearsals() {
         return Integer.getInteger(REHEARSALS_PROPERTY, 200);
     }
 

@@ -18,7 +18,6 @@ import io.vhostffm.vring.QueuePosition;
 import io.vhostffm.vring.QueueState;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -185,7 +184,7 @@ public final class NetMigrationSource implements AutoCloseable {
      * stop-and-copy then runs compiled code inside the downtime. Without effect outside precopy.
      */
     public void rehearseStopAndCopy() {
-        int times = Integer.getInteger(MigrationDestination.REHEARSALS_PROPERTY, 200);
+        int times = MigrationDestination.rehearsals();
         if (times <= 0) {
             return;
         }
@@ -195,8 +194,7 @@ public final class NetMigrationSource implements AutoCloseable {
             }
             source.rehearseStopAndCopy(times, initialPositions(transportQueues.get()));
         }
-        CompilerSettle.await(Duration.ofMillis(Math.max(0,
-                Long.getLong(MigrationDestination.COMPILER_SETTLE_PROPERTY, 500))));
+        CompilerSettle.await(MigrationDestination.compilerSettle());
     }
 
     /** Every queue of {@code layouts} at its initial position: a rehearsal's final indices. */

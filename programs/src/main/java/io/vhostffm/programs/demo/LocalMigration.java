@@ -281,7 +281,7 @@ public final class LocalMigration {
          * run compiled code inside the downtime.
          */
         private void rehearseCommit() {
-            int times = Integer.getInteger(MigrationDestination.REHEARSALS_PROPERTY, 200);
+            int times = MigrationDestination.rehearsals();
             if (times <= 0) {
                 return;
             }
