@@ -791,7 +791,8 @@ public final class MigrationDemo {
             System.out.println(side + ": fault point " + point + ": " + f[1]);
             System.out.flush();
             switch (f[1]) {
-                case "kill", "stop" -> signalSelf(f[1].equals("kill") ? "KILL" : "STOP");
+                case "kill" -> SelfSignal.kill();
+                case "stop" -> SelfSignal.stop();
                 case "cut" -> sockets.forEach(MigrationDemo::cut);
                 default -> throw new IllegalArgumentException("fault action " + f[1]);
             }
@@ -964,18 +965,5 @@ public final class MigrationDemo {
     /** A failure as "phase, FAULT" (or "refused" for the destination's plain refusal). */
     static String named(MigrationException e) {
         return e instanceof MigrationPeerException p ? p.phase() + ", " + p.fault() : "refused: " + e.getMessage();
-    }
-
-    /** kill -SIG this process (Java sends no signal to itself): the fault tests' SIGKILL and SIGSTOP. */
-    private static void signalSelf(String signal) {
-        try {
-            Process kill = new ProcessBuilder("kill", "-" + signal, String.valueOf(ProcessHandle.current().pid()))
-                    .inheritIO().start();
-            kill.waitFor(); // with STOP: returns once continued
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
     }
 }
