@@ -76,8 +76,9 @@ record FaultCase(String side, String point, String action, boolean copyRam) {
             Process child = o.child();
             if (action.equals("stop")) {
                 // The source decided (its deadline passed); the destination goes on and must find the
-                // source gone. It stops itself through kill(1), which may land late: continue it only
-                // once the kernel reports it stopped, or the stop would come after the continue.
+                // source gone. The source may decide before the destination's stop took effect:
+                // continue it only once the kernel reports it stopped, or the stop would come after
+                // the continue.
                 awaitStopped(child);
                 new ProcessBuilder("kill", "-CONT", String.valueOf(child.pid())).inheritIO().start().waitFor();
             }

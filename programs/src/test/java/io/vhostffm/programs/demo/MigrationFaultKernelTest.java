@@ -57,7 +57,7 @@ class MigrationFaultKernelTest {
 
     /**
      * The VM emulates its CPU: a stalled peer is found after 20 s, while a live one (a cold JVM in
-     * the VM applying and quickstarting, or spawning kill(1) on itself) may take far longer than on
+     * the VM applying and quickstarting) may take far longer than on
      * the host, and is found by its end of file when killed or cut anyway.
      */
     private static Duration vmDeadline(String action) {
