@@ -14,6 +14,7 @@ import java.util.stream.Stream;
  * downtime harness, {@code <label>.csv}: one migration a line, {@code total_ns} the fourth
  * column), the downtime against its percentile, on log scales (x: 0, 90, 99, 99.9 %..., as
  * HdrHistogram plots; y: ms), the first migration of a fresh destination process a dot at x=0.
+ * The first migrations of {@code --fresh} runs ({@code <label>-first.csv}) are not drawn.
  * Same look as {@link SvgChart}.
  *
  * <pre>
@@ -42,7 +43,8 @@ public final class DowntimeChart {
         }
         List<Series> series = new ArrayList<>();
         try (Stream<Path> files = Files.list(Path.of(args[0]))) {
-            for (Path csv : files.filter(f -> f.toString().endsWith(".csv")).sorted().toList()) {
+            for (Path csv : files.filter(f -> f.toString().endsWith(".csv"))
+                    .filter(f -> !f.toString().endsWith("-first.csv")).sorted().toList()) {
                 series.add(read(csv));
             }
         }

@@ -16,6 +16,7 @@ import io.vhostffm.testkit.StreamCheck;
 import io.vhostffm.testkit.Testpmd;
 import io.vhostffm.testkit.Traffic;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
+import io.vhostffm.vhost.os.CompilerThreads;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
@@ -133,6 +134,13 @@ public final class DowntimeBench {
     public record TrafficDone(long transmitted) {}
 
     public static void main(String[] args) throws Exception {
+        // Under --realtime (chrt -f) the JIT's compilations would hold processors ahead of the
+        // migration; -Dvhostffm.downtime.compilersRealTime=true keeps them there, to compare.
+        List<Integer> moved = Boolean.getBoolean("vhostffm.downtime.compilersRealTime") ? List.of()
+                : CompilerThreads.moveToLowestRealTimePriority();
+        if (!moved.isEmpty()) {
+            System.out.println("real-time policy: " + moved.size() + " JIT compiler threads moved to real-time priority 1");
+        }
         if (args.length >= 1 && args[0].equals("--peer")) {
             peer(Path.of(args[1]), Integer.parseInt(args[2]), Integer.parseInt(args[3]), Boolean.parseBoolean(args[4]),
                     Boolean.parseBoolean(args[5]));
@@ -145,6 +153,7 @@ public final class DowntimeBench {
         boolean packed = false;
         boolean vhostUser = false;
         boolean matrix = false;
+        int fresh = 0;
         String label = null;
         Path out = Path.of("results", "downtime");
         Path summaryJson = null;
@@ -161,6 +170,7 @@ public final class DowntimeBench {
                     default -> throw new IllegalArgumentException("--backend " + args[i] + ": default or vhost-user");
                 };
                 case "--matrix" -> matrix = true;
+                case "--fresh" -> fresh = Integer.parseInt(args[++i]);
                 case "--label" -> label = args[++i];
                 case "--out" -> out = Path.of(args[++i]);
                 // The VM bench's JMH mode appends "-rf json -rff FILE" and wants a non-empty JSON there.
@@ -168,7 +178,7 @@ public final class DowntimeBench {
                 case "-rff" -> summaryJson = Path.of(args[++i]);
                 default -> {
                     System.err.println("usage: DowntimeBench [--pairs N | --matrix] [--migrations N] [--frames N] "
-                            + "[--delta] [--packed] [--backend default|vhost-user] [--label L] [--out DIR] "
+                            + "[--delta] [--packed] [--backend default|vhost-user] [--label L] [--out DIR] [--fresh N] "
                             + "[-rff SUMMARY.json]");
                     System.exit(2);
                 }
@@ -192,6 +202,9 @@ public final class DowntimeBench {
         for (Settings s : configurations) {
             Result r = measure(s, System.out);
             ok &= r.samples().size() == s.migrations();
+            if (fresh > 0) {
+                FirstMigrations.report(s, FirstMigrations.measure(s, fresh), r.samples(), System.out);
+            }
             json.append(json.length() > 1 ? ",\n" : "\n").append(Report.json(s, r.samples(), r.floorNanos()));
         }
         if (summaryJson != null) {

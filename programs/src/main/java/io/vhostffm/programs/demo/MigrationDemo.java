@@ -15,6 +15,7 @@ import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.NetworkSide;
 import io.vhostffm.testkit.StreamCheck;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
+import io.vhostffm.vhost.os.CompilerThreads;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
 import io.vhostffm.vhost.os.TapDevice;
 import io.vhostffm.vhost.os.UnixSocket;
@@ -123,6 +124,8 @@ public final class MigrationDemo {
     public static final String FAULT_ENV = "VHOSTFFM_DEMO_FAULT";
 
     public static void main(String[] args) throws Exception {
+        // Run under chrt -f, the JIT's compilations would hold processors ahead of the migration.
+        CompilerThreads.moveToLowestRealTimePriority();
         if (args.length >= 2 && args[0].equals("--destination")) {
             boolean copyRam = false;
             boolean announce = false;

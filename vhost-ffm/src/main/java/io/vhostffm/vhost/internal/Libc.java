@@ -96,6 +96,12 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle SHUTDOWN = capturing("shutdown",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle SCHED_GETSCHEDULER = capturing("sched_getscheduler",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle SCHED_GETPARAM = capturing("sched_getparam",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    private static final MethodHandle SCHED_SETSCHEDULER = capturing("sched_setscheduler",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
     private static final MethodHandle SETSOCKOPT = capturing("setsockopt",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle IF_NAMETOINDEX = capturing("if_nametoindex",
@@ -134,6 +140,21 @@ public final class Libc {
 
     public static int open(CallState s, MemorySegment path, int flags, int mode) {
         try { return (int) OPEN.invokeExact(s.capture, path, flags, mode); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** sched_getscheduler(2): {@code tid} 0 is the calling thread. */
+    public static int schedGetscheduler(CallState s, int tid) {
+        try { return (int) SCHED_GETSCHEDULER.invokeExact(s.capture, tid); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** sched_getparam(2) of one thread: fills {@code param}, a struct sched_param (its one int, the priority). */
+    public static int schedGetparam(CallState s, int tid, MemorySegment param) {
+        try { return (int) SCHED_GETPARAM.invokeExact(s.capture, tid, param); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** sched_setscheduler(2) of one thread: {@code param} is a struct sched_param (its one int, the priority). */
+    public static int schedSetscheduler(CallState s, int tid, int policy, MemorySegment param) {
+        try { return (int) SCHED_SETSCHEDULER.invokeExact(s.capture, tid, policy, param); } catch (Throwable t) { throw unexpected(t); }
     }
 
     public static int close(CallState s, int fd) {

@@ -42,6 +42,10 @@ public final class LinuxConstants {
 
     public static final int MAP_POPULATE = 0x8000;
 
+    // <sched.h>
+    public static final int SCHED_FIFO = 1;
+    public static final int SCHED_RR = 2;
+
     // <sys/syscall.h>: the C names, as the ABI test compares each field with the macro of its name
     public static final int SYS_io_uring_setup = 425;
     public static final int SYS_io_uring_enter = 426;

@@ -36,7 +36,7 @@ import org.junit.jupiter.api.Test;
  */
 class AbiTest {
     private static final List<String> HEADERS = List.of(
-            "stddef.h", "stdio.h", "errno.h", "fcntl.h", "unistd.h", "poll.h", "sys/eventfd.h", "sys/mman.h",
+            "stddef.h", "stdio.h", "errno.h", "fcntl.h", "unistd.h", "poll.h", "sched.h", "sys/eventfd.h", "sys/mman.h",
             "sys/socket.h", "sys/uio.h", "sys/un.h", "net/if.h",
             "linux/vhost.h", "linux/vhost_types.h", "linux/if_tun.h", "linux/virtio_ring.h", "linux/virtio_net.h",
             "linux/virtio_config.h", "linux/sockios.h", "linux/if_packet.h", "linux/if_ether.h", "sys/syscall.h",
