@@ -1,6 +1,8 @@
 package io.vhostffm.testkit;
 
 import io.vhostffm.vring.DriverState;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -19,6 +21,39 @@ import java.util.List;
  */
 public record FakeGuestState(List<DriverState> queues, List<Slots> rxSlots, List<Slots> txSlots, long[] nextTxSeq,
         List<Stream> received, long foreignFrames, int rxBufferBytes, int rxChainShape) {
+
+    /**
+     * A state of the shape a guest on {@code layout} carries: every queue's driver state as set
+     * up (split, EVENT_IDX), every slot free, one run of frames received per pair. Its values
+     * mean nothing; its shape (how many queues, slots per queue, runs per stream) is a real
+     * guest's, so encoding and decoding it runs the code a real one does: a process that will
+     * receive a guest's state rehearses with it (the demo's destination, before the pause).
+     */
+    public static FakeGuestState shapedLike(GuestLayout layout) {
+        List<DriverState> queues = new ArrayList<>();
+        for (int q = 0; q < layout.queueCount(); q++) {
+            int size = layout.queueSize(q);
+            queues.add(new DriverState(size, layout.descAddress(q), layout.driverAreaAddress(q),
+                    layout.deviceAreaAddress(q), true, false, 0, true, 0, true, 0, size, 0, true, new int[0]));
+        }
+        int size = layout.spec().queueSize();
+        List<Slots> rx = new ArrayList<>();
+        List<Slots> tx = new ArrayList<>();
+        List<Stream> received = new ArrayList<>();
+        for (int p = 0; p < layout.pairs(); p++) {
+            int[] ofId = new int[size];
+            Arrays.fill(ofId, -1);
+            int[] free = new int[size];
+            for (int i = 0; i < size; i++) {
+                free[i] = size - 1 - i;
+            }
+            rx.add(new Slots(ofId, free));
+            tx.add(new Slots(ofId.clone(), free.clone()));
+            received.add(new Stream(new long[] {0}, new int[] {1}, new int[] {p}));
+        }
+        return new FakeGuestState(queues, rx, tx, new long[layout.pairs()], received, 0,
+                layout.spec().rxBufferSize(), 0);
+    }
 
     /**
      * One queue's buffer slots.

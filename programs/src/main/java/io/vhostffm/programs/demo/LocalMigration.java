@@ -1,5 +1,6 @@
 package io.vhostffm.programs.demo;
 
+import io.vhostffm.migration.CompilerSettle;
 import io.vhostffm.migration.MigrationDestination;
 import io.vhostffm.migration.MigrationException;
 import io.vhostffm.migration.MigrationPeerException;
@@ -520,12 +521,32 @@ public final class LocalMigration {
          */
         public void announceEarlyLoad() {
             migration.setAfterEarlyLoad(() -> {
+                rehearseCommit();
                 try {
                     Messages.send(channel, EarlyLoaded.class, new EarlyLoaded(migration.prestartSucceeded()));
                 } catch (IOException e) {
                     throw new UncheckedIOException(e);
                 }
             });
+        }
+
+        /**
+         * The destination's side of the commit, rehearsed before it tells the source it may pause,
+         * as the source rehearses its own: the readiness encoded and a guest state of this
+         * guest's shape ({@link FakeGuestState#shapedLike}) encoded and decoded as often as {@link
+         * MigrationDestination#rehearsals()} says, then the compilations waited for ({@link
+         * CompilerSettle}; the library's own wait came before this hook). A fresh destination
+         * decoded its first commit in 0.6-0.9 ms against 0.1-0.2 ms later.
+         */
+        private void rehearseCommit() {
+            int times = MigrationDestination.rehearsals();
+            if (times <= 0) {
+                return;
+            }
+            Messages.rehearse(Readiness.class, new Readiness(true, ""), times);
+            Messages.rehearse(FakeGuestState.class, FakeGuestState.shapedLike(DemoDevice.layout(tap.queues().size())),
+                    times);
+            CompilerSettle.await(MigrationDestination.compilerSettle());
         }
 
         /**
