@@ -1,5 +1,7 @@
 package io.vhostffm.testkit.device;
 
+import io.vhostffm.testkit.OpenDescriptors;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -27,6 +29,7 @@ import io.vhostffm.vring.QueueState;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -322,9 +325,12 @@ class UserspaceBackendRuntimeTest {
 
             device.prestartDatapath(early.dataQueues());
             List<byte[]> memoryBefore = guestMemory(rig);
+            Map<Integer, String> descriptorsBefore = OpenDescriptors.snapshot();
             for (int i = 0; i < 50; i++) {
                 device.rehearseQuickstart(i % 2 == 0 ? early : last);
             }
+            // The notifications' rehearsal signals an eventfd of its own, closed after each.
+            assertEquals(descriptorsBefore, OpenDescriptors.snapshot(), "descriptors left by the rehearsals");
             List<QueueState> refused = new ArrayList<>(last.dataQueues());
             QueueState rx1 = refused.get(2);
             refused.set(2, rx1.withPosition(QueuePosition.split(0, 0, rx1.geometry().size() + 1)));
