@@ -33,10 +33,9 @@ import org.junit.jupiter.api.BeforeAll;
  * <p>What an input costs is mostly these checks, so they are made cheap without losing a leak:
  * the descriptors are counted with getdents64 ({@link ProcessFootprint}), after every input and,
  * when replaying the stored inputs, before each too (while fuzzing, the count after one input
- * is the count before the next); the walk over every
- * mapping that counting memfd mappings takes is made for every 64th input, for every input after
- * which the address space's size (a counter the kernel keeps) differs from before it, and at the
- * end of the run. A mapping left behind grows the address space, so the input that leaves one is
+ * is the count before the next); the walk over every mapping that counting memfd mappings takes
+ * is made for every 64th input, for every input after which the address space's size (a counter
+ * the kernel keeps) differs from before it, and at the end of the run. A mapping left behind grows the address space, so the input that leaves one is
  * the input that fails; only an unrelated unmapping of exactly the same size in the same input
  * could hide it until the next full count. The descriptors sent are made once per run (four of
  * each kind, so an input's descriptors are distinct files): SCM_RIGHTS gives the receiver
