@@ -2,7 +2,6 @@ package io.vhostffm.testkit;
 
 import io.vhostffm.vring.DriverState;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -41,14 +40,8 @@ public record FakeGuestState(List<DriverState> queues, List<Slots> rxSlots, List
         List<Slots> tx = new ArrayList<>();
         List<Stream> received = new ArrayList<>();
         for (int p = 0; p < layout.pairs(); p++) {
-            int[] ofId = new int[size];
-            Arrays.fill(ofId, -1);
-            int[] free = new int[size];
-            for (int i = 0; i < size; i++) {
-                free[i] = size - 1 - i;
-            }
-            rx.add(new Slots(ofId, free));
-            tx.add(new Slots(ofId.clone(), free.clone()));
+            rx.add(new FakeGuest.Slots(size).save()); // every slot free, as a guest sets them up
+            tx.add(new FakeGuest.Slots(size).save());
             received.add(new Stream(new long[] {0}, new int[] {1}, new int[] {p}));
         }
         return new FakeGuestState(queues, rx, tx, new long[layout.pairs()], received, 0,

@@ -65,4 +65,24 @@ class FakeGuestStateStreamTest {
     void mismatchedArraysAreRefused() {
         assertThrows(IllegalArgumentException.class, () -> FakeGuestState.Stream.of(new long[2], new int[1]));
     }
+
+    @Test
+    void aStateShapedLikeALayoutHasEveryQueueAndEverySlotFree() {
+        GuestLayout layout = GuestLayout.of(4);
+        FakeGuestState shaped = FakeGuestState.shapedLike(layout);
+        assertEquals(layout.queueCount(), shaped.queues().size());
+        for (int q = 0; q < layout.queueCount(); q++) {
+            assertEquals(layout.queueSize(q), shaped.queues().get(q).size(), "queue " + q);
+            assertEquals(layout.descAddress(q), shaped.queues().get(q).descTableAddress(), "queue " + q);
+        }
+        int size = layout.spec().queueSize();
+        assertEquals(4, shaped.rxSlots().size());
+        assertEquals(4, shaped.txSlots().size());
+        for (FakeGuestState.Slots slots : shaped.rxSlots()) {
+            assertEquals(size, slots.ofId().length);
+            assertEquals(-1, java.util.Arrays.stream(slots.ofId()).max().orElseThrow(), "no chain in flight");
+            assertEquals(size, slots.free().length, "every slot free");
+        }
+        assertEquals(4, shaped.received().size());
+    }
 }

@@ -45,6 +45,8 @@ public final class LinuxConstants {
     // <sched.h>
     public static final int SCHED_FIFO = 1;
     public static final int SCHED_RR = 2;
+    /** ORed into a policy: children of the thread start under the normal policy. */
+    public static final int SCHED_RESET_ON_FORK = 0x40000000;
 
     // <sys/syscall.h>: the C names, as the ABI test compares each field with the macro of its name
     public static final int SYS_io_uring_setup = 425;

@@ -97,12 +97,9 @@ public final class CompilerThreads {
     }
 
     private static boolean realTime(int policy) {
-        int p = policy & ~SCHED_RESET_ON_FORK;
+        int p = policy & ~LinuxConstants.SCHED_RESET_ON_FORK; // sched_getscheduler ORs it in
         return p == LinuxConstants.SCHED_FIFO || p == LinuxConstants.SCHED_RR;
     }
-
-    /** The flag sched_getscheduler ORs into the policy of a thread whose children reset theirs. */
-    private static final int SCHED_RESET_ON_FORK = 0x4000_0000;
 
     /** The ids of this process's threads whose name is a HotSpot compiler thread's. */
     static List<Integer> compilerThreadIds() {
