@@ -297,8 +297,10 @@ public final class UnixSocket implements AutoCloseable {
     }
 
     /**
-     * Reads up to {@code buffer.byteSize()} bytes, waiting at most {@code timeout} for them
-     * (poll, then a non-blocking recv).
+     * Reads up to {@code buffer.byteSize()} bytes, waiting at most {@code timeout} for them: a
+     * non-blocking recv first, and only when nothing is there a poll, then recv again. Bytes that
+     * already arrived (the rest of a message whose first part woke the reader) cost one system
+     * call, not two: inside a migration's downtime each call is counted.
      *
      * @return the bytes read; 0 when the peer closed its end
      * @throws SocketTimeoutException when nothing arrived in time
@@ -310,9 +312,6 @@ public final class UnixSocket implements AutoCloseable {
         }
         long deadline = System.nanoTime() + timeout.toNanos();
         while (true) {
-            if (!DescriptorPoller.awaitReadable(fd, Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
-                throw timedOut("read", timeout);
-            }
             int n = fd.acquire();
             try {
                 CallState s = CallState.current();
@@ -326,12 +325,16 @@ public final class UnixSocket implements AutoCloseable {
             } finally {
                 fd.release();
             }
+            if (!DescriptorPoller.awaitReadable(fd, Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
+                throw timedOut("read", timeout);
+            }
         }
     }
 
     /**
      * Writes some of {@code bytes} (at least one), waiting at most {@code timeout} for room in the
-     * socket's buffer (poll, then a non-blocking send; never SIGPIPE).
+     * socket's buffer: a non-blocking send first (never SIGPIPE), and only when the buffer is full
+     * a poll for room, then send again. With room, as almost always, one system call.
      *
      * @return the bytes written
      * @throws SocketTimeoutException when the peer took nothing in time (it stalled)
@@ -343,9 +346,6 @@ public final class UnixSocket implements AutoCloseable {
         }
         long deadline = System.nanoTime() + timeout.toNanos();
         while (true) {
-            if (!DescriptorPoller.awaitWritable(fd, Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
-                throw timedOut("write", timeout);
-            }
             int n = fd.acquire();
             try {
                 CallState s = CallState.current();
@@ -358,6 +358,9 @@ public final class UnixSocket implements AutoCloseable {
                 }
             } finally {
                 fd.release();
+            }
+            if (!DescriptorPoller.awaitWritable(fd, Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
+                throw timedOut("write", timeout);
             }
         }
     }
