@@ -178,6 +178,32 @@ class UserspaceBackendRuntimeTest {
     }
 
     /**
+     * A quiesce stops the control queue's service without waking its thread (woken there, the
+     * thread would contend for the model's lock the migration source holds, inside the
+     * downtime): the thread stays asleep, a kick on the control queue wakes it and it ends, and
+     * {@link NetDeviceRuntime#awaitDatapathStopped} then finds nothing left.
+     */
+    @Test
+    void quiesceLeavesTheControlQueueThreadAsleepUntilAKickOrTheAwait() throws Exception {
+        try (RuntimeRig rig = userspace(1)) {
+            NetDeviceRuntime device = rig.device;
+            int controlQueue = 2; // one pair: receive 0, transmit 1, control 2
+            Thread control = Thread.getAllStackTraces().keySet().stream()
+                    .filter(t -> t.getName().equals("virtio-net-ctrl-vq-" + controlQueue))
+                    .findFirst().orElseThrow();
+            device.quiesceDatapath();
+            // Woken, it would end within microseconds; not ending within 200 ms stands for "not woken".
+            control.join(200);
+            assertTrue(control.isAlive(), "the quiesce woke the control queue's thread");
+            device.notifyQueue(controlQueue); // a kick: it wakes, sees the stop, ends
+            control.join(RuntimeRig.EVENT_TIMEOUT_MILLIS);
+            assertFalse(control.isAlive(), "a kick after the quiesce did not end the control queue's thread");
+            device.awaitDatapathStopped();
+            assertFalse(device.isDatapathRunning());
+        }
+    }
+
+    /**
      * A migration destination's order: prestarted on states whose indices have moved on since
      * (the datapath built then), quickstarted with the final ones. The prepared datapath serves
      * from the final positions, and logs its writes where they land.

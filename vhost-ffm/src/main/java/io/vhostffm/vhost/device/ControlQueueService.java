@@ -176,17 +176,37 @@ final class ControlQueueService implements Runnable {
      * queue's state. Call with the model's lock held.
      */
     QueueState stop() {
+        QueueState state = stopWithoutWaking();
+        wakeToEnd();
+        return state;
+    }
+
+    /**
+     * Stops serving and returns the queue's state, leaving the thread asleep: it sees the stop
+     * (under the model's lock, before it could touch the queue) whenever it wakes, and {@link
+     * #wakeToEnd} wakes it. For a migration source's quiesce: woken there, the thread would
+     * contend for the model's lock the caller holds, and the caller would pay for waking it again
+     * when it lets go, both inside the downtime. Call with the model's lock held.
+     */
+    QueueState stopWithoutWaking() {
         if (!Thread.holdsLock(model)) {
             throw new IllegalStateException("stop the control queue with the device model's lock held");
         }
         stopped = true;
+        return queue.isBroken() ? initial : queue.saveState();
+    }
+
+    /**
+     * Wakes a stopped thread so that it ends; harmless when it already has (its wake-up eventfd
+     * is then closed) or was woken before.
+     */
+    void wakeToEnd() {
         try {
             wake.signal();
         } catch (NativeCallException | DescriptorClosedException e) {
             // Closed: the thread already ended (it closes the wake-up eventfd on its way out).
             LOG.log(Level.DEBUG, "control queue " + index() + ": its thread has already ended", e);
         }
-        return queue.isBroken() ? initial : queue.saveState();
     }
 
     /** Whether the serving thread has ended (it ends after {@link #stop}, or on a native error). */
@@ -242,9 +262,9 @@ final class ControlQueueService implements Runnable {
         } finally {
             // The thread owns its wake-up eventfd: closing it here, not when the device closes,
             // keeps a device that is stopped and started many times at a constant fd count.
-            // stop() signals it under the model's lock before this thread can see 'stopped', so
-            // the only signal that can meet a closed eventfd is after an abnormal end, and
-            // FileDescriptor makes that a DescriptorClosedException, never a reused number.
+            // A signal that meets the closed eventfd (wakeToEnd after the thread saw 'stopped'
+            // on a kick, or after an abnormal end) is a DescriptorClosedException through
+            // FileDescriptor, never a write to a reused number.
             wake.close();
         }
     }

@@ -538,9 +538,10 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
      * Stops the datapath as {@link #stopDatapath} does, but returns as soon as nothing touches
      * the queues any more, without waiting for threads to end: the backend's {@link
      * NetBackend#quiesce} (a userspace worker asleep is claimed where it sleeps), and the control
-     * queue's thread, which sees the stop under the model's lock before it could touch its
-     * queue, left to end by itself. For a migration source inside the downtime; {@link
-     * #awaitDatapathStopped} (or any later start, reset or close) waits for the threads.
+     * queue's service stopped without waking its thread, which sees the stop under the model's
+     * lock whenever it wakes, before it could touch its queue. For a migration source inside the
+     * downtime; {@link #awaitDatapathStopped} (or any later start, prestart, reset or close) wakes
+     * the control queue's thread and waits for the threads.
      *
      * @throws IllegalStateException when the datapath is not started
      */
@@ -566,6 +567,16 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         awaitStoppedControls();
     }
 
+    /**
+     * Wakes the stopped control queue threads a quiesce left asleep, so that they end without
+     * waiting for a kick: a start after a quiesce that nobody awaited leaves no thread behind.
+     */
+    private void wakeStoppedControls() {
+        for (ControlQueueService c : stoppedControls) {
+            c.wakeToEnd();
+        }
+    }
+
     /** How long a stop waits for a stopped control queue thread to end (it ends after the chain in hand). */
     private static final long CONTROL_THREAD_END_MILLIS = 5_000;
 
@@ -583,6 +594,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         List<ControlQueueService> stopping;
         synchronized (model) {
             stopping = new ArrayList<>(stoppedControls);
+        }
+        for (ControlQueueService c : stopping) {
+            c.wakeToEnd(); // a quiesce stopped it without waking it
         }
         for (ControlQueueService c : stopping) {
             if (!c.awaitEnd(CONTROL_THREAD_END_MILLIS)) {
@@ -603,6 +617,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     public void startDatapath(DatapathState state) throws IOException {
         synchronized (model) {
             requireStopped();
+            wakeStoppedControls();
             discardPreparedControl(); // a failed quickstart's: this start makes its own
             BackendStart start = startFor(state.dataQueues());
             backend.start(start);
@@ -620,6 +635,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     public void prestartDatapath(List<QueueState> dataQueues) throws IOException {
         synchronized (model) {
             requireStopped();
+            wakeStoppedControls();
             BackendStart start = startFor(dataQueues);
             backend.prestart(start); // a failure leaves the backend stopped, lastStart null
             lastStart = start;
@@ -969,7 +985,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         int controlIndex = -1;
         if (control != null) {
             controlIndex = control.index();
-            controlState = control.stop();
+            // A quiesce leaves the thread asleep until awaitDatapathStopped (or any later stop,
+            // reset or close) wakes it: outside the downtime.
+            controlState = quiesce ? control.stopWithoutWaking() : control.stop();
             // Only services whose thread has not ended yet are kept for close() to join: the
             // list stays as short as the threads still winding down, however often the
             // datapath is stopped and started.
@@ -1052,6 +1070,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         @Override
         public void driverOk(NetDeviceState state) throws IOException {
             requireStopped();
+            wakeStoppedControls();
             discardPreparedControl(); // a failed quickstart's: this start makes its own
             DatapathState fresh = configuredState(state);
             BackendStart start = startFor(fresh.dataQueues());
@@ -1159,6 +1178,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             stopQuietly();
             toJoin = new ArrayList<>(stoppedControls);
             stoppedControls.clear();
+        }
+        for (ControlQueueService c : toJoin) {
+            c.wakeToEnd(); // a quiesce stopped it without waking it
         }
         for (ControlQueueService c : toJoin) {
             try {
