@@ -13,6 +13,7 @@ import io.vhostffm.vring.QueuePosition;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -69,6 +70,7 @@ public final class MigrationDestination {
     private volatile MigrationPhase phase = MigrationPhase.SETUP;
     private volatile java.util.function.Consumer<MigrationPhase> phaseListener = p -> {};
     private volatile String peer = "the source";
+    private volatile java.util.function.Supplier<RehearsalLoop> rehearsalLoop;
 
     /**
      * @param sections the device's state sections; must match the source's manifest
@@ -108,6 +110,18 @@ public final class MigrationDestination {
      */
     public void setPhaseListener(java.util.function.Consumer<MigrationPhase> listener) {
         this.phaseListener = java.util.Objects.requireNonNull(listener, "listener");
+    }
+
+    /**
+     * Where the rehearsals of the switchover's read (during the early load, {@link #rehearsals()}
+     * times) read their stream: without a loop, from the bytes in memory, which runs the stream
+     * reader and the decoders but not the connection's own read path; with one (opened before the
+     * rehearsals, closed after them), each rehearsal writes the stream into the loop and reads it
+     * back, so a fresh destination's first switchover read does not run that path's code for the
+     * first time inside the downtime. The demo gives {@code UnixSocketChannel::loop}.
+     */
+    public void setRehearsalLoop(java.util.function.Supplier<RehearsalLoop> opener) {
+        this.rehearsalLoop = java.util.Objects.requireNonNull(opener, "opener");
     }
 
     /** Who the source is, in words, for {@link MigrationPeerException}s (default "the source"). */
@@ -310,7 +324,9 @@ public final class MigrationDestination {
          * Reads a switchover without a delta through the same code the real one takes ({@link
          * #readSwitchover(MigrationStreamReader, Section, Map)}, the stream reader's framing and
          * checksum, the indices' decoder) as many times as the system property {@value
-         * MigrationDestination#REHEARSALS_PROPERTY} says, over a stream held in memory: the first switchover a fresh destination process reads then runs
+         * MigrationDestination#REHEARSALS_PROPERTY} says, over a stream held in memory, or written into
+         * the {@link #setRehearsalLoop rehearsal loop} and read back through the connection's own
+         * kind of channel: the first switchover a fresh destination process reads then runs
          * compiled code, not the interpreter. Inside the early load, before the source is told it
          * may pause; it touches no connection, no section and no device. A rehearsal that fails
          * is logged and changes nothing.
@@ -320,10 +336,20 @@ public final class MigrationDestination {
             if (times <= 0) {
                 return;
             }
-            try {
+            java.util.function.Supplier<RehearsalLoop> opener = rehearsalLoop;
+            try (RehearsalLoop loop = opener == null ? null : opener.get()) {
                 byte[] stream = rehearsalStream();
                 for (int i = 0; i < times; i++) {
-                    MigrationStreamReader r = MigrationStreamReader.over(new ByteArrayInputStream(stream), names);
+                    MigrationStreamReader r;
+                    if (loop == null) {
+                        r = MigrationStreamReader.over(new ByteArrayInputStream(stream), names);
+                    } else {
+                        ByteBuffer bytes = ByteBuffer.wrap(stream);
+                        while (bytes.hasRemaining()) {
+                            loop.writer().write(bytes);
+                        }
+                        r = new MigrationStreamReader(loop.reader(), names);
+                    }
                     // The switchover's clock and step marks too: the clock's first use reads this
                     // process's clock domain from /proc, the first mark loads its event class.
                     SwitchoverSteps steps = SwitchoverSteps.rehearsal();

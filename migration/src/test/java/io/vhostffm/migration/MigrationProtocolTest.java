@@ -186,6 +186,79 @@ class MigrationProtocolTest {
         }
     }
 
+    /**
+     * With a rehearsal loop, each rehearsal writes its stream into the loop and reads all of it
+     * back through the loop's reader (here a {@code UnixSocketChannel} over a socket pair, the
+     * demo's); the loop is opened once, before the rehearsals, and closed after them, and the
+     * real switchover is received as without.
+     */
+    @Test
+    void theSwitchoverReadIsRehearsedThroughTheLoopItIsGiven() throws Exception {
+        String was = System.getProperty(MigrationDestination.REHEARSALS_PROPERTY);
+        try {
+            System.setProperty(MigrationDestination.REHEARSALS_PROPERTY, "3");
+            SourceDevice src = new SourceDevice();
+            src.source.setup();
+            src.source.stopAndCopy(() -> Fixtures.indices(7));
+            DestinationDevice dst = new DestinationDevice();
+            long[] counts = new long[4]; // opened, closed, bytes written, bytes read
+            dst.destination.setRehearsalLoop(() -> {
+                RehearsalLoop socketPair = io.vhostffm.migration.net.UnixSocketChannel.loop();
+                counts[0]++;
+                return new RehearsalLoop() {
+                    @Override
+                    public java.nio.channels.WritableByteChannel writer() {
+                        return new java.nio.channels.WritableByteChannel() {
+                            public int write(java.nio.ByteBuffer b) throws java.io.IOException {
+                                int n = socketPair.writer().write(b);
+                                counts[2] += n;
+                                return n;
+                            }
+                            public boolean isOpen() {
+                                return true;
+                            }
+                            public void close() {}
+                        };
+                    }
+
+                    @Override
+                    public java.nio.channels.ReadableByteChannel reader() {
+                        return new java.nio.channels.ReadableByteChannel() {
+                            public int read(java.nio.ByteBuffer b) throws java.io.IOException {
+                                int n = socketPair.reader().read(b);
+                                counts[3] += Math.max(0, n);
+                                return n;
+                            }
+                            public boolean isOpen() {
+                                return true;
+                            }
+                            public void close() {}
+                        };
+                    }
+
+                    @Override
+                    public void close() {
+                        counts[1]++;
+                        socketPair.close();
+                    }
+                };
+            });
+            ReceivedMigration received = dst.receive(src.bytes.toByteArray());
+            assertEquals(Fixtures.indices(7), received.switchover().finalPositions());
+            assertEquals(1, counts[0], "loops opened");
+            assertEquals(1, counts[1], "loops closed");
+            assertTrue(counts[2] > 0 && counts[2] % 3 == 0, () -> "bytes written into the loop: " + counts[2]);
+            assertEquals(counts[2], counts[3], "every byte written into the loop was read back");
+            assertEquals(1, dst.switchovers.size());
+        } finally {
+            if (was == null) {
+                System.clearProperty(MigrationDestination.REHEARSALS_PROPERTY);
+            } else {
+                System.setProperty(MigrationDestination.REHEARSALS_PROPERTY, was);
+            }
+        }
+    }
+
     @Test
     void aPrecopyDeltaIsSentAtOnceAndTheSwitchoverStaysDeltaFree() throws Exception {
         SourceDevice src = new SourceDevice();

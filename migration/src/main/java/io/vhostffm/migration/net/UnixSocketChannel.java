@@ -1,5 +1,6 @@
 package io.vhostffm.migration.net;
 
+import io.vhostffm.migration.RehearsalLoop;
 import io.vhostffm.vhost.os.NativeCallException;
 import io.vhostffm.vhost.os.UnixSocket;
 import java.io.IOException;
@@ -8,6 +9,8 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
 import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.time.Duration;
 import java.util.Objects;
 
@@ -17,7 +20,7 @@ import java.util.Objects;
  * buffers of its own (one per direction); one reader and one writer thread at a time.
  *
  * <p>It blocks, with a deadline: each read waits at most the read timeout for bytes, each write
- * at most the write timeout for room (poll, then a non-blocking call), and a stalled peer is a
+ * at most the write timeout for room (the non-blocking call, then a poll when it would block), and a stalled peer is a
  * {@link java.net.SocketTimeoutException} rather than a hang. Writes never raise SIGPIPE: a
  * vanished peer is an EPIPE {@link NativeCallException}. {@link #peerClosed()} tells an end of
  * stream from a truncation the reader reports.
@@ -49,6 +52,43 @@ public final class UnixSocketChannel implements ByteChannel {
         this.socket = socket;
         this.readTimeout = deadlines.streamRead();
         this.writeTimeout = deadlines.write();
+    }
+
+    /**
+     * A {@link RehearsalLoop} over a socket pair of its own, a channel of this kind on each end:
+     * the destination's rehearsals of its switchover read then run this class's read path, the
+     * connection's (give {@code UnixSocketChannel::loop} to {@link
+     * io.vhostffm.migration.MigrationDestination#setRehearsalLoop}). Closing it closes the pair.
+     *
+     * @throws java.io.UncheckedIOException when socketpair fails
+     */
+    public static RehearsalLoop loop() {
+        UnixSocket.Pair pair;
+        try {
+            pair = UnixSocket.pair();
+        } catch (NativeCallException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+        UnixSocketChannel writer = new UnixSocketChannel(pair.first());
+        UnixSocketChannel reader = new UnixSocketChannel(pair.second());
+        return new RehearsalLoop() {
+            @Override
+            public WritableByteChannel writer() {
+                return writer;
+            }
+
+            @Override
+            public ReadableByteChannel reader() {
+                return reader;
+            }
+
+            @Override
+            public void close() {
+                writer.close();
+                reader.close();
+                pair.close();
+            }
+        };
     }
 
     /** From now on each read waits at most {@code timeout} (e.g. longer while the peer runs the guest). */

@@ -498,6 +498,7 @@ public final class LocalMigration {
             this.protocol = migration.protocol(); // one instance: its phase and listener are this migration's
             protocol.setPhaseListener(phase -> faults.reached(phase.name()));
             protocol.setPeer(peer());
+            protocol.setRehearsalLoop(UnixSocketChannel::loop); // the switchover read rehearsed through the connection's path
             // The commit and the answers cross inside the downtime: their schemas are built now.
             Messages.prepare(Readiness.class, FakeGuestState.class, DestinationFigures.class);
             migration.setBeforeSwitchover(() -> {
