@@ -40,6 +40,17 @@ public final class TapDevice implements AutoCloseable {
     private final String name;
     private final List<FileDescriptor> queues;
 
+    /**
+     * The two TUNSETQUEUE requests (an ifreq with no name and IFF_ATTACH_QUEUE or
+     * IFF_DETACH_QUEUE), made once: a migration destination attaches its queues inside the
+     * downtime, where nothing should allocate. The kernel only reads them, so every TAP and every
+     * thread (a parallel quickstart) shares the same two, in the global arena (80 bytes).
+     */
+    private static final MemorySegment ATTACH_QUEUE_REQUEST =
+            ifreq(Arena.global(), "", (short) TunFlag.ATTACH_QUEUE.value());
+    private static final MemorySegment DETACH_QUEUE_REQUEST =
+            ifreq(Arena.global(), "", (short) TunFlag.DETACH_QUEUE.value());
+
     private TapDevice(String name, List<FileDescriptor> queues) {
         this.name = name;
         this.queues = List.copyOf(queues);
@@ -194,9 +205,11 @@ public final class TapDevice implements AutoCloseable {
     }
 
     private void setQueue(int index, TunFlag flag) throws NativeCallException {
-        try (Arena arena = Arena.ofConfined()) {
-            Ioctls.call(queues.get(index), IoctlRequest.TUNSETQUEUE, ifreq(arena, "", (short) flag.value()), null);
-        }
+        Ioctls.call(queues.get(index), IoctlRequest.TUNSETQUEUE, queueRequest(flag), null);
+    }
+
+    private static MemorySegment queueRequest(TunFlag flag) {
+        return flag == TunFlag.ATTACH_QUEUE ? ATTACH_QUEUE_REQUEST : DETACH_QUEUE_REQUEST;
     }
 
     /**
@@ -219,10 +232,7 @@ public final class TapDevice implements AutoCloseable {
             return false;
         }
         TunFlag flag = attached ? TunFlag.ATTACH_QUEUE : TunFlag.DETACH_QUEUE;
-        try (Arena arena = Arena.ofConfined()) {
-            return Ioctls.callAnswering(queues.get(index), IoctlRequest.TUNSETQUEUE,
-                    ifreq(arena, "", (short) flag.value()), null, EINVAL) >= 0;
-        }
+        return Ioctls.callAnswering(queues.get(index), IoctlRequest.TUNSETQUEUE, queueRequest(flag), null, EINVAL) >= 0;
     }
 
     /** Brings the link up or down (SIOCSIFFLAGS with IFF_UP on an AF_INET socket). */
