@@ -827,7 +827,6 @@ public final class FakeGuest {
     // ------------------------------------------------------------------ bookkeeping
 
     /** One queue's buffer slots: which slot each chain in flight uses, and the free ones. */
-    /** One queue's buffer slots: which slot each chain in flight uses, and the free ones. */
     static final class Slots {
         private final int[] ofId;
         private final int[] free;

@@ -1,12 +1,11 @@
 package io.vhostffm.testkit.device;
 
-import io.vhostffm.testkit.OpenDescriptors;
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.vhostffm.testkit.OpenDescriptors;
 import io.vhostffm.testkit.ResourceLedger;
 import io.vhostffm.testkit.RxFrame;
 import io.vhostffm.vhost.device.BackendStart;
@@ -181,7 +180,7 @@ class UserspaceBackendRuntimeTest {
      * A quiesce stops the control queue's service without waking its thread (woken there, the
      * thread would contend for the model's lock the migration source holds, inside the
      * downtime): the thread stays asleep, a kick on the control queue wakes it and it ends, and
-     * {@link NetDeviceRuntime#awaitDatapathStopped} then finds nothing left.
+     * {@link NetDeviceRuntime#awaitDatapathStopped} then returns with the datapath stopped.
      */
     @Test
     void quiesceLeavesTheControlQueueThreadAsleepUntilAKickOrTheAwait() throws Exception {

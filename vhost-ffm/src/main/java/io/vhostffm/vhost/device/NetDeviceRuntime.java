@@ -572,7 +572,12 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
      * waiting for a kick: a start after a quiesce that nobody awaited leaves no thread behind.
      */
     private void wakeStoppedControls() {
-        for (ControlQueueService c : stoppedControls) {
+        wakeToEnd(stoppedControls);
+    }
+
+    /** Wakes each stopped control queue thread so that it ends (a quiesce stopped it without waking it). */
+    private static void wakeToEnd(List<ControlQueueService> stopped) {
+        for (ControlQueueService c : stopped) {
             c.wakeToEnd();
         }
     }
@@ -595,9 +600,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         synchronized (model) {
             stopping = new ArrayList<>(stoppedControls);
         }
-        for (ControlQueueService c : stopping) {
-            c.wakeToEnd(); // a quiesce stopped it without waking it
-        }
+        wakeToEnd(stopping);
         for (ControlQueueService c : stopping) {
             if (!c.awaitEnd(CONTROL_THREAD_END_MILLIS)) {
                 LOG.log(Level.WARNING, "control queue " + c.index() + ": its stopped thread did not end within "
@@ -985,8 +988,8 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         int controlIndex = -1;
         if (control != null) {
             controlIndex = control.index();
-            // A quiesce leaves the thread asleep until awaitDatapathStopped (or any later stop,
-            // reset or close) wakes it: outside the downtime.
+            // A quiesce leaves the thread asleep until awaitDatapathStopped (or any later start,
+            // prestart, stop, reset or close) wakes it: outside the downtime.
             controlState = quiesce ? control.stopWithoutWaking() : control.stop();
             // Only services whose thread has not ended yet are kept for close() to join: the
             // list stays as short as the threads still winding down, however often the
@@ -1179,9 +1182,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             toJoin = new ArrayList<>(stoppedControls);
             stoppedControls.clear();
         }
-        for (ControlQueueService c : toJoin) {
-            c.wakeToEnd(); // a quiesce stopped it without waking it
-        }
+        wakeToEnd(toJoin);
         for (ControlQueueService c : toJoin) {
             try {
                 c.join();
