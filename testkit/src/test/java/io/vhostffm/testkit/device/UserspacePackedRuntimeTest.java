@@ -135,23 +135,34 @@ class UserspacePackedRuntimeTest {
     void dirtyLogShowsExactlyThePagesWrittenOnPackedRings() throws Exception {
         try (RuntimeRig rig = packedGuest(1, true); DirtyLog log = DirtyLog.covering(rig.memory)) {
             rig.guest.postRxBuffers();
-            // Settle before logging, on events rather than a sleep: one frame received means rx
-            // took its buffers (disabling its notifications) and, the ring being full, will not
-            // touch its event structure again; tx and control found their rings empty and
-            // re-enabled notifications (DESC) before sleeping.
+            // Settle rx before logging, on an event rather than a sleep: one frame received means
+            // rx took its buffers (disabling its notifications) and, the ring being kept full,
+            // will not touch its event structure again.
             DeviceTraffic.receiveAndCheck(rig, 0, 1, null);
-            awaitDeviceEventFlags(rig, 1, PackedRing.RING_EVENT_FLAGS_DESC);
-            awaitDeviceEventFlags(rig, 2, PackedRing.RING_EVENT_FLAGS_DESC);
             rig.device.startDirtyLog(log);
             log.clear();
             List<RxFrame> received = new ArrayList<>();
             DeviceTraffic.receiveAndCheck(rig, 1, 40, received);
-            // tx disables (and logs) its event structure when the kick wakes it, before any frame goes out
             assertEquals(40, DeviceTraffic.transmitAndCheck(rig, 0, 40));
             assertEquals(VirtioNetCtrl.OK, rig.guest.setPromiscuous(true));
+            // Tx's device event suppression structure is written only when the worker turns tx
+            // notifications off (as it wakes) or on (as it goes to sleep); busy-polling, it writes
+            // neither. Seeing DESC before the clear would not make that write fall inside the log:
+            // a kick the worker has not consumed (e.g. postRxBuffers' rx kick, made before its
+            // first round) wakes it right after it wrote DESC, so it turns tx notifications off
+            // before the log starts, and it may busy-poll through all of the traffic above. So
+            // wait for DESC now: the worker turns tx notifications off before it takes a chain,
+            // so they were off when it handed back the last one, and DESC seen after the guest got
+            // that chain back is a later write (the worker going to sleep), made while logging.
+            awaitDeviceEventFlags(rig, 1, PackedRing.RING_EVENT_FLAGS_DESC);
             // The control thread logs its event structure after publishing the ack and before
-            // re-enabling (DESC, a release store): seeing DESC again means that mark is in.
+            // re-enabling (DESC, a release store); its notifications were off when it published
+            // the ack, so DESC seen now means that mark is in.
             awaitDeviceEventFlags(rig, 2, PackedRing.RING_EVENT_FLAGS_DESC);
+            // The datapath marks a write after making it, so the worker's mark of its DESC may
+            // still be on its way; stopping the log restarts the datapath, after which every mark
+            // made while logging is in the log.
+            rig.device.stopDirtyLog();
 
             TreeSet<Long> expected = new TreeSet<>();
             for (int q = 0; q < 3; q++) {
@@ -159,8 +170,8 @@ class UserspacePackedRuntimeTest {
                 expected.add(VhostNetBackendKernelTest.page(rig.layout.descAddress(q)));
             }
             // Notification toggling writes the device event suppression structure: tx and control
-            // ran dry and re-enabled notifications before sleeping; rx never ran dry (the guest
-            // reposts every buffer it collects), so its structure was not written after the clear.
+            // went to sleep after the traffic (awaited above); rx never ran dry (the guest reposts
+            // every buffer it collects), so its structure was not written after the clear.
             expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(1)));
             expected.add(VhostNetBackendKernelTest.page(rig.layout.deviceAreaAddress(2)));
             expected.add(VhostNetBackendKernelTest.page(rig.guest.controlAckAddress()));
@@ -171,7 +182,6 @@ class UserspacePackedRuntimeTest {
             }
             assertEquals(VhostNetBackendKernelTest.hex(expected), VhostNetBackendKernelTest.hex(dirty),
                     "the driver event areas, avail data and tx buffers are never written");
-            rig.device.stopDirtyLog();
         }
     }
 
