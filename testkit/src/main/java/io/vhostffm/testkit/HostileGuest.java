@@ -12,6 +12,7 @@ import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.BitSet;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
@@ -81,6 +82,11 @@ public final class HostileGuest {
     /** Packed: where the next {@link #offerPacked} writes per queue, and its lap; -1 until first used. */
     private final int[] packedNext;
     private final boolean[] packedWrap;
+    /**
+     * Split: every value this driver has published as a queue's available index (and the one it
+     * found there first), per queue; null until the queue is first touched.
+     */
+    private final BitSet[] published;
 
     /** A hostile driver over {@code guest}'s memory and layout (split or packed rings, as the guest drives). */
     public HostileGuest(FakeGuest guest) {
@@ -90,6 +96,7 @@ public final class HostileGuest {
         this.canaries = gaps(layout);
         this.packedNext = new int[layout.queueCount()];
         this.packedWrap = new boolean[layout.queueCount()];
+        this.published = new BitSet[layout.queueCount()];
         Arrays.fill(packedNext, -1);
     }
 
@@ -232,7 +239,50 @@ public final class HostileGuest {
         publishAvailIndex(queue, (availIndex(queue) + by) & 0xffff);
     }
 
+    /**
+     * Makes {@code head} available in a way no earlier index trick of this driver can hide from
+     * the device: every available ring entry names {@code head}, then the index moves forward to
+     * the nearest value this driver has not published before on {@code queue}.
+     *
+     * <p>Why: after {@link #moveAvailIndex} moved the index back (by -1, say) and an offer moved
+     * it forward again, the index can be back at the very value the device last read; the device
+     * then rightly sees nothing new, and an offer made that way is invisible to it. The position
+     * the device has reached is always a value it read from this index, so one never published
+     * differs from it: the device sees either new entries (each naming {@code head}, whichever
+     * slot it reads from) or an index that moved by more than the queue size.
+     *
+     * @return the available index published
+     */
+    public int offerUnmistakably(int queue, int head) {
+        requireSplit();
+        BitSet seen = published(queue);
+        int idx = availIndex(queue);
+        int next = (idx + 1) & 0xffff;
+        while (seen.get(next)) {
+            next = (next + 1) & 0xffff;
+            if (next == idx) {
+                throw new IllegalStateException("queue " + queue + ": every available index value was published");
+            }
+        }
+        long ring = layout.driverAreaAddress(queue) + 4;
+        for (int slot = 0; slot < size(queue); slot++) {
+            memory.slice(ring + 2L * slot, 2).set(U16, 0, (short) head);
+        }
+        publishAvailIndex(queue, next);
+        return next;
+    }
+
+    /** The values published as {@code queue}'s available index, from the one found there first. */
+    private BitSet published(int queue) {
+        if (published[queue] == null) {
+            published[queue] = new BitSet(0x10000);
+            published[queue].set(availIndex(queue));
+        }
+        return published[queue];
+    }
+
     private void publishAvailIndex(int queue, int idx) {
+        published(queue).set(idx);
         VarHandle.releaseFence(); // descriptors and ring entries before the index the device acquires
         memory.slice(layout.driverAreaAddress(queue) + 2, 2).set(U16, 0, (short) idx);
         VarHandle.fullFence(); // the index before the kick the caller sends

@@ -34,7 +34,8 @@ import org.junit.jupiter.api.BeforeAll;
  *
  * <p>Invariants, checked inside the target: a queue register write while the device runs is
  * refused naming the queue and the register, and changes nothing; after the operations two
- * marker frames on the transmit queue either arrive (the device works) or the device is in
+ * marker frames on the transmit queue, each offered so that no index move of the operations can
+ * hide it from the device ({@link HostileGuest#offerUnmistakably}), either arrive (the device works) or the device is in
  * DEVICE_NEEDS_RESET with a reason ({@code needsResetReason}) that names virtqueue 0 or 1 and one of the rules a guest can
  * break (a {@link VirtqueueException.Rule} or virtio-net's transmit/receive chain rules), pair 0's
  * thread ended and the datapath still running; never neither within the deadline. Either way a
@@ -169,7 +170,13 @@ class HostileGuestFuzzTest {
             return false;
         }
         long seq = marker++;
-        post(h, d, seq);
+        long slot = rig.layout.txSlot(0, d);
+        int length = HostileGuestTest.placeFrame(rig, slot, 0, seq);
+        h.writeDescriptor(1, d, slot, length, 0, 0);
+        // Not post(): the operations may have moved the index back, and an offer that lands it on
+        // the value the device last read is invisible to any device (that is no finding).
+        h.offerUnmistakably(1, d);
+        h.kick(1);
         long deadline = System.nanoTime() + DEADLINE_MILLIS * 1_000_000L;
         while (System.nanoTime() < deadline) {
             byte[] frame = rig.network.nextFromGuest(20);

@@ -324,6 +324,47 @@ class HostileGuestTest {
     }
 
     /**
+     * The transmit index moved back by one: an offer after it would put the index back
+     * on the value the device last read, an offer no device can see. {@link
+     * HostileGuest#offerUnmistakably} publishes the nearest value not published before (here one
+     * past the start: the start and the one below it were) with the head in every ring slot; the
+     * frame then arrives, or, when the device read the index while it stood one behind, the device
+     * needs a reset naming the jump.
+     */
+    @Test
+    void anOfferAfterTheIndexWentBackByOneStillReachesTheDevice() throws Exception {
+        try (RuntimeRig rig = userspace(1)) {
+            HostileGuest hostile = ready(rig);
+            int size = hostile.size(1);
+            int from = hostile.availIndex(1);
+            hostile.moveAvailIndex(1, -1); // no kick: the device reads it only if busy-polling right now
+            int d = size - 1;
+            long slot = rig.layout.txSlot(0, d);
+            long seq = 7_000;
+            hostile.writeDescriptor(1, d, slot, placeFrame(rig, slot, 0, seq), 0, 0);
+            assertEquals((from + 1) & 0xffff, hostile.offerUnmistakably(1, d));
+            for (int i = 0; i < size; i++) {
+                assertEquals(d, hostile.availEntry(1, i), "avail ring slot " + i);
+            }
+            hostile.kick(1);
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (true) {
+                assertTrue(System.nanoTime() < deadline, "the frame neither arrived nor did the device need a reset");
+                if (rig.guest.needsReset()) {
+                    String error = rig.device.model().needsResetReason().orElseThrow();
+                    assertTrue(error.contains("virtqueue 1: ring index moved by more than the queue size: avail.idx "
+                            + ((from - 1) & 0xffff)), error);
+                    break;
+                }
+                byte[] frame = rig.network.nextFromGuest(20);
+                if (frame != null && Frames.stream(frame) == 0 && Frames.sequence(frame) == seq) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /**
      * A receive chain of pair 0 posted and kicked, its descriptor then rewritten to point into the
      * hole between the regions (the last chain posted, which the device takes only when the
      * frames before have used the ones ahead of it), while frames of a flow the TAP steers to pair
