@@ -12,6 +12,7 @@ import io.vhostffm.testkit.HostileGuest;
 import io.vhostffm.testkit.ResourceLedger;
 import io.vhostffm.testkit.TxShape;
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
+import io.vhostffm.vhost.os.DescriptorPoller;
 import io.vhostffm.vhost.virtio.VirtioTransportException;
 import io.vhostffm.vring.VirtqueueException;
 import java.util.ArrayList;
@@ -54,6 +55,8 @@ class HostileGuestFuzzTest {
     private static final List<String> FOREIGN = List.of("socket descriptors", "other descriptors", "other threads");
 
     private static RuntimeRig rig;
+    /** The network side's socket (0) and the device's config interrupt (1), for the marker waits. */
+    private static DescriptorPoller markerOrReset;
     private static HostileGuest hostile;
     private static List<GuestArea> gaps;
     private static ResourceLedger.Snapshot baseline;
@@ -80,6 +83,7 @@ class HostileGuestFuzzTest {
         hostile.paintCanaries();
         rig.device.writeStatus(0);
         rig.awaitDatapathThreadsEnd();
+        markerOrReset = new DescriptorPoller(List.of(rig.network.socket().fd(), rig.device.configInterrupt().fd()));
         baseline = ResourceLedger.take();
     }
 
@@ -95,6 +99,9 @@ class HostileGuestFuzzTest {
 
     @AfterAll
     static void close() {
+        if (markerOrReset != null) {
+            markerOrReset.close();
+        }
         if (rig != null) {
             rig.close();
         }
@@ -178,13 +185,24 @@ class HostileGuestFuzzTest {
         h.offerUnmistakably(1, d);
         h.kick(1);
         long deadline = System.nanoTime() + DEADLINE_MILLIS * 1_000_000L;
-        while (System.nanoTime() < deadline) {
-            byte[] frame = rig.network.nextFromGuest(20);
-            if (frame != null && Frames.stream(frame) == 0 && Frames.sequence(frame) == seq) {
-                return true;
+        while (true) {
+            for (byte[] frame = rig.network.nextFromGuest(0); frame != null; frame = rig.network.nextFromGuest(0)) {
+                if (Frames.stream(frame) == 0 && Frames.sequence(frame) == seq) {
+                    return true;
+                }
             }
             if (rig.guest.needsReset()) {
                 return false;
+            }
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                break;
+            }
+            // Asleep until a frame reaches the network side or the device's config interrupt (which
+            // follows NEEDS_RESET) fires: both are looked at again above, whichever woke us.
+            markerOrReset.poll((int) Math.max(1, left / 1_000_000L));
+            if (markerOrReset.isReadable(1)) {
+                rig.device.configInterrupt().consume();
             }
         }
         fail("marker " + seq + " neither arrived nor did the device need a reset within " + DEADLINE_MILLIS

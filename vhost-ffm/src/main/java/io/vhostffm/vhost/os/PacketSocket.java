@@ -21,6 +21,7 @@ import java.lang.foreign.MemorySegment;
  */
 public final class PacketSocket implements AutoCloseable {
     private static final int EAGAIN = Errno.number("EAGAIN").orElseThrow();
+    private static final int EINTR = Errno.number("EINTR").orElseThrow();
     private static final long POLLFD_EVENTS = Structs.offset(Structs.POLLFD, "events");
     private static final long POLLFD_REVENTS = Structs.offset(Structs.POLLFD, "revents");
     /** htons(ETH_P_ALL): sockaddr_ll and socket() take the protocol in network byte order. */
@@ -158,7 +159,8 @@ public final class PacketSocket implements AutoCloseable {
      * forever).
      *
      * @return the frame's full length (larger than the buffer when it was cut: MSG_TRUNC), or -1
-     *     when nothing arrived in time
+     *     when nothing arrived in time or a signal interrupted the wait (as {@link EventFd#poll}:
+     *     a caller waits against its own deadline and calls again)
      */
     public long receive(MemorySegment buffer, int timeoutMillis) throws NativeCallException {
         int n = fd.acquire();
@@ -179,6 +181,9 @@ public final class PacketSocket implements AutoCloseable {
             s.pollfd.set(JAVA_SHORT, POLLFD_REVENTS, (short) 0);
             int ready = Libc.poll(s, s.pollfd, 1, timeoutMillis);
             if (ready < 0) {
+                if (s.errno() == EINTR) {
+                    return -1; // a profiler's or debugger's signal: nothing arrived yet
+                }
                 throw NativeErrors.failure("poll", fd, s.errno());
             }
             if (ready == 0) {
