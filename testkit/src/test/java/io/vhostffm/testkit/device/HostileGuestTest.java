@@ -27,6 +27,7 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -321,6 +322,40 @@ class HostileGuestTest {
             pairOneCarries(rig, steering, 200, 40, null);
             resetBootAndCheck(rig, hostile, before);
         }
+    }
+
+    /**
+     * A bad-input report still on its way when the driver resets the device (its thread waiting
+     * for the device model, which the test holds through the attack and the reset) is dropped:
+     * the reset device does not enter DEVICE_NEEDS_RESET for rings the reset discarded, and the
+     * guest booted again moves frames.
+     */
+    @Test
+    @Timeout(60)
+    void aBadInputReportThatArrivesAfterTheResetIsDropped() throws Exception {
+        try (RuntimeRig rig = userspace(2)) {
+            HostileGuest hostile = ready(rig);
+            ResourceLedger.Snapshot before = ResourceLedger.take();
+            int size = hostile.size(1);
+            synchronized (rig.device.model()) {
+                hostile.moveAvailIndex(1, size + 1);
+                hostile.kick(1);
+                long deadline = System.nanoTime() + 10_000_000_000L;
+                while (!reporterAlive()) {
+                    assertTrue(System.nanoTime() < deadline, "no bad-input report thread within 10 s");
+                    Thread.yield();
+                }
+                rig.device.writeStatus(0);
+            }
+            RuntimeRig.awaitThreadsEnd("virtio-net-bad-input");
+            assertEquals(0, rig.guest.status(), () -> "after the reset: " + rig.device.model().lastError());
+            resetBootAndCheck(rig, hostile, before);
+        }
+    }
+
+    private static boolean reporterAlive() {
+        return Thread.getAllStackTraces().keySet().stream()
+                .anyMatch(t -> t.isAlive() && t.getName().equals("virtio-net-bad-input"));
     }
 
     /**

@@ -23,11 +23,14 @@ import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.Supplier;
 
@@ -113,6 +116,13 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
      * monitor.
      */
     private String pairStoppedAlone;
+    /**
+     * Device resets so far (written under the model's monitor, after the datapath stopped): a
+     * backend's report made before a reset is dropped after it ({@link #reportBadInput}).
+     */
+    private volatile int resets;
+    /** The backend reports' threads not ended yet ({@link #startReporter}). */
+    private final Set<Thread> reporters = ConcurrentHashMap.newKeySet();
     private int configGeneration;
     private byte[] lastConfig;
 
@@ -307,6 +317,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     public int writeStatus(int value) {
         int status = model.writeStatus(value);
         awaitStoppedControls(); // a reset stops the control queue: its thread is gone when this returns
+        if (value == 0) {
+            awaitReporters(); // and no report of the reset device's backend is left to come
+        }
         return status;
     }
 
@@ -1024,34 +1037,25 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     private final BackendListener backendListener = new BackendListener() {
         @Override
         public void badGuestInput(int queueIndex, String reason) {
-            reportFromBackend(reason);
+            reportBadInput(reason, false);
         }
 
         @Override
         public void queuePairStopped(int queueIndex, String reason) {
             // As above, but the model's needsReset leaves the backend's other pairs running.
-            Thread.ofPlatform().daemon().name("virtio-net-bad-input").start(() -> {
-                synchronized (model) {
-                    pairStoppedAlone = reason;
-                    try {
-                        model.reportBadGuestInput(reason);
-                    } finally {
-                        pairStoppedAlone = null;
-                    }
-                }
-            });
+            reportBadInput(reason, true);
         }
 
         @Override
         public void backendGone(NetBackend gone, String reason) {
             // Not on the caller's thread: the switch stops the gone backend, which may wait for it.
-            Thread.ofPlatform().daemon().name("virtio-net-backend-gone").start(() -> fallBack(gone, reason));
+            startReporter("virtio-net-backend-gone", () -> fallBack(gone, reason));
         }
 
         @Override
         public void backendClosed(NetBackend closed) {
             closedUnderUs = closed; // at once: a stop before the report below must not stop it again
-            Thread.ofPlatform().daemon().name("virtio-net-backend-closed").start(() -> {
+            startReporter("virtio-net-backend-closed", () -> {
                 synchronized (model) {
                     if (lastStart == null || backend != closed) {
                         return; // no longer in use (switched away or stopped meanwhile)
@@ -1062,10 +1066,65 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         }
     };
 
-    private void reportFromBackend(String reason) {
-        // Not on the caller's thread: a datapath thread reporting here may be the one the
-        // resulting stop waits for.
-        Thread.ofPlatform().daemon().name("virtio-net-bad-input").start(() -> model.reportBadGuestInput(reason));
+    /**
+     * DEVICE_NEEDS_RESET for bad guest input a backend met, from a thread of its own: a datapath
+     * thread reporting here may be the one the resulting stop waits for. A report that reaches
+     * the model only after the driver reset the device is dropped: the input it names belonged
+     * to rings the reset discarded, and applied late it would fail the device the driver is
+     * setting up again with a reason that is no longer true. The reset count is read here, on
+     * the backend's thread, before the reset that stops that backend can count it (the reset
+     * counts after the datapath stopped).
+     */
+    private void reportBadInput(String reason, boolean pairAlone) {
+        int seenResets = resets;
+        startReporter("virtio-net-bad-input", () -> {
+            synchronized (model) {
+                if (resets != seenResets) {
+                    LOG.log(Level.DEBUG, "virtio-net: a report from before the last reset dropped: {0}", reason);
+                    return;
+                }
+                pairStoppedAlone = pairAlone ? reason : null;
+                try {
+                    model.reportBadGuestInput(reason);
+                } finally {
+                    pairStoppedAlone = null;
+                }
+            }
+        });
+    }
+
+    /** Starts a backend report's thread, kept until it ends so a reset or close can wait for it. */
+    private void startReporter(String name, Runnable report) {
+        Thread t = Thread.ofPlatform().daemon().name(name).unstarted(() -> {
+            try {
+                report.run();
+            } finally {
+                reporters.remove(Thread.currentThread());
+            }
+        });
+        reporters.add(t);
+        t.start();
+    }
+
+    /**
+     * Waits, outside the model's lock (the reports take it), for the report threads started so
+     * far: after a reset none is left to act on the device the driver sets up next.
+     */
+    private void awaitReporters() {
+        if (Thread.holdsLock(model)) {
+            return;
+        }
+        for (Thread t : List.copyOf(reporters)) {
+            try {
+                if (!t.join(Duration.ofMillis(CONTROL_THREAD_END_MILLIS))) {
+                    LOG.log(Level.WARNING, "virtio-net: report thread " + t.getName() + " did not end within "
+                            + CONTROL_THREAD_END_MILLIS + " ms");
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
     }
 
     /** The model's effects, forwarded to whichever backend serves now. Runs with the model's lock held. */
@@ -1090,6 +1149,8 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         @Override
         public void reset() {
             stopQuietly();
+            // After the stop: every report the stopped datapath made read the count before this.
+            resets++;
             Arrays.fill(queueSizes, MAX_QUEUE_SIZE);
             Arrays.fill(descTables, 0);
             Arrays.fill(driverAreas, 0);
@@ -1190,6 +1251,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
                 Thread.currentThread().interrupt();
             }
         }
+        awaitReporters();
         closeEventFds(kicks, calls);
         configInterrupt.close();
     }
