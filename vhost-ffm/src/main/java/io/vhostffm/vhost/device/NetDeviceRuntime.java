@@ -1115,6 +1115,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             return;
         }
         for (Thread t : List.copyOf(reporters)) {
+            if (t == Thread.currentThread()) {
+                continue; // a report's own listener resetting or closing the device
+            }
             try {
                 if (!t.join(Duration.ofMillis(CONTROL_THREAD_END_MILLIS))) {
                     LOG.log(Level.WARNING, "virtio-net: report thread " + t.getName() + " did not end within "
