@@ -131,6 +131,12 @@ public class UserspaceDatapathBenchmark {
     long framesArrived;
     /** Frames received per TAP queue (and so per pair), over the trial. */
     long[] rxPerQueue;
+    /**
+     * Waits of the guest for a call that ended without one (its timeout ran out): each is a lost
+     * notification or a thread that did not run for that long, which the figures alone would
+     * only show as a lower rate; printed at the end of a trial when not zero.
+     */
+    long callWaitsRunOut;
     /** Transmit chains the datapath gave back used, per pair, over the trial ({@code impl=java}). */
     long[] txCompleted;
 
@@ -217,6 +223,10 @@ public class UserspaceDatapathBenchmark {
     /** Stops the datapath, removes the TAP, frees guest memory. */
     @TearDown(Level.Trial)
     public void tearDown() {
+        if (callWaitsRunOut > 0) {
+            System.err.println("UserspaceDatapath: " + callWaitsRunOut + " waits for a call ended without one"
+                    + " (a lost notification, or a thread that did not run for the whole wait)");
+        }
         try {
             if (datapath != null) {
                 datapath.stop();
@@ -307,8 +317,8 @@ public class UserspaceDatapathBenchmark {
         txInFlight[pair.index] -= n;
         txCompleted[pair.index] += n;
         if (n == 0 && wait) {
-            if (!pair.tx.enableUsedNotifications()) {
-                pair.txCall.poll(TIMEOUT_MS);
+            if (!pair.tx.enableUsedNotifications() && !pair.txCall.poll(TIMEOUT_MS)) {
+                callWaitsRunOut++;
             }
             pair.txCall.consume();
             pair.tx.disableUsedNotifications();
@@ -364,8 +374,8 @@ public class UserspaceDatapathBenchmark {
             for (TapGuest.Pair pair : pairList) {
                 pending |= pair.rx.enableUsedNotifications();
             }
-            if (!pending) {
-                rxCalls.poll(100);
+            if (!pending && rxCalls.poll(100) == 0) {
+                callWaitsRunOut++;
             }
             for (TapGuest.Pair pair : pairList) {
                 pair.rxCall.consume();
