@@ -117,8 +117,8 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
      */
     private String pairStoppedAlone;
     /**
-     * Device resets so far (written under the model's monitor, after the datapath stopped): a
-     * backend's report made before a reset is dropped after it ({@link #reportBadInput}).
+     * Device resets so far (written under the model's monitor): a report of a backend started
+     * before a reset is dropped after it ({@link StartListener}, {@link #reportBadInput}).
      */
     private volatile int resets;
     /** The backend reports' threads not ended yet ({@link #startReporter}). */
@@ -927,7 +927,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         }
         int pairs = states.size() / 2;
         return new BackendStart(memory, model.driverFeatures(), bindings, Math.max(1, Math.min(activePairs, pairs)),
-                tunOffloadFlags, dirtyLog, backendListener);
+                tunOffloadFlags, dirtyLog, new StartListener(resets));
     }
 
     /** The fresh queue states of what the transport configured, for a driver's first start. */
@@ -1033,17 +1033,28 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         }
     }
 
-    /** The backends' reports: each becomes DEVICE_NEEDS_RESET with its cause. */
-    private final BackendListener backendListener = new BackendListener() {
+    /**
+     * The backends' reports for one start: each becomes DEVICE_NEEDS_RESET with its cause. One
+     * per {@link BackendStart}, holding the reset count of its start, so that a report of a
+     * backend started before a reset is told apart from one of the start after it, whichever
+     * thread makes it and however late.
+     */
+    private final class StartListener implements BackendListener {
+        private final int resetsAtStart;
+
+        StartListener(int resetsAtStart) {
+            this.resetsAtStart = resetsAtStart;
+        }
+
         @Override
         public void badGuestInput(int queueIndex, String reason) {
-            reportBadInput(reason, false);
+            reportBadInput(reason, false, resetsAtStart);
         }
 
         @Override
         public void queuePairStopped(int queueIndex, String reason) {
             // As above, but the model's needsReset leaves the backend's other pairs running.
-            reportBadInput(reason, true);
+            reportBadInput(reason, true, resetsAtStart);
         }
 
         @Override
@@ -1064,22 +1075,21 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
                 }
             });
         }
-    };
+    }
 
     /**
      * DEVICE_NEEDS_RESET for bad guest input a backend met, from a thread of its own: a datapath
      * thread reporting here may be the one the resulting stop waits for. A report that reaches
      * the model only after the driver reset the device is dropped: the input it names belonged
      * to rings the reset discarded, and applied late it would fail the device the driver is
-     * setting up again with a reason that is no longer true. The reset count is read here, on
-     * the backend's thread, before the reset that stops that backend can count it (the reset
-     * counts after the datapath stopped).
+     * setting up again with a reason that is no longer true.
+     *
+     * @param resetsAtStart the reset count when the reporting backend was started
      */
-    private void reportBadInput(String reason, boolean pairAlone) {
-        int seenResets = resets;
+    private void reportBadInput(String reason, boolean pairAlone, int resetsAtStart) {
         startReporter("virtio-net-bad-input", () -> {
             synchronized (model) {
-                if (resets != seenResets) {
+                if (resets != resetsAtStart) {
                     LOG.log(Level.DEBUG, "virtio-net: a report from before the last reset dropped: {0}", reason);
                     return;
                 }
@@ -1152,8 +1162,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         @Override
         public void reset() {
             stopQuietly();
-            // After the stop: every report the stopped datapath made read the count before this.
-            resets++;
+            resets++; // reports of the starts before this one are dropped from now on
             Arrays.fill(queueSizes, MAX_QUEUE_SIZE);
             Arrays.fill(descTables, 0);
             Arrays.fill(driverAreas, 0);
