@@ -132,9 +132,10 @@ public class UserspaceDatapathBenchmark {
     /** Frames received per TAP queue (and so per pair), over the trial. */
     long[] rxPerQueue;
     /**
-     * Waits of the guest for a call that ended without one (its timeout ran out): each is a lost
-     * notification or a thread that did not run for that long, which the figures alone would
-     * only show as a lower rate; printed at the end of a trial when not zero.
+     * Waits of the guest for a call that ended without one (its timeout ran out, or, rarely, a
+     * signal cut it short): a timeout is a lost notification or a thread that did not run for
+     * that long, which the figures alone would only show as a lower rate; printed at the end of
+     * a trial when not zero.
      */
     long callWaitsRunOut;
     /** Transmit chains the datapath gave back used, per pair, over the trial ({@code impl=java}). */

@@ -161,11 +161,16 @@ class HostileGuestFuzzTest {
 
     /** A valid frame of stream 0 in transmit slot {@code d}, descriptor {@code d}, offered and kicked. */
     private static void post(HostileGuest h, int d, long seq) throws Exception {
+        writeFrameDescriptor(h, d, seq);
+        h.offer(1, d);
+        h.kick(1);
+    }
+
+    /** Frame {@code seq} of stream 0 in transmit slot {@code d}, named by descriptor {@code d}. */
+    private static void writeFrameDescriptor(HostileGuest h, int d, long seq) {
         long slot = rig.layout.txSlot(0, d);
         int length = HostileGuestTest.placeFrame(rig, slot, 0, seq);
         h.writeDescriptor(1, d, slot, length, 0, 0);
-        h.offer(1, d);
-        h.kick(1);
     }
 
     /**
@@ -177,9 +182,7 @@ class HostileGuestFuzzTest {
             return false;
         }
         long seq = marker++;
-        long slot = rig.layout.txSlot(0, d);
-        int length = HostileGuestTest.placeFrame(rig, slot, 0, seq);
-        h.writeDescriptor(1, d, slot, length, 0, 0);
+        writeFrameDescriptor(h, d, seq);
         // Not post(): the operations may have moved the index back, and an offer that lands it on
         // the value the device last read is invisible to any device (that is no finding).
         h.offerUnmistakably(1, d);

@@ -1103,6 +1103,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
         });
     }
 
+    /** How long a reset or close waits for each report thread (it only takes the model's lock). */
+    private static final long REPORT_THREAD_END_MILLIS = 5_000;
+
     /** Starts a backend report's thread, kept until it ends so a reset or close can wait for it. */
     private void startReporter(String name, Runnable report) {
         Thread t = Thread.ofPlatform().daemon().name(name).unstarted(() -> {
@@ -1117,8 +1120,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     }
 
     /**
-     * Waits, outside the model's lock (the reports take it), for the report threads started so
-     * far: after a reset none is left to act on the device the driver sets up next.
+     * Waits, outside the model's lock (the reports take it), at most {@value #REPORT_THREAD_END_MILLIS}
+     * ms each, for the report threads started so far: after a reset none is left to act on the
+     * device the driver sets up next.
      */
     private void awaitReporters() {
         if (Thread.holdsLock(model)) {
@@ -1129,9 +1133,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
                 continue; // a report's own listener resetting or closing the device
             }
             try {
-                if (!t.join(Duration.ofMillis(CONTROL_THREAD_END_MILLIS))) {
+                if (!t.join(Duration.ofMillis(REPORT_THREAD_END_MILLIS))) {
                     LOG.log(Level.WARNING, "virtio-net: report thread " + t.getName() + " did not end within "
-                            + CONTROL_THREAD_END_MILLIS + " ms");
+                            + REPORT_THREAD_END_MILLIS + " ms");
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
