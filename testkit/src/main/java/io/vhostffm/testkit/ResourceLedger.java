@@ -1,5 +1,6 @@
 package io.vhostffm.testkit;
 
+import java.io.File;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -168,6 +169,27 @@ public final class ResourceLedger {
         threads.values().forEach(names -> names.sort(null));
         long[] memfd = memfdMappings();
         return new Snapshot(descriptors, threads, memfd[0], memfd[1]);
+    }
+
+    /**
+     * How many descriptors are open and threads alive, whatever their kind: a reading cheap enough
+     * for a check after every input of a fuzz target (one directory listing, no link read, no
+     * {@code /proc/self/maps}). Equal readings mean nothing was opened or started net; a caller
+     * takes a full {@link #take() snapshot} when they differ, and now and then anyway (a descriptor
+     * of the device leaked while another of the process closed reads as no change).
+     *
+     * @param descriptors open descriptors, the listing's own included
+     * @param threads live platform threads
+     */
+    public record Totals(int descriptors, int threads) {}
+
+    /** The {@link Totals} now. */
+    public static Totals totals() {
+        String[] names = new File("/proc/self/fd").list();
+        if (names == null) {
+            throw new IllegalStateException("/proc/self/fd is not readable");
+        }
+        return new Totals(names.length, liveThreads().size());
     }
 
     /** The counts that are higher in {@code after} than in {@code before}, in {@link Snapshot#counts()} order. */

@@ -29,6 +29,28 @@ class ResourceLedgerTest {
     }
 
     @Test
+    void theTotalsMoveWithADescriptorAndAThread() throws Exception {
+        ResourceLedger.Totals before = ResourceLedger.totals();
+        CountDownLatch end = new CountDownLatch(1);
+        Thread t;
+        try (EventFd opened = EventFd.create()) {
+            assertEquals(new ResourceLedger.Totals(before.descriptors() + 1, before.threads()), ResourceLedger.totals());
+            t = Thread.ofPlatform().daemon().name("totals test").start(() -> {
+                try {
+                    end.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+            assertEquals(new ResourceLedger.Totals(before.descriptors() + 1, before.threads() + 1), ResourceLedger.totals());
+        } finally {
+            end.countDown();
+        }
+        t.join(10_000);
+        assertEquals(before, ResourceLedger.totals(), "closed and ended: back where it was");
+    }
+
+    @Test
     void aLibraryThreadIsCountedByItsKind() throws Exception {
         assertEquals(ResourceLedger.ThreadKind.CONTROL_QUEUE, ResourceLedger.ThreadKind.of("virtio-net-ctrl-vq-2"));
         assertEquals(ResourceLedger.ThreadKind.USERSPACE_DATAPATH,

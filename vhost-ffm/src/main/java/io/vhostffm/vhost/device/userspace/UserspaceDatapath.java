@@ -1,6 +1,7 @@
 package io.vhostffm.vhost.device.userspace;
 
 import io.vhostffm.vhost.internal.ParkedThreads;
+import io.vhostffm.vhost.internal.RateLimitedWarnings;
 
 import io.vhostffm.vhost.device.DirtyLog;
 import io.vhostffm.vhost.os.EventFd;
@@ -80,6 +81,11 @@ import java.util.function.Supplier;
  */
 public final class UserspaceDatapath implements AutoCloseable {
     private static final Logger LOG = System.getLogger(UserspaceDatapath.class.getName());
+    /**
+     * A stopped pair's reason, which a guest can cause at every start (each reset starts a new
+     * datapath): rate-limited for the process, per call site as the kernel does.
+     */
+    private static final RateLimitedWarnings PAIR_STOPPED_WARNINGS = new RateLimitedWarnings(LOG);
 
     /**
      * Opens the device side of one virtqueue from its state: how the datapath stays independent of
@@ -841,7 +847,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         String reason = "userspace datapath, queue pair " + pair.pair + ": " + t.getMessage();
         failure.compareAndSet(null, reason);
         stoppedPairs.set(pair.index, reason);
-        LOG.log(Level.WARNING, "{0}", reason);
+        PAIR_STOPPED_WARNINGS.warn(reason);
         try {
             // Outside every lock of ours: the device may call stop() back on this thread.
             listener.queuePairStopped(queueIndex, reason);

@@ -7,6 +7,7 @@ import io.vhostffm.vhost.virtio.VirtioFeature;
 
 import static io.vhostffm.vhost.virtio.DeviceStatus.*;
 
+import io.vhostffm.vhost.internal.RateLimitedWarnings;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
@@ -41,6 +42,9 @@ import java.util.Arrays;
  */
 public final class VirtioNetDevice {
     private static final System.Logger LOG = System.getLogger(VirtioNetDevice.class.getName());
+
+    /** DEVICE_NEEDS_RESET warnings, which a guest can cause as often as it resets: rate-limited per device. */
+    private final RateLimitedWarnings needsResetWarnings = new RateLimitedWarnings(LOG);
 
     private final VirtioNetOptions options;
     private final BackendCapabilities backend;
@@ -262,7 +266,7 @@ public final class VirtioNetDevice {
 
     private void enterNeedsReset(String reason) {
         lastError = "DEVICE_NEEDS_RESET: " + reason;
-        LOG.log(Level.WARNING, "virtio-net: {0}", lastError);
+        needsResetWarnings.warn("virtio-net: " + lastError);
         if ((status & DEVICE_NEEDS_RESET) != 0) {
             return;
         }
