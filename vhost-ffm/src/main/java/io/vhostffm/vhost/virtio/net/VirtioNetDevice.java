@@ -43,8 +43,11 @@ import java.util.Arrays;
 public final class VirtioNetDevice {
     private static final System.Logger LOG = System.getLogger(VirtioNetDevice.class.getName());
 
-    /** DEVICE_NEEDS_RESET warnings, which a guest can cause as often as it resets: rate-limited per device. */
-    private final RateLimitedWarnings needsResetWarnings = new RateLimitedWarnings(LOG);
+    /**
+     * Warnings a guest can cause as often as it resets the device (DEVICE_NEEDS_RESET, FAILED set
+     * by the driver): rate-limited per device.
+     */
+    private final RateLimitedWarnings guestWarnings = new RateLimitedWarnings(LOG);
 
     private final VirtioNetOptions options;
     private final BackendCapabilities backend;
@@ -199,7 +202,7 @@ public final class VirtioNetDevice {
             }
         }
         if ((added & FAILED) != 0) {
-            LOG.log(Level.WARNING, "virtio-net: the driver set FAILED");
+            guestWarnings.warn("virtio-net: the driver set FAILED");
         }
         if (status != before) {
             changed();
@@ -266,7 +269,7 @@ public final class VirtioNetDevice {
 
     private void enterNeedsReset(String reason) {
         lastError = "DEVICE_NEEDS_RESET: " + reason;
-        needsResetWarnings.warn("virtio-net: " + lastError);
+        guestWarnings.warn("virtio-net: " + lastError);
         if ((status & DEVICE_NEEDS_RESET) != 0) {
             return;
         }
