@@ -19,7 +19,9 @@ import java.util.concurrent.locks.LockSupport;
 
 /**
  * The thread body of one worker: serves one or more queue pairs ({@link ServedPair}), each round
- * servicing every pair's transmit and receive paths in turn, and when none has work sleeps in one
+ * servicing every pair's transmit and receive paths in turn and then signalling the receive
+ * queues' calls their rings ask for (once per round, so a guest waiting on several receive
+ * queues wakes to all of the round's frames), and when none has work sleeps in one
  * poll(2) on the stop eventfd and, for each pair, both kick eventfds and the TAP queue (readable
  * when its receive waits for frames, writable when its transmit waits for room). Kicks are
  * consumed when they wake it; while it is busy they just accumulate in their eventfds.
