@@ -382,39 +382,58 @@ final class DatapathWorker implements Runnable {
         boolean more = false;
         boolean moved = false;
         try {
-        for (int i = 0; i < pairs.length; i++) {
-            ServedPair p = pairs[i];
-            if (p.stopped) {
-                continue;
-            }
-            current = p;
-            try {
-                more |= p.service(s, quiet);
-            } catch (RuntimeException e) {
-                if (!UserspaceDatapath.isGuestFault(e)) {
-                    throw e;
+            for (int i = 0; i < pairs.length; i++) {
+                ServedPair p = pairs[i];
+                if (p.stopped) {
+                    continue;
                 }
-                stopPair(p, e);
-                continue;
+                current = p;
+                try {
+                    more |= p.service(s, quiet);
+                } catch (RuntimeException e) {
+                    if (!UserspaceDatapath.isGuestFault(e)) {
+                        throw e;
+                    }
+                    // Frames it published before the fault are the guest's: signalled before the
+                    // listener hears of the stop (which may reset the device and close the call).
+                    p.rx.signalIfAsked();
+                    stopPair(p, e);
+                    continue;
+                }
+                current = null;
+                moved |= p.moved;
             }
-            current = null;
-            moved |= p.moved;
+        } catch (Throwable failure) {
+            // The round fails (current names the pair): the frames published are the guest's all
+            // the same, so their calls still go out; a failure to signal is added to this one.
+            try {
+                signalReceivers();
+            } catch (Throwable alsoFailed) {
+                failure.addSuppressed(alsoFailed);
+            }
+            throw failure;
         }
-        } finally {
-            // Receive calls once per round, after every pair moved its frames, and also when the
-            // round fails: frames published are the guest's (RxPath.signalIfAsked).
-            current = null;
-            signalReceivers();
-        }
+        current = null;
+        // Receive calls once per round, after every pair moved its frames (RxPath.signalIfAsked).
+        signalReceivers();
         roundMoved = moved;
         return more;
     }
 
-    /** Each pair's receive call, if it published since its last and the ring asks for one. */
+    /**
+     * Each running pair's receive call, if it published since its last and the ring asks for one
+     * (a pair stopped in the round signalled before it stopped). A failed signal leaves {@link
+     * #current} naming its pair; otherwise {@link #current} is left as it was.
+     */
     private void signalReceivers() throws NativeCallException {
+        ServedPair before = current;
         for (ServedPair p : pairs) {
-            p.rx.signalIfAsked();
+            if (!p.stopped) {
+                current = p;
+                p.rx.signalIfAsked();
+            }
         }
+        current = before;
     }
 
     /** Whether the last {@link #round} moved a frame on any pair. */
