@@ -3,6 +3,7 @@ package io.vhostffm.jmh;
 import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadInfo;
 import java.lang.management.ThreadMXBean;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -28,7 +29,11 @@ import org.openjdk.jmh.results.ScalarResult;
  *       {@code gc.alloc.rate.norm} does);</li>
  *   <li>{@code cpu.share} (%): that CPU time over the iteration's wall-clock time times the
  *       number of worker threads: 100% when the threads ran the whole time, less when they waited
- *       for a processor.</li>
+ *       for a processor;</li>
+ *   <li>{@code cpu.datapath.norm} (ns/op), only when the userspace datapath's worker threads
+ *       (named {@value #DATAPATH_NAME}...) ran during the iteration: their CPU time over the
+ *       iteration divided by all its operations, busy polling included. With {@code
+ *       cpu.time.norm} it gives the CPU a frame costs on every thread that handles it.</li>
  * </ul>
  * For a benchmark that spins (a ping-pong), CPU time includes the spinning, so it is the CPU a
  * round trip costs, not its latency. Thread CPU time comes from the JVM
@@ -36,10 +41,13 @@ import org.openjdk.jmh.results.ScalarResult;
  */
 public final class CpuTimeProfiler implements InternalProfiler {
     private static final String WORKER_NAME = "-jmh-worker-";
+    /** How the userspace datapath's worker threads' names start. */
+    static final String DATAPATH_NAME = "vhost-ffm userspace datapath";
     private static final ThreadMXBean THREADS = ManagementFactory.getThreadMXBean();
     private static final AtomicLong EXCLUDED_NANOS = new AtomicLong();
 
     private final Map<Long, Long> cpuAtStart = new HashMap<>();
+    private final Map<Long, Long> datapathCpuAtStart = new HashMap<>();
     private long wallAtStart;
 
     /**
@@ -64,7 +72,9 @@ public final class CpuTimeProfiler implements InternalProfiler {
     @Override
     public void beforeIteration(BenchmarkParams benchmarkParams, IterationParams iterationParams) {
         cpuAtStart.clear();
-        cpuAtStart.putAll(workerCpuTimes());
+        cpuAtStart.putAll(cpuTimes(WORKER_NAME));
+        datapathCpuAtStart.clear();
+        datapathCpuAtStart.putAll(cpuTimes(DATAPATH_NAME));
         EXCLUDED_NANOS.set(0);
         wallAtStart = System.nanoTime();
     }
@@ -78,26 +88,38 @@ public final class CpuTimeProfiler implements InternalProfiler {
     /** The iteration's figures, for {@code ops} operations done by {@code threads} worker threads. */
     List<ScalarResult> results(long ops, int threads) {
         long wall = System.nanoTime() - wallAtStart;
-        long cpu = 0;
-        for (Map.Entry<Long, Long> worker : workerCpuTimes().entrySet()) {
-            // A worker that started during the iteration spent all its CPU time in it.
-            cpu += worker.getValue() - cpuAtStart.getOrDefault(worker.getKey(), 0L);
-        }
+        long cpu = cpuSince(cpuAtStart, WORKER_NAME);
         long operationCpu = Math.max(0, cpu - EXCLUDED_NANOS.get());
-        return List.of(
+        List<ScalarResult> results = new ArrayList<>(List.of(
                 new ScalarResult("cpu.time.norm", ops == 0 ? Double.NaN : (double) operationCpu / ops, "ns/op",
                         AggregationPolicy.AVG),
                 new ScalarResult("cpu.share", wall == 0 ? Double.NaN : 100.0 * cpu / ((double) wall * threads), "%",
-                        AggregationPolicy.AVG));
+                        AggregationPolicy.AVG)));
+        long datapathCpu = cpuSince(datapathCpuAtStart, DATAPATH_NAME);
+        if (datapathCpu > 0) {
+            results.add(new ScalarResult("cpu.datapath.norm", ops == 0 ? Double.NaN : (double) datapathCpu / ops,
+                    "ns/op", AggregationPolicy.AVG));
+        }
+        return results;
     }
 
-    /** CPU time of every live JMH worker thread, by thread id. */
-    private static Map<Long, Long> workerCpuTimes() {
+    /** CPU time the live threads whose names contain {@code name} used since {@code atStart}. */
+    private static long cpuSince(Map<Long, Long> atStart, String name) {
+        long cpu = 0;
+        for (Map.Entry<Long, Long> thread : cpuTimes(name).entrySet()) {
+            // A thread that started during the iteration spent all its CPU time in it.
+            cpu += thread.getValue() - atStart.getOrDefault(thread.getKey(), 0L);
+        }
+        return cpu;
+    }
+
+    /** CPU time of every live thread whose name contains {@code name}, by thread id. */
+    private static Map<Long, Long> cpuTimes(String name) {
         Map<Long, Long> times = new HashMap<>();
         long[] ids = THREADS.getAllThreadIds();
         ThreadInfo[] infos = THREADS.getThreadInfo(ids);
         for (int i = 0; i < ids.length; i++) {
-            if (infos[i] != null && infos[i].getThreadName().contains(WORKER_NAME)) {
+            if (infos[i] != null && infos[i].getThreadName().contains(name)) {
                 long cpu = THREADS.getThreadCpuTime(ids[i]);
                 if (cpu >= 0) {
                     times.put(ids[i], cpu);

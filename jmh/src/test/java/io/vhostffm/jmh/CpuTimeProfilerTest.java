@@ -43,6 +43,40 @@ class CpuTimeProfilerTest {
         assertTrue(results.get(1).getScore() > 0 && results.get(1).getScore() <= 100.5, "share " + results.get(1).getScore());
     }
 
+    @Test
+    void reportsTheDatapathThreadsCpuApartWhenTheyRan() throws Exception {
+        CpuTimeProfiler profiler = new CpuTimeProfiler();
+        profiler.beforeIteration(null, null);
+        List<ScalarResult> without = profiler.results(1000, 1);
+        assertEquals(2, without.size(), "no datapath thread ran: " + without);
+
+        profiler.beforeIteration(null, null);
+        CountDownLatch burnt = new CountDownLatch(2);
+        CountDownLatch release = new CountDownLatch(1);
+        AtomicLong datapathCpu = new AtomicLong();
+        Thread worker = burner("bench.method-jmh-worker-1", burnt, release, new AtomicLong(), false);
+        Thread datapath = burner(CpuTimeProfiler.DATAPATH_NAME + " pair 0 (tap t0 queue 0)", burnt, release,
+                datapathCpu, false);
+        worker.start();
+        datapath.start();
+        burnt.await();
+
+        List<ScalarResult> results = profiler.results(1000, 1);
+        release.countDown();
+        worker.join();
+        datapath.join();
+
+        assertEquals(3, results.size(), results.toString());
+        assertEquals("cpu.datapath.norm", results.get(2).getLabel());
+        assertEquals("ns/op", results.get(2).getScoreUnit());
+        double perOp = results.get(2).getScore();
+        // The datapath thread alone: its CPU time over the 1000 operations, not the worker's added.
+        double expected = datapathCpu.get() / 1000.0;
+        assertTrue(perOp >= expected, perOp + " ns/op below the datapath thread's own CPU time " + expected);
+        assertTrue(perOp < expected + 5_000_000 / 1000.0,
+                perOp + " ns/op: more than the datapath thread's CPU time " + expected + " (worker counted?)");
+    }
+
     /** A thread that burns BURN_NANOS of CPU, records its CPU time, then waits (alive) for release. */
     private static Thread burner(String name, CountDownLatch burnt, CountDownLatch release, AtomicLong cpu,
                                  boolean declareHalfAsSetup) {

@@ -19,7 +19,9 @@ import java.util.concurrent.locks.LockSupport;
 
 /**
  * The thread body of one worker: serves one or more queue pairs ({@link ServedPair}), each round
- * servicing every pair's transmit and receive paths in turn, and when none has work sleeps in one
+ * servicing every pair's transmit and receive paths in turn and then signalling the receive
+ * queues' calls their rings ask for (once per round, so a guest waiting on several receive
+ * queues wakes to all of the round's frames), and when none has work sleeps in one
  * poll(2) on the stop eventfd and, for each pair, both kick eventfds and the TAP queue (readable
  * when its receive waits for frames, writable when its transmit waits for room). Kicks are
  * consumed when they wake it; while it is busy they just accumulate in their eventfds.
@@ -109,6 +111,10 @@ final class DatapathWorker implements Runnable {
     private int held = -1;
     /** Whether the last {@link #round} moved a frame on any pair. */
     private boolean roundMoved;
+    /** Busy-polling: rounds leave notifications off, and the thread yields between them. */
+    private boolean spinning;
+    /** When the current busy-poll window's last frame moved (0: none yet). */
+    private long idleSince;
 
     DatapathWorker(ServedPair[] pairs, EventFd stop, Arena arena, UserspaceDatapath owner) {
         if (pairs.length == 0) {
@@ -238,105 +244,130 @@ final class DatapathWorker implements Runnable {
 
     private void loop() throws NativeCallException {
         CallState s = CallState.current();
-        boolean spinning = BUSY_POLL_NANOS > 0;
-        long idleSince = 0;
-        while (!owner.stopRequested()) {
-            boolean quiet = spinning;
-            boolean more = round(s, quiet);
-            boolean moved = roundMoved;
-            if (active == 0) {
-                return; // every pair stopped on bad guest input
-            }
-            if (more) {
-                // A budget ran out: go round again at once; work in hand opens a new window.
-                spinning = BUSY_POLL_NANOS > 0;
-                idleSince = 0;
-                continue;
-            }
-            if (quiet) {
-                long now = System.nanoTime();
-                if (moved || idleSince == 0) {
-                    idleSince = now;
-                } else if (now - idleSince >= BUSY_POLL_NANOS) {
-                    // The window passed idle: one more round turns notifications on and
-                    // re-checks, then the thread sleeps.
-                    spinning = false;
-                }
-                // A yield, not a spin hint: on a machine with more runnable threads than
-                // processors the guest's thread may be waiting for this one's processor (with
-                // Thread.onSpinWait the benchmark ran at half the rate under such load). While it
-                // waits for a processor it touches nothing, so a stop may claim it there as in
-                // poll(2) (release here; the compare-and-set after takes it back).
-                PHASE.setVolatile(this, SLEEPING);
-                Thread.yield();
-                if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
-                    return; // claimed by a stop between two rounds
-                }
-                continue;
-            }
-            if (moved && BUSY_POLL_NANOS > 0) {
-                // Work came in as notifications went on: busy-poll again rather than sleep.
-                spinning = true;
-                idleSince = 0;
-                continue;
-            }
-            for (int i = 0; i < pairs.length; i++) {
-                ServedPair p = pairs[i];
-                if (p.stopped) {
-                    continue; // its slots hold -1: poll ignores them
-                }
-                int base = 1 + SLOTS_PER_PAIR * i;
-                short tapEvents = 0;
-                if (p.rxState == RxPath.WAIT_TAP) {
-                    tapEvents |= LinuxConstants.POLLIN;
-                }
-                if (p.txState == TxPath.BLOCKED) {
-                    tapEvents |= LinuxConstants.POLLOUT;
-                }
-                setEvents(base + TX_KICK, LinuxConstants.POLLIN);
-                setEvents(base + RX_KICK, LinuxConstants.POLLIN);
-                // poll ignores a negative fd: a TAP nobody waits on must not wake us with POLLERR/POLLHUP.
-                setFd(base + TAP, tapEvents == 0 ? -1 : p.tapNumber);
-                setEvents(base + TAP, tapEvents);
-            }
-            setEvents(STOP, LinuxConstants.POLLIN);
-            if (owner.stopRequested()) {
-                break;
-            }
-            // From here to the compare-and-set after the poll this thread touches nothing a
-            // stopper reads: it may be claimed meanwhile (release: every ring write above, of
-            // every pair, is visible to the stopper whose claim reads this phase).
-            PHASE.setVolatile(this, SLEEPING);
-            int ready = Libc.poll(s, pollfds, slots(), -1);
-            if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
-                return; // claimed by a stop while asleep: leave without consuming a kick
-            }
-            if (ready < 0) {
-                int errno = s.errno();
-                if (errno == EINTR) {
-                    continue;
-                }
-                throw NativeErrors.failure("poll", stop.fd(), errno);
-            }
-            for (int i = 0; i < pairs.length; i++) {
-                ServedPair p = pairs[i];
-                if (p.stopped) {
-                    continue;
-                }
-                int base = 1 + SLOTS_PER_PAIR * i;
-                if (revents(base + TX_KICK) != 0) {
-                    p.txKick.consume();
-                }
-                if (revents(base + RX_KICK) != 0) {
-                    p.rxKick.consume();
-                }
-                p.tapEmpty = p.rxState == RxPath.WAIT_TAP && (revents(base + TAP)
-                        & (LinuxConstants.POLLIN | LinuxConstants.POLLERR | LinuxConstants.POLLHUP)) == 0;
-            }
+        spinning = BUSY_POLL_NANOS > 0;
+        idleSince = 0;
+        // The whole body is a method of its own: the loop runs for the worker's life, so a body
+        // in it would run in the interpreter until on-stack replacement compiles it (seconds of
+        // rounds, each with its volatile phase writes and yield through the interpreter); a method
+        // called per iteration is compiled after a few thousand calls.
+        while (step(s)) {
+            // step does the work
+        }
+    }
+
+    /**
+     * One iteration of the worker's loop: a round, then go round again, busy-poll (yield), or
+     * sleep in poll(2).
+     *
+     * @return false when the worker leaves: stop requested or claimed, or every pair stopped
+     */
+    private boolean step(CallState s) throws NativeCallException {
+        if (owner.stopRequested()) {
+            return false;
+        }
+        boolean quiet = spinning;
+        boolean more = round(s, quiet);
+        boolean moved = roundMoved;
+        if (active == 0) {
+            return false; // every pair stopped on bad guest input
+        }
+        if (more) {
+            // A budget ran out: go round again at once; work in hand opens a new window.
             spinning = BUSY_POLL_NANOS > 0;
             idleSince = 0;
-            // STOP is left signalled: the flag ends the loop; TAP readiness is re-tested by readv/writev.
+            return true;
         }
+        if (quiet) {
+            long now = System.nanoTime();
+            if (moved || idleSince == 0) {
+                idleSince = now;
+            } else if (now - idleSince >= BUSY_POLL_NANOS) {
+                // The window passed idle: one more round turns notifications on and
+                // re-checks, then the thread sleeps.
+                spinning = false;
+            }
+            // A yield, not a spin hint: on a machine with more runnable threads than
+            // processors the guest's thread may be waiting for this one's processor (with
+            // Thread.onSpinWait the benchmark ran at half the rate under such load). While it
+            // waits for a processor it touches nothing, so a stop may claim it there as in
+            // poll(2) (release here; the compare-and-set after takes it back).
+            PHASE.setVolatile(this, SLEEPING);
+            Thread.yield();
+            // false: claimed by a stop between two rounds
+            return PHASE.compareAndSet(this, SLEEPING, RUNNING);
+        }
+        if (moved && BUSY_POLL_NANOS > 0) {
+            // Work came in as notifications went on: busy-poll again rather than sleep.
+            spinning = true;
+            idleSince = 0;
+            return true;
+        }
+        return sleep(s);
+    }
+
+    /**
+     * Sleeps in poll(2) until a kick, a TAP event or a stop, and takes in what woke it.
+     *
+     * @return false when the worker leaves: stop requested or claimed while asleep
+     */
+    private boolean sleep(CallState s) throws NativeCallException {
+        for (int i = 0; i < pairs.length; i++) {
+            ServedPair p = pairs[i];
+            if (p.stopped) {
+                continue; // its slots hold -1: poll ignores them
+            }
+            int base = 1 + SLOTS_PER_PAIR * i;
+            short tapEvents = 0;
+            if (p.rxState == RxPath.WAIT_TAP) {
+                tapEvents |= LinuxConstants.POLLIN;
+            }
+            if (p.txState == TxPath.BLOCKED) {
+                tapEvents |= LinuxConstants.POLLOUT;
+            }
+            setEvents(base + TX_KICK, LinuxConstants.POLLIN);
+            setEvents(base + RX_KICK, LinuxConstants.POLLIN);
+            // poll ignores a negative fd: a TAP nobody waits on must not wake us with POLLERR/POLLHUP.
+            setFd(base + TAP, tapEvents == 0 ? -1 : p.tapNumber);
+            setEvents(base + TAP, tapEvents);
+        }
+        setEvents(STOP, LinuxConstants.POLLIN);
+        if (owner.stopRequested()) {
+            return false;
+        }
+        // From here to the compare-and-set after the poll this thread touches nothing a
+        // stopper reads: it may be claimed meanwhile (release: every ring write above, of
+        // every pair, is visible to the stopper whose claim reads this phase).
+        PHASE.setVolatile(this, SLEEPING);
+        int ready = Libc.poll(s, pollfds, slots(), -1);
+        if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
+            return false; // claimed by a stop while asleep: leave without consuming a kick
+        }
+        if (ready < 0) {
+            int errno = s.errno();
+            if (errno == EINTR) {
+                return true;
+            }
+            throw NativeErrors.failure("poll", stop.fd(), errno);
+        }
+        for (int i = 0; i < pairs.length; i++) {
+            ServedPair p = pairs[i];
+            if (p.stopped) {
+                continue;
+            }
+            int base = 1 + SLOTS_PER_PAIR * i;
+            if (revents(base + TX_KICK) != 0) {
+                p.txKick.consume();
+            }
+            if (revents(base + RX_KICK) != 0) {
+                p.rxKick.consume();
+            }
+            p.tapEmpty = p.rxState == RxPath.WAIT_TAP && (revents(base + TAP)
+                    & (LinuxConstants.POLLIN | LinuxConstants.POLLERR | LinuxConstants.POLLHUP)) == 0;
+        }
+        spinning = BUSY_POLL_NANOS > 0;
+        idleSince = 0;
+        // STOP is left signalled: the flag ends the loop; TAP readiness is re-tested by readv/writev.
+        return true;
     }
 
     /**
@@ -350,27 +381,59 @@ final class DatapathWorker implements Runnable {
     boolean round(CallState s, boolean quiet) throws NativeCallException {
         boolean more = false;
         boolean moved = false;
-        for (int i = 0; i < pairs.length; i++) {
-            ServedPair p = pairs[i];
-            if (p.stopped) {
-                continue;
-            }
-            current = p;
-            try {
-                more |= p.service(s, quiet);
-            } catch (RuntimeException e) {
-                if (!UserspaceDatapath.isGuestFault(e)) {
-                    throw e;
+        try {
+            for (int i = 0; i < pairs.length; i++) {
+                ServedPair p = pairs[i];
+                if (p.stopped) {
+                    continue;
                 }
-                stopPair(p, e);
-                continue;
+                current = p;
+                try {
+                    more |= p.service(s, quiet);
+                } catch (RuntimeException e) {
+                    if (!UserspaceDatapath.isGuestFault(e)) {
+                        throw e;
+                    }
+                    // Frames it published before the fault are the guest's: signalled before the
+                    // listener hears of the stop (which may reset the device and close the call).
+                    p.rx.signalIfAsked();
+                    stopPair(p, e);
+                    continue;
+                }
+                current = null;
+                moved |= p.moved;
             }
-            current = null;
-            moved |= p.moved;
+        } catch (Throwable failure) {
+            // The round fails (current names the pair): the frames published are the guest's all
+            // the same, so their calls still go out; a failure to signal is added to this one.
+            try {
+                signalReceivers();
+            } catch (Throwable alsoFailed) {
+                failure.addSuppressed(alsoFailed);
+            }
+            throw failure;
         }
         current = null;
+        // Receive calls once per round, after every pair moved its frames (RxPath.signalIfAsked).
+        signalReceivers();
         roundMoved = moved;
         return more;
+    }
+
+    /**
+     * Each running pair's receive call, if it published since its last and the ring asks for one
+     * (a pair stopped in the round signalled before it stopped). A failed signal leaves {@link
+     * #current} naming its pair; otherwise {@link #current} is left as it was.
+     */
+    private void signalReceivers() throws NativeCallException {
+        ServedPair before = current;
+        for (ServedPair p : pairs) {
+            if (!p.stopped) {
+                current = p;
+                p.rx.signalIfAsked();
+            }
+        }
+        current = before;
     }
 
     /** Whether the last {@link #round} moved a frame on any pair. */

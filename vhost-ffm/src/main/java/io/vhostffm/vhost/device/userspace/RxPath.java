@@ -174,8 +174,8 @@ final class RxPath {
     }
 
     /**
-     * Moves up to {@code budget} frames from the TAP into the guest and signals the guest when it
-     * asks for it.
+     * Moves up to {@code budget} frames from the TAP into the guest; the guest hears of them from
+     * {@link #signalIfAsked}, which the worker calls after the round.
      *
      * @param tapNumber the TAP queue's descriptor number, held open by the caller
      * @param quiet when the guest's buffers run short, return {@link #WAIT_BUFFERS} with
@@ -185,57 +185,64 @@ final class RxPath {
     int service(int budget, int tapNumber, CallState s, boolean quiet) throws NativeCallException {
         int result = MORE;
         moved = 0;
-        try {
-            for (int frames = 0; frames < budget; frames++) {
-                if (pending) {
-                    if (!completePending()) {
-                        result = WAIT_BUFFERS;
-                        break;
-                    }
-                    moved++;
-                    continue;
-                }
-                if (!gather()) {
-                    if (quiet) {
-                        result = WAIT_BUFFERS;
-                        break;
-                    }
-                    // Not enough buffers for the longest frame: ask for a kick, then re-check (a
-                    // full fence and a re-read of avail.idx inside), so buffers posted meanwhile
-                    // are not slept on. The TAP is not read until then.
-                    if (enableNotificationsRaced()) {
-                        frames--;
-                        continue;
-                    }
+        for (int frames = 0; frames < budget; frames++) {
+            if (pending) {
+                if (!completePending()) {
                     result = WAIT_BUFFERS;
                     break;
                 }
-                int count = fillIovecs();
-                long n = Libc.readv(s, tapNumber, iovecs.segment(), count);
-                if (n < 0) {
-                    int errno = s.errno();
-                    if (errno == EINTR) {
-                        frames--;
-                        continue;
-                    }
-                    if (errno == EAGAIN) {
-                        result = WAIT_TAP;
-                        break;
-                    }
-                    throw NativeErrors.failure("readv", tap, errno);
-                }
-                place(n);
                 moved++;
+                continue;
             }
-        } finally {
-            if (publishedChains > 0) {
-                publishedChains = 0;
-                if (queue.needsNotification()) {
-                    call.signal();
+            if (!gather()) {
+                if (quiet) {
+                    result = WAIT_BUFFERS;
+                    break;
                 }
+                // Not enough buffers for the longest frame: ask for a kick, then re-check (a
+                // full fence and a re-read of avail.idx inside), so buffers posted meanwhile
+                // are not slept on. The TAP is not read until then.
+                if (enableNotificationsRaced()) {
+                    frames--;
+                    continue;
+                }
+                result = WAIT_BUFFERS;
+                break;
             }
+            int count = fillIovecs();
+            long n = Libc.readv(s, tapNumber, iovecs.segment(), count);
+            if (n < 0) {
+                int errno = s.errno();
+                if (errno == EINTR) {
+                    frames--;
+                    continue;
+                }
+                if (errno == EAGAIN) {
+                    result = WAIT_TAP;
+                    break;
+                }
+                throw NativeErrors.failure("readv", tap, errno);
+            }
+            place(n);
+            moved++;
         }
         return result;
+    }
+
+    /**
+     * Signals the guest's call eventfd if chains were published since the last check and the ring
+     * asks for it (event idx or flags; {@code needsNotification} fences before it reads). The
+     * worker calls this once per round, after every pair's paths: a guest waiting on several
+     * receive queues then finds all of a round's frames when it wakes, instead of waking for one
+     * queue's and sleeping again for the next's.
+     */
+    void signalIfAsked() throws NativeCallException {
+        if (publishedChains > 0) {
+            publishedChains = 0;
+            if (queue.needsNotification()) {
+                call.signal();
+            }
+        }
     }
 
     /** Frames read from the TAP (or completed) in the last {@link #service} call. */
