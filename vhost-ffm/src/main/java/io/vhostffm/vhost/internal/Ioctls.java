@@ -142,6 +142,7 @@ public final class Ioctls {
             case TUNSETIFF, TUNGETIFF, TUNSETQUEUE, SIOCGIFFLAGS, SIOCSIFFLAGS ->
                     "ifr_name \"" + a.getString(0, StandardCharsets.US_ASCII) + "\", ifr_flags 0x"
                             + Integer.toHexString(a.get(JAVA_SHORT, 16) & 0xffff);
+            case SIOCGIFMTU -> "ifr_name \"" + a.getString(0, StandardCharsets.US_ASCII) + "\"";
             default -> a.byteSize() >= 4 ? String.valueOf(a.get(JAVA_INT, 0)) : null;
         };
     }

@@ -93,7 +93,8 @@ public final class Structs {
 
     /**
      * {@code struct ifreq} from {@code <net/if.h>}: the name, then a 24-byte union of which we
-     * use {@code ifr_flags} (TUNSETIFF, TUNSETQUEUE, SIOCSIFFLAGS). Other union members are
+     * use {@code ifr_flags} (TUNSETIFF, TUNSETQUEUE, SIOCSIFFLAGS) and {@code ifr_mtu}
+     * (SIOCGIFMTU). Other union members are
      * covered by the 8-aligned filler, which gives the union the size and alignment of C's.
      */
     public static final StructLayout IFREQ = MemoryLayout.structLayout(
@@ -101,6 +102,7 @@ public final class Structs {
             MemoryLayout.unionLayout(
                     JAVA_SHORT.withName("ifr_flags"),
                     JAVA_INT.withName("ifr_ifindex"),
+                    JAVA_INT.withName("ifr_mtu"),
                     MemoryLayout.sequenceLayout(3, JAVA_LONG)).withName("ifr_ifru")).withName("ifreq");
 
     /** {@code struct sockaddr_ll} ({@code <linux/if_packet.h>}): an AF_PACKET address. */

@@ -50,7 +50,8 @@ public enum IoctlRequest {
 
     // <linux/sockios.h>: on an AF_INET socket, with a struct ifreq.
     SIOCGIFFLAGS(0x8913, Argument.POINTER),
-    SIOCSIFFLAGS(0x8914, Argument.POINTER);
+    SIOCSIFFLAGS(0x8914, Argument.POINTER),
+    SIOCGIFMTU(0x8921, Argument.POINTER);
 
     /** How the third ioctl argument is passed. */
     public enum Argument {

@@ -34,6 +34,8 @@ public final class TapDevice implements AutoCloseable {
 
     private static final long IFR_FLAGS = Structs.IFREQ.byteOffset(
             MemoryLayout.PathElement.groupElement("ifr_ifru"), MemoryLayout.PathElement.groupElement("ifr_flags"));
+    private static final long IFR_MTU = Structs.IFREQ.byteOffset(
+            MemoryLayout.PathElement.groupElement("ifr_ifru"), MemoryLayout.PathElement.groupElement("ifr_mtu"));
     private static final int IFNAMSIZ = LinuxConstants.IFNAMSIZ;
     private static final int EINVAL = Errno.number("EINVAL").orElseThrow();
 
@@ -253,6 +255,19 @@ public final class TapDevice implements AutoCloseable {
             MemorySegment ifr = ifreq(arena, name, (short) 0);
             Ioctls.call(socket, IoctlRequest.SIOCGIFFLAGS, ifr, null);
             return (ifr.get(JAVA_SHORT, IFR_FLAGS) & LinuxConstants.IFF_UP) != 0;
+        }
+    }
+
+    /**
+     * The interface's MTU as the kernel has it now (SIOCGIFMTU on an AF_INET socket of this
+     * process's network namespace, where the TAP lives: unlike {@code /sys/class/net}, which shows
+     * the namespace of whoever mounted it).
+     */
+    public int mtu() throws NativeCallException {
+        try (FileDescriptor socket = inetSocket(); Arena arena = Arena.ofConfined()) {
+            MemorySegment ifr = ifreq(arena, name, (short) 0);
+            Ioctls.call(socket, IoctlRequest.SIOCGIFMTU, ifr, null);
+            return ifr.get(JAVA_INT, IFR_MTU);
         }
     }
 

@@ -23,6 +23,18 @@ class TapDeviceTest {
         return Integer.decode(Files.readString(Path.of("/sys/class/net", name, "flags")).trim());
     }
 
+    private static int sysfsMtu(String name) throws Exception {
+        return Integer.parseInt(Files.readString(Path.of("/sys/class/net", name, "mtu")).trim());
+    }
+
+    private static byte[] readAll(Process p) {
+        try {
+            return p.getInputStream().readAllBytes();
+        } catch (java.io.IOException e) {
+            return e.toString().getBytes();
+        }
+    }
+
     @Test
     void createsAVhostReadyTapAndRemovesItOnClose() throws Exception {
         String name;
@@ -46,6 +58,14 @@ class TapDeviceTest {
             assertEquals(0x1, sysfsFlags(name) & 0x1, "IFF_UP in sysfs");
             tap.setLinkUp(false);
             assertEquals(0, sysfsFlags(name) & 0x1);
+
+            assertEquals(sysfsMtu(name), tap.mtu(), "SIOCGIFMTU against sysfs");
+            // changed behind its back (ip link): the kernel's value, not one kept at creation
+            Process ip = new ProcessBuilder("ip", "link", "set", "dev", name, "mtu", "1400").redirectErrorStream(true).start();
+            assertTrue(ip.waitFor(30, java.util.concurrent.TimeUnit.SECONDS), "ip link set mtu");
+            assertEquals(0, ip.exitValue(), () -> "ip link set mtu: " + new String(readAll(ip)));
+            assertEquals(1400, tap.mtu());
+            assertEquals(1400, sysfsMtu(name));
         }
         assertFalse(exists(name), "closing the last queue removes a non-persistent TAP");
     }

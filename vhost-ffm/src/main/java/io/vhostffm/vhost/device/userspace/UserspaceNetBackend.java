@@ -22,8 +22,6 @@ import io.vhostffm.vring.QueueResync;
 import io.vhostffm.vring.QueueState;
 import io.vhostffm.vring.RestoreMode;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -495,9 +493,9 @@ public final class UserspaceNetBackend implements NetBackend {
         datapath.setLargeReceiveFrames((tunOffloadFlags & LARGE_TUN_OFFLOADS) != 0);
     }
 
-    /** The TAP's MTU as the kernel has it now (sysfs). */
+    /** The TAP's MTU as the kernel has it now (SIOCGIFMTU): a start follows an MTU changed meanwhile. */
     private int tapMtu() throws IOException {
-        return Integer.parseInt(Files.readString(Path.of("/sys/class/net", tap.name(), "mtu")).trim());
+        return tap.mtu();
     }
 
     @Override
