@@ -190,6 +190,10 @@ class UserspaceBackendRuntimeTest {
             Thread control = Thread.getAllStackTraces().keySet().stream()
                     .filter(t -> t.getName().equals("virtio-net-ctrl-vq-" + controlQueue))
                     .findFirst().orElseThrow();
+            // A command answered: the thread has run its loop (a thread not yet at its first look
+            // at the stop flag when the quiesce comes ends there, woken or not), and after the
+            // answer it can only go to sleep, the stop flag set or not.
+            assertEquals(VirtioNetCtrl.OK, rig.guest.setPromiscuous(true));
             device.quiesceDatapath();
             // Woken, it would end within microseconds; not ending within 200 ms stands for "not woken".
             control.join(200);
