@@ -63,16 +63,29 @@ public final class OpenDescriptors {
     }
 
     /**
+     * How many descriptors are open now, the listing's own included: one directory listing, no
+     * link read (cheap enough for a check after every fuzz input).
+     */
+    public static int count() {
+        return listing().length;
+    }
+
+    /** The entries of {@code /proc/self/fd}. */
+    private static String[] listing() {
+        String[] names = new File("/proc/self/fd").list();
+        if (names == null) {
+            throw new IllegalStateException("/proc/self/fd is not readable");
+        }
+        return names;
+    }
+
+    /**
      * The open descriptors now: number to link target. The listing's own directory descriptor is
      * gone by the time its link would be read, so it is not in the map.
      */
     public static Map<Integer, String> snapshot() {
         Map<Integer, String> open = new TreeMap<>();
-        String[] names = new File("/proc/self/fd").list();
-        if (names == null) {
-            throw new IllegalStateException("/proc/self/fd is not readable");
-        }
-        for (String name : names) {
+        for (String name : listing()) {
             try {
                 open.put(Integer.parseInt(name), Files.readSymbolicLink(Path.of("/proc/self/fd", name)).toString());
             } catch (IOException e) {

@@ -1,6 +1,5 @@
 package io.vhostffm.testkit;
 
-import java.io.File;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -185,11 +184,7 @@ public final class ResourceLedger {
 
     /** The {@link Totals} now. */
     public static Totals totals() {
-        String[] names = new File("/proc/self/fd").list();
-        if (names == null) {
-            throw new IllegalStateException("/proc/self/fd is not readable");
-        }
-        return new Totals(names.length, liveThreads().size());
+        return new Totals(OpenDescriptors.count(), liveThreads().size());
     }
 
     /** The counts that are higher in {@code after} than in {@code before}, in {@link Snapshot#counts()} order. */

@@ -266,8 +266,9 @@ public final class UserspaceNetBackend implements NetBackend {
 
     private UserspaceDatapath.Settings settings() throws IOException {
         boolean mergeable = (current.ackedFeatures() & VirtioFeature.MRG_RXBUF.mask()) != 0;
+        // The MTU asked of the kernel at every start (SIOCGIFMTU): one changed meanwhile applies.
         return new UserspaceDatapath.Settings(() -> rxFilter, current.listener(), () -> dirtyLog,
-                UserspaceDatapath.DEVICE_QUEUES, tapMtu(), mergeable, workerThreads);
+                UserspaceDatapath.DEVICE_QUEUES, tap.mtu(), mergeable, workerThreads);
     }
 
     /** Lets go of the prepared datapath, if any (not launched). */
@@ -491,11 +492,6 @@ public final class UserspaceNetBackend implements NetBackend {
             threads.release();
         }
         datapath.setLargeReceiveFrames((tunOffloadFlags & LARGE_TUN_OFFLOADS) != 0);
-    }
-
-    /** The TAP's MTU as the kernel has it now (SIOCGIFMTU): a start follows an MTU changed meanwhile. */
-    private int tapMtu() throws IOException {
-        return tap.mtu();
     }
 
     @Override
