@@ -402,6 +402,72 @@ class UserspaceBackendRuntimeTest {
         }
     }
 
+    /**
+     * VQ_PAIRS_SET 2 after DRIVER_OK (a Linux guest's boot) adds pair 1 to the running datapath:
+     * the one worker thread serving pair 0 is the same thread afterwards, now serving both, and
+     * both pairs carry their streams; VQ_PAIRS_SET 1 (a pair leaves) restarts the datapath.
+     */
+    @Test
+    void queuePairsSetThatAddsAPairKeepsTheRunningWorkerThread() throws Exception {
+        try (RuntimeRig rig = userspace(2, 1)) {
+            rig.guest.postRxBuffers();
+            int[] onePair = DeviceTraffic.receiveAndCheck(rig, 0, 96, null);
+            assertEquals(96, onePair[0], "before VQ_PAIRS_SET only pair 0 runs: " + Arrays.toString(onePair));
+            Map<String, Thread> before = datapathThreads(rig);
+            String tap = rig.tap.name();
+            String pair0 = "vhost-ffm userspace datapath pair 0 (tap " + tap + " queue 0)";
+            assertEquals(java.util.Set.of(pair0), before.keySet());
+            rig.setQueuePairs(2);
+            Map<String, Thread> after = datapathThreads(rig);
+            String both = pair0 + ", pair 1 (tap " + tap + " queue 1)";
+            assertEquals(java.util.Set.of(both), after.keySet());
+            assertTrue(before.get(pair0) == after.get(both), "pair 0's worker thread was replaced");
+            assertEquals(300, DeviceTraffic.transmitAndCheck(rig, 0, 300));
+            int[] twoPairs = DeviceTraffic.receiveAndCheck(rig, 96, 96, null);
+            assertTrue(twoPairs[0] > 0 && twoPairs[1] > 0, Arrays.toString(twoPairs));
+            rig.setQueuePairs(1);
+            assertFalse(datapathThreads(rig).containsValue(after.get(both)), "a pair left: a restart");
+            int[] backToOne = DeviceTraffic.receiveAndCheck(rig, 192, 96, null);
+            assertEquals(96, backToOne[0], Arrays.toString(backToOne));
+        }
+    }
+
+    /**
+     * A VQ_PAIRS_SET whose new pair's queue does not hold up (receive virtqueue 2's avail.idx
+     * moved more than the ring size ahead) is answered ERR naming the queue, and pair 0 runs on:
+     * every frame received lands on it, pair 1's TAP queue left detached.
+     */
+    @Test
+    void aRefusedQueuePairsSetLeavesPairZeroRunning() throws Exception {
+        try (RuntimeRig rig = userspace(2, 1)) {
+            long availIdx = rig.layout.driverAreaAddress(2) + 2; // struct vring_avail: le16 flags, le16 idx
+            var idx = rig.memory.slice(availIdx, 2);
+            idx.set(ValueLayout.JAVA_SHORT_UNALIGNED, 0,
+                    (short) (idx.get(ValueLayout.JAVA_SHORT_UNALIGNED, 0) + rig.layout.queueSize(2) + 1));
+            assertEquals(VirtioNetCtrl.ERR, rig.guest.setQueuePairs(2));
+            String error = rig.device.model().lastError().orElseThrow();
+            assertTrue(error.contains("virtqueue 2") && error.contains("avail.idx"), error);
+            assertFalse(rig.guest.needsReset());
+            assertTrue(rig.device.isDatapathRunning());
+            rig.guest.postRxBuffers();
+            int[] received = DeviceTraffic.receiveAndCheck(rig, 0, 96, null);
+            assertEquals(96, received[0], Arrays.toString(received));
+            assertFalse(rig.tap.setQueueAttached(1, false), "pair 1's TAP queue was left attached");
+        }
+    }
+
+    /** {@code rig}'s datapath threads (by the TAP their names carry), by name. */
+    private static Map<String, Thread> datapathThreads(RuntimeRig rig) {
+        String tap = "(tap " + rig.tap.name() + " ";
+        Map<String, Thread> threads = new java.util.HashMap<>();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (t.getName().startsWith("vhost-ffm userspace datapath ") && t.getName().contains(tap)) {
+                threads.put(t.getName(), t);
+            }
+        }
+        return threads;
+    }
+
     @Test
     void badGuestInputStopsOnlyThatDevice() throws Exception {
         try (RuntimeRig bad = userspace(1); RuntimeRig good = userspace(1)) {

@@ -15,6 +15,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.util.Arrays;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -34,10 +35,16 @@ import java.util.concurrent.locks.LockSupport;
  * turned on (with the usual re-check) and the thread goes to sleep. Any frame moved opens a new
  * window. One thread busy-polling several pairs keeps one processor busy, not one per pair.
  *
+ * <p>Pairs join a running worker ({@link #offer}, for a VQ_PAIRS_SET that enables more of them):
+ * the datapath builds them and leaves them in the worker's mailbox, then signals its wake
+ * eventfd; the worker takes them in at its next step (holds their descriptors, widens its poll
+ * set) and services them from that round on. The pairs it already serves never pause.
+ *
  * <p>A pair that meets bad guest input stops alone: it is never serviced again, its descriptors
  * leave the poll set and are let go, the datapath hears of it ({@link
  * UserspaceDatapath#pairStopped}), and the worker goes on with its other pairs; it leaves once
- * none is left. Any other failure (a TAP or poll error) ends the worker and stops the datapath.
+ * none is left and its mailbox is empty (closing the mailbox as it goes: pairs offered later go
+ * to a new worker). Any other failure (a TAP or poll error) ends the worker and stops the datapath.
  *
  * <p>Its {@linkplain #phase phase} lets a stop take a sleeping worker without waking it: the
  * worker is {@link #SLEEPING} only while it touches nothing (no ring, no guest memory, no kick or
@@ -51,7 +58,11 @@ import java.util.concurrent.locks.LockSupport;
  */
 final class DatapathWorker implements Runnable {
     private static final int STOP = 0;
-    /** Poll slots per pair, after the stop eventfd's: transmit kick, receive kick, TAP. */
+    /** The wake eventfd's poll slot: signalled when pairs wait in the mailbox. */
+    private static final int WAKE = 1;
+    /** The first pair's first poll slot. */
+    private static final int FIRST_PAIR_SLOT = 2;
+    /** Poll slots per pair, after the stop and wake eventfds': transmit kick, receive kick, TAP. */
     private static final int SLOTS_PER_PAIR = 3;
     private static final int TX_KICK = 0;
     private static final int RX_KICK = 1;
@@ -88,10 +99,14 @@ final class DatapathWorker implements Runnable {
     /** Gone for good from its queues: claimed by a stop, or left its loop. */
     static final int STOPPED = 2;
     private static final VarHandle PHASE;
+    private static final VarHandle MAILBOX;
+    /** The mailbox of a worker that left: {@link #offer} fails, the pairs go to a new worker. */
+    private static final ServedPair[] CLOSED = new ServedPair[0];
 
     static {
         try {
             PHASE = MethodHandles.lookup().findVarHandle(DatapathWorker.class, "phase", int.class);
+            MAILBOX = MethodHandles.lookup().findVarHandle(DatapathWorker.class, "mailbox", ServedPair[].class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
@@ -99,10 +114,24 @@ final class DatapathWorker implements Runnable {
 
     @SuppressWarnings("unused") // through PHASE
     private volatile int phase = SLEEPING;
-    private final ServedPair[] pairs;
+    /**
+     * The pairs it serves; replaced (never changed in place) by the worker's thread when pairs
+     * join, read by other threads only to name them.
+     */
+    private volatile ServedPair[] pairs;
+    /**
+     * Pairs offered and not taken in yet (null: none; {@link #CLOSED}: the worker left). Written
+     * with a compare-and-set by {@link #offer} (release: the pairs were built before), taken
+     * with a get-and-set by the worker (acquire: it sees them whole).
+     */
+    @SuppressWarnings("unused") // through MAILBOX
+    private volatile ServedPair[] mailbox;
     private final EventFd stop;
+    /** Signalled by {@link #offer}: wakes the worker from poll(2) to take pairs in. */
+    private final EventFd wake;
     private final UserspaceDatapath owner;
-    private final MemorySegment pollfds;
+    private final Arena arena;
+    private MemorySegment pollfds;
     /** Pairs not stopped on bad guest input. */
     private int active;
     /** The pair being serviced, for naming it when it fails; null between pairs. */
@@ -116,15 +145,23 @@ final class DatapathWorker implements Runnable {
     /** When the current busy-poll window's last frame moved (0: none yet). */
     private long idleSince;
 
-    DatapathWorker(ServedPair[] pairs, EventFd stop, Arena arena, UserspaceDatapath owner) {
+    /** {@code wake} is the worker's own (the datapath closes it once the worker's thread ended). */
+    DatapathWorker(ServedPair[] pairs, EventFd stop, EventFd wake, Arena arena, UserspaceDatapath owner) {
         if (pairs.length == 0) {
             throw new IllegalArgumentException("a worker serves at least one queue pair");
         }
         this.pairs = pairs.clone();
         this.stop = stop;
+        this.wake = wake;
         this.owner = owner;
+        this.arena = arena;
         this.active = pairs.length;
-        this.pollfds = arena.allocate(POLLFD_BYTES * slots(), 8);
+        this.pollfds = arena.allocate(POLLFD_BYTES * slots(this.pairs.length), 8);
+    }
+
+    /** Its wake eventfd, for the datapath to close once the worker's thread ended. */
+    EventFd wake() {
+        return wake;
     }
 
     /** The pairs it serves, in the order it services them. */
@@ -137,8 +174,82 @@ final class DatapathWorker implements Runnable {
         return current;
     }
 
-    private int slots() {
-        return 1 + SLOTS_PER_PAIR * pairs.length;
+    private static int slots(int pairCount) {
+        return FIRST_PAIR_SLOT + SLOTS_PER_PAIR * pairCount;
+    }
+
+    /**
+     * Hands {@code joining} (built, their TAP queues attached, not yet serviced by anyone) to this
+     * worker, which takes them in at its next step; they are serviced from its next round on.
+     * Called by the datapath under its lock, from any thread.
+     *
+     * @return false when the worker left (its pairs all stopped on bad input, or a stop): the
+     *     pairs are not taken, and another worker must serve them
+     * @throws NativeCallException when the wake eventfd cannot be signalled (the pairs are in the
+     *     mailbox all the same: a running worker takes them in at its next step)
+     */
+    boolean offer(ServedPair[] joining) throws NativeCallException {
+        while (true) {
+            ServedPair[] waiting = (ServedPair[]) MAILBOX.getVolatile(this);
+            if (waiting == CLOSED) {
+                return false;
+            }
+            ServedPair[] next = waiting == null ? joining.clone() : concat(waiting, joining);
+            // Release: the pairs' paths, queues and counters were built before; the worker's
+            // get-and-set (acquire) sees them whole.
+            if (MAILBOX.compareAndSet(this, waiting, next)) {
+                wake.signal();
+                return true;
+            }
+        }
+    }
+
+    private static ServedPair[] concat(ServedPair[] a, ServedPair[] b) {
+        ServedPair[] all = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
+    }
+
+    /**
+     * Takes in the pairs waiting in the mailbox, if any: holds their descriptors, widens the poll
+     * set, and serves them from the next round on. Only on the worker's thread (an allocation
+     * per change of the pairs, none per round).
+     */
+    private void takeJoiningPairs() {
+        // Acquire: pairs the offering thread built before its compare-and-set.
+        ServedPair[] joining = (ServedPair[]) MAILBOX.getAndSet(this, (ServedPair[]) null);
+        if (joining == null || joining.length == 0) {
+            return;
+        }
+        ServedPair[] old = pairs;
+        ServedPair[] all = concat(old, joining);
+        MemorySegment wider = arena.allocate(POLLFD_BYTES * slots(all.length), 8);
+        MemorySegment.copy(pollfds, 0, wider, 0, pollfds.byteSize());
+        pollfds = wider;
+        pairs = all;
+        for (ServedPair p : joining) {
+            p.acquire();
+            held++;
+            active++;
+            int base = base(p);
+            setFd(base + TX_KICK, p.txKickNumber);
+            setFd(base + RX_KICK, p.rxKickNumber);
+            setFd(base + TAP, -1);
+        }
+        Thread.currentThread().setName(UserspaceDatapath.threadName(this));
+    }
+
+    /**
+     * Whether the worker may leave with no pair left to serve: closes its mailbox unless pairs
+     * wait in it (then it takes them in and stays). The compare-and-set decides a race with
+     * {@link #offer}: either the offer lands first and is taken, or it finds the mailbox closed.
+     */
+    private boolean closeMailboxIfEmpty() {
+        if (MAILBOX.compareAndSet(this, (ServedPair[]) null, CLOSED)) {
+            return true;
+        }
+        takeJoiningPairs();
+        return active == 0 && closeMailboxIfEmpty();
     }
 
     /**
@@ -199,10 +310,19 @@ final class DatapathWorker implements Runnable {
      */
     void hold() {
         int stopNumber = stop.fd().acquire();
+        int wakeNumber;
+        try {
+            wakeNumber = wake.fd().acquire();
+        } catch (RuntimeException e) {
+            stop.fd().release();
+            throw e;
+        }
         held = 0;
         try {
             setFd(STOP, stopNumber);
             setEvents(STOP, LinuxConstants.POLLIN);
+            setFd(WAKE, wakeNumber);
+            setEvents(WAKE, LinuxConstants.POLLIN);
             for (ServedPair p : pairs) {
                 p.acquire();
                 held++;
@@ -228,15 +348,20 @@ final class DatapathWorker implements Runnable {
             }
         } finally {
             held = -1;
-            stop.fd().release();
+            try {
+                wake.fd().release();
+            } finally {
+                stop.fd().release();
+            }
         }
     }
 
     /** The first poll slot of {@code p}. */
     private int base(ServedPair p) {
-        for (int i = 0; i < pairs.length; i++) {
-            if (pairs[i] == p) {
-                return 1 + SLOTS_PER_PAIR * i;
+        ServedPair[] mine = pairs;
+        for (int i = 0; i < mine.length; i++) {
+            if (mine[i] == p) {
+                return FIRST_PAIR_SLOT + SLOTS_PER_PAIR * i;
             }
         }
         throw new IllegalArgumentException("queue pair " + p.pair + " is not served here");
@@ -265,11 +390,14 @@ final class DatapathWorker implements Runnable {
         if (owner.stopRequested()) {
             return false;
         }
+        if ((ServedPair[]) MAILBOX.getVolatile(this) != null) {
+            takeJoiningPairs();
+        }
         boolean quiet = spinning;
         boolean more = round(s, quiet);
         boolean moved = roundMoved;
-        if (active == 0) {
-            return false; // every pair stopped on bad guest input
+        if (active == 0 && closeMailboxIfEmpty()) {
+            return false; // every pair stopped on bad guest input, and none joins
         }
         if (more) {
             // A budget ran out: go round again at once; work in hand opens a new window.
@@ -311,12 +439,13 @@ final class DatapathWorker implements Runnable {
      * @return false when the worker leaves: stop requested or claimed while asleep
      */
     private boolean sleep(CallState s) throws NativeCallException {
+        ServedPair[] pairs = this.pairs;
         for (int i = 0; i < pairs.length; i++) {
             ServedPair p = pairs[i];
             if (p.stopped) {
                 continue; // its slots hold -1: poll ignores them
             }
-            int base = 1 + SLOTS_PER_PAIR * i;
+            int base = FIRST_PAIR_SLOT + SLOTS_PER_PAIR * i;
             short tapEvents = 0;
             if (p.rxState == RxPath.WAIT_TAP) {
                 tapEvents |= LinuxConstants.POLLIN;
@@ -331,6 +460,7 @@ final class DatapathWorker implements Runnable {
             setEvents(base + TAP, tapEvents);
         }
         setEvents(STOP, LinuxConstants.POLLIN);
+        setEvents(WAKE, LinuxConstants.POLLIN);
         if (owner.stopRequested()) {
             return false;
         }
@@ -338,7 +468,7 @@ final class DatapathWorker implements Runnable {
         // stopper reads: it may be claimed meanwhile (release: every ring write above, of
         // every pair, is visible to the stopper whose claim reads this phase).
         PHASE.setVolatile(this, SLEEPING);
-        int ready = Libc.poll(s, pollfds, slots(), -1);
+        int ready = Libc.poll(s, pollfds, slots(pairs.length), -1);
         if (!PHASE.compareAndSet(this, SLEEPING, RUNNING)) {
             return false; // claimed by a stop while asleep: leave without consuming a kick
         }
@@ -349,12 +479,15 @@ final class DatapathWorker implements Runnable {
             }
             throw NativeErrors.failure("poll", stop.fd(), errno);
         }
+        if (revents(WAKE) != 0) {
+            wake.consume(); // the mailbox is looked at by the next step
+        }
         for (int i = 0; i < pairs.length; i++) {
             ServedPair p = pairs[i];
             if (p.stopped) {
                 continue;
             }
-            int base = 1 + SLOTS_PER_PAIR * i;
+            int base = FIRST_PAIR_SLOT + SLOTS_PER_PAIR * i;
             if (revents(base + TX_KICK) != 0) {
                 p.txKick.consume();
             }
@@ -381,6 +514,7 @@ final class DatapathWorker implements Runnable {
     boolean round(CallState s, boolean quiet) throws NativeCallException {
         boolean more = false;
         boolean moved = false;
+        ServedPair[] pairs = this.pairs;
         try {
             for (int i = 0; i < pairs.length; i++) {
                 ServedPair p = pairs[i];
@@ -427,7 +561,7 @@ final class DatapathWorker implements Runnable {
      */
     private void signalReceivers() throws NativeCallException {
         ServedPair before = current;
-        for (ServedPair p : pairs) {
+        for (ServedPair p : this.pairs) {
             if (!p.stopped) {
                 current = p;
                 p.rx.signalIfAsked();

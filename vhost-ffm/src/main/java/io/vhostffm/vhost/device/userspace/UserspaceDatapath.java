@@ -30,7 +30,8 @@ import java.util.Optional;
 import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.concurrent.atomic.AtomicReferenceArray;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.Supplier;
 
@@ -53,6 +54,9 @@ import java.util.function.Supplier;
  *     idx or flags).</li>
  * <li>Every page it writes in guest memory (used elements, used index, notification area,
  *     receive buffers) is marked in the {@link DirtyLog}, if one is given.</li>
+ * <li>{@link #addPairs} adds queue pairs to a running datapath (a VQ_PAIRS_SET that enables
+ *     more of them): the pairs already served never pause; the new ones join a worker between
+ *     two of its rounds, or get a worker of their own while the thread count allows.</li>
  * <li>{@link #stop()} ends the threads and returns each queue's state, with chains taken but not
  *     used given back, so another backend (kernel vhost-net, a new userspace datapath,
  *     migration) continues exactly where this one stopped: no frame lost or sent twice.</li>
@@ -255,24 +259,32 @@ public final class UserspaceDatapath implements AutoCloseable {
             | VirtioFeature.GUEST_TSO6.mask() | VirtioFeature.GUEST_UFO.mask()
             | VirtioFeature.GUEST_USO4.mask() | VirtioFeature.GUEST_USO6.mask();
 
+    // Lists that addPairs extends while the workers run (under this object's lock), read without
+    // it by stats(), stoppedPairs() and stop()'s own-thread check: copy-on-write, changed only
+    // per VQ_PAIRS_SET and never read by a worker's round.
+    /** Every pair served: the pairs given, then those added, in that order. */
     private final List<QueuePairConfig> pairs;
-    private final List<DatapathWorker> workers = new ArrayList<>();
-    /** Every pair served, in the order given. */
-    private final List<ServedPair> served = new ArrayList<>();
-    private final List<Thread> threads = new ArrayList<>();
-    private final List<Counters> counters = new ArrayList<>();
+    private final List<DatapathWorker> workers = new CopyOnWriteArrayList<>();
+    /** Every pair served, in the order of {@link #pairs}. */
+    private final List<ServedPair> served = new CopyOnWriteArrayList<>();
+    private final List<Thread> threads = new CopyOnWriteArrayList<>();
+    private final List<Counters> counters = new CopyOnWriteArrayList<>();
     /** The transmit queues' io_urings ({@link TransmitIo#IO_URING}); closed once no worker runs. */
-    private final List<IoUring> rings = new ArrayList<>();
+    private final List<IoUring> rings = new CopyOnWriteArrayList<>();
     /** The workers' thread names, built with them (not at the start). */
     private final List<String> names = new ArrayList<>();
+    /** What {@link #addPairs} builds new pairs with: the memory, settings and arena of the start. */
+    private final GuestMemory memory;
+    private final Settings settings;
+    private final Arena arena;
     /** The parked threads being handed their workers (filled and emptied by the launch). */
     private final ParkedThreads.Reserved[] reserved;
     private boolean launched;
     private final BackendListener listener;
     private final EventFd stopEvent;
     private final AtomicReference<String> failure = new AtomicReference<>();
-    /** Per pair served (in the order given): why it stopped on bad guest input, null while it runs. */
-    private final AtomicReferenceArray<String> stoppedPairs;
+    /** Per pair served (by its place in {@link #pairs}): why it stopped on bad guest input. */
+    private final Map<Integer, String> stoppedPairs = new ConcurrentHashMap<>();
     /** Pairs stopped on bad guest input whose report to the listener is done. */
     private final AtomicInteger reportedPairs = new AtomicInteger();
     private volatile boolean stopRequested;
@@ -283,12 +295,15 @@ public final class UserspaceDatapath implements AutoCloseable {
     private volatile boolean largeFrames;
     private List<QueueState> finalStates;
 
-    private UserspaceDatapath(List<QueuePairConfig> pairs, BackendListener listener, EventFd stopEvent) {
-        this.pairs = pairs;
-        this.listener = listener;
+    private UserspaceDatapath(List<QueuePairConfig> pairs, GuestMemory memory, Settings settings, Arena arena,
+            EventFd stopEvent) {
+        this.pairs = new CopyOnWriteArrayList<>(pairs);
+        this.memory = memory;
+        this.settings = settings;
+        this.arena = arena;
+        this.listener = settings.listener();
         this.stopEvent = stopEvent;
         this.reserved = new ParkedThreads.Reserved[pairs.size()]; // at most one worker per pair
-        this.stoppedPairs = new AtomicReferenceArray<>(pairs.size());
     }
 
     /**
@@ -445,52 +460,175 @@ public final class UserspaceDatapath implements AutoCloseable {
     private static UserspaceDatapath build(GuestMemory memory, List<QueuePairConfig> copy, Settings settings,
             List<DeviceQueue> queues, Arena arena) throws NativeCallException {
         EventFd stop = EventFd.create("userspace datapath stop");
-        UserspaceDatapath backend = new UserspaceDatapath(copy, settings.listener(), stop);
-        boolean uring = transmitIo(settings.transmitIo()) == TransmitIo.IO_URING;
+        // Iovec arrays, overflow buffers and pollfds live as long as the workers use them:
+        // an automatic arena (frees them once the backend is gone) unless the caller's.
+        UserspaceDatapath backend = new UserspaceDatapath(copy, memory, settings, arena, stop);
         try {
-            // Iovec arrays, overflow buffers and pollfds live as long as the workers use them:
-            // an automatic arena (frees them once the backend is gone) unless the caller's.
-            for (int p = 0; p < copy.size(); p++) {
-                QueuePairConfig pair = copy.get(p);
-                Counters c = new Counters();
-                DeviceQueue rxQueue = queues.get(2 * p);
-                DeviceQueue txQueue = queues.get(2 * p + 1);
-                RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(settings.dirtyLog(), rxQueue.saveState()),
-                        pair.rxCall(), pair.tapQueue(), c, settings.filter(), () -> backend.largeFrames, settings.mtu(),
-                        settings.mergeableRxBuffers());
-                IoUring ring = null;
-                if (uring) {
-                    ring = IoUring.open(TxBatch.CHAINS);
-                    backend.rings.add(ring);
-                }
-                TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(settings.dirtyLog(), txQueue.saveState()),
-                        pair.txCall(), pair.tapQueue(), c, ring);
-                backend.counters.add(c);
-                backend.served.add(new ServedPair(p, pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), pair.tapQueue()));
-            }
+            List<ServedPair> built = backend.buildPairs(0, copy, queues);
             // Round-robin: worker w serves pairs w, w + n, w + 2n, ... (in the order given).
             int threads = workerThreads(settings.workerThreads(), copy.size());
             for (int w = 0; w < threads; w++) {
                 ServedPair[] mine = new ServedPair[(copy.size() - w + threads - 1) / threads];
                 for (int i = 0; i < mine.length; i++) {
-                    mine[i] = backend.served.get(w + i * threads);
+                    mine[i] = built.get(w + i * threads);
                 }
-                DatapathWorker worker = new DatapathWorker(mine, stop, arena, backend);
-                backend.workers.add(worker);
+                DatapathWorker worker = backend.newWorker(mine);
                 backend.names.add(threadName(worker));
             }
         } catch (NativeCallException | RuntimeException e) {
-            backend.closeRings();
-            stop.close();
+            backend.closeDescriptors();
             throw e;
         }
         return backend;
+    }
+
+    /**
+     * The paths of {@code configs} on their opened {@code queues} (receive then transmit per
+     * pair), served from place {@code first} of {@link #pairs} on; their counters and io_urings
+     * kept. Nothing is started or written.
+     */
+    private List<ServedPair> buildPairs(int first, List<QueuePairConfig> configs, List<DeviceQueue> queues)
+            throws NativeCallException {
+        boolean uring = transmitIo(settings.transmitIo()) == TransmitIo.IO_URING;
+        List<ServedPair> built = new ArrayList<>(configs.size());
+        List<Counters> builtCounters = new ArrayList<>(configs.size());
+        for (int p = 0; p < configs.size(); p++) {
+            QueuePairConfig pair = configs.get(p);
+            Counters c = new Counters();
+            DeviceQueue rxQueue = queues.get(2 * p);
+            DeviceQueue txQueue = queues.get(2 * p + 1);
+            RxPath rx = new RxPath(rxQueue, memory, arena, new GuestWriteLog(settings.dirtyLog(), rxQueue.saveState()),
+                    pair.rxCall(), pair.tapQueue(), c, settings.filter(), () -> largeFrames, settings.mtu(),
+                    settings.mergeableRxBuffers());
+            IoUring ring = null;
+            if (uring) {
+                ring = IoUring.open(TxBatch.CHAINS);
+                rings.add(ring);
+            }
+            TxPath tx = new TxPath(txQueue, arena, new GuestWriteLog(settings.dirtyLog(), txQueue.saveState()),
+                    pair.txCall(), pair.tapQueue(), c, ring);
+            builtCounters.add(c);
+            built.add(new ServedPair(first + p, pair.pair(), tx, rx, pair.txKick(), pair.rxKick(), pair.tapQueue()));
+        }
+        counters.addAll(builtCounters);
+        served.addAll(built);
+        return built;
+    }
+
+    /** A worker for {@code mine}, with a wake eventfd of its own, listed among the workers. */
+    private DatapathWorker newWorker(ServedPair[] mine) throws NativeCallException {
+        EventFd wake = EventFd.create("userspace datapath wake");
+        DatapathWorker worker = new DatapathWorker(mine, stopEvent, wake, arena, this);
+        workers.add(worker);
+        return worker;
+    }
+
+    /**
+     * Adds queue pairs to the running datapath without pausing the pairs it serves (a VQ_PAIRS_SET
+     * that enables more of them): each pair's queues are opened from its states (as {@link
+     * #start} does: a bad state fails here, nothing added), its paths built, its TAP queue made
+     * non-blocking and its guest notified once; then each joins a worker between two of that
+     * worker's rounds ({@link DatapathWorker#offer}), round-robin over the workers as if the
+     * datapath had started with every pair, a new worker (thread) when the {@link
+     * #workerThreads(int, int) thread count} for the new number of pairs allows one more or the
+     * worker in turn has left.
+     *
+     * <p>The caller attaches the pairs' TAP queues first. Their queue states come back from
+     * {@link #stop()} after those of the pairs before them, in the order added.
+     *
+     * @return false, adding nothing, when the datapath is stopping or stopped (or was never
+     *     launched): the caller restarts it instead
+     * @throws VirtqueueException when a queue state does not hold up (nothing added)
+     * @throws IllegalArgumentException when a pair is served already or given twice
+     */
+    public synchronized boolean addPairs(List<QueuePairConfig> more) throws NativeCallException {
+        if (more.isEmpty()) {
+            return true;
+        }
+        if (!launched || stopRequested || finalStates != null || quiescedStates != null) {
+            return false;
+        }
+        List<Integer> numbers = new ArrayList<>(pairs.stream().map(QueuePairConfig::pair).toList());
+        for (QueuePairConfig pair : more) {
+            if (numbers.contains(pair.pair())) {
+                throw new IllegalArgumentException("queue pair " + pair.pair() + " is served already or given twice");
+            }
+            numbers.add(pair.pair());
+        }
+        List<QueuePairConfig> copy = List.copyOf(more);
+        List<DeviceQueue> queues = new ArrayList<>(2 * copy.size());
+        for (QueuePairConfig pair : copy) {
+            queues.add(settings.opener().open(2 * pair.pair(), memory, pair.rx()));
+            queues.add(settings.opener().open(2 * pair.pair() + 1, memory, pair.tx()));
+        }
+        int first = pairs.size();
+        int ringsBefore = rings.size();
+        List<ServedPair> built;
+        try {
+            built = buildPairs(first, copy, queues);
+            for (QueuePairConfig pair : copy) {
+                pair.tapQueue().setNonBlocking(true);
+            }
+        } catch (NativeCallException | RuntimeException e) {
+            // Nothing of theirs runs yet: forget them as if never built.
+            served.subList(first, served.size()).clear();
+            counters.subList(first, counters.size()).clear();
+            List<IoUring> opened = rings.subList(ringsBefore, rings.size());
+            opened.forEach(IoUring::close);
+            opened.clear();
+            throw e;
+        }
+        pairs.addAll(copy);
+        for (QueuePairConfig pair : copy) {
+            // As at a launch: a stale event index may leave the guest waiting for an interrupt.
+            pair.rxCall().signal();
+            pair.txCall().signal();
+        }
+        int threadCount = workerThreads(settings.workerThreads(), pairs.size());
+        List<List<ServedPair>> joining = new ArrayList<>();
+        for (int w = 0; w < threadCount; w++) {
+            joining.add(new ArrayList<>());
+        }
+        for (ServedPair p : built) {
+            joining.get(p.index % threadCount).add(p);
+        }
+        for (int w = 0; w < threadCount; w++) {
+            ServedPair[] mine = joining.get(w).toArray(ServedPair[]::new);
+            if (mine.length == 0) {
+                continue;
+            }
+            if (w < workers.size() && workers.get(w).offer(mine)) {
+                continue;
+            }
+            // A worker of its own: one more thread allowed, or the worker in turn left (its pairs
+            // all stopped on bad input). Listed before it runs, as at a launch.
+            DatapathWorker worker = newWorker(mine);
+            Thread thread = Thread.ofPlatform().daemon().name(threadName(worker)).unstarted(worker);
+            threads.add(thread);
+            thread.start();
+        }
+        return true;
     }
 
     /** Closes the transmit io_urings (each once; nothing is in flight between rounds). No worker may run. */
     private void closeRings() {
         for (IoUring ring : rings) {
             ring.close();
+        }
+    }
+
+    /**
+     * Closes what the workers use besides the pairs' descriptors: the transmit io_urings, the
+     * workers' wake eventfds and the stop eventfd (each once). No worker may run.
+     */
+    private void closeDescriptors() {
+        try {
+            closeRings();
+            for (DatapathWorker worker : workers) {
+                worker.wake().close();
+            }
+        } finally {
+            stopEvent.close();
         }
     }
 
@@ -510,8 +648,7 @@ public final class UserspaceDatapath implements AutoCloseable {
         try {
             positionAndNotify(finalPositions);
         } catch (NativeCallException | RuntimeException e) {
-            closeRings();
-            stopEvent.close(); // no thread runs: nothing else will close it
+            closeDescriptors(); // no thread runs: nothing else will close them
             throw e;
         }
         if (parked != null) {
@@ -581,13 +718,12 @@ public final class UserspaceDatapath implements AutoCloseable {
     void discard() {
         if (!launched) {
             launched = true;
-            closeRings();
-            stopEvent.close();
+            closeDescriptors();
         }
     }
 
     /** "vhost-ffm userspace datapath pair 0 (tap ... queue 0), pair 2 (...)": the pairs it serves. */
-    private static String threadName(DatapathWorker worker) {
+    static String threadName(DatapathWorker worker) {
         StringBuilder name = new StringBuilder("vhost-ffm userspace datapath ");
         String separator = "";
         for (ServedPair p : worker.pairs()) {
@@ -616,6 +752,11 @@ public final class UserspaceDatapath implements AutoCloseable {
         return pairs.size();
     }
 
+    /** The pair numbers ({@link QueuePairConfig#pair()}) served, in the order of {@link #stop()}'s states. */
+    public List<Integer> pairNumbers() {
+        return pairs.stream().map(QueuePairConfig::pair).toList();
+    }
+
     /** Worker threads serving them (each serves one or more pairs). */
     public int workerThreads() {
         return workers.size();
@@ -641,12 +782,7 @@ public final class UserspaceDatapath implements AutoCloseable {
      */
     public Map<Integer, String> stoppedPairs() {
         Map<Integer, String> stopped = new TreeMap<>();
-        for (int i = 0; i < stoppedPairs.length(); i++) {
-            String reason = stoppedPairs.get(i);
-            if (reason != null) {
-                stopped.put(pairs.get(i).pair(), reason);
-            }
-        }
+        stoppedPairs.forEach((index, reason) -> stopped.put(pairs.get(index).pair(), reason));
         return stopped;
     }
 
@@ -759,8 +895,7 @@ public final class UserspaceDatapath implements AutoCloseable {
             Thread.currentThread().interrupt();
         }
         List<QueueState> states = quiescedStates != null ? quiescedStates : collect();
-        closeRings();
-        stopEvent.close();
+        closeDescriptors();
         finalStates = states;
         return finalStates;
     }
@@ -846,7 +981,7 @@ public final class UserspaceDatapath implements AutoCloseable {
                 : t instanceof BadGuestInputException b ? b.queueIndex() : -1;
         String reason = "userspace datapath, queue pair " + pair.pair + ": " + t.getMessage();
         failure.compareAndSet(null, reason);
-        stoppedPairs.set(pair.index, reason);
+        stoppedPairs.put(pair.index, reason);
         PAIR_STOPPED_WARNINGS.warn(reason);
         try {
             // Outside every lock of ours: the device may call stop() back on this thread.

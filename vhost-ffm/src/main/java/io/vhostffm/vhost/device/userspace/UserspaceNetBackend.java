@@ -49,9 +49,12 @@ import io.vhostffm.vhost.virtio.net.VirtioNetHeader;
  *     there instead.)</li>
  * <li>{@link #start} (a classic start) opens the queues from the start's states with a classic
  *     restore, which checks the indices found in guest memory, and starts the threads.</li>
- * <li>{@link #setQueuePairEnabled} restarts the datapath on the new set of pairs, from the
- *     states the old one stopped at; the disabled pair's TAP queue is detached.
- *     {@link #setActiveQueuePairs} does the same for a whole VQ_PAIRS_SET with one restart.</li>
+ * <li>{@link #setQueuePairEnabled} and {@link #setActiveQueuePairs} (a whole VQ_PAIRS_SET):
+ *     pairs that only join a running datapath are added to it ({@link UserspaceDatapath#addPairs}:
+ *     their TAP queues attached, the pairs already served never pause, as a Linux guest's
+ *     VQ_PAIRS_SET after DRIVER_OK finds them); a change that disables a pair restarts the
+ *     datapath once on the new set, from the states the old one stopped at, and detaches the
+ *     disabled pairs' TAP queues.</li>
  * <li>{@link #setRxFilter}, {@link #setOffloads} and {@link #startDirtyLog} take effect at once on
  *     the running threads (read per frame / per write); {@link #stopDirtyLog} restarts them, so
  *     no mark is still in flight when it returns.</li>
@@ -559,6 +562,7 @@ public final class UserspaceNetBackend implements NetBackend {
         if (datapath == null) {
             return;
         }
+        List<Integer> servedPairs = datapath.pairNumbers();
         List<QueueState> served;
         if (quiesce) {
             served = datapath.quiesce();
@@ -568,11 +572,9 @@ public final class UserspaceNetBackend implements NetBackend {
         }
         List<QueueState> merged = new ArrayList<>(states);
         int i = 0;
-        for (int p = 0; p < pairEnabled.length; p++) {
-            if (pairEnabled[p]) {
-                merged.set(2 * p, served.get(i++));
-                merged.set(2 * p + 1, served.get(i++));
-            }
+        for (int p : servedPairs) { // pairs added while running come after the first ones
+            merged.set(2 * p, served.get(i++));
+            merged.set(2 * p + 1, served.get(i++));
         }
         states = List.copyOf(merged);
         datapath = null;
@@ -584,11 +586,61 @@ public final class UserspaceNetBackend implements NetBackend {
         if (current == null || pair >= pairEnabled.length || pairEnabled[pair] == enabled) {
             return; // not set up: the next start decides from its activePairs
         }
+        if (enabled && addToRunning(List.of(pair))) {
+            return;
+        }
         boolean running = datapath != null;
         collect(false);
         pairEnabled[pair] = enabled;
         if (running) {
             launch(null); // attaches/detaches the TAP queues; a prestarted backend leaves them for quickstart
+        }
+    }
+
+    /**
+     * Adds {@code joining} (pairs not enabled now) to the running datapath: their TAP queues
+     * attached, the datapath's {@link UserspaceDatapath#addPairs}; nothing else is touched.
+     *
+     * @return false when no datapath runs or it is stopping (the caller restarts it); on an
+     *     exception (a bad queue state of a joining pair, a failed TUNSETQUEUE) the joining pairs
+     *     stay disabled with their TAP queues detached again, and the others run on
+     */
+    private boolean addToRunning(List<Integer> joining) throws IOException {
+        if (datapath == null || !datapath.isRunning()) {
+            return false;
+        }
+        List<QueuePairConfig> configs = new ArrayList<>(joining.size());
+        int attached = 0;
+        try {
+            for (int p : joining) {
+                setTapQueueAttached(p, true);
+                attached++;
+                configs.add(pairConfig(p));
+            }
+            if (!datapath.addPairs(configs)) {
+                detach(joining, attached, null);
+                return false;
+            }
+        } catch (IOException | RuntimeException e) {
+            detach(joining, attached, e);
+            throw e;
+        }
+        for (int p : joining) {
+            pairEnabled[p] = true;
+        }
+        return true;
+    }
+
+    /** Detaches the TAP queues of the first {@code count} of {@code pairs} again; failures added to {@code cause}. */
+    private void detach(List<Integer> pairs, int count, Exception cause) {
+        for (int i = 0; i < count; i++) {
+            try {
+                setTapQueueAttached(pairs.get(i), false);
+            } catch (NativeCallException | RuntimeException e) {
+                if (cause != null) {
+                    cause.addSuppressed(e);
+                }
+            }
         }
     }
 
@@ -599,11 +651,21 @@ public final class UserspaceNetBackend implements NetBackend {
             return; // not set up: the next start decides from its activePairs
         }
         int last = Math.min(configured, pairEnabled.length);
-        boolean changes = false;
-        for (int p = 0; p < last && !changes; p++) {
-            changes = pairEnabled[p] != p < active;
+        List<Integer> joining = new ArrayList<>();
+        boolean leaving = false;
+        for (int p = 0; p < last; p++) {
+            if (pairEnabled[p] != p < active) {
+                if (p < active) {
+                    joining.add(p);
+                } else {
+                    leaving = true;
+                }
+            }
         }
-        if (!changes) {
+        if (joining.isEmpty() && !leaving) {
+            return;
+        }
+        if (!leaving && addToRunning(joining)) {
             return;
         }
         boolean running = datapath != null;
