@@ -563,11 +563,32 @@ public final class UserspaceDatapath implements AutoCloseable {
         }
         int first = pairs.size();
         int ringsBefore = rings.size();
-        List<ServedPair> built;
+        int threadCount = workerThreads(settings.workerThreads(), first + copy.size());
+        List<DatapathWorker> fresh = new ArrayList<>();
+        EventFd spare = null;
+        List<List<ServedPair>> joining = new ArrayList<>();
         try {
-            built = buildPairs(first, copy, queues);
+            List<ServedPair> built = buildPairs(first, copy, queues);
+            for (int w = 0; w < threadCount; w++) {
+                joining.add(new ArrayList<>());
+            }
+            for (ServedPair p : built) {
+                joining.get(p.index % threadCount).add(p);
+            }
+            // Every descriptor a new worker needs is made before anything is published, so a
+            // failure adds nothing: the workers the thread count now allows, and a spare wake
+            // eventfd for pairs whose worker turns out to have left (its mailbox closed).
+            for (int w = workers.size(); w < threadCount; w++) {
+                // (never empty: every worker before w serves a pair, so pair w is new and lands here)
+                fresh.add(new DatapathWorker(joining.get(w).toArray(ServedPair[]::new), stopEvent,
+                        EventFd.create("userspace datapath wake"), arena, this));
+            }
+            spare = EventFd.create("userspace datapath wake");
             for (QueuePairConfig pair : copy) {
                 pair.tapQueue().setNonBlocking(true);
+                // As at a launch: a stale event index may leave the guest waiting for an interrupt.
+                pair.rxCall().signal();
+                pair.txCall().signal();
             }
         } catch (NativeCallException | RuntimeException e) {
             // Nothing of theirs runs yet: forget them as if never built.
@@ -576,38 +597,48 @@ public final class UserspaceDatapath implements AutoCloseable {
             List<IoUring> opened = rings.subList(ringsBefore, rings.size());
             opened.forEach(IoUring::close);
             opened.clear();
+            fresh.forEach(w -> w.wake().close());
+            if (spare != null) {
+                spare.close();
+            }
             throw e;
         }
         pairs.addAll(copy);
-        for (QueuePairConfig pair : copy) {
-            // As at a launch: a stale event index may leave the guest waiting for an interrupt.
-            pair.rxCall().signal();
-            pair.txCall().signal();
-        }
-        int threadCount = workerThreads(settings.workerThreads(), pairs.size());
-        List<List<ServedPair>> joining = new ArrayList<>();
-        for (int w = 0; w < threadCount; w++) {
-            joining.add(new ArrayList<>());
-        }
-        for (ServedPair p : built) {
-            joining.get(p.index % threadCount).add(p);
-        }
-        for (int w = 0; w < threadCount; w++) {
+        List<ServedPair> orphans = new ArrayList<>();
+        for (int w = 0; w < Math.min(threadCount, workers.size()); w++) {
             ServedPair[] mine = joining.get(w).toArray(ServedPair[]::new);
-            if (mine.length == 0) {
-                continue;
+            if (mine.length > 0 && !offerTo(workers.get(w), mine)) {
+                orphans.addAll(joining.get(w));
             }
-            if (w < workers.size() && workers.get(w).offer(mine)) {
-                continue;
-            }
-            // A worker of its own: one more thread allowed, or the worker in turn left (its pairs
-            // all stopped on bad input). Listed before it runs, as at a launch.
-            DatapathWorker worker = newWorker(mine);
+        }
+        if (!orphans.isEmpty()) {
+            // The worker in turn left (its pairs all stopped on bad input): a worker of their own.
+            fresh.add(new DatapathWorker(orphans.toArray(ServedPair[]::new), stopEvent, spare, arena, this));
+        } else {
+            spare.close();
+        }
+        for (DatapathWorker worker : fresh) {
+            // Listed before it runs, as at a launch: a stop joins it, its own stop() knows itself.
+            workers.add(worker);
             Thread thread = Thread.ofPlatform().daemon().name(threadName(worker)).unstarted(worker);
             threads.add(thread);
             thread.start();
         }
         return true;
+    }
+
+    /**
+     * {@link DatapathWorker#offer}: false when the worker left. A failed wake-up is logged, not
+     * thrown: the pairs are in its mailbox, taken at its next step (any kick or frame of its
+     * other pairs wakes it).
+     */
+    private static boolean offerTo(DatapathWorker worker, ServedPair[] joining) {
+        try {
+            return worker.offer(joining);
+        } catch (NativeCallException e) {
+            LOG.log(Level.ERROR, "userspace datapath: cannot wake " + pairNames(worker) + " for the pairs joining it", e);
+            return true;
+        }
     }
 
     /** Closes the transmit io_urings (each once; nothing is in flight between rounds). No worker may run. */
