@@ -10,6 +10,7 @@ import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.Frames;
 import io.vhostffm.testkit.OpenDescriptors;
 import io.vhostffm.testkit.TxShape;
+import io.vhostffm.vhost.device.BackendListener;
 import io.vhostffm.vhost.device.userspace.QueuePairConfig;
 import io.vhostffm.vhost.device.userspace.UserspaceDatapath;
 import io.vhostffm.vring.QueueState;
@@ -18,6 +19,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -74,6 +77,10 @@ class UserspaceDatapathAddPairsTest {
                 rig.guest.kickIfNeeded(1);
 
                 assertTrue(datapath.addPairs(all.subList(1, 3)));
+                // Named for the pairs joining it as the call returns, whether or not the worker
+                // has taken them in yet.
+                Set<String> named = workers == 1 ? Set.of(name(rig, 0, 1, 2)) : Set.of(name(rig, 0, 2), name(rig, 1));
+                assertEquals(named, datapathThreads(rig).keySet());
 
                 assertEquals(List.of(0, 1, 2), datapath.pairNumbers());
                 assertEquals(3, datapath.queuePairs());
@@ -182,6 +189,54 @@ class UserspaceDatapathAddPairsTest {
                 assertEquals(4, datapath.stop().size());
             }
             assertTrue(datapathThreads(rig).isEmpty());
+        }
+    }
+
+    /**
+     * A pair joins while the worker cannot take it in yet (held inside the listener, reporting
+     * its other pair's bad input): as the call returns, its thread is already named for the
+     * joining pair, so nothing judging the thread by its name takes it for a worker of the
+     * stopped pair alone, which would end with it (the hostile-guest fuzz target did so once,
+     * the worker starved of processor time between the stop and taking the pair in). Released,
+     * the worker takes the pair in and carries its stream.
+     */
+    @Test
+    void aJoiningPairNamesItsWorkerBeforeTheWorkerTakesItIn() throws Exception {
+        try (DatapathRig rig = new DatapathRig(2, true)) {
+            List<QueuePairConfig> all = rig.configs();
+            CountDownLatch reporting = new CountDownLatch(1);
+            CountDownLatch release = new CountDownLatch(1);
+            BackendListener held = (queue, reason) -> {
+                reporting.countDown();
+                try {
+                    release.await(DatapathRig.TIMEOUT_MILLIS, TimeUnit.MILLISECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            };
+            UserspaceDatapath datapath = UserspaceDatapath.start(rig.memory, all.subList(0, 1),
+                    new UserspaceDatapath.Settings(rig.device::rxFilter, held, null, UserspaceDatapath.DEVICE_QUEUES,
+                            1500, true, 1));
+            try {
+                long inHole = rig.layout.hole().address() + rig.layout.hole().size() / 2;
+                assertTrue(rig.guest.tx(0).add(new long[] {inHole}, new int[] {100}, 1, 0) >= 0);
+                rig.transport.kick(1);
+                assertTrue(reporting.await(DatapathRig.TIMEOUT_MILLIS, TimeUnit.MILLISECONDS), "pair 0 not reported");
+                Thread worker = datapathThreads(rig).get(name(rig, 0));
+
+                assertTrue(datapath.addPairs(all.subList(1, 2)));
+                assertEquals(Set.of(name(rig, 0, 1)), datapathThreads(rig).keySet(),
+                        "the worker's name, as the pair joins");
+                assertSame(worker, datapathThreads(rig).get(name(rig, 0, 1)));
+
+                release.countDown();
+                rig.transmitAndCheck(new int[] {1}, 0, 500, lengths(new Random(25), 0, 500), 100);
+                assertTrue(worker.isAlive(), "the worker serving pair 1 left with pair 0");
+                assertEquals(1, datapath.workerThreads());
+            } finally {
+                release.countDown();
+                assertEquals(4, datapath.stop().size());
+            }
         }
     }
 

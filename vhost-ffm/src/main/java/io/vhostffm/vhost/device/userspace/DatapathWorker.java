@@ -114,11 +114,14 @@ final class DatapathWorker implements Runnable {
 
     @SuppressWarnings("unused") // through PHASE
     private volatile int phase = SLEEPING;
+    /** The pairs it serves; replaced (never changed in place) by the worker's thread when pairs join. */
+    private ServedPair[] pairs;
     /**
-     * The pairs it serves; replaced (never changed in place) by the worker's thread when pairs
-     * join, read by other threads only to name them.
+     * The pairs it serves and those offered to it, for naming it: set by {@link #offer} (under the
+     * datapath's lock) before the worker takes them in, so its thread's name and error messages
+     * name a joining pair from the moment it is offered.
      */
-    private volatile ServedPair[] pairs;
+    private volatile ServedPair[] assigned;
     /**
      * Pairs offered and not taken in yet (null: none; {@link #CLOSED}: the worker left). Written
      * with a compare-and-set by {@link #offer} (release: the pairs were built before), taken
@@ -151,6 +154,7 @@ final class DatapathWorker implements Runnable {
             throw new IllegalArgumentException("a worker serves at least one queue pair");
         }
         this.pairs = pairs.clone();
+        this.assigned = this.pairs;
         this.stop = stop;
         this.wake = wake;
         this.owner = owner;
@@ -164,9 +168,12 @@ final class DatapathWorker implements Runnable {
         return wake;
     }
 
-    /** The pairs it serves, in the order it services them. */
+    /**
+     * The pairs it serves, in the order it services them, then those offered to it and not yet
+     * taken in.
+     */
     ServedPair[] pairs() {
-        return pairs.clone();
+        return assigned.clone();
     }
 
     /** The pair being serviced when it failed, or null (failed in poll(2) or before it served). */
@@ -180,8 +187,8 @@ final class DatapathWorker implements Runnable {
 
     /**
      * Hands {@code joining} (built, their TAP queues attached, not yet serviced by anyone) to this
-     * worker, which takes them in at its next step; they are serviced from its next round on.
-     * Called by the datapath under its lock, from any thread.
+     * worker, which takes them in at its next step; they are serviced from its next round on, and
+     * {@link #pairs()} names them at once. Called by the datapath under its lock, from any thread.
      *
      * @return false when the worker left (its pairs all stopped on bad input, or a stop): the
      *     pairs are not taken, and another worker must serve them
@@ -198,6 +205,7 @@ final class DatapathWorker implements Runnable {
             // Release: the pairs' paths, queues and counters were built before; the worker's
             // get-and-set (acquire) sees them whole.
             if (MAILBOX.compareAndSet(this, waiting, next)) {
+                assigned = concat(assigned, joining);
                 wake.signal();
                 return true;
             }
@@ -213,7 +221,7 @@ final class DatapathWorker implements Runnable {
     /**
      * Takes in the pairs waiting in the mailbox, if any: holds their descriptors, widens the poll
      * set, and serves them from the next round on. Only on the worker's thread (an allocation
-     * per change of the pairs, none per round).
+     * per change of the pairs, none per round). Its thread was renamed when they were offered.
      */
     private void takeJoiningPairs() {
         // Acquire: pairs the offering thread built before its compare-and-set.
@@ -236,7 +244,6 @@ final class DatapathWorker implements Runnable {
             setFd(base + RX_KICK, p.rxKickNumber);
             setFd(base + TAP, -1);
         }
-        Thread.currentThread().setName(UserspaceDatapath.threadName(this));
     }
 
     /**

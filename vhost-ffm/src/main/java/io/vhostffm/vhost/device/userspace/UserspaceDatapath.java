@@ -607,7 +607,14 @@ public final class UserspaceDatapath implements AutoCloseable {
         List<ServedPair> orphans = new ArrayList<>();
         for (int w = 0; w < Math.min(threadCount, workers.size()); w++) {
             ServedPair[] mine = joining.get(w).toArray(ServedPair[]::new);
-            if (mine.length > 0 && !offerTo(workers.get(w), mine)) {
+            if (mine.length == 0) {
+                continue;
+            }
+            if (offerTo(workers.get(w), mine)) {
+                // Named for every pair it now serves before this returns: a pair it served alone
+                // that stops later does not take the thread with it, and the name says so.
+                threads.get(w).setName(threadName(workers.get(w)));
+            } else {
                 orphans.addAll(joining.get(w));
             }
         }
