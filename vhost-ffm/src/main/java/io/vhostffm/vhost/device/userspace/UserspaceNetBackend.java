@@ -644,7 +644,10 @@ public final class UserspaceNetBackend implements NetBackend {
         }
     }
 
-    /** Restarts the datapath once for the whole change, not once per pair that changes. */
+    /**
+     * Pairs that join a running datapath are added to it, the others untouched; a change in which
+     * a pair leaves restarts the datapath once for the whole change, not once per pair.
+     */
     @Override
     public synchronized void setActiveQueuePairs(int configured, int active) throws IOException {
         if (current == null) {
