@@ -442,17 +442,25 @@ class UserspaceBackendRuntimeTest {
         try (RuntimeRig rig = userspace(2, 1)) {
             long availIdx = rig.layout.driverAreaAddress(2) + 2; // struct vring_avail: le16 flags, le16 idx
             var idx = rig.memory.slice(availIdx, 2);
-            idx.set(ValueLayout.JAVA_SHORT_UNALIGNED, 0,
-                    (short) (idx.get(ValueLayout.JAVA_SHORT_UNALIGNED, 0) + rig.layout.queueSize(2) + 1));
+            short was = idx.get(ValueLayout.JAVA_SHORT_UNALIGNED, 0);
+            idx.set(ValueLayout.JAVA_SHORT_UNALIGNED, 0, (short) (was + rig.layout.queueSize(2) + 1));
             assertEquals(VirtioNetCtrl.ERR, rig.guest.setQueuePairs(2));
             String error = rig.device.model().lastError().orElseThrow();
             assertTrue(error.contains("virtqueue 2") && error.contains("avail.idx"), error);
+            assertEquals(1, rig.device.model().netState().queuePairs(), "the refused change was kept");
             assertFalse(rig.guest.needsReset());
             assertTrue(rig.device.isDatapathRunning());
             rig.guest.postRxBuffers();
             int[] received = DeviceTraffic.receiveAndCheck(rig, 0, 96, null);
             assertEquals(96, received[0], Arrays.toString(received));
             assertFalse(rig.tap.setQueueAttached(1, false), "pair 1's TAP queue was left attached");
+
+            // Posting receive buffers above wrote the driver's own avail.idx over the bad one
+            // (on every receive queue): the same command now succeeds, pair 1 joins, both receive.
+            assertTrue(((idx.get(ValueLayout.JAVA_SHORT_UNALIGNED, 0) - was) & 0xffff) <= rig.layout.queueSize(2));
+            rig.setQueuePairs(2);
+            int[] both = DeviceTraffic.receiveAndCheck(rig, 96, 96, null);
+            assertTrue(both[0] > 0 && both[1] > 0, Arrays.toString(both));
         }
     }
 
