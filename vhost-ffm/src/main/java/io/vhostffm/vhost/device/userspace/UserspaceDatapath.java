@@ -362,18 +362,28 @@ public final class UserspaceDatapath implements AutoCloseable {
         if (pairs.isEmpty()) {
             throw new IllegalArgumentException("no queue pair to serve");
         }
-        if (pairs.stream().map(QueuePairConfig::pair).distinct().count() != pairs.size()) {
-            throw new IllegalArgumentException("a queue pair appears twice: " + pairs.stream().map(QueuePairConfig::pair).toList());
-        }
+        requireDistinct(pairs);
         List<QueuePairConfig> copy = List.copyOf(pairs);
         // Open every queue first: a bad state fails the start before any thread runs.
-        List<DeviceQueue> queues = new ArrayList<>();
-        for (int p = 0; p < copy.size(); p++) {
-            int pair = copy.get(p).pair();
-            queues.add(settings.opener().open(2 * pair, memory, copy.get(p).rx()));
-            queues.add(settings.opener().open(2 * pair + 1, memory, copy.get(p).tx()));
+        return startQueues(memory, copy, settings, openQueues(memory, settings, copy), parked);
+    }
+
+    /** @throws IllegalArgumentException when a pair number appears twice in {@code pairs} */
+    private static void requireDistinct(List<QueuePairConfig> pairs) {
+        List<Integer> numbers = pairs.stream().map(QueuePairConfig::pair).toList();
+        if (numbers.stream().distinct().count() != numbers.size()) {
+            throw new IllegalArgumentException("a queue pair appears twice: " + numbers);
         }
-        return startQueues(memory, copy, settings, queues, parked);
+    }
+
+    /** Each pair's receive then transmit queue, opened from its states with the settings' opener. */
+    private static List<DeviceQueue> openQueues(GuestMemory memory, Settings settings, List<QueuePairConfig> pairs) {
+        List<DeviceQueue> queues = new ArrayList<>(2 * pairs.size());
+        for (QueuePairConfig pair : pairs) {
+            queues.add(settings.opener().open(2 * pair.pair(), memory, pair.rx()));
+            queues.add(settings.opener().open(2 * pair.pair() + 1, memory, pair.tx()));
+        }
+        return queues;
     }
 
     /**
@@ -548,19 +558,11 @@ public final class UserspaceDatapath implements AutoCloseable {
         if (!launched || stopRequested || finalStates != null || quiescedStates != null) {
             return false;
         }
-        List<Integer> numbers = new ArrayList<>(pairs.stream().map(QueuePairConfig::pair).toList());
-        for (QueuePairConfig pair : more) {
-            if (numbers.contains(pair.pair())) {
-                throw new IllegalArgumentException("queue pair " + pair.pair() + " is served already or given twice");
-            }
-            numbers.add(pair.pair());
-        }
+        List<QueuePairConfig> all = new ArrayList<>(pairs);
+        all.addAll(more);
+        requireDistinct(all);
         List<QueuePairConfig> copy = List.copyOf(more);
-        List<DeviceQueue> queues = new ArrayList<>(2 * copy.size());
-        for (QueuePairConfig pair : copy) {
-            queues.add(settings.opener().open(2 * pair.pair(), memory, pair.rx()));
-            queues.add(settings.opener().open(2 * pair.pair() + 1, memory, pair.tx()));
-        }
+        List<DeviceQueue> queues = openQueues(memory, settings, copy);
         int first = pairs.size();
         int ringsBefore = rings.size();
         int threadCount = workerThreads(settings.workerThreads(), first + copy.size());
@@ -584,12 +586,7 @@ public final class UserspaceDatapath implements AutoCloseable {
                         EventFd.create("userspace datapath wake"), arena, this));
             }
             spare = EventFd.create("userspace datapath wake");
-            for (QueuePairConfig pair : copy) {
-                pair.tapQueue().setNonBlocking(true);
-                // As at a launch: a stale event index may leave the guest waiting for an interrupt.
-                pair.rxCall().signal();
-                pair.txCall().signal();
-            }
+            readyAndNotify(copy);
         } catch (NativeCallException | RuntimeException e) {
             // Nothing of theirs runs yet: forget them as if never built.
             served.subList(first, served.size()).clear();
@@ -723,13 +720,19 @@ public final class UserspaceDatapath implements AutoCloseable {
 
     private void positionAndNotify(List<QueuePosition> finalPositions) throws NativeCallException {
         givePositions(finalPositions);
-        for (int p = 0; p < pairs.size(); p++) {
-            pairs.get(p).tapQueue().setNonBlocking(true);
+        readyAndNotify(pairs);
+    }
+
+    /**
+     * Makes {@code these} pairs' TAP queues non-blocking and signals each queue's call once: after
+     * a restore a stale avail_event/used_event may leave either side waiting for the other; the
+     * workers look at the rings as soon as they serve them.
+     */
+    private static void readyAndNotify(List<QueuePairConfig> these) throws NativeCallException {
+        for (QueuePairConfig pair : these) {
+            pair.tapQueue().setNonBlocking(true);
         }
-        // After a restore a stale avail_event/used_event may leave either side waiting for
-        // the other: notify the guest once per queue; the workers look at the rings at once.
-        for (int p = 0; p < pairs.size(); p++) {
-            QueuePairConfig pair = pairs.get(p);
+        for (QueuePairConfig pair : these) {
             pair.rxCall().signal();
             pair.txCall().signal();
         }
