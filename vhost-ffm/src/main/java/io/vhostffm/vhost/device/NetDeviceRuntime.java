@@ -29,8 +29,6 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.Supplier;
 
@@ -121,8 +119,13 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
      * before a reset is dropped after it ({@link StartListener}, {@link #reportBadInput}).
      */
     private volatile int resets;
-    /** The backend reports' threads not ended yet ({@link #startReporter}). */
-    private final Set<Thread> reporters = ConcurrentHashMap.newKeySet();
+    /**
+     * The backend reports' threads started and not yet seen ended ({@link #startReporter});
+     * guarded by itself.
+     */
+    private final List<Thread> reporters = new ArrayList<>();
+    /** Runs last on each report thread; tests hold a report thread there, as a slow end would. */
+    volatile Runnable reportEpilogue = () -> { };
     private int configGeneration;
     private byte[] lastConfig;
 
@@ -1106,29 +1109,39 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
     /** How long a reset or close waits for each report thread (it only takes the model's lock). */
     private static final long REPORT_THREAD_END_MILLIS = 5_000;
 
-    /** Starts a backend report's thread, kept until it ends so a reset or close can wait for it. */
+    /**
+     * Starts a backend report's thread. It stays in {@link #reporters} until a reset or close has
+     * joined it (or, ended, the next start prunes it): a thread that took itself out at the end of
+     * its report would, for the few instructions before it ends, be neither waited for nor gone.
+     * Adding and starting under the set's lock keeps a not-yet-started thread out of a waiter's
+     * copy (joining it would return at once).
+     */
     private void startReporter(String name, Runnable report) {
         Thread t = Thread.ofPlatform().daemon().name(name).unstarted(() -> {
-            try {
-                report.run();
-            } finally {
-                reporters.remove(Thread.currentThread());
-            }
+            report.run();
+            reportEpilogue.run();
         });
-        reporters.add(t);
-        t.start();
+        synchronized (reporters) {
+            reporters.removeIf(r -> r.getState() == Thread.State.TERMINATED);
+            reporters.add(t);
+            t.start();
+        }
     }
 
     /**
      * Waits, outside the model's lock (the reports take it), at most {@value #REPORT_THREAD_END_MILLIS}
-     * ms each, for the report threads started so far: after a reset none is left to act on the
-     * device the driver sets up next.
+     * ms each, for the report threads started so far to end: after a reset none is left to act on
+     * the device the driver sets up next. The ended ones leave the set.
      */
     private void awaitReporters() {
         if (Thread.holdsLock(model)) {
             return;
         }
-        for (Thread t : List.copyOf(reporters)) {
+        List<Thread> started;
+        synchronized (reporters) {
+            started = List.copyOf(reporters);
+        }
+        for (Thread t : started) {
             if (t == Thread.currentThread()) {
                 continue; // a report's own listener resetting or closing the device
             }
@@ -1141,6 +1154,9 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
                 Thread.currentThread().interrupt();
                 return;
             }
+        }
+        synchronized (reporters) {
+            reporters.removeIf(r -> r.getState() == Thread.State.TERMINATED);
         }
     }
 

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import io.vhostffm.vhost.device.userspace.UserspaceNetBackend;
 import io.vhostffm.vhost.os.MemfdGuestMemory;
@@ -27,6 +28,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
@@ -253,5 +255,64 @@ class TransportContractTest {
             assertTrue(stopped != null && stopped.dataQueues().isEmpty(), String.valueOf(stopped));
             assertFalse(rig.device.isDatapathRunning());
         }
+    }
+
+    /**
+     * A reset waits for every report thread started before it, to its end: one that finished
+     * its report but has not ended yet (held here where a slow end would be) is still waited
+     * for, so no report thread of the reset device outlives the reset.
+     */
+    @Test
+    void aResetWaitsForAReportThreadToItsEnd() throws Exception {
+        try (Rig rig = new Rig()) {
+            rig.negotiate();
+            rig.setUpQueues(3);
+            rig.device.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+            CompletableFuture<Thread> reporter = new CompletableFuture<>();
+            CountDownLatch release = new CountDownLatch(1);
+            rig.device.reportEpilogue = () -> {
+                reporter.complete(Thread.currentThread());
+                try {
+                    assertTrue(release.await(30, TimeUnit.SECONDS), "the test released the report thread");
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            };
+            rig.backend.close(); // the device's report of it runs on a report thread
+            assertTrue(rig.needsReset.get(10, TimeUnit.SECONDS).contains("closed"));
+            Thread held = reporter.get(10, TimeUnit.SECONDS);
+
+            CompletableFuture<Integer> reset = CompletableFuture.supplyAsync(() -> rig.device.writeStatus(0));
+            Thread resetting = awaitThreadIn("awaitReporters", reset);
+            if (resetting == null) {
+                // The reset returned without waiting for the held report thread.
+                Thread.State state = held.getState();
+                release.countDown();
+                fail("the reset returned while report thread " + held.getName() + " was " + state);
+            }
+            release.countDown();
+            assertEquals(0, reset.get(30, TimeUnit.SECONDS));
+            assertEquals(Thread.State.TERMINATED, held.getState(), "the report thread ended before the reset returned");
+        }
+    }
+
+    /**
+     * The thread running {@code work} once it is inside {@code method}, or null when the work
+     * completed first; fails after 30 s.
+     */
+    private static Thread awaitThreadIn(String method, CompletableFuture<?> work) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!work.isDone()) {
+            for (var e : Thread.getAllStackTraces().entrySet()) {
+                for (StackTraceElement f : e.getValue()) {
+                    if (f.getMethodName().equals(method) && f.getClassName().equals(NetDeviceRuntime.class.getName())) {
+                        return e.getKey();
+                    }
+                }
+            }
+            assertTrue(System.nanoTime() < deadline, "neither in " + method + " nor done within 30 s");
+            Thread.onSpinWait();
+        }
+        return null;
     }
 }
