@@ -228,9 +228,10 @@ public final class ResourceLedger {
 
     /**
      * The live platform threads, from the root thread group: unlike {@code Thread.getAllStackTraces()}
-     * no stack is walked (a ledger taken after every input of a fuzz target must be cheap).
+     * no stack is walked and no safepoint taken (a ledger taken after every input of a fuzz target
+     * must be cheap).
      */
-    private static List<Thread> liveThreads() {
+    public static List<Thread> liveThreads() {
         ThreadGroup root = Thread.currentThread().getThreadGroup();
         while (root.getParent() != null) {
             root = root.getParent();

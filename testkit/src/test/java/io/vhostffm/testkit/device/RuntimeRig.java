@@ -7,6 +7,7 @@ import io.vhostffm.testkit.FakeGuest;
 import io.vhostffm.testkit.GuestLayout;
 import io.vhostffm.testkit.GuestTransport;
 import io.vhostffm.testkit.NetworkSide;
+import io.vhostffm.testkit.ResourceLedger;
 import io.vhostffm.vhost.device.NetBackend;
 import io.vhostffm.vhost.device.NetDeviceRuntime;
 import io.vhostffm.vhost.device.kernel.VhostNetBackend;
@@ -138,7 +139,6 @@ final class RuntimeRig implements AutoCloseable {
         awaitThreadsEnd("(tap " + tap.name());
     }
 
-    /** Joins, with a deadline, every live thread whose name contains {@code marker}. */
     /**
      * Waits, with a deadline, for the end of a userspace datapath worker serving pair {@code pair}
      * of {@code rig}'s TAP alone (a pair stopped on bad guest input takes such a thread with it);
@@ -148,7 +148,7 @@ final class RuntimeRig implements AutoCloseable {
         String marker = "userspace datapath pair " + pair + " (tap " + rig.tap.name() + " ";
         String shared = "userspace datapath pair " + pair + " (tap " + rig.tap.name() + " queue " + pair + "), ";
         long deadline = System.nanoTime() + EVENT_TIMEOUT_MILLIS * 1_000_000L;
-        for (Thread t : Thread.getAllStackTraces().keySet()) {
+        for (Thread t : ResourceLedger.liveThreads()) {
             String name = t.getName();
             boolean sharedWorker = name.contains(", pair " + pair + " (tap " + rig.tap.name() + " ") || name.contains(shared);
             if (sharedWorker) {
@@ -161,9 +161,10 @@ final class RuntimeRig implements AutoCloseable {
         }
     }
 
+    /** Joins, with a deadline, every live thread whose name contains {@code marker}. */
     static void awaitThreadsEnd(String marker) throws InterruptedException {
         long deadline = System.nanoTime() + EVENT_TIMEOUT_MILLIS * 1_000_000L;
-        for (Thread t : Thread.getAllStackTraces().keySet()) {
+        for (Thread t : ResourceLedger.liveThreads()) {
             if (t.getName().contains(marker)) {
                 long left = Math.max(1, (deadline - System.nanoTime()) / 1_000_000L);
                 t.join(left);
