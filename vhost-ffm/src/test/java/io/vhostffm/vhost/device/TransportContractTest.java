@@ -100,6 +100,14 @@ class TransportContractTest {
             }
         }
 
+        /** The driver's whole sequence up to DRIVER_OK, every queue set up; the datapath runs. */
+        void start() {
+            negotiate();
+            setUpQueues(3);
+            device.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+            assertTrue(device.isDatapathRunning(), () -> "DRIVER_OK: " + device.lastError());
+        }
+
         @Override
         public void close() {
             device.close();
@@ -194,10 +202,7 @@ class TransportContractTest {
     void resetBringsEveryRegisterBack() throws Exception {
         try (Rig rig = new Rig()) {
             VirtioDevice d = rig.device;
-            rig.negotiate();
-            rig.setUpQueues(3);
-            d.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-            assertTrue(rig.device.isDatapathRunning());
+            rig.start();
             d.reset();
             assertEquals(0, d.status());
             assertFalse(rig.device.isDatapathRunning());
@@ -210,10 +215,7 @@ class TransportContractTest {
                 assertEquals(0, d.queueDeviceArea(q));
             }
             // and the driver can do it all again
-            rig.negotiate();
-            rig.setUpQueues(3);
-            d.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-            assertTrue(rig.device.isDatapathRunning());
+            rig.start();
         }
     }
 
@@ -236,10 +238,7 @@ class TransportContractTest {
     @Test
     void closingTheBackendInUseIsNotSilent() throws Exception {
         try (Rig rig = new Rig()) {
-            rig.negotiate();
-            rig.setUpQueues(3);
-            rig.device.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
-            assertTrue(rig.device.isDatapathRunning());
+            rig.start();
             rig.device.configInterrupt().consume(); // nothing pending from the start-up (nonblocking read)
 
             rig.backend.close();
@@ -265,9 +264,7 @@ class TransportContractTest {
     @Test
     void aResetWaitsForAReportThreadToItsEnd() throws Exception {
         try (Rig rig = new Rig()) {
-            rig.negotiate();
-            rig.setUpQueues(3);
-            rig.device.writeStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+            rig.start();
             CompletableFuture<Thread> reporter = new CompletableFuture<>();
             CountDownLatch release = new CountDownLatch(1);
             rig.device.reportEpilogue = () -> {
