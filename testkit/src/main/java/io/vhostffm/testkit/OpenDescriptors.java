@@ -63,6 +63,8 @@ public final class OpenDescriptors {
         }
     }
 
+    private static final Path FD_DIRECTORY = Path.of("/proc/self/fd");
+
     /**
      * How many descriptors are open now: the size the kernel gives {@code /proc/self/fd} (its
      * count of open descriptors, since Linux 6.2: one stat, cheap enough for a check after every
@@ -81,11 +83,9 @@ public final class OpenDescriptors {
         return listing().length;
     }
 
-    private static final Path FD_DIRECTORY = Path.of("/proc/self/fd");
-
     /** The entries of {@code /proc/self/fd}. */
     private static String[] listing() {
-        String[] names = new File("/proc/self/fd").list();
+        String[] names = FD_DIRECTORY.toFile().list();
         if (names == null) {
             throw new IllegalStateException("/proc/self/fd is not readable");
         }
@@ -100,7 +100,7 @@ public final class OpenDescriptors {
         Map<Integer, String> open = new TreeMap<>();
         for (String name : listing()) {
             try {
-                open.put(Integer.parseInt(name), Files.readSymbolicLink(Path.of("/proc/self/fd", name)).toString());
+                open.put(Integer.parseInt(name), Files.readSymbolicLink(FD_DIRECTORY.resolve(name)).toString());
             } catch (IOException e) {
                 // the directory descriptor the listing used is gone by now: not ours to count
             }

@@ -1122,7 +1122,7 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             reportEpilogue.run();
         });
         synchronized (reporters) {
-            reporters.removeIf(r -> r.getState() == Thread.State.TERMINATED);
+            pruneEndedReporters();
             reporters.add(t);
             t.start();
         }
@@ -1156,8 +1156,13 @@ public final class NetDeviceRuntime implements VirtioDevice, AutoCloseable {
             }
         }
         synchronized (reporters) {
-            reporters.removeIf(r -> r.getState() == Thread.State.TERMINATED);
+            pruneEndedReporters();
         }
+    }
+
+    /** Drops the report threads that have ended; called with {@link #reporters}' lock held. */
+    private void pruneEndedReporters() {
+        reporters.removeIf(r -> r.getState() == Thread.State.TERMINATED);
     }
 
     /** The model's effects, forwarded to whichever backend serves now. Runs with the model's lock held. */
